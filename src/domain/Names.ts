@@ -1,0 +1,43 @@
+// Name rules shared by every program. The registry enforces them; clients check them early.
+import { Schema } from "effect"
+
+const byteLength = (s: string) => Buffer.byteLength(s, "utf8")
+// eslint-disable-next-line no-control-regex
+const controlChars = /[\u0000-\u001f\u007f]/
+
+/** Why a name is not acceptable, or undefined when it is. `kind` words the message. */
+const commonProblem = (kind: string, s: string): string | undefined => {
+  if (s.length === 0) return `${kind} name cannot be empty`
+  if (controlChars.test(s)) return `${kind} name cannot contain control characters`
+  if (s === "." || s === "..") return `${kind} name cannot be "." or ".."`
+  if (byteLength(s) > 255) return `${kind} name cannot be longer than 255 bytes`
+  return undefined
+}
+
+export const componentNameProblem = (s: string): string | undefined =>
+  commonProblem("component", s) ?? (s.includes(":") ? "name cannot contain : symbol" : undefined)
+
+export const configurationNameProblem = (s: string): string | undefined =>
+  commonProblem("configuration", s) ?? (s.includes("/") ? "name cannot contain / symbol" : undefined)
+
+export const versionProblem = (s: string): string | undefined => commonProblem("version", s)
+
+const refined = (problem: (s: string) => string | undefined, identifier: string) =>
+  Schema.String.pipe(
+    Schema.filter((s) => problem(s) ?? true, { identifier }),
+    Schema.brand(identifier)
+  )
+
+export const ComponentName = refined(componentNameProblem, "ComponentName")
+export type ComponentName = typeof ComponentName.Type
+export const ConfigurationName = refined(configurationNameProblem, "ConfigurationName")
+export type ConfigurationName = typeof ConfigurationName.Type
+export const Version = refined(versionProblem, "Version")
+export type Version = typeof Version.Type
+
+export const sha256Problem = (s: string): string | undefined =>
+  /^[0-9a-f]{64}$/.test(s) ? undefined : "hash should be a hex representation of content sha256 sum, 64 chars long"
+
+/** Lowercase hex sha256. */
+export const Sha256 = refined(sha256Problem, "Sha256")
+export type Sha256 = typeof Sha256.Type
