@@ -14,6 +14,10 @@ export const Rfc3339 = Schema.transformOrFail(Schema.String, Schema.DateFromSelf
       : ParseResult.fail(new ParseResult.Type(ast, s, "expected an RFC 3339 time"))
   },
   encode: (d) => ParseResult.succeed(rfc3339Nano(d))
+}).annotations({
+  // Only 4-digit years print as RFC 3339 (toISOString gives "+010000-…" beyond); property tests stay in range.
+  arbitrary: () => (fc) =>
+    fc.date({ min: new Date("0001-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59.999Z"), noInvalidDate: true })
 })
 
 export class DocumentLayer extends Schema.Class<DocumentLayer>("DocumentLayer")({

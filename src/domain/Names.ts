@@ -39,5 +39,8 @@ export const sha256Problem = (s: string): string | undefined =>
   /^[0-9a-f]{64}$/.test(s) ? undefined : "hash should be a hex representation of content sha256 sum, 64 chars long"
 
 /** Lowercase hex sha256. */
-export const Sha256 = refined(sha256Problem, "Sha256")
+export const Sha256 = refined(sha256Problem, "Sha256").annotations({
+  // Random strings never match; generate hex directly so Arbitrary.make works on documents (property tests).
+  arbitrary: () => (fc) => fc.stringMatching(/^[0-9a-f]{64}$/).map((s) => s as Sha256)
+})
 export type Sha256 = typeof Sha256.Type

@@ -1,8 +1,13 @@
 // Content-addressed blobs under <dir>/files/<sha256>: written once (temp file, fsync, rename), never modified.
 // A service so that an object store can replace the filesystem later (DESIGN.md).
-import { Context, type Effect, type Stream } from "effect"
-import type { StorageError } from "../domain/Errors.js"
-import type { Sha256 } from "../domain/Names.js"
+import { NodeStream } from "@effect/platform-node"
+import { Context, Effect, Layer, Stream } from "effect"
+import { createReadStream } from "node:fs"
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"
+import * as path from "node:path"
+import { StorageError } from "../domain/Errors.js"
+import { type Sha256, sha256Problem } from "../domain/Names.js"
+import { RegistryConfig } from "./RegistryConfig.js"
 
 export interface BlobInfo {
   readonly hash: Sha256
@@ -24,3 +29,104 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
     readonly list: Effect.Effect<ReadonlyArray<Sha256>, StorageError>
   }
 >() {}
+
+/** A filesystem call as an Effect; `reason` is what the operator may see (never a path). */
+export const io = <A>(reason: string, f: () => Promise<A>) =>
+  Effect.tryPromise({ try: f, catch: (cause) => new StorageError({ reason, cause }) })
+
+const fsync = async (p: string, flags: "r" | "r+") => {
+  const fh = await open(p, flags)
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+/** fsync of a file's data (before renaming it into place). */
+export const fsyncFile = (p: string) => fsync(p, "r+")
+
+/** fsync of a directory, so a rename into it survives a crash. */
+export const fsyncDir = (p: string) => fsync(p, "r")
+
+const isMissing = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
+
+/** Guards every path built from a hash: only 64 lowercase hex characters ever reach the filesystem. */
+const checked = (hash: string) =>
+  sha256Problem(hash) === undefined ? Effect.succeed(hash) : Effect.fail(new StorageError({ reason: "invalid blob hash" }))
+
+export const make = (dir: string) =>
+  Effect.gen(function* () {
+    const files = path.join(dir, "files")
+    yield* io("cannot create the blob directory", () => mkdir(files, { recursive: true }))
+
+    const blobPath = (hash: Sha256) => {
+      if (sha256Problem(hash) !== undefined) throw new Error("invalid blob hash") // a defect: callers pass validated hashes
+      return path.join(files, hash)
+    }
+
+    const statBlob = (hash: Sha256) =>
+      Effect.flatMap(checked(hash), () =>
+        io("cannot read the blob store", async (): Promise<BlobInfo | undefined> => {
+          try {
+            const s = await stat(path.join(files, hash))
+            return { hash, size: s.size, mtime: s.mtime }
+          } catch (e) {
+            if (isMissing(e)) return undefined
+            throw e
+          }
+        })
+      )
+
+    const has = (hash: Sha256) => Effect.map(statBlob(hash), (s) => s !== undefined)
+
+    const stream = (hash: Sha256) =>
+      Stream.unwrap(
+        Effect.map(checked(hash), (h) =>
+          NodeStream.fromReadable<StorageError>(
+            () => createReadStream(path.join(files, h)),
+            (cause) => new StorageError({ reason: isMissing(cause) ? "blob not found" : "cannot read a blob", cause })
+          )
+        )
+      )
+
+    // Written once: when the blob is already there the identical temp copy is dropped, never renamed over it.
+    const adopt = (tempPath: string, hash: Sha256) =>
+      Effect.flatMap(checked(hash), (h) =>
+        io("cannot store a blob", async () => {
+          const target = path.join(files, h)
+          try {
+            await stat(target)
+            await unlink(tempPath)
+            return
+          } catch (e) {
+            if (!isMissing(e)) throw e
+          }
+          await rename(tempPath, target)
+          await fsyncDir(files)
+        })
+      )
+
+    const remove = (hash: Sha256) =>
+      Effect.flatMap(checked(hash), (h) =>
+        io("cannot remove a blob", async () => {
+          try {
+            await unlink(path.join(files, h))
+          } catch (e) {
+            if (!isMissing(e)) throw e
+          }
+        })
+      )
+
+    const list = io("cannot list the blob store", async () =>
+      (await readdir(files)).filter((n) => sha256Problem(n) === undefined).sort() as Array<Sha256>
+    )
+
+    return BlobStore.of({ has, stat: statBlob, path: blobPath, stream, adopt, remove, list })
+  })
+
+/** Blobs in `<RegistryConfig.dir>/files` (created at start). */
+export const BlobStoreLive = Layer.effect(
+  BlobStore,
+  Effect.flatMap(RegistryConfig, (c) => make(c.dir))
+)

@@ -1,7 +1,23 @@
 // Runs one operator command (an exec payload or a shell line) against Storage and renders the
 // output formats of DESIGN.md. Everything goes to stdout; exit status 0 or 1.
-import { Context, type Effect } from "effect"
+//
+// `-json` shapes (one line of JSON, stable; times RFC 3339 with fractional seconds, UTC):
+//   components, configurations: ["name", …] in byte order
+//   showcomp:  {"Name":"code","Versions":[{"Version":"v01","Hash":"<sha256>","Ctime":"…"}, …]} oldest first
+//   showconf:  the configuration document agents read ({"Name","Mtime","Hash","Layers":[{"Name","Version","File","Hash","Ctime"}]})
+//   history:   [{"Time":"…","Hash":"…","Who":{"User":"…","Fingerprint":"SHA256:…","Comment":"…"},
+//                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}]}, …] newest first
+import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
+import { ConfigurationDocument } from "../domain/Document.js"
+import { type CommandError, ConfigurationNotFound, ForceRequired } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
+import { split } from "../domain/ShellWords.js"
+import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
+import { BlobStore } from "./BlobStore.js"
+import { type StateInfo, Storage } from "./Storage.js"
+import { Uploads } from "./Uploads.js"
+import { renderReport, verify } from "./Verify.js"
 
 export interface ConsoleResult {
   readonly output: string
@@ -15,3 +31,177 @@ export class Console extends Context.Tag("registry/Console")<
     readonly run: (line: string, who: Principal) => Effect.Effect<ConsoleResult>
   }
 >() {}
+
+const width = (s: string) => [...s].length // Go's tabwriter counts runes
+
+/**
+ * Go's text/tabwriter with minwidth 0, padding 3, padchar ' ': every column but the last is as wide
+ * as its widest cell plus 3; the last cell of a line is written as is. Each row ends with "\n".
+ */
+export const tabwrite = (rows: ReadonlyArray<ReadonlyArray<string>>, padding = 3): string => {
+  const widths: Array<number> = []
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      if (i < row.length - 1) widths[i] = Math.max(widths[i] ?? 0, width(cell))
+    })
+  }
+  return rows
+    .map((row) => row.map((cell, i) => (i < row.length - 1 ? cell + " ".repeat(widths[i]! + padding - width(cell)) : cell)).join("") + "\n")
+    .join("")
+}
+
+/** Go's %q for the names we allow (no control characters): a double-quoted string. */
+const goQuote = (s: string) => JSON.stringify(s)
+
+const lines = (xs: ReadonlyArray<string>) => xs.map((x) => `${x}\n`).join("")
+const json = (v: unknown) => `${JSON.stringify(v)}\n`
+
+const ok = (output = ""): ConsoleResult => ({ output, exitCode: 0 })
+
+const historyJson = (s: StateInfo) => ({
+  Time: rfc3339Nano(s.time),
+  Hash: s.hash,
+  Who: { User: s.who.user, Fingerprint: s.who.fingerprint, Comment: s.who.comment },
+  Layers: s.layers.map((l) => ({ Name: l.component, Version: l.version, Hash: l.hash }))
+})
+
+/** What a rollback changed, one row per component whose version changed, was added or removed. */
+const diff = (before: StateInfo, after: StateInfo): string => {
+  const old = new Map(before.layers.map((l) => [l.component, l.version]))
+  const now = new Map(after.layers.map((l) => [l.component, l.version]))
+  const rows: Array<Array<string>> = []
+  for (const l of after.layers) {
+    const was = old.get(l.component)
+    if (was !== l.version) rows.push([l.component, `${was ?? "(none)"} -> ${l.version}`])
+  }
+  for (const l of before.layers) if (!now.has(l.component)) rows.push([l.component, `${l.version} -> (none)`])
+  if (rows.length === 0) rows.push(["(layer order changed)"])
+  return `rolled back "${after.configuration}" to ${after.hash}:\n` + tabwrite(rows)
+}
+
+export const make = Effect.gen(function* () {
+  const storage = yield* Storage
+  const blobs = yield* BlobStore
+  const uploads = yield* Uploads
+
+  /**
+   * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
+   * untouched), then move the upload into the blob store, then commit. A crash after the move and
+   * before the commit leaves a blob without a version: harmless, a retried addver finds the blob,
+   * retention removes it otherwise. A version without its blob cannot happen.
+   */
+  const addver = (cmd: Extract<Command, { _tag: "addver" }>) =>
+    storage.transaction(
+      Effect.gen(function* () {
+        yield* storage.addVersion(cmd.name, cmd.version, cmd.hash)
+        if (yield* blobs.has(cmd.hash)) return // written once: an identical staged copy is left to the upload sweep
+        const staged = yield* uploads.find(cmd.hash)
+        // The upload sweep may have taken it meanwhile: say so rather than "internal error".
+        yield* blobs.adopt(staged, cmd.hash).pipe(Effect.catchTag("StorageError", (e) => Effect.zipRight(uploads.find(cmd.hash), Effect.fail(e))))
+      })
+    )
+
+  const execute = (cmd: Command, who: Principal): Effect.Effect<ConsoleResult, CommandError> => {
+    switch (cmd._tag) {
+      case "help":
+        return Effect.succeed(ok(commandList()))
+      case "components":
+        return Effect.map(storage.componentNames, (names) => ok(cmd.json ? json(names) : lines(names)))
+      case "configurations":
+        return Effect.map(storage.configurationNames, (names) => ok(cmd.json ? json(names) : lines(names)))
+      case "showcomp":
+        return Effect.map(storage.versions(cmd.name), (vs) =>
+          ok(
+            cmd.json
+              ? json({ Name: cmd.name, Versions: vs.map((v) => ({ Version: v.version, Hash: v.hash, Ctime: rfc3339Nano(v.ctime) })) })
+              : tabwrite(vs.map((v) => [rfc3339Seconds(v.ctime), v.version]))
+          )
+        )
+      case "showconf":
+        return storage.document(cmd.name).pipe(
+          Effect.flatMap(Option.match({ onNone: () => Effect.fail(new ConfigurationNotFound({ name: cmd.name })), onSome: Effect.succeed })),
+          Effect.map((doc) => {
+            if (cmd.json) return ok(json(Schema.encodeSync(ConfigurationDocument)(doc)))
+            const head = cmd.verbose ? `Name:\t${doc.Name}\nMtime:\t${rfc3339Seconds(doc.Mtime)}\nHash:\t${doc.Hash}\n\n` : ""
+            return ok(head + tabwrite(doc.Layers.map((l) => [l.Name, l.Version, rfc3339Seconds(l.Ctime)])))
+          })
+        )
+      case "history":
+        return Effect.map(storage.history(cmd.name), (states) =>
+          ok(
+            cmd.json
+              ? json(states.map(historyJson))
+              : tabwrite(
+                  states.map((s) => [rfc3339Seconds(s.time), s.hash, s.who.label, s.layers.map((l) => `${l.component}:${l.version}`).join(" ")])
+                )
+          )
+        )
+      case "addver":
+        return Effect.as(addver(cmd), ok())
+      case "addconf":
+        return Effect.as(storage.addConfiguration(cmd.name, cmd.layers, who), ok())
+      case "changeconf":
+        return Effect.as(storage.changeConfiguration(cmd.name, cmd.component, cmd.version, who, cmd.expect), ok())
+      case "replaceconf":
+        return Effect.as(storage.replaceConfiguration(cmd.name, cmd.layers, who, cmd.expect), ok())
+      case "bumpconf":
+        return Effect.map(storage.bumpConfiguration(cmd.name, cmd.component, who, cmd.expect), (change) => {
+          if (!change.changed) return ok() // already the newest version: nothing written (fault 8)
+          const was = change.before.layers.find((l) => l.component === cmd.component)!
+          return ok(
+            `to roll back run:\tchangeconf -name=${goQuote(cmd.name)} -component=${goQuote(cmd.component)} -version=${goQuote(was.version)}\n`
+          )
+        })
+      case "rollback":
+        return Effect.map(storage.rollback(cmd.name, cmd.to, who, cmd.expect), (change) =>
+          ok(change.changed ? diff(change.before, change.after) : `configuration "${cmd.name}" is already at ${change.after.hash}\n`)
+        )
+      case "delver":
+        return Effect.as(storage.deleteVersion(cmd.name, cmd.version), ok())
+      case "delcomp":
+        return Effect.as(storage.deleteComponent(cmd.name), ok())
+      case "delconf":
+        return cmd.force
+          ? Effect.as(storage.deleteConfiguration(cmd.name), ok())
+          : Effect.fail(new ForceRequired())
+      case "verify":
+        return verify.pipe(
+          Effect.map(renderReport),
+          Effect.provideService(Storage, storage),
+          Effect.provideService(BlobStore, blobs)
+        )
+    }
+  }
+
+  const run = (line: string, who: Principal): Effect.Effect<ConsoleResult> => {
+    const parsed = Either.flatMap(split(line), parse)
+    const result: Effect.Effect<ConsoleResult, CommandError> = Either.isLeft(parsed)
+      ? Effect.fail(parsed.left)
+      : parsed.right._tag === "Help"
+        ? Effect.succeed(ok(commandUsage(parsed.right.spec)))
+        : execute(parsed.right.command, who)
+    return result.pipe(
+      Effect.catchAll((e) =>
+        Effect.succeed<ConsoleResult>({
+          output: `${e.message}\n${e._tag === "UnknownCommand" ? commandList() : ""}`,
+          exitCode: 1
+        })
+      ),
+      Effect.catchAllCause((cause) =>
+        // Interruption (the connection went away) stays interruption. Anything else is a bug, not an
+        // operator error: details go to the server log, the operator gets one line.
+        Cause.isInterruptedOnly(cause)
+          ? Effect.failCause(cause)
+          : Effect.as(Effect.logError("console command failed", Cause.pretty(cause)), {
+              output: "internal error\n",
+              exitCode: 1
+            } satisfies ConsoleResult)
+      )
+    )
+  }
+
+  return Console.of({ run })
+})
+
+/** Requires Storage, BlobStore and Uploads. */
+export const ConsoleLive = Layer.effect(Console, make)

@@ -1,0 +1,87 @@
+// Benchmark inputs, made once and cached under $BENCH_DATA (default <tmpdir>/deploy-tools-bench-data):
+// an incompressible tar.gz of a given size, and a tar.gz of many small files. Both are valid tar.gz.
+import { createHash } from "node:crypto"
+import { createReadStream, existsSync } from "node:fs"
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { runOk } from "./proc.js"
+
+export interface DataFile {
+  readonly path: string
+  readonly bytes: number
+  readonly sha256: string
+}
+
+export const dataDir = (): string => process.env["BENCH_DATA"] ?? path.join(os.tmpdir(), "deploy-tools-bench-data")
+
+export const sha256File = (file: string): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const h = createHash("sha256")
+    createReadStream(file, { highWaterMark: 1 << 20 })
+      .on("data", (d) => h.update(d))
+      .on("error", reject)
+      .on("end", () => resolve(h.digest("hex")))
+  })
+
+const cached = async (name: string, make: (tmpOut: string, scratch: string) => Promise<void>): Promise<DataFile> => {
+  const dir = dataDir()
+  await mkdir(dir, { recursive: true })
+  const out = path.join(dir, name)
+  const meta = `${out}.sha256`
+  if (existsSync(out) && existsSync(meta)) {
+    const [sha256, bytes] = (await readFile(meta, "utf8")).trim().split(" ")
+    return { path: out, sha256: sha256!, bytes: Number(bytes) }
+  }
+  const scratch = await mkdtemp(path.join(dir, "make-"))
+  try {
+    const tmp = path.join(scratch, "out.tar.gz")
+    await make(tmp, scratch)
+    const sha256 = await sha256File(tmp)
+    const bytes = Number((await runOk("stat", ["-c", "%s", tmp])).stdout.trim())
+    await rename(tmp, out)
+    await writeFile(meta, `${sha256} ${bytes}\n`)
+    return { path: out, sha256, bytes }
+  } finally {
+    await rm(scratch, { recursive: true, force: true })
+  }
+}
+
+/**
+ * A tar.gz of one random file of `bytes` bytes, gzip -1: incompressible, so the archive is about
+ * `bytes` long and every byte crosses the wire. `tag` makes distinct files of the same size.
+ */
+export const randomTarGz = (bytes: number, tag = ""): Promise<DataFile> =>
+  cached(`random-${bytes}${tag ? `-${tag}` : ""}.tar.gz`, async (out, scratch) => {
+    const payload = path.join(scratch, "payload.bin")
+    await runOk("sh", ["-c", 'head -c "$1" /dev/urandom > "$2"', "sh", String(bytes), payload])
+    await runOk("sh", ["-c", 'tar -C "$1" -cf - payload.bin | gzip -1 > "$2"', "sh", scratch, out])
+  })
+
+/** A tar.gz of `count` small files (64 B – 4 KiB of base64 text) in directories of 100. */
+export const smallFilesTarGz = (count: number): Promise<DataFile> =>
+  cached(`small-${count}.tar.gz`, async (out, scratch) => {
+    const tree = path.join(scratch, "tree")
+    let seed = 12345
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff)
+    const pool = (await import("node:crypto")).randomBytes(8192).toString("base64")
+    for (let d = 0; d < Math.ceil(count / 100); d++) {
+      const sub = path.join(tree, `d${String(d).padStart(4, "0")}`)
+      await mkdir(sub, { recursive: true })
+      const writes: Promise<void>[] = []
+      for (let i = d * 100; i < Math.min(count, (d + 1) * 100); i++) {
+        const len = 64 + Math.floor(rnd() * 4032)
+        const off = Math.floor(rnd() * (pool.length - len))
+        writes.push(writeFile(path.join(sub, `f${i}.txt`), pool.slice(off, off + len)))
+      }
+      await Promise.all(writes)
+    }
+    await runOk("tar", ["-C", tree, "-czf", out, "."])
+  })
+
+/** A tiny valid tar.gz holding one file with `text` (for configuration churn). */
+export const tinyTarGz = (name: string, text: string): Promise<DataFile> =>
+  cached(`tiny-${name}.tar.gz`, async (out, scratch) => {
+    await writeFile(path.join(scratch, "version.txt"), text)
+    await runOk("tar", ["-C", scratch, "-czf", out, "version.txt"])
+  })

@@ -1,0 +1,69 @@
+// Profiles the registry (node --cpu-prof) under one kind of load and prints where its CPU time goes.
+//   node --import tsx bench/profile.ts -mode handshake|agent-poll|exec|upload [-window 10s] [-c 16] [-procs 2] [-size 256M]
+import { readdirSync, readFileSync } from "node:fs"
+import { rm } from "node:fs/promises"
+import * as path from "node:path"
+import { tempDir } from "../test/support/keys.js"
+import { randomTarGz, tinyTarGz } from "./lib/data.js"
+import { parseFlags, UsageError } from "./lib/flags.js"
+import { Cleanup, isMain, log } from "./lib/main.js"
+import { sftpPut } from "./lib/openssh.js"
+import { cpuMs, warm } from "./lib/proc.js"
+import { formatProfile, summarizeProfile } from "./lib/profile.js"
+import { addVersionViaSftp, sshExec, startRegistry } from "./lib/registry.js"
+import { formatLoad, runLoadProcs, type Mode, type Target } from "./load.js"
+
+const main = async (argv: ReadonlyArray<string>) => {
+  const f = parseFlags(argv, ["mode", "window", "c", "procs", "size", "cipher", "top"])
+  const mode = f.str("mode", "handshake")
+  if (!["handshake", "agent-poll", "exec", "upload"].includes(mode)) throw new UsageError("-mode is handshake, agent-poll, exec or upload")
+  const cipher = f.str("cipher", "aes128-gcm@openssh.com")
+  const cleanup = new Cleanup()
+  try {
+    const profDir = await tempDir("bench-prof-")
+    cleanup.add(() => rm(profDir, { recursive: true, force: true }))
+    const reg = await startRegistry({ cipher, nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`] })
+    let stopped = false
+    cleanup.add(async () => void (stopped || (await reg.stop())))
+    const c0 = cpuMs(reg.pid)
+    let what: string
+    if (mode === "upload") {
+      const data = await randomTarGz(f.size("size", "256M"))
+      await warm(data.path)
+      const r = await sftpPut({ port: reg.port, user: "operator", opts: reg.clientOpts("operator") }, data.path, "x.tar.gz")
+      what = `sftp put of ${data.bytes} bytes in ${r.ms.toFixed(0)} ms`
+    } else {
+      const v1 = await tinyTarGz("capacity-v1", "v1\n")
+      await addVersionViaSftp(reg, v1.path, v1.sha256, "bench", "v1")
+      await sshExec(reg, "addconf -name bench -layer bench:v1")
+      const keyPath = mode === "agent-poll" ? reg.agent.privatePath : reg.operator.privatePath
+      const target: Target = {
+        host: "127.0.0.1", port: reg.port, username: mode === "agent-poll" ? "deploy-agent" : "operator",
+        privateKey: readFileSync(keyPath), keyPath, fingerprint: reg.fingerprint, cipher
+      }
+      const load = await runLoadProcs({
+        target, mode: mode as Mode, command: "configurations", path: "/configs/bench.json",
+        concurrency: f.int("c", 16), durationMs: f.duration("window", "10s"), procs: mode === "exec" ? 1 : f.int("procs", 2)
+      })
+      what = formatLoad(load)
+    }
+    const used = cpuMs(reg.pid) - c0
+    stopped = true
+    await reg.stop()
+    const prof = readdirSync(profDir).find((n) => n.endsWith(".cpuprofile"))
+    log(`${what}; registry CPU ${used.toFixed(0)} ms`)
+    if (!prof) throw new Error("the registry wrote no .cpuprofile (did it exit cleanly on SIGTERM?)")
+    process.stdout.write(formatProfile(summarizeProfile(path.join(profDir, prof), f.int("top", 25))) + "\n")
+  } finally {
+    await cleanup.run()
+  }
+}
+
+if (isMain(import.meta.url)) {
+  main(process.argv.slice(2))
+    .then(() => process.exit(0))
+    .catch((e: unknown) => {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`)
+      process.exit(e instanceof UsageError ? 2 : 1)
+    })
+}

@@ -1,0 +1,59 @@
+// `npm run bench`: every benchmark in turn (soak excluded: `npm run soak`), then one summary table.
+// Each writes bench/results/<name>.json. Flags: [-only upload,download,...] [-runs 5] [-size 256M] [-large 1G]
+// [-quick] (32 MiB files, 3 runs, no large upload, short windows: a smoke test, not a measurement).
+import { parseFlags } from "./lib/flags.js"
+import { log, publish, runStandalone, type Bench } from "./lib/main.js"
+import { environment, type BenchResult, type Row } from "./lib/report.js"
+import { capacity } from "./capacity.js"
+import { download } from "./download.js"
+import { propagation } from "./propagation.js"
+import { smallfiles } from "./smallfiles.js"
+import { upload } from "./upload.js"
+
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, capacity }
+
+const runAll: Bench = async (argv) => {
+  const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
+  const quick = f.bool("quick")
+  const runs = String(f.int("runs", quick ? 3 : 5))
+  const size = f.str("size", quick ? "32M" : "256M")
+  const large = f.str("large", quick ? "0" : "1G")
+  const only = f.str("only", Object.keys(all).join(",")).split(",").filter((x) => x !== "")
+  for (const n of only) if (!(n in all)) throw new Error(`unknown benchmark ${n} (known: ${Object.keys(all).join(", ")})`)
+  const args: Record<string, string[]> = {
+    upload: ["-runs", runs, "-size", size, "-large", large],
+    download: ["-runs", runs, "-size", size],
+    smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000"] : [])],
+    propagation: quick ? ["-changes", "5"] : [],
+    capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])]
+  }
+  const started = Date.now()
+  const rows: Row[] = []
+  const failures: string[] = []
+  for (const n of only) {
+    log(`=== ${n} ${args[n]!.join(" ")}`)
+    try {
+      const res: BenchResult = await all[n]!(args[n]!)
+      await publish(res)
+      rows.push(...res.rows.map((r) => ({ ...r, metric: `${n}: ${r.metric}` })))
+    } catch (e) {
+      failures.push(`${n}: ${(e as Error).message}`)
+      log(`${n} FAILED: ${(e as Error).message}`)
+    }
+  }
+  const env = await environment()
+  log(`load average at end: ${(env["loadavg"] as number[]).map((x) => x.toFixed(1)).join(" ")} (the cores may be shared)`)
+  if (failures.length) process.stdout.write(`\nfailed: ${failures.join("\n        ")}\n`)
+  return {
+    name: "all",
+    startedAt: new Date(started).toISOString(),
+    durationMs: Date.now() - started,
+    environment: env,
+    settings: { only, runs, size, large, quick },
+    rows,
+    extra: { failures }
+  }
+}
+
+// The summary of every row is printed last and written to bench/results/all.json.
+runStandalone(import.meta.url, runAll)

@@ -1,0 +1,90 @@
+// Benchmark 3, many small files: our Unpacker (extractLayers from src/agent/Unpacker.ts, called in-process)
+// against GNU `tar xzf` of the same 20,000-file tar.gz into a fresh directory. Our extractor ends with a
+// syncfs of the tree (the agent's durability promise); tar does not, so `tar xzf` + `sync -f` is shown too.
+//   node --import tsx bench/smallfiles.ts [-count 20000] [-runs 5]
+import { mkdir, rm } from "node:fs/promises"
+import * as path from "node:path"
+import { extractLayers } from "../src/agent/Unpacker.js"
+import { tempDir } from "../test/support/keys.js"
+import { smallFilesTarGz } from "./lib/data.js"
+import { parseFlags } from "./lib/flags.js"
+import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
+import { runOk, warm } from "./lib/proc.js"
+import { environment, row, type Row } from "./lib/report.js"
+import { interleave } from "./lib/stats.js"
+
+export const smallfiles: Bench = async (argv) => {
+  const f = parseFlags(argv, ["count", "runs"])
+  const count = f.int("count", 20_000)
+  const runs = f.int("runs", 5)
+  const started = Date.now()
+  const cleanup = new Cleanup()
+  const rows: Row[] = []
+  try {
+    log(`smallfiles: making a tar.gz of ${count} small files ...`)
+    const data = await smallFilesTarGz(count)
+    const work = await tempDir("bench-smallfiles-")
+    cleanup.add(() => rm(work, { recursive: true, force: true }))
+    // Each run starts with the archive cached and no dirty pages left by the previous run.
+    const fresh = async (name: string) => {
+      const dest = path.join(work, name)
+      await rm(dest, { recursive: true, force: true })
+      await runOk("sync", ["-f", work])
+      await warm(data.path)
+      await mkdir(dest)
+      return dest
+    }
+    const warnings: string[] = []
+    const st = await interleave(
+      runs,
+      {
+        "tar xzf": async (i) => {
+          const dest = await fresh(`tar${i}`)
+          const r = await runOk("tar", ["-C", dest, "-xzf", data.path])
+          await rm(dest, { recursive: true, force: true })
+          return r.ms
+        },
+        "tar xzf + sync -f": async (i) => {
+          const dest = await fresh(`tarsync${i}`)
+          const t0 = performance.now()
+          await runOk("tar", ["-C", dest, "-xzf", data.path])
+          await runOk("sync", ["-f", dest])
+          const ms = performance.now() - t0
+          await rm(dest, { recursive: true, force: true })
+          return ms
+        },
+        "Unpacker": async (i) => {
+          const dest = await fresh(`ours${i}`)
+          const t0 = performance.now()
+          await extractLayers(dest, [{ label: "small@v1", file: data.path }], {
+            keepSuid: false,
+            log: (level, m) => void (warnings.length < 5 && warnings.push(`${level} ${m}`))
+          })
+          const ms = performance.now() - t0
+          await rm(dest, { recursive: true, force: true })
+          return ms
+        }
+      },
+      log
+    )
+    if (warnings.length) log(`smallfiles: unpacker warnings: ${warnings.join("; ")}`)
+    rows.push(row({ metric: `tar xzf, ${count} files (reference)`, unit: "ms", ours: st["tar xzf"] }))
+    rows.push(row({
+      metric: `Unpacker, ${count} files`, unit: "ms", referenceName: "tar xzf", reference: st["tar xzf"], ours: st["Unpacker"],
+      target: { kind: "ratio<=", value: 1.5 }, note: "in-process extractLayers, including its final syncfs of the tree"
+    }))
+    rows.push(row({ metric: `Unpacker, ${count} files`, unit: "ms", referenceName: "tar xzf + sync -f", reference: st["tar xzf + sync -f"], ours: st["Unpacker"] }))
+    return {
+      name: "smallfiles",
+      startedAt: new Date(started).toISOString(),
+      durationMs: Date.now() - started,
+      environment: await environment(),
+      settings: { count, runs, archiveBytes: data.bytes },
+      rows
+    }
+  } finally {
+    await cleanup.run()
+  }
+}
+
+runStandalone(import.meta.url, smallfiles)

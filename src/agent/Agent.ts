@@ -1,0 +1,200 @@
+// One cycle of the agent (DESIGN.md "Agent cycle") as one Effect over its services, and the loop
+// that repeats it on a Schedule: every -poll plus up to 5 s of jitter after a success; after a
+// failure, exponential backoff from -poll, capped at 10 × -poll. A failed cycle is logged with its
+// cause and never ends the loop. A wake-up (SIGHUP) cuts the current wait short.
+import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, ScheduleDecision, ScheduleInterval } from "effect"
+import * as path from "node:path"
+import type { ConfigurationDocument } from "../domain/Document.js"
+import type { Sha256 } from "../domain/Names.js"
+import { AgentConfig } from "./AgentConfig.js"
+import { AgentLog } from "./AgentLog.js"
+import { Cache } from "./Cache.js"
+import { RegistryClient } from "./RegistryClient.js"
+import { ScriptRunner } from "./ScriptRunner.js"
+import { StateFile } from "./StateFile.js"
+import { Unpacker } from "./Unpacker.js"
+
+export type CycleResult =
+  | { readonly _tag: "Unchanged"; readonly hash: string }
+  | { readonly _tag: "Deployed"; readonly hash: string; readonly previous: string | undefined }
+
+/** Variables passed through from the agent's own environment, when set. */
+export const passThrough = ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "LC_ALL", "SHELL"] as const
+
+/** Exactly the script's environment (DESIGN.md): OLDROOT is empty on the first deploy (fault 3). */
+export const scriptEnv = (
+  parent: Readonly<Record<string, string | undefined>>,
+  args: { readonly old: ConfigurationDocument | undefined; readonly oldRoot: string; readonly doc: ConfigurationDocument; readonly newRoot: string; readonly stateFile: string }
+): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const k of passThrough) {
+    const v = parent[k]
+    if (v !== undefined) env[k] = v
+  }
+  env.OLDID = args.old?.Hash ?? ""
+  env.OLDROOT = args.old ? args.oldRoot : ""
+  env.NEWID = args.doc.Hash
+  env.NEWROOT = args.newRoot
+  env.STATEFILE = args.stateFile
+  args.doc.Layers.forEach((l, i) => {
+    env[`LAYER_${i}_NAME`] = l.Name
+    env[`LAYER_${i}_VERSION`] = l.Version
+  })
+  return env
+}
+
+const label = (l: { readonly Name: string; readonly Version: string }) => `${l.Name}@${l.Version}`
+
+export const cycle = Effect.gen(function* () {
+  const cfg = yield* AgentConfig
+  const log = yield* AgentLog
+  const registry = yield* RegistryClient
+  const cache = yield* Cache
+  const unpacker = yield* Unpacker
+  const runner = yield* ScriptRunner
+  const state = yield* StateFile
+
+  const current = Option.getOrUndefined(yield* state.read)
+  yield* log.debug(`polling ${cfg.host}:${cfg.port} for configuration ${cfg.name}`)
+
+  // The connection lives only while we talk to the registry: fetch, then the missing blobs.
+  const doc = yield* Effect.scoped(
+    Effect.gen(function* () {
+      const session = yield* registry.connect
+      const doc = yield* session.document(cfg.name)
+      if (current?.Hash === doc.Hash) return doc
+      yield* log.info(
+        `configuration ${cfg.name} changed: ${current?.Hash ?? "(none)"} -> ${doc.Hash} (${doc.Layers.map(label).join(", ") || "no layers"})`
+      )
+      const wanted = new Map(doc.Layers.map((l) => [l.Hash as string, label(l)]))
+      const missing: Array<[string, string]> = []
+      for (const [hash, name] of wanted) {
+        if (yield* cache.has(hash)) yield* log.debug(`layer ${name} (${hash}) is cached`)
+        else missing.push([hash, name])
+      }
+      yield* Effect.forEach(
+        missing,
+        ([hash, name]) =>
+          Effect.gen(function* () {
+            yield* log.info(`downloading layer ${name} (${hash})`)
+            const start = yield* Clock.currentTimeMillis
+            yield* cache.store(hash, session.download(hash as Sha256))
+            const ms = (yield* Clock.currentTimeMillis) - start
+            yield* log.debug(`downloaded layer ${name} in ${ms} ms`)
+          }),
+        { concurrency: 3, discard: true }
+      )
+      return doc
+    })
+  )
+  if (current?.Hash === doc.Hash) {
+    yield* log.debug(`configuration ${cfg.name} is up to date (${doc.Hash})`)
+    return { _tag: "Unchanged", hash: doc.Hash } satisfies CycleResult as CycleResult
+  }
+
+  const { root, reused } = yield* unpacker.prepare(
+    doc.Hash,
+    doc.Layers.map((l) => ({ label: label(l), file: cache.path(l.Hash) }))
+  )
+  yield* log.info(reused ? `reusing unpacked tree ${root}` : `unpacked ${doc.Layers.length} layer(s) into ${root}`)
+
+  if (cfg.script !== "") {
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const stateFile = yield* state.temp(doc)
+        const env = scriptEnv(process.env, {
+          old: current,
+          oldRoot: current ? unpacker.root(current.Hash) : "",
+          doc,
+          newRoot: root,
+          stateFile
+        })
+        yield* log.info(`running deploy script ${cfg.script} for ${cfg.name} ${doc.Hash}`)
+        yield* runner.run({ script: cfg.script, env, configuration: cfg.name, hash: doc.Hash })
+      })
+    )
+  }
+  yield* state.write(doc)
+  yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}`)
+
+  // The switch is done; housekeeping failures are warnings, not a failed deploy.
+  const keep = doc.Layers.map((l) => l.Hash as string)
+  const removedBlobs = yield* cache.retainOnly(keep).pipe(Effect.catchAll((e) => Effect.as(log.warn(e.message), [])))
+  if (removedBlobs.length > 0) yield* log.debug(`removed ${removedBlobs.length} unused blob(s) from the cache`)
+  if (cfg.cleanOld) {
+    const removed = yield* unpacker.removeOthers([doc.Hash]).pipe(Effect.catchAll((e) => Effect.as(log.warn(e.message), [])))
+    for (const h of removed) yield* log.info(`removed old tree ${path.join(cfg.dir, "unpacked", h)}`)
+  }
+  return { _tag: "Deployed", hash: doc.Hash, previous: current?.Hash } satisfies CycleResult as CycleResult
+})
+
+/** The message of a failed cycle: the typed error's one line, or the defect. */
+export const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const e = failure.value as { message?: unknown }
+    return typeof e?.message === "string" && e.message !== "" ? e.message : String(failure.value)
+  }
+  return `unexpected error: ${Cause.pretty(cause).split("\n")[0]}`
+}
+
+/**
+ * When to poll next, given how the last cycle ended: after a success, `poll` plus up to `jitter`;
+ * after n consecutive failures, `poll × 2^(n-1)` capped at `poll × 10`, plus the same jitter.
+ * The output is the delay.
+ */
+export const agentSchedule = (poll: Duration.DurationInput, jitter: Duration.DurationInput) => {
+  const pollMs = Duration.toMillis(Duration.decode(poll))
+  const jitterMs = Duration.toMillis(Duration.decode(jitter))
+  return Schedule.makeWithState(0, (now, input: Exit.Exit<unknown, unknown>, failures: number) =>
+    Effect.gen(function* () {
+      const next = Exit.isSuccess(input) ? 0 : failures + 1
+      const base = next === 0 ? pollMs : Math.min(pollMs * 2 ** (next - 1), pollMs * 10)
+      const delay = Math.round(base + (jitterMs > 0 ? yield* Random.nextRange(0, jitterMs) : 0))
+      return [next, Duration.millis(delay), ScheduleDecision.continueWith(ScheduleInterval.after(now + delay))] as const
+    })
+  )
+}
+
+export interface LoopOptions {
+  /** Completes when a poll should happen at once (SIGHUP). */
+  readonly wake: Effect.Effect<void>
+  /** Wait before the first poll (spreads a fleet's restarts). */
+  readonly firstDelay: Duration.DurationInput
+  readonly jitter: Duration.DurationInput
+}
+
+/** Runs cycles forever on `agentSchedule`; only interruption ends it. */
+export const loop = (opts: LoopOptions) =>
+  Effect.gen(function* () {
+    const cfg = yield* AgentConfig
+    const log = yield* AgentLog
+    const schedule = agentSchedule(cfg.poll, opts.jitter)
+    let state = schedule.initial
+    yield* Effect.race(Effect.sleep(opts.firstDelay), opts.wake)
+    for (;;) {
+      const exit = yield* Effect.exit(cycle)
+      const now = yield* Clock.currentTimeMillis
+      const [next, delay] = yield* schedule.step(now, exit, state)
+      state = next
+      if (Exit.isFailure(exit)) {
+        if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+        yield* log.error(`cycle failed: ${describeCause(exit.cause)}; next attempt in ${(Duration.toMillis(delay) / 1000).toFixed(1)}s`)
+        if (Cause.isDie(exit.cause)) yield* log.debug(Cause.pretty(exit.cause))
+      }
+      yield* Effect.race(Effect.sleep(delay), opts.wake)
+    }
+  })
+
+/** -once: one cycle; true when the configuration is deployed (now or already). */
+export const once = Effect.gen(function* () {
+  const log = yield* AgentLog
+  const exit = yield* Effect.exit(cycle)
+  if (Exit.isSuccess(exit)) {
+    if (exit.value._tag === "Unchanged") yield* log.info(`configuration is up to date (${exit.value.hash})`)
+    return true
+  }
+  if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+  yield* log.error(`cycle failed: ${describeCause(exit.cause)}`)
+  return false
+})

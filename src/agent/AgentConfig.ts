@@ -1,0 +1,31 @@
+// The agent's settings, from its flags (DESIGN.md "Agent flags"). Paths are absolute by the time
+// they get here (main.ts resolves them against the working directory).
+import { Context, Duration, Layer } from "effect"
+
+export interface AgentSettings {
+  /** Registry `host:port`. */
+  readonly host: string
+  readonly port: number
+  /** Configuration tracked. */
+  readonly name: string
+  /** Private key bytes (OpenSSH or PEM). */
+  readonly privateKey: Buffer
+  /** Pinned host key fingerprint, normalized `SHA256:…`. */
+  readonly fingerprint: string
+  /** Working directory: cache/, unpacked/. Absolute. */
+  readonly dir: string
+  /** Deploy script; "" skips it. Absolute when it contains a slash, else looked up in PATH. */
+  readonly script: string
+  /** State file, absolute. */
+  readonly state: string
+  readonly poll: Duration.Duration
+  readonly cleanOld: boolean
+  readonly keepSuid: boolean
+  readonly verbose: boolean
+  /** Grace period between SIGTERM and SIGKILL for the script's process group on shutdown. */
+  readonly killGrace: Duration.Duration
+}
+
+export class AgentConfig extends Context.Tag("agent/AgentConfig")<AgentConfig, AgentSettings>() {
+  static readonly layer = (settings: AgentSettings) => Layer.succeed(AgentConfig, settings)
+}

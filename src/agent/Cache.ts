@@ -1,0 +1,123 @@
+// Verified blobs under <dir>/cache/<sha256>. A download streams into a temp file while hashing;
+// only a file whose sha256 matches is fsync'd and renamed into place (then the directory is fsync'd).
+import { Context, Effect, Layer, Stream } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
+import { AgentConfig } from "./AgentConfig.js"
+
+export interface CacheService {
+  readonly path: (hash: string) => string
+  readonly has: (hash: string) => Effect.Effect<boolean, CacheError>
+  /** Writes `bytes` as blob `hash`; fails (keeping nothing) when the content hashes differently. */
+  readonly store: <E>(hash: string, bytes: Stream.Stream<Uint8Array, E>) => Effect.Effect<void, E | HashMismatch | CacheError>
+  /** Removes every cached blob not in `keep`; returns the hashes removed. */
+  readonly retainOnly: (keep: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, CacheError>
+}
+
+export class Cache extends Context.Tag("agent/Cache")<Cache, CacheService>() {}
+
+const io = (what: string) => (err: unknown) => new CacheError({ message: `${what}: ${err instanceof Error ? err.message : String(err)}` })
+
+export const fsyncDir = async (dir: string): Promise<void> => {
+  const fh = await fs.open(dir, "r")
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}
+
+const isBlobName = (n: string) => /^[0-9a-f]{64}$/.test(n)
+
+export const makeCache = (dir: string): CacheService => {
+  const cacheDir = path.join(dir, "cache")
+  const blobPath = (hash: string) => path.join(cacheDir, hash)
+  return {
+    path: blobPath,
+    has: (hash) =>
+      Effect.tryPromise({
+        try: () => fs.stat(blobPath(hash)).then((s) => s.isFile(), (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? false : Promise.reject(e))),
+        catch: io(`cannot check cached blob ${hash}`)
+      }),
+    store: (hash, bytes) =>
+      Effect.acquireUseRelease(
+        Effect.tryPromise({
+          try: async () => {
+            await fs.mkdir(cacheDir, { recursive: true })
+            const tmp = path.join(cacheDir, `.${hash}.${randomBytes(6).toString("hex")}.part`)
+            return { tmp, fh: await fs.open(tmp, "wx", 0o644), closed: false, done: false }
+          },
+          catch: io("cannot create a file in the cache")
+        }),
+        (t) =>
+          Effect.gen(function* () {
+            const h = createHash("sha256")
+            yield* Stream.runForEach(bytes, (chunk) =>
+              Effect.tryPromise({
+                try: async () => {
+                  h.update(chunk)
+                  // write() may be partial for large buffers; loop until all is written.
+                  let off = 0
+                  while (off < chunk.byteLength) off += (await t.fh.write(chunk, off, chunk.byteLength - off)).bytesWritten
+                },
+                catch: io(`cannot write blob ${hash} to the cache`)
+              })
+            )
+            const actual = h.digest("hex")
+            if (actual !== hash) return yield* new HashMismatch({ expected: hash, actual })
+            yield* Effect.tryPromise({
+              try: async () => {
+                await t.fh.sync()
+                t.closed = true
+                await t.fh.close()
+                await fs.rename(t.tmp, blobPath(hash))
+                t.done = true
+                await fsyncDir(cacheDir)
+              },
+              catch: io(`cannot commit blob ${hash} to the cache`)
+            })
+          }),
+        (t) =>
+          Effect.promise(async () => {
+            if (!t.closed) await t.fh.close().catch(() => {})
+            if (!t.done) await fs.rm(t.tmp, { force: true }).catch(() => {})
+          })
+      ),
+    retainOnly: (keep) =>
+      Effect.tryPromise({
+        try: async () => {
+          const names = await fs.readdir(cacheDir).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e)))
+          const removed: Array<string> = []
+          for (const n of names) {
+            if (isBlobName(n) && !keep.includes(n)) {
+              await fs.rm(path.join(cacheDir, n), { force: true })
+              removed.push(n)
+            }
+          }
+          return removed
+        },
+        catch: io("cannot clean the cache")
+      })
+  }
+}
+
+/** Leftover `.part` files of an interrupted download (e.g. after a crash) are removed at start. */
+export const removeStaleParts = (dir: string): Promise<void> =>
+  fs
+    .readdir(path.join(dir, "cache"))
+    .then((names) => Promise.all(names.filter((n) => n.endsWith(".part")).map((n) => fs.rm(path.join(dir, "cache", n), { force: true }))))
+    .then(
+      () => undefined,
+      () => undefined
+    )
+
+export const CacheLive = Layer.effect(
+  Cache,
+  Effect.gen(function* () {
+    const cfg = yield* AgentConfig
+    yield* Effect.promise(() => removeStaleParts(cfg.dir))
+    return makeCache(cfg.dir)
+  })
+)

@@ -1,0 +1,105 @@
+// deploy-agent's flags (DESIGN.md "Agent flags"), Go style as the original: -name x, -name=x,
+// --name x. Turns argv into settings or one line for stderr (exit 2).
+import { Duration, Either } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import ssh2 from "ssh2"
+import { type FlagSpec, parseFlags } from "../domain/Commands.js"
+import { configurationNameProblem } from "../domain/Names.js"
+import { parseAddress } from "../ssh/Connection.js"
+import { normalizeFingerprint } from "../ssh/Fingerprint.js"
+import type { AgentSettings } from "./AgentConfig.js"
+
+const f = (name: string, description: string, kind: FlagSpec["kind"] = "string"): FlagSpec => ({ name, kind, description })
+
+export const flags: ReadonlyArray<FlagSpec & { readonly default?: string }> = [
+  { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
+  f("name", "configuration to track (required)"),
+  { ...f("key", "ssh private key to use"), default: "id_ecdsa" },
+  f("fp", "registry server key fingerprint, SHA256:... (required)"),
+  { ...f("dir", "directory to store downloaded and unpacked files"), default: "." },
+  { ...f("script", 'script to run on deploys ("" for none)'), default: "./deploy.sh" },
+  { ...f("state", "file to save state to (relative to the working directory)"), default: "state.json" },
+  { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
+  f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
+  f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
+  f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
+  f("v", "be more chatty about what's happening", "bool")
+]
+
+export const usage = (): string =>
+  "Usage of deploy-agent:\n" +
+  flags
+    .map((s) => `  -${s.name}${s.kind === "bool" ? "" : " string"}\n\t${s.description}${s.default !== undefined ? ` (default "${s.default}")` : ""}`)
+    .join("\n") +
+  "\n"
+
+/** Go's time.ParseDuration subset: `300ms`, `30s`, `1m30s`, `1.5h`. */
+export const parseGoDuration = (s: string): number | undefined => {
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+  if (s === "0") return 0
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy
+  let total = 0
+  let pos = 0
+  let m: RegExpExecArray | null
+  while ((m = re.exec(s)) !== null) {
+    total += Number(m[1]) * units[m[2]!]!
+    pos = re.lastIndex
+  }
+  return pos === s.length && s.length > 0 ? total : undefined
+}
+
+export type Startup = { readonly _tag: "Help" } | { readonly _tag: "Run"; readonly settings: AgentSettings; readonly once: boolean; readonly addr: string }
+
+/** Flags to settings; every problem is one line for stderr (exit 2). */
+export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either<Startup, string> => {
+  const parsed = parseFlags(flags, argv)
+  if (Either.isLeft(parsed)) return Either.left(parsed.left.message)
+  const raw = parsed.right
+  if (raw.help) return Either.right({ _tag: "Help" })
+  const get = (n: string) => raw.strings.get(n) ?? flags.find((s) => s.name === n)?.default ?? ""
+  const name = get("name")
+  if (name === "") return Either.left("-name is required")
+  const nameProblem = configurationNameProblem(name)
+  if (nameProblem) return Either.left(`-name: ${nameProblem}`)
+  if (get("fp") === "") return Either.left("-fp is required (the registry's host key fingerprint, SHA256:...)")
+  const fingerprint = normalizeFingerprint(get("fp"))
+  if (fingerprint === undefined) return Either.left(`-fp: malformed fingerprint "${get("fp")}", expected SHA256: and 43 base64 characters`)
+  const address = parseAddress(get("addr"))
+  if (address === undefined) return Either.left(`-addr: malformed address "${get("addr")}", expected host:port`)
+  const pollMs = parseGoDuration(get("poll"))
+  if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
+  const keyPath = path.resolve(cwd, get("key"))
+  let privateKey: Buffer
+  try {
+    privateKey = fs.readFileSync(keyPath)
+  } catch (e) {
+    return Either.left(`-key: cannot read ${keyPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+  const parsedKey = ssh2.utils.parseKey(privateKey)
+  if (parsedKey instanceof Error) return Either.left(`-key: cannot use ${keyPath}: ${parsedKey.message}`)
+  const first = Array.isArray(parsedKey) ? parsedKey[0] : parsedKey
+  if (!first?.isPrivateKey()) return Either.left(`-key: cannot use ${keyPath}: not a private key`)
+  const script = get("script")
+  return Either.right({
+    _tag: "Run",
+    once: raw.bools.has("once"),
+    addr: get("addr"),
+    settings: {
+      host: address.host,
+      port: address.port,
+      name,
+      privateKey,
+      fingerprint,
+      dir: path.resolve(cwd, get("dir")),
+      // A bare name is looked up in PATH like a shell would; anything with a slash is a path.
+      script: script === "" || !script.includes("/") ? script : path.resolve(cwd, script),
+      state: path.resolve(cwd, get("state")),
+      poll: Duration.millis(pollMs),
+      cleanOld: raw.bools.has("cleanold"),
+      keepSuid: raw.bools.has("keep-suid"),
+      verbose: raw.bools.has("v"),
+      killGrace: Duration.seconds(5)
+    }
+  })
+}

@@ -1,0 +1,169 @@
+// deployctl's side of the wire: connect to the registry (host key pinned by -fp, else
+// ~/.ssh/known_hosts), send one validated catalogue command over exec, shell-quoted so names
+// with spaces or quotes arrive intact (fault 7), and pass the registry's output and exit status
+// through unchanged. `addver -file` uploads first (Upload.ts) on the same connection.
+import { Config, Context, Data, Effect, Either, Layer, Option } from "effect"
+import * as os from "node:os"
+import type { Client } from "ssh2"
+import type { Command } from "../domain/Commands.js"
+import { toArgv, validate } from "../domain/Commands.js"
+import type { UsageError } from "../domain/Errors.js"
+import type { Sha256 } from "../domain/Names.js"
+import { join } from "../domain/ShellWords.js"
+import * as ClientAuth from "../ssh/ClientAuth.js"
+import { connect, parseAddress } from "../ssh/Connection.js"
+import { exec, type ExecResult } from "../ssh/Exec.js"
+import { fingerprint, normalizeFingerprint } from "../ssh/Fingerprint.js"
+import * as KnownHosts from "../ssh/KnownHosts.js"
+import type { SshError } from "../ssh/SshError.js"
+import type { Terminal } from "./Progress.js"
+import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
+
+/** The global flags, after environment fallbacks. */
+export interface Globals {
+  readonly addr: Option.Option<string>
+  readonly fp: Option.Option<string>
+  readonly key: Option.Option<string>
+}
+
+/** The registry answered with a non-zero status; its output was already passed through. */
+export class RemoteFailed extends Data.TaggedError("RemoteFailed")<{ readonly code: number }> {}
+
+/** A problem with the command line found before connecting (exit status 2). */
+export class CtlUsage extends Data.TaggedError("CtlUsage")<{ readonly message: string }> {}
+
+export type RemoteError = RemoteFailed | CtlUsage | UsageError | SshError | InvalidArchive | FileError
+
+export class Remote extends Context.Tag("ctl/Remote")<
+  Remote,
+  {
+    /** Sends a validated command; succeeds when the registry exits 0. */
+    readonly run: (globals: Globals, command: Command) => Effect.Effect<void, RemoteError>
+    /** Uploads `file` (checked, hashed), then `addver -name -version -hash` on the same connection. */
+    readonly addver: (globals: Globals, args: { readonly name: string; readonly version: string; readonly file: string }) => Effect.Effect<void, RemoteError>
+  }
+>() {}
+
+interface Target {
+  readonly host: string
+  readonly port: number
+  readonly pinned: Option.Option<string>
+}
+
+const target = (g: Globals): Either.Either<Target, CtlUsage> => {
+  if (Option.isNone(g.addr) || g.addr.value === "") {
+    return Either.left(new CtlUsage({ message: "no registry address: pass -addr host:port or set DEPLOYCTL_ADDR" }))
+  }
+  const a = parseAddress(g.addr.value)
+  if (a === undefined) return Either.left(new CtlUsage({ message: `invalid registry address "${g.addr.value}": want host:port` }))
+  if (Option.isSome(g.fp) && g.fp.value !== "") {
+    const fp = normalizeFingerprint(g.fp.value)
+    if (fp === undefined) {
+      return Either.left(new CtlUsage({ message: `invalid fingerprint "${g.fp.value}": want SHA256:<43 base64 characters> as deploy-registry logs it` }))
+    }
+    return Either.right({ ...a, pinned: Option.some(fp) })
+  }
+  return Either.right({ ...a, pinned: Option.none() })
+}
+
+const systemUser = (): string => {
+  try {
+    return os.userInfo().username
+  } catch {
+    return "deployctl"
+  }
+}
+
+/** The environment deployctl reads, through Effect's Config (tests provide their own). */
+const env = Config.all({
+  agentSocket: Config.option(Config.string("SSH_AUTH_SOCK")),
+  home: Config.string("HOME").pipe(Config.withDefault(os.homedir())),
+  user: Config.string("USER").pipe(Config.withDefault(systemUser()))
+}).pipe(Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), home: os.homedir(), user: systemUser() })))
+
+/** Connects with the host-key policy: the pinned fingerprint exactly, else known_hosts. */
+const connectTo = (g: Globals) =>
+  Effect.gen(function* () {
+    const t = yield* target(g)
+    const e = yield* env
+    const auth = yield* ClientAuth.resolve({ keyFile: Option.getOrUndefined(g.key), agentSocket: Option.getOrUndefined(e.agentSocket) })
+    const where = `${t.host}:${t.port}`
+    let verify: (blob: Buffer) => boolean
+    let refused: (seen: string) => string
+    if (Option.isSome(t.pinned)) {
+      const want = t.pinned.value
+      verify = (blob) => fingerprint(blob) === want
+      refused = (seen) => `host key mismatch for ${where}: the registry presented ${seen}, expected ${want}`
+    } else {
+      const file = KnownHosts.defaultPath(e.home)
+      const entries = yield* KnownHosts.load(file)
+      let verdict: KnownHosts.Verdict = "unknown"
+      verify = (blob) => (verdict = KnownHosts.check(entries, t.host, t.port, blob)) === "trusted"
+      refused = (seen) =>
+        verdict === "revoked"
+          ? `host key ${seen} of ${where} is marked @revoked in ${file}`
+          : verdict === "mismatch"
+            ? `host key mismatch for ${where}: the registry presented ${seen}, which ${file} does not list for ${KnownHosts.hostName(t.host, t.port)}`
+            : `unknown host ${where} (key ${seen}): not in ${file}; pass -fp or set DEPLOYCTL_FINGERPRINT to the fingerprint deploy-registry logs`
+    }
+    return yield* connect({
+      host: t.host,
+      port: t.port,
+      username: e.user || "deployctl",
+      verifyHostKey: verify,
+      hostKeyRefused: refused,
+      ...ClientAuth.connectFields(auth)
+    })
+  })
+
+/** Where output goes: process.stdout/stderr in the program, buffers in tests. */
+export interface Sink {
+  write(chunk: Uint8Array | string, callback?: (err?: Error | null) => void): unknown
+}
+export interface Io {
+  readonly stdout: Sink
+  /** Also where the progress bar draws, when it is a TTY. */
+  readonly stderr: Sink & Terminal
+}
+
+const write = (out: Sink, bytes: Uint8Array) =>
+  bytes.length === 0 ? Effect.void : Effect.async<void>((resume) => void out.write(bytes, () => resume(Effect.void)))
+
+/** Writes the registry's output through as it came; a non-zero (or missing) status fails. */
+export const passThrough = (io: Io, r: ExecResult): Effect.Effect<void, RemoteFailed> =>
+  Effect.zipRight(
+    Effect.zipRight(write(io.stdout, r.stdout), write(io.stderr, r.stderr)),
+    r.code === 0 ? Effect.void : Effect.fail(new RemoteFailed({ code: r.code ?? 1 }))
+  )
+
+/** The exec payload for a command: canonical argv, shell-quoted. */
+export const payload = (command: Command): string => join(toArgv(command))
+
+const send = (io: Io, client: Client, command: Command) => Effect.flatMap(exec(client, payload(command)), (r) => passThrough(io, r))
+
+/** A placeholder that passes the hash check, so addver's other flags are validated before uploading. */
+const noHash = "0".repeat(64)
+
+export const makeRemote = (io: Io): Remote["Type"] => ({
+  run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (client) => send(io, client, command))),
+  addver: (globals, args) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        if (args.name === "" || args.version === "" || args.file === "") {
+          return yield* new CtlUsage({ message: "name, version and file should all be set" })
+        }
+        const strings = new Map([
+          ["name", args.name],
+          ["version", args.version],
+          ["hash", noHash]
+        ])
+        const checked = yield* validate("addver", { strings, bools: new Set(), lists: new Map(), help: false })
+        if (checked._tag !== "addver") return yield* Effect.die("validate(addver) returned another command")
+        const client = yield* connectTo(globals)
+        const up = yield* uploadFile(client, args.file, io.stderr)
+        yield* send(io, client, { ...checked, hash: up.hash as Sha256 })
+      })
+    )
+})
+
+export const RemoteLive = Layer.succeed(Remote, makeRemote({ stdout: process.stdout, stderr: process.stderr }))

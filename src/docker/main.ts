@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+// deploy-from-docker: `docker save IMAGE | deploy-from-docker [-name N] [-layer c:v …]`.
+// Reads the whole archive first (no network), then connects to the registry once, uploads only the
+// layer versions it lacks and creates or updates configuration <image>. Scratch files live in one
+// temp directory, removed on success, failure and interruption alike.
+import { Effect, Either } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { type FlagSpec, type LayerRef, parseFlags, validate } from "../domain/Commands.js"
+import { LocalIoError } from "../domain/DockerErrors.js"
+import { UsageError } from "../domain/Errors.js"
+import { componentNameProblem, configurationNameProblem } from "../domain/Names.js"
+import { parseAddress } from "../ssh/Connection.js"
+import { normalizeFingerprint } from "../ssh/Fingerprint.js"
+import { clientAuth } from "./ClientSetup.js"
+import { configurationName, prepareImage, publish } from "./Import.js"
+import { RegistryClientLive } from "./RegistryClient.js"
+
+const flags: ReadonlyArray<FlagSpec> = [
+  { name: "name", kind: "string", description: "configuration name (default: the image name, `:` and `/` made `.`)" },
+  { name: "layer", kind: "list", description: "component:version appended after the image layers (repeatable)" },
+  { name: "addr", kind: "string", description: "$DEPLOYCTL_ADDR, registry host address (host:port)" },
+  { name: "fp", kind: "string", description: "$DEPLOYCTL_FINGERPRINT, sha256 host key fingerprint (SHA256:...)" },
+  { name: "key", kind: "string", description: "ssh private key to use; if not set, ssh-agent is used" }
+]
+
+const usageText = `Usage: docker save IMAGE | deploy-from-docker [flags]
+
+Turns each layer of the image into component <image>.l<N> (version: short layer digest), uploads
+the versions the registry lacks, and creates or updates configuration <image>.
+
+${flags.map((f) => `  -${f.name}${f.kind === "list" ? " value" : " string"}\n    \t${f.description}\n`).join("")}`
+
+const usage = (message: string) => new UsageError({ message })
+
+interface Options {
+  readonly name: string | undefined
+  readonly extra: ReadonlyArray<LayerRef>
+  readonly host: string
+  readonly port: number
+  readonly fingerprint: string | undefined
+  readonly key: string | undefined
+}
+
+const parseArgs = (argv: ReadonlyArray<string>): Either.Either<Options | "help", UsageError> =>
+  Either.gen(function* () {
+    const raw = yield* parseFlags(flags, argv)
+    if (raw.help) return "help" as const
+    const name = raw.strings.get("name")
+    if (name !== undefined) {
+      const problem = configurationNameProblem(name) ?? componentNameProblem(`${name}.l1`)
+      if (problem !== undefined) return yield* Either.left(usage(`-name: ${problem}`))
+    }
+    const extraSpecs = raw.lists.get("layer") ?? []
+    let extra: ReadonlyArray<LayerRef> = []
+    if (extraSpecs.length > 0) {
+      // The same validation addconf applies, so a bad -layer fails before the archive is read.
+      const cmd = yield* validate("addconf", { ...raw, strings: new Map([["name", "x"]]) })
+      if (cmd._tag === "addconf") extra = cmd.layers
+    }
+    // Connection flags are checked before the (possibly long) read of the archive.
+    const addr = raw.strings.get("addr") ?? process.env.DEPLOYCTL_ADDR ?? ""
+    if (addr === "") return yield* Either.left(usage("no registry address: pass -addr host:port or set DEPLOYCTL_ADDR"))
+    const address = parseAddress(addr)
+    if (address === undefined) return yield* Either.left(usage(`invalid registry address "${addr}": want host:port`))
+    const fingerprint = raw.strings.get("fp") ?? process.env.DEPLOYCTL_FINGERPRINT
+    if (fingerprint !== undefined && fingerprint !== "" && normalizeFingerprint(fingerprint) === undefined) {
+      return yield* Either.left(usage(`invalid fingerprint "${fingerprint}": want SHA256:<43 base64 characters> as deploy-registry logs it`))
+    }
+    if (process.stdin.isTTY) return yield* Either.left(usage("stdin is a terminal; pipe `docker save IMAGE` into deploy-from-docker"))
+    return { name, extra, ...address, fingerprint: fingerprint || undefined, key: raw.strings.get("key") }
+  })
+
+const scratchDir = Effect.acquireRelease(
+  Effect.tryPromise({
+    try: () => fs.mkdtemp(path.join(os.tmpdir(), "deploy-from-docker-")),
+    catch: (cause) => new LocalIoError({ message: `cannot create a temp directory: ${(cause as Error).message}`, cause })
+  }),
+  (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+)
+
+const program = (argv: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const opts = yield* parseArgs(argv)
+    if (opts === "help") {
+      process.stdout.write(usageText)
+      return
+    }
+    const auth = yield* clientAuth(opts.key)
+    const dir = yield* scratchDir
+    const image = yield* prepareImage(process.stdin, dir)
+    const name = yield* configurationName(opts.name, image)
+    yield* publish(image, name, opts.extra).pipe(
+      Effect.provide(RegistryClientLive({ host: opts.host, port: opts.port, fingerprint: opts.fingerprint, auth }))
+    )
+  }).pipe(Effect.scoped)
+
+let exitCode = 0
+program(process.argv.slice(2)).pipe(
+  Effect.catchAll((e) =>
+    Effect.sync(() => {
+      exitCode = e._tag === "UsageError" ? 2 : 1
+      process.stderr.write(`deploy-from-docker: ${e.message}\n`)
+    })
+  ),
+  Effect.catchAllDefect((d) =>
+    Effect.sync(() => {
+      exitCode = 1
+      process.stderr.write(`deploy-from-docker: internal error: ${d instanceof Error ? d.message : String(d)}\n`)
+    })
+  ),
+  // Exit explicitly (also after success): a stdin or socket left open must not keep the process alive.
+  // Output is flushed: stdout/stderr writes to pipes, files and terminals are synchronous on Linux.
+  (effect) =>
+    NodeRuntime.runMain(effect, {
+      disableErrorReporting: true,
+      teardown: (exit) => process.exit(exit._tag === "Failure" ? 130 : exitCode)
+    })
+)

@@ -1,0 +1,51 @@
+// Background cleanup inside the registry's scope: version retention (-maxver) with removal of blobs no
+// version references, and removal of unclaimed uploads older than the TTL. Each runs at start and then
+// on a fixed spacing; a failed run is logged and retried on the next tick; closing the scope stops them.
+import { Duration, Effect, Layer, Schedule } from "effect"
+import type { BlobStore } from "./BlobStore.js"
+import { RegistryConfig } from "./RegistryConfig.js"
+import { retention } from "./Retention.js"
+import type { Storage } from "./Storage.js"
+import { Uploads } from "./Uploads.js"
+
+export interface JanitorOptions {
+  /** Spacing of retention runs; default 5 minutes. */
+  readonly retentionEvery?: Duration.DurationInput
+  /** Spacing of stale-upload sweeps; default 1 minute. */
+  readonly sweepEvery?: Duration.DurationInput
+}
+
+/** One retention pass; logs what it removed. */
+export const retentionPass = retention.pipe(
+  Effect.tap((r) =>
+    Effect.all([
+      Effect.forEach(r.versions, (v) => Effect.logInfo(`retention: removed version ${v.version} of ${v.component} (-maxver)`), { discard: true }),
+      r.blobs.length > 0 ? Effect.logInfo(`retention: removed ${r.blobs.length} unreferenced blob(s)`) : Effect.void
+    ])
+  )
+)
+
+/** One sweep of uploads older than the TTL; logs how many went. */
+export const sweepPass = Effect.gen(function* () {
+  const uploads = yield* Uploads
+  const { uploadTtl } = yield* RegistryConfig
+  const n = yield* uploads.sweep(new Date(Date.now() - Duration.toMillis(uploadTtl)))
+  if (n > 0) yield* Effect.logInfo(`removed ${n} unclaimed upload(s) older than ${Duration.format(uploadTtl)}`)
+  return n
+})
+
+const every = <A, E, R>(name: string, task: Effect.Effect<A, E, R>, spacing: Duration.DurationInput) =>
+  task.pipe(
+    Effect.catchAllCause((cause) => Effect.logError(`${name} failed`, cause)),
+    Effect.repeat(Schedule.spaced(spacing))
+  )
+
+export const JanitorLive = (
+  opts: JanitorOptions = {}
+): Layer.Layer<never, never, Storage | BlobStore | Uploads | RegistryConfig> =>
+  Layer.scopedDiscard(
+    Effect.all([
+      Effect.forkScoped(every("retention", retentionPass, opts.retentionEvery ?? "5 minutes")),
+      Effect.forkScoped(every("upload sweep", sweepPass, opts.sweepEvery ?? "1 minute"))
+    ])
+  )

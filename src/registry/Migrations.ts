@@ -1,0 +1,55 @@
+// The metadata schema, created and upgraded at start by @effect/sql's migrator. Append new
+// migrations with the next number; never edit one that has shipped.
+//
+// States are append-only: a configuration row points at its current state; every change inserts a
+// new state with a copy of its layers (component, version, blob hash, version ctime) so history and
+// rollback stay readable after retention removed a version. Names compare with SQLite's BINARY
+// collation, i.e. byte order of their UTF-8 text.
+import { Migrator, SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+const initial = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    ctime TEXT NOT NULL,
+    UNIQUE (component, version)
+  )`
+  yield* sql`CREATE INDEX versions_hash ON versions (hash)`
+  // AUTOINCREMENT ids: a configuration deleted and created again starts a fresh history.
+  yield* sql`CREATE TABLE configurations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    state_id INTEGER NOT NULL
+  )`
+  yield* sql`CREATE TABLE states (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    configuration_id INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    who_user TEXT NOT NULL,
+    who_fingerprint TEXT NOT NULL,
+    who_comment TEXT NOT NULL
+  )`
+  yield* sql`CREATE INDEX states_configuration ON states (configuration_id, id)`
+  yield* sql`CREATE TABLE state_layers (
+    state_id INTEGER NOT NULL REFERENCES states (id),
+    position INTEGER NOT NULL,
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    ctime TEXT NOT NULL,
+    PRIMARY KEY (state_id, position)
+  )`
+  yield* sql`CREATE INDEX state_layers_version ON state_layers (component, version)`
+})
+
+export const migrations = Migrator.fromRecord({
+  "1_initial": initial
+})
+
+/** Runs the pending migrations (in one transaction); returns the ones applied. */
+export const migrate = Migrator.make({})({ loader: migrations, table: "schema_migrations" })

@@ -1,0 +1,235 @@
+// The deploy-agent's read-only SFTP view:
+//   /configs/            one `<name>.json` per configuration, byte order
+//   /configs/<name>.json the configuration document (served from a snapshot buffer)
+//   /files/<sha256>      a stored blob (positioned reads on an fd, 255 KiB at most per READ)
+// Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
+// path reaches anything outside the view. Every change is refused.
+import { Effect, FiberSet, Option } from "effect"
+import * as fs from "node:fs"
+import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
+import { encodeDocument } from "../domain/Document.js"
+import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
+import type { Principal } from "../domain/Principal.js"
+import {
+  advertiseLimits, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS
+} from "../ssh/SftpServer.js"
+import { BlobStore } from "./BlobStore.js"
+import { Storage } from "./Storage.js"
+
+export type ViewPath =
+  | { readonly _tag: "Dir"; readonly dir: "/" | "/configs" | "/files" }
+  | { readonly _tag: "Config"; readonly name: string }
+  | { readonly _tag: "Blob"; readonly hash: Sha256 }
+
+/** What a client path names in the view, or undefined if nothing. */
+export const resolveViewPath = (p: string): ViewPath | undefined => {
+  const n = normalizePath(p)
+  if (n === undefined) return undefined
+  if (n === "/" || n === "/configs" || n === "/files") return { _tag: "Dir", dir: n }
+  const config = /^\/configs\/([^/]+)\.json$/.exec(n)
+  if (config && configurationNameProblem(config[1]!) === undefined) return { _tag: "Config", name: config[1]! }
+  const blob = /^\/files\/([^/]+)$/.exec(n)
+  if (blob && sha256Problem(blob[1]!) === undefined) return { _tag: "Blob", hash: blob[1] as Sha256 }
+  return undefined
+}
+
+type Handle =
+  | { readonly _tag: "Buffer"; readonly data: Buffer; readonly mtime: Date }
+  | { readonly _tag: "File"; readonly fd: number; readonly size: number; readonly mtime: Date }
+  | { readonly _tag: "Dir"; entries: Array<FileEntry> | undefined }
+
+const READDIR_BATCH = 100
+
+/** Serves one read-only SFTP session for an agent until the client ends it. */
+export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Storage | BlobStore> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const storage = yield* Storage
+      const blobs = yield* BlobStore
+      const handles = new Map<number, Handle>()
+      let nextHandle = 1
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const h of handles.values()) if (h._tag === "File") fs.close(h.fd, () => undefined)
+          handles.clear()
+        })
+      )
+      const run = yield* FiberSet.makeRuntime<never>()
+
+      const lookup = (handle: Buffer) => (handle.length === 4 ? handles.get(handle.readUInt32BE(0)) : undefined)
+      const newHandle = (reqId: number, h: Handle) => {
+        if (handles.size >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+        const id = nextHandle++
+        handles.set(id, h)
+        const b = Buffer.alloc(4)
+        b.writeUInt32BE(id)
+        sftp.handle(reqId, b)
+      }
+      const deny = (reqId: number) => sftp.status(reqId, STATUS.PERMISSION_DENIED, "read-only")
+      const noSuchFile = (reqId: number) => sftp.status(reqId, STATUS.NO_SUCH_FILE)
+      // Failures reading our own store are logged; the client only learns that the request failed.
+      const answer = (reqId: number, eff: Effect.Effect<void, { readonly message: string }>) =>
+        void run(
+          eff.pipe(
+            Effect.catchAll((e) =>
+              Effect.logError(`agent view for ${who.label}: ${e.message}`).pipe(
+                Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE)))
+              )
+            )
+          )
+        )
+
+      const documentBytes = (name: string) =>
+        storage.document(name).pipe(
+          Effect.map(Option.map((doc) => ({ data: Buffer.from(encodeDocument(doc)), mtime: doc.Mtime })))
+        )
+
+      /** Attributes of a view path, or undefined if it does not exist. */
+      const attrsOf = (v: ViewPath): Effect.Effect<Attributes | undefined, { readonly message: string }> => {
+        switch (v._tag) {
+          case "Dir":
+            return Effect.succeed(dirAttrs())
+          case "Config":
+            return documentBytes(v.name).pipe(
+              Effect.map(Option.match({ onNone: () => undefined, onSome: (d) => fileAttrs(d.data.length, d.mtime) }))
+            )
+          case "Blob":
+            return blobs.stat(v.hash).pipe(Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
+        }
+      }
+
+      const listing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> => {
+        const entry = (filename: string, attrs: Attributes): FileEntry => ({ filename, longname: longname(filename, attrs), attrs })
+        switch (dir) {
+          case "/":
+            return Effect.succeed([entry("configs", dirAttrs()), entry("files", dirAttrs())])
+          case "/configs":
+            return storage.configurationNames.pipe(
+              Effect.flatMap((names) =>
+                Effect.forEach(names, (name) =>
+                  documentBytes(name).pipe(
+                    Effect.map(Option.map((d) => entry(`${name}.json`, fileAttrs(d.data.length, d.mtime))))
+                  ))
+              ),
+              Effect.map((xs) => xs.flatMap((o) => (Option.isSome(o) ? [o.value] : [])))
+            )
+          case "/files":
+            return blobs.list.pipe(
+              Effect.flatMap((hashes) =>
+                Effect.forEach([...hashes].sort(), (h) =>
+                  blobs.stat(h).pipe(Effect.map((i) => (i ? [entry(h, fileAttrs(i.size, i.mtime))] : []))), { concurrency: 8 })
+              ),
+              Effect.map((xs) => xs.flat())
+            )
+        }
+      }
+
+      advertiseLimits(sftp)
+
+      sftp.on("REALPATH", (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        if (n === undefined) return noSuchFile(reqId)
+        sftp.name(reqId, [{ filename: n, longname: n, attrs: dirAttrs() }])
+      })
+
+      const stat = (reqId: number, p: string) => {
+        const v = resolveViewPath(p)
+        if (v === undefined) return noSuchFile(reqId)
+        answer(reqId, attrsOf(v).pipe(Effect.map((a) => (a ? sftp.attrs(reqId, a) : noSuchFile(reqId)))))
+      }
+      sftp.on("STAT", stat)
+      sftp.on("LSTAT", stat)
+
+      sftp.on("OPENDIR", (reqId: number, p: string) => {
+        const v = resolveViewPath(p)
+        if (v === undefined) return noSuchFile(reqId)
+        if (v._tag !== "Dir") return sftp.status(reqId, STATUS.FAILURE, "not a directory")
+        answer(reqId, listing(v.dir).pipe(Effect.map((entries) => newHandle(reqId, { _tag: "Dir", entries }))))
+      })
+
+      sftp.on("READDIR", (reqId: number, handle: Buffer) => {
+        const h = lookup(handle)
+        if (h === undefined || h._tag !== "Dir") return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        if (h.entries === undefined || h.entries.length === 0) {
+          h.entries = undefined
+          return sftp.status(reqId, STATUS.EOF)
+        }
+        sftp.name(reqId, h.entries.splice(0, READDIR_BATCH))
+      })
+
+      sftp.on("OPEN", (reqId: number, p: string, flags: number) => {
+        const writing = OPEN_FLAGS.WRITE | OPEN_FLAGS.APPEND | OPEN_FLAGS.CREAT | OPEN_FLAGS.TRUNC | OPEN_FLAGS.EXCL
+        if ((flags & writing) !== 0) return deny(reqId)
+        const v = resolveViewPath(p)
+        if (v === undefined) return noSuchFile(reqId)
+        switch (v._tag) {
+          case "Dir":
+            return sftp.status(reqId, STATUS.FAILURE, "is a directory")
+          case "Config":
+            return answer(
+              reqId,
+              documentBytes(v.name).pipe(
+                Effect.map(Option.match({
+                  onNone: () => noSuchFile(reqId),
+                  onSome: (d) => newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime })
+                }))
+              )
+            )
+          case "Blob":
+            return answer(
+              reqId,
+              Effect.gen(function* () {
+                const info = yield* blobs.stat(v.hash)
+                if (info === undefined) return noSuchFile(reqId)
+                const fd = yield* Effect.async<number | undefined>((resume) =>
+                  fs.open(blobs.path(v.hash), "r", (e, fd) => resume(Effect.succeed(e ? undefined : fd))))
+                if (fd === undefined) return noSuchFile(reqId)
+                newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
+              })
+            )
+        }
+      })
+
+      sftp.on("READ", (reqId: number, handle: Buffer, offset: number, len: number) => {
+        const h = lookup(handle)
+        if (h === undefined || h._tag === "Dir") return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        const n = Math.min(len, MAX_IO)
+        if (h._tag === "Buffer") {
+          if (offset >= h.data.length) return sftp.status(reqId, STATUS.EOF) // SSH2.md pitfall 6
+          return sftp.data(reqId, h.data.subarray(offset, offset + n))
+        }
+        if (offset >= h.size) return sftp.status(reqId, STATUS.EOF)
+        const buf = Buffer.allocUnsafe(Math.min(n, h.size - offset))
+        fs.read(h.fd, buf, 0, buf.length, offset, (err, bytesRead) => {
+          if (err) return sftp.status(reqId, STATUS.FAILURE)
+          if (bytesRead === 0) return sftp.status(reqId, STATUS.EOF)
+          sftp.data(reqId, buf.subarray(0, bytesRead))
+        })
+      })
+
+      sftp.on("FSTAT", (reqId: number, handle: Buffer) => {
+        const h = lookup(handle)
+        if (h === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        sftp.attrs(reqId, h._tag === "Dir" ? dirAttrs() : h._tag === "Buffer" ? fileAttrs(h.data.length, h.mtime) : fileAttrs(h.size, h.mtime))
+      })
+
+      sftp.on("CLOSE", (reqId: number, handle: Buffer) => {
+        const h = lookup(handle)
+        if (h === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        handles.delete(handle.readUInt32BE(0))
+        if (h._tag === "File") return fs.close(h.fd, () => sftp.status(reqId, STATUS.OK))
+        sftp.status(reqId, STATUS.OK)
+      })
+
+      sftp.on("READLINK", noSuchFile)
+      for (const ev of ["WRITE", "SETSTAT", "FSETSTAT", "REMOVE", "RMDIR", "MKDIR", "RENAME", "SYMLINK"]) {
+        sftp.on(ev, deny)
+      }
+
+      yield* Effect.async<void>((resume) => {
+        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.once("close", () => resume(Effect.void))
+        sftp.on("error", () => resume(Effect.void))
+      })
+    })
+  )

@@ -1,0 +1,215 @@
+// The operator's upload-only SFTP: any path opened for writing becomes a fresh temp file from
+// Uploads; bytes are hashed as they arrive (a bounded reorder buffer absorbs the out-of-order writes
+// of ssh2's fastPut; past it we re-read the file at CLOSE, SSH2.md pitfall 5); CLOSE fsyncs and
+// records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
+// ends with files still open discards them: an interrupted upload is never claimable.
+import { Effect, FiberSet } from "effect"
+import { createHash, type Hash } from "node:crypto"
+import * as fs from "node:fs"
+import type { SFTPWrapper } from "ssh2"
+import type { Sha256 } from "../domain/Names.js"
+import type { Principal } from "../domain/Principal.js"
+import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS } from "../ssh/SftpServer.js"
+import { Uploads } from "./Uploads.js"
+
+/** Out-of-order bytes held for hashing per open file; beyond this, hash by re-reading at CLOSE. */
+export const REORDER_LIMIT = 17 * 1024 * 1024
+
+interface OpenUpload {
+  readonly tempPath: string
+  readonly fd: number
+  readonly hash: Hash
+  /** Bytes [0, hashed) went through `hash` in order. */
+  hashed: number
+  /** Copies of writes that arrived ahead of `hashed`, by offset. */
+  readonly ahead: Map<number, Buffer>
+  aheadBytes: number
+  /** False once the streaming hash cannot be trusted (overlap, or the reorder buffer overflowed). */
+  streaming: boolean
+  /** End of the furthest write. */
+  size: number
+  inFlight: number
+  idle: Array<() => void>
+  failed: Error | undefined
+  closing: boolean
+}
+
+const writeAll = (fd: number, data: Buffer, position: number, cb: (err: Error | null) => void): void => {
+  fs.write(fd, data, 0, data.length, position, (err, written) => {
+    if (err) return cb(err)
+    if (written < data.length) return writeAll(fd, data.subarray(written), position + written, cb)
+    cb(null)
+  })
+}
+
+const hashFile = (path: string): Effect.Effect<Sha256, Error> =>
+  Effect.async<Sha256, Error>((resume) => {
+    const h = createHash("sha256")
+    const rs = fs.createReadStream(path, { highWaterMark: 1024 * 1024 })
+    rs.on("data", (c) => h.update(c))
+    rs.once("error", (e) => resume(Effect.fail(e)))
+    rs.once("end", () => resume(Effect.succeed(h.digest("hex") as Sha256)))
+    return Effect.sync(() => rs.destroy())
+  })
+
+const trackWrite = (u: OpenUpload, offset: number, data: Buffer) => {
+  if (!u.streaming) return
+  if (offset === u.hashed) {
+    u.hash.update(data) // synchronous: `data` (a view into the packet) need not be copied
+    u.hashed += data.length
+    let next = u.ahead.get(u.hashed)
+    while (next !== undefined) {
+      u.ahead.delete(u.hashed)
+      u.aheadBytes -= next.length
+      u.hash.update(next)
+      u.hashed += next.length
+      next = u.ahead.get(u.hashed)
+    }
+  } else if (offset > u.hashed && !u.ahead.has(offset) && u.aheadBytes + data.length <= REORDER_LIMIT) {
+    u.ahead.set(offset, Buffer.from(data))
+    u.aheadBytes += data.length
+  } else {
+    u.streaming = false
+    u.ahead.clear()
+    u.aheadBytes = 0
+  }
+}
+
+const fsync = (fd: number) => Effect.async<void, Error>((resume) => fs.fsync(fd, (e) => resume(e ? Effect.fail(e) : Effect.void)))
+const closeFd = (fd: number) => Effect.async<void>((resume) => fs.close(fd, () => resume(Effect.void)))
+const openFile = (path: string) =>
+  Effect.async<number, Error>((resume) => fs.open(path, "w", 0o600, (e, fd) => resume(e ? Effect.fail(e) : Effect.succeed(fd))))
+
+/** Serves one upload-only SFTP session until the client ends it. */
+export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Uploads> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const uploads = yield* Uploads
+      const open = new Map<number, OpenUpload>()
+      let nextHandle = 1
+
+      // Runs after the request fibers below are interrupted: whatever is still open was not finished.
+      yield* Effect.addFinalizer(() =>
+        Effect.forEach(
+          [...open.values()],
+          (u) => closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath))),
+          { discard: true }
+        ).pipe(Effect.tap(() => open.size > 0 ? Effect.logInfo(`upload by ${who.label} interrupted; discarded`) : Effect.void))
+      )
+      const run = yield* FiberSet.makeRuntime<never>()
+
+      const lookup = (handle: Buffer): OpenUpload | undefined =>
+        handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined
+      const deny = (reqId: number) => sftp.status(reqId, STATUS.PERMISSION_DENIED, "upload only")
+
+      advertiseLimits(sftp)
+
+      sftp.on("REALPATH", (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        if (n === undefined) return sftp.status(reqId, STATUS.NO_SUCH_FILE)
+        sftp.name(reqId, [{ filename: n, longname: n, attrs: dirAttrs() }])
+      })
+      // Only `/` exists; anything else is "no such file", which is what `put` wants to hear.
+      const stat = (reqId: number, p: string) =>
+        normalizePath(p) === "/" ? sftp.attrs(reqId, dirAttrs()) : sftp.status(reqId, STATUS.NO_SUCH_FILE)
+      sftp.on("STAT", stat)
+      sftp.on("LSTAT", stat)
+
+      sftp.on("OPEN", (reqId: number, _filename: string, flags: number) => {
+        if ((flags & OPEN_FLAGS.WRITE) === 0 || (flags & OPEN_FLAGS.READ) !== 0) return deny(reqId)
+        if (open.size >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+        const id = nextHandle++
+        run(
+          Effect.gen(function* () {
+            const tempPath = yield* uploads.tempPath
+            const fd = yield* openFile(tempPath).pipe(
+              Effect.tapError(() => uploads.discard(tempPath))
+            )
+            open.set(id, {
+              tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
+              streaming: true, size: 0, inFlight: 0, idle: [], failed: undefined, closing: false
+            })
+            const h = Buffer.alloc(4)
+            h.writeUInt32BE(id)
+            sftp.handle(reqId, h)
+          }).pipe(
+            Effect.catchAll((e) =>
+              Effect.logError(`cannot start upload: ${e.message}`).pipe(
+                Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE, "cannot store upload")))
+              )
+            )
+          )
+        )
+      })
+
+      sftp.on("WRITE", (reqId: number, handle: Buffer, offset: number, data: Buffer) => {
+        const u = lookup(handle)
+        if (u === undefined || u.closing) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        if (u.failed) return sftp.status(reqId, STATUS.FAILURE, "write failed")
+        trackWrite(u, offset, data)
+        u.inFlight++
+        // `data` stays valid until this callback (SSH2.md pitfall 8)
+        writeAll(u.fd, data, offset, (err) => {
+          u.inFlight--
+          if (err) u.failed = err
+          else u.size = Math.max(u.size, offset + data.length)
+          sftp.status(reqId, err ? STATUS.FAILURE : STATUS.OK)
+          if (u.inFlight === 0) for (const f of u.idle.splice(0)) f()
+        })
+      })
+
+      sftp.on("FSTAT", (reqId: number, handle: Buffer) => {
+        const u = lookup(handle)
+        if (u === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        sftp.attrs(reqId, fileAttrs(u.size, new Date(), 0o600))
+      })
+      // Permissions and times of an upload mean nothing here; accept and ignore (OpenSSH sends them).
+      sftp.on("SETSTAT", (reqId: number) => sftp.status(reqId, STATUS.OK))
+      sftp.on("FSETSTAT", (reqId: number, handle: Buffer) =>
+        sftp.status(reqId, lookup(handle) ? STATUS.OK : STATUS.FAILURE))
+
+      sftp.on("CLOSE", (reqId: number, handle: Buffer) => {
+        const u = lookup(handle)
+        if (u === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
+        if (u.closing) return sftp.status(reqId, STATUS.FAILURE, "already closing")
+        u.closing = true
+        const id = handle.readUInt32BE(0)
+        run(
+          Effect.gen(function* () {
+            if (u.inFlight > 0) yield* Effect.async<void>((resume) => void u.idle.push(() => resume(Effect.void)))
+            if (u.failed) return yield* Effect.fail(u.failed)
+            yield* fsync(u.fd)
+            const trusted = u.streaming && u.ahead.size === 0 && u.hashed === u.size
+            const hash = trusted ? (u.hash.digest("hex") as Sha256) : yield* hashFile(u.tempPath)
+            // Once the temp file is handed over, finish: an interruption must not leave it half-recorded.
+            yield* Effect.uninterruptible(
+              closeFd(u.fd).pipe(
+                Effect.zipRight(uploads.complete(u.tempPath, hash)),
+                Effect.ensuring(Effect.sync(() => open.delete(id)))
+              )
+            )
+            yield* Effect.logInfo(`upload ${hash} (${u.size} bytes) by ${who.label}`)
+            sftp.status(reqId, STATUS.OK)
+          }).pipe(
+            Effect.catchAll((e) =>
+              Effect.gen(function* () {
+                yield* Effect.logError(`upload by ${who.label} failed: ${e.message}`)
+                if (open.delete(id)) yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)))
+                sftp.status(reqId, STATUS.FAILURE, "upload failed")
+              })
+            )
+          )
+        )
+      })
+
+      for (const ev of ["READ", "OPENDIR", "READDIR", "REMOVE", "RMDIR", "MKDIR", "RENAME", "READLINK", "SYMLINK"]) {
+        sftp.on(ev, deny)
+      }
+
+      yield* Effect.async<void>((resume) => {
+        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.once("close", () => resume(Effect.void))
+        sftp.on("error", () => resume(Effect.void))
+      })
+    })
+  )

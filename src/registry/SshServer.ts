@@ -1,0 +1,230 @@
+// The registry's SSH listener over ssh2. We accept TCP ourselves (TCP_NODELAY on every socket, SSH2.md
+// pitfall 1; a 20 s limit on the handshake including authentication; -deadline on the whole connection)
+// and hand each socket to ssh2 with injectSocket. Every connection is a fiber in a FiberSet created after
+// the listener, so closing the layer's scope stops accepting, interrupts the connections (their sessions'
+// finalizers discard unfinished uploads and close files) and then closes the listener.
+import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer } from "effect"
+import * as net from "node:net"
+import ssh2 from "ssh2"
+import type { AuthContext, Connection, ServerChannel } from "ssh2"
+import type { Principal } from "../domain/Principal.js"
+import { StartupError } from "../domain/StartupError.js"
+import { HostKey } from "../ssh/HostKey.js"
+import { Auth, type Role } from "./Auth.js"
+import type { BlobStore } from "./BlobStore.js"
+import { Console } from "./Console.js"
+import { serveAgentView } from "./SftpAgentView.js"
+import { serveUpload } from "./SftpUpload.js"
+import { runShell, type Terminal } from "./Shell.js"
+import type { Storage } from "./Storage.js"
+import type { Uploads } from "./Uploads.js"
+
+export interface SshServerOptions {
+  /** Host to bind; "" binds every interface. */
+  readonly host: string
+  /** 0 picks a free port (logged). */
+  readonly port: number
+  /** Longest lifetime of one connection (-deadline). */
+  readonly deadline: Duration.DurationInput
+  /** Time from TCP accept to a successful login; default 20 s. */
+  readonly handshakeTimeout?: Duration.DurationInput
+}
+
+export class SshServer extends Context.Tag("registry/SshServer")<
+  SshServer,
+  { readonly address: { readonly host: string; readonly port: number } }
+>() {}
+
+type Services = Auth | Console | Uploads | Storage | BlobStore
+
+interface Login {
+  readonly role: Role
+  readonly principal: Principal
+}
+
+const peer = (s: net.Socket) => `${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"}`
+
+/** One exec request: the command's output on stdout, its status as the exit status, stderr empty. */
+const runExec = (channel: ServerChannel, command: string, who: Principal, term: Terminal) =>
+  Effect.gen(function* () {
+    const console = yield* Console
+    const result = yield* console.run(command, who)
+    if (channel.writable && result.output !== "") {
+      channel.write(term.pty ? result.output.replace(/\r?\n/g, "\r\n") : result.output)
+    }
+    channel.exit(result.exitCode)
+    channel.end()
+  })
+
+const rejectAll = (_accept: unknown, reject?: () => void) => reject?.()
+
+const make = (opts: SshServerOptions) =>
+  Effect.gen(function* () {
+    const hostKey = yield* HostKey
+    const auth = yield* Auth
+    const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
+    const deadline = Duration.decode(opts.deadline)
+
+    const ssh = new ssh2.Server({ hostKeys: [hostKey.privateKey], ident: "deploy-registry" })
+    // ssh2 emits "connection" when the client's version line arrives; we find our socket's handler by socket.
+    const attachers = new Map<net.Socket, (conn: Connection) => void>()
+    ssh.on("connection", (conn: Connection) => {
+      const sock = (conn as unknown as { _sock: net.Socket })._sock
+      const attach = attachers.get(sock)
+      attachers.delete(sock)
+      if (attach) attach(conn)
+      else conn.end()
+    })
+
+    const sockets = new Set<net.Socket>()
+    let accepting = true
+    const tcp = yield* Effect.acquireRelease(
+      Effect.async<net.Server, StartupError>((resume) => {
+        const srv = net.createServer()
+        srv.once("error", (e: NodeJS.ErrnoException) => {
+          const why = e.code === "EADDRINUSE" ? "address already in use" : e.code === "EACCES" ? "permission denied" : e.message
+          resume(Effect.fail(new StartupError({ message: `cannot listen on ${opts.host}:${opts.port}: ${why}` })))
+        })
+        srv.listen({ port: opts.port, ...(opts.host === "" ? {} : { host: opts.host }) }, () => resume(Effect.succeed(srv)))
+      }),
+      (srv) =>
+        Effect.async<void>((resume) => {
+          accepting = false
+          srv.close(() => resume(Effect.void))
+          for (const s of sockets) s.destroy()
+        })
+    )
+    tcp.on("error", () => undefined) // after listen, errors concern single accepts
+
+    const runFork = yield* FiberSet.makeRuntime<Services>()
+    // Runs first at shutdown: nothing new gets in while the connections are being interrupted.
+    yield* Effect.addFinalizer(() => Effect.sync(() => { accepting = false }))
+
+    const handleSocket = (socket: net.Socket) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const from = peer(socket)
+          const runConn = yield* FiberSet.makeRuntime<Services>()
+          const ready = yield* Deferred.make<Login>()
+          const closed = yield* Deferred.make<void>()
+          let conn: Connection | undefined
+          let login: Login | undefined
+          socket.once("close", () => Deferred.unsafeDone(closed, Exit.void))
+          socket.on("error", () => undefined)
+          yield* Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              attachers.delete(socket)
+              try {
+                conn?.end()
+              } catch {
+                // already gone
+              }
+              socket.destroy()
+            })
+          )
+
+          attachers.set(socket, (c) => {
+            conn = c
+            c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
+            c.on("authentication", (ctx: AuthContext) => {
+              if (ctx.method !== "publickey") return ctx.reject(["publickey"])
+              const decision = Effect.runSync(auth.check({
+                user: ctx.username,
+                algo: ctx.key.algo,
+                keyData: ctx.key.data,
+                ...(ctx.signature !== undefined && ctx.blob !== undefined
+                  ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
+                  : {})
+              }))
+              switch (decision._tag) {
+                case "KeyListed":
+                  return ctx.accept() // query phase only: the client must now sign
+                case "Accept":
+                  login = { role: decision.role, principal: decision.principal }
+                  return ctx.accept()
+                case "Reject":
+                  if (ctx.signature !== undefined) {
+                    runConn(Effect.logWarning(`refused ${ctx.username} from ${from}: key not listed or bad signature`))
+                  }
+                  return ctx.reject(["publickey"])
+              }
+            })
+            c.on("ready", () => {
+              if (login) Deferred.unsafeDone(ready, Exit.succeed(login))
+              else c.end()
+            })
+            c.on("tcpip", rejectAll)
+            c.on("openssh.streamlocal", rejectAll)
+            c.on("request", rejectAll)
+            c.on("session", (accept, reject) => {
+              if (login === undefined) return reject()
+              const who = login.principal
+              const operator = login.role === "operator"
+              const session = accept()
+              const term: Terminal = { pty: false, columns: 80 }
+              session.on("error", () => undefined)
+              session.on("pty", (acc, rej, info) => {
+                if (!operator) return rej?.()
+                term.pty = true
+                term.columns = info.cols
+                acc?.()
+              })
+              session.on("window-change", (acc, _rej, info) => {
+                term.columns = info.cols
+                acc?.()
+              })
+              session.on("env", rejectAll)
+              session.on("auth-agent", rejectAll)
+              session.on("x11", rejectAll)
+              session.on("signal", rejectAll)
+              session.on("exec", (acc, rej, info) => {
+                if (!operator) return rej()
+                runConn(runExec(acc(), info.command, who, term))
+              })
+              session.on("shell", (acc, rej) => {
+                if (!operator) return rej()
+                runConn(runShell(acc(), who, term))
+              })
+              session.on("sftp", (acc) => {
+                runConn(operator ? serveUpload(acc(), who) : serveAgentView(acc(), who))
+              })
+              session.on("subsystem", (_acc, rej) => rej())
+            })
+          })
+          ssh.injectSocket(socket)
+
+          // The handshake and login must finish within the limit, or the socket is dropped.
+          const login_ = yield* Effect.raceFirst(
+            Deferred.await(ready),
+            Deferred.await(closed).pipe(Effect.as(undefined))
+          ).pipe(Effect.timeout(handshakeTimeout), Effect.option)
+          if (login_._tag === "None") {
+            return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
+          }
+          const who = login_.value
+          if (who === undefined) return
+          yield* Effect.logInfo(`${who.role} ${who.principal.user} ${who.principal.label} logged in from ${from}`)
+          const ended = yield* Deferred.await(closed).pipe(Effect.timeout(deadline), Effect.option)
+          if (ended._tag === "None") {
+            yield* Effect.logInfo(`closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`)
+          }
+        })
+      )
+
+    tcp.on("connection", (socket: net.Socket) => {
+      if (!accepting) return void socket.destroy()
+      socket.setNoDelay(true)
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+      runFork(handleSocket(socket))
+    })
+
+    const bound = tcp.address() as net.AddressInfo
+    const address = { host: opts.host, port: bound.port }
+    yield* Effect.logInfo(`host key fingerprint: ${hostKey.fingerprint}`)
+    yield* Effect.logInfo(`listening on ${opts.host === "" ? "*" : opts.host.includes(":") ? `[${opts.host}]` : opts.host}:${bound.port}`)
+    return { address }
+  })
+
+export const SshServerLive = (opts: SshServerOptions): Layer.Layer<SshServer, StartupError, Services | HostKey> =>
+  Layer.scoped(SshServer, make(opts))

@@ -1,0 +1,91 @@
+// The registry's host key, <dir>/host_key: an OpenSSH-format ed25519 private key generated on first
+// start (mode 0600, written atomically) and reused afterwards. Its fingerprint is what clients pin.
+import { Context, Effect, Layer } from "effect"
+import { randomBytes } from "node:crypto"
+import { promises as fs } from "node:fs"
+import * as path from "node:path"
+import ssh2 from "ssh2"
+import { fingerprint } from "./Fingerprint.js"
+import { SshError } from "./SshError.js"
+
+export interface HostKeyInfo {
+  /** The private key file's content, as ssh2's Server takes it. */
+  readonly privateKey: Buffer
+  /** `SHA256:…`, the same as `ssh-keygen -lf <dir>/host_key` prints. */
+  readonly fingerprint: string
+  /** "ssh-ed25519 AAAA…", for known_hosts lines. */
+  readonly publicLine: string
+  /** True when this start generated the key. */
+  readonly created: boolean
+}
+
+export class HostKey extends Context.Tag("ssh/HostKey")<HostKey, HostKeyInfo>() {}
+
+const keyError = (message: string, cause?: unknown) => new SshError({ reason: "Key", message, cause })
+
+const describe = (file: string, privateKey: Buffer, created: boolean): Effect.Effect<HostKeyInfo, SshError> => {
+  const parsed = ssh2.utils.parseKey(privateKey)
+  const key = Array.isArray(parsed) ? parsed[0] : parsed
+  if (key === undefined || key instanceof Error || !key.isPrivateKey()) {
+    return Effect.fail(keyError(`cannot use host key ${file}: ${key instanceof Error ? key.message : "not a private key"}`))
+  }
+  const blob = key.getPublicSSH()
+  return Effect.succeed({
+    privateKey,
+    fingerprint: fingerprint(blob),
+    publicLine: `${key.type} ${blob.toString("base64")}`,
+    created
+  })
+}
+
+/** Writes `content` as `file` without ever exposing a partial file; an existing file wins (link fails). */
+const writeNew = async (file: string, content: string): Promise<boolean> => {
+  const dir = path.dirname(file)
+  const tmp = path.join(dir, `.host_key.${randomBytes(6).toString("hex")}.tmp`)
+  const fh = await fs.open(tmp, "wx", 0o600)
+  try {
+    await fh.writeFile(content)
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+  try {
+    await fs.link(tmp, file)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false // another start won the race: use its key
+    throw e
+  } finally {
+    await fs.unlink(tmp).catch(() => undefined)
+    const dh = await fs.open(dir, "r").catch(() => undefined)
+    await dh?.sync().catch(() => undefined)
+    await dh?.close()
+  }
+}
+
+/** Loads `<dir>/host_key`, generating it first if it does not exist. `dir` must exist. */
+export const loadOrCreate = (dir: string): Effect.Effect<HostKeyInfo, SshError> => {
+  const file = path.join(dir, "host_key")
+  const read = Effect.tryPromise({
+    try: () => fs.readFile(file),
+    catch: (cause) => cause as NodeJS.ErrnoException
+  })
+  return read.pipe(
+    Effect.flatMap((content) => describe(file, content, false)),
+    Effect.catchIf(
+      (e): e is NodeJS.ErrnoException => !(e instanceof SshError) && e.code === "ENOENT",
+      () =>
+        Effect.tryPromise({
+          try: async () => {
+            const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "deploy-registry host key" })
+            const created = await writeNew(file, pair.private)
+            return { content: await fs.readFile(file), created }
+          },
+          catch: (cause) => keyError(`cannot create host key ${file}: ${(cause as Error).message}`, cause)
+        }).pipe(Effect.flatMap(({ content, created }) => describe(file, content, created)))
+    ),
+    Effect.mapError((e) => (e instanceof SshError ? e : keyError(`cannot read host key ${file}: ${(e as Error).message}`, e)))
+  )
+}
+
+export const HostKeyLive = (dir: string): Layer.Layer<HostKey, SshError> => Layer.effect(HostKey, loadOrCreate(dir))

@@ -1,0 +1,277 @@
+// SFTP on a connected ssh2 Client, as Effects and Streams.
+//
+//   const sftp = yield* openSftp(client)                       // scoped: the session ends with the Scope
+//   const n = yield* upload(sftp, "x.tar.gz", bytes, { onProgress })   // bytes: Stream<Uint8Array, E, R>
+//   const doc = yield* readFile(sftp, "/configs/p1.json")
+//   const blob = download(sftp, "/files/<sha>")               // Stream<Uint8Array, SshError>
+//
+// Why not ssh2's createWriteStream / fastPut: createWriteStream waits for each 32 KiB write
+// (272 MB/s measured); fastPut is fast but reads the local file in parallel and writes out of
+// order, which forces the server to reorder before hashing (SSH2.md pitfall 5). `upload` cuts the
+// stream into large requests and keeps up to `maxInFlight` of them outstanding, issued strictly
+// in offset order, so the registry can hash bytes as they arrive. Memory stays bounded: the
+// source is pulled only while there is room in the window (back-pressure).
+//
+// Failure semantics: the remote handle is CLOSEd only after every byte was acknowledged and the
+// source ended successfully. If the source fails (e.g. a check on the bytes refused them) or the
+// Effect is interrupted, no CLOSE is sent: the server never sees a finished file, and ending the
+// session/connection makes it discard the partial one.
+import { Chunk, Effect, Option, Stream, type Scope } from "effect"
+import type { Client, OpenMode, SFTPWrapper } from "ssh2"
+import { SshError } from "./SshError.js"
+
+const sftpError = (what: string, cause: unknown) =>
+  new SshError({ reason: "Sftp", message: `sftp ${what} failed: ${(cause as Error)?.message ?? String(cause)}`, cause })
+
+/** Opens an SFTP session on `client`; it is ended when the Scope closes. */
+export const openSftp = (client: Client): Effect.Effect<SFTPWrapper, SshError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<SFTPWrapper, SshError>((resume) => {
+      try {
+        client.sftp((err, sftp) => resume(err ? Effect.fail(sftpError("session", err)) : Effect.succeed(sftp)))
+      } catch (cause) {
+        resume(Effect.fail(sftpError("session", cause)))
+      }
+    }),
+    (sftp) => Effect.sync(() => sftp.end())
+  )
+
+/** Default request size: OpenSSH's 255 KiB limit (fewer round trips, fewer status replies). */
+export const DEFAULT_CHUNK = 255 * 1024
+export const DEFAULT_IN_FLIGHT = 64
+
+export interface UploadOptions {
+  /** Bytes per WRITE request; clamped to what the session negotiated (limits@openssh.com). */
+  readonly chunkSize?: number
+  /** Outstanding WRITE requests at most (memory bound ≈ chunkSize × maxInFlight). */
+  readonly maxInFlight?: number
+  /** Called with the total of bytes the server acknowledged, after each acknowledgement. */
+  readonly onProgress?: (acknowledged: number) => void
+  /** Open flags: "w" (default) truncates/creates. */
+  readonly flags?: "w" | "wx"
+}
+
+/**
+ * ssh2 splits a write larger than the session's max write length into sequential requests, each
+ * waiting for the previous reply; keep requests within that length so they all pipeline.
+ */
+const maxWriteLen = (sftp: SFTPWrapper): number => {
+  const n = (sftp as unknown as { _maxWriteLen?: unknown })._maxWriteLen
+  return typeof n === "number" && n > 0 ? n : 32 * 1024
+}
+
+const openHandle = (sftp: SFTPWrapper, path: string, flags: OpenMode) =>
+  Effect.async<Buffer, SshError>((resume) => {
+    sftp.open(path, flags, (err, handle) => resume(err ? Effect.fail(sftpError(`open ${path}`, err)) : Effect.succeed(handle)))
+  })
+
+const closeHandle = (sftp: SFTPWrapper, handle: Buffer) =>
+  Effect.async<void, SshError>((resume) => {
+    sftp.close(handle, (err) => resume(err ? Effect.fail(sftpError("close", err)) : Effect.void))
+  })
+
+/**
+ * Writes `source` to `remotePath`, in order, with pipelined large WRITE requests. Succeeds with the
+ * number of bytes written once the server acknowledged every write and the CLOSE.
+ */
+export const upload = <E, R>(
+  sftp: SFTPWrapper,
+  remotePath: string,
+  source: Stream.Stream<Uint8Array, E, R>,
+  options: UploadOptions = {}
+): Effect.Effect<number, SshError | E, R> =>
+  Effect.suspend(() => {
+    const chunkSize = Math.max(1, Math.min(options.chunkSize ?? DEFAULT_CHUNK, maxWriteLen(sftp)))
+    const maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_IN_FLIGHT)
+    let handle: Buffer | undefined
+    let offset = 0 // next byte position to issue
+    let acked = 0
+    let inFlight = 0
+    let failure: SshError | undefined
+    let wake: (() => void) | undefined // resumes a fiber waiting for room / for the last ack
+    let pending: Array<Uint8Array> = []
+    let pendingLen = 0
+
+    const notify = () => {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+    // Waits until `ready()` holds or a write failed.
+    const waitUntil = (ready: () => boolean) =>
+      Effect.async<void, SshError>((resume) => {
+        const check = () => {
+          if (failure) resume(Effect.fail(failure))
+          else if (ready()) resume(Effect.void)
+          else wake = check
+        }
+        check()
+        return Effect.sync(() => {
+          wake = undefined
+        })
+      })
+
+    const send = (buf: Buffer) =>
+      Effect.zipRight(
+        waitUntil(() => inFlight < maxInFlight),
+        Effect.sync(() => {
+          const len = buf.length
+          inFlight++
+          // ssh2 copies `buf` into its packet synchronously, so the caller may reuse it.
+          sftp.write(handle!, buf, 0, len, offset, (err) => {
+            inFlight--
+            if (err) failure ??= sftpError(`write ${remotePath}`, err)
+            else {
+              acked += len
+              options.onProgress?.(acked)
+            }
+            notify()
+          })
+          offset += len
+        })
+      )
+
+    const takePending = (n: number): Buffer => {
+      const all = pending.length === 1 ? Buffer.from(pending[0]!.buffer, pending[0]!.byteOffset, pending[0]!.byteLength) : Buffer.concat(pending)
+      const head = all.subarray(0, n)
+      const rest = all.subarray(n)
+      pending = rest.length > 0 ? [rest] : []
+      pendingLen = rest.length
+      return head
+    }
+
+    const push = (chunk: Uint8Array): Effect.Effect<void, SshError> =>
+      Effect.suspend(() => {
+        if (chunk.byteLength === 0) return Effect.void
+        pending.push(chunk)
+        pendingLen += chunk.byteLength
+        if (pendingLen < chunkSize) return Effect.void
+        return Effect.whileLoop({
+          while: () => pendingLen >= chunkSize,
+          body: () => send(takePending(chunkSize)),
+          step: () => {}
+        })
+      })
+
+    const finish = Effect.suspend(() => (pendingLen > 0 ? send(takePending(pendingLen)) : Effect.void)).pipe(
+      Effect.zipRight(waitUntil(() => inFlight === 0)),
+      Effect.zipRight(Effect.suspend(() => closeHandle(sftp, handle!))),
+      Effect.map(() => acked)
+    )
+
+    return openHandle(sftp, remotePath, options.flags ?? "w").pipe(
+      Effect.tap((h) => {
+        handle = h
+      }),
+      Effect.zipRight(Stream.runForEach(source, push)),
+      Effect.zipRight(finish)
+    )
+  })
+
+/** Reads a whole (small) remote file; needs only OPEN/READ/CLOSE from the server (no FSTAT). */
+export const readFile = (sftp: SFTPWrapper, remotePath: string): Effect.Effect<Buffer, SshError> =>
+  Stream.runCollect(download(sftp, remotePath)).pipe(Effect.map((chunks) => Buffer.concat(Chunk.toArray(chunks))))
+
+/** Names in a remote directory (no `.`/`..`), in the server's order. */
+export const readdir = (sftp: SFTPWrapper, remotePath: string): Effect.Effect<Array<string>, SshError> =>
+  Effect.async<Array<string>, SshError>((resume) => {
+    sftp.readdir(remotePath, (err, list) =>
+      resume(
+        err
+          ? Effect.fail(sftpError(`readdir ${remotePath}`, err))
+          : Effect.succeed(list.map((e) => e.filename).filter((n) => n !== "." && n !== ".."))
+      )
+    )
+  })
+
+export interface DownloadOptions {
+  /** Bytes per READ request; clamped to the session's max read length. */
+  readonly chunkSize?: number
+  /** Outstanding READ requests at most. */
+  readonly maxInFlight?: number
+}
+
+const maxReadLen = (sftp: SFTPWrapper): number => {
+  const n = (sftp as unknown as { _maxReadLen?: unknown })._maxReadLen
+  return typeof n === "number" && n > 0 ? n : 32 * 1024
+}
+
+interface ReadSlot {
+  readonly pos: number
+  readonly len: number
+  result?: { err?: Error & { code?: number }; bytes?: Buffer }
+}
+
+/**
+ * Streams a remote file with pipelined READ requests, emitted strictly in order. Memory is bounded
+ * by chunkSize × maxInFlight; the next requests are issued only as the consumer pulls.
+ */
+export const download = (sftp: SFTPWrapper, remotePath: string, options: DownloadOptions = {}): Stream.Stream<Uint8Array, SshError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const chunkSize = Math.max(1, Math.min(options.chunkSize ?? DEFAULT_CHUNK, maxReadLen(sftp)))
+      const maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_IN_FLIGHT)
+      const handle = yield* Effect.acquireRelease(openHandle(sftp, remotePath, "r"), (h) =>
+        closeHandle(sftp, h).pipe(Effect.ignore)
+      )
+      const slots: Array<ReadSlot> = []
+      let nextPos = 0
+      let eof = false
+      let wake: (() => void) | undefined
+
+      // Issues one READ; the caller places the slot (in position order) in `slots`.
+      const issue = (pos: number, len: number): ReadSlot => {
+        const slot: ReadSlot = { pos, len }
+        sftp.read(handle, Buffer.allocUnsafe(len), 0, len, pos, (err, n, buf) => {
+          slot.result = err ? { err } : { bytes: buf.subarray(0, n) }
+          const w = wake
+          wake = undefined
+          w?.()
+        })
+        return slot
+      }
+      const fill = () => {
+        while (!eof && slots.length < maxInFlight) {
+          slots.push(issue(nextPos, chunkSize))
+          nextPos += chunkSize
+        }
+      }
+      const awaitHead = Effect.async<ReadSlot>((resume) => {
+        const check = () => {
+          const head = slots[0]!
+          if (head.result) resume(Effect.succeed(head))
+          else wake = check
+        }
+        check()
+        return Effect.sync(() => {
+          wake = undefined
+        })
+      })
+      const isEof = (err: { code?: number }) => err.code === 1 // SSH_FX_EOF
+
+      const pull: Effect.Effect<Uint8Array | undefined, SshError> = Effect.gen(function* () {
+        for (;;) {
+          fill()
+          if (slots.length === 0) return undefined
+          const head = yield* awaitHead
+          slots.shift()
+          const { err, bytes } = head.result!
+          if (err && !isEof(err)) return yield* Effect.fail(sftpError(`read ${remotePath}`, err))
+          if (eof || err || bytes!.length === 0) {
+            eof = true // later slots are past the end too: drain them
+            continue
+          }
+          // A short read (not at EOF): the rest of this range comes before every later slot.
+          if (bytes!.length < head.len) slots.unshift(issue(head.pos + bytes!.length, head.len - bytes!.length))
+          return bytes!
+        }
+      })
+
+      return Stream.repeatEffectOption(
+        pull.pipe(
+          Effect.mapError(Option.some),
+          Effect.flatMap((b) => (b === undefined ? Effect.fail(Option.none()) : Effect.succeed(b)))
+        )
+      )
+    })
+  )

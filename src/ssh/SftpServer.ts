@@ -1,0 +1,147 @@
+// Helpers shared by the registry's two SFTP views (upload-only and agent read-only) over ssh2's
+// low-level SFTP server API: the limits@openssh.com extension (SSH2.md pitfall 4), status codes,
+// attributes, and safe path normalization.
+import * as posix from "node:path/posix"
+import type { Attributes, SFTPWrapper } from "ssh2"
+
+export const STATUS = {
+  OK: 0,
+  EOF: 1,
+  NO_SUCH_FILE: 2,
+  PERMISSION_DENIED: 3,
+  FAILURE: 4,
+  BAD_MESSAGE: 5,
+  OP_UNSUPPORTED: 8
+} as const
+
+export const OPEN_FLAGS = { READ: 0x01, WRITE: 0x02, APPEND: 0x04, CREAT: 0x08, TRUNC: 0x10, EXCL: 0x20 } as const
+
+/** OpenSSH's sftp-server values: 256 KiB packets, 255 KiB reads and writes. */
+export const MAX_PACKET = 256 * 1024
+export const MAX_IO = MAX_PACKET - 1024
+export const MAX_OPEN_HANDLES = 64
+
+const S_IFDIR = 0o040000
+const S_IFREG = 0o100000
+
+export const dirAttrs = (mtime = new Date()): Attributes => {
+  const t = Math.floor(mtime.getTime() / 1000)
+  return { mode: S_IFDIR | 0o555, uid: 0, gid: 0, size: 0, atime: t, mtime: t }
+}
+
+export const fileAttrs = (size: number, mtime = new Date(), perm = 0o444): Attributes => {
+  const t = Math.floor(mtime.getTime() / 1000)
+  return { mode: S_IFREG | perm, uid: 0, gid: 0, size, atime: t, mtime: t }
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+/** An `ls -l` style line, which OpenSSH's `ls -l` prints as is. */
+export const longname = (name: string, a: Attributes): string => {
+  const dir = (a.mode & 0o170000) === S_IFDIR
+  const bits = ["r", "w", "x", "r", "w", "x", "r", "w", "x"].map((c, i) => (a.mode & (0o400 >> i) ? c : "-")).join("")
+  const d = new Date(a.mtime * 1000)
+  const date = `${MONTHS[d.getUTCMonth()]} ${String(d.getUTCDate()).padStart(2)} ${String(d.getUTCHours()).padStart(2, "0")}:${String(d.getUTCMinutes()).padStart(2, "0")}`
+  return `${dir ? "d" : "-"}${bits}    1 0        0        ${String(a.size).padStart(8)} ${date} ${name}`
+}
+
+/**
+ * Resolves a client path against `/` with POSIX rules: `..` never climbs above `/`, doubled slashes and
+ * `.` collapse, relative paths are relative to `/`. Undefined for paths no file can have (NUL bytes).
+ */
+export const normalizePath = (p: string): string | undefined => (p.includes("\0") ? undefined : posix.resolve("/", p))
+
+// --- limits@openssh.com -------------------------------------------------------------------------------
+// ssh2 answers INIT with a fixed VERSION packet without extensions and has no API for EXTENDED_REPLY.
+// We add the extension to that one packet as it is written, and write the reply the way ssh2 writes
+// its own packets (same flow-control accounting), so OpenSSH's client uses 255 KiB requests.
+
+interface SftpInternals {
+  _protocol: { channelData: (id: number, data: Buffer) => void }
+  _buffer: Array<Buffer>
+  outgoing: { id: number; state: string; window: number; packetSize: number }
+}
+
+const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, 2, 0, 0, 0, 3])
+const VERSION_WITH_LIMITS = (() => {
+  const name = Buffer.from("limits@openssh.com")
+  const value = Buffer.from("1")
+  const body = Buffer.alloc(1 + 4 + 4 + name.length + 4 + value.length)
+  let p = 0
+  body[p++] = 2
+  body.writeUInt32BE(3, p)
+  p += 4
+  body.writeUInt32BE(name.length, p)
+  name.copy(body, (p += 4))
+  p += name.length
+  body.writeUInt32BE(value.length, p)
+  value.copy(body, p + 4)
+  const len = Buffer.alloc(4)
+  len.writeUInt32BE(body.length)
+  return Buffer.concat([len, body])
+})()
+
+const pendingVersion = new WeakMap<object, Map<number, SftpInternals>>()
+
+const patchVersion = (s: SftpInternals) => {
+  const proto = s._protocol
+  let pending = pendingVersion.get(proto)
+  if (pending === undefined) {
+    const waiting = new Map<number, SftpInternals>()
+    pending = waiting
+    pendingVersion.set(proto, waiting)
+    const original = proto.channelData
+    proto.channelData = function (this: unknown, id: number, data: Buffer) {
+      const target = waiting.get(id)
+      if (target !== undefined && data.length === PLAIN_VERSION.length && data.equals(PLAIN_VERSION)) {
+        waiting.delete(id)
+        const extra = VERSION_WITH_LIMITS.length - PLAIN_VERSION.length
+        // ssh2 counted 9 bytes against the peer's window; count the extension bytes too
+        if (target.outgoing.window >= extra) {
+          target.outgoing.window -= extra
+          return original.call(this, id, VERSION_WITH_LIMITS)
+        }
+      }
+      return original.call(this, id, data)
+    }
+  }
+  pending.set(s.outgoing.id, s)
+  return () => pending.delete(s.outgoing.id)
+}
+
+const limitsReply = (reqId: number): Buffer => {
+  const buf = Buffer.alloc(4 + 1 + 4 + 4 * 8)
+  buf.writeUInt32BE(buf.length - 4, 0)
+  buf[4] = 201 // SSH_FXP_EXTENDED_REPLY
+  buf.writeUInt32BE(reqId, 5)
+  buf.writeBigUInt64BE(BigInt(MAX_PACKET), 9)
+  buf.writeBigUInt64BE(BigInt(MAX_IO), 17)
+  buf.writeBigUInt64BE(BigInt(MAX_IO), 25)
+  buf.writeBigUInt64BE(BigInt(MAX_OPEN_HANDLES), 33)
+  return buf
+}
+
+/** Writes a raw SFTP packet like ssh2's sendOrBuffer does when nothing is queued; false if it could not. */
+const sendRaw = (s: SftpInternals, packet: Buffer): boolean => {
+  const out = s.outgoing
+  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= packet.length || packet.length > out.packetSize) {
+    return false
+  }
+  out.window -= packet.length
+  s._protocol.channelData(out.id, packet)
+  return true
+}
+
+/**
+ * Advertises limits@openssh.com on this SFTP session and answers its EXTENDED request; other extended
+ * requests get OP_UNSUPPORTED. Call right after accepting the subsystem, before any data arrives.
+ */
+export const advertiseLimits = (sftp: SFTPWrapper): void => {
+  const s = sftp as unknown as SftpInternals
+  const unpatch = patchVersion(s)
+  sftp.once("close", unpatch)
+  sftp.on("EXTENDED", (reqId: number, name: string) => {
+    if (name === "limits@openssh.com" && sendRaw(s, limitsReply(reqId))) return
+    sftp.status(reqId, STATUS.OP_UNSUPPORTED)
+  })
+}

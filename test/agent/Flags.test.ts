@@ -1,0 +1,87 @@
+import { Duration, Either } from "effect"
+import { execFile } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { promisify } from "node:util"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { parseGoDuration, startup, usage } from "../../src/agent/Flags.js"
+import { tempDir } from "./support.js"
+
+let dir: string
+let key: string
+const fp = "SHA256:" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+
+beforeAll(async () => {
+  dir = await tempDir("agent-flags-")
+  key = path.join(dir, "id_ed25519")
+  await promisify(execFile)("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key])
+})
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true })
+})
+
+const ok = (argv: Array<string>) => {
+  const r = startup(argv, dir)
+  if (Either.isLeft(r)) throw new Error(r.left)
+  if (r.right._tag !== "Run") throw new Error("help")
+  return r.right
+}
+const bad = (argv: Array<string>) => {
+  const r = startup(argv, dir)
+  if (Either.isRight(r)) throw new Error("expected a usage error")
+  return r.left
+}
+
+describe("agent flags", () => {
+  it("has the original's defaults, resolved against the working directory", () => {
+    const r = ok(["-name", "p1", "-fp", fp, "-key", key])
+    expect(r.settings).toMatchObject({
+      host: "localhost",
+      port: 2022,
+      name: "p1",
+      fingerprint: fp,
+      dir,
+      script: path.join(dir, "deploy.sh"),
+      state: path.join(dir, "state.json"),
+      cleanOld: false,
+      keepSuid: false,
+      verbose: false
+    })
+    expect(Duration.toMillis(r.settings.poll)).toBe(30_000)
+    expect(r.once).toBe(false)
+  })
+
+  it("accepts -name x, -name=x and --name x, and sha256: in lower case", () => {
+    const r = ok(["--name", "p1", "-fp=" + fp.replace("SHA256:", "sha256:"), "-key=" + key, "-addr", "127.0.0.1:2200", "--poll=1m30s", "-cleanold", "-keep-suid", "-once", "-v", "-script", "", "-state", "/var/lib/x/state.json", "-dir", "sub"])
+    expect(r.settings).toMatchObject({ host: "127.0.0.1", port: 2200, fingerprint: fp, cleanOld: true, keepSuid: true, verbose: true, script: "", state: "/var/lib/x/state.json", dir: path.join(dir, "sub") })
+    expect(Duration.toMillis(r.settings.poll)).toBe(90_000)
+    expect(r.once).toBe(true)
+  })
+
+  it("refuses missing or malformed flags with one line", () => {
+    expect(bad(["-fp", fp, "-key", key])).toBe("-name is required")
+    expect(bad(["-name", "p1", "-key", key])).toContain("-fp is required")
+    expect(bad(["-name", "p1", "-fp", "SHA256:short", "-key", key])).toContain("malformed fingerprint")
+    expect(bad(["-name", "p1", "-fp", fp, "-key", path.join(dir, "missing")])).toContain("cannot read")
+    expect(bad(["-name", "p1", "-fp", fp, "-key", key + ".pub"])).toContain("cannot use")
+    expect(bad(["-name", "p1", "-fp", fp, "-key", key, "-poll", "30"])).toContain("-poll")
+    expect(bad(["-name", "a/b", "-fp", fp, "-key", key])).toContain("/")
+    expect(bad(["-name", "p1", "-fp", fp, "-key", key, "-bogus"])).toBe("flag provided but not defined: -bogus")
+    expect(bad(["-name", "p1", "-fp", fp, "-key", key, "extra"])).toContain("unexpected argument")
+  })
+
+  it("has help", () => {
+    expect(startup(["-h"], dir)).toEqual(Either.right({ _tag: "Help" }))
+    expect(usage()).toContain('-poll string\n\tregistry poll interval')
+  })
+
+  it("parses Go durations", () => {
+    expect(parseGoDuration("30s")).toBe(30_000)
+    expect(parseGoDuration("1h2m3.5s")).toBe(3_723_500)
+    expect(parseGoDuration("250ms")).toBe(250)
+    expect(parseGoDuration("1.5h")).toBe(5_400_000)
+    expect(parseGoDuration("10")).toBeUndefined()
+    expect(parseGoDuration("5 s")).toBeUndefined()
+    expect(parseGoDuration("")).toBeUndefined()
+  })
+})

@@ -1,0 +1,90 @@
+// The script runner with real processes: exact environment, output in the log (fault 4), exit
+// status in the error, and a process-group kill on interruption.
+import { Duration, Effect, Exit, Fiber } from "effect"
+import { existsSync } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { makeScriptRunner } from "../../src/agent/ScriptRunner.js"
+import { tempDir } from "./support.js"
+
+let dir: string
+let lines: Array<string>
+const log = {
+  line: (level: string, m: string) => void lines.push(`${level} ${m}`),
+  info: () => Effect.void,
+  warn: () => Effect.void,
+  error: () => Effect.void,
+  debug: () => Effect.void
+}
+const runner = () => makeScriptRunner(log, Duration.millis(300))
+
+beforeEach(async () => {
+  dir = await tempDir("script-runner-")
+  lines = []
+})
+afterEach(async () => {
+  await fs.rm(dir, { recursive: true, force: true })
+})
+
+const script = async (body: string) => {
+  const file = path.join(dir, "deploy.sh")
+  await fs.writeFile(file, `#!/bin/sh\n${body}\n`, { mode: 0o755 })
+  return file
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+describe("ScriptRunner", () => {
+  it("passes exactly the given environment and forwards stdout and stderr line by line", async () => {
+    const file = await script(`env > "${dir}/env.txt"\necho out one\necho err one >&2\nprintf 'no newline'`)
+    await Effect.runPromise(runner().run({ script: file, env: { NEWID: "abc", OLDROOT: "", PATH: "/usr/bin:/bin" }, configuration: "p", hash: "h" }))
+    const env = (await fs.readFile(path.join(dir, "env.txt"), "utf8")).trim().split("\n").sort()
+    // sh itself adds PWD (and may add SHLVL/_); everything else is ours.
+    expect(env.filter((l) => !/^(PWD|SHLVL|_)=/.test(l))).toEqual(["NEWID=abc", "OLDROOT=", "PATH=/usr/bin:/bin"])
+    expect(lines).toContain("info script stdout: out one")
+    expect(lines).toContain("info script stderr: err one")
+    expect(lines).toContain("info script stdout: no newline")
+  })
+
+  it("fails with the exit status, and with the reason when it cannot start", async () => {
+    const file = await script("echo failing; exit 7")
+    const exit = await Effect.runPromiseExit(runner().run({ script: file, env: {}, configuration: "project1", hash: "h1" }))
+    expect(Exit.isFailure(exit)).toBe(true)
+    const err = await Effect.runPromise(Effect.flip(runner().run({ script: file, env: {}, configuration: "project1", hash: "h1" })))
+    expect(err.message).toBe("deploy script failed for configuration project1 (h1): exit status 7")
+    expect(lines).toContain("info script stdout: failing")
+    const missing = await Effect.runPromise(Effect.flip(runner().run({ script: path.join(dir, "nope.sh"), env: {}, configuration: "p", hash: "h" })))
+    expect(missing.status).toContain("ENOENT")
+  })
+
+  it("does not wait for a daemon the script leaves behind", async () => {
+    const file = await script(`sleep 30 &\necho $! > "${dir}/daemon.pid"\necho started`)
+    await Effect.runPromise(runner().run({ script: file, env: {}, configuration: "p", hash: "h" }))
+    const pid = Number(await fs.readFile(path.join(dir, "daemon.pid"), "utf8"))
+    expect(alive(pid)).toBe(true) // a normal exit never kills what the script started
+    process.kill(pid, "SIGKILL")
+  })
+
+  it("on interruption, SIGTERMs the process group, then SIGKILLs what ignores it", async () => {
+    const file = await script(
+      `trap 'echo got TERM > "${dir}/term"; exit 1' TERM\n(trap '' TERM; sleep 30) &\necho $! > "${dir}/child.pid"\necho ready > "${dir}/ready"\nwhile :; do sleep 0.05; done`
+    )
+    const fiber = Effect.runFork(runner().run({ script: file, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, configuration: "p", hash: "h" }))
+    for (let i = 0; i < 400 && !existsSync(path.join(dir, "ready")); i++) await new Promise((r) => setTimeout(r, 10))
+    const child = Number(await fs.readFile(path.join(dir, "child.pid"), "utf8"))
+    expect(alive(child)).toBe(true)
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(await fs.readFile(path.join(dir, "term"), "utf8")).toBe("got TERM\n")
+    // The child ignored SIGTERM; the group SIGKILL after the grace period got it.
+    for (let i = 0; i < 200 && alive(child); i++) await new Promise((r) => setTimeout(r, 10))
+    expect(alive(child)).toBe(false)
+  })
+})

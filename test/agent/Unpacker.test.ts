@@ -1,0 +1,265 @@
+// The unpacker against GNU tar (ordinary archives) and a corpus of hostile ones (fault 2).
+import { Effect, Exit } from "effect"
+import { execFile } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import { existsSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { promisify } from "node:util"
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { UnsafeArchive } from "../../src/domain/AgentErrors.js"
+import { extractLayers, type LayerFile, makeUnpacker } from "../../src/agent/Unpacker.js"
+import { type EntrySpec, listAll, snapshot, writeArchive } from "./fixtures.js"
+
+const run = promisify(execFile)
+
+let sandbox: string
+let logs: Array<string>
+const opts = (keepSuid = false) => ({ keepSuid, log: (level: string, m: string) => void logs.push(`${level} ${m}`) })
+
+beforeEach(async () => {
+  sandbox = await fs.mkdtemp(path.join(os.tmpdir(), "unpacker-"))
+  logs = []
+})
+afterEach(async () => {
+  await fs.rm(sandbox, { recursive: true, force: true })
+})
+
+const archives = async (...layers: ReadonlyArray<ReadonlyArray<EntrySpec>>): Promise<Array<LayerFile>> => {
+  const out: Array<LayerFile> = []
+  for (const [i, entries] of layers.entries()) {
+    const a = await writeArchive(sandbox, `layer${i}.tar.gz`, entries)
+    out.push({ label: `l${i}@v1`, file: a.file })
+  }
+  return out
+}
+
+/** Extracts into sandbox/tree and returns the error, if any; asserts nothing outside the tree changed. */
+const extractGuarded = async (layers: ReadonlyArray<LayerFile>, keepSuid = false): Promise<unknown> => {
+  const tree = path.join(sandbox, "tree")
+  await fs.mkdir(tree)
+  const before = (await listAll(sandbox)).filter((p) => !p.startsWith("tree/"))
+  let error: unknown
+  try {
+    await extractLayers(tree, layers, opts(keepSuid))
+  } catch (e) {
+    error = e
+  }
+  const after = (await listAll(sandbox)).filter((p) => !p.startsWith("tree/"))
+  expect(after).toEqual(before)
+  return error
+}
+
+describe("ordinary archives", () => {
+  it("gives the same tree as GNU tar -x of every layer in order", async () => {
+    const src1 = path.join(sandbox, "src1")
+    const src2 = path.join(sandbox, "src2")
+    // Layer 1: nested dirs, modes, a symlink, a hard link, a file that layer 2 turns into a dir and an empty dir it turns into a file.
+    await fs.mkdir(path.join(src1, "app/lib/deep"), { recursive: true })
+    await fs.mkdir(path.join(src1, "becomes-file"))
+    await fs.writeFile(path.join(src1, "app/main.js"), "v1")
+    await fs.writeFile(path.join(src1, "app/lib/deep/x.txt"), "deep")
+    await fs.writeFile(path.join(src1, "app/run.sh"), "#!/bin/sh\n")
+    await fs.chmod(path.join(src1, "app/run.sh"), 0o750)
+    await fs.writeFile(path.join(src1, "becomes-dir"), "file")
+    await fs.writeFile(path.join(src1, "app/ro.txt"), "read only")
+    await fs.chmod(path.join(src1, "app/ro.txt"), 0o444)
+    await fs.symlink("lib/deep/x.txt", path.join(src1, "app/link"))
+    await fs.link(path.join(src1, "app/main.js"), path.join(src1, "app/main-hard.js"))
+    await fs.chmod(path.join(src1, "app/lib"), 0o700)
+    // Layer 2: overwrites a file, replaces file<->dir, adds into an existing dir.
+    await fs.mkdir(path.join(src2, "app"), { recursive: true })
+    await fs.mkdir(path.join(src2, "becomes-dir"))
+    await fs.writeFile(path.join(src2, "becomes-dir/inside"), "in")
+    await fs.writeFile(path.join(src2, "becomes-file"), "now a file")
+    await fs.writeFile(path.join(src2, "app/main.js"), "v2")
+    await fs.writeFile(path.join(src2, "app/new.txt"), "new")
+    const t = "2020-01-02T03:04:05"
+    await run("touch", ["-h", "-d", t, ...(await listAll(src1)).map((p) => path.join(src1, p)), src1])
+    await run("touch", ["-h", "-d", t, ...(await listAll(src2)).map((p) => path.join(src2, p)), src2])
+    await run("tar", ["czf", path.join(sandbox, "l1.tgz"), "-C", src1, "."])
+    await run("tar", ["czf", path.join(sandbox, "l2.tgz"), "-C", src2, "."])
+    const ref = path.join(sandbox, "ref")
+    await fs.mkdir(ref)
+    await run("tar", ["xzf", path.join(sandbox, "l1.tgz"), "-C", ref])
+    await run("tar", ["xzf", path.join(sandbox, "l2.tgz"), "-C", ref])
+    const ours = path.join(sandbox, "ours")
+    await fs.mkdir(ours)
+    await extractLayers(ours, [{ label: "a", file: path.join(sandbox, "l1.tgz") }, { label: "b", file: path.join(sandbox, "l2.tgz") }], opts())
+    const [a, b] = [await snapshot(ref), await snapshot(ours)]
+    // Directories that layer 2 modified get "now" as mtime in both; compare them without their times.
+    const strip = (s: Record<string, string>) =>
+      Object.fromEntries(Object.entries(s).map(([k, v]) => [k, v.startsWith("dir ") ? v.split(" ").slice(0, 2).join(" ") : v]))
+    expect(strip(b)).toEqual(strip(a))
+    expect(b["app/main-hard.js"]).toContain("nlink=1") // overwritten: the old link keeps v1, like GNU tar
+    expect(b["app/lib/deep"]).toMatch(/^dir 755 1577934245$/)
+    expect(b["becomes-file"]).toMatch(/^file/)
+    expect(b["becomes-dir"]).toMatch(/^dir/)
+  })
+
+  it("keeps modes and mtimes, long names, and an empty archive", async () => {
+    const long = "d/" + "n".repeat(150)
+    const layers = await archives(
+      [
+        { path: "d/", type: "dir", mode: 0o750, mtime: 1_500_000_000 },
+        { path: long, content: "long", mode: 0o600, mtime: 1_500_000_001 },
+        { path: "d/exe", content: "x", mode: 0o775, mtime: 1_500_000_002 }
+      ],
+      []
+    )
+    const tree = path.join(sandbox, "tree")
+    await fs.mkdir(tree)
+    await extractLayers(tree, layers, opts())
+    const s = await snapshot(tree)
+    expect(s["d"]).toBe("dir 750 1500000000")
+    expect(s[long]).toMatch(/^file 600 1500000001/)
+    expect(s["d/exe"]).toMatch(/^file 775 1500000002/)
+  })
+})
+
+describe("hostile archives (fault 2)", () => {
+  it("refuses ../ paths and names the entry", async () => {
+    const err = await extractGuarded(await archives([{ path: "ok.txt", content: "ok" }, { path: "a/../../escape.txt", content: "x" }]))
+    expect(err).toBeInstanceOf(UnsafeArchive)
+    expect((err as UnsafeArchive).entry).toBe("a/../../escape.txt")
+    expect((err as UnsafeArchive).message).toContain("a/../../escape.txt")
+    expect(existsSync(path.join(sandbox, "escape.txt"))).toBe(false)
+  })
+
+  it("strips a leading / and logs it", async () => {
+    const name = `deploy-agent-test-${randomBytes(6).toString("hex")}`
+    const err = await extractGuarded(await archives([{ path: `/tmp/${name}`, content: "x" }]))
+    expect(err).toBeUndefined()
+    expect(existsSync(`/tmp/${name}`)).toBe(false)
+    expect(await fs.readFile(path.join(sandbox, "tree/tmp", name), "utf8")).toBe("x")
+    expect(logs.join("\n")).toContain('removing leading "/"')
+  })
+
+  it("refuses hard links to files outside the tree", async () => {
+    await fs.writeFile(path.join(sandbox, "outside.txt"), "secret")
+    for (const target of ["../outside.txt", path.join(sandbox, "outside.txt"), "/etc/passwd"]) {
+      await fs.rm(path.join(sandbox, "tree"), { recursive: true, force: true })
+      const err = await extractGuarded(await archives([{ path: "hl", type: "link", linkpath: target }]))
+      expect(err, target).toBeInstanceOf(UnsafeArchive)
+    }
+    expect(await fs.readFile(path.join(sandbox, "outside.txt"), "utf8")).toBe("secret")
+  })
+
+  it("resolves paths through symlinks inside the tree, in the same archive and in a later layer", async () => {
+    const cases: Array<ReadonlyArray<ReadonlyArray<EntrySpec>>> = [
+      [[{ path: "s", type: "symlink", linkpath: sandbox }, { path: "s/pwned", content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: "/" }, { path: "s/pwned", content: "x" }]],
+      [[{ path: "d/s", type: "symlink", linkpath: "../../.." }, { path: "d/s/pwned", content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: sandbox }], [{ path: "s/pwned", content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: "../.." }], [{ path: "s/sub/pwned", content: "x" }]]
+    ]
+    for (const layers of cases) {
+      await fs.rm(path.join(sandbox, "tree"), { recursive: true, force: true })
+      const err = await extractGuarded(await archives(...layers))
+      expect(err).toBeUndefined()
+      expect(existsSync(path.join(sandbox, "pwned"))).toBe(false)
+      expect(existsSync("/pwned")).toBe(false)
+      const inside = (await listAll(path.join(sandbox, "tree"))).filter((p) => p.endsWith("pwned"))
+      expect(inside).toHaveLength(1)
+    }
+  })
+
+  it("replaces a symlink by a file without following it", async () => {
+    await fs.writeFile(path.join(sandbox, "victim"), "original")
+    const err = await extractGuarded(await archives([{ path: "f", type: "symlink", linkpath: path.join(sandbox, "victim") }], [{ path: "f", content: "new" }]))
+    expect(err).toBeUndefined()
+    expect(await fs.readFile(path.join(sandbox, "victim"), "utf8")).toBe("original")
+    expect(await fs.readFile(path.join(sandbox, "tree/f"), "utf8")).toBe("new")
+  })
+
+  it("refuses symlink loops", async () => {
+    const err = await extractGuarded(
+      await archives([{ path: "a", type: "symlink", linkpath: "b" }, { path: "b", type: "symlink", linkpath: "a" }, { path: "a/x", content: "x" }])
+    )
+    expect(err).toBeInstanceOf(UnsafeArchive)
+    expect((err as UnsafeArchive).reason).toContain("symbolic links")
+  })
+
+  it("skips device nodes and FIFOs with a warning", async () => {
+    const err = await extractGuarded(
+      await archives([{ path: "null", type: "char" }, { path: "disk", type: "block" }, { path: "pipe", type: "fifo" }, { path: "ok", content: "ok" }])
+    )
+    expect(err).toBeUndefined()
+    expect(await listAll(path.join(sandbox, "tree"))).toEqual(["ok"])
+    expect(logs.filter((l) => l.startsWith("warn") && l.includes("skipped"))).toHaveLength(3)
+  })
+
+  it("drops setuid/setgid bits unless asked to keep them", async () => {
+    const entries: Array<EntrySpec> = [{ path: "su", content: "x", mode: 0o4755 }, { path: "sg", content: "x", mode: 0o2755 }]
+    expect(await extractGuarded(await archives(entries))).toBeUndefined()
+    expect((await fs.stat(path.join(sandbox, "tree/su"))).mode & 0o7777).toBe(0o755)
+    expect((await fs.stat(path.join(sandbox, "tree/sg"))).mode & 0o7777).toBe(0o755)
+    await fs.rm(path.join(sandbox, "tree"), { recursive: true })
+    expect(await extractGuarded(await archives(entries), true)).toBeUndefined()
+    expect((await fs.stat(path.join(sandbox, "tree/su"))).mode & 0o7777).toBe(0o4755)
+  })
+
+  it("deploys an image-style tree with absolute symlinks", async () => {
+    const name = `deploy-agent-test-${randomBytes(6).toString("hex")}`
+    const err = await extractGuarded(
+      await archives(
+        [
+          { path: "usr/", type: "dir" },
+          { path: "usr/bin/", type: "dir" },
+          { path: "usr/bin/sh", content: "sh", mode: 0o755 },
+          { path: "bin", type: "symlink", linkpath: "/usr/bin" },
+          { path: "lib", type: "symlink", linkpath: "usr/lib" },
+          { path: `bin/${name}`, content: "via link" }
+        ],
+        [{ path: `bin/${name}-2`, content: "later layer" }, { path: "usr/bin/sh-hard", type: "link", linkpath: "/bin/sh" }]
+      )
+    )
+    expect(err).toBeUndefined()
+    expect(existsSync(`/usr/bin/${name}`)).toBe(false)
+    expect(existsSync(`/usr/bin/${name}-2`)).toBe(false)
+    const tree = path.join(sandbox, "tree")
+    expect(await fs.readlink(path.join(tree, "bin"))).toBe("/usr/bin")
+    expect(await fs.readFile(path.join(tree, "usr/bin", name), "utf8")).toBe("via link")
+    expect(await fs.readFile(path.join(tree, "usr/bin", `${name}-2`), "utf8")).toBe("later layer")
+    expect((await fs.stat(path.join(tree, "usr/bin/sh-hard"))).nlink).toBe(2)
+  })
+})
+
+describe("Unpacker service", () => {
+  const layersOf = (n: string) => archives([{ path: "f", content: n }])
+
+  it("writes .ok after unpacking, reuses a complete tree, redoes one without .ok", async () => {
+    const u = makeUnpacker(sandbox, opts())
+    const hash = "a".repeat(64)
+    const first = await Effect.runPromise(u.prepare(hash, await layersOf("one")))
+    expect(first.reused).toBe(false)
+    expect(existsSync(path.join(sandbox, "unpacked", `${hash}.ok`))).toBe(true)
+    expect((await Effect.runPromise(u.prepare(hash, await layersOf("one")))).reused).toBe(true)
+    await fs.rm(path.join(sandbox, "unpacked", `${hash}.ok`))
+    await fs.writeFile(path.join(first.root, "junk"), "partial")
+    const again = await Effect.runPromise(u.prepare(hash, await layersOf("two")))
+    expect(again.reused).toBe(false)
+    expect(await listAll(again.root)).toEqual(["f"])
+    expect(await fs.readFile(path.join(again.root, "f"), "utf8")).toBe("two")
+  })
+
+  it("removes the partial tree of a refused archive and writes no .ok", async () => {
+    const u = makeUnpacker(sandbox, opts())
+    const hash = "b".repeat(64)
+    const exit = await Effect.runPromiseExit(u.prepare(hash, await archives([{ path: "ok", content: "x" }, { path: "../x", content: "x" }])))
+    expect(Exit.isFailure(exit)).toBe(true)
+    expect(existsSync(path.join(sandbox, "unpacked", hash))).toBe(false)
+    expect(existsSync(path.join(sandbox, "unpacked", `${hash}.ok`))).toBe(false)
+  })
+
+  it("removeOthers keeps the given trees", async () => {
+    const u = makeUnpacker(sandbox, opts())
+    const [a, b, c] = ["a", "b", "c"].map((x) => x.repeat(64)) as [string, string, string]
+    for (const h of [a, b, c]) await Effect.runPromise(u.prepare(h, await layersOf(h)))
+    await fs.mkdir(path.join(sandbox, "unpacked", "not-a-hash"))
+    const removed = await Effect.runPromise(u.removeOthers([b]))
+    expect([...removed].sort()).toEqual([a, c])
+    expect((await fs.readdir(path.join(sandbox, "unpacked"))).sort()).toEqual([b, `${b}.ok`, "not-a-hash"])
+  })
+})

@@ -1,0 +1,275 @@
+// The built agent (dist/agent/main.js) as a child process against a real registry
+// (dist/registry/main.js). Run `npm run build` first.
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
+import { configHash } from "../../src/domain/ConfigHash.js"
+import { repoRoot, startRegistry, type TestRegistry } from "../support/registry.js"
+import { type EntrySpec, listAll, tarGz } from "./fixtures.js"
+import { addVersion, exec, run } from "./operator.js"
+import { tempDir } from "./support.js"
+
+const agentMain = path.join(repoRoot, "dist/agent/main.js")
+
+let reg: TestRegistry
+const dirs: Array<string> = []
+const live = new Set<ChildProcess>()
+
+beforeAll(async () => {
+  reg = await startRegistry()
+  dirs.push(reg.dir)
+})
+afterEach(() => {
+  for (const c of live) c.kill("SIGKILL")
+  live.clear()
+})
+afterAll(async () => {
+  await reg?.stop()
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true })
+})
+
+interface Agent {
+  child: ChildProcess
+  output: () => string
+  exited: Promise<number | null>
+  waitFor: (re: RegExp, ms?: number) => Promise<void>
+}
+
+const startAgent = (args: ReadonlyArray<string>, cwd: string): Agent => {
+  const child = spawn(process.execPath, [agentMain, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+  live.add(child)
+  let out = ""
+  const waiters: Array<() => void> = []
+  const onData = (b: Buffer) => {
+    out += b.toString()
+    for (const w of waiters.splice(0)) w()
+  }
+  child.stdout!.on("data", onData)
+  child.stderr!.on("data", onData)
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      live.delete(child)
+      resolve(code)
+    })
+  )
+  const waitFor = (re: RegExp, ms = 20_000) =>
+    new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`agent log never matched ${re}:\n${out}`)), ms)
+      const check = () => {
+        if (re.test(out)) {
+          clearTimeout(timer)
+          resolve()
+        } else waiters.push(check)
+      }
+      check()
+    })
+  return { child, output: () => out, exited, waitFor }
+}
+
+interface Site {
+  dir: string
+  name: string
+  args: (extra?: ReadonlyArray<string>) => Array<string>
+  once: (extra?: ReadonlyArray<string>) => Promise<{ code: number | null; log: string }>
+}
+
+let counter = 0
+/** A fresh agent directory tracking a fresh configuration name, with a deploy script writing to `dir/out`. */
+const site = async (scriptBody: string): Promise<Site> => {
+  const dir = await tempDir("agent-site-")
+  dirs.push(dir)
+  await fs.mkdir(path.join(dir, "out"))
+  const script = path.join(dir, "deploy.sh")
+  await fs.writeFile(script, `#!/bin/sh\nOUT=${dir}/out\n${scriptBody}\n`, { mode: 0o755 })
+  const name = `p${++counter}-${process.pid}`
+  const args = (extra: ReadonlyArray<string> = []) => [
+    "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name,
+    "-dir", path.join(dir, "work"), "-script", script, "-state", path.join(dir, "state.json"), ...extra
+  ]
+  const once = async (extra: ReadonlyArray<string> = []) => {
+    const a = startAgent([...args(extra), "-once"], dir)
+    const code = await a.exited
+    return { code, log: a.output() }
+  }
+  return { dir, name, args, once }
+}
+
+const layer = (entries: ReadonlyArray<EntrySpec>) => tarGz(entries)
+let comp = 0
+const component = () => `c${++comp}-${process.pid}`
+
+describe("deploy-agent against a real registry", () => {
+  it("first deploy, an update sharing a layer, and no-change polls", async () => {
+    const s = await site('env | sort > "$OUT/env-$NEWID"\necho "deploying $NEWID"\necho "note on stderr" >&2')
+    const code = component()
+    const conf = component()
+    const c1 = await addVersion(reg, code, "v01", layer([{ path: "app/main.js", content: "v1" }]))
+    const c2 = await addVersion(reg, code, "v02", layer([{ path: "app/main.js", content: "v2" }]))
+    const k1 = await addVersion(reg, conf, "v01", layer([{ path: "config.txt", content: "c1" }]))
+    await run(reg, `addconf -name ${s.name} -layer ${code}:v01 -layer ${conf}:v01`)
+    const h1 = configHash([c1, k1])
+
+    const first = await s.once()
+    expect(first.code, first.log).toBe(0)
+    const work = path.join(s.dir, "work")
+    expect(await fs.readFile(path.join(work, "unpacked", h1, "app/main.js"), "utf8")).toBe("v1")
+    expect(JSON.parse(await fs.readFile(path.join(s.dir, "state.json"), "utf8")).Hash).toBe(h1)
+    // The exact environment; OLDROOT empty on the first deploy (fault 3).
+    const env = (await fs.readFile(path.join(s.dir, "out", `env-${h1}`), "utf8")).trim().split("\n")
+    const names = env.map((l) => l.slice(0, l.indexOf("="))).filter((n) => !["PWD", "SHLVL", "_"].includes(n))
+    const pass = ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "LC_ALL", "SHELL"].filter((k) => process.env[k] !== undefined)
+    expect(names.sort()).toEqual(
+      ["OLDID", "OLDROOT", "NEWID", "NEWROOT", "STATEFILE", "LAYER_0_NAME", "LAYER_0_VERSION", "LAYER_1_NAME", "LAYER_1_VERSION", ...pass].sort()
+    )
+    expect(env).toContain("OLDID=")
+    expect(env).toContain("OLDROOT=")
+    expect(env).toContain(`NEWROOT=${path.join(work, "unpacked", h1)}`)
+    expect(env).toContain(`LAYER_0_NAME=${code}`)
+    expect(env).toContain("LAYER_1_VERSION=v01")
+    // Script output is in the agent's log (fault 4), with timestamps.
+    expect(first.log).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z info script stdout: deploying ${h1}$`, "m"))
+    expect(first.log).toContain("info script stderr: note on stderr")
+
+    await run(reg, `changeconf -name ${s.name} -component ${code} -version v02`)
+    const h2 = configHash([c2, k1])
+    const second = await s.once()
+    expect(second.code, second.log).toBe(0)
+    // Only the changed layer is downloaded; the shared one comes from the cache.
+    expect(second.log.match(/downloading layer/g)).toHaveLength(1)
+    expect(second.log).toContain(`downloading layer ${code}@v02`)
+    const env2 = await fs.readFile(path.join(s.dir, "out", `env-${h2}`), "utf8")
+    expect(env2).toContain(`OLDID=${h1}\n`)
+    expect(env2).toContain(`OLDROOT=${path.join(work, "unpacked", h1)}\n`)
+    expect(await fs.readFile(path.join(work, "unpacked", h2, "app/main.js"), "utf8")).toBe("v2")
+
+    const third = await s.once()
+    expect(third.code).toBe(0)
+    expect(third.log).not.toContain("script stdout")
+    expect((await fs.readdir(path.join(s.dir, "out"))).sort()).toEqual([`env-${h1}`, `env-${h2}`].sort())
+  })
+
+  it("a failing script: exit 1 with the configuration and status logged, state unchanged", async () => {
+    const s = await site('echo "about to fail"\nexit 3')
+    const c = component()
+    const h = await addVersion(reg, c, "v1", layer([{ path: "f", content: "x" }]))
+    await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+    const r = await s.once()
+    expect(r.code).toBe(1)
+    expect(r.log).toContain("info script stdout: about to fail")
+    expect(r.log).toContain(`deploy script failed for configuration ${s.name} (${configHash([h])}): exit status 3`)
+    expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
+  })
+
+  it("SIGTERM during a slow script: the script's group is stopped, exit 0, state unchanged, no temp files", async () => {
+    const s = await site('echo $$ > "$OUT/pid"\n(sleep 60) &\necho $! > "$OUT/child"\necho started\nsleep 60')
+    const c = component()
+    await addVersion(reg, c, "v1", layer([{ path: "f", content: "x" }]))
+    await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+    const a = startAgent(s.args(["-poll", "1h"]), s.dir)
+    await a.waitFor(/script stdout: started/)
+    const child = Number(await fs.readFile(path.join(s.dir, "out", "child"), "utf8"))
+    a.child.kill("SIGTERM")
+    expect(await a.exited).toBe(0)
+    expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
+    expect(() => process.kill(child, 0)).toThrow() // the script's background child went with its group
+    const leftovers = (await listAll(path.join(s.dir, "work"))).filter((p) => p.startsWith("tmp/") || p.endsWith(".part") || p.endsWith(".tmp"))
+    expect(leftovers).toEqual([])
+  })
+
+  it("a second agent on the same directory exits at once; SIGHUP polls now", async () => {
+    const s = await site('echo "deployed $NEWID"')
+    const c = component()
+    const h1 = await addVersion(reg, c, "v1", layer([{ path: "f", content: "1" }]))
+    const h2 = await addVersion(reg, c, "v2", layer([{ path: "f", content: "2" }]))
+    await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+    const a = startAgent(s.args(["-poll", "1h"]), s.dir)
+    await a.waitFor(new RegExp(`deployed ${configHash([h1])}`))
+    const b = startAgent(s.args(["-poll", "1h"]), s.dir)
+    expect(await b.exited).toBe(1)
+    expect(b.output()).toContain("another deploy-agent is already running on directory")
+    await run(reg, `changeconf -name ${s.name} -component ${c} -version v2`)
+    a.child.kill("SIGHUP")
+    await a.waitFor(new RegExp(`deployed ${configHash([h2])}`))
+    a.child.kill("SIGTERM")
+    expect(await a.exited).toBe(0)
+  })
+
+  it("a wrong fingerprint fails the cycle with a clear message", async () => {
+    const s = await site("true")
+    const wrong = "SHA256:" + "B".repeat(43)
+    const args = s.args().map((a) => (a === reg.fingerprint ? wrong : a))
+    const a = startAgent([...args, "-once"], s.dir)
+    expect(await a.exited).toBe(1)
+    expect(a.output()).toContain(`not the pinned ${wrong}`)
+  })
+
+  it("hostile archives (fault 2): nothing is written outside the tree", async () => {
+    const outside = await tempDir("agent-outside-")
+    dirs.push(outside)
+    await fs.writeFile(path.join(outside, "victim"), "original")
+    const refusedCases: Array<ReadonlyArray<EntrySpec>> = [
+      [{ path: "../../../x", content: "x" }],
+      [{ path: "hl", type: "link", linkpath: path.join(outside, "victim") }],
+      [{ path: "hl", type: "link", linkpath: "../../victim" }]
+    ]
+    for (const entries of refusedCases) {
+      const s = await site("true")
+      const c = component()
+      const h = await addVersion(reg, c, "v1", layer(entries))
+      await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+      const r = await s.once()
+      expect(r.code, r.log).toBe(1)
+      expect(r.log).toContain("refused entry")
+      expect(existsSync(path.join(s.dir, "work", "unpacked", configHash([h])))).toBe(false)
+      expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
+    }
+    // Accepted, but resolved inside the tree: absolute paths, links to / and ../.. with files beneath
+    // (same archive and a later layer), a device node, a setuid file; plus an image-style tree.
+    const s = await site("true")
+    const [a, b] = [component(), component()]
+    const ha = await addVersion(reg, a, "v1", layer([
+      { path: path.join(outside, "abs"), content: "abs" },
+      { path: "root", type: "symlink", linkpath: "/" },
+      { path: `root${outside}/via-root`, content: "x" },
+      { path: "up", type: "symlink", linkpath: "../.." },
+      { path: "up/via-up", content: "x" },
+      { path: "out", type: "symlink", linkpath: outside },
+      { path: "null", type: "char" },
+      { path: "suid", content: "x", mode: 0o4755 },
+      { path: "usr/bin/", type: "dir" },
+      { path: "bin", type: "symlink", linkpath: "/usr/bin" },
+      { path: "bin/tool", content: "tool", mode: 0o755 }
+    ]))
+    const hb = await addVersion(reg, b, "v1", layer([{ path: "out/victim", content: "overwritten?" }, { path: "root/later", content: "x" }]))
+    await run(reg, `addconf -name ${s.name} -layer ${a}:v1 -layer ${b}:v1`)
+    const r = await s.once()
+    expect(r.code, r.log).toBe(0)
+    expect(r.log).toContain('removing leading "/"')
+    expect(r.log).toMatch(/skipped CharacterDevice entry "null"/)
+    expect(await listAll(outside)).toEqual(["victim"])
+    expect(await fs.readFile(path.join(outside, "victim"), "utf8")).toBe("original")
+    expect(existsSync("/later")).toBe(false)
+    const tree = path.join(s.dir, "work", "unpacked", configHash([ha, hb]))
+    expect(await fs.readFile(path.join(tree, outside, "victim"), "utf8")).toBe("overwritten?")
+    expect(existsSync(path.join(tree, outside, "abs"))).toBe(true)
+    expect(existsSync(path.join(tree, outside, "via-root"))).toBe(true)
+    expect(existsSync(path.join(tree, "via-up"))).toBe(true)
+    expect(existsSync(path.join(tree, "later"))).toBe(true)
+    expect(existsSync(path.join(tree, "null"))).toBe(false)
+    expect((await fs.stat(path.join(tree, "suid"))).mode & 0o7777).toBe(0o755)
+    expect(await fs.readlink(path.join(tree, "bin"))).toBe("/usr/bin")
+    expect(await fs.readFile(path.join(tree, "usr/bin/tool"), "utf8")).toBe("tool")
+    expect(existsSync("/usr/bin/tool")).toBe(false)
+  })
+
+  it("the registry's errors reach the log", async () => {
+    const s = await site("true")
+    const r = await s.once()
+    expect(r.code).toBe(1)
+    expect(r.log).toContain(`configuration "${s.name}" not found`)
+    const bad = await exec(reg, "showconf -name nope")
+    expect(bad.code).toBe(1)
+  })
+})

@@ -1,0 +1,91 @@
+import { Effect } from "effect"
+import { randomBytes } from "node:crypto"
+import { promises as fs } from "node:fs"
+import * as path from "node:path"
+import ssh2 from "ssh2"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { AGENT_USER, type AuthAttempt, loadKeysFile, makeAuth } from "../../src/registry/Auth.js"
+import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
+import { tempDir } from "../support/keys.js"
+
+const pair = (comment: string) => {
+  const kp = ssh2.utils.generateKeyPairSync("ed25519", { comment })
+  const priv = ssh2.utils.parseKey(kp.private)
+  if (priv instanceof Error) throw priv
+  return { publicLine: kp.public, priv, data: priv.getPublicSSH() }
+}
+const operator = pair("alice")
+const agent = pair("web1")
+const stranger = pair("mallory")
+const auth = makeAuth(parseAuthorizedKeys(operator.publicLine).keys, parseAuthorizedKeys(agent.publicLine).keys)
+const check = (a: AuthAttempt) => Effect.runSync(auth.check(a))
+
+const signed = (k: ReturnType<typeof pair>, user: string, signer = k): AuthAttempt => {
+  const blob = randomBytes(64)
+  return { user, algo: "ssh-ed25519", keyData: k.data, signed: { blob, signature: signer.priv.sign(blob), hashAlgo: undefined } }
+}
+
+describe("Auth.check", () => {
+  it("accepts an operator key with a valid signature and names the principal", () => {
+    const d = check(signed(operator, "alice"))
+    expect(d._tag).toBe("Accept")
+    if (d._tag !== "Accept") return
+    expect(d.role).toBe("operator")
+    expect(d.principal.user).toBe("alice")
+    expect(d.principal.comment).toBe("alice")
+    expect(d.principal.fingerprint).toMatch(/^SHA256:/)
+  })
+
+  it("answers the query phase (no signature) with KeyListed only for listed keys", () => {
+    expect(check({ user: "alice", algo: "ssh-ed25519", keyData: operator.data })._tag).toBe("KeyListed")
+    expect(check({ user: "alice", algo: "ssh-ed25519", keyData: stranger.data })._tag).toBe("Reject")
+  })
+
+  it("refuses a listed key whose signature was made by another key (public key alone is not enough)", () => {
+    expect(check(signed(operator, "alice", stranger))._tag).toBe("Reject")
+    const bogus = signed(operator, "alice")
+    expect(check({ ...bogus, signed: { ...bogus.signed!, signature: Buffer.alloc(64) } })._tag).toBe("Reject")
+    expect(check({ ...bogus, signed: { ...bogus.signed!, signature: Buffer.alloc(0) } })._tag).toBe("Reject")
+  })
+
+  it("checks deploy-agent against the service keys and everyone else against the operator keys", () => {
+    const a = check(signed(agent, AGENT_USER))
+    expect(a._tag === "Accept" && a.role).toBe("agent")
+    expect(check(signed(agent, "alice"))._tag).toBe("Reject")
+    expect(check(signed(operator, AGENT_USER))._tag).toBe("Reject")
+    expect(check(signed(stranger, "root"))._tag).toBe("Reject")
+  })
+
+  it("refuses a key offered under another algorithm name", () => {
+    expect(check({ ...signed(operator, "alice"), algo: "ssh-rsa" })._tag).toBe("Reject")
+  })
+})
+
+describe("loadKeysFile", () => {
+  let dir: string
+  beforeAll(async () => {
+    dir = await tempDir("authfile-")
+  })
+  afterAll(() => fs.rm(dir, { recursive: true, force: true }))
+
+  it("loads keys and reports ignored lines", async () => {
+    const f = path.join(dir, "ok.keys")
+    await fs.writeFile(f, `# ops\nnot a key\n${operator.publicLine}\n`)
+    const r = await Effect.runPromise(loadKeysFile(f, "-opauth"))
+    expect(r.keys).toHaveLength(1)
+    expect(r.warnings).toEqual([`${f}:2: unknown key type "a", line ignored`])
+  })
+
+  it("refuses a file without keys, naming it in one line", async () => {
+    const f = path.join(dir, "empty.keys")
+    await fs.writeFile(f, "# nobody yet\n")
+    const e = await Effect.runPromise(Effect.flip(loadKeysFile(f, "-srvauth")))
+    expect(e.message).toBe(`-srvauth keys file ${f} has no keys; refusing to start`)
+  })
+
+  it("refuses a missing file", async () => {
+    const f = path.join(dir, "missing.keys")
+    const e = await Effect.runPromise(Effect.flip(loadKeysFile(f, "-opauth")))
+    expect(e.message).toBe(`cannot read -opauth keys file ${f}: ENOENT`)
+  })
+})

@@ -1,0 +1,75 @@
+import { Duration } from "effect"
+import { describe, expect, it } from "vitest"
+import { parseArgs, parseGoDuration, parseListenAddress, usage } from "../../src/registry/Flags.js"
+
+const serve = (args: Array<string>) => {
+  const r = parseArgs(args)
+  if (r._tag !== "Serve") throw new Error(`expected Serve, got ${JSON.stringify(r)}`)
+  return r.flags
+}
+
+describe("registry flags", () => {
+  it("has the original defaults", () => {
+    const f = serve([])
+    expect(f).toMatchObject({
+      addr: "localhost:2022", host: "localhost", port: 2022, dir: "/var/lib/deploy-registry",
+      opauth: "/etc/deploy-registry/operator.keys", srvauth: "/etc/deploy-registry/service.keys", maxver: 10, dev: false
+    })
+    expect(Duration.toMillis(f.deadline)).toBe(30 * 60_000)
+  })
+
+  it("accepts -flag value, -flag=value, --flag value and --flag=value", () => {
+    const f = serve(["-addr", "127.0.0.1:0", "--dir=/d", "--maxver", "3", "-deadline=1h30m", "-opauth=/o", "--srvauth", "/s"])
+    expect(f).toMatchObject({ host: "127.0.0.1", port: 0, dir: "/d", maxver: 3, opauth: "/o", srvauth: "/s" })
+    expect(Duration.toMillis(f.deadline)).toBe(90 * 60_000)
+  })
+
+  it("dev mode moves the defaults into ./.dev-registry; explicit flags win", () => {
+    expect(serve(["-dev"])).toMatchObject({ dev: true, dir: ".dev-registry", opauth: ".dev-registry/operator.keys", srvauth: ".dev-registry/service.keys" })
+    expect(serve(["-dev", "-dir", "/x"])).toMatchObject({ dir: "/x", opauth: "/x/operator.keys" })
+    expect(serve(["-dev=false"]).dev).toBe(false)
+  })
+
+  it("reports usage errors in one line", () => {
+    const msg = (args: Array<string>) => {
+      const r = parseArgs(args)
+      return r._tag === "Usage" ? r.message : `not a usage error: ${r._tag}`
+    }
+    expect(msg(["-bogus"])).toBe("flag provided but not defined: -bogus")
+    expect(msg(["-addr"])).toBe("flag needs an argument: -addr")
+    expect(msg(["-maxver", "ten"])).toMatch(/^invalid value "ten" for flag -maxver/)
+    expect(msg(["-deadline", "30"])).toMatch(/^invalid value "30" for flag -deadline/)
+    expect(msg(["-addr", "nohost"])).toMatch(/expected host:port/)
+    expect(msg(["extra"])).toBe('unexpected argument "extra"')
+  })
+
+  it("-h and --help print every flag with its default", () => {
+    for (const h of ["-h", "--help", "-help"]) expect(parseArgs([h])._tag).toBe("Help")
+    const text = usage()
+    for (const s of ["-addr string", 'default "localhost:2022"', "-deadline duration", "default 30m", "-maxver int", "default 10", "-opauth", "-srvauth", "-dir", "verify -dir DIR"]) {
+      expect(text).toContain(s)
+    }
+  })
+
+  it("verify takes -dir", () => {
+    expect(parseArgs(["verify", "-dir", "/d"])).toEqual({ _tag: "Verify", dir: "/d" })
+    expect(parseArgs(["verify", "-addr", "x:1"])._tag).toBe("Usage")
+  })
+})
+
+describe("parsers", () => {
+  it("Go durations", () => {
+    expect(Duration.toMillis(parseGoDuration("45s")!)).toBe(45_000)
+    expect(Duration.toMillis(parseGoDuration("1.5h")!)).toBe(5_400_000)
+    expect(Duration.toMillis(parseGoDuration("2m30s")!)).toBe(150_000)
+    expect(Duration.toMillis(parseGoDuration("300ms")!)).toBe(300)
+    expect(parseGoDuration("1d")).toBeUndefined()
+    expect(parseGoDuration("m")).toBeUndefined()
+  })
+  it("listen addresses", () => {
+    expect(parseListenAddress(":2022")).toEqual({ host: "", port: 2022 })
+    expect(parseListenAddress("[::1]:0")).toEqual({ host: "::1", port: 0 })
+    expect(parseListenAddress("localhost:70000")).toBeUndefined()
+    expect(parseListenAddress("localhost")).toBeUndefined()
+  })
+})

@@ -1,0 +1,71 @@
+// The registry core (Sql, Storage, BlobStore, Uploads, Console) on a temp dir, for unit tests.
+import { SqlClient } from "@effect/sql"
+import { Effect, Layer, type Scope } from "effect"
+import { createHash } from "node:crypto"
+import { mkdtemp, rm } from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import type { Sha256 } from "../../src/domain/Names.js"
+import { Principal } from "../../src/domain/Principal.js"
+import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
+import { Console, ConsoleLive } from "../../src/registry/Console.js"
+import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
+import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
+import { Storage, StorageLive } from "../../src/registry/Storage.js"
+import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
+
+export type Core = Storage | BlobStore | Uploads | Console | RegistryConfig | SqlClient.SqlClient
+
+export interface CoreOptions {
+  /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
+  readonly db?: "memory" | "file"
+  readonly maxVersions?: number
+}
+
+/** The whole core on `dir` (which the caller owns). */
+export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<Core, unknown> => {
+  const config = RegistryConfig.make(dir, options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions })
+  const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
+  const storage = StorageLive.pipe(Layer.provideMerge(sql))
+  const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
+  const base = Layer.merge(storage, files)
+  return ConsoleLive.pipe(Layer.provideMerge(base))
+}
+
+/** A temp dir removed when the scope closes. */
+export const tempDirScoped = (prefix = "registry-test-"): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(() => mkdtemp(path.join(os.tmpdir(), prefix))),
+    (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
+  )
+
+/** The core on a fresh temp dir (removed when the layer is released). */
+export const TestCore = (options: CoreOptions = {}): Layer.Layer<Core, unknown> =>
+  Layer.unwrapScoped(Effect.map(tempDirScoped(), (dir) => coreLayer(dir, options)))
+
+export const sha256 = (bytes: Uint8Array | string): Sha256 => createHash("sha256").update(bytes).digest("hex") as Sha256
+
+/** Stages `bytes` as a completed upload, as the SFTP server would; returns its hash. */
+export const stageUpload = (bytes: Uint8Array | string) =>
+  Effect.gen(function* () {
+    const data = typeof bytes === "string" ? Buffer.from(bytes) : bytes
+    const hash = sha256(data)
+    yield* (yield* Uploads).stage(data, hash)
+    return hash
+  })
+
+export const alice = new Principal({ user: "alice", fingerprint: "SHA256:aliceFingerprint", comment: "alice@laptop" })
+export const bob = new Principal({ user: "bob", fingerprint: "SHA256:bobFingerprint", comment: "" })
+
+/** Runs one console line as `who` (alice by default). */
+export const run = (line: string, who: Principal = alice) => Effect.flatMap(Console, (c) => c.run(line, who))
+
+/** Every row of every table, in a stable order: compare before/after to prove a command changed nothing. */
+export const dumpTables = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const out: Record<string, ReadonlyArray<unknown>> = {}
+  for (const t of ["versions", "configurations", "states", "state_layers"]) {
+    out[t] = yield* sql.unsafe(`SELECT * FROM ${t} ORDER BY 1, 2`)
+  }
+  return out
+})
