@@ -25,6 +25,8 @@ export interface Entry {
 }
 
 export interface ProfileSummary {
+  /** For each of the top self-time functions, the call paths (4 frames up) that reach it, heaviest first. */
+  readonly callers: ReadonlyArray<{ readonly fn: string; readonly paths: ReadonlyArray<Entry> }>
   readonly totalMs: number
   readonly idleMs: number
   readonly byFunction: ReadonlyArray<Entry>
@@ -83,13 +85,31 @@ export const summarizeProfile = (file: string, top = 25): ProfileSummary => {
     }
   }
   const busy = total - idle
+  const callers = [...fn.entries()]
+    .filter(([k]) => !k.startsWith("("))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5)
+    .map(([target]) => {
+      const paths = new Map<string, number>()
+      for (const [id, ms] of self) {
+        if (label(byId.get(id)!) !== target) continue
+        const chain: string[] = []
+        for (let cur = parent.get(id); cur !== undefined && chain.length < 4; cur = parent.get(cur)) chain.push(label(byId.get(cur)!))
+        const k = chain.join(" < ")
+        paths.set(k, (paths.get(k) ?? 0) + ms)
+      }
+      return {
+        fn: target,
+        paths: [...paths.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([key, ms]) => ({ key, ms, pct: (100 * ms) / Math.max(busy, 1e-9) }))
+      }
+    })
   const list = (m: Map<string, number>) =>
     [...m.entries()]
       .filter(([k]) => k !== "(idle)" && k !== "(root)")
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
       .map(([key, ms]) => ({ key, ms, pct: (100 * ms) / Math.max(busy, 1e-9) }))
-  return { totalMs: total, idleMs: idle, byFunction: list(fn), byModule: list(mod), inclusive: list(incl) }
+  return { totalMs: total, idleMs: idle, byFunction: list(fn), byModule: list(mod), inclusive: list(incl), callers }
 }
 
 export const formatProfile = (s: ProfileSummary): string => {
@@ -99,7 +119,9 @@ export const formatProfile = (s: ProfileSummary): string => {
     `profile: ${s.totalMs.toFixed(0)} ms sampled, ${(s.totalMs - s.idleMs).toFixed(0)} ms busy (percentages are of busy time)`,
     sec("self time by module", s.byModule),
     sec("self time by function", s.byFunction),
-    sec("inclusive time", s.inclusive)
+    sec("inclusive time", s.inclusive),
+    "callers of the top functions:",
+    ...s.callers.map((c) => [`  ${c.fn}`, ...c.paths.map((e) => `    ${e.pct.toFixed(1).padStart(5)}%  ${e.ms.toFixed(0).padStart(7)} ms  < ${e.key}`)].join("\n"))
   ].join("\n")
 }
 

@@ -89,7 +89,8 @@ export const cycle = Effect.gen(function* () {
   )
   if (current?.Hash === doc.Hash) {
     yield* log.debug(`configuration ${cfg.name} is up to date (${doc.Hash})`)
-    return { _tag: "Unchanged", hash: doc.Hash } satisfies CycleResult as CycleResult
+    const unchanged: CycleResult = { _tag: "Unchanged", hash: doc.Hash }
+    return unchanged
   }
 
   const { root, reused } = yield* unpacker.prepare(
@@ -125,7 +126,8 @@ export const cycle = Effect.gen(function* () {
     const removed = yield* unpacker.removeOthers([doc.Hash]).pipe(Effect.catchAll((e) => Effect.as(log.warn(e.message), [])))
     for (const h of removed) yield* log.info(`removed old tree ${path.join(cfg.dir, "unpacked", h)}`)
   }
-  return { _tag: "Deployed", hash: doc.Hash, previous: current?.Hash } satisfies CycleResult as CycleResult
+  const deployed: CycleResult = { _tag: "Deployed", hash: doc.Hash, previous: current?.Hash }
+  return deployed
 })
 
 /** The message of a failed cycle: the typed error's one line, or the defect. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // deploy-agent: flags (Go style as the original: -name x, -name=x, --name x), wiring, exit codes.
 // Usage errors exit 2; a failed -once cycle or a held lock exits 1; SIGTERM/SIGINT exit 0.
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Duration, Effect, Either, Exit, Layer, Queue } from "effect"
 import * as fs from "node:fs"
 import { loop, once } from "./Agent.js"

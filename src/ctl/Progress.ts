@@ -65,7 +65,7 @@ export const makeProgressBar = (total: number, out: Terminal, now: () => number 
   let done = 0
   let drawn = false
   const draw = () => {
-    out.write(`\r${formatProgress({ done, total, elapsedMs: now() - start }, out.columns ?? 80)}\x1b[K`)
+    out.write(`\r${formatProgress({ done, total, elapsedMs: now() - start }, out.columns || 80)}\x1b[K`)
     drawn = true
   }
   return {

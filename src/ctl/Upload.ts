@@ -3,8 +3,7 @@
 // from the slowest, so a 2 GiB file streams in flat memory. The check's verdict is awaited
 // before the upload is CLOSEd: a bad archive is never completed on the registry (fault 9), and
 // addver is never sent for it.
-import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Data, Effect, Stream, type Scope } from "effect"
+import { Data, Effect, Option, Stream, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -12,13 +11,13 @@ import * as zlib from "node:zlib"
 import type { Client } from "ssh2"
 import * as tar from "tar"
 import type { SshError } from "../ssh/SshError.js"
-import { openSftp, upload } from "../ssh/Sftp.js"
+import { openSftp, requestSize, upload } from "../ssh/Sftp.js"
 import { makeProgressBar, type Terminal } from "./Progress.js"
 
 /** The file is not a readable .tar.gz; `reason` says what broke. */
 export class InvalidArchive extends Data.TaggedError("InvalidArchive")<{ readonly file: string; readonly reason: string }> {
   get message() {
-    return `${this.file} is not a valid .tar.gz (${this.reason}); nothing was uploaded`
+    return `${this.file} is not a valid .tar.gz (${this.reason}); no version was added`
   }
 }
 
@@ -30,15 +29,19 @@ export class FileError extends Data.TaggedError("FileError")<{ readonly file: st
 }
 
 export interface ArchiveCheck {
-  /** Feeds bytes; waits while the decompressor is behind; fails as soon as the archive is known bad. */
-  readonly feed: (chunk: Uint8Array) => Effect.Effect<void, InvalidArchive>
+  /**
+   * Feeds bytes; waits while the decompressor is behind; fails as soon as the archive is known bad.
+   * `consumed` is called once the decompressor no longer needs `chunk` (so its buffer may be reused).
+   */
+  readonly feed: (chunk: Uint8Array, consumed?: () => void) => Effect.Effect<void, InvalidArchive>
   /** Ends the input and waits for the verdict. */
   readonly verdict: Effect.Effect<void, InvalidArchive>
 }
 
 /** A streaming check that bytes form a gzip-compressed tar archive with at least one valid header. */
 export const makeTarGzCheck = (file: string): ArchiveCheck => {
-  const gunzip = zlib.createGunzip()
+  // Large output chunks: a quarter of the CPU and far less garbage than the 16 KiB default.
+  const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 })
   // strict: header checksum errors and truncation become 'error' instead of 'warn'.
   const parser = new tar.Parser({ strict: true, onReadEntry: (entry) => entry.resume() })
   let failure: InvalidArchive | undefined
@@ -47,8 +50,11 @@ export const makeTarGzCheck = (file: string): ArchiveCheck => {
   const wakeAll = () => {
     for (const w of [...waiters]) w()
   }
+  // `consumed` callbacks not yet called: after an error zlib may never call them, so fail() does.
+  const outstanding = new Set<() => void>()
   const fail = (err: Error) => {
     failure ??= new InvalidArchive({ file, reason: err.message.replace(/^TAR_\w+: /, "") })
+    for (const done of [...outstanding]) done()
     wakeAll()
   }
   gunzip.on("error", fail)
@@ -79,10 +85,17 @@ export const makeTarGzCheck = (file: string): ArchiveCheck => {
       })
     })
 
-  const feed = (chunk: Uint8Array) =>
+  const feed = (chunk: Uint8Array, consumed?: () => void) =>
     Effect.suspend(() => {
-      if (failure) return Effect.fail(failure)
-      if (gunzip.write(chunk)) return Effect.void
+      if (failure) {
+        consumed?.()
+        return Effect.fail(failure)
+      }
+      const done = () => {
+        if (outstanding.delete(done)) consumed?.()
+      }
+      outstanding.add(done)
+      if (gunzip.write(chunk, done)) return Effect.void
       let drained = false
       return waitFor(
         () => drained,
@@ -107,6 +120,75 @@ export const makeTarGzCheck = (file: string): ArchiveCheck => {
   return { feed, verdict }
 }
 
+/** A chunk of the file in a pooled buffer; `retain` keeps the buffer from reuse until the returned release is called. */
+interface Piece {
+  readonly bytes: Buffer
+  readonly retain: () => () => void
+}
+
+/**
+ * Reads `file` into a small ring of reused buffers, `size` bytes at a time: no allocation per
+ * chunk (on a 256 MiB upload, half the CPU went to allocating and collecting read buffers). A
+ * buffer comes round again only after the stream moved past it (every downstream step of a pull
+ * stream is then done with it) and every `retain` on it was released; until then reading waits,
+ * which is also the back-pressure from slow asynchronous consumers (gunzip).
+ */
+const readPooled = (file: string, size: number, count: number): Stream.Stream<Piece, FileError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const fileError = (cause: unknown) => new FileError({ file, reason: (cause as Error).message, cause })
+      const fh = yield* Effect.acquireRelease(Effect.tryPromise({ try: () => fs.promises.open(file, "r"), catch: fileError }), (h) =>
+        Effect.promise(() => h.close())
+      )
+      const slots = Array.from({ length: count }, () => ({ buf: Buffer.allocUnsafe(size), holds: 0 }))
+      type Slot = (typeof slots)[number]
+      let next = 0
+      let position = 0
+      let previous: Slot | undefined
+      let wake: (() => void) | undefined
+      const release = (slot: Slot) => {
+        slot.holds--
+        const w = wake
+        wake = undefined
+        w?.()
+      }
+      const free = (slot: Slot) =>
+        Effect.async<void>((resume) => {
+          const check = () => (slot.holds === 0 ? resume(Effect.void) : void (wake = check))
+          check()
+          return Effect.sync(() => {
+            wake = undefined
+          })
+        })
+      const pull: Effect.Effect<Piece, Option.Option<FileError>> = Effect.gen(function* () {
+        if (previous !== undefined) release(previous) // the stream moved on: downstream is done with it
+        previous = undefined
+        const slot = slots[next]!
+        yield* free(slot)
+        next = (next + 1) % count
+        const { bytesRead } = yield* Effect.tryPromise({ try: () => fh.read(slot.buf, 0, size, position), catch: fileError }).pipe(
+          Effect.mapError(Option.some)
+        )
+        if (bytesRead === 0) return yield* Effect.fail(Option.none())
+        position += bytesRead
+        slot.holds = 1
+        previous = slot
+        const retain = () => {
+          slot.holds++
+          let released = false
+          return () => {
+            if (!released) {
+              released = true
+              release(slot)
+            }
+          }
+        }
+        return { bytes: slot.buf.subarray(0, bytesRead), retain }
+      })
+      return Stream.repeatEffectOption(pull)
+    })
+  )
+
 export interface Uploaded {
   readonly hash: string
   readonly bytes: number
@@ -130,12 +212,14 @@ export const uploadFile = (
     const sftp = yield* openSftp(client)
     const hash = createHash("sha256")
     const check = makeTarGzCheck(path.basename(file))
-    const bytes = NodeStream.fromReadable<FileError, Uint8Array>(
-      () => fs.createReadStream(file, { highWaterMark: 1024 * 1024 }),
-      (cause) => new FileError({ file, reason: (cause as Error).message, cause })
-    )
-    const source = bytes.pipe(
-      Stream.tap((chunk) => Effect.zipRight(Effect.sync(() => hash.update(chunk)), check.feed(chunk))),
+    // Reads of whole WRITE requests: upload() then sends views of the read buffers, copying nothing.
+    const source = readPooled(file, 4 * requestSize(sftp), 8).pipe(
+      Stream.mapEffect((piece) =>
+        Effect.sync(() => hash.update(piece.bytes)).pipe(
+          Effect.zipRight(check.feed(piece.bytes, piece.retain())),
+          Effect.as(piece.bytes)
+        )
+      ),
       // The verdict must be in before the stream ends: upload() CLOSEs only after a clean end.
       Stream.concat(Stream.drain(Stream.fromEffect(check.verdict)))
     )

@@ -1,6 +1,6 @@
 // Content-addressed blobs under <dir>/files/<sha256>: written once (temp file, fsync, rename), never modified.
 // A service so that an object store can replace the filesystem later (DESIGN.md).
-import { NodeStream } from "@effect/platform-node"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Layer, Stream } from "effect"
 import { createReadStream } from "node:fs"
 import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"

@@ -97,7 +97,9 @@ export const make = Effect.gen(function* () {
         if (yield* blobs.has(cmd.hash)) return // written once: an identical staged copy is left to the upload sweep
         const staged = yield* uploads.find(cmd.hash)
         // The upload sweep may have taken it meanwhile: say so rather than "internal error".
-        yield* blobs.adopt(staged, cmd.hash).pipe(Effect.catchTag("StorageError", (e) => Effect.zipRight(uploads.find(cmd.hash), Effect.fail(e))))
+        yield* blobs
+          .adopt(staged, cmd.hash)
+          .pipe(Effect.catchTag("StorageError", (e) => Effect.zipRight(uploads.find(cmd.hash), Effect.fail(e))))
       })
     )
 

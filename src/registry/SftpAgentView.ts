@@ -44,6 +44,8 @@ const READDIR_BATCH = 100
 export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Storage | BlobStore> =>
   Effect.scoped(
     Effect.gen(function* () {
+      // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
+      advertiseLimits(sftp)
       const storage = yield* Storage
       const blobs = yield* BlobStore
       const handles = new Map<number, Handle>()
@@ -124,7 +126,6 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         }
       }
 
-      advertiseLimits(sftp)
 
       sftp.on("REALPATH", (reqId: number, p: string) => {
         const n = normalizePath(p)

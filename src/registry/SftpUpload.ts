@@ -84,6 +84,8 @@ const openFile = (path: string) =>
 export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Uploads> =>
   Effect.scoped(
     Effect.gen(function* () {
+      // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
+      advertiseLimits(sftp)
       const uploads = yield* Uploads
       const open = new Map<number, OpenUpload>()
       let nextHandle = 1
@@ -102,7 +104,6 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
         handle.length === 4 ? open.get(handle.readUInt32BE(0)) : undefined
       const deny = (reqId: number) => sftp.status(reqId, STATUS.PERMISSION_DENIED, "upload only")
 
-      advertiseLimits(sftp)
 
       sftp.on("REALPATH", (reqId: number, p: string) => {
         const n = normalizePath(p)

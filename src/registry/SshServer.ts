@@ -90,15 +90,23 @@ const make = (opts: SshServerOptions) =>
       (srv) =>
         Effect.async<void>((resume) => {
           accepting = false
-          srv.close(() => resume(Effect.void))
           for (const s of sockets) s.destroy()
+          if (srv.listening) srv.close(() => resume(Effect.void))
+          else if (sockets.size === 0) resume(Effect.void)
+          else srv.once("close", () => resume(Effect.void))
         })
     )
     tcp.on("error", () => undefined) // after listen, errors concern single accepts
 
     const runFork = yield* FiberSet.makeRuntime<Services>()
     // Runs first at shutdown: nothing new gets in while the connections are being interrupted.
-    yield* Effect.addFinalizer(() => Effect.sync(() => { accepting = false }))
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        accepting = false
+        tcp.close() // stop listening now; the release above completes once the sockets are gone
+        return Effect.logInfo(`shutting down: closing ${sockets.size} connection(s)`)
+      })
+    )
 
     const handleSocket = (socket: net.Socket) =>
       Effect.scoped(
@@ -179,7 +187,9 @@ const make = (opts: SshServerOptions) =>
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
                 if (!operator) return rej()
-                runConn(runExec(acc(), info.command, who, term))
+                const ch = acc()
+                ch.on("error", () => undefined) // a client gone mid-write is not our error
+                runConn(runExec(ch, info.command, who, term))
               })
               session.on("shell", (acc, rej) => {
                 if (!operator) return rej()

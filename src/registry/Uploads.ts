@@ -2,8 +2,8 @@
 // recorded by its sha256 (durably: a restart between upload and `addver` loses nothing).
 //
 // Names in uploads/: `<sha256>` is a completed, claimable upload (its mtime is when it completed);
-// `.tmp-<pid>-<random>` is an upload in progress of process <pid>. Temp files of processes that no
-// longer run are garbage (removed at start and by `sweep`).
+// `.tmp-<pid>-<boot>-<random>` is an upload in progress of process <pid>. Temp files of processes
+// that no longer run are garbage (removed at start and by `sweep`).
 import { Context, Effect, Layer } from "effect"
 import { randomBytes } from "node:crypto"
 import { mkdir, readdir, rename, stat, unlink, utimes, writeFile } from "node:fs/promises"
@@ -47,11 +47,16 @@ const alive = (pid: number) => {
   }
 }
 
-/** A temp file whose writer is gone. */
+/** Tells this process from an earlier one with the same pid (a container's pid 1 restarted). */
+const BOOT = randomBytes(4).toString("hex")
+
+/** A temp file whose writer is gone: its pid is not running, or it is ours but from an earlier boot. */
 const orphanTemp = (name: string) => {
   if (!name.startsWith(TMP_PREFIX)) return false
-  const pid = Number(name.slice(TMP_PREFIX.length).split("-")[0])
-  return !Number.isInteger(pid) || pid <= 0 || !alive(pid)
+  const [pidText, boot] = name.slice(TMP_PREFIX.length).split("-")
+  const pid = Number(pidText)
+  if (!Number.isInteger(pid) || pid <= 0) return true
+  return pid === process.pid ? boot !== BOOT : !alive(pid)
 }
 
 const removeQuietly = async (p: string) => {
@@ -72,7 +77,7 @@ export const make = (dir: string) =>
     /** Only paths we handed out (inside uploads/, temp-named) may be completed or discarded. */
     const ownTemp = (p: string) => path.dirname(p) === uploads && path.basename(p).startsWith(TMP_PREFIX)
 
-    const tempPath = Effect.sync(() => path.join(uploads, `${TMP_PREFIX}${process.pid}-${randomBytes(8).toString("hex")}`))
+    const tempPath = Effect.sync(() => path.join(uploads, `${TMP_PREFIX}${process.pid}-${BOOT}-${randomBytes(8).toString("hex")}`))
 
     const complete = (tempPath: string, hash: Sha256) =>
       sha256Problem(hash) !== undefined || !ownTemp(tempPath)

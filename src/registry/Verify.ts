@@ -27,26 +27,44 @@ export const verify: Effect.Effect<VerifyReport, StorageError, Storage | BlobSto
   const blobs = yield* BlobStore
   const problems: Array<string> = []
 
+  // The registry may be running. The metadata is read in one transaction, so it is one consistent
+  // snapshot; blobs are hashed outside it (that takes long). Retention may remove an unreferenced
+  // blob, or delver+retention a version and its blob, while we hash: whatever looks missing is
+  // checked again before it is reported, so a concurrent cleanup is not mistaken for damage.
+  const snapshot = yield* storage.transaction(
+    Effect.all({
+      versions: storage.allVersions,
+      names: storage.configurationNames,
+      current: storage.currentStates,
+      states: storage.allStates
+    })
+  )
+
   const stored = yield* blobs.list
+  let checked = 0
   for (const hash of stored) {
     const actual = yield* sha256Of(blobs.stream(hash)).pipe(Effect.option)
-    if (actual._tag === "None") problems.push(`blob ${hash}: cannot be read`)
-    else if (actual.value !== hash) problems.push(`blob ${hash}: content has sha256 ${actual.value}`)
+    if (actual._tag === "None") {
+      if (!(yield* blobs.has(hash))) continue // removed meanwhile
+      problems.push(`blob ${hash}: cannot be read`)
+    } else if (actual.value !== hash) problems.push(`blob ${hash}: content has sha256 ${actual.value}`)
+    checked++
   }
+
   const present = new Set<string>(stored)
-
-  const versions = yield* storage.allVersions
-  const byName = new Map<string, string>()
-  for (const v of versions) {
-    byName.set(`${v.component}\u0000${v.version}`, v.hash)
-    if (!present.has(v.hash)) problems.push(`version "${v.version}" of component "${v.component}": blob ${v.hash} is missing`)
+  const blobless = snapshot.versions.filter((v) => !present.has(v.hash))
+  const later = blobless.length === 0 ? [] : yield* storage.allVersions
+  for (const v of blobless) {
+    const stillThere = later.some((w) => w.component === v.component && w.version === v.version && w.hash === v.hash)
+    if (stillThere && !(yield* blobs.has(v.hash))) {
+      problems.push(`version "${v.version}" of component "${v.component}": blob ${v.hash} is missing`)
+    }
   }
 
-  const names = yield* storage.configurationNames
-  const current = yield* storage.currentStates
-  const withState = new Set(current.map((s) => s.configuration))
-  for (const name of names) if (!withState.has(name)) problems.push(`configuration "${name}": current state is missing`)
-  for (const s of current) {
+  const byName = new Map(snapshot.versions.map((v) => [`${v.component}\u0000${v.version}`, v.hash]))
+  const withState = new Set(snapshot.current.map((s) => s.configuration))
+  for (const name of snapshot.names) if (!withState.has(name)) problems.push(`configuration "${name}": current state is missing`)
+  for (const s of snapshot.current) {
     for (const l of s.layers) {
       const hash = byName.get(`${l.component}\u0000${l.version}`)
       if (hash === undefined) problems.push(`configuration "${s.configuration}": layer ${l.component}:${l.version} names a missing version`)
@@ -55,14 +73,14 @@ export const verify: Effect.Effect<VerifyReport, StorageError, Storage | BlobSto
     }
   }
 
-  for (const s of yield* storage.allStates) {
+  for (const s of snapshot.states) {
     if (configHash(s.layers.map((l) => l.hash)) !== s.hash) {
       const owner = s.configuration === "" ? "of a deleted configuration" : `of configuration "${s.configuration}"`
       problems.push(`state ${s.id} ${owner}: hash ${s.hash} does not match its layers`)
     }
   }
 
-  return { problems, blobs: stored.length, versions: versions.length, configurations: names.length }
+  return { problems, blobs: checked, versions: snapshot.versions.length, configurations: snapshot.names.length }
 })
 
 /** The report as printed by the `verify` command (console and `deploy-registry verify -dir D`); exit 1 on any problem. */

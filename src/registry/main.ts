@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // deploy-registry: flags, wiring, run. The only place where layers are assembled.
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 import { promises as fs, constants as fsConstants } from "node:fs"
 import { StartupError } from "../domain/StartupError.js"

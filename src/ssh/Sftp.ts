@@ -2,6 +2,7 @@
 //
 //   const sftp = yield* openSftp(client)                       // scoped: the session ends with the Scope
 //   const n = yield* upload(sftp, "x.tar.gz", bytes, { onProgress })   // bytes: Stream<Uint8Array, E, R>
+//   const m = yield* uploadReadable(sftp, "y.tar.gz", () => fs.createReadStream(p))
 //   const doc = yield* readFile(sftp, "/configs/p1.json")
 //   const blob = download(sftp, "/files/<sha>")               // Stream<Uint8Array, SshError>
 //
@@ -17,6 +18,8 @@
 // Effect is interrupted, no CLOSE is sent: the server never sees a finished file, and ending the
 // session/connection makes it discard the partial one.
 import { Chunk, Effect, Option, Stream, type Scope } from "effect"
+import * as NodeStream from "@effect/platform-node/NodeStream"
+import type { Readable } from "node:stream"
 import type { Client, OpenMode, SFTPWrapper } from "ssh2"
 import { SshError } from "./SshError.js"
 
@@ -60,6 +63,9 @@ const maxWriteLen = (sftp: SFTPWrapper): number => {
   return typeof n === "number" && n > 0 ? n : 32 * 1024
 }
 
+/** The WRITE request size `upload` will use on this session (sources that read in multiples of it avoid copies). */
+export const requestSize = (sftp: SFTPWrapper, chunkSize: number = DEFAULT_CHUNK): number => Math.max(1, Math.min(chunkSize, maxWriteLen(sftp)))
+
 const openHandle = (sftp: SFTPWrapper, path: string, flags: OpenMode) =>
   Effect.async<Buffer, SshError>((resume) => {
     sftp.open(path, flags, (err, handle) => resume(err ? Effect.fail(sftpError(`open ${path}`, err)) : Effect.succeed(handle)))
@@ -81,7 +87,7 @@ export const upload = <E, R>(
   options: UploadOptions = {}
 ): Effect.Effect<number, SshError | E, R> =>
   Effect.suspend(() => {
-    const chunkSize = Math.max(1, Math.min(options.chunkSize ?? DEFAULT_CHUNK, maxWriteLen(sftp)))
+    const chunkSize = requestSize(sftp, options.chunkSize)
     const maxInFlight = Math.max(1, options.maxInFlight ?? DEFAULT_IN_FLIGHT)
     let handle: Buffer | undefined
     let offset = 0 // next byte position to issue
@@ -89,8 +95,8 @@ export const upload = <E, R>(
     let inFlight = 0
     let failure: SshError | undefined
     let wake: (() => void) | undefined // resumes a fiber waiting for room / for the last ack
-    let pending: Array<Uint8Array> = []
-    let pendingLen = 0
+    const acc = Buffer.allocUnsafe(chunkSize)
+    let accLen = 0
 
     const notify = () => {
       const w = wake
@@ -131,29 +137,33 @@ export const upload = <E, R>(
         })
       )
 
-    const takePending = (n: number): Buffer => {
-      const all = pending.length === 1 ? Buffer.from(pending[0]!.buffer, pending[0]!.byteOffset, pending[0]!.byteLength) : Buffer.concat(pending)
-      const head = all.subarray(0, n)
-      const rest = all.subarray(n)
-      pending = rest.length > 0 ? [rest] : []
-      pendingLen = rest.length
-      return head
-    }
-
+    // Whole requests inside a source chunk are sent as views of it; bytes that straddle chunks
+    // are gathered in one owned buffer (each byte copied at most once, no allocation per chunk).
+    // Nothing references a source chunk once push() returns, so sources may reuse their buffers.
     const push = (chunk: Uint8Array): Effect.Effect<void, SshError> =>
-      Effect.suspend(() => {
-        if (chunk.byteLength === 0) return Effect.void
-        pending.push(chunk)
-        pendingLen += chunk.byteLength
-        if (pendingLen < chunkSize) return Effect.void
-        return Effect.whileLoop({
-          while: () => pendingLen >= chunkSize,
-          body: () => send(takePending(chunkSize)),
-          step: () => {}
-        })
+      Effect.gen(function* () {
+        const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+        let off = 0
+        if (accLen > 0) {
+          const take = Math.min(chunkSize - accLen, bytes.length)
+          acc.set(bytes.subarray(0, take), accLen)
+          accLen += take
+          off = take
+          if (accLen < chunkSize) return
+          yield* send(acc) // ssh2 copies synchronously: acc is free again when send returns
+          accLen = 0
+        }
+        while (bytes.length - off >= chunkSize) {
+          yield* send(bytes.subarray(off, off + chunkSize))
+          off += chunkSize
+        }
+        if (off < bytes.length) {
+          acc.set(bytes.subarray(off), 0)
+          accLen = bytes.length - off
+        }
       })
 
-    const finish = Effect.suspend(() => (pendingLen > 0 ? send(takePending(pendingLen)) : Effect.void)).pipe(
+    const finish = Effect.suspend(() => (accLen > 0 ? send(acc.subarray(0, accLen)) : Effect.void)).pipe(
       Effect.zipRight(waitUntil(() => inFlight === 0)),
       Effect.zipRight(Effect.suspend(() => closeHandle(sftp, handle!))),
       Effect.map(() => acked)
@@ -167,6 +177,15 @@ export const upload = <E, R>(
       Effect.zipRight(finish)
     )
   })
+
+/** `upload` from a Node Readable (made by `open`, so nothing is read before the upload starts). */
+export const uploadReadable = (
+  sftp: SFTPWrapper,
+  remotePath: string,
+  open: () => Readable,
+  options: UploadOptions = {}
+): Effect.Effect<number, SshError> =>
+  upload(sftp, remotePath, NodeStream.fromReadable<SshError, Uint8Array>(open, (cause) => sftpError(`reading the source of ${remotePath}`, cause)), options)
 
 /** Reads a whole (small) remote file; needs only OPEN/READ/CLOSE from the server (no FSTAT). */
 export const readFile = (sftp: SFTPWrapper, remotePath: string): Effect.Effect<Buffer, SshError> =>

@@ -1,5 +1,5 @@
 // The unpacker against GNU tar (ordinary archives) and a corpus of hostile ones (fault 2).
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Fiber } from "effect"
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -104,7 +104,8 @@ describe("ordinary archives", () => {
       [
         { path: "d/", type: "dir", mode: 0o750, mtime: 1_500_000_000 },
         { path: long, content: "long", mode: 0o600, mtime: 1_500_000_001 },
-        { path: "d/exe", content: "x", mode: 0o775, mtime: 1_500_000_002 }
+        { path: "d/exe", content: "x", mode: 0o775, mtime: 1_500_000_002 },
+        { path: "d/empty", content: "", mode: 0o640, mtime: 1_500_000_003 }
       ],
       []
     )
@@ -115,6 +116,7 @@ describe("ordinary archives", () => {
     expect(s["d"]).toBe("dir 750 1500000000")
     expect(s[long]).toMatch(/^file 600 1500000001/)
     expect(s["d/exe"]).toMatch(/^file 775 1500000002/)
+    expect(s["d/empty"]).toMatch(/^file 640 1500000003/)
   })
 })
 
@@ -147,20 +149,24 @@ describe("hostile archives (fault 2)", () => {
   })
 
   it("resolves paths through symlinks inside the tree, in the same archive and in a later layer", async () => {
+    const pwned = `deploy-agent-test-pwned-${process.pid}`
     const cases: Array<ReadonlyArray<ReadonlyArray<EntrySpec>>> = [
-      [[{ path: "s", type: "symlink", linkpath: sandbox }, { path: "s/pwned", content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: "/" }, { path: "s/pwned", content: "x" }]],
-      [[{ path: "d/s", type: "symlink", linkpath: "../../.." }, { path: "d/s/pwned", content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: sandbox }], [{ path: "s/pwned", content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: "../.." }], [{ path: "s/sub/pwned", content: "x" }]]
+      [[{ path: "s", type: "symlink", linkpath: sandbox }, { path: `s/${pwned}`, content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: "/" }, { path: `s/${pwned}`, content: "x" }]],
+      [[{ path: "d/s", type: "symlink", linkpath: "../../.." }, { path: `d/s/${pwned}`, content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: sandbox }], [{ path: `s/${pwned}`, content: "x" }]],
+      [[{ path: "s", type: "symlink", linkpath: "../.." }], [{ path: `s/sub/${pwned}`, content: "x" }]]
     ]
     for (const layers of cases) {
       await fs.rm(path.join(sandbox, "tree"), { recursive: true, force: true })
       const err = await extractGuarded(await archives(...layers))
       expect(err).toBeUndefined()
-      expect(existsSync(path.join(sandbox, "pwned"))).toBe(false)
-      expect(existsSync("/pwned")).toBe(false)
-      const inside = (await listAll(path.join(sandbox, "tree"))).filter((p) => p.endsWith("pwned"))
+      expect(existsSync(path.join(sandbox, pwned))).toBe(false)
+      expect(existsSync(`/${pwned}`)).toBe(false)
+      expect(existsSync(`/sub/${pwned}`)).toBe(false)
+      expect(existsSync(path.join(os.tmpdir(), pwned))).toBe(false)
+      expect(existsSync(path.join(os.tmpdir(), "sub", pwned))).toBe(false)
+      const inside = (await listAll(path.join(sandbox, "tree"))).filter((p) => p.endsWith(pwned))
       expect(inside).toHaveLength(1)
     }
   })
@@ -251,6 +257,24 @@ describe("Unpacker service", () => {
     expect(Exit.isFailure(exit)).toBe(true)
     expect(existsSync(path.join(sandbox, "unpacked", hash))).toBe(false)
     expect(existsSync(path.join(sandbox, "unpacked", `${hash}.ok`))).toBe(false)
+  })
+
+  it("interrupted while unpacking: the partial tree is removed and no .ok is written", async () => {
+    const u = makeUnpacker(sandbox, opts())
+    const hash = "d".repeat(64)
+    const [first] = await archives([{ path: "first", content: "1" }])
+    // The second layer is a FIFO nobody writes to: the unpack blocks there, after layer one is on disk.
+    const fifo = path.join(sandbox, "stuck.fifo")
+    await run("mkfifo", [fifo])
+    const fiber = Effect.runFork(u.prepare(hash, [first!, { label: "stuck", file: fifo }]))
+    const tree = path.join(sandbox, "unpacked", hash)
+    for (let i = 0; i < 500 && !existsSync(path.join(tree, "first")); i++) await new Promise((r) => setTimeout(r, 10))
+    expect(existsSync(path.join(tree, "first"))).toBe(true)
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(existsSync(tree)).toBe(false)
+    expect(existsSync(`${tree}.ok`)).toBe(false)
+    // Release the thread blocked opening the FIFO.
+    await fs.open(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK).then((fh) => fh.close(), () => {})
   })
 
   it("removeOthers keeps the given trees", async () => {

@@ -38,6 +38,12 @@ describe("deployctl (in process) against a registry", () => {
   it("every subcommand passes the registry's output and status through", async () => {
     await makeArchive("code_v2.tar.gz", { "program.txt": "program body v2\n" })
     expect((await ctl("addver", "-name", "code", "-version", "v02", "-file", "code_v2.tar.gz")).code).toBe(0)
+    // the registry refusing addver after the upload: its message, exit 1
+    expect(await ctl("addver", "-name", "code", "-version", "v02", "-file", "code_v2.tar.gz")).toEqual({
+      code: 1,
+      stdout: 'version "v02" already exists\n',
+      stderr: ""
+    })
     const [components, configurations, showcomp, showconfV, help] = await Promise.all([
       ctl("components"),
       ctl("configurations", "-json"),
@@ -90,6 +96,10 @@ describe("deployctl (in process) against a registry", () => {
     expect(b.stdout).toMatch(/^plain {3}v1 /)
     expect(c.stdout).toMatch(/^\S+Z {3}v 1\n$/)
     expect((await ctl("configurations")).stdout.split("\n")).toContain("p3 x")
+    // shell metacharacters, upper case, non-ASCII and flag-like values are data, not syntax
+    for (const name of ["PROJECT1", "é ü $HOME `id` \\n ;|&", "--help", "-v"]) {
+      expect(await ctl("showconf", `-name=${name}`)).toEqual({ code: 1, stdout: `configuration "${name}" not found\n`, stderr: "" })
+    }
   })
 
   it("accepts the fingerprint as SHA256: and sha256: (fault 10); a wrong one fails before any command", async () => {

@@ -83,6 +83,11 @@ describe("tar.gz check", () => {
     expect(await verdict(bad)).toContain("not a valid .tar.gz")
   })
 
+  it("refuses an archive without a single entry (tar czf x -T /dev/null)", async () => {
+    await run("tar", ["czf", path.join(dir, "none.tar.gz"), "-T", "/dev/null"])
+    expect(await verdict(await readFile(path.join(dir, "none.tar.gz")))).toContain("Unrecognized archive format")
+  })
+
   it("refuses an empty file", async () => {
     expect(await verdict(Buffer.alloc(0))).toContain("not a valid .tar.gz")
   })

@@ -92,29 +92,30 @@ describe("the built deployctl against a registry", () => {
     await pipeline(createReadStream(path.join(fx.work, "big.tar")), zlib.createGzip({ level: 0 }), createWriteStream(big))
     const total = (await stat(big)).size
 
+    const bytes = await readFile(big)
     const uploads = path.join(fx.reg.dir, "uploads")
-    const before = new Set(await readdir(uploads).catch(() => []))
-    const { child, done } = fx.spawnCtl(["-key", fx.reg.operator.privatePath, "addver", "-name", "big", "-version", "v1", "-file", "big.tar.gz"], env())
-    // wait until the registry holds part of the file, then interrupt deployctl
-    let seen = 0
-    for (let i = 0; i < 600 && seen === 0; i++) {
-      await new Promise((r) => setTimeout(r, 25))
-      for (const f of await readdir(uploads).catch(() => [])) {
-        if (before.has(f)) continue
-        const size = await stat(path.join(uploads, f)).then((s) => s.size, () => 0)
-        if (size > 0 && size < total) seen = size
+    // SIGINT: deployctl's own clean-up runs (it must not complete the upload); SIGKILL: the connection just drops.
+    for (const [signal, status] of [["SIGINT", 130], ["SIGKILL", null]] as const) {
+      const before = new Set(await readdir(uploads).catch(() => []))
+      const { child, done } = fx.spawnCtl(["-key", fx.reg.operator.privatePath, "addver", "-name", "big", "-version", "v1", "-file", "big.tar.gz"], env())
+      // wait until the registry holds part of the file, then interrupt deployctl
+      let seen = 0
+      for (let i = 0; i < 600 && seen === 0; i++) {
+        await new Promise((r) => setTimeout(r, 25))
+        for (const f of await readdir(uploads).catch(() => [])) {
+          if (before.has(f)) continue
+          const size = await stat(path.join(uploads, f)).then((st) => st.size, () => 0)
+          if (size > 0 && size < total) seen = size
+        }
       }
-    }
-    expect(seen).toBeGreaterThan(0)
-    child.kill("SIGINT")
-    const r = await done
-    expect(r.code).not.toBe(0)
-    expect((await fx.ctl("showcomp", "-name", "big")).code).toBe(1) // no version
-    const partial = (await readFile(big)).subarray(0, seen)
-    const fullHash = sha256(await readFile(big))
-    // neither the part we saw arrive nor the whole file can be claimed
-    for (const h of [sha256(partial), fullHash]) {
-      expect((await fx.ssh(`addver -name big -version v1 -hash ${h}`)).stdout).toBe("no uploaded file with given hash found\n")
+      expect(seen).toBeGreaterThan(0)
+      child.kill(signal)
+      expect((await done).code).toBe(status)
+      expect((await fx.ctl("showcomp", "-name", "big")).code).toBe(1) // no version
+      // neither the part we saw arrive nor the whole file can be claimed
+      for (const h of [sha256(bytes.subarray(0, seen)), sha256(bytes)]) {
+        expect((await fx.ssh(`addver -name big -version v1 -hash ${h}`)).stdout).toBe("no uploaded file with given hash found\n")
+      }
     }
   })
 })

@@ -139,6 +139,23 @@ describe("Console", () => {
     }).pipe(Effect.provide(TestCore()))
   )
 
+  it.scoped("20 operators at once with the same -expect: one succeeds, 19 are told it is stale", () =>
+    Effect.gen(function* () {
+      const { code1, code2, config1 } = yield* fixture
+      const h1 = configHash([code1, config1])
+      const results = yield* Effect.all(
+        Array.from({ length: 20 }, (_, i) =>
+          run(`${i % 2 ? "bumpconf" : "changeconf -version v02"} -name project1 -component code -expect ${h1}`)
+        ),
+        { concurrency: "unbounded" }
+      )
+      expect(results.filter((r) => r.exitCode === 0)).toHaveLength(1)
+      const stale = `configuration "project1" has hash ${configHash([code2, config1])}, not the expected ${h1}; nothing changed\n`
+      expect(results.filter((r) => r.exitCode === 1).every((r) => r.output === stale)).toBe(true)
+      expect((yield* okRun("history -name project1")).split("\n")).toHaveLength(3)
+    }).pipe(Effect.provide(TestCore()))
+  )
+
   it.scoped("a failed addver keeps the upload claimable (fault 1)", () =>
     Effect.gen(function* () {
       const { code1 } = yield* fixture
@@ -248,8 +265,8 @@ describe("Console", () => {
   )
 })
 
-/** The real core, except that adopting a blob fails after `before` ran (a full disk, a racing sweep). */
-const failingAdopt = (before: (staged: string) => Promise<unknown>) =>
+/** The real core, except that adopting a blob fails after `before` ran (a full disk, a racing sweep, a crash). */
+const failingAdopt = (before: (staged: string, real: BlobStore["Type"]) => Effect.Effect<unknown, unknown>) =>
   Layer.unwrapScoped(
     Effect.map(tempDirScoped(), (dir) => {
       const core = coreLayer(dir)
@@ -258,7 +275,8 @@ const failingAdopt = (before: (staged: string) => Promise<unknown>) =>
         Effect.map(BlobStore, (real) =>
           BlobStore.of({
             ...real,
-            adopt: (staged) => Effect.promise(() => before(staged)).pipe(Effect.zipRight(Effect.fail(new StorageError({ reason: "cannot store a blob" }))))
+            adopt: (staged) =>
+              before(staged, real).pipe(Effect.orDie, Effect.zipRight(Effect.fail(new StorageError({ reason: "cannot store a blob" }))))
           })
         )
       ).pipe(Layer.provide(core))
@@ -268,6 +286,22 @@ const failingAdopt = (before: (staged: string) => Promise<unknown>) =>
   )
 
 describe("addver ordering (fault 1)", () => {
+  it.scoped("dying after the blob moved and before the commit leaves a harmless blob; a retry records the version", () =>
+    Effect.gen(function* () {
+      const h = yield* stageUpload("payload")
+      const r = yield* run(`addver -name code -version v1 -hash ${h}`)
+      expect(r).toEqual({ output: "internal error\n", exitCode: 1 })
+      expect((yield* dumpTables).versions).toEqual([]) // rolled back: no version without its blob
+      expect(yield* (yield* BlobStore).has(h)).toBe(true)
+      expect((yield* run("verify")).exitCode).toBe(0)
+      expect(yield* run(`addver -name code -version v1 -hash ${h}`)).toEqual({ output: "", exitCode: 0 })
+      expect((yield* run("showcomp -name code")).output).toMatch(/ v1\n$/)
+    }).pipe(
+      Logger.withMinimumLogLevel(LogLevel.None),
+      Effect.provide(failingAdopt((staged, real) => Effect.zipRight(real.adopt(staged, sha256("payload")), Effect.die("crash"))))
+    )
+  )
+
   it.scoped("when moving the blob fails, no version is recorded and the upload stays", () =>
     Effect.gen(function* () {
       const h = yield* stageUpload("payload")
@@ -275,7 +309,7 @@ describe("addver ordering (fault 1)", () => {
       expect(r).toEqual({ output: "internal error: cannot store a blob\n", exitCode: 1 })
       expect((yield* dumpTables).versions).toEqual([])
       expect(yield* (yield* Uploads).find(h)).toBeTruthy()
-    }).pipe(Effect.provide(failingAdopt(async () => undefined)))
+    }).pipe(Effect.provide(failingAdopt(() => Effect.void)))
   )
 
   it.scoped("an upload swept away while addver runs is reported as not found", () =>
@@ -284,6 +318,6 @@ describe("addver ordering (fault 1)", () => {
       const r = yield* run(`addver -name code -version v1 -hash ${h}`)
       expect(r).toEqual({ output: "no uploaded file with given hash found\n", exitCode: 1 })
       expect((yield* dumpTables).versions).toEqual([])
-    }).pipe(Effect.provide(failingAdopt((staged) => unlink(staged))))
+    }).pipe(Effect.provide(failingAdopt((staged) => Effect.promise(() => unlink(staged)))))
   )
 })

@@ -57,7 +57,7 @@ describe("Uploads", () => {
       const fresh = yield* stage("fresh")
       const past = new Date(Date.now() - 3600_000)
       yield* Effect.promise(() => utimes(path.join(dir, "uploads", old), past, past))
-      const dead = path.join(dir, "uploads", `.tmp-${deadPid()}-abc`)
+      const dead = path.join(dir, "uploads", `.tmp-${deadPid()}-abc-def`)
       const mine = yield* up.tempPath
       yield* Effect.promise(() => Promise.all([writeFile(dead, "x"), writeFile(mine, "y")]))
       const removed = yield* up.sweep(new Date(Date.now() - 1800_000))
@@ -71,10 +71,15 @@ describe("Uploads", () => {
       const dir = yield* tempDirScoped()
       const first = yield* make(dir)
       yield* first.stage(Buffer.from("kept"), sha256("kept"))
-      const dead = path.join(dir, "uploads", `.tmp-${deadPid()}-0123`)
-      yield* Effect.promise(() => writeFile(dead, "partial"))
+      const dead = path.join(dir, "uploads", `.tmp-${deadPid()}-0badb007-0123`)
+      // same pid as ours, earlier boot: a restarted container's pid 1
+      const reborn = path.join(dir, "uploads", `.tmp-${process.pid}-0badb007-4567`)
+      const mine = yield* first.tempPath
+      yield* Effect.promise(() => Promise.all([writeFile(dead, "partial"), writeFile(reborn, "partial"), writeFile(mine, "live")]))
       const second = yield* make(dir)
       expect(yield* exists(dead)).toBe(false)
+      expect(yield* exists(reborn)).toBe(false)
+      expect(yield* exists(mine)).toBe(true)
       expect(yield* second.find(sha256("kept"))).toBeTruthy()
     })
   )

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { readdir, readFile, unlink, writeFile } from "node:fs/promises"
 import * as path from "node:path"
-import { BlobStoreLive } from "../../src/registry/BlobStore.js"
+import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive } from "../../src/registry/Sql.js"
 import { StorageReadOnly } from "../../src/registry/Storage.js"
@@ -68,6 +68,20 @@ describe("verify", () => {
         const viaConsole = yield* run("verify")
         expect(viaConsole).toEqual(printed)
       }).pipe(Effect.provide(coreLayer(dir, { db: "file" })))
+    })
+  )
+
+  it.scoped("a blob removed between listing and reading (a concurrent retention) is not a problem", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      yield* Effect.gen(function* () {
+        yield* populate
+        const real = yield* BlobStore
+        const ghost = sha256("retention took me")
+        const racing = BlobStore.of({ ...real, list: Effect.map(real.list, (l) => [...l, ghost]) })
+        const report = yield* verify.pipe(Effect.provideService(BlobStore, racing))
+        expect(report).toEqual({ problems: [], blobs: 2, versions: 2, configurations: 1 })
+      }).pipe(Effect.provide(coreLayer(dir)))
     })
   )
 

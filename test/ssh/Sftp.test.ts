@@ -1,10 +1,11 @@
 import { it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Stream } from "effect"
+import { Chunk, Effect, Exit, Option, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
+import { Readable } from "node:stream"
 import ssh2 from "ssh2"
 import { afterAll, beforeAll, describe, expect } from "vitest"
 import { connect } from "../../src/ssh/Connection.js"
-import { download, openSftp, readFile, upload } from "../../src/ssh/Sftp.js"
+import { download, openSftp, readFile, upload, uploadReadable } from "../../src/ssh/Sftp.js"
 import { type FakeServer, startFakeServer } from "./fakeServer.js"
 
 let server: FakeServer
@@ -62,6 +63,35 @@ describe("upload", () => {
     })
   )
 
+  it.scopedLive("a source may refill the same buffer once a chunk was consumed", () =>
+    Effect.gen(function* () {
+      const sftp = yield* session
+      const data = randomBytes(2 * 1024 * 1024 + 4321)
+      const shared = Buffer.alloc(100_000) // not a multiple of the request size: leftovers straddle chunks
+      let pos = 0
+      const source = Stream.repeatEffectOption(
+        Effect.suspend(() => {
+          if (pos >= data.length) return Effect.fail(Option.none())
+          const n = data.copy(shared, 0, pos, pos + shared.length)
+          pos += n
+          return Effect.succeed(shared.subarray(0, n))
+        })
+      )
+      yield* upload(sftp, "reused", source)
+      expect(server.files.find((x) => x.path === "reused")!.sha256).toBe(sha(data))
+    })
+  )
+
+  it.scopedLive("uploadReadable takes a Node Readable", () =>
+    Effect.gen(function* () {
+      const sftp = yield* session
+      const data = randomBytes(700_000)
+      const n = yield* uploadReadable(sftp, "readable", () => Readable.from([data.subarray(0, 1000), data.subarray(1000)]))
+      expect(n).toBe(data.length)
+      expect(server.files.find((x) => x.path === "readable")).toMatchObject({ closed: true, sha256: sha(data) })
+    })
+  )
+
   it.scopedLive("an empty stream makes an empty, closed file", () =>
     Effect.gen(function* () {
       const sftp = yield* session
@@ -81,6 +111,15 @@ describe("upload", () => {
       if (Exit.isFailure(exit)) expect(JSON.stringify(exit.cause)).toContain("refused")
       const f = server.files.find((x) => x.path === "bad")!
       expect(f.closed).toBe(false)
+    })
+  )
+
+  it.scopedLive("fails, not hangs, when the server hangs up mid-upload", () =>
+    Effect.gen(function* () {
+      const sftp = yield* session
+      const exit = yield* Effect.exit(upload(sftp, "drop-me", chunked(randomBytes(8 * 1024 * 1024), [65536])))
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(server.files.find((x) => x.path === "drop-me")!.closed).toBe(false)
     })
   )
 

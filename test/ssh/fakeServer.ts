@@ -59,7 +59,7 @@ export const startFakeServer = async (): Promise<FakeServer> => {
           commands.push(info.command)
           runExec(ch, info.command)
         })
-        session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, served))
+        session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, served, () => conn.end()))
       })
     })
   })
@@ -111,7 +111,8 @@ const runExec = (ch: ServerChannel, command: string) => {
   ch.end()
 }
 
-const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<string, Buffer>) => {
+/** Writes to a path starting with "drop" make the server hang up once 1 MiB has arrived. */
+const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<string, Buffer>, hangUp: () => void) => {
   let nextHandle = 0
   const writes = new Map<number, { file: ReceivedFile; hash: ReturnType<typeof createHash> }>()
   const reads = new Map<number, Buffer>()
@@ -142,6 +143,7 @@ const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<st
     else w.hash.update(data)
     w.file.bytes = Math.max(w.file.bytes, offset + data.length)
     w.file.maxWrite = Math.max(w.file.maxWrite, data.length)
+    if (w.file.path.startsWith("drop") && w.file.bytes > 1024 * 1024) return hangUp()
     sftp.status(reqid, STATUS_CODE.OK)
   })
   sftp.on("READ", (reqid, handle, offset, length) => {

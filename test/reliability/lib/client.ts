@@ -51,18 +51,23 @@ export const openSession = async (target: Target, keyPath: string, user = "opera
   }
   // ssh2 emits "error" on a client whose server vanished; a test must see a rejected call, not a crash.
   client.on("error", () => undefined)
+  client.setMaxListeners(100) // tests multiplex many execs on one connection (Exec adds a "close" listener per call)
+  // ssh2 drops SFTP requests issued after the channel closed (G-bugs.md): the crash loops must not wait on them.
+  const closed = new Promise<never>((_, reject) => client.once("close", () => reject(new Error("connection closed"))))
+  closed.catch(() => undefined)
+  const orClosed = <A>(p: Promise<A>): Promise<A> => Promise.race([p, closed])
   let sftpSession: Promise<SFTPWrapper> | undefined
   const sftp = () => (sftpSession ??= run(openSftp(client)))
   return {
     client,
     exec: (command) => Effect.runPromise(exec(client, command)),
     upload: async (bytes, name = "upload.bin", onProgress) => {
-      const s = await sftp()
-      await Effect.runPromise(upload(s, name, Stream.make(bytes), onProgress ? { onProgress } : {}))
+      const s = await orClosed(sftp())
+      await orClosed(Effect.runPromise(upload(s, name, Stream.make(bytes), onProgress ? { onProgress } : {})))
       return sha256(bytes)
     },
     sftp,
-    readFile: async (p) => Effect.runPromise(readFile(await sftp(), p)),
+    readFile: async (p) => orClosed(Effect.runPromise(readFile(await orClosed(sftp()), p))),
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

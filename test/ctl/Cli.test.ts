@@ -1,0 +1,117 @@
+// The command tree without a network: a recording Remote checks what each command line becomes.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { ConfigProvider, Console, Effect, Layer, Option } from "effect"
+import { describe, expect, it } from "vitest"
+import { main } from "../../src/ctl/Cli.js"
+import { type Globals, payload, Remote } from "../../src/ctl/Remote.js"
+import { catalogue, type Command } from "../../src/domain/Commands.js"
+import { split } from "../../src/domain/ShellWords.js"
+
+interface Call {
+  globals: { addr?: string; fp?: string; key?: string }
+  command?: Command
+  addver?: { name: string; version: string; file: string }
+}
+
+const plain = (g: Globals) => ({
+  ...Option.match(g.addr, { onNone: () => ({}), onSome: (addr) => ({ addr }) }),
+  ...Option.match(g.fp, { onNone: () => ({}), onSome: (fp) => ({ fp }) }),
+  ...Option.match(g.key, { onNone: () => ({}), onSome: (key) => ({ key }) })
+})
+
+const runCli = async (argv: Array<string>, env: Record<string, string> = {}) => {
+  const calls: Array<Call> = []
+  let err = ""
+  const remote = Layer.succeed(Remote, {
+    run: (globals, command) => Effect.sync(() => void calls.push({ globals: plain(globals), command })),
+    addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } }))
+  })
+  const sink = { write: (c: Uint8Array | string, cb?: () => void) => ((err += String(c)), cb?.(), true) }
+  const quiet = await Effect.runPromise(
+    Console.consoleWith((base) => Effect.succeed<Console.Console>({ ...base, log: () => Effect.void, error: () => Effect.void }))
+  )
+  const code = await main(argv, { stdout: sink, stderr: { isTTY: false, ...sink } }).pipe(
+    Effect.withConsole(quiet),
+    Effect.provide(remote),
+    Effect.provide(NodeContext.layer),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))),
+    Effect.runPromise
+  )
+  return { code, calls, err }
+}
+
+const H = "AB".repeat(32)
+
+describe("deployctl command tree", () => {
+  it("Go-style flags become typed catalogue commands", async () => {
+    const r = await runCli(["addconf", "-name", "p 1", "-layer", "code:v1", "-layer=config:v 2"])
+    expect(r.code).toBe(0)
+    expect(r.calls[0]!.command).toEqual({
+      _tag: "addconf",
+      name: "p 1",
+      layers: [
+        { component: "code", version: "v1" },
+        { component: "config", version: "v 2" }
+      ]
+    })
+  })
+
+  it("booleans, optional hashes (lower-cased) and -v", async () => {
+    const [a, b, c] = await Promise.all([
+      runCli(["delconf", "-name", "p", "-force"]),
+      runCli(["rollback", "-name=p", `-to=${H}`]),
+      runCli(["showconf", "-v", "-json", "--name", "p"])
+    ])
+    expect(a.calls[0]!.command).toEqual({ _tag: "delconf", name: "p", force: true })
+    expect(b.calls[0]!.command).toEqual({ _tag: "rollback", name: "p", to: H.toLowerCase() })
+    expect(c.calls[0]!.command).toEqual({ _tag: "showconf", name: "p", verbose: true, json: true })
+  })
+
+  it("global flags come from the environment, flags win, and may follow the subcommand", async () => {
+    const env = { DEPLOYCTL_ADDR: "env:1", DEPLOYCTL_FINGERPRINT: "SHA256:env" }
+    const fromEnv = await runCli(["components"], env)
+    expect(fromEnv.calls[0]!.globals).toEqual({ addr: "env:1", fp: "SHA256:env" })
+    const flags = await runCli(["components", "-addr", "flag:2", "-key=k"], env)
+    expect(flags.calls[0]!.globals).toEqual({ addr: "flag:2", fp: "SHA256:env", key: "k" })
+  })
+
+  it("addver takes -file and goes to Remote.addver, not through validate's -hash", async () => {
+    const r = await runCli(["addver", "-name", "config", "-version", "v02", "-file", "config_v2.tar.gz"])
+    expect(r.calls).toEqual([{ globals: {}, addver: { name: "config", version: "v02", file: "config_v2.tar.gz" } }])
+  })
+
+  it("local validation: nothing is sent for an invalid command", async () => {
+    const bad = await Promise.all([
+      runCli(["addconf", "-name", "p", "-layer", "nocolon"]),
+      runCli(["showcomp", "-name", "a:b"]),
+      runCli(["changeconf", "-name", "p", "-component", "c"]),
+      runCli(["rollback", "-name", "p", "-to", "xyz"])
+    ])
+    for (const r of bad) {
+      expect(r.code).toBe(2)
+      expect(r.calls).toEqual([])
+      expect(r.err).toMatch(/^deployctl: .+\n$/)
+    }
+    expect(bad[1]!.err).toBe("deployctl: name cannot contain : symbol\n")
+  })
+
+  it("-h, -help and --help work on deployctl and on every subcommand, sending nothing", async () => {
+    const results = await Promise.all([
+      runCli(["-h"]),
+      runCli(["-help"]),
+      ...catalogue.map((c, i) => runCli([c.name, ["-h", "-help", "--help"][i % 3]!]))
+    ])
+    for (const r of results) expect({ code: r.code, calls: r.calls }).toEqual({ code: 0, calls: [] })
+  })
+
+  it("the exec payload quotes every awkward word so the registry splits it back exactly (fault 7)", () => {
+    const cmd: Command = {
+      _tag: "addconf",
+      name: `it's "p3 x" $HOME \`id\`` as never,
+      layers: [{ component: "a b" as never, version: "v'1" as never }]
+    }
+    const words = split(payload(cmd))
+    expect(words._tag).toBe("Right")
+    if (words._tag === "Right") expect(words.right).toEqual(["addconf", `-name=it's "p3 x" $HOME \`id\``, "-layer=a b:v'1"])
+  })
+})

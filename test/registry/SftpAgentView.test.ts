@@ -1,0 +1,107 @@
+// The deploy-agent's read-only view, in-process: a fixed Storage and the real BlobStore.
+import { Effect } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import { promises as fs } from "node:fs"
+import * as path from "node:path"
+import type { Client, FileEntry, SFTPWrapper } from "ssh2"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { ConfigurationDocument, DocumentLayer, encodeDocument } from "../../src/domain/Document.js"
+import type { Sha256 } from "../../src/domain/Names.js"
+import { BlobStore } from "../../src/registry/BlobStore.js"
+import { resolveViewPath } from "../../src/registry/SftpAgentView.js"
+import { clientSftp, connectClient, tempDir } from "../support/registry.js"
+import { fixedStorage, type InProcessServer, startInProcess } from "../support/sshServer.js"
+
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex") as Sha256
+const blob = randomBytes(3 * 1024 * 1024 + 17)
+const small = Buffer.from("tiny blob\n")
+const doc = (name: string, hash: Sha256) =>
+  new ConfigurationDocument({
+    Name: name as never,
+    Mtime: new Date("2026-01-02T03:04:05.678Z"),
+    Hash: sha(Buffer.from(hash + "\n")),
+    Layers: [new DocumentLayer({ Name: "code" as never, Version: "v01" as never, File: `files/${hash}`, Hash: hash, Ctime: new Date("2026-01-01T00:00:00Z") })]
+  })
+const docs = [doc("B", sha(blob)), doc("a", sha(small)), doc("b", sha(blob))]
+
+let srv: InProcessServer
+let local: string
+let client: Client
+let s: SFTPWrapper
+beforeAll(async () => {
+  srv = await startInProcess({ storage: fixedStorage(docs, ["B", "a", "b"]) })
+  local = await tempDir("agentview-")
+  for (const b of [blob, small]) {
+    const tmp = path.join(srv.dir, `incoming-${sha(b)}`)
+    await fs.writeFile(tmp, b)
+    await srv.run(Effect.flatMap(BlobStore, (store) => store.adopt(tmp, sha(b))))
+  }
+  client = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
+  s = await clientSftp(client)
+})
+afterAll(async () => {
+  client?.end()
+  await srv.close()
+  await fs.rm(local, { recursive: true, force: true })
+})
+
+const p = <A>(f: (cb: (err: Error | null | undefined, a?: A) => void) => void): Promise<A> =>
+  new Promise((resolve, reject) => f((err, a) => (err ? reject(err) : resolve(a as A))))
+const readAll = async (file: string) => p<Buffer>((cb) => s.readFile(file, cb))
+
+describe("agent view", () => {
+  it("lists /, /configs (in Storage's byte order) and /files", async () => {
+    const names = async (dir: string) => (await p<Array<FileEntry>>((cb) => s.readdir(dir, cb))).map((e) => e.filename)
+    expect(await names("/")).toEqual(["configs", "files"])
+    expect(await names("/configs")).toEqual(["B.json", "a.json", "b.json"])
+    expect(await names("/configs/")).toEqual(["B.json", "a.json", "b.json"])
+    expect(await names("/files")).toEqual([sha(blob), sha(small)].sort())
+  })
+
+  it("serves the configuration document, however the path is spelled", async () => {
+    const want = encodeDocument(docs[1]!)
+    for (const spelling of ["/configs/a.json", "configs/a.json", "//configs//a.json", "/files/../configs/./a.json"]) {
+      expect((await readAll(spelling)).toString()).toBe(want)
+    }
+    const st = await p<{ size: number; isFile(): boolean }>((cb) => s.stat("/configs/a.json", cb))
+    expect(st.size).toBe(Buffer.byteLength(want))
+    expect(st.isFile()).toBe(true)
+  })
+
+  it("serves blobs with positioned reads, and STATUS EOF at the end", async () => {
+    const dest = path.join(local, "blob")
+    await p<void>((cb) => s.fastGet(`/files/${sha(blob)}`, dest, { concurrency: 16, chunkSize: 261120 }, (e) => cb(e)))
+    expect(sha(await fs.readFile(dest))).toBe(sha(blob))
+    expect((await readAll(`/files/${sha(small)}`)).equals(small)).toBe(true)
+    const h = await p<Buffer>((cb) => s.open(`/files/${sha(small)}`, "r", cb))
+    const buf = Buffer.alloc(100)
+    // the server answers STATUS EOF; ssh2's client reports that as 0 bytes read
+    expect(await p<number>((cb) => s.read(h, buf, 0, 100, small.length, (e, n) => cb(e, n)))).toBe(0)
+    expect((await p<{ size: number }>((cb) => s.fstat(h, cb))).size).toBe(small.length)
+    await p<void>((cb) => s.close(h, (e) => cb(e)))
+  })
+
+  it("never reaches outside the view", async () => {
+    for (const trick of ["/files/../state.db", "/configs/../../etc/passwd", "/files/../host_key", "../host_key",
+      "/configs/nope.json", "/files/abc", "/etc/passwd", "/configs/a.json\0"]) {
+      await expect(p((cb) => s.open(trick, "r", cb)), trick).rejects.toHaveProperty("code")
+      await expect(p((cb) => s.stat(trick, cb)), trick).rejects.toHaveProperty("code")
+    }
+    // `..` that stays inside the view names the directory, which cannot be opened as a file
+    await expect(p((cb) => s.open(`/files/${sha(blob)}/..`, "r", cb))).rejects.toHaveProperty("code")
+    expect(resolveViewPath("/files/../state.db")).toBeUndefined()
+    expect(resolveViewPath(`/files/${"A".repeat(64)}`)).toBeUndefined()
+  })
+
+  it("refuses every change", async () => {
+    const denied = { code: 3 }
+    await expect(p((cb) => s.open("/configs/a.json", "w", cb))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.open("/files/new", "a", cb))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.mkdir("/files/x", (e) => cb(e)))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.unlink(`/files/${sha(blob)}`, (e) => cb(e)))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.rename("/configs/a.json", "/configs/c.json", (e) => cb(e)))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.setstat("/configs/a.json", { mode: 0o777 }, (e) => cb(e)))).rejects.toMatchObject(denied)
+    await expect(p((cb) => s.rmdir("/configs", (e) => cb(e)))).rejects.toMatchObject(denied)
+    expect((await fs.readFile(path.join(srv.dir, "files", sha(blob)))).length).toBe(blob.length)
+  })
+})
