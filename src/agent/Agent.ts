@@ -44,6 +44,32 @@ export const scriptEnv = (
 }
 
 const label = (l: { readonly Name: string; readonly Version: string }) => `${l.Name}@${l.Version}`
+const blobsOf = (doc: ConfigurationDocument | undefined): Array<string> => (doc?.Layers ?? []).map((l) => l.Hash as string)
+
+/**
+ * Cleanup once `doc` is the deployed configuration: cached blobs not used by it or by the configuration
+ * deployed before it (kept for a rollback), and with -cleanold every other unpacked tree. It also runs
+ * when nothing changed, so what a crash between the state write and this cleanup left goes at the next
+ * poll. Failures are warnings: the deploy stands. A list of previous blobs that cannot be read keeps the
+ * whole cache.
+ */
+const housekeeping = (doc: ConfigurationDocument, previous: Effect.Effect<ReadonlyArray<string>, { readonly message: string }>) =>
+  Effect.gen(function* () {
+    const cfg = yield* AgentConfig
+    const log = yield* AgentLog
+    const cache = yield* Cache
+    const unpacker = yield* Unpacker
+    const warn = (e: { readonly message: string }) => Effect.as(log.warn(e.message), [] as ReadonlyArray<string>)
+    const removedBlobs = yield* previous.pipe(
+      Effect.flatMap((prev) => cache.retainOnly([...blobsOf(doc), ...prev])),
+      Effect.catchAll(warn)
+    )
+    if (removedBlobs.length > 0) yield* log.debug(`removed ${removedBlobs.length} unused blob(s) from the cache`)
+    if (cfg.cleanOld) {
+      const removed = yield* unpacker.removeOthers([doc.Hash]).pipe(Effect.catchAll(warn))
+      for (const h of removed) yield* log.info(`removed old tree ${path.join(cfg.dir, "unpacked", h)}`)
+    }
+  })
 
 export const cycle = Effect.gen(function* () {
   const cfg = yield* AgentConfig
@@ -89,6 +115,7 @@ export const cycle = Effect.gen(function* () {
   )
   if (current?.Hash === doc.Hash) {
     yield* log.debug(`configuration ${cfg.name} is up to date (${doc.Hash})`)
+    yield* housekeeping(doc, cache.previous)
     const unchanged: CycleResult = { _tag: "Unchanged", hash: doc.Hash }
     return unchanged
   }
@@ -115,17 +142,14 @@ export const cycle = Effect.gen(function* () {
       })
     )
   }
+  // Recorded before the state moves on, so a crash in between cannot lose the rollback's blobs.
+  const previous = blobsOf(current)
+  yield* cache.setPrevious(previous).pipe(Effect.catchAll((e) => log.warn(e.message)))
   yield* state.write(doc)
   yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}`)
 
   // The switch is done; housekeeping failures are warnings, not a failed deploy.
-  const keep = doc.Layers.map((l) => l.Hash as string)
-  const removedBlobs = yield* cache.retainOnly(keep).pipe(Effect.catchAll((e) => Effect.as(log.warn(e.message), [])))
-  if (removedBlobs.length > 0) yield* log.debug(`removed ${removedBlobs.length} unused blob(s) from the cache`)
-  if (cfg.cleanOld) {
-    const removed = yield* unpacker.removeOthers([doc.Hash]).pipe(Effect.catchAll((e) => Effect.as(log.warn(e.message), [])))
-    for (const h of removed) yield* log.info(`removed old tree ${path.join(cfg.dir, "unpacked", h)}`)
-  }
+  yield* housekeeping(doc, Effect.succeed(previous))
   const deployed: CycleResult = { _tag: "Deployed", hash: doc.Hash, previous: current?.Hash }
   return deployed
 })

@@ -1,5 +1,7 @@
 // Verified blobs under <dir>/cache/<sha256>. A download streams into a temp file while hashing;
 // only a file whose sha256 matches is fsync'd and renamed into place (then the directory is fsync'd).
+// `<dir>/cache/previous` lists the blobs of the configuration deployed before the current one, so the
+// cleanup after a switch keeps them and a rollback needs no download.
 import { Context, Effect, Layer, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
@@ -14,6 +16,10 @@ export interface CacheService {
   readonly store: <E>(hash: string, bytes: Stream.Stream<Uint8Array, E>) => Effect.Effect<void, E | HashMismatch | CacheError>
   /** Removes every cached blob not in `keep`; returns the hashes removed. */
   readonly retainOnly: (keep: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, CacheError>
+  /** The blobs of the previously deployed configuration, as recorded by `setPrevious` (none if never). */
+  readonly previous: Effect.Effect<ReadonlyArray<string>, CacheError>
+  /** Records (atomically) the blobs of the configuration being replaced. */
+  readonly setPrevious: (hashes: ReadonlyArray<string>) => Effect.Effect<void, CacheError>
 }
 
 export class Cache extends Context.Tag("agent/Cache")<Cache, CacheService>() {}
@@ -30,6 +36,7 @@ export const fsyncDir = async (dir: string): Promise<void> => {
 }
 
 const isBlobName = (n: string) => /^[0-9a-f]{64}$/.test(n)
+const PREVIOUS = "previous"
 
 export const makeCache = (dir: string): CacheService => {
   const cacheDir = path.join(dir, "cache")
@@ -99,7 +106,36 @@ export const makeCache = (dir: string): CacheService => {
           return removed
         },
         catch: io("cannot clean the cache")
-      })
+      }),
+    previous: Effect.tryPromise({
+      try: () =>
+        fs.readFile(path.join(cacheDir, PREVIOUS), "utf8").then(
+          (text) => text.split("\n").filter(isBlobName),
+          (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? [] : Promise.reject(e))
+        ),
+      catch: io("cannot read the list of the previous configuration's blobs")
+    }),
+    setPrevious: (hashes) =>
+      Effect.tryPromise({
+        try: async () => {
+          await fs.mkdir(cacheDir, { recursive: true })
+          const tmp = path.join(cacheDir, `.${PREVIOUS}.${randomBytes(6).toString("hex")}.part`)
+          try {
+            const fh = await fs.open(tmp, "wx", 0o644)
+            try {
+              await fh.writeFile(hashes.filter(isBlobName).map((h) => `${h}\n`).join(""))
+              await fh.sync()
+            } finally {
+              await fh.close()
+            }
+            await fs.rename(tmp, path.join(cacheDir, PREVIOUS))
+          } finally {
+            await fs.rm(tmp, { force: true })
+          }
+          await fsyncDir(cacheDir)
+        },
+        catch: io("cannot record the previous configuration's blobs")
+      }).pipe(Effect.uninterruptible)
   }
 }
 

@@ -32,7 +32,28 @@ interface OpenUpload {
   idle: Array<() => void>
   failed: Error | undefined
   closing: boolean
+  /** The failure was logged: one line per upload, however many writes fail. */
+  logged: boolean
 }
+
+const DISK_FULL = new Set(["ENOSPC", "EDQUOT"])
+
+/** A full disk (or quota), directly or as the cause of a StorageError. */
+export const isDiskFull = (e: unknown): boolean => {
+  for (let x: unknown = e, depth = 0; x !== null && typeof x === "object" && depth < 4; x = (x as { cause?: unknown }).cause, depth++) {
+    const code = (x as { code?: unknown }).code
+    if (typeof code === "string" && DISK_FULL.has(code)) return true
+  }
+  return false
+}
+
+/** What the client is told (ssh2 and OpenSSH show the status message): never paths or internals. */
+export const failureMessage = (e: unknown): string =>
+  isDiskFull(e) ? "registry is out of disk space" : "cannot store upload"
+
+/** What the admin is told, once per upload. */
+const logReason = (e: unknown): string =>
+  isDiskFull(e) ? "no space left on device" : e instanceof Error ? e.message : String(e)
 
 const writeAll = (fd: number, data: Buffer, position: number, cb: (err: Error | null) => void): void => {
   fs.write(fd, data, 0, data.length, position, (err, written) => {
@@ -77,6 +98,8 @@ const trackWrite = (u: OpenUpload, offset: number, data: Buffer) => {
 
 const fsync = (fd: number) => Effect.async<void, Error>((resume) => fs.fsync(fd, (e) => resume(e ? Effect.fail(e) : Effect.void)))
 const closeFd = (fd: number) => Effect.async<void>((resume) => fs.close(fd, () => resume(Effect.void)))
+// Gives back the space a failed upload holds at once, while its handle stays open until CLOSE.
+const truncateQuietly = (fd: number) => fs.ftruncate(fd, 0, () => undefined)
 const openFile = (path: string) =>
   Effect.async<number, Error>((resume) => fs.open(path, "w", 0o600, (e, fd) => resume(e ? Effect.fail(e) : Effect.succeed(fd))))
 
@@ -128,15 +151,15 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
             )
             open.set(id, {
               tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
-              streaming: true, size: 0, inFlight: 0, idle: [], failed: undefined, closing: false
+              streaming: true, size: 0, inFlight: 0, idle: [], failed: undefined, closing: false, logged: false
             })
             const h = Buffer.alloc(4)
             h.writeUInt32BE(id)
             sftp.handle(reqId, h)
           }).pipe(
             Effect.catchAll((e) =>
-              Effect.logError(`cannot start upload: ${e.message}`).pipe(
-                Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE, "cannot store upload")))
+              Effect.logError(`cannot start upload by ${who.label}: ${logReason(e)}`).pipe(
+                Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE, failureMessage(e))))
               )
             )
           )
@@ -146,15 +169,26 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
       sftp.on("WRITE", (reqId: number, handle: Buffer, offset: number, data: Buffer) => {
         const u = lookup(handle)
         if (u === undefined || u.closing) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
-        if (u.failed) return sftp.status(reqId, STATUS.FAILURE, "write failed")
+        if (u.failed) return sftp.status(reqId, STATUS.FAILURE, failureMessage(u.failed))
         trackWrite(u, offset, data)
         u.inFlight++
         // `data` stays valid until this callback (SSH2.md pitfall 8)
         writeAll(u.fd, data, offset, (err) => {
           u.inFlight--
-          if (err) u.failed = err
-          else u.size = Math.max(u.size, offset + data.length)
-          sftp.status(reqId, err ? STATUS.FAILURE : STATUS.OK)
+          if (err) {
+            if (u.failed === undefined) {
+              u.failed = err
+              if (isDiskFull(err)) truncateQuietly(u.fd)
+            }
+            if (!u.logged) {
+              u.logged = true
+              run(Effect.logError(`upload by ${who.label} failed: ${logReason(err)}`))
+            }
+            sftp.status(reqId, STATUS.FAILURE, failureMessage(err))
+          } else {
+            u.size = Math.max(u.size, offset + data.length)
+            sftp.status(reqId, STATUS.OK)
+          }
           if (u.inFlight === 0) for (const f of u.idle.splice(0)) f()
         })
       })
@@ -194,9 +228,12 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
           }).pipe(
             Effect.catchAll((e) =>
               Effect.gen(function* () {
-                yield* Effect.logError(`upload by ${who.label} failed: ${e.message}`)
+                if (!u.logged) {
+                  u.logged = true
+                  yield* Effect.logError(`upload by ${who.label} failed: ${logReason(e)}`)
+                }
                 if (open.delete(id)) yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)))
-                sftp.status(reqId, STATUS.FAILURE, "upload failed")
+                sftp.status(reqId, STATUS.FAILURE, failureMessage(e))
               })
             )
           )

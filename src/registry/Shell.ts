@@ -1,5 +1,5 @@
 // The operator's interactive shell: a `> ` prompt, one command per line through Console.run, until
-// `exit`, Ctrl-D or end of input. With a pty we echo and edit the line (backspace, left/right, home/end,
+// `exit`, Ctrl-D on an empty line or end of input. With a pty we echo and edit the line (backspace, left/right, home/end,
 // Ctrl-A/E/U/K, Ctrl-C clears the line, up/down recall earlier lines) and print \r\n line ends; without
 // one we only read lines. No colour codes either way (fault 11: scripts read this output).
 import { Effect, Queue } from "effect"
@@ -20,7 +20,20 @@ export type Key =
 
 const key = (_tag: Exclude<Key["_tag"], "Char">): Key => ({ _tag }) as Key
 
-/** Splits terminal input into keys; keeps an incomplete escape sequence for the next chunk. */
+// Longest escape sequence we wait for; anything longer is garbage, not a key.
+const MAX_SEQUENCE = 32
+// Longest line we edit; more is dropped (a bell with a terminal) instead of growing without bound.
+export const MAX_LINE = 65_536
+
+const isFinal = (code: number) => code >= 0x40 && code <= 0x7e
+// CSI parameter (0x30–0x3f) and intermediate (0x20–0x2f) bytes, ECMA-48.
+const isParam = (code: number) => code >= 0x20 && code <= 0x3f
+
+/**
+ * Splits terminal input into keys; keeps an incomplete escape sequence for the next chunk. A sequence broken
+ * by any byte that cannot continue it (a control character, non-ASCII, or too long) is dropped and that byte is
+ * read as ordinary input, so junk can never swallow a later Enter or command.
+ */
 export class KeyReader {
   private pending = ""
   private lastWasCR = false
@@ -33,26 +46,40 @@ export class KeyReader {
     while (i < s.length) {
       const c = s[i]!
       if (c === "\x1b") {
+        this.lastWasCR = false
         if (i + 1 >= s.length) {
           this.pending = s.slice(i)
           break
         }
         const kind = s[i + 1]
-        if (kind === "[" || kind === "O") {
+        if (kind === "[") {
           let j = i + 2
-          while (j < s.length && !/[\x40-\x7e]/.test(s[j]!)) j++
+          while (j < s.length && j - i < MAX_SEQUENCE && isParam(s.charCodeAt(j))) j++
           if (j >= s.length) {
+            this.pending = s.slice(i) // at most MAX_SEQUENCE characters
+            break
+          }
+          if (isFinal(s.charCodeAt(j))) {
+            out.push(escapeKey(s.slice(i + 2, j), s[j]!))
+            i = j + 1
+          } else {
+            i = j // not a sequence: drop what we have, read s[j] normally
+          }
+        } else if (kind === "O") {
+          // SS3: exactly one final character (application-mode arrows, Home/End)
+          if (i + 2 >= s.length) {
             this.pending = s.slice(i)
             break
           }
-          const params = s.slice(i + 2, j)
-          const final = s[j]!
-          out.push(escapeKey(params, final))
-          i = j + 1
+          if (isFinal(s.charCodeAt(i + 2))) {
+            out.push(escapeKey("", s[i + 2]!))
+            i += 3
+          } else {
+            i += 2
+          }
         } else {
           i += 1 // a lone ESC (Alt-key): drop the ESC, keep the key
         }
-        this.lastWasCR = false
         continue
       }
       const cp = s.codePointAt(i)!
@@ -103,7 +130,9 @@ export class KeyReader {
           out.push(key("Down"))
           break
         default:
-          out.push(cp < 0x20 ? key("Ignore") : { _tag: "Char", ch })
+          // C0 and C1 controls are never echoed: U+009B, say, is a CSI to a UTF-8 terminal. Invalid UTF-8
+          // arrives as U+FFFD (one character) from the decoder and edits like any other.
+          out.push(cp < 0x20 || (cp >= 0x80 && cp < 0xa0) ? key("Ignore") : { _tag: "Char", ch })
       }
     }
     return out
@@ -169,6 +198,7 @@ export class LineEditor {
   apply(k: Key): EditResult {
     switch (k._tag) {
       case "Char": {
+        if (this.chars.length >= MAX_LINE) return this.out("\x07")
         const tail = this.chars.slice(this.cursor).join("")
         this.chars.splice(this.cursor, 0, k.ch)
         this.cursor++
@@ -233,6 +263,8 @@ export class LineEditor {
         return { echo: this.echo ? "\r\n" : "", line }
       }
       case "Eof":
+        // like readline: ^D ends the session on an empty line, and deletes under the cursor otherwise
+        if (this.chars.length > 0) return this.apply(key("Delete"))
         return { echo: this.echo ? "\r\n" : "", eof: true }
       case "Ignore":
         return this.out("")

@@ -42,6 +42,8 @@ const world = (overrides: Partial<AgentSettings> = {}) =>
     return { dir, cfg, reg, script, lines, run } satisfies World
   })
 
+const cachedBlobs = (w: World) =>
+  Effect.promise(async () => (await fs.readdir(path.join(w.dir, "cache"))).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort())
 const stateOf = (w: World) => Effect.promise(() => fs.readFile(w.cfg.state, "utf8").catch(() => undefined))
 const tmpFiles = (w: World) => Effect.promise(async () => (await listAll(w.dir)).filter((p) => p.endsWith(".part") || p.startsWith("tmp/") || p.endsWith(".tmp")))
 
@@ -91,9 +93,43 @@ describe("cycle", () => {
       expect(w.reg.downloads.filter((h) => h === code2.hash)).toHaveLength(1)
       const env = w.script.runs[1]!.env
       expect(env).toMatchObject({ OLDID: h1, OLDROOT: path.join(w.dir, "unpacked", h1), NEWID: h2, LAYER_0_VERSION: "v02" })
-      // Without -cleanold both trees stay; the cache keeps only the current layers.
+      // Without -cleanold both trees stay; the cache keeps the current and the previous layers.
       expect(existsSync(path.join(w.dir, "unpacked", h1))).toBe(true)
-      expect((yield* Effect.promise(() => fs.readdir(path.join(w.dir, "cache")))).sort()).toEqual([code2.hash, config1.hash].sort())
+      expect(yield* cachedBlobs(w)).toEqual([code1.hash, code2.hash, config1.hash].sort())
+    }))
+
+  it.effect("rollback to the previous configuration downloads nothing; blobs of older ones go", () =>
+    Effect.gen(function* () {
+      const w = yield* world()
+      const h1 = publish(w.reg, "project1", [code1, config1])
+      yield* w.run(cycle)
+      publish(w.reg, "project1", [code2, config1])
+      yield* w.run(cycle)
+      const downloads = w.reg.downloads.length
+      expect(publish(w.reg, "project1", [code1, config1])).toBe(h1) // the registry's rollback
+      expect(yield* w.run(cycle)).toMatchObject({ _tag: "Deployed", hash: h1 })
+      expect(w.reg.downloads).toHaveLength(downloads)
+      // ...and a roll forward again is free too: code2 is now the previous configuration's
+      publish(w.reg, "project1", [code2, config1])
+      yield* w.run(cycle)
+      expect(w.reg.downloads).toHaveLength(downloads)
+      // a third configuration: code1 was used by neither the current nor the previous one
+      publish(w.reg, "project1", [config1])
+      yield* w.run(cycle)
+      expect(yield* cachedBlobs(w)).toEqual([code2.hash, config1.hash].sort())
+    }))
+
+  it.effect("an unchanged configuration still cleans the cache, keeping the previous configuration's blobs", () =>
+    Effect.gen(function* () {
+      const w = yield* world()
+      publish(w.reg, "project1", [code1])
+      yield* w.run(cycle)
+      publish(w.reg, "project1", [code2])
+      yield* w.run(cycle)
+      // what a crash between the state write and the cleanup leaves: a blob neither configuration uses
+      yield* Effect.promise(() => fs.writeFile(path.join(w.dir, "cache", config1.hash), config1.bytes))
+      expect(yield* w.run(cycle)).toMatchObject({ _tag: "Unchanged" })
+      expect(yield* cachedBlobs(w)).toEqual([code1.hash, code2.hash].sort())
     }))
 
   it.effect("-cleanold removes other trees (.ok first) but never the current one", () =>
@@ -105,6 +141,34 @@ describe("cycle", () => {
       yield* w.run(cycle)
       expect((yield* Effect.promise(() => fs.readdir(path.join(w.dir, "unpacked")))).sort()).toEqual([h2, `${h2}.ok`])
       expect(h1).not.toBe(h2)
+    }))
+
+  it.effect("-cleanold also cleans up when nothing changed (trees left by a crash before the cleanup)", () =>
+    Effect.gen(function* () {
+      const w = yield* world({ cleanOld: true })
+      const h = publish(w.reg, "project1", [code1])
+      yield* w.run(cycle)
+      const unpacked = path.join(w.dir, "unpacked")
+      const [other, third] = ["a".repeat(64), "b".repeat(64)]
+      yield* Effect.promise(async () => {
+        await fs.mkdir(path.join(unpacked, other, "app"), { recursive: true })
+        await fs.writeFile(path.join(unpacked, `${other}.ok`), "x")
+        await fs.mkdir(path.join(unpacked, third)) // an interrupted unpack: no .ok
+      })
+      expect(yield* w.run(cycle)).toEqual({ _tag: "Unchanged", hash: h })
+      expect((yield* Effect.promise(() => fs.readdir(unpacked))).sort()).toEqual([h, `${h}.ok`])
+      expect(w.lines).toContain(`info removed old tree ${path.join(unpacked, other)}`)
+    }))
+
+  it.effect("without -cleanold an unchanged configuration leaves other trees alone", () =>
+    Effect.gen(function* () {
+      const w = yield* world()
+      const h = publish(w.reg, "project1", [code1])
+      yield* w.run(cycle)
+      const other = path.join(w.dir, "unpacked", "a".repeat(64))
+      yield* Effect.promise(() => fs.mkdir(other))
+      expect(yield* w.run(cycle)).toEqual({ _tag: "Unchanged", hash: h })
+      expect(existsSync(other)).toBe(true)
     }))
 
   it.effect("hash mismatch: the download is discarded, the cycle fails, the state is unchanged", () =>

@@ -1,11 +1,14 @@
 // The operator's upload-only SFTP, in-process against the real Uploads staging area.
 import { createHash, randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
+import { createRequire, syncBuiltinESMExports } from "node:module"
 import * as path from "node:path"
 import type { Client, SFTPWrapper } from "ssh2"
 import { Effect } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Sha256 } from "../../src/domain/Names.js"
+import { failureMessage, isDiskFull } from "../../src/registry/SftpUpload.js"
+import { StorageError } from "../../src/domain/Errors.js"
 import { Uploads } from "../../src/registry/Uploads.js"
 import { clientSftp, connectClient, tempDir } from "../support/registry.js"
 import { type InProcessServer, listDir, startInProcess } from "../support/sshServer.js"
@@ -116,4 +119,61 @@ describe("upload-only SFTP", () => {
     await p<void>((cb) => s.close(h, (e) => cb(e)))
     expect((await uploaded(sha(Buffer.from("abc")))).toString()).toBe("abc")
   })
+})
+
+/** Makes fs.write fail with `code` for buffers full of 0xEE (the test's payload) while `f` runs. */
+const failingWrites = async <A>(code: string, f: () => Promise<A>): Promise<A> => {
+  const nodeFs = createRequire(import.meta.url)("node:fs") as typeof import("node:fs")
+  const real = nodeFs.write
+  const fake = (...args: Array<unknown>) => {
+    const data = args[1]
+    const cb = args[args.length - 1]
+    if (Buffer.isBuffer(data) && data.length > 100 && data[0] === 0xee && data[data.length - 1] === 0xee && typeof cb === "function") {
+      const err = Object.assign(new Error(`${code}: simulated`), { code })
+      return void setImmediate(() => (cb as (e: Error) => void)(err))
+    }
+    return (real as (...a: Array<unknown>) => void)(...args)
+  }
+  nodeFs.write = fake as typeof real
+  syncBuiltinESMExports()
+  try {
+    return await f()
+  } finally {
+    nodeFs.write = real
+    syncBuiltinESMExports()
+  }
+}
+
+describe("upload failures the operator can act on", () => {
+  it("maps ENOSPC/EDQUOT, also as a StorageError's cause, to 'registry is out of disk space'", () => {
+    const enospc = Object.assign(new Error("no space"), { code: "ENOSPC" })
+    expect(isDiskFull(enospc)).toBe(true)
+    expect(isDiskFull(Object.assign(new Error("quota"), { code: "EDQUOT" }))).toBe(true)
+    expect(isDiskFull(new StorageError({ reason: "cannot record", cause: enospc }))).toBe(true)
+    expect(isDiskFull(Object.assign(new Error("io"), { code: "EIO" }))).toBe(false)
+    expect(failureMessage(enospc)).toBe("registry is out of disk space")
+    expect(failureMessage(new Error("anything else"))).toBe("cannot store upload")
+  })
+
+  for (const [code, message] of [["ENOSPC", "registry is out of disk space"], ["EIO", "cannot store upload"]] as const) {
+    it(`a WRITE failing with ${code} answers "${message}", also at CLOSE, and leaves no temp file`, async () => {
+      const { s } = await session()
+      const before = await listDir(srv.dir, "uploads")
+      const data = Buffer.alloc(64 * 1024, 0xee)
+      await failingWrites(code, async () => {
+        const h = await p<Buffer>((cb) => s.open("full", "w", cb))
+        await expect(p<void>((cb) => s.write(h, data, 0, data.length, 0, (e) => cb(e)))).rejects.toMatchObject({ message })
+        // later writes of the same upload say the same, and CLOSE reports it too
+        await expect(p<void>((cb) => s.write(h, data, 0, 10, 0, (e) => cb(e)))).rejects.toMatchObject({ message })
+        await expect(p<void>((cb) => s.close(h, (e) => cb(e)))).rejects.toMatchObject({ message })
+      })
+      expect(await waitFor(async () => (await listDir(srv.dir, "uploads")).every((n) => before.includes(n)))).toBe(true)
+      // the session still works for the next upload
+      const ok = Buffer.from("fine")
+      const h2 = await p<Buffer>((cb) => s.open("ok", "w", cb))
+      await p<void>((cb) => s.write(h2, ok, 0, ok.length, 0, (e) => cb(e)))
+      await p<void>((cb) => s.close(h2, (e) => cb(e)))
+      expect((await uploaded(sha(ok))).toString()).toBe("fine")
+    })
+  }
 })

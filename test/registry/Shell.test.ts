@@ -1,6 +1,8 @@
 // Line editing as a terminal sees it; the shell over a real SSH session is in SshServer.test.ts.
 import { describe, expect, it } from "vitest"
-import { KeyReader, LineEditor } from "../../src/registry/Shell.js"
+import { randomBytes } from "node:crypto"
+import { StringDecoder } from "node:string_decoder"
+import { KeyReader, LineEditor, MAX_LINE } from "../../src/registry/Shell.js"
 
 const typeInto = (input: string, echo = true) => {
   const reader = new KeyReader()
@@ -73,5 +75,69 @@ describe("KeyReader + LineEditor", () => {
 
   it("ignores other control characters", () => {
     expect(typeInto("a\x07b\tc\r").lines).toEqual(["abc"])
+  })
+
+  it("drops a broken escape sequence without swallowing the Enter or the next command", () => {
+    // a control character, non-ASCII or an overlong run of parameters ends the sequence; the rest is typed
+    expect(typeInto("\x1b[12\rhelp\r").lines).toEqual(["", "help"])
+    expect(typeInto("x\x1b[\x15help\r").lines).toEqual(["help"])
+    expect(typeInto("\x1bO\rab\r").lines).toEqual(["", "ab"])
+    expect(typeInto("a\x1b[1;2\u00e9b\r").lines).toEqual(["a\u00e9b"])
+    expect(typeInto(`\x1b[${"1".repeat(5000)}\rok\r`).lines.at(-1)).toBe("ok")
+  })
+
+  it("keeps at most a short incomplete sequence between chunks", () => {
+    const reader = new KeyReader()
+    const editor = new LineEditor(false)
+    const lines: Array<string> = []
+    const feed = (s: string) => reader.push(s).forEach((k) => {
+      const r = editor.apply(k)
+      if (r.line !== undefined) lines.push(r.line)
+    })
+    feed("\x1b[")
+    for (let i = 0; i < 100; i++) feed("1;")
+    feed("\x15\rhelp\r")
+    expect(lines.at(-1)).toBe("help")
+    feed("ab\x1bO") // SS3 split after the O
+    feed("D!\r")
+    expect(lines.at(-1)).toBe("a!b")
+  })
+
+  it("invalid UTF-8 becomes one editable character, and C1 controls are never echoed", () => {
+    const decoder = new StringDecoder("utf8")
+    const input = decoder.write(Buffer.from([0x61, 0xff, 0xe2, 0x82])) + decoder.write(Buffer.from([0x62, 0xc2, 0x9b, 0x7f, 0x0d]))
+    const t = typeInto(input)
+    expect(t.lines).toEqual(["a\ufffd\ufffd"]) // 0xff, the cut-off euro sign; b deleted; U+009B ignored
+    expect(t.screen).not.toContain("\u009b")
+  })
+
+  it("^D deletes under the cursor on a non-empty line and ends the session only on an empty one", () => {
+    const t = typeInto("abc\x01\x04\r")
+    expect(t.eof).toBe(false)
+    expect(t.lines).toEqual(["bc"])
+  })
+
+  it("caps the line length", () => {
+    const t = typeInto("x".repeat(MAX_LINE + 10) + "\r", false)
+    expect(t.lines[0]!.length).toBe(MAX_LINE)
+  })
+
+  it("random bytes never stop later lines from being read", () => {
+    for (let round = 0; round < 200; round++) {
+      const reader = new KeyReader()
+      const editor = new LineEditor(true)
+      const decoder = new StringDecoder("utf8")
+      const lines: Array<string> = []
+      const feed = (b: Buffer) => reader.push(decoder.write(b)).forEach((k) => {
+        const r = editor.apply(k)
+        if (r.line !== undefined) lines.push(r.line)
+      })
+      for (let i = 0; i < 10; i++) {
+        const junk = Buffer.concat([randomBytes((i * 37) % 300), round % 2 ? Buffer.from("\x1b[1") : Buffer.from("\x1b")])
+        feed(Buffer.from(junk.filter((b) => b !== 0x04))) // ends inside an escape sequence
+      }
+      feed(Buffer.from("\x15\rhelp\r"))
+      expect(lines.at(-1)).toBe("help")
+    }
   })
 })
