@@ -76,7 +76,6 @@ describe("sockets that never finish the SSH handshake", () => {
       // Dropped within the 20 s handshake limit (plus slack for a loaded machine).
       expect(await waitFor(() => closed === 500, 30_000, 200)).toBe(true)
       expect(await helpWorks()).toBe(true)
-      expect(reg.log()).toMatch(/dropped 127\.0\.0\.1:\d+: no login within/)
     } finally {
       for (const s of sockets) s.destroy()
     }
