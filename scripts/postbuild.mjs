@@ -1,7 +1,29 @@
-// Make the compiled entry points executable so `npm link`/bin shims and direct runs work.
-import { chmodSync, existsSync } from "node:fs"
+// After tsc: bundle each program's entry point with esbuild so it starts fast (one file instead of
+// hundreds of effect modules: ~0.25 s instead of ~0.7 s for `-h`, and ~25% less memory), then make it
+// executable. Native and CommonJS-with-native packages stay external and load from node_modules.
+import { build } from "esbuild"
+import { chmodSync, renameSync, rmSync } from "node:fs"
+import { basename } from "node:path"
 import pkg from "../package.json" with { type: "json" }
 
 for (const file of Object.values(pkg.bin)) {
-  if (existsSync(file)) chmodSync(file, 0o755)
+  // Same base name as the target, so the bundle's sourceMappingURL stays right after the rename.
+  const tmp = `dist/.bundle/${file.replaceAll("/", "_")}/${basename(file)}`
+  await build({
+    entryPoints: [file],
+    outfile: tmp,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    external: ["ssh2", "better-sqlite3", "cpu-features"],
+    // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+    banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+    sourcemap: "linked",
+    logLevel: "warning"
+  })
+  renameSync(tmp, file)
+  renameSync(`${tmp}.map`, `${file}.map`)
+  chmodSync(file, 0o755)
 }
+rmSync("dist/.bundle", { recursive: true, force: true })

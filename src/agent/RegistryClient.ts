@@ -50,17 +50,69 @@ const openSftp = (client: Client) =>
 
 const isNoSuchFile = (err: unknown) => (err as { code?: unknown } | undefined)?.code === 2
 
-const p = <A>(f: (cb: (err: Error | undefined | null, a: A) => void) => void): Promise<A> =>
-  new Promise((resolve, reject) => f((err, a) => (err ? reject(err) : resolve(a))))
+/**
+ * Whether the session can still answer. ssh2 silently drops a request written to a channel that is no
+ * longer open, after it has already failed the pending ones (SFTP.js tryWritePayload/cleanupRequests),
+ * so the callback of a request issued after the close never runs: every request goes through `request`.
+ */
+interface Liveness {
+  closed: boolean
+  readonly waiters: Set<(err: Error) => void>
+}
+const liveness = new WeakMap<SFTPWrapper, Liveness>()
+const connectionClosed = () => new Error("connection closed")
+
+/** Starts watching `sftp` (and its connection) for the end; idempotent. */
+export const watchClose = (sftp: SFTPWrapper, client?: Client): Liveness => {
+  const known = liveness.get(sftp)
+  if (known !== undefined) return known
+  const l: Liveness = { closed: false, waiters: new Set() }
+  const onClose = () => {
+    if (l.closed) return
+    l.closed = true
+    for (const f of [...l.waiters]) f(connectionClosed())
+    l.waiters.clear()
+  }
+  // 'end': the server sent EOF/CLOSE on the channel, so no reply can come any more.
+  sftp.once("end", onClose)
+  sftp.once("close", onClose)
+  client?.once("close", onClose)
+  liveness.set(sftp, l)
+  return l
+}
+
+const isOpen = (sftp: SFTPWrapper) =>
+  (sftp as unknown as { outgoing?: { state?: string } }).outgoing?.state === "open" &&
+  (sftp as unknown as { readable?: boolean }).readable !== false
+
+/** One SFTP request: fails at once on a closed session, and when the session closes while it waits. */
+export const request = <A>(sftp: SFTPWrapper, f: (cb: (err: Error | undefined | null, a: A) => void) => void): Promise<A> =>
+  new Promise((resolve, reject) => {
+    const l = watchClose(sftp)
+    if (l.closed || !isOpen(sftp)) return reject(connectionClosed())
+    let settled = false
+    const settle = (err: Error | undefined | null, a?: A) => {
+      if (settled) return
+      settled = true
+      l.waiters.delete(settle)
+      if (err) reject(err)
+      else resolve(a as A)
+    }
+    l.waiters.add(settle)
+    try {
+      f(settle)
+    } catch (e) {
+      settle(e instanceof Error ? e : new Error(String(e)))
+    }
+  })
+const p = <A>(sftp: SFTPWrapper, f: (cb: (err: Error | undefined | null, a: A) => void) => void): Promise<A> => request(sftp, f)
 
 /** Reads exactly `len` bytes at `off` (a server may answer short); fails if the file ends early. */
 const readAt = async (sftp: SFTPWrapper, handle: Buffer, off: number, len: number): Promise<Buffer> => {
   const buf = Buffer.allocUnsafe(len)
   let got = 0
   while (got < len) {
-    const n = await new Promise<number>((resolve, reject) =>
-      sftp.read(handle, buf, got, len - got, off + got, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead)))
-    )
+    const n = await request<number>(sftp, (cb) => sftp.read(handle, buf, got, len - got, off + got, (err, bytesRead) => cb(err, bytesRead)))
     if (n === 0) throw new Error(`file ended at ${off + got}, expected more bytes`)
     got += n
   }
@@ -72,10 +124,10 @@ const readAt = async (sftp: SFTPWrapper, handle: Buffer, off: number, len: numbe
  * the caller can hash and write sequentially. ~4 MiB in flight (SSH2.md: large parallel reads).
  */
 async function* parallelRead(sftp: SFTPWrapper, path: string): AsyncGenerator<Uint8Array> {
-  const handle = await p<Buffer>((cb) => sftp.open(path, "r", cb))
+  const handle = await p<Buffer>(sftp, (cb) => sftp.open(path, "r", cb))
   const pending: Array<Promise<Buffer>> = []
   try {
-    const { size } = await p<{ size: number }>((cb) => sftp.fstat(handle, cb))
+    const { size } = await p<{ size: number }>(sftp, (cb) => sftp.fstat(handle, cb))
     // ssh2 raises its read size when the server advertises limits@openssh.com; follow it.
     const maxRead = (sftp as unknown as { _maxReadLen?: number })._maxReadLen ?? 32 * 1024
     const chunk = Math.max(16 * 1024, Math.min(256 * 1024, maxRead))
@@ -96,7 +148,7 @@ async function* parallelRead(sftp: SFTPWrapper, path: string): AsyncGenerator<Ui
     }
   } finally {
     // Not awaited: a stalled server must not hold up the cycle's shutdown; ending the session fails any pending read.
-    sftp.close(handle, () => {})
+    request(sftp, (cb) => sftp.close(handle, (err) => cb(err, undefined))).catch(() => {})
   }
 }
 
@@ -114,14 +166,21 @@ const detachedReturn = (make: () => AsyncGenerator<Uint8Array>): AsyncIterable<U
   }
 })
 
+/** The session over an open SFTP channel; `client` is watched too, so a dropped connection ends every wait. */
+export const makeSession = (sftp: SFTPWrapper, client?: Client): RegistrySession => {
+  watchClose(sftp, client)
+  return session(sftp)
+}
+
 const session = (sftp: SFTPWrapper): RegistrySession => ({
   document: (want) =>
-    Effect.async<Buffer, RegistryError>((resume) => {
-      sftp.readFile(`/configs/${want}.json`, (err, data) => {
-        if (!err) resume(Effect.succeed(data))
-        else if (isNoSuchFile(err)) resume(Effect.fail(new RegistryError({ message: `configuration "${want}" not found on the registry` })))
-        else resume(Effect.fail(sftpError(`cannot read configuration "${want}"`, err)))
-      })
+    // readFile is several requests (open, fstat, reads, close); `request` settles it if the session ends midway.
+    Effect.tryPromise({
+      try: () => request<Buffer>(sftp, (cb) => sftp.readFile(`/configs/${want}.json`, cb)),
+      catch: (err) =>
+        isNoSuchFile(err)
+          ? new RegistryError({ message: `configuration "${want}" not found on the registry` })
+          : sftpError(`cannot read configuration "${want}"`, err)
     }).pipe(
       Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new RegistryError({ message: `reading configuration "${want}" timed out` }) }),
       Effect.flatMap((data) => decodeDocument(data.toString("utf8"))),
@@ -151,7 +210,7 @@ export const RegistryClientLive = Layer.effect(
           hostKeyRefused: (seen) => `registry ${cfg.host}:${cfg.port} presented host key ${seen}, not the pinned ${cfg.fingerprint}`
         }).pipe(Effect.mapError((e) => new RegistryError({ message: e.message })))
         const sftp = yield* openSftp(client)
-        return session(sftp)
+        return makeSession(sftp, client)
       })
     }
   })

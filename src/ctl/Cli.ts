@@ -33,6 +33,9 @@ const fileFlag: FlagSpec = { name: "file", kind: "string", description: "the .ta
 export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
   spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag] : spec.flags
 
+/** A command's one-line description in deployctl (addver uploads too). */
+const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
+
 export const argvSpec: ArgvSpec = {
   globals: globalFlags,
   commands: new Map(catalogue.map((c) => [c.name as string, ctlFlags(c)]))
@@ -93,7 +96,7 @@ const handler = (spec: CommandSpec) => (values: Readonly<Record<string, Value>>)
 
 const subcommand = (spec: CommandSpec) =>
   Cli.make(spec.name, Object.fromEntries(ctlFlags(spec).map((f) => [f.name, option(f)])), handler(spec)).pipe(
-    Cli.withDescription(spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
+    Cli.withDescription(summaryOf(spec))
   )
 
 const [first, ...rest] = catalogue.map(subcommand)
@@ -102,6 +105,56 @@ export const command = root.pipe(
   Cli.withDescription("manage a deploy-registry over SSH: one subcommand per registry command"),
   Cli.withSubcommands([first!, ...rest])
 )
+
+const flagHelp = (f: FlagSpec) =>
+  `  -${f.name}${f.kind === "bool" ? "" : f.kind === "list" ? " value (repeatable)" : " string"}\n    \t${f.description}\n`
+
+// Our own help, from the catalogue, in the style of Go's flag package (the original tool's):
+// @effect/cli's prints each option's type as a paragraph ("A user-defined piece of text.") and
+// a subcommand's usage without the program name, and it cannot be told otherwise.
+export const topHelp = (): string => {
+  const width = Math.max(...catalogue.map((c) => c.name.length)) + 3
+  return (
+    `deployctl ${VERSION}: manage a deploy-registry over SSH, one subcommand per registry command\n\n` +
+    `Usage: deployctl [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]\n\n` +
+    `Global flags (before or after the command):\n${globalFlags.map(flagHelp).join("")}\n` +
+    `Commands:\n${catalogue.map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
+    `Run deployctl <command> -h for a command's flags. Flags are written -name x, -name=x or --name x.\n` +
+    `Also: deployctl --version, deployctl --completions sh|bash|fish|zsh.\n`
+  )
+}
+
+export const commandHelp = (spec: CommandSpec): string => {
+  const flags = ctlFlags(spec)
+  return (
+    `Usage: deployctl [global flags] ${spec.name}${flags.length > 0 ? " [flags]" : ""}\n\n${summaryOf(spec)}\n` +
+    (flags.length > 0 ? `\nFlags:\n${flags.map(flagHelp).join("")}` : "") +
+    `\nGlobal flags: ${globalFlags.map((f) => `-${f.name}`).join(", ")} (see deployctl -h)\n`
+  )
+}
+
+/**
+ * Whether a normalized argv asks for help (-h/--help as a flag, not as a flag's value), and for
+ * which command; undefined when it does not.
+ */
+export const helpRequest = (args: ReadonlyArray<string>): { readonly command: CommandSpec | undefined } | undefined => {
+  let command: CommandSpec | undefined
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!
+    if (a === "--") return undefined
+    if (a === "-h" || a === "--help") return { command }
+    if (!a.startsWith("-")) {
+      if (command !== undefined) return undefined // a positional: let @effect/cli complain
+      command = catalogue.find((c) => c.name === a)
+      if (command === undefined) return undefined
+      continue
+    }
+    const name = a.replace(/^--?/, "")
+    const flag = (command === undefined ? [] : ctlFlags(command)).find((f) => f.name === name) ?? globalFlags.find((f) => f.name === name)
+    if (flag !== undefined ? flag.kind !== "bool" : name === "completions" || name === "log-level") i++ // skip its value
+  }
+  return undefined
+}
 
 const ansi = /\x1b\[[0-9;]*m/g
 
@@ -134,11 +187,14 @@ export const run = (args: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
 export const main = (argv: ReadonlyArray<string>, io: Io): Effect.Effect<number, never, Remote | CliApp.CliApp.Environment> => {
   const line = (s: string) => Effect.sync(() => void io.stderr.write(`deployctl: ${s}\n`))
   const args = normalize(argvSpec, argv)
+  const help = Either.isRight(args) ? helpRequest(args.right) : undefined
   const program: Effect.Effect<void, RemoteError | UnknownCommand | ValidationError, Remote | CliApp.CliApp.Environment> = Either.isLeft(
     args
   )
     ? Effect.fail(args.left)
-    : run(args.right)
+    : help !== undefined
+      ? Console.log((help.command === undefined ? topHelp() : commandHelp(help.command)).trimEnd())
+      : run(args.right)
   return program.pipe(
     Effect.as(0),
     Effect.catchAll((e): Effect.Effect<number> => {

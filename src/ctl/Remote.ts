@@ -2,7 +2,7 @@
 // ~/.ssh/known_hosts), send one validated catalogue command over exec, shell-quoted so names
 // with spaces or quotes arrive intact (fault 7), and pass the registry's output and exit status
 // through unchanged. `addver -file` uploads first (Upload.ts) on the same connection.
-import { Config, Context, Data, Effect, Either, Layer, Option } from "effect"
+import { Config, Context, Data, Effect, Layer, Option } from "effect"
 import * as os from "node:os"
 import type { Client } from "ssh2"
 import type { Command } from "../domain/Commands.js"
@@ -10,11 +10,8 @@ import { toArgv, validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
 import type { Sha256 } from "../domain/Names.js"
 import { join } from "../domain/ShellWords.js"
-import * as ClientAuth from "../ssh/ClientAuth.js"
-import { connect, parseAddress } from "../ssh/Connection.js"
+import { connectOperator } from "../ssh/ClientConnect.js"
 import { exec, type ExecResult } from "../ssh/Exec.js"
-import { fingerprint, normalizeFingerprint } from "../ssh/Fingerprint.js"
-import * as KnownHosts from "../ssh/KnownHosts.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
@@ -44,28 +41,6 @@ export class Remote extends Context.Tag("ctl/Remote")<
   }
 >() {}
 
-interface Target {
-  readonly host: string
-  readonly port: number
-  readonly pinned: Option.Option<string>
-}
-
-const target = (g: Globals): Either.Either<Target, CtlUsage> => {
-  if (Option.isNone(g.addr) || g.addr.value === "") {
-    return Either.left(new CtlUsage({ message: "no registry address: pass -addr host:port or set DEPLOYCTL_ADDR" }))
-  }
-  const a = parseAddress(g.addr.value)
-  if (a === undefined) return Either.left(new CtlUsage({ message: `invalid registry address "${g.addr.value}": want host:port` }))
-  if (Option.isSome(g.fp) && g.fp.value !== "") {
-    const fp = normalizeFingerprint(g.fp.value)
-    if (fp === undefined) {
-      return Either.left(new CtlUsage({ message: `invalid fingerprint "${g.fp.value}": want SHA256:<43 base64 characters> as deploy-registry logs it` }))
-    }
-    return Either.right({ ...a, pinned: Option.some(fp) })
-  }
-  return Either.right({ ...a, pinned: Option.none() })
-}
-
 const systemUser = (): string => {
   try {
     return os.userInfo().username
@@ -81,40 +56,18 @@ const env = Config.all({
   user: Config.string("USER").pipe(Config.withDefault(systemUser()))
 }).pipe(Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), home: os.homedir(), user: systemUser() })))
 
-/** Connects with the host-key policy: the pinned fingerprint exactly, else known_hosts. */
+/** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else ssh-agent. */
 const connectTo = (g: Globals) =>
-  Effect.gen(function* () {
-    const t = yield* target(g)
-    const e = yield* env
-    const auth = yield* ClientAuth.resolve({ keyFile: Option.getOrUndefined(g.key), agentSocket: Option.getOrUndefined(e.agentSocket) })
-    const where = `${t.host}:${t.port}`
-    let verify: (blob: Buffer) => boolean
-    let refused: (seen: string) => string
-    if (Option.isSome(t.pinned)) {
-      const want = t.pinned.value
-      verify = (blob) => fingerprint(blob) === want
-      refused = (seen) => `host key mismatch for ${where}: the registry presented ${seen}, expected ${want}`
-    } else {
-      const file = KnownHosts.defaultPath(e.home)
-      const entries = yield* KnownHosts.load(file)
-      let verdict: KnownHosts.Verdict = "unknown"
-      verify = (blob) => (verdict = KnownHosts.check(entries, t.host, t.port, blob)) === "trusted"
-      refused = (seen) =>
-        verdict === "revoked"
-          ? `host key ${seen} of ${where} is marked @revoked in ${file}`
-          : verdict === "mismatch"
-            ? `host key mismatch for ${where}: the registry presented ${seen}, which ${file} does not list for ${KnownHosts.hostName(t.host, t.port)}`
-            : `unknown host ${where} (key ${seen}): not in ${file}; pass -fp or set DEPLOYCTL_FINGERPRINT to the fingerprint deploy-registry logs`
-    }
-    return yield* connect({
-      host: t.host,
-      port: t.port,
-      username: e.user || "deployctl",
-      verifyHostKey: verify,
-      hostKeyRefused: refused,
-      ...ClientAuth.connectFields(auth)
+  Effect.flatMap(env, (e) =>
+    connectOperator({
+      addr: Option.getOrUndefined(g.addr),
+      fp: Option.getOrUndefined(g.fp),
+      keyFile: Option.getOrUndefined(g.key),
+      agentSocket: Option.getOrUndefined(e.agentSocket),
+      home: e.home,
+      username: e.user || "deployctl"
     })
-  })
+  )
 
 /** Where output goes: process.stdout/stderr in the program, buffers in tests. */
 export interface Sink {

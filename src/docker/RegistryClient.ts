@@ -7,11 +7,10 @@ import { createReadStream } from "node:fs"
 import { type Command, toArgv } from "../domain/Commands.js"
 import { LocalIoError } from "../domain/DockerErrors.js"
 import { join } from "../domain/ShellWords.js"
-import { connect } from "../ssh/Connection.js"
+import { connectTarget, type Credentials } from "../ssh/ClientConnect.js"
 import { exec } from "../ssh/Exec.js"
 import { openSftp, upload } from "../ssh/Sftp.js"
 import { SshError } from "../ssh/SshError.js"
-import { hostKeyCheck } from "./ClientSetup.js"
 
 export interface CommandResult {
   /** Everything the command printed (the registry sends errors to stdout too). */
@@ -34,21 +33,14 @@ export interface Connection {
   /** Pinned host key fingerprint; undefined: ~/.ssh/known_hosts decides. */
   readonly fingerprint: string | undefined
   /** Resolved credentials (ClientSetup.clientAuth). */
-  readonly auth: { readonly privateKey: Buffer } | { readonly agent: string }
+  readonly auth: Credentials
 }
 
 export const RegistryClientLive = (c: Connection): Layer.Layer<RegistryClient, SshError> =>
   Layer.scoped(
     RegistryClient,
     Effect.gen(function* () {
-      const hostKey = yield* hostKeyCheck(c, c.fingerprint)
-      const client = yield* connect({
-        host: c.host,
-        port: c.port,
-        username: process.env.USER || "deploy-from-docker",
-        ...hostKey,
-        ...c.auth
-      })
+      const client = yield* connectTarget(c, c.auth, { username: process.env.USER || "deploy-from-docker" })
       return {
         run: (cmd) =>
           Effect.map(exec(client, join(toArgv(cmd))), (r) => ({

@@ -302,9 +302,15 @@ export const runShell = (channel: ServerChannel, who: Principal, term: Terminal)
     while (!done) {
       const chunk = yield* Queue.take(input)
       if (chunk === END) break
+      // The echo of a whole chunk goes out as one write (a pasted line is one packet, not one per key).
+      let echo = ""
+      const flush = () => {
+        if (echo !== "" && channel.writable) channel.write(echo) // already terminal-formatted
+        echo = ""
+      }
       for (const k of reader.push(chunk)) {
         const r = editor.apply(k)
-        if (r.echo !== "" && channel.writable) channel.write(r.echo) // already terminal-formatted
+        echo += r.echo
         if (r.eof) {
           done = true
           break
@@ -315,6 +321,7 @@ export const runShell = (channel: ServerChannel, who: Principal, term: Terminal)
             done = true
             break
           }
+          flush()
           if (line !== "") {
             const result = yield* console.run(line, who)
             write(result.output === "" || result.output.endsWith("\n") ? result.output : result.output + "\n")
@@ -322,6 +329,7 @@ export const runShell = (channel: ServerChannel, who: Principal, term: Terminal)
           write(PROMPT)
         }
       }
+      flush()
     }
     if (!term.pty && channel.writable) channel.write("\n")
     channel.exit(0)

@@ -30,6 +30,9 @@ export const parseAddress = (addr: string): { host: string; port: number } | und
   return { host, port }
 }
 
+const ignoreLateError = () => {}
+const sockets = new WeakMap<Client, net.Socket>()
+
 export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<Client, SshError>((resume) => {
@@ -43,18 +46,24 @@ export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, S
         fail("Connect", `cannot connect to ${opts.host}:${opts.port}: ${cause.message}`, cause)
         client.end()
       })
-      client
-        .once("ready", () => resume(Effect.succeed(client)))
-        .once("error", (cause: Error & { level?: string }) => {
-          if (seen !== undefined && /host key|hostverif|verification failed/i.test(cause.message)) {
-            fail("HostKey", opts.hostKeyRefused(seen), cause)
-          } else if (cause.level === "client-authentication") {
-            fail("Auth", `authentication to ${opts.host}:${opts.port} as ${opts.username} failed`, cause)
-          } else {
-            fail("Connect", `ssh connection to ${opts.host}:${opts.port} failed: ${cause.message}`, cause)
-          }
-          sock.destroy()
-        })
+      const onSetupError = (cause: Error & { level?: string }) => {
+        if (seen !== undefined && /host key|hostverif|verification failed/i.test(cause.message)) {
+          fail("HostKey", opts.hostKeyRefused(seen), cause)
+        } else if (cause.level === "client-authentication") {
+          fail("Auth", `authentication to ${opts.host}:${opts.port} as ${opts.username} failed`, cause)
+        } else {
+          fail("Connect", `ssh connection to ${opts.host}:${opts.port} failed: ${cause.message}`, cause)
+        }
+        sock.destroy()
+      }
+      sockets.set(client, sock)
+      client.once("error", onSetupError).once("ready", () => {
+        // An error after 'ready' (connection reset, protocol error) must not crash the process as
+        // an unhandled 'error' event: the channels in use fail on their own when the client closes.
+        client.removeListener("error", onSetupError)
+        client.on("error", ignoreLateError)
+        resume(Effect.succeed(client))
+      })
       const config: ConnectConfig = {
         sock,
         username: opts.username,
@@ -76,5 +85,11 @@ export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, S
         sock.destroy()
       })
     }),
-    (client) => Effect.sync(() => client.end())
+    (client) =>
+      Effect.sync(() => {
+        client.end()
+        // end() only half-closes; a peer that stopped answering must not keep the process alive.
+        const sock = sockets.get(client)
+        if (sock && !sock.destroyed) setTimeout(() => sock.destroy(), 2000).unref()
+      })
   )

@@ -20,7 +20,7 @@
 import { Chunk, Effect, Option, Stream, type Scope } from "effect"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type { Readable } from "node:stream"
-import type { Client, OpenMode, SFTPWrapper } from "ssh2"
+import type { Client, OpenMode, SFTPWrapper, Stats } from "ssh2"
 import { SshError } from "./SshError.js"
 
 const sftpError = (what: string, cause: unknown) =>
@@ -31,13 +31,72 @@ export const openSftp = (client: Client): Effect.Effect<SFTPWrapper, SshError, S
   Effect.acquireRelease(
     Effect.async<SFTPWrapper, SshError>((resume) => {
       try {
-        client.sftp((err, sftp) => resume(err ? Effect.fail(sftpError("session", err)) : Effect.succeed(sftp)))
+        client.sftp((err, sftp) => {
+          if (err) return resume(Effect.fail(sftpError("session", err)))
+          sftp.once("close", () => closedSessions.add(sftp))
+          resume(Effect.succeed(sftp))
+        })
       } catch (cause) {
         resume(Effect.fail(sftpError("session", cause)))
       }
     }),
     (sftp) => Effect.sync(() => sftp.end())
   )
+
+// ssh2 silently DROPS a request issued on a channel that is no longer open (tryWritePayload) and
+// fails pending ones only once, at close: a request sent after that would wait forever. So every
+// request goes through `request` (or, for pipelined ones, checks `isOpen` and watches `onClose`).
+const closedSessions = new WeakSet<SFTPWrapper>()
+
+interface ChannelState {
+  readonly outgoing?: { readonly state?: string }
+  readonly incoming?: { readonly state?: string }
+}
+
+/** Whether a request sent now can still be answered. */
+export const isOpen = (sftp: SFTPWrapper): boolean => {
+  const ch = sftp as unknown as ChannelState
+  // A dropped connection closes `incoming` but may leave `outgoing` "open".
+  return !closedSessions.has(sftp) && ch.outgoing?.state === "open" && ch.incoming?.state !== "closed"
+}
+
+const closedError = (what: string) => new SshError({ reason: "Sftp", message: `sftp ${what} failed: connection closed` })
+
+/** Calls `f` once if the session closes before `stop()` is called; stop() removes the listener. */
+const onClose = (sftp: SFTPWrapper, f: () => void): (() => void) => {
+  sftp.once("close", f)
+  return () => void sftp.removeListener("close", f)
+}
+
+/**
+ * One SFTP request as an Effect: fails at once when the session is closed, and settles with a
+ * "connection closed" failure if it closes while the reply is awaited.
+ */
+export const request = <A>(
+  sftp: SFTPWrapper,
+  what: string,
+  start: (callback: (err: Error | null | undefined, value: A) => void) => void
+): Effect.Effect<A, SshError> =>
+  Effect.async<A, SshError>((resume) => {
+    if (!isOpen(sftp)) return resume(Effect.fail(closedError(what)))
+    let settled = false
+    const settle = (e: Effect.Effect<A, SshError>) => {
+      if (settled) return
+      settled = true
+      stop()
+      resume(e)
+    }
+    const stop = onClose(sftp, () => settle(Effect.fail(closedError(what))))
+    try {
+      start((err, value) => settle(err ? Effect.fail(sftpError(what, err)) : Effect.succeed(value)))
+    } catch (cause) {
+      settle(Effect.fail(sftpError(what, cause)))
+    }
+    return Effect.sync(() => {
+      settled = true
+      stop()
+    })
+  })
 
 /** Default request size: OpenSSH's 255 KiB limit (fewer round trips, fewer status replies). */
 export const DEFAULT_CHUNK = 255 * 1024
@@ -67,14 +126,12 @@ const maxWriteLen = (sftp: SFTPWrapper): number => {
 export const requestSize = (sftp: SFTPWrapper, chunkSize: number = DEFAULT_CHUNK): number => Math.max(1, Math.min(chunkSize, maxWriteLen(sftp)))
 
 const openHandle = (sftp: SFTPWrapper, path: string, flags: OpenMode) =>
-  Effect.async<Buffer, SshError>((resume) => {
-    sftp.open(path, flags, (err, handle) => resume(err ? Effect.fail(sftpError(`open ${path}`, err)) : Effect.succeed(handle)))
-  })
+  request<Buffer>(sftp, `open ${path}`, (cb) => sftp.open(path, flags, cb))
 
-const closeHandle = (sftp: SFTPWrapper, handle: Buffer) =>
-  Effect.async<void, SshError>((resume) => {
-    sftp.close(handle, (err) => resume(err ? Effect.fail(sftpError("close", err)) : Effect.void))
-  })
+const closeHandle = (sftp: SFTPWrapper, handle: Buffer) => request<void>(sftp, "close", (cb) => sftp.close(handle, (err) => cb(err, undefined)))
+
+/** FSTAT of an open handle. */
+export const fstat = (sftp: SFTPWrapper, handle: Buffer, what = "fstat") => request<Stats>(sftp, what, (cb) => sftp.fstat(handle, cb))
 
 /**
  * Writes `source` to `remotePath`, in order, with pipelined large WRITE requests. Succeeds with the
@@ -120,7 +177,8 @@ export const upload = <E, R>(
     const send = (buf: Buffer) =>
       Effect.zipRight(
         waitUntil(() => inFlight < maxInFlight),
-        Effect.sync(() => {
+        Effect.suspend(() => {
+          if (!isOpen(sftp)) return Effect.fail((failure ??= closedError(`write ${remotePath}`)))
           const len = buf.length
           inFlight++
           // ssh2 copies `buf` into its packet synchronously, so the caller may reuse it.
@@ -134,6 +192,7 @@ export const upload = <E, R>(
             notify()
           })
           offset += len
+          return Effect.void
         })
       )
 
@@ -169,12 +228,18 @@ export const upload = <E, R>(
       Effect.map(() => acked)
     )
 
+    // Writes in flight are failed by ssh2 when the channel closes; this also wakes a fiber waiting for room.
+    const stopWatching = onClose(sftp, () => {
+      failure ??= closedError(`write ${remotePath}`)
+      notify()
+    })
     return openHandle(sftp, remotePath, options.flags ?? "w").pipe(
       Effect.tap((h) => {
         handle = h
       }),
       Effect.zipRight(Stream.runForEach(source, push)),
-      Effect.zipRight(finish)
+      Effect.zipRight(finish),
+      Effect.ensuring(Effect.sync(stopWatching))
     )
   })
 
@@ -193,15 +258,9 @@ export const readFile = (sftp: SFTPWrapper, remotePath: string): Effect.Effect<B
 
 /** Names in a remote directory (no `.`/`..`), in the server's order. */
 export const readdir = (sftp: SFTPWrapper, remotePath: string): Effect.Effect<Array<string>, SshError> =>
-  Effect.async<Array<string>, SshError>((resume) => {
-    sftp.readdir(remotePath, (err, list) =>
-      resume(
-        err
-          ? Effect.fail(sftpError(`readdir ${remotePath}`, err))
-          : Effect.succeed(list.map((e) => e.filename).filter((n) => n !== "." && n !== ".."))
-      )
-    )
-  })
+  request<Array<{ filename: string }>>(sftp, `readdir ${remotePath}`, (cb) => sftp.readdir(remotePath, cb)).pipe(
+    Effect.map((list) => list.map((e) => e.filename).filter((n) => n !== "." && n !== ".."))
+  )
 
 export interface DownloadOptions {
   /** Bytes per READ request; clamped to the session's max read length. */
@@ -236,11 +295,27 @@ export const download = (sftp: SFTPWrapper, remotePath: string, options: Downloa
       const slots: Array<ReadSlot> = []
       let nextPos = 0
       let eof = false
+      let closed = false
       let wake: (() => void) | undefined
+      yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          onClose(sftp, () => {
+            closed = true
+            const w = wake
+            wake = undefined
+            w?.()
+          })
+        ),
+        (stop) => Effect.sync(stop)
+      )
 
       // Issues one READ; the caller places the slot (in position order) in `slots`.
       const issue = (pos: number, len: number): ReadSlot => {
         const slot: ReadSlot = { pos, len }
+        if (!isOpen(sftp)) {
+          slot.result = { err: new Error("connection closed") }
+          return slot
+        }
         sftp.read(handle, Buffer.allocUnsafe(len), 0, len, pos, (err, n, buf) => {
           slot.result = err ? { err } : { bytes: buf.subarray(0, n) }
           const w = wake
@@ -255,10 +330,11 @@ export const download = (sftp: SFTPWrapper, remotePath: string, options: Downloa
           nextPos += chunkSize
         }
       }
-      const awaitHead = Effect.async<ReadSlot>((resume) => {
+      const awaitHead = Effect.async<ReadSlot, SshError>((resume) => {
         const check = () => {
           const head = slots[0]!
           if (head.result) resume(Effect.succeed(head))
+          else if (closed) resume(Effect.fail(closedError(`read ${remotePath}`)))
           else wake = check
         }
         check()

@@ -104,6 +104,39 @@ describe("deployctl command tree", () => {
     for (const r of results) expect({ code: r.code, calls: r.calls }).toEqual({ code: 0, calls: [] })
   })
 
+  it("help reads well: program name in every usage line, each flag once with its description, no type boilerplate", async () => {
+    let out = ""
+    const capture = Console.consoleWith((base) =>
+      Effect.succeed<Console.Console>({ ...base, log: (...a) => Effect.sync(() => void (out += a.join(" ") + "\n")) })
+    )
+    const helpOf = async (...argv: Array<string>) => {
+      out = ""
+      const code = await main(argv, { stdout: { write: () => true }, stderr: { isTTY: false, write: () => true } }).pipe(
+        (p) => Effect.flatMap(capture, (c) => Effect.withConsole(p, c)),
+        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent") })),
+        Effect.provide(NodeContext.layer),
+        Effect.runPromise
+      )
+      return { code, out }
+    }
+    const top = await helpOf("-h")
+    expect(top.code).toBe(0)
+    expect(top.out).toMatch(/^deployctl \S+: /)
+    expect(top.out).toContain("Usage: deployctl [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]")
+    for (const c of catalogue) expect(top.out).toMatch(new RegExp(`^  ${c.name} +\\S`, "m"))
+    const sub = await helpOf("-addr", "x", "changeconf", "-name", "-h", "--help") // "-h" here is -name's value
+    expect(sub.code).toBe(0)
+    expect(sub.out).toContain("Usage: deployctl [global flags] changeconf [flags]\n\nupdate single layer of configuration to specific version\n")
+    for (const f of ["name", "component", "version", "expect"]) expect(sub.out.match(new RegExp(`^  -${f} string\\n    \\t\\S`, "gm"))).toHaveLength(1)
+    const addver = await helpOf("addver", "-h")
+    expect(addver.out).toContain("  -file string\n")
+    expect(addver.out).not.toContain("-hash")
+    for (const r of [top, sub, addver]) {
+      expect(r.out).not.toMatch(/user-defined|true or false value|\$ changeconf/)
+      expect(r.out).not.toContain("\x1b[")
+    }
+  })
+
   it("the exec payload quotes every awkward word so the registry splits it back exactly (fault 7)", () => {
     const cmd: Command = {
       _tag: "addconf",

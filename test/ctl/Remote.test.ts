@@ -200,12 +200,12 @@ describe("deployctl (in process) against a registry", () => {
   it("help: deployctl -h, subcommand -h and the help command", async () => {
     const [top, sub, list] = await Promise.all([ctl("-h"), ctl("addver", "--help"), ctl("help")])
     expect(top.code).toBe(0)
-    expect(top.stdout).toContain("--addr")
-    expect(top.stdout).toContain("--fp")
+    expect(top.stdout).toContain("  -addr string\n")
+    expect(top.stdout).toContain("  -fp string\n")
     expect(top.stdout).toContain("showconf")
     expect(sub.code).toBe(0)
-    expect(sub.stdout).toContain("--file")
-    expect(sub.stdout).not.toContain("--hash")
+    expect(sub.stdout).toContain("  -file string\n")
+    expect(sub.stdout).not.toContain("-hash")
     expect(list.stdout).toMatch(/^addver {10}/)
   })
 

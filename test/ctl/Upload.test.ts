@@ -10,8 +10,7 @@ import * as zlib from "node:zlib"
 import ssh2 from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { makeTarGzCheck, uploadFile } from "../../src/ctl/Upload.js"
-import { connect } from "../../src/ssh/Connection.js"
-import { type FakeServer, startFakeServer } from "../ssh/fakeServer.js"
+import { connectFake, type FakeServer, startFakeServer } from "../ssh/fakeServer.js"
 
 const run = promisify(execFile)
 let dir: string
@@ -95,14 +94,7 @@ describe("tar.gz check", () => {
 
 const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
 const connected = () =>
-  connect({
-    host: "127.0.0.1",
-    port: server.port,
-    username: "op",
-    privateKey: clientKey,
-    verifyHostKey: (blob) => blob.equals(server.hostKeyBlob),
-    hostKeyRefused: (seen) => `refused ${seen}`
-  })
+  connectFake(server, clientKey)
 const silent = { isTTY: false, write: () => true }
 
 describe("uploadFile", () => {

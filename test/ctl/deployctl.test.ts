@@ -70,7 +70,8 @@ describe("the built deployctl against a registry", () => {
     expect(missing).toEqual({ code: 1, stdout: 'configuration "nope" not found\n', stderr: "" })
     expect(usage).toEqual({ code: 2, stdout: "", stderr: "deployctl: name should be set\n" })
     expect(help.code).toBe(0)
-    expect(help.stdout).toContain("--addr")
+    expect(help.stdout).toContain("Usage: deployctl ")
+    expect(help.stdout).toContain("  -addr string\n")
     expect(help.stdout).not.toContain("\x1b[") // no colour codes off a terminal
     expect(completions.code).toBe(0)
     expect(completions.stdout).toContain("complete -F")

@@ -126,7 +126,7 @@ it("converges after SIGKILLs during download, unpack and script, and never deplo
     const markers = unpacked.filter((n) => n.endsWith(".ok") && n !== `${want}.ok`)
     if (markers.length > 0) leftoverMarkers++
     const cache = readdirSync(path.join(agentDir, "cache"))
-    const parts = cache.filter((n) => !/^[0-9a-f]{64}$/.test(n))
+    const parts = cache.filter((n) => n.endsWith(".part") || n.startsWith("."))
     if (parts.length > 0) problems.push(`round ${round}: cache/ holds ${parts.join(", ")} after a completed cycle`)
     convergences++
   }

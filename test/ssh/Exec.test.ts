@@ -1,28 +1,11 @@
 import { it } from "@effect/vitest"
 import { Effect, Exit, Fiber } from "effect"
-import ssh2 from "ssh2"
-import { afterAll, beforeAll, describe, expect } from "vitest"
-import { connect } from "../../src/ssh/Connection.js"
+import { describe, expect } from "vitest"
 import { exec } from "../../src/ssh/Exec.js"
-import { type FakeServer, startFakeServer } from "./fakeServer.js"
+import { useFakeServer } from "./fakeServer.js"
 
-let server: FakeServer
-const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
-
-beforeAll(async () => {
-  server = await startFakeServer()
-})
-afterAll(() => server.stop())
-
-const connected = () =>
-  connect({
-    host: "127.0.0.1",
-    port: server.port,
-    username: "op",
-    privateKey: clientKey,
-    verifyHostKey: (blob) => blob.equals(server.hostKeyBlob),
-    hostKeyRefused: (seen) => `refused ${seen}`
-  })
+const fake = useFakeServer()
+const connected = fake.connect
 
 describe("exec", () => {
   it.scopedLive("collects stdout and exit code 0", () =>
@@ -32,7 +15,7 @@ describe("exec", () => {
       expect(r.stdout.toString()).toBe("hello 'world'\n")
       expect(r.stderr.length).toBe(0)
       expect(r.code).toBe(0)
-      expect(server.commands).toContain("echo hello 'world'")
+      expect(fake.server.commands).toContain("echo hello 'world'")
     })
   )
 

@@ -1,12 +1,11 @@
 import { it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Option, Stream } from "effect"
+import { Chunk, Effect, Exit, Fiber, Option, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { Readable } from "node:stream"
 import ssh2 from "ssh2"
 import { afterAll, beforeAll, describe, expect } from "vitest"
-import { connect } from "../../src/ssh/Connection.js"
-import { download, openSftp, readFile, upload, uploadReadable } from "../../src/ssh/Sftp.js"
-import { type FakeServer, startFakeServer } from "./fakeServer.js"
+import { download, openSftp, readdir, readFile, request, upload, uploadReadable } from "../../src/ssh/Sftp.js"
+import { connectFake, type FakeServer, startFakeServer } from "./fakeServer.js"
 
 let server: FakeServer
 const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
@@ -16,17 +15,18 @@ beforeAll(async () => {
 })
 afterAll(() => server.stop())
 
-const session = Effect.gen(function* () {
-  const client = yield* connect({
-    host: "127.0.0.1",
-    port: server.port,
-    username: "op",
-    privateKey: clientKey,
-    verifyHostKey: (blob) => blob.equals(server.hostKeyBlob),
-    hostKeyRefused: (seen) => `refused ${seen}`
-  })
-  return yield* openSftp(client)
+const withClient = Effect.gen(function* () {
+  const client = yield* connectFake(server, clientKey)
+  return { client, sftp: yield* openSftp(client) }
 })
+const session = Effect.map(withClient, (s) => s.sftp)
+
+/** Settles with "failed"/"succeeded", or "still waiting" after 5 s (ssh2 drops requests on a closed channel). */
+const outcome = <A, E>(e: Effect.Effect<A, E>) =>
+  Effect.either(e).pipe(
+    Effect.map((r) => (r._tag === "Left" ? `failed: ${(r.left as { message?: string }).message}` : "succeeded")),
+    Effect.timeoutTo({ duration: "5 seconds", onTimeout: () => "still waiting", onSuccess: (s) => s })
+  )
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
 
@@ -168,6 +168,45 @@ describe("download and readFile", () => {
       const exit = yield* Effect.exit(Stream.runDrain(download(sftp, "/nope")))
       expect(Exit.isFailure(exit)).toBe(true)
       expect((yield* readFile(sftp, "/configs/p.json")).toString()).toBe('{"Name":"p"}')
+    })
+  )
+})
+
+describe("after the connection closed", () => {
+  it.scopedLive("every request fails at once instead of hanging", () =>
+    Effect.gen(function* () {
+      const { client, sftp } = yield* withClient
+      server.served.set("/late", Buffer.from("x"))
+      const gone = Effect.async<void>((resume) => void sftp.once("close", () => resume(Effect.void)))
+      client.end()
+      yield* gone
+      expect(yield* outcome(upload(sftp, "late.bin", Stream.make(randomBytes(1000))))).toMatch(/^failed: .*connection closed/)
+      expect(yield* outcome(upload(sftp, "late-empty", Stream.empty))).toMatch(/^failed: .*connection closed/)
+      expect(yield* outcome(readFile(sftp, "/late"))).toMatch(/^failed: .*connection closed/)
+      expect(yield* outcome(readdir(sftp, "/"))).toMatch(/^failed: .*connection closed/)
+      expect(server.files.find((f) => f.path.startsWith("late"))).toBeUndefined()
+    })
+  )
+
+  it.scopedLive("a request ssh2 never answers settles when the session closes", () =>
+    Effect.gen(function* () {
+      const { client, sftp } = yield* withClient
+      // A request whose reply never comes (as when ssh2 dropped it); closing must still settle it.
+      const fiber = yield* Effect.fork(outcome(request<void>(sftp, "stuck", () => {})))
+      yield* Effect.sleep("50 millis")
+      const before = sftp.listenerCount("close")
+      client.end()
+      expect(yield* Fiber.join(fiber)).toBe("failed: sftp stuck failed: connection closed")
+      expect(sftp.listenerCount("close")).toBeLessThan(before)
+    })
+  )
+
+  it.scopedLive("an upload waiting for the server settles when the server hangs up", () =>
+    Effect.gen(function* () {
+      const { sftp } = yield* withClient
+      // "drop" makes the fake server hang up after 1 MiB; the upload must fail, not wait.
+      expect(yield* outcome(upload(sftp, "drop-late", chunked(randomBytes(8 * 1024 * 1024), [65536])))).toMatch(/^failed/)
+      expect(yield* outcome(upload(sftp, "after-drop", Stream.make(randomBytes(10))))).toMatch(/connection closed/)
     })
   )
 })

@@ -5,6 +5,8 @@ import { createHash } from "node:crypto"
 import type { AddressInfo } from "node:net"
 import ssh2 from "ssh2"
 import type { Connection, ServerChannel, SFTPWrapper } from "ssh2"
+import { afterAll, beforeAll } from "vitest"
+import { connect } from "../../src/ssh/Connection.js"
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp
 
@@ -165,4 +167,31 @@ const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<st
     sftp.status(reqid, STATUS_CODE.OK)
   })
   sftp.on("end", () => sftp.end())
+}
+
+/** A scoped client connection to `server` (any key is accepted; the host key is checked exactly). */
+export const connectFake = (server: FakeServer, privateKey: string | Buffer = ssh2.utils.generateKeyPairSync("ed25519").private) =>
+  connect({
+    host: "127.0.0.1",
+    port: server.port,
+    username: "op",
+    privateKey,
+    verifyHostKey: (blob) => blob.equals(server.hostKeyBlob),
+    hostKeyRefused: (seen) => `refused ${seen}`
+  })
+
+/** Starts a fake server for the test file (beforeAll/afterAll) and connects to it with one client key. */
+export const useFakeServer = () => {
+  const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
+  let server: FakeServer | undefined
+  beforeAll(async () => {
+    server = await startFakeServer()
+  })
+  afterAll(() => server?.stop())
+  return {
+    get server(): FakeServer {
+      return server!
+    },
+    connect: () => connectFake(server!, clientKey)
+  }
 }

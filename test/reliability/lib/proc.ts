@@ -1,5 +1,5 @@
 // Running the built programs and looking at a registry directory from the outside.
-import { execFile } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as path from "node:path"
@@ -61,3 +61,23 @@ export const waitFor = async (cond: () => boolean | Promise<boolean>, timeoutMs:
     await sleep(every)
   }
 }
+
+/**
+ * Starts the registry on `dir` and `port` exactly as test/support/registry.ts does, without waiting for it:
+ * for killing it in the middle of its start (migrations, upload sweep, retention).
+ */
+export const spawnRegistry = (dir: string, port: number, extra: ReadonlyArray<string>): ChildProcess => {
+  const child = spawn(process.execPath, [distMain("registry"), "-addr", `127.0.0.1:${port}`, "-dir", dir,
+    "-opauth", path.join(dir, "operator.keys"), "-srvauth", path.join(dir, "service.keys"), ...extra], { stdio: ["ignore", "pipe", "pipe"] })
+  child.stdout!.resume()
+  child.stderr!.resume()
+  return child
+}
+
+/** SIGKILLs a child and waits for it to be gone. */
+export const killNow = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGKILL")
+  })

@@ -1,0 +1,103 @@
+// How an operator tool (deployctl, deploy-from-docker) reaches the registry, defined once:
+// the address `host:port`; the host key pinned by `-fp SHA256:…`, else checked against
+// ~/.ssh/known_hosts; `-key FILE`, else the ssh-agent at $SSH_AUTH_SOCK.
+import { Effect, Either, type Scope } from "effect"
+import type { Client } from "ssh2"
+import { UsageError } from "../domain/Errors.js"
+import * as ClientAuth from "./ClientAuth.js"
+import { connect, parseAddress } from "./Connection.js"
+import { fingerprint, normalizeFingerprint } from "./Fingerprint.js"
+import * as KnownHosts from "./KnownHosts.js"
+import type { SshError } from "./SshError.js"
+
+export interface Target {
+  readonly host: string
+  readonly port: number
+  /** The pinned host key fingerprint (`SHA256:…`, `sha256:` accepted); undefined or "": known_hosts decides. */
+  readonly fingerprint: string | undefined
+}
+
+/**
+ * Checks `-addr` and `-fp` (as given, or from $DEPLOYCTL_ADDR / $DEPLOYCTL_FINGERPRINT) before
+ * anything slow happens; an empty fingerprint means none.
+ */
+export const parseTarget = (addr: string | undefined, fp: string | undefined): Either.Either<Target, UsageError> => {
+  if (addr === undefined || addr === "") {
+    return Either.left(new UsageError({ message: "no registry address: pass -addr host:port or set DEPLOYCTL_ADDR" }))
+  }
+  const a = parseAddress(addr)
+  if (a === undefined) return Either.left(new UsageError({ message: `invalid registry address "${addr}": want host:port` }))
+  if (fp === undefined || fp === "") return Either.right({ ...a, fingerprint: undefined })
+  const pinned = normalizeFingerprint(fp)
+  if (pinned === undefined) {
+    return Either.left(
+      new UsageError({ message: `invalid fingerprint "${fp}": want SHA256:<43 base64 characters> as deploy-registry logs it` })
+    )
+  }
+  return Either.right({ ...a, fingerprint: pinned })
+}
+
+export interface HostKeyPolicy {
+  readonly verifyHostKey: (blob: Buffer) => boolean
+  readonly hostKeyRefused: (seen: string) => string
+}
+
+/** The pinned fingerprint exactly, else `<home>/.ssh/known_hosts` (read once, up front). */
+export const hostKeyPolicy = (t: Target, home?: string): Effect.Effect<HostKeyPolicy, SshError> =>
+  Effect.gen(function* () {
+    const where = `${t.host}:${t.port}`
+    if (t.fingerprint !== undefined && t.fingerprint !== "") {
+      // Normalized here too for callers that checked but kept the user's spelling (sha256:…).
+      const want = normalizeFingerprint(t.fingerprint) ?? t.fingerprint
+      return {
+        verifyHostKey: (blob) => fingerprint(blob) === want,
+        hostKeyRefused: (seen) => `host key mismatch for ${where}: the registry presented ${seen}, expected ${want}`
+      }
+    }
+    const file = KnownHosts.defaultPath(home)
+    const entries = yield* KnownHosts.load(file)
+    let verdict: KnownHosts.Verdict = "unknown"
+    return {
+      verifyHostKey: (blob) => (verdict = KnownHosts.check(entries, t.host, t.port, blob)) === "trusted",
+      hostKeyRefused: (seen) =>
+        verdict === "revoked"
+          ? `host key ${seen} of ${where} is marked @revoked in ${file}`
+          : verdict === "mismatch"
+            ? `host key mismatch for ${where}: the registry presented ${seen}, which ${file} does not list for ${KnownHosts.hostName(t.host, t.port)}`
+            : `unknown host ${where} (key ${seen}): not in ${file}; pass -fp or set DEPLOYCTL_FINGERPRINT to the fingerprint deploy-registry logs`
+    }
+  })
+
+/** Credentials: `keyFile` when given, else the agent at `agentSocket`; checked before connecting. */
+export const credentials = (keyFile: string | undefined, agentSocket: string | undefined) =>
+  Effect.map(ClientAuth.resolve({ keyFile, agentSocket }), ClientAuth.connectFields)
+
+export type Credentials = ReturnType<typeof ClientAuth.connectFields>
+
+/** Connects to an already checked target with resolved credentials (scoped). */
+export const connectTarget = (
+  t: Target,
+  auth: Credentials,
+  opts: { readonly username: string; readonly home?: string | undefined }
+): Effect.Effect<Client, SshError, Scope.Scope> =>
+  Effect.flatMap(hostKeyPolicy(t, opts.home), (policy) =>
+    connect({ host: t.host, port: t.port, username: opts.username, ...policy, ...auth })
+  )
+
+export interface OperatorOptions {
+  readonly addr: string | undefined
+  readonly fp: string | undefined
+  readonly keyFile: string | undefined
+  readonly agentSocket: string | undefined
+  /** Where ~/.ssh/known_hosts is looked up. */
+  readonly home?: string | undefined
+  readonly username: string
+}
+
+/** The whole policy in one step: check the flags, resolve credentials, connect (scoped). */
+export const connectOperator = (o: OperatorOptions): Effect.Effect<Client, UsageError | SshError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const t = yield* parseTarget(o.addr, o.fp)
+    const auth = yield* credentials(o.keyFile, o.agentSocket)
+    return yield* connectTarget(t, auth, { username: o.username, home: o.home })
+  })
