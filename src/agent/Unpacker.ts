@@ -14,6 +14,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import * as tar from "tar"
+import * as zlib from "node:zlib"
 import { UnpackError, UnsafeArchive } from "../domain/AgentErrors.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type Level } from "./AgentLog.js"
@@ -46,6 +47,11 @@ const FILE: Node = { kind: "file" }
 const MAX_LINK_HOPS = 40
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+/** Bytes of file data gathered before a write. */
+const WRITE_BATCH = 256 * 1024
+const S_ISGID = 0o2000
+/** zlib output chunk: fewer thread-pool round trips, and fewer files split across two chunks. */
+const INFLATE_CHUNK = 256 * 1024
 
 /** A refusal raised from inside the synchronous entry handlers. */
 class Refused extends Error {
@@ -66,6 +72,13 @@ class Extractor {
   private readonly resolved = new Map<string, string>()
   private readonly umask = process.umask()
   private readonly isRoot = process.getuid?.() === 0
+  /** Owner a new file gets from open(2); an entry with exactly that owner needs no fchown. */
+  private readonly euid = process.geteuid?.() ?? -1
+  private readonly egid = process.getegid?.() ?? -1
+  /** A setgid directory in the tree hands its group to new files: then every owner is set explicitly. */
+  private setgidDirs: boolean
+  /** One clock reading per layer for the atime we must pass with the mtime (tar's entries rarely carry one). */
+  private now = new Date()
   readonly written: Array<string> = []
   private layerDirs = new Map<string, DirMeta>()
   private label = ""
@@ -74,7 +87,14 @@ class Extractor {
   constructor(
     private readonly root: string,
     private readonly opts: ExtractOptions
-  ) {}
+  ) {
+    this.setgidDirs = (fs.statSync(root).mode & S_ISGID) !== 0
+  }
+
+  /** Whether a new file (owned by our euid/egid) must be chowned to the entry's owner. */
+  private needsChown(uid: number | undefined, gid: number | undefined): boolean {
+    return this.isRoot && uid !== undefined && gid !== undefined && (uid !== this.euid || gid !== this.egid || this.setgidDirs)
+  }
 
   private abs(key: string): string {
     return key === "" ? this.root : this.root + "/" + key
@@ -167,6 +187,7 @@ class Extractor {
   layer(layer: LayerFile, signal?: AbortSignal): Promise<void> {
     this.label = layer.label
     this.layerDirs = new Map()
+    this.now = new Date()
     let warnedAbsolute = false
     const onAbsolute = () => {
       if (warnedAbsolute) return
@@ -175,6 +196,7 @@ class Extractor {
     }
     return new Promise<void>((resolve, reject) => {
       let failed = false
+      let gunzip: zlib.Gunzip | undefined
       let entries = 0
       let sawEof = false
       const input = fs.createReadStream(layer.file, { highWaterMark: 1024 * 1024 })
@@ -184,6 +206,7 @@ class Extractor {
         if (failed) return
         failed = true
         input.destroy()
+        gunzip?.destroy()
         parser.abort(err instanceof Error ? err : new Error(String(err)))
         reject(err)
       }
@@ -221,14 +244,41 @@ class Extractor {
         signal.addEventListener("abort", () => fail(new UnpackError({ message: `layer ${layer.label}: interrupted` })), { once: true })
       }
       input.on("error", (err) => fail(new UnpackError({ message: `layer ${layer.label}: cannot read ${layer.file}: ${err.message}` })))
-      input.on("data", (chunk) => {
-        if (!failed && !parser.write(chunk as Buffer)) {
+      // Parser input with back-pressure on `from`.
+      const feed = (from: { pause(): unknown; resume(): unknown }) => (chunk: Buffer) => {
+        if (!failed && !parser.write(chunk)) {
+          from.pause()
+          parser.once("drain", () => from.resume())
+        }
+      }
+      // A gzip'd layer is inflated by zlib on the thread pool, next to the parsing and file writes here
+      // (tar's own inflater would run on this thread); a plain tar goes to the parser as is.
+      let decided = false
+      input.on("data", (data) => {
+        const chunk = data as Buffer
+        if (failed) return
+        if (!decided) {
+          decided = true
+          if (chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b) {
+            const z = zlib.createGunzip({ chunkSize: INFLATE_CHUNK })
+            gunzip = z
+            z.on("data", feed(z))
+            z.on("error", (err) => fail(new UnpackError({ message: `layer ${layer.label}: gzip: ${err.message}` })))
+            z.on("end", () => {
+              if (!failed) parser.end()
+            })
+          }
+        }
+        if (gunzip === undefined) return feed(input)(chunk)
+        if (!gunzip.write(chunk)) {
           input.pause()
-          parser.once("drain", () => input.resume())
+          gunzip.once("drain", () => input.resume())
         }
       })
       input.on("end", () => {
-        if (!failed) parser.end()
+        if (failed) return
+        if (gunzip !== undefined) gunzip.end()
+        else parser.end()
       })
     })
   }
@@ -270,7 +320,9 @@ class Extractor {
       this.nodes.set(key, DIR)
     }
     // Mode and times are applied when the layer ends, so a read-only dir can still be filled.
-    this.layerDirs.set(key, { abs: this.abs(key), mode: this.mode(entry.mode, 0o755), mtime: entry.mtime, uid: entry.uid, gid: entry.gid })
+    const mode = this.mode(entry.mode, 0o755)
+    if (mode & S_ISGID) this.setgidDirs = true
+    this.layerDirs.set(key, { abs: this.abs(key), mode, mtime: entry.mtime, uid: entry.uid, gid: entry.gid })
     entry.resume()
   }
 
@@ -289,11 +341,36 @@ class Extractor {
         fs.closeSync(fd)
       }
     }
+    // Chunks are gathered and written with one writev: a small file split across two gunzip outputs
+    // would otherwise cost two write calls. The chunks are the parser's own (not reused), bounded here.
+    let pending: Array<Buffer> = []
+    let pendingBytes = 0
+    const flush = () => {
+      const bufs = pending
+      const total = pendingBytes
+      pending = []
+      pendingBytes = 0
+      let done = bufs.length === 1 ? fs.writeSync(fd, bufs[0]!) : fs.writevSync(fd, bufs)
+      // Short writes (not on local filesystems, but allowed): finish the rest one buffer at a time.
+      if (done < total) {
+        for (const b of bufs) {
+          if (done >= b.length) {
+            done -= b.length
+            continue
+          }
+          let off = done
+          done = 0
+          while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off)
+        }
+      }
+    }
     entry.on("data", (chunk: Buffer) => {
       if (!open) return
+      pending.push(chunk)
+      pendingBytes += chunk.length
+      if (pendingBytes < WRITE_BATCH && pending.length < 64) return
       try {
-        let off = 0
-        while (off < chunk.length) off += fs.writeSync(fd, chunk, off, chunk.length - off)
+        flush()
       } catch (e) {
         close()
         fail(e)
@@ -302,10 +379,11 @@ class Extractor {
     entry.on("end", () => {
       if (!open) return
       try {
+        if (pendingBytes > 0) flush()
         // chown clears setuid bits, so it goes first; chmod only when the umask changed the mode.
-        if (this.isRoot && entry.uid !== undefined && entry.gid !== undefined) fs.fchownSync(fd, entry.uid, entry.gid)
+        if (this.needsChown(entry.uid, entry.gid)) fs.fchownSync(fd, entry.uid!, entry.gid!)
         if ((mode & ~this.umask) !== mode || (this.isRoot && mode & 0o6000)) fs.fchmodSync(fd, mode)
-        if (entry.mtime) fs.futimesSync(fd, entry.atime ?? new Date(), entry.mtime)
+        if (entry.mtime) fs.futimesSync(fd, entry.atime ?? this.now, entry.mtime)
         close()
       } catch (e) {
         close()
@@ -324,7 +402,7 @@ class Extractor {
     fs.symlinkSync(target, abs)
     this.nodes.set(key, { kind: "symlink", target })
     if (this.isRoot && entry.uid !== undefined && entry.gid !== undefined) fs.lchownSync(abs, entry.uid, entry.gid)
-    if (entry.mtime) fs.lutimesSync(abs, entry.atime ?? new Date(), entry.mtime)
+    if (entry.mtime) fs.lutimesSync(abs, entry.atime ?? this.now, entry.mtime)
     entry.resume()
   }
 

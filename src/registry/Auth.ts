@@ -2,7 +2,9 @@
 // operator keys. A key is accepted only after its signature verifies (SSH2.md pitfall 2); an attempt
 // without a signature is the protocol's "would you accept this key?" query and grants nothing.
 import { Context, Effect, Layer } from "effect"
+import * as crypto from "node:crypto"
 import { promises as fs } from "node:fs"
+import type { ParsedKey } from "ssh2"
 import { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
 import { type AuthorizedKey, parseAuthorizedKeys } from "../ssh/AuthorizedKeys.js"
@@ -41,28 +43,68 @@ const RSA_ALGOS = new Set(["ssh-rsa", "rsa-sha2-256", "rsa-sha2-512"])
 
 const algoMatches = (keyType: string, algo: string) => keyType === algo || (keyType === "ssh-rsa" && RSA_ALGOS.has(algo))
 
-export const makeAuth = (operatorKeys: ReadonlyArray<AuthorizedKey>, serviceKeys: ReadonlyArray<AuthorizedKey>) => ({
-  check: (a: AuthAttempt): Effect.Effect<AuthDecision> =>
-    Effect.sync(() => {
-      const role: Role = a.user === AGENT_USER ? "agent" : "operator"
-      const keys = role === "agent" ? serviceKeys : operatorKeys
-      const entry = keys.find((k) => algoMatches(k.type, a.algo) && k.data.equals(a.keyData))
-      if (entry === undefined) return { _tag: "Reject" } as const
-      if (a.signed === undefined) return { _tag: "KeyListed" } as const
-      let valid = false
+type Verify = (blob: Buffer, signature: Buffer, hashAlgo: string | undefined) => boolean
+
+/**
+ * A signature check over a KeyObject made once: ssh2's ParsedKey.verify hands node:crypto the PEM text,
+ * which is parsed again on every login. Same semantics: ssh2's signature (already converted to the form
+ * node:crypto takes) and, without an explicit hash, the key type's own (ssh2 keeps it under a private
+ * symbol; ed25519 has none). Falls back to ssh2's verify if the key does not fit that mould.
+ */
+const makeVerify = (key: ParsedKey): Verify => {
+  const slow: Verify = (blob, signature, hashAlgo) => {
+    try {
+      return key.verify(blob, signature, hashAlgo) === true
+    } catch {
+      return false
+    }
+  }
+  try {
+    const hashSym = Object.getOwnPropertySymbols(key).find((s) => s.description === "Hash Algorithm")
+    if (hashSym === undefined) return slow
+    const own = (key as unknown as Record<symbol, unknown>)[hashSym]
+    if (own !== null && own !== undefined && typeof own !== "string") return slow
+    const pub = crypto.createPublicKey(key.getPublicPEM())
+    return (blob, signature, hashAlgo) => {
       try {
-        valid = entry.key.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo) === true
+        return crypto.verify(hashAlgo || (own ?? null), blob, pub, signature) === true
       } catch {
-        valid = false
+        return false
       }
-      if (!valid) return { _tag: "Reject" } as const
-      return {
-        _tag: "Accept",
-        role,
-        principal: new Principal({ user: a.user, fingerprint: entry.fingerprint, comment: entry.comment })
-      } as const
-    })
-})
+    }
+  } catch {
+    return slow
+  }
+}
+
+interface Entry {
+  readonly key: AuthorizedKey
+  readonly verify: Verify
+}
+
+export const makeAuth = (operatorKeys: ReadonlyArray<AuthorizedKey>, serviceKeys: ReadonlyArray<AuthorizedKey>) => {
+  const prepare = (keys: ReadonlyArray<AuthorizedKey>): ReadonlyArray<Entry> => keys.map((key) => ({ key, verify: makeVerify(key.key) }))
+  const operators = prepare(operatorKeys)
+  const services = prepare(serviceKeys)
+  return {
+    check: (a: AuthAttempt): Effect.Effect<AuthDecision> =>
+      Effect.sync(() => {
+        const role: Role = a.user === AGENT_USER ? "agent" : "operator"
+        const keys = role === "agent" ? services : operators
+        const found = keys.find((k) => algoMatches(k.key.type, a.algo) && k.key.data.equals(a.keyData))
+        if (found === undefined) return { _tag: "Reject" } as const
+        if (a.signed === undefined) return { _tag: "KeyListed" } as const
+        const entry = found.key
+        const valid = found.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo)
+        if (!valid) return { _tag: "Reject" } as const
+        return {
+          _tag: "Accept",
+          role,
+          principal: new Principal({ user: a.user, fingerprint: entry.fingerprint, comment: entry.comment })
+        } as const
+      })
+  }
+}
 
 export interface KeysFile {
   readonly path: string

@@ -5,9 +5,9 @@ import { Effect } from "effect"
 import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
-import ssh2 from "ssh2"
 import { StartupError } from "../domain/StartupError.js"
 import { parseAuthorizedKeys } from "../ssh/AuthorizedKeys.js"
+import { generateEd25519 } from "../ssh/KeyGen.js"
 
 const writeAtomic = async (file: string, content: string, mode: number) => {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`)
@@ -31,7 +31,7 @@ export const display = (p: string) => {
 
 /** Creates `<keysDir>/<name>` and `.pub` (ed25519, OpenSSH format, 0600) and returns the public line. */
 const generatePair = async (keysDir: string, name: string, comment: string): Promise<string> => {
-  const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment })
+  const pair = generateEd25519(comment)
   await writeAtomic(path.join(keysDir, name), pair.private, 0o600)
   await writeAtomic(path.join(keysDir, `${name}.pub`), pair.public + "\n", 0o644)
   return pair.public

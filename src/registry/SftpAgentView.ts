@@ -11,7 +11,7 @@ import { encodeDocument } from "../domain/Document.js"
 import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import {
-  advertiseLimits, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS
+  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
 } from "../ssh/SftpServer.js"
 import { BlobStore } from "./BlobStore.js"
 import { Storage } from "./Storage.js"
@@ -39,6 +39,12 @@ type Handle =
   | { readonly _tag: "Dir"; entries: Array<FileEntry> | undefined }
 
 const READDIR_BATCH = 100
+/**
+ * File READs in flight per session. OpenSSH's sftp keeps 64 requests outstanding; libuv reads 4 at a time
+ * anyway, so the rest wait here as numbers rather than as 255 KiB buffers, and the few buffers are reused.
+ */
+const READS_IN_FLIGHT = 8
+const READ_BUFFER = DATA_HEADER + MAX_IO
 
 /** Serves one read-only SFTP session for an agent until the client ends it. */
 export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Storage | BlobStore> =>
@@ -50,22 +56,32 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       const blobs = yield* BlobStore
       const handles = new Map<number, Handle>()
       let nextHandle = 1
+      /** Reads queued or in flight per handle, and the CLOSE waiting for them. */
+      const reading = new Map<Handle, number>()
+      const closeWhenIdle = new Map<Handle, () => void>()
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           for (const h of handles.values()) if (h._tag === "File") fs.close(h.fd, () => undefined)
           handles.clear()
+          for (const h of closeWhenIdle.keys()) if (h._tag === "File") fs.close(h.fd, () => undefined)
+          closeWhenIdle.clear()
         })
       )
       const run = yield* FiberSet.makeRuntime<never>()
 
       const lookup = (handle: Buffer) => (handle.length === 4 ? handles.get(handle.readUInt32BE(0)) : undefined)
-      const newHandle = (reqId: number, h: Handle) => {
-        if (handles.size >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+      /** Answers with a new handle; false (and "too many open files") when the session holds too many. */
+      const newHandle = (reqId: number, h: Handle): boolean => {
+        if (handles.size >= MAX_OPEN_HANDLES) {
+          sftp.status(reqId, STATUS.FAILURE, "too many open files")
+          return false
+        }
         const id = nextHandle++
         handles.set(id, h)
         const b = Buffer.alloc(4)
         b.writeUInt32BE(id)
         sftp.handle(reqId, b)
+        return true
       }
       const deny = (reqId: number) => sftp.status(reqId, STATUS.PERMISSION_DENIED, "read-only")
       const noSuchFile = (reqId: number) => sftp.status(reqId, STATUS.NO_SUCH_FILE)
@@ -182,14 +198,53 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
               Effect.gen(function* () {
                 const info = yield* blobs.stat(v.hash)
                 if (info === undefined) return noSuchFile(reqId)
-                const fd = yield* Effect.async<number | undefined>((resume) =>
-                  fs.open(blobs.path(v.hash), "r", (e, fd) => resume(Effect.succeed(e ? undefined : fd))))
-                if (fd === undefined) return noSuchFile(reqId)
-                newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
+                // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
+                // must still land in `handles`, which the finalizer closes; a refused one is closed here.
+                yield* Effect.uninterruptible(
+                  Effect.async<void>((resume) =>
+                    fs.open(blobs.path(v.hash), "r", (e, fd) => {
+                      if (e) noSuchFile(reqId)
+                      else if (!newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })) fs.close(fd, () => undefined)
+                      resume(Effect.void)
+                    })
+                  )
+                )
               })
             )
         }
       })
+
+      // File reads: at most READS_IN_FLIGHT at once, each into a pooled buffer laid out as a DATA packet.
+      const queued: Array<{ reqId: number; h: Extract<Handle, { _tag: "File" }>; offset: number; len: number }> = []
+      const pool: Array<Buffer> = []
+      const readDone = (h: Handle) => {
+        const left = reading.get(h)! - 1
+        if (left > 0) return void reading.set(h, left)
+        reading.delete(h)
+        const close = closeWhenIdle.get(h)
+        closeWhenIdle.delete(h)
+        close?.()
+      }
+      let inFlight = 0
+      let ended = false
+      const pumpReads = () => {
+        while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
+          const { reqId, h, offset, len } = queued.shift()!
+          const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
+          inFlight++
+          fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
+            inFlight--
+            if (!ended) {
+              if (err) sftp.status(reqId, STATUS.FAILURE)
+              else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
+              else sendData(sftp, reqId, buf, bytesRead)
+            }
+            pool.push(buf)
+            readDone(h)
+            pumpReads()
+          })
+        }
+      }
 
       sftp.on("READ", (reqId: number, handle: Buffer, offset: number, len: number) => {
         const h = lookup(handle)
@@ -200,12 +255,9 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
           return sftp.data(reqId, h.data.subarray(offset, offset + n))
         }
         if (offset >= h.size) return sftp.status(reqId, STATUS.EOF)
-        const buf = Buffer.allocUnsafe(Math.min(n, h.size - offset))
-        fs.read(h.fd, buf, 0, buf.length, offset, (err, bytesRead) => {
-          if (err) return sftp.status(reqId, STATUS.FAILURE)
-          if (bytesRead === 0) return sftp.status(reqId, STATUS.EOF)
-          sftp.data(reqId, buf.subarray(0, bytesRead))
-        })
+        queued.push({ reqId, h, offset, len: Math.min(n, h.size - offset) })
+        reading.set(h, (reading.get(h) ?? 0) + 1)
+        pumpReads()
       })
 
       sftp.on("FSTAT", (reqId: number, handle: Buffer) => {
@@ -218,7 +270,13 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         const h = lookup(handle)
         if (h === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         handles.delete(handle.readUInt32BE(0))
-        if (h._tag === "File") return fs.close(h.fd, () => sftp.status(reqId, STATUS.OK))
+        if (h._tag === "File") {
+          // After the reads still queued or in flight on it: its fd number must not be reused under them.
+          const closeFd = () => fs.close(h.fd, () => sftp.status(reqId, STATUS.OK))
+          if (reading.has(h)) closeWhenIdle.set(h, closeFd)
+          else closeFd()
+          return
+        }
         sftp.status(reqId, STATUS.OK)
       })
 
@@ -229,7 +287,11 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
 
       yield* Effect.async<void>((resume) => {
         sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
-        sftp.once("close", () => resume(Effect.void))
+        sftp.once("close", () => {
+          ended = true
+          queued.length = 0
+          resume(Effect.void)
+        })
         sftp.on("error", () => resume(Effect.void))
       })
     })

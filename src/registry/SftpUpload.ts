@@ -112,12 +112,17 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
       const uploads = yield* Uploads
       const open = new Map<number, OpenUpload>()
       let nextHandle = 1
+      let opening = 0 // OPENs between the limit check and registration
 
       // Runs after the request fibers below are interrupted: whatever is still open was not finished.
+      // Writes still in flight finish first: closing their fd under them could let a reused fd number
+      // take bytes meant for this upload.
+      const idle = (u: OpenUpload) =>
+        u.inFlight === 0 ? Effect.void : Effect.async<void>((resume) => void u.idle.push(() => resume(Effect.void)))
       yield* Effect.addFinalizer(() =>
         Effect.forEach(
           [...open.values()],
-          (u) => closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath))),
+          (u) => idle(u).pipe(Effect.zipRight(closeFd(u.fd)), Effect.zipRight(uploads.discard(u.tempPath))),
           { discard: true }
         ).pipe(Effect.tap(() => open.size > 0 ? Effect.logInfo(`upload by ${who.label} interrupted; discarded`) : Effect.void))
       )
@@ -141,10 +146,13 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
 
       sftp.on("OPEN", (reqId: number, _filename: string, flags: number) => {
         if ((flags & OPEN_FLAGS.WRITE) === 0 || (flags & OPEN_FLAGS.READ) !== 0) return deny(reqId)
-        if (open.size >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+        if (open.size + opening >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
         const id = nextHandle++
+        opening++
         run(
-          Effect.gen(function* () {
+          // Uninterruptible up to registration: a file opened as the session ends lands in `open`, which the
+          // finalizer discards, instead of leaking its fd and temp file.
+          Effect.uninterruptible(Effect.gen(function* () {
             const tempPath = yield* uploads.tempPath
             const fd = yield* openFile(tempPath).pipe(
               Effect.tapError(() => uploads.discard(tempPath))
@@ -156,7 +164,8 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
             const h = Buffer.alloc(4)
             h.writeUInt32BE(id)
             sftp.handle(reqId, h)
-          }).pipe(
+          })).pipe(
+            Effect.ensuring(Effect.sync(() => void opening--)),
             Effect.catchAll((e) =>
               Effect.logError(`cannot start upload by ${who.label}: ${logReason(e)}`).pipe(
                 Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE, failureMessage(e))))

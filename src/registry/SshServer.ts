@@ -4,9 +4,10 @@
 // the listener, so closing the layer's scope stops accepting, interrupts the connections (their sessions'
 // finalizers discard unfinished uploads and close files) and then closes the listener.
 import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer } from "effect"
+import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
-import type { AuthContext, Connection, ServerChannel } from "ssh2"
+import type { AuthContext, Connection, ParsedKey, ServerChannel } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
 import { HostKey } from "../ssh/HostKey.js"
@@ -58,6 +59,49 @@ const runExec = (channel: ServerChannel, command: string, who: Principal, term: 
 
 const rejectAll = (_accept: unknown, reject?: () => void) => reject?.()
 
+/**
+ * The host key for ssh2 with its private half as a KeyObject made once: ssh2 keeps the PEM text and hands
+ * it to node:crypto for every handshake's signature, which parses it again each time. ssh2's own sign()
+ * passes the value through to crypto.sign / Sign.sign, which take a KeyObject as well. Falls back to the
+ * PEM if the parsed key does not have the expected shape.
+ */
+const hostKeyForSsh2 = (pem: Buffer): Buffer | { key: ParsedKey } => {
+  const parsed = ssh2.utils.parseKey(pem) as ParsedKey | Array<ParsedKey> | Error
+  if (parsed instanceof Error || Array.isArray(parsed)) return pem
+  const sym = Object.getOwnPropertySymbols(parsed).find((s) => s.description === "Private key PEM")
+  const text = parsed.getPrivatePEM()
+  if (sym === undefined || typeof text !== "string" || (parsed as unknown as Record<symbol, unknown>)[sym] !== text) return pem
+  try {
+    ;(parsed as unknown as Record<symbol, unknown>)[sym] = crypto.createPrivateKey(text)
+  } catch {
+    return pem
+  }
+  return { key: parsed } // ssh2 takes a parsed key only in this form
+}
+
+/**
+ * Coalesces every write of one tick into one writev: ssh2 writes each SSH packet separately (a dozen small
+ * ones per handshake, eight 32 KiB channel packets per 255 KiB SFTP read reply), one syscall each. The socket
+ * is corked at the first write of a tick and uncorked on process.nextTick, which always runs before the
+ * event loop goes on, so nothing can stay corked.
+ */
+const coalesceWrites = (socket: net.Socket) => {
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  const write = socket.write
+  socket.write = function (this: net.Socket, ...args: Parameters<net.Socket["write"]>) {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write.apply(this, args)
+  } as net.Socket["write"]
+}
+
 const make = (opts: SshServerOptions) =>
   Effect.gen(function* () {
     const hostKey = yield* HostKey
@@ -65,7 +109,7 @@ const make = (opts: SshServerOptions) =>
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
 
-    const ssh = new ssh2.Server({ hostKeys: [hostKey.privateKey], ident: "deploy-registry" })
+    const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry" })
     // ssh2 emits "connection" when the client's version line arrives; we find our socket's handler by socket.
     const attachers = new Map<net.Socket, (conn: Connection) => void>()
     ssh.on("connection", (conn: Connection) => {
@@ -224,6 +268,7 @@ const make = (opts: SshServerOptions) =>
     tcp.on("connection", (socket: net.Socket) => {
       if (!accepting) return void socket.destroy()
       socket.setNoDelay(true)
+      coalesceWrites(socket)
       sockets.add(socket)
       socket.once("close", () => sockets.delete(socket))
       runFork(handleSocket(socket))

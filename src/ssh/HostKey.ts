@@ -7,6 +7,7 @@ import * as path from "node:path"
 import ssh2 from "ssh2"
 import { fingerprint } from "./Fingerprint.js"
 import { SshError } from "./SshError.js"
+import { generateEd25519 } from "./KeyGen.js"
 
 export interface HostKeyInfo {
   /** The private key file's content, as ssh2's Server takes it. */
@@ -77,7 +78,7 @@ export const loadOrCreate = (dir: string): Effect.Effect<HostKeyInfo, SshError> 
       () =>
         Effect.tryPromise({
           try: async () => {
-            const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "deploy-registry host key" })
+            const pair = generateEd25519("deploy-registry host key")
             const created = await writeNew(file, pair.private)
             return { content: await fs.readFile(file), created }
           },

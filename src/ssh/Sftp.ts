@@ -64,6 +64,8 @@ const closedError = (what: string) => new SshError({ reason: "Sftp", message: `s
 
 /** Calls `f` once if the session closes before `stop()` is called; stop() removes the listener. */
 const onClose = (sftp: SFTPWrapper, f: () => void): (() => void) => {
+  // One listener per pending request: many may wait at once (parallel reads), and each is removed.
+  if (sftp.getMaxListeners() !== 0) sftp.setMaxListeners(0)
   sftp.once("close", f)
   return () => void sftp.removeListener("close", f)
 }

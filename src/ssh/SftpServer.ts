@@ -145,3 +145,36 @@ export const advertiseLimits = (sftp: SFTPWrapper): void => {
     sftp.status(reqId, STATUS.OP_UNSUPPORTED)
   })
 }
+
+// --- DATA replies without the extra copy ----------------------------------------------------------------
+// sftp.data() allocates a packet and copies the payload into it on every READ. A caller that reads file data
+// straight into `packet.subarray(DATA_HEADER)` of a reusable buffer can send it with sendData instead: the
+// header is filled in place and the packet goes to the channel in peer-sized pieces, which ssh2's protocol
+// layer copies into its own SSH packets synchronously, so the buffer may be reused as soon as this returns.
+
+/** uint32 length, byte type, uint32 request id, uint32 data length. */
+export const DATA_HEADER = 13
+const SSH_FXP_DATA = 103
+
+/** Sends bytes [DATA_HEADER, DATA_HEADER + dataLen) of `packet` as the DATA reply to `reqId`. */
+export const sendData = (sftp: SFTPWrapper, reqId: number, packet: Buffer, dataLen: number): void => {
+  const s = sftp as unknown as SftpInternals
+  const out = s.outgoing
+  const total = DATA_HEADER + dataLen
+  // Only when ssh2 itself would send the whole packet now (nothing queued, window room left over); else its
+  // own path, which copies and queues as usual.
+  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= total || out.packetSize <= 0) {
+    sftp.data(reqId, packet.subarray(DATA_HEADER, total))
+    return
+  }
+  packet.writeUInt32BE(total - 4, 0)
+  packet[4] = SSH_FXP_DATA
+  packet.writeUInt32BE(reqId, 5)
+  packet.writeUInt32BE(dataLen, 9)
+  for (let p = 0; p < total; ) {
+    const n = Math.min(total - p, out.packetSize)
+    out.window -= n
+    s._protocol.channelData(out.id, packet.subarray(p, p + n))
+    p += n
+  }
+}

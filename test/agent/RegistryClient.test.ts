@@ -10,6 +10,7 @@ import { makeSession } from "../../src/agent/RegistryClient.js"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { documentText, blob } from "./support.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 const { STATUS_CODE } = ssh2.utils.sftp
 
@@ -33,7 +34,7 @@ const files = new Map<string, Buffer>([
 ])
 
 beforeAll(async () => {
-  const hostKey = ssh2.utils.generateKeyPairSync("ed25519")
+  const hostKey = generateEd25519()
   server = new ssh2.Server({ hostKeys: [hostKey.private], ident: "OpenSSH_9.2 test" }, (conn) => {
     conns.add(conn)
     conn.on("close", () => conns.delete(conn))
@@ -85,7 +86,7 @@ afterAll(async () => {
 })
 
 const connect = async () => {
-  const key = ssh2.utils.generateKeyPairSync("ed25519")
+  const key = generateEd25519()
   const client = await connectClient(port, "deploy-agent", { privateKey: key.private })
   clients.push(client)
   const sftp = await clientSftp(client)

@@ -120,6 +120,40 @@ describe("ordinary archives", () => {
   })
 })
 
+describe("owners and file data", () => {
+  it("writes large files intact and, as root, sets every entry's owner (also under a setgid directory)", async () => {
+    const src = path.join(sandbox, "src")
+    await fs.mkdir(path.join(src, "d"), { recursive: true })
+    const big = randomBytes(3 * 1024 * 1024 + 123)
+    await fs.writeFile(path.join(src, "d/big"), big)
+    await fs.writeFile(path.join(src, "d/small"), "small\n")
+    const mine = path.join(sandbox, "mine.tar.gz")
+    const other = path.join(sandbox, "other.tar.gz")
+    await run("tar", ["-czf", mine, "--owner=0", "--group=0", "-C", src, "."])
+    await run("tar", ["-czf", other, "--owner=1234", "--group=5678", "-C", src, "."])
+    const root = process.getuid?.() === 0
+    for (const [i, [file, uid, gid]] of ([[mine, 0, 0], [other, 1234, 5678]] as const).entries()) {
+      for (const setgid of [false, true]) {
+        const tree = path.join(sandbox, `tree${i}${setgid ? "g" : ""}`)
+        await fs.mkdir(tree)
+        if (setgid && root) {
+          await fs.chown(tree, 0, 4321)
+          await fs.chmod(tree, 0o2755)
+        }
+        await extractLayers(tree, [{ label: "o@v1", file }], opts())
+        expect((await fs.readFile(path.join(tree, "d/big"))).equals(big)).toBe(true)
+        expect(await fs.readFile(path.join(tree, "d/small"), "utf8")).toBe("small\n")
+        if (root) {
+          for (const f of ["d/big", "d/small"]) {
+            const st = await fs.stat(path.join(tree, f))
+            expect([f, st.uid, st.gid]).toEqual([f, uid, gid])
+          }
+        }
+      }
+    }
+  })
+})
+
 describe("hostile archives (fault 2)", () => {
   it("refuses ../ paths and names the entry", async () => {
     const err = await extractGuarded(await archives([{ path: "ok.txt", content: "ok" }, { path: "a/../../escape.txt", content: "x" }]))

@@ -7,10 +7,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import * as zlib from "node:zlib"
-import ssh2 from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { makeTarGzCheck, uploadFile } from "../../src/ctl/Upload.js"
+import { checkArchive, uploadFile } from "../../src/ctl/Upload.js"
 import { connectFake, type FakeServer, startFakeServer } from "../ssh/fakeServer.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 const run = promisify(execFile)
 let dir: string
@@ -36,18 +36,19 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-/** Runs the check over `data` in 64 KiB chunks, as the upload feeds it. */
-const verdict = (data: Buffer) =>
-  Effect.runPromise(
-    Effect.gen(function* () {
-      const c = makeTarGzCheck("x.tar.gz")
-      for (let i = 0; i < data.length; i += 65536) yield* c.feed(data.subarray(i, i + 65536))
-      yield* c.verdict
-    }).pipe(
+/** Runs the check (worker thread) over `data` written to a file; "ok" or the refusal's message. */
+let checks = 0
+const verdict = async (data: Buffer) => {
+  const file = path.join(dir, `check-${checks++}.tar.gz`)
+  await writeFile(file, data)
+  return Effect.runPromise(
+    checkArchive(file, "x.tar.gz").pipe(
+      Effect.tap((c) => expect(c).toEqual({ hash: createHash("sha256").update(data).digest("hex"), bytes: data.length })),
       Effect.as("ok" as const),
       Effect.catchTag("InvalidArchive", (e) => Effect.succeed(e.message))
     )
   )
+}
 
 describe("tar.gz check", () => {
   it("accepts a real tar.gz", async () => {
@@ -92,7 +93,7 @@ describe("tar.gz check", () => {
   })
 })
 
-const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
+const clientKey = generateEd25519().private
 const connected = () =>
   connectFake(server, clientKey)
 const silent = { isTTY: false, write: () => true }
@@ -122,6 +123,20 @@ describe("uploadFile", () => {
       if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("InvalidArchive")
       const f = server.files.find((x) => x.path === "badcrc.tar.gz")
       expect(f?.closed ?? false).toBe(false)
+    })
+  )
+
+  eit.scopedLive("a file that is not gzip at all stops the upload early, without CLOSE", () =>
+    Effect.gen(function* () {
+      const file = path.join(dir, "plain.tar.gz")
+      yield* Effect.promise(() => writeFile(file, Buffer.alloc(64 * 1024 * 1024, "not an archive ")))
+      const client = yield* connected()
+      const e = yield* Effect.flip(uploadFile(client, file, silent))
+      expect(e.message).toMatch(/^plain\.tar\.gz is not a valid \.tar\.gz \(.*header/)
+      const f = server.files.find((x) => x.path === "plain.tar.gz")
+      expect(f?.closed ?? false).toBe(false)
+      // refused within the first few MiB, not after sending all 64 MiB
+      expect(f?.bytes ?? 0).toBeLessThan(48 * 1024 * 1024)
     })
   )
 

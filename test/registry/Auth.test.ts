@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { AGENT_USER, type AuthAttempt, loadKeysFile, makeAuth } from "../../src/registry/Auth.js"
 import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
 import { tempDir } from "../support/keys.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 const pair = (comment: string) => {
-  const kp = ssh2.utils.generateKeyPairSync("ed25519", { comment })
+  const kp = generateEd25519(comment)
   const priv = ssh2.utils.parseKey(kp.private)
   if (priv instanceof Error) throw priv
   return { publicLine: kp.public, priv, data: priv.getPublicSSH() }
@@ -54,6 +55,32 @@ describe("Auth.check", () => {
     expect(check(signed(agent, "alice"))._tag).toBe("Reject")
     expect(check(signed(operator, AGENT_USER))._tag).toBe("Reject")
     expect(check(signed(stranger, "root"))._tag).toBe("Reject")
+  })
+
+  it("verifies RSA (per requested hash) and ECDSA signatures with the keys parsed once at load", () => {
+    const make = (type: "rsa" | "ecdsa", comment: string) => {
+      const kp = ssh2.utils.generateKeyPairSync(type, type === "rsa" ? { bits: 2048, comment } : { bits: 256, comment })
+      const priv = ssh2.utils.parseKey(kp.private)
+      if (priv instanceof Error) throw priv
+      return { publicLine: kp.public, priv, data: priv.getPublicSSH() }
+    }
+    const rsa = make("rsa", "bob")
+    const ec = make("ecdsa", "carol")
+    const a = makeAuth(parseAuthorizedKeys(`${rsa.publicLine}\n${ec.publicLine}\n`).keys, [])
+    const run = (x: AuthAttempt) => Effect.runSync(a.check(x))._tag
+    const blob = randomBytes(64)
+    const rsaAttempt = (algo: string, hashAlgo: string | undefined, signHash: string) =>
+      run({ user: "bob", algo, keyData: rsa.data, signed: { blob, signature: rsa.priv.sign(blob, signHash), hashAlgo } })
+    expect(rsaAttempt("rsa-sha2-256", "sha256", "sha256")).toBe("Accept")
+    expect(rsaAttempt("rsa-sha2-512", "sha512", "sha512")).toBe("Accept")
+    expect(rsaAttempt("ssh-rsa", undefined, "sha1")).toBe("Accept")
+    expect(rsaAttempt("rsa-sha2-256", "sha256", "sha512")).toBe("Reject")
+    const ecAttempt = (signature: Buffer) =>
+      run({ user: "carol", algo: "ecdsa-sha2-nistp256", keyData: ec.data, signed: { blob, signature, hashAlgo: undefined } })
+    expect(ecAttempt(ec.priv.sign(blob) as Buffer)).toBe("Accept")
+    expect(ecAttempt(ec.priv.sign(randomBytes(64)) as Buffer)).toBe("Reject")
+    // The same key object serves many logins.
+    expect(rsaAttempt("rsa-sha2-256", "sha256", "sha256")).toBe("Accept")
   })
 
   it("refuses a key offered under another algorithm name", () => {

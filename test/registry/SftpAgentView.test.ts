@@ -1,7 +1,7 @@
 // The deploy-agent's read-only view, in-process: a fixed Storage and the real BlobStore.
 import { Effect } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { promises as fs } from "node:fs"
+import { promises as fs, readdirSync, readlinkSync } from "node:fs"
 import * as path from "node:path"
 import type { Client, FileEntry, SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -81,6 +81,54 @@ describe("agent view", () => {
     await p<void>((cb) => s.close(h, (e) => cb(e)))
   })
 
+  it("answers many reads in flight on one handle correctly, and a CLOSE sent right behind them", async () => {
+    const h = await p<Buffer>((cb) => s.open(`/files/${sha(blob)}`, "r", cb))
+    const chunk = 64 * 1024 + 3
+    const offsets = Array.from({ length: 48 }, (_, i) => (i * 7919 * 13) % (blob.length - 10)).concat([blob.length - 5])
+    const reads = offsets.map((off) => {
+      const buf = Buffer.alloc(chunk)
+      return p<number>((cb) => s.read(h, buf, 0, chunk, off, (e, n) => cb(e, n))).then((n) => ({ off, n, buf }))
+    })
+    // Not awaited: CLOSE is on the wire before most READ replies come back.
+    const closed = p<void>((cb) => s.close(h, (e) => cb(e)))
+    for (const { off, n, buf } of await Promise.all(reads)) {
+      expect(n).toBe(Math.min(chunk, blob.length - off))
+      expect(buf.subarray(0, n).equals(blob.subarray(off, off + n))).toBe(true)
+    }
+    await closed
+  })
+
+  it("serves a large blob intact to a client with many 255 KiB reads in flight (the agent's pattern)", async () => {
+    const big = randomBytes(24 * 1024 * 1024 + 5)
+    const tmp = path.join(srv.dir, `incoming-${sha(big)}`)
+    await fs.writeFile(tmp, big)
+    await srv.run(Effect.flatMap(BlobStore, (store) => store.adopt(tmp, sha(big))))
+    const h = await p<Buffer>((cb) => s.open(`/files/${sha(big)}`, "r", cb))
+    const chunk = 261120
+    const got = Buffer.alloc(big.length)
+    const readAt = async (off: number) => {
+      let done = 0
+      const len = Math.min(chunk, big.length - off)
+      while (done < len) {
+        const n = await p<number>((cb) => s.read(h, got, off + done, len - done, off + done, (e, k) => cb(e, k)))
+        expect(n).toBeGreaterThan(0)
+        done += n
+      }
+    }
+    let next = 0
+    const inflight = new Set<Promise<void>>()
+    while (next < big.length || inflight.size > 0) {
+      while (next < big.length && inflight.size < 16) {
+        const r: Promise<void> = readAt(next).then(() => void inflight.delete(r))
+        inflight.add(r)
+        next += chunk
+      }
+      await Promise.race(inflight)
+    }
+    await p<void>((cb) => s.close(h, (e) => cb(e)))
+    expect(sha(got)).toBe(sha(big))
+  })
+
   it("never reaches outside the view", async () => {
     for (const trick of ["/files/../state.db", "/configs/../../etc/passwd", "/files/../host_key", "../host_key",
       "/configs/nope.json", "/files/abc", "/etc/passwd", "/configs/a.json\0"]) {
@@ -103,5 +151,29 @@ describe("agent view", () => {
     await expect(p((cb) => s.setstat("/configs/a.json", { mode: 0o777 }, (e) => cb(e)))).rejects.toMatchObject(denied)
     await expect(p((cb) => s.rmdir("/configs", (e) => cb(e)))).rejects.toMatchObject(denied)
     expect((await fs.readFile(path.join(srv.dir, "files", sha(blob)))).length).toBe(blob.length)
+  })
+
+  it("never leaks a blob's file descriptor: not for a refused open, not after the session ends", async () => {
+    const blobPath = path.join(srv.dir, "files", sha(small))
+    const openOnBlob = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === blobPath
+        } catch {
+          return false
+        }
+      }).length
+    const c = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
+    const s2 = await clientSftp(c)
+    const results = await Promise.allSettled(
+      Array.from({ length: 70 }, () => p<Buffer>((cb) => s2.open(`/files/${sha(small)}`, "r", cb)))
+    )
+    const refused = results.filter((r) => r.status === "rejected")
+    expect(refused).toHaveLength(6) // 64 handles per session
+    expect(String((refused[0] as PromiseRejectedResult).reason.message)).toContain("too many open files")
+    expect(openOnBlob()).toBe(64)
+    c.end() // the session ends with every handle still open
+    for (let i = 0; i < 100 && openOnBlob() > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    expect(openOnBlob()).toBe(0)
   })
 })

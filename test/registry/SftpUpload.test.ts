@@ -100,6 +100,18 @@ describe("upload-only SFTP", () => {
     await expect(srv.run(Effect.flatMap(Uploads, (u) => Effect.flip(u.find(sha(data) as Sha256))))).resolves.toMatchObject({ _tag: "UploadNotFound" })
   })
 
+  it("at most 64 uploads open per session, even when the OPENs arrive at once; all discarded when it drops", async () => {
+    const { c, s } = await session()
+    const before = await listDir(srv.dir, "uploads")
+    const results = await Promise.allSettled(Array.from({ length: 70 }, (_, i) => p<Buffer>((cb) => s.open(`f${i}`, "w", cb))))
+    const refused = results.filter((r) => r.status === "rejected")
+    expect(refused).toHaveLength(6)
+    expect(String((refused[0] as PromiseRejectedResult).reason.message)).toContain("too many open files")
+    expect((await listDir(srv.dir, "uploads")).filter((n) => !before.includes(n))).toHaveLength(64)
+    c.end()
+    expect(await waitFor(async () => (await listDir(srv.dir, "uploads")).every((n) => before.includes(n)))).toBe(true)
+  })
+
   it("answers what `put` asks, and refuses reads, listings, removes and renames", async () => {
     const { s } = await session()
     expect(await p<string>((cb) => s.realpath(".", cb))).toBe("/")

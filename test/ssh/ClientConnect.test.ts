@@ -9,6 +9,7 @@ import { connectOperator, hostKeyPolicy, parseTarget } from "../../src/ssh/Clien
 import { fingerprint } from "../../src/ssh/Fingerprint.js"
 import { exec } from "../../src/ssh/Exec.js"
 import { type FakeServer, startFakeServer } from "./fakeServer.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 let server: FakeServer
 let dir: string
@@ -18,7 +19,7 @@ beforeAll(async () => {
   server = await startFakeServer()
   dir = await mkdtemp(path.join(os.tmpdir(), "clientconnect-"))
   keyFile = path.join(dir, "id")
-  await writeFile(keyFile, ssh2.utils.generateKeyPairSync("ed25519").private, { mode: 0o600 })
+  await writeFile(keyFile, generateEd25519().private, { mode: 0o600 })
   await mkdir(path.join(dir, "home", ".ssh"), { recursive: true })
 })
 afterAll(async () => {
@@ -28,7 +29,7 @@ afterAll(async () => {
 
 const keyLine = (blob: Buffer) => `ssh-ed25519 ${blob.toString("base64")}`
 const otherBlob = () => {
-  const k = ssh2.utils.parseKey(ssh2.utils.generateKeyPairSync("ed25519").public)
+  const k = ssh2.utils.parseKey(generateEd25519().public)
   return (Array.isArray(k) ? k[0]! : (k as ssh2.ParsedKey)).getPublicSSH()
 }
 const errorOf = <A, E>(exit: Exit.Exit<A, E>) =>

@@ -1,9 +1,9 @@
 import { it } from "@effect/vitest"
 import { Effect, Scope, Exit } from "effect"
-import ssh2 from "ssh2"
 import { describe, expect } from "vitest"
 import { connect, parseAddress } from "../../src/ssh/Connection.js"
 import { useFakeServer } from "./fakeServer.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 const fake = useFakeServer()
 const connected = fake.connect
@@ -34,7 +34,7 @@ describe("connect", () => {
           host: "127.0.0.1",
           port: fake.server.port,
           username: "op",
-          privateKey: ssh2.utils.generateKeyPairSync("ed25519").private,
+          privateKey: generateEd25519().private,
           verifyHostKey: () => false,
           hostKeyRefused: (seen) => `refused ${seen}`
         })

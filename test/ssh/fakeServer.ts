@@ -7,6 +7,7 @@ import ssh2 from "ssh2"
 import type { Connection, ServerChannel, SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll } from "vitest"
 import { connect } from "../../src/ssh/Connection.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 const { OPEN_MODE, STATUS_CODE } = ssh2.utils.sftp
 
@@ -34,7 +35,7 @@ export interface FakeServer {
 }
 
 export const startFakeServer = async (): Promise<FakeServer> => {
-  const hostKey = ssh2.utils.generateKeyPairSync("ed25519")
+  const hostKey = generateEd25519()
   const parsed = ssh2.utils.parseKey(hostKey.private)
   if (parsed instanceof Error) throw parsed
   const hostKeyBlob = (Array.isArray(parsed) ? parsed[0] : parsed).getPublicSSH()
@@ -170,7 +171,7 @@ const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<st
 }
 
 /** A scoped client connection to `server` (any key is accepted; the host key is checked exactly). */
-export const connectFake = (server: FakeServer, privateKey: string | Buffer = ssh2.utils.generateKeyPairSync("ed25519").private) =>
+export const connectFake = (server: FakeServer, privateKey: string | Buffer = generateEd25519().private) =>
   connect({
     host: "127.0.0.1",
     port: server.port,
@@ -182,7 +183,7 @@ export const connectFake = (server: FakeServer, privateKey: string | Buffer = ss
 
 /** Starts a fake server for the test file (beforeAll/afterAll) and connects to it with one client key. */
 export const useFakeServer = () => {
-  const clientKey = ssh2.utils.generateKeyPairSync("ed25519").private
+  const clientKey = generateEd25519().private
   let server: FakeServer | undefined
   beforeAll(async () => {
     server = await startFakeServer()

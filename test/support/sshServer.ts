@@ -17,6 +17,7 @@ import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
 import { HostKey, loadOrCreate } from "../../src/ssh/HostKey.js"
 import { tempDir } from "./keys.js"
+import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
 export interface GeneratedKey {
   readonly privateKey: string
@@ -25,7 +26,7 @@ export interface GeneratedKey {
 }
 
 export const generateKey = (comment: string): GeneratedKey => {
-  const kp = ssh2.utils.generateKeyPairSync("ed25519", { comment })
+  const kp = generateEd25519(comment)
   const parsed = ssh2.utils.parseKey(kp.private)
   if (parsed instanceof Error) throw parsed
   return { privateKey: kp.private, publicLine: kp.public, parsed }
