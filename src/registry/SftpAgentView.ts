@@ -59,12 +59,52 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       /** Reads queued or in flight per handle, and the CLOSE waiting for them. */
       const reading = new Map<Handle, number>()
       const closeWhenIdle = new Map<Handle, () => void>()
+      /** Set once the session is over: nothing more is sent, and no new read starts. */
+      let ended = false
+      // File reads: at most READS_IN_FLIGHT at once, each into a pooled buffer laid out as a DATA packet.
+      const queued: Array<{ reqId: number; h: Extract<Handle, { _tag: "File" }>; offset: number; len: number }> = []
+      const pool: Array<Buffer> = []
+      const readDone = (h: Handle) => {
+        const left = reading.get(h)! - 1
+        if (left > 0) return void reading.set(h, left)
+        reading.delete(h)
+        const close = closeWhenIdle.get(h)
+        closeWhenIdle.delete(h)
+        close?.()
+      }
+      let inFlight = 0
+      const pumpReads = () => {
+        while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
+          const { reqId, h, offset, len } = queued.shift()!
+          const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
+          inFlight++
+          fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
+            inFlight--
+            if (!ended) {
+              if (err) sftp.status(reqId, STATUS.FAILURE)
+              else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
+              else sendData(sftp, reqId, buf, bytesRead)
+            }
+            pool.push(buf)
+            readDone(h)
+            pumpReads()
+          })
+        }
+      }
+
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
-          for (const h of handles.values()) if (h._tag === "File") fs.close(h.fd, () => undefined)
+          ended = true
+          for (const q of queued.splice(0)) readDone(q.h) // never started: they hold no fd use
+          // A read still in flight keeps its fd open until it returns (readDone closes it): closing now
+          // could let the fd number be reused by another session's file under that read.
+          const closeFd = (h: Handle) => () => (h._tag === "File" ? fs.close(h.fd, () => undefined) : undefined)
+          for (const h of handles.values()) {
+            if (reading.has(h)) closeWhenIdle.set(h, closeFd(h))
+            else closeFd(h)()
+          }
           handles.clear()
-          for (const h of closeWhenIdle.keys()) if (h._tag === "File") fs.close(h.fd, () => undefined)
-          closeWhenIdle.clear()
+          for (const [h] of closeWhenIdle) if (!reading.has(h)) closeFd(h)()
         })
       )
       const run = yield* FiberSet.makeRuntime<never>()
@@ -214,38 +254,6 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         }
       })
 
-      // File reads: at most READS_IN_FLIGHT at once, each into a pooled buffer laid out as a DATA packet.
-      const queued: Array<{ reqId: number; h: Extract<Handle, { _tag: "File" }>; offset: number; len: number }> = []
-      const pool: Array<Buffer> = []
-      const readDone = (h: Handle) => {
-        const left = reading.get(h)! - 1
-        if (left > 0) return void reading.set(h, left)
-        reading.delete(h)
-        const close = closeWhenIdle.get(h)
-        closeWhenIdle.delete(h)
-        close?.()
-      }
-      let inFlight = 0
-      let ended = false
-      const pumpReads = () => {
-        while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
-          const { reqId, h, offset, len } = queued.shift()!
-          const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
-          inFlight++
-          fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
-            inFlight--
-            if (!ended) {
-              if (err) sftp.status(reqId, STATUS.FAILURE)
-              else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
-              else sendData(sftp, reqId, buf, bytesRead)
-            }
-            pool.push(buf)
-            readDone(h)
-            pumpReads()
-          })
-        }
-      }
-
       sftp.on("READ", (reqId: number, handle: Buffer, offset: number, len: number) => {
         const h = lookup(handle)
         if (h === undefined || h._tag === "Dir") return sftp.status(reqId, STATUS.FAILURE, "bad handle")
@@ -289,7 +297,6 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
         sftp.once("close", () => {
           ended = true
-          queued.length = 0
           resume(Effect.void)
         })
         sftp.on("error", () => resume(Effect.void))

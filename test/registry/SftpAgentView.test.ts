@@ -176,4 +176,27 @@ describe("agent view", () => {
     for (let i = 0; i < 100 && openOnBlob() > 0; i++) await new Promise((r) => setTimeout(r, 50))
     expect(openOnBlob()).toBe(0)
   })
+
+  it("closes every blob fd when a session ends with reads queued and in flight", async () => {
+    const blobPath = path.join(srv.dir, "files", sha(blob))
+    const openOnBlob = () =>
+      readdirSync("/proc/self/fd").filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === blobPath
+        } catch {
+          return false
+        }
+      }).length
+    const c = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
+    const s2 = await clientSftp(c)
+    const handles = await Promise.all(Array.from({ length: 4 }, () => p<Buffer>((cb) => s2.open(`/files/${sha(blob)}`, "r", cb))))
+    expect(openOnBlob()).toBe(4)
+    // Far more reads than the server runs at once, then the connection goes away under them.
+    for (const h of handles) {
+      for (let off = 0; off < blob.length; off += 32 * 1024) s2.read(h, Buffer.alloc(32 * 1024), 0, 32 * 1024, off, () => undefined)
+    }
+    c.end()
+    for (let i = 0; i < 100 && openOnBlob() > 0; i++) await new Promise((r) => setTimeout(r, 50))
+    expect(openOnBlob()).toBe(0)
+  })
 })
