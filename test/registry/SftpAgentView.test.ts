@@ -49,6 +49,16 @@ const p = <A>(f: (cb: (err: Error | null | undefined, a?: A) => void) => void): 
   new Promise((resolve, reject) => f((err, a) => (err ? reject(err) : resolve(a as A))))
 const readAll = async (file: string) => p<Buffer>((cb) => s.readFile(file, cb))
 
+/** How many of this process's file descriptors are open on `file`. */
+const fdsOpenOn = (file: string) =>
+  readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file
+    } catch {
+      return false
+    }
+  }).length
+
 describe("agent view", () => {
   it("lists /, /configs (in Storage's byte order) and /files", async () => {
     const names = async (dir: string) => (await p<Array<FileEntry>>((cb) => s.readdir(dir, cb))).map((e) => e.filename)
@@ -155,14 +165,7 @@ describe("agent view", () => {
 
   it("never leaks a blob's file descriptor: not for a refused open, not after the session ends", async () => {
     const blobPath = path.join(srv.dir, "files", sha(small))
-    const openOnBlob = () =>
-      readdirSync("/proc/self/fd").filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === blobPath
-        } catch {
-          return false
-        }
-      }).length
+    const openOnBlob = () => fdsOpenOn(blobPath)
     const c = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
     const s2 = await clientSftp(c)
     const results = await Promise.allSettled(
@@ -179,14 +182,7 @@ describe("agent view", () => {
 
   it("closes every blob fd when a session ends with reads queued and in flight", async () => {
     const blobPath = path.join(srv.dir, "files", sha(blob))
-    const openOnBlob = () =>
-      readdirSync("/proc/self/fd").filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === blobPath
-        } catch {
-          return false
-        }
-      }).length
+    const openOnBlob = () => fdsOpenOn(blobPath)
     const c = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
     const s2 = await clientSftp(c)
     const handles = await Promise.all(Array.from({ length: 4 }, () => p<Buffer>((cb) => s2.open(`/files/${sha(blob)}`, "r", cb))))
