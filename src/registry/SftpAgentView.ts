@@ -111,9 +111,10 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
 
       const lookup = (handle: Buffer) => (handle.length === 4 ? handles.get(handle.readUInt32BE(0)) : undefined)
       /** Answers with a new handle; false (and "too many open files") when the session holds too many. */
+      const tooMany = (reqId: number) => sftp.status(reqId, STATUS.FAILURE, "too many open files")
       const newHandle = (reqId: number, h: Handle): boolean => {
         if (handles.size >= MAX_OPEN_HANDLES) {
-          sftp.status(reqId, STATUS.FAILURE, "too many open files")
+          tooMany(reqId)
           return false
         }
         const id = nextHandle++
@@ -244,7 +245,13 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
                   Effect.async<void>((resume) =>
                     fs.open(blobs.path(v.hash), "r", (e, fd) => {
                       if (e) noSuchFile(reqId)
-                      else if (!newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })) fs.close(fd, () => undefined)
+                      else if (handles.size >= MAX_OPEN_HANDLES) {
+                        // Refused: the fd is closed before the client hears so, so it never outlives the answer.
+                        return fs.close(fd, () => {
+                          tooMany(reqId)
+                          resume(Effect.void)
+                        })
+                      } else newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
                       resume(Effect.void)
                     })
                   )
