@@ -2,7 +2,7 @@
 // only a file whose sha256 matches is fsync'd and renamed into place (then the directory is fsync'd).
 // `<dir>/cache/previous` lists the blobs of the configuration deployed before the current one, so the
 // cleanup after a switch keeps them and a rollback needs no download.
-import { Context, Effect, Layer, Stream } from "effect"
+import { Chunk, Context, Effect, Layer, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -61,13 +61,23 @@ export const makeCache = (dir: string): CacheService => {
         (t) =>
           Effect.gen(function* () {
             const h = createHash("sha256")
-            yield* Stream.runForEach(bytes, (chunk) =>
+            // Once per Stream chunk (a batch of reads), not once per 256 KiB: hash each piece, then one writev.
+            yield* Stream.runForEachChunk(bytes, (chunk) =>
               Effect.tryPromise({
                 try: async () => {
-                  h.update(chunk)
-                  // write() may be partial for large buffers; loop until all is written.
-                  let off = 0
-                  while (off < chunk.byteLength) off += (await t.fh.write(chunk, off, chunk.byteLength - off)).bytesWritten
+                  const pieces = Chunk.toReadonlyArray(chunk)
+                  for (const piece of pieces) h.update(piece)
+                  let written = (await t.fh.writev(pieces as Array<Uint8Array>)).bytesWritten
+                  // writev may be partial; finish piece by piece from where it stopped.
+                  for (const piece of pieces) {
+                    if (written >= piece.byteLength) {
+                      written -= piece.byteLength
+                      continue
+                    }
+                    let off = written
+                    written = 0
+                    while (off < piece.byteLength) off += (await t.fh.write(piece, off, piece.byteLength - off)).bytesWritten
+                  }
                 },
                 catch: io(`cannot write blob ${hash} to the cache`)
               })

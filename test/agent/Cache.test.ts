@@ -1,0 +1,39 @@
+// The cache stores a download arriving in batches (Stream chunks of several reads) with one writev each.
+import { Chunk, Effect, Stream } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterEach, describe, expect, it } from "vitest"
+import { makeCache } from "../../src/agent/Cache.js"
+
+const dirs: Array<string> = []
+afterEach(async () => {
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
+})
+const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+
+describe("Cache.store", () => {
+  it("writes batches of pieces in order and verifies the whole", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "cache-"))
+    dirs.push(dir)
+    const pieces = Array.from({ length: 40 }, (_, i) => randomBytes(1000 + i * 977))
+    const whole = Buffer.concat(pieces)
+    // Uneven batches, as parallelRead yields them: whatever reads had arrived.
+    const batches = [pieces.slice(0, 1), pieces.slice(1, 17), pieces.slice(17, 18), pieces.slice(18)]
+    const bytes = Stream.fromChunks(...batches.map((b) => Chunk.fromIterable(b)))
+    const cache = makeCache(dir)
+    await Effect.runPromise(cache.store(sha(whole), bytes))
+    expect(await readFile(cache.path(sha(whole)))).toEqual(whole)
+  })
+
+  it("refuses bytes that do not match the hash and leaves no file behind", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "cache-"))
+    dirs.push(dir)
+    const cache = makeCache(dir)
+    const exit = await Effect.runPromiseExit(cache.store(sha(Buffer.from("expected")), Stream.fromChunks(Chunk.make(Buffer.from("other")))))
+    expect(exit._tag).toBe("Failure")
+    expect(String(exit)).toContain("HashMismatch")
+    expect(await readdir(path.join(dir, "cache"))).toEqual([])
+  })
+})
