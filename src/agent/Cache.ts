@@ -8,6 +8,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
 import { AgentConfig } from "./AgentConfig.js"
+import { fsyncDir, removeLeftovers, unwritten } from "./Files.js"
 
 export interface CacheService {
   readonly path: (hash: string) => string
@@ -25,15 +26,6 @@ export interface CacheService {
 export class Cache extends Context.Tag("agent/Cache")<Cache, CacheService>() {}
 
 const io = (what: string) => (err: unknown) => new CacheError({ message: `${what}: ${err instanceof Error ? err.message : String(err)}` })
-
-export const fsyncDir = async (dir: string): Promise<void> => {
-  const fh = await fs.open(dir, "r")
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
 
 const isBlobName = (n: string) => /^[0-9a-f]{64}$/.test(n)
 const PREVIOUS = "previous"
@@ -67,15 +59,10 @@ export const makeCache = (dir: string): CacheService => {
                 try: async () => {
                   const pieces = Chunk.toReadonlyArray(chunk)
                   for (const piece of pieces) h.update(piece)
-                  let written = (await t.fh.writev(pieces as Array<Uint8Array>)).bytesWritten
+                  const written = (await t.fh.writev(pieces as Array<Uint8Array>)).bytesWritten
                   // writev may be partial; finish piece by piece from where it stopped.
-                  for (const piece of pieces) {
-                    if (written >= piece.byteLength) {
-                      written -= piece.byteLength
-                      continue
-                    }
-                    let off = written
-                    written = 0
+                  for (const piece of unwritten(pieces, written)) {
+                    let off = 0
                     while (off < piece.byteLength) off += (await t.fh.write(piece, off, piece.byteLength - off)).bytesWritten
                   }
                 },
@@ -150,14 +137,7 @@ export const makeCache = (dir: string): CacheService => {
 }
 
 /** Leftover `.part` files of an interrupted download (e.g. after a crash) are removed at start. */
-export const removeStaleParts = (dir: string): Promise<void> =>
-  fs
-    .readdir(path.join(dir, "cache"))
-    .then((names) => Promise.all(names.filter((n) => n.endsWith(".part")).map((n) => fs.rm(path.join(dir, "cache", n), { force: true }))))
-    .then(
-      () => undefined,
-      () => undefined
-    )
+export const removeStaleParts = (dir: string): Promise<void> => removeLeftovers(path.join(dir, "cache"), (n) => n.endsWith(".part"))
 
 export const CacheLive = Layer.effect(
   Cache,

@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { StateFileError } from "../domain/AgentErrors.js"
 import { type ConfigurationDocument, decodeDocument, encodeDocument } from "../domain/Document.js"
 import { AgentConfig } from "./AgentConfig.js"
-import { fsyncDir } from "./Cache.js"
+import { fsyncDir, removeLeftovers } from "./Files.js"
 
 export interface StateFileService {
   readonly path: string
@@ -86,14 +86,7 @@ export const makeStateFile = (statePath: string, tempDir: string): StateFileServ
 })
 
 /** STATEFILE copies left by an agent that was killed (SIGKILL, power loss) are removed at start. */
-const removeStale = (tempDir: string) =>
-  fs
-    .readdir(tempDir)
-    .then((names) => Promise.all(names.filter((n) => n.startsWith("statefile-")).map((n) => fs.rm(path.join(tempDir, n), { force: true }))))
-    .then(
-      () => undefined,
-      () => undefined
-    )
+const removeStale = (tempDir: string) => removeLeftovers(tempDir, (n) => n.startsWith("statefile-"))
 
 export const StateFileLive = Layer.effect(
   StateFile,

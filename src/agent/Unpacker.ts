@@ -18,7 +18,7 @@ import * as zlib from "node:zlib"
 import { UnpackError, UnsafeArchive } from "../domain/AgentErrors.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type Level } from "./AgentLog.js"
-import { fsyncDir } from "./Cache.js"
+import { fsyncDir, unwritten } from "./Files.js"
 
 export interface LayerFile {
   /** How the layer is named in messages, e.g. `code@v01`. */
@@ -350,16 +350,11 @@ class Extractor {
       const total = pendingBytes
       pending = []
       pendingBytes = 0
-      let done = bufs.length === 1 ? fs.writeSync(fd, bufs[0]!) : fs.writevSync(fd, bufs)
+      const done = bufs.length === 1 ? fs.writeSync(fd, bufs[0]!) : fs.writevSync(fd, bufs)
       // Short writes (not on local filesystems, but allowed): finish the rest one buffer at a time.
       if (done < total) {
-        for (const b of bufs) {
-          if (done >= b.length) {
-            done -= b.length
-            continue
-          }
-          let off = done
-          done = 0
+        for (const b of unwritten(bufs, done)) {
+          let off = 0
           while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off)
         }
       }
