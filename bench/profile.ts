@@ -1,8 +1,8 @@
 // Profiles the registry (node --cpu-prof) under one kind of load and prints where its CPU time goes.
-//   node --import tsx bench/profile.ts -mode handshake|agent-poll|exec|upload|download|ctl-addver|agent-deploy [-window 10s] [-c 16] [-procs 2] [-size 256M]
+//   node --import tsx bench/profile.ts -mode handshake|agent-poll|exec|upload|download|ctl-addver|agent-deploy [-window 10s] [-c 16] [-procs 2] [-size 256M] [-keep FILE.cpuprofile]
 // ctl-addver and agent-deploy profile the client program (deployctl / deploy-agent) as well as the registry.
 import { readdirSync, readFileSync } from "node:fs"
-import { mkdir, rm } from "node:fs/promises"
+import { copyFile, mkdir, rm } from "node:fs/promises"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
 import { randomTarGz, tinyTarGz } from "./lib/data.js"
@@ -15,7 +15,7 @@ import { addVersionViaSftp, agentArgs, dist, sshExec, startRegistry } from "./li
 import { formatLoad, runLoadProcs, type Mode, type Target } from "./load.js"
 
 const main = async (argv: ReadonlyArray<string>) => {
-  const f = parseFlags(argv, ["mode", "window", "c", "procs", "size", "cipher", "top"])
+  const f = parseFlags(argv, ["mode", "window", "c", "procs", "size", "cipher", "top", "keep"])
   const mode = f.str("mode", "handshake")
   if (!["handshake", "agent-poll", "exec", "upload", "download", "ctl-addver", "agent-deploy"].includes(mode)) {
     throw new UsageError("-mode is handshake, agent-poll, exec, upload, download, ctl-addver or agent-deploy")
@@ -85,6 +85,11 @@ const main = async (argv: ReadonlyArray<string>) => {
     log(`${what}; registry CPU ${used.toFixed(0)} ms`)
     if (!prof) throw new Error("the registry wrote no .cpuprofile (did it exit cleanly on SIGTERM?)")
     process.stdout.write("== registry ==\n" + formatProfile(summarizeProfile(path.join(profDir, prof), f.int("top", 25))) + "\n")
+    const keep = f.str("keep", "")
+    if (keep !== "") {
+      await copyFile(path.join(profDir, prof), keep)
+      log(`registry profile kept in ${keep}`)
+    }
   } finally {
     await cleanup.run()
   }

@@ -2,12 +2,12 @@
 // ours to sample (RSS, CPU) and node flags such as --cpu-prof can be added. Also runners for deployctl
 // and the agent, and OpenSSH client options for talking to the registry.
 import { spawn, type ChildProcess } from "node:child_process"
-import { existsSync } from "node:fs"
+import { closeSync, existsSync, openSync, readFileSync } from "node:fs"
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { makeKey, tempDir, type KeyPair } from "../../test/support/keys.js"
-import { run, runOk, stopChild, type RunOptions, type RunResult } from "./proc.js"
+import { run, runOk, stopChild, waitFor, type RunOptions, type RunResult } from "./proc.js"
 import { clientOptions } from "./sshd.js"
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
@@ -65,26 +65,32 @@ export const startRegistry = async (opts: RegistryOptions): Promise<Registry> =>
     "-srvauth", path.join(base, "service.keys"),
     ...(opts.extraArgs ?? [])
   ]
-  const child: ChildProcess = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
-  let log = ""
-  child.stdout!.on("data", (d: Buffer) => (log += d.toString()))
-  child.stderr!.on("data", (d: Buffer) => (log += d.toString()))
-  const { port, fingerprint } = await new Promise<{ port: number; fingerprint: string }>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`registry did not start within 20 s: ${log.trim()}`)), 20_000)
-    const check = () => {
-      const l = /listening on [^\s]*:(\d+)/.exec(log)
-      const f = /host key fingerprint: (SHA256:[A-Za-z0-9+/]+)/.exec(log)
-      if (l && f) {
-        clearTimeout(timer)
-        resolve({ port: Number(l[1]), fingerprint: f[1]! })
-      }
+  // Its log goes to a file, as to journald in production: a pipe read by this (busy) process made each
+  // synchronous log write of the registry wait for us, which showed up as registry CPU per handshake.
+  const logFile = path.join(base, "registry.log")
+  const fd = openSync(logFile, "a")
+  const child: ChildProcess = spawn(process.execPath, args, { stdio: ["ignore", fd, fd] })
+  closeSync(fd)
+  const readLog = () => {
+    try {
+      return readFileSync(logFile, "utf8")
+    } catch {
+      return ""
     }
-    child.stdout!.on("data", check)
-    child.stderr!.on("data", check)
-    child.once("exit", (code) => {
-      clearTimeout(timer)
-      reject(new Error(`registry exited ${code} at start: ${log.trim()}`))
-    })
+  }
+  let exited: number | null | undefined
+  child.once("exit", (code) => (exited = code))
+  let port = 0
+  let fingerprint = ""
+  await waitFor("the registry to start", () => {
+    const log = readLog()
+    if (exited !== undefined) throw new Error(`registry exited ${exited} at start: ${log.trim()}`)
+    const l = /listening on [^\s]*:(\d+)/.exec(log)
+    const f = /host key fingerprint: (SHA256:[A-Za-z0-9+/]+)/.exec(log)
+    if (!l || !f) return false
+    port = Number(l[1])
+    fingerprint = f[1]!
+    return true
   })
   const knownHosts = path.join(base, "known_hosts")
   const hostPub = (await runOk("ssh-keygen", ["-y", "-f", path.join(dir, "host_key")])).stdout.trim()
@@ -99,7 +105,7 @@ export const startRegistry = async (opts: RegistryOptions): Promise<Registry> =>
     agent,
     knownHosts,
     clientOpts: (who) => clientOptions((who === "operator" ? operator : agent).privatePath, knownHosts, opts.cipher),
-    log: () => log,
+    log: readLog,
     stop: async () => {
       await stopChild(child)
       await rm(base, { recursive: true, force: true })

@@ -104,7 +104,7 @@ export const cycle = Effect.gen(function* () {
           Effect.gen(function* () {
             yield* log.info(`downloading layer ${name} (${hash})`)
             const start = yield* Clock.currentTimeMillis
-            yield* cache.store(hash, session.download(hash as Sha256))
+            yield* cache.store(hash, (sink) => session.download(hash as Sha256, sink))
             const ms = (yield* Clock.currentTimeMillis) - start
             yield* log.debug(`downloaded layer ${name} in ${ms} ms`)
           }),

@@ -2,19 +2,26 @@
 // only a file whose sha256 matches is fsync'd and renamed into place (then the directory is fsync'd).
 // `<dir>/cache/previous` lists the blobs of the configuration deployed before the current one, so the
 // cleanup after a switch keeps them and a rollback needs no download.
-import { Chunk, Context, Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { fsyncDir, removeLeftovers, unwritten } from "./Files.js"
+import type { Sink } from "./RegistryClient.js"
 
 export interface CacheService {
   readonly path: (hash: string) => string
   readonly has: (hash: string) => Effect.Effect<boolean, CacheError>
-  /** Writes `bytes` as blob `hash`; fails (keeping nothing) when the content hashes differently. */
-  readonly store: <E>(hash: string, bytes: Stream.Stream<Uint8Array, E>) => Effect.Effect<void, E | HashMismatch | CacheError>
+  /**
+   * Stores blob `hash` from what `fill` passes to the sink it is given (in order; the pieces may be reused
+   * once the sink's Effect ends). Fails, keeping nothing, when the content hashes differently.
+   */
+  readonly store: <E, R>(
+    hash: string,
+    fill: (sink: Sink<CacheError>) => Effect.Effect<void, E, R>
+  ) => Effect.Effect<void, E | HashMismatch | CacheError, R>
   /** Removes every cached blob not in `keep`; returns the hashes removed. */
   readonly retainOnly: (keep: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, CacheError>
   /** The blobs of the previously deployed configuration, as recorded by `setPrevious` (none if never). */
@@ -40,7 +47,7 @@ export const makeCache = (dir: string): CacheService => {
         try: () => fs.stat(blobPath(hash)).then((s) => s.isFile(), (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? false : Promise.reject(e))),
         catch: io(`cannot check cached blob ${hash}`)
       }),
-    store: (hash, bytes) =>
+    store: (hash, fill) =>
       Effect.acquireUseRelease(
         Effect.tryPromise({
           try: async () => {
@@ -53,13 +60,12 @@ export const makeCache = (dir: string): CacheService => {
         (t) =>
           Effect.gen(function* () {
             const h = createHash("sha256")
-            // Once per Stream chunk (a batch of reads), not once per 256 KiB: hash each piece, then one writev.
-            yield* Stream.runForEachChunk(bytes, (chunk) =>
+            // Once per batch of reads, not once per 256 KiB: hash each piece, then one writev.
+            yield* fill((pieces) =>
               Effect.tryPromise({
                 try: async () => {
-                  const pieces = Chunk.toReadonlyArray(chunk)
                   for (const piece of pieces) h.update(piece)
-                  const written = (await t.fh.writev(pieces as Array<Uint8Array>)).bytesWritten
+                  const written = (await t.fh.writev(pieces as Array<Buffer>)).bytesWritten
                   // writev may be partial; finish piece by piece from where it stopped.
                   for (const piece of unwritten(pieces, written)) {
                     let off = 0

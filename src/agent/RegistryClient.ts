@@ -1,6 +1,6 @@
 // The agent's view of the registry: SSH as `deploy-agent`, host key pinned by fingerprint,
 // read-only SFTP. One session (connection + SFTP channel) per cycle, closed with its scope.
-import { Context, Effect, Layer, type Scope, Stream } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import type { Client, SFTPWrapper } from "ssh2"
 import { RegistryError } from "../domain/AgentErrors.js"
 import { configHash } from "../domain/ConfigHash.js"
@@ -14,8 +14,8 @@ import { AgentConfig } from "./AgentConfig.js"
 export interface RegistrySession {
   /** `/configs/<name>.json`, decoded and checked (name and hash agree with the layers). */
   readonly document: (name: string) => Effect.Effect<ConfigurationDocument, RegistryError | DocumentError>
-  /** `/files/<hash>` as a byte stream (parallel reads, delivered in order). */
-  readonly download: (hash: Sha256) => Stream.Stream<Uint8Array, RegistryError>
+  /** `/files/<hash>`, fed to `sink` in order (parallel reads); the sink's failures pass through unchanged. */
+  readonly download: <E>(hash: Sha256, sink: Sink<E>) => Effect.Effect<void, RegistryError | E>
 }
 
 export class RegistryClient extends Context.Tag("agent/RegistryClient")<
@@ -107,66 +107,118 @@ export const request = <A>(sftp: SFTPWrapper, f: (cb: (err: Error | undefined | 
   })
 const p = <A>(sftp: SFTPWrapper, f: (cb: (err: Error | undefined | null, a: A) => void) => void): Promise<A> => request(sftp, f)
 
-/** Reads exactly `len` bytes at `off` (a server may answer short); fails if the file ends early. */
-const readAt = async (sftp: SFTPWrapper, handle: Buffer, off: number, len: number): Promise<Buffer> => {
-  const buf = Buffer.allocUnsafe(len)
-  let got = 0
-  while (got < len) {
-    const n = await request<number>(sftp, (cb) => sftp.read(handle, buf, got, len - got, off + got, (err, bytesRead) => cb(err, bytesRead)))
-    if (n === 0) throw new Error(`file ended at ${off + got}, expected more bytes`)
-    got += n
-  }
-  return buf
+/**
+ * Receives a download in file order, a batch of consecutive pieces at a time. The pieces are pooled read
+ * buffers: they are reused as soon as the returned Effect ends, so a sink must not keep them.
+ */
+export type Sink<E> = (pieces: ReadonlyArray<Buffer>) => Effect.Effect<void, E>
+
+/** Bytes per READ: the registry's 255 KiB (limits@openssh.com raises ssh2's `_maxReadLen` to it). */
+const MAX_CHUNK = 256 * 1024
+/** Bytes of READs in flight (SSH2.md: large parallel reads). */
+const WINDOW_BYTES = 8 * 1024 * 1024
+const STALL_MS = 60_000
+
+interface Slot {
+  readonly pos: number
+  readonly len: number
+  readonly buf: Buffer
+  got: number
 }
 
 /**
- * Streams a remote file with a window of concurrent reads (~8 MiB in flight, SSH2.md: large parallel
- * reads), yielding in file order every read that has already arrived, as one batch: the Stream and
- * the cache then do their per-element work once per batch rather than once per 256 KiB.
+ * Reads `path` with a window of concurrent READs into pooled buffers and hands `sink` every run of reads
+ * that has arrived, in order. Callbacks, not a Stream per read: allocation and per-element work per
+ * 255 KiB read were most of the agent's download time (bench/profile.ts -mode agent-deploy).
  */
-async function* parallelRead(sftp: SFTPWrapper, path: string): AsyncGenerator<ReadonlyArray<Buffer>> {
-  const handle = await p<Buffer>(sftp, (cb) => sftp.open(path, "r", cb))
-  const pending: Array<{ readonly req: Promise<Buffer>; done: boolean }> = []
-  try {
-    const { size } = await p<{ size: number }>(sftp, (cb) => sftp.fstat(handle, cb))
-    // ssh2 raises its read size when the server advertises limits@openssh.com; follow it.
-    const maxRead = (sftp as unknown as { _maxReadLen?: number })._maxReadLen ?? 32 * 1024
-    const chunk = Math.max(16 * 1024, Math.min(256 * 1024, maxRead))
-    const window = Math.max(4, Math.min(64, Math.floor((8 * 1024 * 1024) / chunk)))
-    let next = 0
-    const issue = () => {
-      const len = Math.min(chunk, size - next)
-      const entry = { req: readAt(sftp, handle, next, len), done: false }
-      entry.req.then(() => (entry.done = true), () => {}) // awaited later; not unhandled if we stop early
-      pending.push(entry)
-      next += len
-    }
-    while (next < size && pending.length < window) issue()
-    while (pending.length > 0) {
-      const batch = [await pending.shift()!.req]
-      while (pending.length > 0 && pending[0]!.done) batch.push(await pending.shift()!.req)
-      while (next < size && pending.length < window) issue()
-      yield batch
-    }
-  } finally {
+const readInto = <E>(
+  sftp: SFTPWrapper,
+  path: string,
+  sink: Sink<E>,
+  toError: (err: unknown) => RegistryError
+): Effect.Effect<void, E | RegistryError> =>
+  Effect.acquireUseRelease(
+    Effect.tryPromise({ try: () => p<Buffer>(sftp, (cb) => sftp.open(path, "r", cb)), catch: toError }),
+    (handle) =>
+      Effect.gen(function* () {
+        const { size } = yield* Effect.tryPromise({ try: () => p<{ size: number }>(sftp, (cb) => sftp.fstat(handle, cb)), catch: toError })
+        const maxRead = (sftp as unknown as { _maxReadLen?: number })._maxReadLen ?? 32 * 1024
+        const chunk = Math.max(16 * 1024, Math.min(MAX_CHUNK, maxRead))
+        const window = Math.max(4, Math.min(64, Math.floor(WINDOW_BYTES / chunk)))
+        const live = watchClose(sftp)
+        const pool: Array<Buffer> = []
+        const slots: Array<Slot> = []
+        let next = 0
+        let failure: Error | undefined
+        let wake: (() => void) | undefined
+        const notify = () => {
+          const w = wake
+          wake = undefined
+          w?.()
+        }
+        const fail = (err: Error) => {
+          failure ??= err
+          notify()
+        }
+        const read = (slot: Slot) => {
+          if (live.closed || !isOpen(sftp)) return fail(connectionClosed())
+          try {
+            sftp.read(handle, slot.buf, slot.got, slot.len - slot.got, slot.pos + slot.got, (err, n) => {
+              if (err) return fail(err)
+              // A server may answer short; ask for the rest. Nothing at all before the end: the file shrank.
+              if (n === 0) return fail(new Error(`file ended at ${slot.pos + slot.got}, expected ${size} bytes`))
+              slot.got += n
+              if (slot.got < slot.len) return read(slot)
+              if (slot === slots[0]) notify()
+            })
+          } catch (e) {
+            fail(e instanceof Error ? e : new Error(String(e)))
+          }
+        }
+        const fill = () => {
+          while (next < size && slots.length < window && failure === undefined) {
+            const len = Math.min(chunk, size - next)
+            const slot: Slot = { pos: next, len, buf: pool.pop() ?? Buffer.allocUnsafe(chunk), got: 0 }
+            slots.push(slot)
+            next += len
+            read(slot)
+          }
+        }
+        const headArrived = Effect.async<void, RegistryError>((resume) => {
+          const finish = () => resume(failure === undefined ? Effect.void : Effect.fail(toError(failure)))
+          const ready = () => failure !== undefined || slots[0]!.got === slots[0]!.len
+          if (ready()) return finish()
+          const timer = setTimeout(() => fail(new Error(`no data for ${STALL_MS / 1000} s`)), STALL_MS)
+          const onClose = (err: Error) => fail(err)
+          live.waiters.add(onClose)
+          const stop = () => {
+            clearTimeout(timer)
+            live.waiters.delete(onClose)
+            wake = undefined
+          }
+          const check = () => {
+            if (!ready()) return void (wake = check)
+            stop()
+            finish()
+          }
+          wake = check
+          return Effect.sync(stop)
+        })
+        fill()
+        while (slots.length > 0) {
+          yield* headArrived
+          let n = 1
+          while (n < slots.length && slots[n]!.got === slots[n]!.len) n++
+          const batch = slots.splice(0, n)
+          fill() // keep the window full while the sink works
+          yield* sink(batch.map((s) => (s.len === s.buf.length ? s.buf : s.buf.subarray(0, s.len))))
+          for (const s of batch) pool.push(s.buf)
+          fill()
+        }
+      }),
     // Not awaited: a stalled server must not hold up the cycle's shutdown; ending the session fails any pending read.
-    request(sftp, (cb) => sftp.close(handle, (err) => cb(err, undefined))).catch(() => {})
-  }
-}
-
-/** An iterable whose return() does not wait for a read in flight (the session's close ends that read). */
-const detachedReturn = <A>(make: () => AsyncGenerator<A>): AsyncIterable<A> => ({
-  [Symbol.asyncIterator]: () => {
-    const it = make()
-    return {
-      next: () => it.next(),
-      return: () => {
-        it.return(undefined).catch(() => {})
-        return Promise.resolve({ done: true as const, value: undefined })
-      }
-    }
-  }
-})
+    (handle) => Effect.sync(() => void request(sftp, (cb) => sftp.close(handle, (err) => cb(err, undefined))).catch(() => {}))
+  )
 
 /** The session over an open SFTP channel; `client` is watched too, so a dropped connection ends every wait. */
 export const makeSession = (sftp: SFTPWrapper, client?: Client): RegistrySession => {
@@ -188,13 +240,9 @@ const session = (sftp: SFTPWrapper): RegistrySession => ({
       Effect.flatMap((data) => decodeDocument(data.toString("utf8"))),
       Effect.flatMap((doc) => checkDocument(want, doc))
     ),
-  download: (hash) =>
-    Stream.fromAsyncIterable(detachedReturn(() => parallelRead(sftp, `/${blobFile(hash)}`)), (err) =>
+  download: (hash, sink) =>
+    readInto(sftp, `/${blobFile(hash)}`, sink, (err) =>
       isNoSuchFile(err) ? new RegistryError({ message: `blob ${hash} not found on the registry` }) : sftpError(`downloading blob ${hash}`, err)
-    ).pipe(
-      // A stalled connection must not hang the cycle forever.
-      Stream.timeoutFail(() => new RegistryError({ message: `downloading blob ${hash}: no data for 60 s` }), "60 seconds"),
-      Stream.flattenIterables
     )
 })
 

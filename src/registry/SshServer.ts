@@ -10,6 +10,7 @@ import ssh2 from "ssh2"
 import type { AuthContext, Connection, ParsedKey, ServerChannel } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
+import { coalesceWrites } from "../ssh/CoalesceWrites.js"
 import { HostKey } from "../ssh/HostKey.js"
 import { Auth, type Role } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
@@ -79,29 +80,6 @@ const hostKeyForSsh2 = (pem: Buffer): Buffer | { key: ParsedKey } => {
   return { key: parsed } // ssh2 takes a parsed key only in this form
 }
 
-/**
- * Coalesces every write of one tick into one writev: ssh2 writes each SSH packet separately (a dozen small
- * ones per handshake, eight 32 KiB channel packets per 255 KiB SFTP read reply), one syscall each. The socket
- * is corked at the first write of a tick and uncorked on process.nextTick, which always runs before the
- * event loop goes on, so nothing can stay corked.
- */
-const coalesceWrites = (socket: net.Socket) => {
-  let corked = false
-  const uncork = () => {
-    corked = false
-    socket.uncork()
-  }
-  const write = socket.write
-  socket.write = function (this: net.Socket, ...args: Parameters<net.Socket["write"]>) {
-    if (!corked) {
-      corked = true
-      socket.cork()
-      process.nextTick(uncork)
-    }
-    return write.apply(this, args)
-  } as net.Socket["write"]
-}
-
 const make = (opts: SshServerOptions) =>
   Effect.gen(function* () {
     const hostKey = yield* HostKey
@@ -156,15 +134,24 @@ const make = (opts: SshServerOptions) =>
       Effect.scoped(
         Effect.gen(function* () {
           const from = peer(socket)
+          const acceptedAt = Date.now()
           const runConn = yield* FiberSet.makeRuntime<Services>()
-          const ready = yield* Deferred.make<Login>()
-          const closed = yield* Deferred.make<void>()
+          // Plain timers and callbacks settle these (not races and timeouts: fewer fibers per connection).
+          const loggedIn = yield* Deferred.make<Login | "closed" | "timeout">()
+          const closed = yield* Deferred.make<"closed" | "deadline">()
           let conn: Connection | undefined
           let login: Login | undefined
-          socket.once("close", () => Deferred.unsafeDone(closed, Exit.void))
+          socket.once("close", () => {
+            Deferred.unsafeDone(loggedIn, Exit.succeed("closed"))
+            Deferred.unsafeDone(closed, Exit.succeed("closed"))
+          })
           socket.on("error", () => undefined)
+          const handshakeTimer = setTimeout(() => Deferred.unsafeDone(loggedIn, Exit.succeed("timeout")), Duration.toMillis(handshakeTimeout))
+          let deadlineTimer: NodeJS.Timeout | undefined
           yield* Effect.addFinalizer(() =>
             Effect.sync(() => {
+              clearTimeout(handshakeTimer)
+              clearTimeout(deadlineTimer)
               attachers.delete(socket)
               try {
                 conn?.end()
@@ -202,7 +189,7 @@ const make = (opts: SshServerOptions) =>
               }
             })
             c.on("ready", () => {
-              if (login) Deferred.unsafeDone(ready, Exit.succeed(login))
+              if (login) Deferred.unsafeDone(loggedIn, Exit.succeed(login))
               else c.end()
             })
             c.on("tcpip", rejectAll)
@@ -248,18 +235,16 @@ const make = (opts: SshServerOptions) =>
           ssh.injectSocket(socket)
 
           // The handshake and login must finish within the limit, or the socket is dropped.
-          const login_ = yield* Effect.raceFirst(
-            Deferred.await(ready),
-            Deferred.await(closed).pipe(Effect.as(undefined))
-          ).pipe(Effect.timeout(handshakeTimeout), Effect.option)
-          if (login_._tag === "None") {
-            return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
-          }
-          const who = login_.value
-          if (who === undefined) return
+          const who = yield* Deferred.await(loggedIn)
+          clearTimeout(handshakeTimer)
+          if (who === "timeout") return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
+          if (who === "closed") return
           yield* Effect.logInfo(`${who.role} ${who.principal.user} ${who.principal.label} logged in from ${from}`)
-          const ended = yield* Deferred.await(closed).pipe(Effect.timeout(deadline), Effect.option)
-          if (ended._tag === "None") {
+          // -deadline counts from the accept, like the handshake limit.
+          const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
+          // (A deadline beyond setTimeout's ~24.8 days is as good as none.)
+          if (left < 2 ** 31) deadlineTimer = setTimeout(() => Deferred.unsafeDone(closed, Exit.succeed("deadline")), Math.max(0, left))
+          if ((yield* Deferred.await(closed)) === "deadline") {
             yield* Effect.logInfo(`closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`)
           }
         })

@@ -1,9 +1,11 @@
 // The client side of the SSH edge, shared by deployctl, the agent and deploy-from-docker:
-// a scoped connection with TCP_NODELAY (SSH2.md pitfall 1) and a host key check done before auth.
+// a scoped connection with TCP_NODELAY (SSH2.md pitfall 1), a tick's writes in one syscall, and a host key
+// check done before auth.
 import { Effect, type Scope } from "effect"
 import * as net from "node:net"
 import ssh2 from "ssh2"
 import type { Client, ConnectConfig } from "ssh2"
+import { coalesceWrites } from "./CoalesceWrites.js"
 import { fingerprint } from "./Fingerprint.js"
 import { SshError } from "./SshError.js"
 
@@ -39,6 +41,7 @@ export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, S
       let seen: string | undefined
       const sock = net.connect({ host: opts.host, port: opts.port })
       sock.setNoDelay(true)
+      coalesceWrites(sock)
       const client = new ssh2.Client()
       const fail = (reason: SshError["reason"], message: string, cause?: unknown) =>
         resume(Effect.fail(new SshError({ reason, message, cause })))

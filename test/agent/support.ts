@@ -1,6 +1,6 @@
 // Test Layers for the agent's cycle: an in-memory registry and a recording script runner; the
 // cache, unpacker and state file are the real ones on a temp dir (they are fast and local).
-import { Deferred, Duration, Effect, Layer, Stream } from "effect"
+import { Deferred, Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -8,7 +8,7 @@ import type { AgentSettings } from "../../src/agent/AgentConfig.js"
 import { AgentConfig } from "../../src/agent/AgentConfig.js"
 import { AgentLogMemory } from "../../src/agent/AgentLog.js"
 import { Cache, makeCache } from "../../src/agent/Cache.js"
-import { checkDocument, RegistryClient } from "../../src/agent/RegistryClient.js"
+import { checkDocument, RegistryClient, type Sink } from "../../src/agent/RegistryClient.js"
 import { ScriptRunner, type ScriptRun } from "../../src/agent/ScriptRunner.js"
 import { makeStateFile, StateFile } from "../../src/agent/StateFile.js"
 import { makeUnpacker, Unpacker } from "../../src/agent/Unpacker.js"
@@ -78,18 +78,18 @@ const fakeRegistryLayer = (reg: FakeRegistry) =>
             if (text === undefined) return Effect.fail(new RegistryError({ message: `configuration "${name}" not found on the registry` }))
             return Effect.flatMap(decodeDocument(text), (doc) => checkDocument(name, doc))
           }),
-        download: (hash: string) =>
-          Stream.suspend(() => {
+        download: <E>(hash: string, sink: Sink<E>) =>
+          Effect.suspend((): Effect.Effect<void, RegistryError | E> => {
             reg.downloads.push(hash)
             if (reg.mode === "hang-download")
-              return Stream.concat(Stream.make(new Uint8Array([1, 2, 3])), Stream.fromEffect(Effect.zipRight(Deferred.succeed(reg.reached, undefined), Effect.never)))
+              return Effect.zipRight(sink([Buffer.from([1, 2, 3])]), Effect.zipRight(Deferred.succeed(reg.reached, undefined), Effect.never))
             const bytes = reg.blobs.get(hash)
-            if (bytes === undefined) return Stream.fail(new RegistryError({ message: `blob ${hash} not found on the registry` }))
+            if (bytes === undefined) return Effect.fail(new RegistryError({ message: `blob ${hash} not found on the registry` }))
             const served = reg.mode === "corrupt" ? Buffer.concat([bytes, Buffer.from("tampered")]) : bytes
-            // Several chunks, as a real download delivers them.
-            const chunks: Array<Uint8Array> = []
-            for (let i = 0; i < served.length; i += 100) chunks.push(served.subarray(i, i + 100))
-            return Stream.fromIterable(chunks)
+            // Several batches of pieces, as a real download delivers them.
+            const batches: Array<Array<Buffer>> = []
+            for (let i = 0; i < served.length; i += 300) batches.push([served.subarray(i, i + 100), served.subarray(i + 100, i + 300)])
+            return Effect.forEach(batches, sink, { discard: true })
           })
       })
     })

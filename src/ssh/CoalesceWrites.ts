@@ -1,0 +1,25 @@
+// ssh2 writes each SSH packet to its socket separately: a dozen small ones per handshake, eight 32 KiB
+// channel packets per 255 KiB SFTP READ reply or WRITE request, one syscall each. Both ends of our SSH
+// edge (the registry's accepted sockets, our clients' connections) batch them instead.
+import type * as net from "node:net"
+
+/**
+ * Coalesces every write of one tick into one writev: the socket is corked at the first write of a tick and
+ * uncorked on process.nextTick, which always runs before the event loop goes on, so nothing stays corked.
+ */
+export const coalesceWrites = (socket: net.Socket): void => {
+  let corked = false
+  const uncork = () => {
+    corked = false
+    socket.uncork()
+  }
+  const write = socket.write
+  socket.write = function (this: net.Socket, ...args: Parameters<net.Socket["write"]>) {
+    if (!corked) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write.apply(this, args)
+  } as net.Socket["write"]
+}
