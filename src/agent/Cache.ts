@@ -7,8 +7,8 @@ import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
+import { fsyncDir, removeLeftovers, unwritten, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
-import { fsyncDir, removeLeftovers, unwritten } from "./Files.js"
 import type { Sink } from "./RegistryClient.js"
 
 export interface CacheService {
@@ -35,6 +35,8 @@ export class Cache extends Context.Tag("agent/Cache")<Cache, CacheService>() {}
 const io = (what: string) => (err: unknown) => new CacheError({ message: `${what}: ${err instanceof Error ? err.message : String(err)}` })
 
 const isBlobName = (n: string) => /^[0-9a-f]{64}$/.test(n)
+/** Bytes written between two background fdatasyncs of a download. */
+const EARLY_SYNC_BYTES = 32 * 1024 * 1024
 const PREVIOUS = "previous"
 
 export const makeCache = (dir: string): CacheService => {
@@ -60,6 +62,10 @@ export const makeCache = (dir: string): CacheService => {
         (t) =>
           Effect.gen(function* () {
             const h = createHash("sha256")
+            // Write-back starts while the download goes on, so the fsync at the end flushes only the tail
+            // (a 256 MiB blob's single fsync took 0.25 s here, a quarter of its download).
+            let unsynced = 0
+            let syncing: Promise<void> | undefined
             // Once per batch of reads, not once per 256 KiB: hash each piece, then one writev.
             yield* fill((pieces) =>
               Effect.tryPromise({
@@ -71,10 +77,20 @@ export const makeCache = (dir: string): CacheService => {
                     let off = 0
                     while (off < piece.byteLength) off += (await t.fh.write(piece, off, piece.byteLength - off)).bytesWritten
                   }
+                  for (const piece of pieces) unsynced += piece.byteLength
+                  if (unsynced >= EARLY_SYNC_BYTES && syncing === undefined) {
+                    unsynced = 0
+                    // Its failure is the final sync's to report; the blob is not committed without that one.
+                    syncing = t.fh.datasync().then(
+                      () => (syncing = undefined),
+                      () => (syncing = undefined)
+                    )
+                  }
                 },
                 catch: io(`cannot write blob ${hash} to the cache`)
               })
             )
+            yield* Effect.promise(() => syncing ?? Promise.resolve())
             const actual = h.digest("hex")
             if (actual !== hash) return yield* new HashMismatch({ expected: hash, actual })
             yield* Effect.tryPromise({
@@ -122,20 +138,9 @@ export const makeCache = (dir: string): CacheService => {
       Effect.tryPromise({
         try: async () => {
           await fs.mkdir(cacheDir, { recursive: true })
-          const tmp = path.join(cacheDir, `.${PREVIOUS}.${randomBytes(6).toString("hex")}.part`)
-          try {
-            const fh = await fs.open(tmp, "wx", 0o644)
-            try {
-              await fh.writeFile(hashes.filter(isBlobName).map((h) => `${h}\n`).join(""))
-              await fh.sync()
-            } finally {
-              await fh.close()
-            }
-            await fs.rename(tmp, path.join(cacheDir, PREVIOUS))
-          } finally {
-            await fs.rm(tmp, { force: true })
-          }
-          await fsyncDir(cacheDir)
+          // A `.part` temp name, so that a crash's leftover goes with removeStaleParts.
+          const text = hashes.filter(isBlobName).map((h) => `${h}\n`).join("")
+          await writeFileAtomic(path.join(cacheDir, PREVIOUS), text, { mode: 0o644, tmpSuffix: ".part" })
         },
         catch: io("cannot record the previous configuration's blobs")
       }).pipe(Effect.uninterruptible)

@@ -7,8 +7,8 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { StateFileError } from "../domain/AgentErrors.js"
 import { type ConfigurationDocument, decodeDocument, encodeDocument } from "../domain/Document.js"
+import { removeLeftovers, writeFileAtomic, writeFileSynced } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
-import { fsyncDir, removeLeftovers } from "./Files.js"
 
 export interface StateFileService {
   readonly path: string
@@ -22,16 +22,6 @@ export interface StateFileService {
 export class StateFile extends Context.Tag("agent/StateFile")<StateFile, StateFileService>() {}
 
 const failWith = (what: string) => (e: unknown) => new StateFileError({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
-
-const writeSynced = async (file: string, text: string) => {
-  const fh = await fs.open(file, "wx", 0o644)
-  try {
-    await fh.writeFile(text)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
 
 export const makeStateFile = (statePath: string, tempDir: string): StateFileService => ({
   path: statePath,
@@ -56,18 +46,7 @@ export const makeStateFile = (statePath: string, tempDir: string): StateFileServ
   ),
   write: (doc) =>
     Effect.tryPromise({
-      try: async () => {
-        const dir = path.dirname(statePath)
-        const tmp = path.join(dir, `.${path.basename(statePath)}.${randomBytes(6).toString("hex")}.tmp`)
-        try {
-          await writeSynced(tmp, encodeDocument(doc))
-          await fs.rename(tmp, statePath)
-        } catch (e) {
-          await fs.rm(tmp, { force: true })
-          throw e
-        }
-        await fsyncDir(dir)
-      },
+      try: () => writeFileAtomic(statePath, encodeDocument(doc), { mode: 0o644 }),
       catch: failWith(`cannot write state file ${statePath}`)
     }).pipe(Effect.uninterruptible), // a rename half-done by interruption would leave a stray temp file
   temp: (doc) =>
@@ -76,7 +55,7 @@ export const makeStateFile = (statePath: string, tempDir: string): StateFileServ
         try: async () => {
           await fs.mkdir(tempDir, { recursive: true })
           const file = path.join(tempDir, `statefile-${doc.Hash.slice(0, 12)}-${randomBytes(6).toString("hex")}.json`)
-          await writeSynced(file, encodeDocument(doc))
+          await writeFileSynced(file, encodeDocument(doc), 0o644)
           return file
         },
         catch: failWith("cannot write the script's STATEFILE")

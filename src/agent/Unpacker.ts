@@ -9,16 +9,15 @@
 // 20k small files stay close to GNU tar's speed.
 import { Context, Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
-import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import * as tar from "tar"
 import * as zlib from "node:zlib"
 import { UnpackError, UnsafeArchive } from "../domain/AgentErrors.js"
+import { fsyncDir, unwritten, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type Level } from "./AgentLog.js"
-import { fsyncDir, unwritten } from "./Files.js"
 
 export interface LayerFile {
   /** How the layer is named in messages, e.g. `code@v01`. */
@@ -507,22 +506,8 @@ export const makeUnpacker = (dir: string, opts: ExtractOptions): UnpackerService
   const root = (hash: string) => path.join(base, hash)
   const marker = (hash: string) => path.join(base, `${hash}.ok`)
 
-  const writeMarker = async (hash: string, layers: ReadonlyArray<LayerFile>) => {
-    const tmp = path.join(base, `.${hash}.ok.${randomBytes(6).toString("hex")}.tmp`)
-    try {
-      const fh = await fsp.open(tmp, "wx", 0o644)
-      try {
-        await fh.writeFile(`${hash}\n${layers.map((l) => l.label).join("\n")}\n`)
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      await fsp.rename(tmp, marker(hash))
-    } finally {
-      await fsp.rm(tmp, { force: true })
-    }
-    await fsyncDir(base)
-  }
+  const writeMarker = (hash: string, layers: ReadonlyArray<LayerFile>) =>
+    writeFileAtomic(marker(hash), `${hash}\n${layers.map((l) => l.label).join("\n")}\n`, { mode: 0o644 })
 
   return {
     root,

@@ -3,10 +3,11 @@
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Layer, Stream } from "effect"
 import { createReadStream } from "node:fs"
-import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises"
+import { mkdir, readdir, rename, stat, unlink } from "node:fs/promises"
 import * as path from "node:path"
 import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
+import { fsyncDir } from "../fs/Atomic.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 
 export interface BlobInfo {
@@ -33,21 +34,6 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
 /** A filesystem call as an Effect; `reason` is what the operator may see (never a path). */
 export const io = <A>(reason: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (cause) => new StorageError({ reason, cause }) })
-
-const fsync = async (p: string, flags: "r" | "r+") => {
-  const fh = await open(p, flags)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
-/** fsync of a file's data (before renaming it into place). */
-export const fsyncFile = (p: string) => fsync(p, "r+")
-
-/** fsync of a directory, so a rename into it survives a crash. */
-export const fsyncDir = (p: string) => fsync(p, "r")
 
 const isMissing = (e: unknown) => (e as NodeJS.ErrnoException | undefined)?.code === "ENOENT"
 

@@ -2,24 +2,12 @@
 // missing it generates an operator and an agent key pair next to them and trusts exactly those; every
 // key it trusts is printed, never trusted silently. After start it prints ready-to-paste commands.
 import { Effect } from "effect"
-import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import { StartupError } from "../domain/StartupError.js"
+import { writeFileAtomic } from "../fs/Atomic.js"
 import { parseAuthorizedKeys } from "../ssh/AuthorizedKeys.js"
 import { generateEd25519 } from "../ssh/KeyGen.js"
-
-const writeAtomic = async (file: string, content: string, mode: number) => {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`)
-  const fh = await fs.open(tmp, "wx", mode)
-  try {
-    await fh.writeFile(content)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await fs.rename(tmp, file)
-}
 
 const exists = (p: string) => fs.access(p).then(() => true, () => false)
 
@@ -32,8 +20,8 @@ export const display = (p: string) => {
 /** Creates `<keysDir>/<name>` and `.pub` (ed25519, OpenSSH format, 0600) and returns the public line. */
 const generatePair = async (keysDir: string, name: string, comment: string): Promise<string> => {
   const pair = generateEd25519(comment)
-  await writeAtomic(path.join(keysDir, name), pair.private, 0o600)
-  await writeAtomic(path.join(keysDir, `${name}.pub`), pair.public + "\n", 0o644)
+  await writeFileAtomic(path.join(keysDir, name), pair.private, { mode: 0o600 })
+  await writeFileAtomic(path.join(keysDir, `${name}.pub`), pair.public + "\n", { mode: 0o644 })
   return pair.public
 }
 
@@ -58,7 +46,7 @@ export const prepareDevKeys = (files: { readonly dir: string; readonly opauth: s
             ? (await fs.readFile(`${keyPath}.pub`, "utf8")).trim()
             : await generatePair(files.dir, name, `deploy-registry dev ${label}`)
           await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 })
-          await writeAtomic(file, pub + "\n", 0o644)
+          await writeFileAtomic(file, pub + "\n", { mode: 0o644 })
         }
         for (const k of parseAuthorizedKeys(await fs.readFile(file, "utf8")).keys) {
           lines.push(`trusting ${label} key ${k.fingerprint}${k.comment ? ` ${k.comment}` : ""} (${display(file)})`)

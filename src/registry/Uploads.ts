@@ -10,7 +10,8 @@ import { mkdir, readdir, rename, stat, unlink, utimes, writeFile } from "node:fs
 import * as path from "node:path"
 import { StorageError, UploadNotFound } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
-import { fsyncDir, fsyncFile, io } from "./BlobStore.js"
+import { fsyncDir, fsyncFile } from "../fs/Atomic.js"
+import { io } from "./BlobStore.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 
 export class Uploads extends Context.Tag("registry/Uploads")<

@@ -1,10 +1,10 @@
 // The registry's host key, <dir>/host_key: an OpenSSH-format ed25519 private key generated on first
 // start (mode 0600, written atomically) and reused afterwards. Its fingerprint is what clients pin.
 import { Context, Effect, Layer } from "effect"
-import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import ssh2 from "ssh2"
+import { writeFileAtomic } from "../fs/Atomic.js"
 import { fingerprint } from "./Fingerprint.js"
 import { SshError } from "./SshError.js"
 import { generateEd25519 } from "./KeyGen.js"
@@ -39,31 +39,6 @@ const describe = (file: string, privateKey: Buffer, created: boolean): Effect.Ef
   })
 }
 
-/** Writes `content` as `file` without ever exposing a partial file; an existing file wins (link fails). */
-const writeNew = async (file: string, content: string): Promise<boolean> => {
-  const dir = path.dirname(file)
-  const tmp = path.join(dir, `.host_key.${randomBytes(6).toString("hex")}.tmp`)
-  const fh = await fs.open(tmp, "wx", 0o600)
-  try {
-    await fh.writeFile(content)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await fs.link(tmp, file)
-    return true
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false // another start won the race: use its key
-    throw e
-  } finally {
-    await fs.unlink(tmp).catch(() => undefined)
-    const dh = await fs.open(dir, "r").catch(() => undefined)
-    await dh?.sync().catch(() => undefined)
-    await dh?.close()
-  }
-}
-
 /** Loads `<dir>/host_key`, generating it first if it does not exist. `dir` must exist. */
 export const loadOrCreate = (dir: string): Effect.Effect<HostKeyInfo, SshError> => {
   const file = path.join(dir, "host_key")
@@ -79,7 +54,8 @@ export const loadOrCreate = (dir: string): Effect.Effect<HostKeyInfo, SshError> 
         Effect.tryPromise({
           try: async () => {
             const pair = generateEd25519("deploy-registry host key")
-            const created = await writeNew(file, pair.private)
+            // An existing file wins (another start won the race): its key is used.
+            const created = await writeFileAtomic(file, pair.private, { mode: 0o600, keepExisting: true })
             return { content: await fs.readFile(file), created }
           },
           catch: (cause) => keyError(`cannot create host key ${file}: ${(cause as Error).message}`, cause)

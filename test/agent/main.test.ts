@@ -1,18 +1,17 @@
 // The built agent (dist/agent/main.js) as a child process against a real registry
 // (dist/registry/main.js). Run `npm run build` first.
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { configHash } from "../../src/domain/ConfigHash.js"
-import { repoRoot, startRegistry, type TestRegistry } from "../support/registry.js"
+import { spawnAgent } from "../support/agent.js"
+import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { type EntrySpec, listAll, tarGz } from "./fixtures.js"
 import { addVersion, run } from "./operator.js"
 import { tempDir } from "./support.js"
-
-const agentMain = path.join(repoRoot, "dist/agent/main.js")
 
 let reg: TestRegistry
 const dirs: Array<string> = []
@@ -39,34 +38,23 @@ interface Agent {
 }
 
 const startAgent = (args: ReadonlyArray<string>, cwd: string): Agent => {
-  const child = spawn(process.execPath, [agentMain, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
-  live.add(child)
-  let out = ""
-  const waiters: Array<() => void> = []
-  const onData = (b: Buffer) => {
-    out += b.toString()
-    for (const w of waiters.splice(0)) w()
-  }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
-  const exited = new Promise<number | null>((resolve) =>
-    child.once("exit", (code) => {
-      live.delete(child)
-      resolve(code)
-    })
-  )
+  const a = spawnAgent(args, cwd)
+  live.add(a.child)
+  const exited = a.exited.then(({ code }) => {
+    live.delete(a.child)
+    return code
+  })
   const waitFor = (re: RegExp, ms = 20_000) =>
     new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agent log never matched ${re}:\n${out}`)), ms)
-      const check = () => {
-        if (re.test(out)) {
+      const timer = setTimeout(() => reject(new Error(`agent log never matched ${re}:\n${a.log()}`)), ms)
+      void a.waitForLine(re).then((matched) => {
+        if (matched) {
           clearTimeout(timer)
           resolve()
-        } else waiters.push(check)
-      }
-      check()
+        }
+      })
     })
-  return { child, output: () => out, exited, waitFor }
+  return { child: a.child, output: a.log, exited, waitFor }
 }
 
 interface Site {

@@ -1,18 +1,11 @@
 // The built deploy-agent as a child process, and a deploy script that checks the tree it is given.
-import { type ChildProcess, spawn } from "node:child_process"
+import type { ChildProcess } from "node:child_process"
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
+import { type RunningAgent, spawnAgent } from "../../support/agent.js"
 import type { TestRegistry } from "../../support/registry.js"
-import { distMain } from "./proc.js"
 
-export interface RunningAgent {
-  readonly child: ChildProcess
-  /** stderr + stdout so far */
-  readonly log: () => string
-  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
-  /** Resolves when a log line matches (or the agent exits: false). */
-  readonly waitForLine: (re: RegExp, from?: number) => Promise<boolean>
-}
+export type { RunningAgent }
 
 const live = new Set<ChildProcess>()
 process.once("exit", () => {
@@ -29,38 +22,13 @@ export interface AgentOptions {
 }
 
 export const startAgent = (reg: TestRegistry, o: AgentOptions, port = reg.port): RunningAgent => {
-  const args = [distMain("agent"), "-addr", `127.0.0.1:${port}`, "-name", o.name, "-key", reg.agent.privatePath, "-fp", reg.fingerprint,
+  const args = ["-addr", `127.0.0.1:${port}`, "-name", o.name, "-key", reg.agent.privatePath, "-fp", reg.fingerprint,
     "-dir", o.dir, "-script", o.script, "-state", path.join(o.dir, "state.json"), "-poll", o.poll ?? "1s", "-v",
     ...(o.once ? ["-once"] : []), ...(o.extra ?? [])]
-  const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], cwd: o.dir })
-  live.add(child)
-  let out = ""
-  const waiters: Array<() => void> = []
-  const onData = (b: Buffer) => {
-    out += b.toString()
-    for (const w of waiters.splice(0)) w()
-  }
-  child.stdout!.on("data", onData)
-  child.stderr!.on("data", onData)
-  let done = false
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once("exit", (code, signal) => {
-      live.delete(child)
-      done = true
-      for (const w of waiters.splice(0)) w()
-      resolve({ code, signal })
-    })
-  )
-  const waitForLine = (re: RegExp, from = 0) =>
-    new Promise<boolean>((resolve) => {
-      const check = () => {
-        if (re.test(out.slice(from))) return resolve(true)
-        if (done) return resolve(false)
-        waiters.push(check)
-      }
-      check()
-    })
-  return { child, log: () => out, exited, waitForLine }
+  const agent = spawnAgent(args, o.dir)
+  live.add(agent.child)
+  void agent.exited.then(() => live.delete(agent.child))
+  return agent
 }
 
 export const kill = async (a: RunningAgent, signal: NodeJS.Signals = "SIGKILL") => {
