@@ -5,8 +5,8 @@
 // (symlinks are followed *inside* the tree, `..` in link targets is clamped at the root) and the
 // kernel is never asked to follow a link: every path we hand it consists of directories we made,
 // and the last component is opened with O_NOFOLLOW|O_EXCL after unlinking what was there.
-// The hot path is synchronous fs calls inside the parser's events (one Effect for the whole job):
-// 20k small files stay close to GNU tar's speed.
+// The parser's events decide; the file-system calls run in the same order on a worker thread
+// (TreeWriter.ts), overlapping with the parsing: 20k small files stay close to GNU tar's speed.
 import { Context, Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
@@ -15,9 +15,10 @@ import * as path from "node:path"
 import * as tar from "tar"
 import * as zlib from "node:zlib"
 import { UnpackError, UnsafeArchive } from "../domain/AgentErrors.js"
-import { fsyncDir, unwritten, writeFileAtomic } from "../fs/Atomic.js"
+import { fsyncDir, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type Level } from "./AgentLog.js"
+import { OpFailed, type Refusals, TreeWriter } from "./TreeWriter.js"
 
 export interface LayerFile {
   /** How the layer is named in messages, e.g. `code@v01`. */
@@ -44,10 +45,7 @@ interface DirMeta {
 const DIR: Node = { kind: "dir" }
 const FILE: Node = { kind: "file" }
 const MAX_LINK_HOPS = 40
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
-const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
-/** Bytes of file data gathered before a write. */
-const WRITE_BATCH = 256 * 1024
+const { O_NOFOLLOW } = fs.constants
 const S_ISGID = 0o2000
 /** zlib output chunk: fewer thread-pool round trips, and fewer files split across two chunks. */
 const INFLATE_CHUNK = 256 * 1024
@@ -62,7 +60,8 @@ class Refused extends Error {
   }
 }
 
-const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException | undefined)?.code
+const NOT_EMPTY: Refusals = { ENOTEMPTY: "cannot replace a non-empty directory", EEXIST: "cannot replace a non-empty directory" }
+const seconds = (d: Date) => d.getTime() / 1000
 
 /** The extraction state shared by all layers of one tree. */
 class Extractor {
@@ -88,6 +87,15 @@ class Extractor {
     private readonly opts: ExtractOptions
   ) {
     this.setgidDirs = (fs.statSync(root).mode & S_ISGID) !== 0
+    this.w = new TreeWriter() // last: nothing may throw after the worker exists
+  }
+
+  /** Executes the file-system calls (in order, on a worker thread). */
+  private readonly w: TreeWriter
+
+  /** Stops the writer; after this no file of this extraction is created any more. */
+  close(): Promise<void> {
+    return this.w.close()
   }
 
   /** Whether a new file (owned by our euid/egid) must be chowned to the entry's owner. */
@@ -125,7 +133,7 @@ class Extractor {
       const node = this.nodes.get(key)
       if (node === undefined) {
         if (!create) return undefined
-        fs.mkdirSync(this.abs(key), 0o755)
+        this.w.push(this.entryName, { k: "mkdir", path: this.abs(key), mode: 0o755 })
         this.nodes.set(key, DIR)
         stack.push(c)
       } else if (node.kind === "dir") {
@@ -150,15 +158,10 @@ class Extractor {
     if (node.kind === "dir") {
       if (keepDir) return node
       if (key === "") this.refuse("cannot replace the root directory")
-      try {
-        fs.rmdirSync(this.abs(key))
-      } catch (e) {
-        if (errno(e) === "ENOTEMPTY" || errno(e) === "EEXIST") this.refuse("cannot replace a non-empty directory")
-        throw e
-      }
+      this.w.push(this.entryName, { k: "rmdir", path: this.abs(key) }, NOT_EMPTY)
       this.resolved.clear()
     } else {
-      fs.unlinkSync(this.abs(key))
+      this.w.push(this.entryName, { k: "unlink", path: this.abs(key) })
       if (node.kind === "symlink") this.resolved.clear()
     }
     this.nodes.delete(key)
@@ -218,7 +221,7 @@ class Extractor {
         if (failed) return void entry.resume()
         entries++
         try {
-          this.entry(entry, onAbsolute, fail)
+          this.entry(entry, onAbsolute)
         } catch (e) {
           entry.resume()
           fail(e)
@@ -233,22 +236,33 @@ class Extractor {
         if (failed) return
         try {
           this.finishLayer()
-          resolve()
         } catch (e) {
-          fail(e)
+          return fail(e)
         }
+        // Resolved once the worker has done every op of this layer.
+        this.w.drain().then(resolve, fail)
       })
       if (signal) {
         if (signal.aborted) return fail(new UnpackError({ message: `layer ${layer.label}: interrupted` }))
         signal.addEventListener("abort", () => fail(new UnpackError({ message: `layer ${layer.label}: interrupted` })), { once: true })
       }
       input.on("error", (err) => fail(new UnpackError({ message: `layer ${layer.label}: cannot read ${layer.file}: ${err.message}` })))
-      // Parser input with back-pressure on `from`.
+      // Parser input with back-pressure on `from`: from the parser, and from the writer when it is behind.
+      // The parser handles a chunk synchronously, so the ops it produced go out as one batch right after.
       const feed = (from: { pause(): unknown; resume(): unknown }) => (chunk: Buffer) => {
-        if (!failed && !parser.write(chunk)) {
-          from.pause()
-          parser.once("drain", () => from.resume())
+        if (failed) return
+        if (this.w.failed) return fail(this.w.failed)
+        const parserFull = !parser.write(chunk)
+        this.w.flush()
+        const writerFull = this.w.full()
+        if (!parserFull && !writerFull) return
+        from.pause()
+        let waiting = (parserFull ? 1 : 0) + (writerFull ? 1 : 0)
+        const release = () => {
+          if (--waiting === 0 && !failed) from.resume()
         }
+        if (parserFull) parser.once("drain", release)
+        if (writerFull) this.w.whenRoom(release)
       }
       // A gzip'd layer is inflated by zlib on the thread pool, next to the parsing and file writes here
       // (tar's own inflater would run on this thread); a plain tar goes to the parser as is.
@@ -282,7 +296,7 @@ class Extractor {
     })
   }
 
-  private entry(entry: tar.ReadEntry, onAbsolute: () => void, fail: (e: unknown) => void): void {
+  private entry(entry: tar.ReadEntry, onAbsolute: () => void): void {
     this.entryName = entry.path
     const parts = this.split(entry.path, "path", onAbsolute)
     switch (entry.type) {
@@ -292,7 +306,7 @@ class Extractor {
       case "File":
       case "OldFile":
       case "ContiguousFile":
-        return this.file(entry, parts, fail)
+        return this.file(entry, parts)
       case "SymbolicLink":
         return this.symlink(entry, parts)
       case "Link":
@@ -315,7 +329,7 @@ class Extractor {
   private directory(entry: tar.ReadEntry, parts: ReadonlyArray<string>): void {
     const key = parts.length === 0 ? "" : this.place(parts)
     if (this.clear(key, true) === undefined) {
-      fs.mkdirSync(this.abs(key), 0o700)
+      this.w.push(this.entryName, { k: "mkdir", path: this.abs(key), mode: 0o700 })
       this.nodes.set(key, DIR)
     }
     // Mode and times are applied when the layer ends, so a read-only dir can still be filled.
@@ -325,65 +339,27 @@ class Extractor {
     entry.resume()
   }
 
-  private file(entry: tar.ReadEntry, parts: ReadonlyArray<string>, fail: (e: unknown) => void): void {
+  private file(entry: tar.ReadEntry, parts: ReadonlyArray<string>): void {
     const key = this.place(parts)
     this.clear(key, false)
     const abs = this.abs(key)
     const mode = this.mode(entry.mode, 0o644)
-    const fd = fs.openSync(abs, CREATE_FLAGS, mode & 0o777)
+    const name = this.entryName
+    const slot = this.w.slot()
+    this.w.push(name, { k: "open", slot, path: abs, mode: mode & 0o777 })
     this.nodes.set(key, FILE)
     this.written.push(abs)
-    let open = true
-    const close = () => {
-      if (open) {
-        open = false
-        fs.closeSync(fd)
-      }
-    }
-    // Chunks are gathered and written with one writev: a small file split across two gunzip outputs
-    // would otherwise cost two write calls. The chunks are the parser's own (not reused), bounded here.
-    let pending: Array<Buffer> = []
-    let pendingBytes = 0
-    const flush = () => {
-      const bufs = pending
-      const total = pendingBytes
-      pending = []
-      pendingBytes = 0
-      const done = bufs.length === 1 ? fs.writeSync(fd, bufs[0]!) : fs.writevSync(fd, bufs)
-      // Short writes (not on local filesystems, but allowed): finish the rest one buffer at a time.
-      if (done < total) {
-        for (const b of unwritten(bufs, done)) {
-          let off = 0
-          while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off)
-        }
-      }
-    }
-    entry.on("data", (chunk: Buffer) => {
-      if (!open) return
-      pending.push(chunk)
-      pendingBytes += chunk.length
-      if (pendingBytes < WRITE_BATCH && pending.length < 64) return
-      try {
-        flush()
-      } catch (e) {
-        close()
-        fail(e)
-      }
-    })
-    entry.on("end", () => {
-      if (!open) return
-      try {
-        if (pendingBytes > 0) flush()
-        // chown clears setuid bits, so it goes first; chmod only when the umask changed the mode.
-        if (this.needsChown(entry.uid, entry.gid)) fs.fchownSync(fd, entry.uid!, entry.gid!)
-        if ((mode & ~this.umask) !== mode || (this.isRoot && mode & 0o6000)) fs.fchmodSync(fd, mode)
-        if (entry.mtime) fs.futimesSync(fd, entry.atime ?? this.now, entry.mtime)
-        close()
-      } catch (e) {
-        close()
-        fail(e)
-      }
-    })
+    entry.on("data", (chunk: Buffer) => this.w.write(name, slot, chunk))
+    entry.on("end", () =>
+      this.w.push(name, {
+        k: "close",
+        slot,
+        ...(this.needsChown(entry.uid, entry.gid) ? { uid: entry.uid!, gid: entry.gid! } : {}),
+        // chmod only when the umask changed the mode (or chown dropped set-id bits).
+        ...((mode & ~this.umask) !== mode || (this.isRoot && mode & 0o6000) ? { chmod: mode } : {}),
+        ...(entry.mtime ? { atime: seconds(entry.atime ?? this.now), mtime: seconds(entry.mtime) } : {})
+      })
+    )
     entry.resume()
   }
 
@@ -393,10 +369,14 @@ class Extractor {
     this.clear(key, false)
     const abs = this.abs(key)
     // The target is stored verbatim: links may point anywhere; we only never follow them out.
-    fs.symlinkSync(target, abs)
+    this.w.push(this.entryName, {
+      k: "symlink",
+      target,
+      path: abs,
+      ...(this.isRoot && entry.uid !== undefined && entry.gid !== undefined ? { uid: entry.uid, gid: entry.gid } : {}),
+      ...(entry.mtime ? { atime: seconds(entry.atime ?? this.now), mtime: seconds(entry.mtime) } : {})
+    })
     this.nodes.set(key, { kind: "symlink", target })
-    if (this.isRoot && entry.uid !== undefined && entry.gid !== undefined) fs.lchownSync(abs, entry.uid, entry.gid)
-    if (entry.mtime) fs.lutimesSync(abs, entry.atime ?? this.now, entry.mtime)
     entry.resume()
   }
 
@@ -410,17 +390,22 @@ class Extractor {
     const key = this.place(parts)
     if (key !== tkey) {
       this.clear(key, false)
-      fs.linkSync(this.abs(tkey), this.abs(key))
+      this.w.push(this.entryName, { k: "link", existing: this.abs(tkey), path: this.abs(key) })
       this.nodes.set(key, FILE)
     }
     entry.resume()
   }
 
   private finishLayer(): void {
-    for (const d of this.layerDirs.values()) {
-      if (this.isRoot && d.uid !== undefined && d.gid !== undefined) fs.chownSync(d.abs, d.uid, d.gid)
-      fs.chmodSync(d.abs, d.mode)
-      if (d.mtime) fs.utimesSync(d.abs, new Date(), d.mtime)
+    const now = seconds(new Date())
+    for (const [key, d] of this.layerDirs) {
+      this.w.push(key, {
+        k: "dir",
+        path: d.abs,
+        mode: d.mode,
+        ...(this.isRoot && d.uid !== undefined && d.gid !== undefined ? { uid: d.uid, gid: d.gid } : {}),
+        ...(d.mtime ? { atime: now, mtime: seconds(d.mtime) } : {})
+      })
     }
     this.layerDirs = new Map()
   }
@@ -468,14 +453,20 @@ export const extractLayers = async (
   signal?: AbortSignal
 ): Promise<void> => {
   const x = new Extractor(root, opts)
-  for (const layer of layers) {
-    try {
-      await x.layer(layer, signal)
-    } catch (e) {
-      if (e instanceof Refused) throw new UnsafeArchive({ layer: layer.label, entry: e.entry, reason: e.reason })
-      if (e instanceof UnpackError) throw e
-      throw new UnpackError({ message: `layer ${layer.label}: ${e instanceof Error ? e.message : String(e)}` })
+  try {
+    for (const layer of layers) {
+      try {
+        await x.layer(layer, signal)
+      } catch (e) {
+        if (e instanceof Refused) throw new UnsafeArchive({ layer: layer.label, entry: e.entry, reason: e.reason })
+        if (e instanceof OpFailed && e.refusal !== undefined) throw new UnsafeArchive({ layer: layer.label, entry: e.entry, reason: e.refusal })
+        if (e instanceof UnpackError) throw e
+        throw new UnpackError({ message: `layer ${layer.label}: ${e instanceof Error ? e.message : String(e)}` })
+      }
     }
+  } finally {
+    // Before anyone removes a failed tree: the worker must not create files under their feet.
+    await x.close()
   }
   await syncTree(root, x.written, x.dirs())
 }

@@ -8,7 +8,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { UnsafeArchive } from "../../src/domain/AgentErrors.js"
+import { UnpackError, UnsafeArchive } from "../../src/domain/AgentErrors.js"
 import { extractLayers, type LayerFile, makeUnpacker } from "../../src/agent/Unpacker.js"
 import { type EntrySpec, listAll, snapshot, writeArchive } from "./fixtures.js"
 
@@ -161,6 +161,26 @@ describe("hostile archives (fault 2)", () => {
     expect((err as UnsafeArchive).entry).toBe("a/../../escape.txt")
     expect((err as UnsafeArchive).message).toContain("a/../../escape.txt")
     expect(existsSync(path.join(sandbox, "escape.txt"))).toBe(false)
+  })
+
+  it("refuses to replace a non-empty directory, names the entry, and writes nothing after it", async () => {
+    const err = await extractGuarded(
+      await archives(
+        [{ path: "d/keep.txt", content: "keep" }],
+        [{ path: "d", content: "a file where a full directory is" }, { path: "after.txt", content: "x" }]
+      )
+    )
+    expect(err).toBeInstanceOf(UnsafeArchive)
+    expect((err as UnsafeArchive).entry).toBe("d")
+    expect((err as UnsafeArchive).message).toContain("cannot replace a non-empty directory")
+    expect(await fs.readFile(path.join(sandbox, "tree/d/keep.txt"), "utf8")).toBe("keep")
+    expect(existsSync(path.join(sandbox, "tree/after.txt"))).toBe(false)
+  })
+
+  it("reports a failing file-system call as an UnpackError of its layer", async () => {
+    const err = await extractGuarded(await archives([{ path: `${"n".repeat(300)}.txt`, content: "x" }]))
+    expect(err).toBeInstanceOf(UnpackError)
+    expect((err as UnpackError).message).toMatch(/^layer l0@v1: ENAMETOOLONG/)
   })
 
   it("strips a leading / and logs it", async () => {
