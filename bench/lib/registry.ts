@@ -44,12 +44,14 @@ export interface RegistryOptions {
   /** Extra node flags, e.g. ["--cpu-prof", "--cpu-prof-dir=/tmp/prof"]. */
   readonly nodeArgs?: ReadonlyArray<string>
   readonly extraArgs?: ReadonlyArray<string>
+  /** Reuse this data directory (kept at stop) instead of a fresh one, e.g. to profile a restart on stored blobs. */
+  readonly dataDir?: string
 }
 
 export const startRegistry = async (opts: RegistryOptions): Promise<Registry> => {
   requirePrograms("registry")
   const base = await tempDir("bench-registry-")
-  const dir = path.join(base, "data")
+  const dir = opts.dataDir ?? path.join(base, "data")
   const keys = path.join(base, "keys")
   await mkdir(keys, { recursive: true })
   const operator = await makeKey(keys, "operator", "bench-operator")

@@ -3,12 +3,13 @@
 // `<dir>/cache/previous` lists the blobs of the configuration deployed before the current one, so the
 // cleanup after a switch keeps them and a rollback needs no download.
 import { Context, Effect, Layer } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
 import { fsyncDir, removeLeftovers, unwritten, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
+import { hashFile } from "./Hasher.js"
 import type { Sink } from "./RegistryClient.js"
 
 export interface CacheService {
@@ -55,29 +56,33 @@ export const makeCache = (dir: string): CacheService => {
           try: async () => {
             await fs.mkdir(cacheDir, { recursive: true })
             const tmp = path.join(cacheDir, `.${hash}.${randomBytes(6).toString("hex")}.part`)
-            return { tmp, fh: await fs.open(tmp, "wx", 0o644), closed: false, done: false }
+            const fh = await fs.open(tmp, "wx", 0o644)
+            return { tmp, fh, closed: false, done: false, hash: hashFile(tmp) }
           },
           catch: io("cannot create a file in the cache")
         }),
         (t) =>
           Effect.gen(function* () {
-            const h = createHash("sha256")
             // Write-back starts while the download goes on, so the fsync at the end flushes only the tail
             // (a 256 MiB blob's single fsync took 0.25 s here, a quarter of its download).
             let unsynced = 0
             let syncing: Promise<void> | undefined
-            // Once per batch of reads, not once per 256 KiB: hash each piece, then one writev.
+            let total = 0
+            // Once per batch of reads, not once per 256 KiB: one writev, then the hashing worker reads it back.
             yield* fill((pieces) =>
               Effect.tryPromise({
                 try: async () => {
-                  for (const piece of pieces) h.update(piece)
                   const written = (await t.fh.writev(pieces as Array<Buffer>)).bytesWritten
                   // writev may be partial; finish piece by piece from where it stopped.
                   for (const piece of unwritten(pieces, written)) {
                     let off = 0
                     while (off < piece.byteLength) off += (await t.fh.write(piece, off, piece.byteLength - off)).bytesWritten
                   }
-                  for (const piece of pieces) unsynced += piece.byteLength
+                  for (const piece of pieces) {
+                    unsynced += piece.byteLength
+                    total += piece.byteLength
+                  }
+                  t.hash.written(total)
                   if (unsynced >= EARLY_SYNC_BYTES && syncing === undefined) {
                     unsynced = 0
                     // Its failure is the final sync's to report; the blob is not committed without that one.
@@ -91,7 +96,7 @@ export const makeCache = (dir: string): CacheService => {
               })
             )
             yield* Effect.promise(() => syncing ?? Promise.resolve())
-            const actual = h.digest("hex")
+            const actual = yield* Effect.tryPromise({ try: () => t.hash.digest(total), catch: io(`cannot hash blob ${hash}`) })
             if (actual !== hash) return yield* new HashMismatch({ expected: hash, actual })
             yield* Effect.tryPromise({
               try: async () => {
@@ -107,6 +112,7 @@ export const makeCache = (dir: string): CacheService => {
           }),
         (t) =>
           Effect.promise(async () => {
+            t.hash.abandon()
             if (!t.closed) await t.fh.close().catch(() => {})
             if (!t.done) await fs.rm(t.tmp, { force: true }).catch(() => {})
           })

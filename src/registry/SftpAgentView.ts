@@ -11,7 +11,8 @@ import { encodeDocument } from "../domain/Document.js"
 import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import {
-  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
+  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
+  whenWindow
 } from "../ssh/SftpServer.js"
 import { BlobStore } from "./BlobStore.js"
 import { Storage } from "./Storage.js"
@@ -73,13 +74,22 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         close?.()
       }
       let inFlight = 0
+      /** Window the replies of the reads in flight will use; a read starts only if its reply can go out at once. */
+      let reserved = 0
       const pumpReads = () => {
         while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
+          const need = DATA_HEADER + queued[0]!.len
+          // Paced by the client's window: reading further ahead only made ssh2 copy each reply into its
+          // queue (255 KiB allocated per READ; a third of a download's CPU went to that and its GC). With
+          // nothing in flight a read always starts, so a client with a tiny window still gets its data.
+          if (inFlight > 0 && replyRoom(sftp) - reserved <= need) return whenWindow(sftp, pumpReads)
           const { reqId, h, offset, len } = queued.shift()!
           const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
           inFlight++
+          reserved += need
           fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
             inFlight--
+            reserved -= need
             if (!ended) {
               if (err) sftp.status(reqId, STATUS.FAILURE)
               else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)

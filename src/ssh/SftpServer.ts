@@ -156,6 +156,37 @@ export const advertiseLimits = (sftp: SFTPWrapper): void => {
 export const DATA_HEADER = 13
 const SSH_FXP_DATA = 103
 
+/**
+ * Bytes of replies that can go out now without ssh2 queueing (and copying) them: the peer's channel window,
+ * or 0 while ssh2 still has queued output. A server that reads ahead of this only fills ssh2's queue.
+ */
+export const replyRoom = (sftp: SFTPWrapper): number => {
+  const s = sftp as unknown as SftpInternals
+  return s._buffer.length === 0 && s.outgoing.state === "open" ? s.outgoing.window : 0
+}
+
+/**
+ * Calls `f` once, at the peer's next window adjustment (after ssh2 has sent what it had queued). Uses the
+ * hook ssh2 itself uses to drain its queue (`_waitWindow`/`_chunkcb`, called by the channel manager), and
+ * keeps ssh2's own drain in the chain. Arming it again for the same `f` before then changes nothing; if
+ * ssh2 replaces the hook meanwhile, `f` is not called (callers re-arm when they next find no room).
+ */
+export const whenWindow = (sftp: SFTPWrapper, f: () => void): void => {
+  const s = sftp as unknown as SftpInternals & { _waitWindow?: boolean; _chunkcb?: WindowHook }
+  const current = s._chunkcb
+  s._waitWindow = true
+  if (current?.[ARMED] === f) return
+  const hook: WindowHook = function (this: unknown) {
+    if (s._chunkcb === hook) s._chunkcb = undefined
+    current?.call(this) // ssh2's drain, which may arm itself again
+    f()
+  }
+  hook[ARMED] = f
+  s._chunkcb = hook
+}
+const ARMED = Symbol("whenWindow")
+type WindowHook = ((this: unknown) => void) & { [ARMED]?: () => void }
+
 /** Sends bytes [DATA_HEADER, DATA_HEADER + dataLen) of `packet` as the DATA reply to `reqId`. */
 export const sendData = (sftp: SFTPWrapper, reqId: number, packet: Buffer, dataLen: number): void => {
   const s = sftp as unknown as SftpInternals
