@@ -102,7 +102,12 @@ export const request = <A>(
 
 /** Default request size: OpenSSH's 255 KiB limit (fewer round trips, fewer status replies). */
 export const DEFAULT_CHUNK = 255 * 1024
-export const DEFAULT_IN_FLIGHT = 64
+/**
+ * Requests outstanding by default: about 3 MiB, a little more than the 2 MiB channel window an ssh2 server
+ * (the registry) grants. More only waits as copies in ssh2's queue: 64 made deployctl's upload 9% slower
+ * (more allocation and garbage collection for the same bytes).
+ */
+export const DEFAULT_IN_FLIGHT = 12
 
 export interface UploadOptions {
   /** Bytes per WRITE request; clamped to what the session negotiated (limits@openssh.com). */
