@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { CacheError, HashMismatch } from "../domain/AgentErrors.js"
 import { fsyncDir, removeLeftovers, unwritten, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
-import { hashFile } from "./Hasher.js"
+import { hashFile } from "../fs/FileHasher.js"
 import type { Sink } from "./RegistryClient.js"
 
 export interface CacheService {

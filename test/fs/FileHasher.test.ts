@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { hashFile } from "../../src/agent/Hasher.js"
+import { hashFile } from "../../src/fs/FileHasher.js"
 
 let dir: string
 beforeEach(async () => {

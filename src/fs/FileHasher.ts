@@ -1,9 +1,9 @@
-// sha256 of a download on a worker thread, beside the main thread that decrypts and writes it: hashing
-// was a quarter of the agent's CPU per downloaded byte (bench/profile.ts -mode agent-deploy), all of it
-// in series with the SSH receive path. The worker reads back what the main thread has written (from the
-// page cache), so no buffer is shared or copied between threads: sharing the read buffers made every
-// copy into them several times slower. One worker serves every download of the process, and does not
-// keep the process alive while no hash is running.
+// sha256 of a file being written (an agent's download, an upload to the registry), on a worker thread
+// beside the main thread that decrypts and writes it: hashing was a quarter of the agent's CPU per
+// downloaded byte (bench/profile.ts -mode agent-deploy), all of it in series with the SSH path. The worker
+// reads back what has been written (from the page cache), so no buffer is shared or copied between
+// threads: sharing the read buffers made every copy into them several times slower. One worker serves
+// every hash of the process, and does not keep the process alive while no hash is running.
 import { Worker } from "node:worker_threads"
 
 export interface FileHash {
