@@ -12,7 +12,7 @@ import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/
 import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
-  whenWindow
+  whenWindow, windowAdjustDue
 } from "../ssh/SftpServer.js"
 import { BlobStore } from "./BlobStore.js"
 import { Storage } from "./Storage.js"
@@ -80,9 +80,10 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
           const need = DATA_HEADER + queued[0]!.len
           // Paced by the client's window: reading further ahead only made ssh2 copy each reply into its
-          // queue (255 KiB allocated per READ; a third of a download's CPU went to that and its GC). With
-          // nothing in flight a read always starts, so a client with a tiny window still gets its data.
-          if (inFlight > 0 && replyRoom(sftp) - reserved <= need) return whenWindow(sftp, pumpReads)
+          // queue (255 KiB allocated per READ; a third of a download's CPU went to that and its GC). A read
+          // waits only while a reply in flight or a window adjustment is sure to wake it, so a client with
+          // a tiny window still gets its data.
+          if (replyRoom(sftp) - reserved <= need && (inFlight > 0 || windowAdjustDue(sftp))) return whenWindow(sftp, pumpReads)
           const { reqId, h, offset, len } = queued.shift()!
           const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
           inFlight++

@@ -162,7 +162,20 @@ const SSH_FXP_DATA = 103
  */
 export const replyRoom = (sftp: SFTPWrapper): number => {
   const s = sftp as unknown as SftpInternals
-  return s._buffer.length === 0 && s.outgoing.state === "open" ? s.outgoing.window : 0
+  const w = s.outgoing.window
+  if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
+  return s._buffer.length === 0 && s.outgoing.state === "open" ? w : 0
+}
+const largestWindow = new WeakMap<SFTPWrapper, number>()
+
+/**
+ * Whether the peer is sure to adjust the window soon: less than half of the largest window it granted is
+ * left, and clients (OpenSSH, ssh2) send WINDOW_ADJUST once they have used half. Waiting for the window is
+ * only safe then; otherwise a reply must go out as it can.
+ */
+export const windowAdjustDue = (sftp: SFTPWrapper): boolean => {
+  const s = sftp as unknown as SftpInternals
+  return s._buffer.length > 0 || s.outgoing.window < (largestWindow.get(sftp) ?? 0) / 2
 }
 
 /**

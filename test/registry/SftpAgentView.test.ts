@@ -4,7 +4,8 @@ import { createHash, randomBytes } from "node:crypto"
 import { promises as fs, readdirSync, readlinkSync } from "node:fs"
 import * as path from "node:path"
 import type { Client, FileEntry, SFTPWrapper } from "ssh2"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { createRequire } from "node:module"
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import { ConfigurationDocument, DocumentLayer, encodeDocument } from "../../src/domain/Document.js"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
@@ -12,6 +13,7 @@ import { resolveViewPath } from "../../src/registry/SftpAgentView.js"
 import { clientSftp, connectClient, tempDir } from "../support/registry.js"
 import { fixedStorage, type InProcessServer, startInProcess } from "../support/sshServer.js"
 
+const require = createRequire(import.meta.url)
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex") as Sha256
 const blob = randomBytes(3 * 1024 * 1024 + 17)
 const small = Buffer.from("tiny blob\n")
@@ -109,6 +111,16 @@ describe("agent view", () => {
   })
 
   it("serves a large blob intact to a client with many 255 KiB reads in flight (the agent's pattern)", async () => {
+    // Replies are paced by the client's 2 MiB window (whenWindow, relying on ssh2 internals): when that
+    // works, no reply takes ssh2's copying fallback (sftp.data queueing a 255 KiB copy).
+    const proto = (require("ssh2/lib/protocol/SFTP.js") as { SFTP: { prototype: { data: (...a: Array<unknown>) => unknown } } }).SFTP.prototype
+    const data = proto.data
+    let copied = 0
+    proto.data = function (this: { server?: boolean }, ...a: Array<unknown>) {
+      if (this.server && (a[1] as Buffer).length > 64 * 1024) copied++
+      return data.apply(this, a)
+    }
+    onTestFinished(() => void (proto.data = data))
     const big = randomBytes(24 * 1024 * 1024 + 5)
     const tmp = path.join(srv.dir, `incoming-${sha(big)}`)
     await fs.writeFile(tmp, big)
@@ -137,6 +149,7 @@ describe("agent view", () => {
     }
     await p<void>((cb) => s.close(h, (e) => cb(e)))
     expect(sha(got)).toBe(sha(big))
+    expect(copied).toBeLessThanOrEqual(2)
   })
 
   it("never reaches outside the view", async () => {
