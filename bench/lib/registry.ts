@@ -46,6 +46,8 @@ export interface RegistryOptions {
   readonly extraArgs?: ReadonlyArray<string>
   /** Reuse this data directory (kept at stop) instead of a fresh one, e.g. to profile a restart on stored blobs. */
   readonly dataDir?: string
+  /** The registry program to run (default dist/registry/main.js), e.g. another build for an A/B. */
+  readonly program?: string
 }
 
 export const startRegistry = async (opts: RegistryOptions): Promise<Registry> => {
@@ -60,7 +62,7 @@ export const startRegistry = async (opts: RegistryOptions): Promise<Registry> =>
   await writeFile(path.join(base, "service.keys"), agent.publicLine + "\n")
   const args = [
     ...(opts.nodeArgs ?? []),
-    dist.registry,
+    opts.program ?? dist.registry,
     "-addr", "127.0.0.1:0",
     "-dir", dir,
     "-opauth", path.join(base, "operator.keys"),

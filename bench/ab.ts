@@ -1,0 +1,113 @@
+// A/B of two builds of our programs, interleaved in one process (A B B A A B …), for judging a change on a
+// machine whose speed drifts by 20–40% from minute to minute: two separate benchmark runs cannot tell a 10%
+// change from noise, the same interleaved runs can. No reference: it prints medians and B/A.
+//   git stash && npm run build && rm -rf dist-a && cp -r dist dist-a && git stash pop && npm run build
+//   node --import tsx bench/ab.ts -a dist-a -b dist -what put,get,addver,deploy -runs 7 -size 256M
+// The builds must lie inside the repository (dist-a/ is ignored), where their bundles find node_modules.
+import { mkdir, rm } from "node:fs/promises"
+import { existsSync } from "node:fs"
+import * as path from "node:path"
+import { tempDir } from "../test/support/keys.js"
+import { randomTarGz } from "./lib/data.js"
+import { parseFlags, UsageError } from "./lib/flags.js"
+import { Cleanup, isMain, log } from "./lib/main.js"
+import { sftpGet, sftpPut } from "./lib/openssh.js"
+import { cpuMs, run, warm } from "./lib/proc.js"
+import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Registry } from "./lib/registry.js"
+import { summarize } from "./lib/stats.js"
+
+const WHAT = ["put", "get", "addver", "deploy"] as const
+type What = (typeof WHAT)[number]
+
+export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
+  const f = parseFlags(argv, ["a", "b", "what", "runs", "size", "cipher"])
+  const build = (flag: string, dflt: string) => {
+    const dir = path.resolve(root, f.str(flag, dflt))
+    for (const p of ["registry", "ctl", "agent"]) {
+      if (!existsSync(path.join(dir, p, "main.js"))) throw new UsageError(`-${flag} ${dir}: no ${p}/main.js (a copy of dist/ inside the repository)`)
+    }
+    return { registry: path.join(dir, "registry/main.js"), ctl: path.join(dir, "ctl/main.js"), agent: path.join(dir, "agent/main.js") }
+  }
+  const builds = { A: build("a", "dist-a"), B: build("b", "dist") }
+  const what = f.str("what", WHAT.join(",")).split(",").map((w) => w.trim()) as Array<What>
+  for (const w of what) if (!WHAT.includes(w)) throw new UsageError(`-what: ${w}? (${WHAT.join(", ")})`)
+  const runs = f.int("runs", 7)
+  const cipher = f.str("cipher", "aes128-gcm@openssh.com")
+  const cleanup = new Cleanup()
+  try {
+    const data = await randomTarGz(f.size("size", "256M"))
+    const work = await tempDir("bench-ab-")
+    cleanup.add(() => rm(work, { recursive: true, force: true }))
+    const regs: Record<"A" | "B", Registry> = {} as never
+    for (const k of ["A", "B"] as const) {
+      regs[k] = await startRegistry({ cipher, program: builds[k].registry })
+      cleanup.add(() => regs[k].stop())
+      await addVersionViaSftp(regs[k], data.path, data.sha256, "big", "v1")
+      await sshExec(regs[k], "addconf -name ab -layer big:v1")
+    }
+    // Each side's client runs against its own registry: a change to either end shows.
+    const once: Record<What, (k: "A" | "B", i: number) => Promise<{ ms: number; cpu: number }>> = {
+      put: async (k, i) => {
+        await warm(data.path)
+        const c0 = cpuMs(regs[k].pid)
+        const r = await sftpPut({ port: regs[k].port, user: "operator", opts: regs[k].clientOpts("operator") }, data.path, `ab${i}.tar.gz`)
+        return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
+      },
+      get: async (k) => {
+        const c0 = cpuMs(regs[k].pid)
+        const local = path.join(work, `got-${k}`)
+        const r = await sftpGet({ port: regs[k].port, user: "deploy-agent", opts: regs[k].clientOpts("agent") }, `/files/${data.sha256}`, local)
+        await rm(local, { force: true })
+        return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
+      },
+      addver: async (k, i) => {
+        await warm(data.path)
+        const c0 = cpuMs(regs[k].pid)
+        const reg = regs[k]
+        const r = await run(process.execPath, [builds[k].ctl, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "addver", "-name", `ab${i}`, "-version", "v1", "-file", data.path])
+        if (r.code !== 0) throw new Error(`deployctl (${k}) failed: ${(r.stdout + r.stderr).trim()}`)
+        return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
+      },
+      deploy: async (k, i) => {
+        const dir = path.join(work, `agent-${k}-${i}`)
+        await mkdir(dir)
+        const c0 = cpuMs(regs[k].pid)
+        const args = agentArgs(regs[k], "ab", dir, ["-once", "-script", ""])
+        args[0] = builds[k].agent
+        const r = await run(process.execPath, args)
+        if (r.code !== 0) throw new Error(`deploy-agent (${k}) failed: ${(r.stdout + r.stderr).trim()}`)
+        await rm(dir, { recursive: true, force: true })
+        return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
+      }
+    }
+    for (const w of what) {
+      const ms: Record<"A" | "B", number[]> = { A: [], B: [] }
+      const cpu: Record<"A" | "B", number[]> = { A: [], B: [] }
+      for (let i = 0; i < runs; i++) {
+        const order: ReadonlyArray<"A" | "B"> = i % 2 === 0 ? ["A", "B"] : ["B", "A"]
+        for (const k of order) {
+          const r = await once[w](k, i)
+          ms[k].push(r.ms)
+          cpu[k].push(r.cpu)
+        }
+      }
+      const [a, b] = [summarize(ms.A), summarize(ms.B)]
+      const [ca, cb] = [summarize(cpu.A), summarize(cpu.B)]
+      const line = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`
+      process.stdout.write(
+        `${w.padEnd(7)} ms A ${line(a)}  B ${line(b)}  B/A ${(b.median / a.median).toFixed(2)}   registry CPU ms A ${line(ca)}  B ${line(cb)}\n`
+      )
+    }
+  } finally {
+    await cleanup.run()
+  }
+}
+
+if (isMain(import.meta.url)) {
+  main(process.argv.slice(2))
+    .then(() => process.exit(0))
+    .catch((e: unknown) => {
+      log(e instanceof Error ? e.message : String(e))
+      process.exit(e instanceof UsageError ? 2 : 1)
+    })
+}
