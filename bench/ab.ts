@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
 import { randomTarGz } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
-import { Cleanup, isMain, log } from "./lib/main.js"
+import { Cleanup, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
 import { cpuMs, run, warm } from "./lib/proc.js"
 import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Registry } from "./lib/registry.js"
@@ -103,11 +103,4 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2))
-    .then(() => process.exit(0))
-    .catch((e: unknown) => {
-      log(e instanceof Error ? e.message : String(e))
-      process.exit(e instanceof UsageError ? 2 : 1)
-    })
-}
+runCli(import.meta.url, main)

@@ -13,7 +13,7 @@ import ssh2 from "ssh2"
 import type { Client, ConnectConfig, CipherAlgorithm } from "ssh2"
 import { fingerprint } from "../src/ssh/Fingerprint.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
-import { isMain } from "./lib/main.js"
+import { runCli } from "./lib/main.js"
 import { percentile } from "./lib/stats.js"
 
 export type Mode = "exec" | "handshake" | "agent-poll"
@@ -322,11 +322,4 @@ const cli = async (argv: ReadonlyArray<string>): Promise<void> => {
   else process.stdout.write(formatLoad(r) + "\n")
 }
 
-if (isMain(import.meta.url)) {
-  cli(process.argv.slice(2))
-    .then(() => process.exit(0))
-    .catch((e: unknown) => {
-      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`)
-      process.exit(e instanceof UsageError ? 2 : 1)
-    })
-}
+runCli(import.meta.url, cli)

@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
 import { randomTarGz, tinyTarGz } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
-import { Cleanup, isMain, log } from "./lib/main.js"
+import { Cleanup, log, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
 import { cpuMs, run, warm } from "./lib/proc.js"
 import { formatProfile, summarizeProfile } from "./lib/profile.js"
@@ -95,11 +95,4 @@ const main = async (argv: ReadonlyArray<string>) => {
   }
 }
 
-if (isMain(import.meta.url)) {
-  main(process.argv.slice(2))
-    .then(() => process.exit(0))
-    .catch((e: unknown) => {
-      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`)
-      process.exit(e instanceof UsageError ? 2 : 1)
-    })
-}
+runCli(import.meta.url, main)

@@ -18,16 +18,21 @@ export const publish = async (res: BenchResult): Promise<void> => {
   process.stdout.write(`\n== ${res.name} ==\n${formatTable(res.rows)}\n(results: ${file})\n`)
 }
 
-export const runStandalone = (metaUrl: string, bench: Bench): void => {
+/**
+ * Runs `cli` with the command line when `metaUrl` is the program's entry point: exit 0 when it succeeds,
+ * else its message on stderr and exit 2 for a usage error, 1 for anything else.
+ */
+export const runCli = (metaUrl: string, cli: (argv: ReadonlyArray<string>) => Promise<void>): void => {
   if (!isMain(metaUrl)) return
-  bench(process.argv.slice(2))
-    .then(publish)
+  cli(process.argv.slice(2))
     .then(() => process.exit(0))
     .catch((e: unknown) => {
       process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`)
       process.exit(e instanceof UsageError ? 2 : 1)
     })
 }
+
+export const runStandalone = (metaUrl: string, bench: Bench): void => runCli(metaUrl, (argv) => bench(argv).then(publish))
 
 /** Runs cleanups in reverse order even when the benchmark failed. */
 export class Cleanup {

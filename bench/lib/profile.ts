@@ -3,7 +3,7 @@
 //   node --import tsx bench/lib/profile.ts FILE.cpuprofile [-top 25]
 import { readFileSync } from "node:fs"
 import { parseFlags, UsageError } from "./flags.js"
-import { isMain } from "./main.js"
+import { runCli } from "./main.js"
 
 interface ProfileNode {
   readonly id: number
@@ -125,15 +125,9 @@ export const formatProfile = (s: ProfileSummary): string => {
   ].join("\n")
 }
 
-if (isMain(import.meta.url)) {
-  try {
-    const args = process.argv.slice(2)
-    const file = args.find((a) => !a.startsWith("-") && a.endsWith(".cpuprofile"))
-    if (!file) throw new UsageError("usage: profile.ts FILE.cpuprofile [-top N]")
-    const f = parseFlags(args.filter((a) => a !== file), ["top"])
-    process.stdout.write(formatProfile(summarizeProfile(file, f.int("top", 25))) + "\n")
-  } catch (e) {
-    process.stderr.write(`${(e as Error).message}\n`)
-    process.exit(e instanceof UsageError ? 2 : 1)
-  }
-}
+runCli(import.meta.url, async (args) => {
+  const file = args.find((a) => !a.startsWith("-") && a.endsWith(".cpuprofile"))
+  if (!file) throw new UsageError("usage: profile.ts FILE.cpuprofile [-top N]")
+  const f = parseFlags(args.filter((a) => a !== file), ["top"])
+  process.stdout.write(formatProfile(summarizeProfile(file, f.int("top", 25))) + "\n")
+})
