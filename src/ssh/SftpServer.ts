@@ -162,11 +162,16 @@ const SSH_FXP_DATA = 103
  */
 export const replyRoom = (sftp: SFTPWrapper): number => {
   const s = sftp as unknown as SftpInternals
-  const w = s.outgoing.window
-  if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
+  const w = peerWindow(sftp)
   return s._buffer.length === 0 && s.outgoing.state === "open" ? w : 0
 }
 const largestWindow = new WeakMap<SFTPWrapper, number>()
+/** The peer's window now, remembering the largest it has granted. */
+const peerWindow = (sftp: SFTPWrapper): number => {
+  const w = (sftp as unknown as SftpInternals).outgoing.window
+  if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
+  return w
+}
 
 /**
  * Whether the peer is sure to adjust the window soon: less than half of the largest window it granted is
@@ -175,7 +180,7 @@ const largestWindow = new WeakMap<SFTPWrapper, number>()
  */
 export const windowAdjustDue = (sftp: SFTPWrapper): boolean => {
   const s = sftp as unknown as SftpInternals
-  return s._buffer.length > 0 || s.outgoing.window < (largestWindow.get(sftp) ?? 0) / 2
+  return s._buffer.length > 0 || peerWindow(sftp) < largestWindow.get(sftp)! / 2
 }
 
 /**
