@@ -3,25 +3,40 @@
 { lib, buildNpmPackage, importNpmLock, nodejs, version }:
 
 let
-  fs = lib.fileset;
+  root = ../.;
+  # Only what the build reads: a change to docs/, test/, bench/ or the README does not rebuild.
+  sourceFiles = [
+    "package.json"
+    "package-lock.json"
+    "tsconfig.json"
+    "tsconfig.build.json"
+    "scripts/postbuild.mjs"
+    "src"
+    "deploy/systemd"
+  ];
+  # lib.fileset needs builtins.readFileType (Nix >= 2.14) for a root in the store, as a flake's is.
+  # Older Nix (Debian's 2.8, which CI uses) gets the same files, and the same store path, through
+  # cleanSourceWith, as fileset itself would.
+  src =
+    if builtins ? readFileType then
+      lib.fileset.toSource {
+        inherit root;
+        fileset = lib.fileset.unions (map (p: root + "/${p}") sourceFiles);
+      }
+    else
+      lib.cleanSourceWith {
+        name = "source";
+        src = root;
+        filter = path: _type:
+          let rel = lib.removePrefix "${toString root}/" (toString path); in
+          lib.any (p: rel == p || lib.hasPrefix "${p}/" rel || lib.hasPrefix "${rel}/" p) sourceFiles;
+      };
 in
 buildNpmPackage {
   pname = "deploy-tools";
   inherit version nodejs;
 
-  # Only what the build reads: a change to docs/, test/, bench/ or the README does not rebuild.
-  src = fs.toSource {
-    root = ../.;
-    fileset = fs.unions [
-      ../package.json
-      ../package-lock.json
-      ../tsconfig.json
-      ../tsconfig.build.json
-      ../scripts/postbuild.mjs
-      ../src
-      ../deploy/systemd
-    ];
-  };
+  inherit src;
 
   npmDeps = importNpmLock {
     package = lib.importJSON ../package.json;
