@@ -67,6 +67,12 @@ let
           null for none. It runs inside the unit's sandbox, as the agent's user.
         '';
       };
+      path = mkOption {
+        type = types.listOf types.package;
+        default = [ ];
+        example = lib.literalExpression "[ pkgs.rsync ]";
+        description = "Packages on the deploy script's PATH (besides coreutils, grep, sed and the like).";
+      };
       poll = mkOption {
         type = types.str;
         default = "30s";
@@ -92,6 +98,7 @@ let
     wantedBy = [ "multi-user.target" ];
     wants = [ "network-online.target" ];
     after = [ "network-online.target" ];
+    inherit (i) path;
     serviceConfig = common.hardening // {
       Type = "simple";
       # `-key %d/key`: the credential directory (%d is a systemd specifier, so it is not escaped).
