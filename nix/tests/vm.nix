@@ -17,8 +17,8 @@ pkgs.testers.runNixOSTest {
     imports = [ self.nixosModules.registry ];
     services.deploy-registry = {
       enable = true;
-      operatorKeys = [ (builtins.readFile ./keys/operator.pub) ];
-      agentKeys = [ (builtins.readFile ./keys/agent.pub) ];
+      operatorKeys = [ (pkgs.lib.fileContents ./keys/operator.pub) ];
+      agentKeys = [ (pkgs.lib.fileContents ./keys/agent.pub) ];
       openFirewall = true;
     };
     systemd.services.deploy-registry.preStart = ''

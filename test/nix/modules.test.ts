@@ -180,6 +180,13 @@ describe.runIf(canRun)("NixOS modules", () => {
     ])
   })
 
+  it("every Nix file parses (the VM test in nix/tests/vm.nix can only be evaluated with a real nixpkgs)", async () => {
+    const { stdout } = await run("git", ["ls-files", "flake.nix", "nix/*.nix", "nix/**/*.nix"], { cwd: repoRoot })
+    const files = stdout.split("\n").filter((f) => f !== "")
+    expect(files).toEqual(expect.arrayContaining(["flake.nix", "nix/package.nix", "nix/tests/vm.nix", "nix/modules/agent.nix"]))
+    for (const f of files) await run(nixInstantiate!, ["--parse", path.join(repoRoot, f)])
+  })
+
   it.runIf(systemdAnalyze !== undefined || process.env.CI !== undefined)("the generated units pass systemd-analyze verify", async () => {
     const units: Array<[string, Unit]> = [
       ...Object.entries(cases.registry.services),
