@@ -1,7 +1,7 @@
 {
   description = "deploy-tools: pull-based deployment of file trees over SSH (registry, agent, deployctl, deploy-from-docker)";
 
-  # nixos-26.05 (the current stable release; Node 22 is its default nodejs), pinned in flake.lock.
+  # nixos-26.05, the current stable release, pinned in flake.lock.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs = { self, nixpkgs }:
