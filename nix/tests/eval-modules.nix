@@ -1,5 +1,6 @@
 # Evaluates nix/modules/*.nix with lib.evalModules against minimal stand-ins for the NixOS options
-# they set, for test/nix/modules.test.ts:
+# they set, directly and through the flake (its nixosModules, and the machines of its VM check, with a
+# stand-in package set), for test/nix/modules.test.ts:
 #   nix-instantiate --eval --strict --json nix/tests/eval-modules.nix --arg lib 'import <nixpkgs/lib>'
 # Each case gives the units, users, tmpfiles rules, firewall ports and failed assertions it produced.
 { lib }:
@@ -14,21 +15,39 @@ let
       systemd.services = mkOption { type = types.attrsOf types.anything; default = { }; };
       systemd.tmpfiles.rules = mkOption { type = types.listOf types.str; default = [ ]; };
       networking.firewall.allowedTCPPorts = mkOption { type = types.listOf types.port; default = [ ]; };
+      # set by the VM test's machines
+      environment.etc = mkOption { type = types.attrsOf types.anything; default = { }; };
+      environment.systemPackages = mkOption { type = types.listOf types.anything; default = [ ]; };
     };
   };
-  pkgs = {
-    writeText = builtins.toFile;
-    coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
-  };
+  system = "x86_64-linux";
   package = {
     type = "derivation";
     name = "deploy-tools-0.1.0";
     outPath = "/nix/store/11111111111111111111111111111111-deploy-tools-0.1.0";
   };
-  eval = module: config:
+  stub = name: "/nix/store/00000000000000000000000000000000-${name}";
+  pkgs = {
+    inherit lib;
+    writeText = builtins.toFile;
+    writeShellScript = builtins.toFile;
+    coreutils = stub "coreutils";
+    gnutar = stub "gnutar";
+    gzip = stub "gzip";
+    stdenv.hostPlatform.system = system;
+    # what the flake asks of nixpkgs on the way to its modules and checks
+    callPackage = _: _: package;
+    testers.runNixOSTest = test: test;
+  };
+  # The flake's own outputs, with this pkgs as every system's package set.
+  flake = (import ../../flake.nix).outputs {
+    self = flake;
+    nixpkgs = { inherit lib; legacyPackages = lib.genAttrs [ system ] (_: pkgs); };
+  };
+  evalConfig = modules:
     let
       c = (lib.evalModules {
-        modules = [ stubOptions module config { _module.args.pkgs = pkgs; } ];
+        modules = [ stubOptions { _module.args.pkgs = pkgs; } ] ++ modules;
       }).config;
     in
     {
@@ -39,8 +58,10 @@ let
       firewall = c.networking.firewall.allowedTCPPorts;
       failedAssertions = map (a: a.message) (lib.filter (a: !a.assertion) c.assertions);
     };
+  eval = module: config: evalConfig [ module config ];
   registry = eval ../modules/registry.nix;
   agent = eval ../modules/agent.nix;
+  vm = flake.checks.${system}.vm;
   opKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qgb3BlcmF0b3Iga2V5IGZvciB0aGUgbW9kdWxlIHRlc3Q alice@laptop";
   fp = "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
 in
@@ -106,6 +127,26 @@ in
         keyFile = "/k";
       };
     };
+  };
+
+  # nixosModules.default (both modules, package from the flake) with both services configured
+  flakeDefault = evalConfig [
+    flake.nixosModules.default
+    {
+      services.deploy-registry = { enable = true; operatorKeys = [ opKey ]; agentKeys = [ opKey ]; };
+      services.deploy-agent.instances.site = {
+        registry = "registry:2022";
+        fingerprint = fp;
+        keyFile = "/etc/deploy-agent/key";
+      };
+    }
+  ];
+
+  # the machines of the VM test (nix/tests/vm.nix), as the flake's checks define them
+  vm = {
+    inherit (vm) name testScript;
+    registry = evalConfig [ vm.nodes.registry ];
+    server = evalConfig [ vm.nodes.server ];
   };
 
   agentStoreKey = agent {

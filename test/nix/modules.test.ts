@@ -1,7 +1,8 @@
 // nix/modules: evaluated with nixpkgs' lib.evalModules (nix/tests/eval-modules.nix, stand-ins for the
-// NixOS options they set), then the generated units are checked: ExecStart, the sandbox against
+// NixOS options they set), directly and through the flake's nixosModules and its VM test's machines;
+// then the generated units are checked: ExecStart, the sandbox against
 // deploy/systemd/deploy-registry.service, and `systemd-analyze verify` on the units rendered the way
-// NixOS renders them. Needs nix-instantiate and a nixpkgs lib: NIXPKGS_LIB, else the stand-in's in
+// NixOS renders them. (The VM test itself needs a real nixpkgs and KVM.) Needs nix-instantiate and a nixpkgs lib: NIXPKGS_LIB, else the stand-in's in
 // ../shared/nix-offline/stub/lib. CI has both and must not skip (CI is set there).
 import { execFile } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -33,7 +34,8 @@ interface Case {
   readonly firewall: ReadonlyArray<number>
   readonly failedAssertions: ReadonlyArray<string>
 }
-type Cases = Record<"registry" | "registryDataDir" | "registryDisabled" | "registryBothKeys" | "agent" | "agentStoreKey", Case> & {
+type Cases = Record<"registry" | "registryDataDir" | "registryDisabled" | "registryBothKeys" | "agent" | "agentStoreKey" | "flakeDefault", Case> & {
+  readonly vm: { readonly name: string; readonly testScript: string; readonly registry: Case; readonly server: Case }
   /** the stand-in package's store path (toJSON of a derivation is its outPath) */
   readonly package: string
 }
@@ -180,7 +182,26 @@ describe.runIf(canRun)("NixOS modules", () => {
     ])
   })
 
-  it("every Nix file parses (the VM test in nix/tests/vm.nix can only be evaluated with a real nixpkgs)", async () => {
+  it("the flake's nixosModules.default has both services, with the flake's package", () => {
+    const c = cases.flakeDefault
+    expect(Object.keys(c.services).sort()).toEqual(["deploy-agent-site", "deploy-registry"])
+    expect(String(c.services["deploy-registry"]!.serviceConfig.ExecStart)).toMatch(new RegExp(`^${bin("deploy-registry")} `))
+    expect(String(c.services["deploy-agent-site"]!.serviceConfig.ExecStart)).toMatch(new RegExp(`^${bin("deploy-agent")} `))
+    expect(c.failedAssertions).toEqual([])
+  })
+
+  it("the VM test's machines evaluate, and the fingerprint it pins is its registry host key's", async () => {
+    const { vm } = cases
+    expect(vm.registry.failedAssertions).toEqual([])
+    expect(vm.server.failedAssertions).toEqual([])
+    expect(vm.registry.firewall).toEqual([2022])
+    const { stdout } = await run("ssh-keygen", ["-lf", path.join(repoRoot, "nix/tests/keys/host_key.pub")])
+    const fp = stdout.split(" ")[1]!
+    expect(String(vm.server.services["deploy-agent-site"]!.serviceConfig.ExecStart)).toContain(` -fp ${fp} `)
+    expect(vm.testScript).toContain(`-fp ${fp} `)
+  })
+
+  it("every Nix file parses", async () => {
     const { stdout } = await run("git", ["ls-files", "flake.nix", "nix/*.nix", "nix/**/*.nix"], { cwd: repoRoot })
     const files = stdout.split("\n").filter((f) => f !== "")
     expect(files).toEqual(expect.arrayContaining(["flake.nix", "nix/package.nix", "nix/tests/vm.nix", "nix/modules/agent.nix"]))
