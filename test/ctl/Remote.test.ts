@@ -48,12 +48,13 @@ describe("deployctl (in process) against a registry", () => {
       stdout: "",
       stderr: `deployctl: component code already has version v02 (sha256 ${h2}); nothing uploaded: choose another -version (deployctl showcomp -name code lists them)\n`
     })
-    const json = await ctl("addver", "-name", "code", "-version", "v03", "-file", "code_v1.tar.gz", "-json")
+    const json = await ctl("addver", "-name", "jsoncomp", "-version", "v03", "-file", "code_v1.tar.gz", "-json")
     expect(json.code).toBe(0)
-    expect(JSON.parse(json.stdout)).toEqual({ Name: "code", Version: "v03", Hash: sha256(await readFile(path.join(work, "code_v1.tar.gz"))), Size: expect.any(Number) })
-    expect(JSON.parse((await ctl("addver", "-name", "code", "-version", "v03", "-file", "code_v1.tar.gz", "-json")).stderr)).toEqual({
+    expect(JSON.parse(json.stdout)).toEqual({ Name: "jsoncomp", Version: "v03", Hash: sha256(await readFile(path.join(work, "code_v1.tar.gz"))), Size: expect.any(Number) })
+    expect(JSON.parse((await ctl("addver", "-name", "jsoncomp", "-version", "v03", "-file", "code_v1.tar.gz", "-json")).stderr)).toEqual({
       error: expect.stringContaining("already has version v03")
     })
+    expect((await ctl("delcomp", "-name", "jsoncomp")).code).toBe(0)
     const [components, configurations, showcomp, showconfV, help] = await Promise.all([
       ctl("components"),
       ctl("configurations", "-json"),
@@ -63,7 +64,7 @@ describe("deployctl (in process) against a registry", () => {
     ])
     expect(components).toEqual({ code: 0, stdout: "code\nconfig\n", stderr: "" })
     expect(JSON.parse(configurations.stdout)).toEqual(["project1"])
-    expect(showcomp.stdout).toMatch(/^\S+Z {3}v01\n\S+Z {3}v02\n\S+Z {3}v03\n$/)
+    expect(showcomp.stdout).toMatch(/^\S+Z {3}v01\n\S+Z {3}v02\n$/)
     expect(showconfV.stdout).toMatch(/^Name:\tproject1\nMtime:\t\S+\nHash:\t[0-9a-f]{64}\n\ncode /)
     expect(help.stdout).toContain("changeconf")
 
@@ -227,7 +228,7 @@ describe("deployctl (in process) against a registry", () => {
       `# deployctl's registries\n[registry.dev]\naddr = "${reg.addr}"  # the test registry\nfingerprint = "${reg.fingerprint}"\nkey = '${reg.operator.privatePath}'\n\n[registry."down"]\naddr = "127.0.0.1:1"\n`
     )
     const env = { HOME: home, USER: "operator" }
-    expect(await ctlEnv(env, "-r", "dev", "components")).toMatchObject({ code: 0, stdout: expect.stringContaining("code\n") })
+    expect(await ctlEnv(env, "-r", "dev", "components")).toMatchObject({ code: 0, stdout: expect.stringContaining("config\n") })
     // -addr beats -r's entry; DEPLOYCTL_ADDR beats the file's default
     expect((await ctlEnv(env, "-r", "dev", "-addr", "127.0.0.1:1", "components")).stderr).toContain("127.0.0.1:1")
     await writeFile(file, `default = "dev"\n` + (await readFile(file, "utf8")))
