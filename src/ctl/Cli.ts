@@ -76,7 +76,7 @@ export const topHelp = (): string => {
   const width = Math.max(...catalogue.map((c) => c.name.length)) + 3
   return (
     `deployctl ${VERSION}: manage a deploy-registry over SSH, one subcommand per registry command\n\n` +
-    `Usage: deployctl [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]\n\n` +
+    `Usage: deployctl [-r name] [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]\n\n` +
     `Global flags (before or after the command):\n${globalFlags.map(flagHelp).join("")}\n` +
     `Commands:\n${catalogue.map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
     `Run deployctl <command> -h (or deployctl help <command>) for a command's flags. Flags are written -name x,\n` +

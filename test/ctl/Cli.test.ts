@@ -125,7 +125,7 @@ describe("deployctl command tree", () => {
     const top = await helpOf("-h")
     expect(top.code).toBe(0)
     expect(top.out).toMatch(/^deployctl \S+: /)
-    expect(top.out).toContain("Usage: deployctl [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]")
+    expect(top.out).toContain("Usage: deployctl [-r name] [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]")
     for (const c of catalogue) expect(top.out).toMatch(new RegExp(`^  ${c.name} +\\S`, "m"))
     const sub = await helpOf("-addr", "x", "changeconf", "-name", "-h", "--help") // "-h" here is -name's value
     expect(sub.code).toBe(0)
@@ -171,7 +171,7 @@ describe("deployctl command tree", () => {
     expect(helpAddver.out).toContain("Usage: deployctl [global flags] addver [flags]")
     const help = await runCli(["help"])
     expect(help.code).toBe(0)
-    expect(help.out).toContain("Usage: deployctl [-addr host:port]")
+    expect(help.out).toContain("Usage: deployctl [-r name] [-addr host:port]")
     expect(help.out).not.toContain("addver -name")
     const version = await runCli(["--version"])
     expect(version.out).toMatch(/^deployctl \d+\.\d+\.\d+\n$/)
