@@ -4,6 +4,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 import { promises as fs, constants as fsConstants } from "node:fs"
 import { StartupError } from "../domain/StartupError.js"
+import { VERSION } from "../domain/Version.js"
 import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
@@ -18,10 +19,13 @@ import { StorageLive, StorageReadOnly } from "./Storage.js"
 import { UploadsLive } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
 
-// Plain lines on stderr (journald adds time stamps): "listening on …", "warning: …", "error: …".
-const PlainLogger = Logger.make(({ logLevel, message, cause }) => {
+// One line per event on stderr, as the agent's: `<RFC 3339 UTC time with ms> <level> <message>`,
+// level info, warn, error or debug ("… info listening on …").
+const levelName = (l: LogLevel.LogLevel) =>
+  LogLevel.greaterThanEqual(l, LogLevel.Error) ? "error" : l === LogLevel.Warning ? "warn" : LogLevel.greaterThanEqual(l, LogLevel.Info) ? "info" : "debug"
+const PlainLogger = Logger.make(({ logLevel, message, cause, date }) => {
   const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
-  const prefix = LogLevel.greaterThanEqual(logLevel, LogLevel.Error) ? "error: " : logLevel === LogLevel.Warning ? "warning: " : ""
+  const prefix = `${date.toISOString()} ${levelName(logLevel)} `
   const why = Cause.isEmpty(cause) ? "" : `: ${Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : String(Cause.squash(cause))}`
   process.stderr.write(`${prefix}${text}${why}\n`)
 })
@@ -99,10 +103,14 @@ const verifyDir = (dir: string) =>
     if (report.exitCode !== 0) process.exitCode = report.exitCode
   })
 
-const parsed = parseArgs(process.argv.slice(2))
+const argv = process.argv.slice(2)
+const parsed = argv.length === 1 && /^--?version$/.test(argv[0]!) ? ({ _tag: "Version" } as const) : parseArgs(argv)
 switch (parsed._tag) {
+  case "Version":
+    process.stdout.write(`deploy-registry ${VERSION}\n`)
+    break
   case "Help":
-    process.stdout.write(parsed.text)
+    process.stdout.write(`deploy-registry ${VERSION} (deploy-registry --version prints just the version)\n${parsed.text}`)
     break
   case "Usage":
     process.stderr.write(`deploy-registry: ${parsed.message} (see deploy-registry -h)\n`)
