@@ -61,12 +61,10 @@ const stage = join(out, name)
 rmSync(stage, { recursive: true, force: true })
 mkdirSync(stage, { recursive: true })
 
-for (const file of Object.values(pkg.bin)) {
-  mkdirSync(join(stage, dirname(file)), { recursive: true })
-  cpSync(join(root, file), join(stage, file))
-  if (existsSync(join(root, `${file}.map`))) cpSync(join(root, `${file}.map`), join(stage, `${file}.map`))
-  chmodSync(join(stage, file), 0o755)
-}
+// dist/ as built: each bin is a launcher beside its bundle (scripts/postbuild.mjs), which loads
+// dist/launch/ and starts worker modules from tsc's output; source maps stay behind.
+cpSync(join(root, "dist"), join(stage, "dist"), { recursive: true, filter: (src) => !src.endsWith(".map") && !basename(src).startsWith(".") })
+for (const file of Object.values(pkg.bin)) chmodSync(join(stage, file), 0o755)
 
 for (const [dir] of closure()) {
   const native = existsSync(join(dir, "binding.gyp"))
