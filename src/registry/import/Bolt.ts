@@ -157,6 +157,7 @@ export const openBolt = (buf: Buffer): BoltDb => {
     if (depth > MAX_DEPTH) fail("bucket tree too deep")
     const flags = span.u16(off + 8)
     const count = span.u16(off + 10)
+    span.bytes(off, HEADER + count * ELEMENT) // the element array itself lies in the page
     if (flags === BRANCH) {
       for (let i = 0; i < count; i++) {
         const child = page(span.u64(off + HEADER + i * ELEMENT + 8))
