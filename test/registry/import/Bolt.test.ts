@@ -31,7 +31,7 @@ const big = (): BoltTree => {
   const many: BoltTree = new Map()
   for (let i = 0; i < 400; i++) many.set(`key-${String(i).padStart(4, "0")}`, `value ${i} `.repeat(1 + (i % 5)))
   const small: BoltTree = new Map([["a", "1"], ["b", "2"]])
-  const nested: BoltTree = new Map([["inner", new Map([["x", "y"]])], ["huge", "h".repeat(10_000)]])
+  const nested: BoltTree = new Map<string, BoltTree | string>([["inner", new Map([["x", "y"]])], ["huge", "h".repeat(10_000)]])
   return new Map<string, BoltTree | string>([["many", many], ["small", small], ["nested", nested], ["top", "level"]])
 }
 
