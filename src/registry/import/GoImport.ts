@@ -78,8 +78,20 @@ const readComponent = (name: string, bucket: BoltBucket): Array<GoVersion> => {
     if (r.Name !== name || r.Version !== key) refuse(`component "${name}" version "${key}": its record names ${r.Name}:${r.Version}`)
     return { component: name, version: key, hash: r.Hash, ctime: r.Ctime }
   })
-  // Oldest first, as `showcomp` lists them and `bumpconf` picks the newest.
-  return versions.sort((a, b) => a.ctime.getTime() - b.ctime.getTime() || Buffer.compare(Buffer.from(a.version), Buffer.from(b.version)))
+  // Oldest first in the Go registry's own order, its byTime keys (`RFC3339-seconds#version`): what its
+  // showcomp listed and its bumpconf took as the newest (within one second: byte order of versions).
+  const rank = new Map<string, number>()
+  for (const e of bucket.bucket("byTime")?.entries() ?? []) {
+    const k = e.key.toString("utf8")
+    rank.set(k.slice(k.indexOf("#") + 1), rank.size)
+  }
+  const last = Number.MAX_SAFE_INTEGER
+  return versions.sort(
+    (a, b) =>
+      (rank.get(a.version) ?? last) - (rank.get(b.version) ?? last) ||
+      a.ctime.getTime() - b.ctime.getTime() ||
+      Buffer.compare(Buffer.from(a.version), Buffer.from(b.version))
+  )
 }
 
 const stateOf = (doc: ConfigurationDocument, name: string, key: string): GoState => {

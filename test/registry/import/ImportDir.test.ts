@@ -161,3 +161,22 @@ describe("import of a generated Go registry", () => {
     expect(msg).toMatch(/configuration "p": current has a hash that does not match its layers/)
   })
 })
+
+describe("readGoRegistry", () => {
+  it("orders versions as the Go registry's byTime keys do: within one second by version bytes", async () => {
+    const { writeBolt } = await import("../../support/boltWriter.js")
+    const { openBolt } = await import("../../../src/registry/import/Bolt.js")
+    const { readGoRegistry } = await import("../../../src/registry/import/GoImport.js")
+    const hash = "a".repeat(64)
+    const rec = (v: string, ctime: string) => JSON.stringify({ Name: "c", Version: v, File: `files/${hash}`, Hash: hash, Ctime: ctime })
+    const byVersion = new Map([["v9", rec("v9", "2026-01-01T00:00:00.1Z")], ["v10", rec("v10", "2026-01-01T00:00:00.9Z")], ["v1", rec("v1", "2025-12-31T23:59:59Z")]])
+    const byTime = new Map([
+      ["2025-12-31T23:59:59Z#v1", byVersion.get("v1")!],
+      ["2026-01-01T00:00:00Z#v10", byVersion.get("v10")!],
+      ["2026-01-01T00:00:00Z#v9", byVersion.get("v9")!]
+    ])
+    const tree = new Map([["components", new Map([["c", new Map([["byVersion", byVersion], ["byTime", byTime]])]])]])
+    const reg = readGoRegistry(openBolt(writeBolt(tree).bytes))
+    expect(reg.versions.map((v) => v.version)).toEqual(["v1", "v10", "v9"])
+  })
+})
