@@ -59,7 +59,9 @@ const refuseGoData = (dir: string) =>
       ? new StartupError({
           message: `${dir}: this looks like a Go deploy-registry data directory; run deploy-registry import -from ${dir} -dir NEW_DIR`
         })
-      : Effect.void
+      : kind === "other"
+        ? new StartupError({ message: `${dir}/state.db is not a registry database (neither SQLite nor a Go registry's bolt file)` })
+        : Effect.void
   )
 
 const serve = (flags: RegistryFlags) =>
@@ -138,7 +140,12 @@ switch (parsed._tag) {
         Effect.sync(() => {
           if (Cause.isInterruptedOnly(cause)) return
           const failure = Cause.failureOption(cause)
-          const text = failure._tag === "Some" ? describeFailure(failure.value) : Cause.pretty(cause)
+          // A defect is still one line: its message, without the stack.
+          const squashed = Cause.squash(cause)
+          const text =
+            failure._tag === "Some"
+              ? describeFailure(failure.value)
+              : `internal error: ${(squashed instanceof Error ? squashed.message : String(squashed)).split("\n")[0]}`
           process.stderr.write(`deploy-registry: ${text}\n`)
         })
       ),

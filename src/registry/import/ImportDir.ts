@@ -41,7 +41,7 @@ const io = <A>(what: string, f: () => Promise<A>) =>
   Effect.tryPromise({ try: f, catch: (e) => (e instanceof ImportError ? e : problem(`${what}: ${code(e)}`)) })
 
 /** SQLite's and bolt's magic numbers, to name what a state.db is. */
-export const databaseKind = async (file: string): Promise<"bolt" | "sqlite" | "other" | "missing"> => {
+export const databaseKind = async (file: string): Promise<"bolt" | "sqlite" | "other" | "empty" | "missing"> => {
   let fh: fs.FileHandle
   try {
     fh = await fs.open(file, fsConstants.O_RDONLY)
@@ -51,6 +51,7 @@ export const databaseKind = async (file: string): Promise<"bolt" | "sqlite" | "o
   try {
     const head = Buffer.alloc(4096 + 20)
     const { bytesRead } = await fh.read(head, 0, head.length, 0)
+    if (bytesRead === 0) return "empty" // SQLite creates the file before its first write
     if (bytesRead >= 16 && head.subarray(0, 16).toString("latin1") === "SQLite format 3\u0000") return "sqlite"
     // Bolt's meta magic sits after the 16-byte page header of page 0 (or of page 1, if page 0 is damaged).
     if ((bytesRead >= 20 && head.readUInt32LE(16) === 0xed0cdaed) || (bytesRead >= 4116 && head.readUInt32LE(4112) === 0xed0cdaed)) return "bolt"
@@ -64,7 +65,7 @@ const readSource = (from: string) =>
   Effect.gen(function* () {
     const file = path.join(from, "state.db")
     const kind = yield* Effect.promise(() => databaseKind(file))
-    if (kind === "missing") return yield* problem(`no state.db in ${from}: not a Go deploy-registry data directory`)
+    if (kind === "missing" || kind === "empty") return yield* problem(`no state.db in ${from}: not a Go deploy-registry data directory`)
     if (kind === "sqlite") return yield* problem(`${from} already holds a registry of ours, not a Go one: nothing to import`)
     const bytes = yield* io(`cannot read ${file}`, () => fs.readFile(file, { flag: "r" }))
     return yield* Effect.try({

@@ -128,6 +128,23 @@ describe("deploy-registry on a Go data directory", () => {
     expect(await runProgram("diff", ["-r", path.join(FIXTURE, "data"), goDir])).toMatchObject({ code: 0 })
   })
 
+  it("any other unusable state.db is one line too, never a stack trace", async () => {
+    const keys = ["-opauth", path.join(FIXTURE, "keys/operator.keys"), "-srvauth", path.join(FIXTURE, "keys/service.keys")]
+    for (const [label, content, why] of [
+      ["random bytes", Buffer.alloc(8192, 7), /state\.db is not a registry database \(neither SQLite nor a Go registry's bolt file\)$/],
+      ["damaged SQLite", Buffer.from("SQLite format 3\u0000garbage garbage garbage"), /^deploy-registry: internal error: file is not a database$/]
+    ] as const) {
+      const d = await scratch("bad-db-")
+      await fs.writeFile(path.join(d, "state.db"), content)
+      for (const args of [["-addr", "127.0.0.1:0", "-dir", d, ...keys], ["verify", "-dir", d]]) {
+        const r = await registry(args)
+        expect(r.code, `${label} ${args[0]}`).toBe(1)
+        expect(r.stderr.trim(), `${label} ${args[0]}`).toMatch(why)
+        expect(r.stderr.trim().split("\n"), `${label} ${args[0]}`).toHaveLength(1)
+      }
+    }
+  })
+
   it("lists import in -h; usage errors exit 2", async () => {
     const h = await registry(["-h"])
     expect(h.stdout).toContain("deploy-registry import -from GO_DIR -dir DIR")
