@@ -52,6 +52,9 @@ const rows = (output: string) =>
     .filter((l) => l !== "")
     .map((l) => l.split(/\s+/))
 
+/** Commands whose plain output carries what their `-json` output is read for. */
+const PLAIN_FORMS = new Set<Command["_tag"]>(["showcomp", "showconf", "components", "configurations"])
+
 /**
  * A plain (table) reply as the JSON our registry prints for `cmd -json`; failures pass through as they
  * are (`configuration "x" not found`). Undefined for a command that has no JSON form to recover.
@@ -93,7 +96,7 @@ export const RegistryClientLive = (c: Connection): Layer.Layer<RegistryClient, S
           if (!("json" in cmd) || !cmd.json) return runPlain(cmd)
           if (goRegistry) return asPlain(cmd)
           return Effect.flatMap(runPlain(cmd), (r) => {
-            if (r.ok || !unknownJsonFlag(r.output) || plainToJson(cmd, { output: "", ok: true }) === undefined) return Effect.succeed(r)
+            if (r.ok || !unknownJsonFlag(r.output) || !PLAIN_FORMS.has(cmd._tag)) return Effect.succeed(r)
             goRegistry = true
             return asPlain(cmd)
           })
