@@ -94,7 +94,7 @@ export const RegistryClientLive = (c: Connection): Layer.Layer<RegistryClient, S
       return {
         run: (cmd) => {
           if (!("json" in cmd) || !cmd.json) return runPlain(cmd)
-          if (goRegistry) return asPlain(cmd)
+          if (goRegistry && PLAIN_FORMS.has(cmd._tag)) return asPlain(cmd)
           return Effect.flatMap(runPlain(cmd), (r) => {
             if (r.ok || !unknownJsonFlag(r.output) || !PLAIN_FORMS.has(cmd._tag)) return Effect.succeed(r)
             goRegistry = true
