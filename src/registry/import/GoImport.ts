@@ -10,7 +10,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { configHash } from "../../domain/ConfigHash.js"
 import { ConfigurationDocument, DocumentLayer } from "../../domain/Document.js"
-import { BoltCorrupt, type BoltBucket, type BoltDb } from "./Bolt.js"
+import type { BoltBucket, BoltDb } from "./Bolt.js"
 
 export interface GoVersion {
   readonly component: string
@@ -157,4 +157,3 @@ export const readGoRegistry = (db: BoltDb): GoRegistry => {
   return { versions, configurations, ignored }
 }
 
-export { BoltCorrupt }
