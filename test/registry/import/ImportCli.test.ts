@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   clientSftp, connectClient, registryMain, runProgram, ssh, startRegistry, tempDir, type TestRegistry
 } from "../../support/registry.js"
+import { agentMain } from "../../support/agent.js"
 import { FIXTURE } from "../../support/goRegistry.js"
 
 const FINGERPRINT = "SHA256:7jbi39BqrUtmzS76jCfIWuLgwJdCgtQ3JyIXSMLtg+I"
@@ -68,6 +69,22 @@ describe("deploy-registry import of the Go registry's fixture", () => {
       expect(layers(served), name).toEqual(layers(expected))
       expect(ms(served.Mtime), name).toBe(ms(expected.Mtime))
     }
+  })
+
+  it("an agent that deployed from the Go registry finds nothing to do; a fresh one deploys", async () => {
+    const agentRun = async (state: string | undefined) => {
+      const work = await scratch("agent-")
+      await fs.writeFile(path.join(work, "deploy.sh"), "#!/bin/sh\necho \"$NEWID\" > \"$(dirname \"$0\")/deployed\"\n", { mode: 0o755 })
+      if (state !== undefined) await fs.writeFile(path.join(work, "state.json"), state)
+      const r = await runProgram(process.execPath, [agentMain, "-once", "-addr", `127.0.0.1:${reg.port}`, "-name", "project1",
+        "-key", reg.agent.privatePath, "-fp", FINGERPRINT, "-dir", work, "-script", path.join(work, "deploy.sh"), "-state", path.join(work, "state.json")], { cwd: work })
+      const deployed = await fs.readFile(path.join(work, "deployed"), "utf8").catch(() => undefined)
+      return { code: r.code, deployed }
+    }
+    // The state file a Go agent left: the document the Go registry served.
+    const goState = await fs.readFile(path.join(FIXTURE, "expected", "project1.json"), "utf8")
+    expect(await agentRun(goState)).toEqual({ code: 0, deployed: undefined })
+    expect(await agentRun(undefined)).toEqual({ code: 0, deployed: `${JSON.parse(goState).Hash}\n` })
   })
 
   it("keeps the history (times from the Go states, author imported) and the version order", async () => {
