@@ -15,7 +15,8 @@ import { LocalIoError } from "../domain/DockerErrors.js"
 import { join } from "../domain/ShellWords.js"
 import { connectTarget, type Credentials } from "../ssh/ClientConnect.js"
 import { exec } from "../ssh/Exec.js"
-import { openSftp, upload } from "../ssh/Sftp.js"
+import { openSftp } from "../ssh/Sftp.js"
+import { upload } from "../ssh/SftpWrite.js"
 import { SshError } from "../ssh/SshError.js"
 
 export interface CommandResult {

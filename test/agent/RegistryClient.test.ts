@@ -115,7 +115,7 @@ const connect = async () => {
   const client = await connectClient(port, "deploy-agent", { privateKey: key.private })
   clients.push(client)
   const sftp = await clientSftp(client)
-  return { client, sftp, session: makeSession(sftp, client) }
+  return { client, sftp, session: makeSession(sftp) }
 }
 
 /** Runs `eff`, turning "still waiting after 5 s" into a result the test can assert on. */
@@ -143,8 +143,8 @@ const collect = <E>(download: (sink: Sink<never>) => Effect.Effect<void, E>, del
 
 describe("RegistryClient session", () => {
   it("refuses a configuration document larger than the cap, having read no more than it", async () => {
-    const { sftp, client } = await connect()
-    const session = makeSession(sftp, client, { maxDocumentBytes: 1024 * 1024 })
+    const { sftp } = await connect()
+    const session = makeSession(sftp, { maxDocumentBytes: 1024 * 1024 })
     endlessServed = 0
     const r = await outcome(session.document("endless"))
     expect(r).toMatch(/^failed: configuration "endless" from the registry is larger than 1048576 bytes/)

@@ -164,6 +164,11 @@ const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<st
     const n = Math.min(length, data.length - offset, ++readCount % 5 === 0 ? Math.max(1, length >> 1) : length)
     sftp.data(reqid, data.subarray(offset, offset + n))
   })
+  sftp.on("FSTAT", (reqid, handle) => {
+    const data = reads.get(handleOf(handle))
+    if (data === undefined) return sftp.status(reqid, STATUS_CODE.FAILURE)
+    sftp.attrs(reqid, { mode: 0o100644, uid: 0, gid: 0, size: data.length, atime: 0, mtime: 0 })
+  })
   sftp.on("CLOSE", (reqid, handle) => {
     const w = writes.get(handleOf(handle))
     if (w !== undefined) {
