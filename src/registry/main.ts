@@ -3,6 +3,7 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 import { promises as fs, constants as fsConstants } from "node:fs"
+import { escapeUnprintable } from "../domain/LogText.js"
 import { StartupError } from "../domain/StartupError.js"
 import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { AuthLive } from "./Auth.js"
@@ -23,7 +24,8 @@ const PlainLogger = Logger.make(({ logLevel, message, cause }) => {
   const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
   const prefix = LogLevel.greaterThanEqual(logLevel, LogLevel.Error) ? "error: " : logLevel === LogLevel.Warning ? "warning: " : ""
   const why = Cause.isEmpty(cause) ? "" : `: ${Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : String(Cause.squash(cause))}`
-  process.stderr.write(`${prefix}${text}${why}\n`)
+  // Untrusted strings are quoted where they are logged; this keeps any line we missed one line.
+  process.stderr.write(`${prefix}${escapeUnprintable(`${text}${why}`)}\n`)
 })
 // Replaces every logger, including the pretty one runMain installs.
 const Logging = Layer.scopedDiscard(Effect.locallyScopedWith(FiberRef.currentLoggers, () => HashSet.make(PlainLogger)))
