@@ -20,6 +20,19 @@ const patches = [
       + 'rsa-sha2-512,rsa-sha2-256,ssh-rsa,ssh-dss';`,
     to: `    'ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,'
       + 'rsa-sha2-512,rsa-sha2-256'; // patched by deploy-tools scripts/patch-deps.mjs`
+  },
+  {
+    // With an RSA host key, ssh2's server offers ssh-rsa (SHA-1) host key signatures even when the
+    // configured serverHostKey list leaves it out ("fall back to the lowest priority"). Honour the list.
+    name: "ssh2 host key algorithms",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/server.js",
+    from: `        if (sha1Pos === -1) {
+          // Fall back to giving SHA1 the lowest priority
+          sha1Pos = Infinity;
+        }`,
+    to: `        // ssh-rsa only when configured (patched by deploy-tools scripts/patch-deps.mjs)`
   }
 ]
 
