@@ -42,7 +42,7 @@ export const parseExpiryTime = (text: string): Date | undefined => {
 
 /** The restrictions of one line, or why the line cannot be honoured (names the option). */
 export const interpretOptions = (options: ReadonlyArray<KeyOption>): KeyRestrictions | string => {
-  let r: { -readonly [K in keyof KeyRestrictions]: KeyRestrictions[K] } = { ...UNRESTRICTED }
+  const r: { -readonly [K in keyof KeyRestrictions]: KeyRestrictions[K] } = { ...UNRESTRICTED }
   let fromSeen = false
   for (const o of options) {
     const name = o.name.toLowerCase() // sshd matches option names case-insensitively

@@ -2,7 +2,7 @@
 // and used by OpenSSH's `ssh`: sshd's rules for cert-authority lines, each refusal logged in one line
 // saying why, and a CA key never logging in as a plain key.
 import { execFile } from "node:child_process"
-import { rm, writeFile } from "node:fs/promises"
+import { readFile, rm, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -15,7 +15,16 @@ let reg: TestRegistry
 let ca: KeyPair
 let teamCa: KeyPair
 let strangerCa: KeyPair
+let rsaCa: string
+let ecdsaCa: string
 let dir: string
+
+/** A key of another type, made by ssh-keygen (`<dir>/<name>`, `.pub`). */
+const keyOfType = async (name: string, args: ReadonlyArray<string>) => {
+  const p = path.join(dir, name)
+  await run("ssh-keygen", ["-q", ...args, "-N", "", "-C", name, "-f", p])
+  return p
+}
 
 /** A new key `name` with a certificate `name-cert.pub` signed by `by` (ssh-keygen -s). */
 const certified = async (name: string, by: KeyPair, args: ReadonlyArray<string>) => {
@@ -38,9 +47,13 @@ beforeAll(async () => {
   ca = await makeKey(dir, "ca", "the-ca")
   teamCa = await makeKey(dir, "team-ca", "team-ca")
   strangerCa = await makeKey(dir, "stranger-ca", "stranger-ca")
+  rsaCa = await keyOfType("rsa-ca", ["-t", "rsa", "-b", "2048"])
+  ecdsaCa = await keyOfType("ecdsa-ca", ["-t", "ecdsa", "-b", "384"])
+  const pub = (p: string) => readFile(`${p}.pub`, "utf8").then((t) => t.trim())
   await writeFile(
     path.join(reg.dir, "operator.keys"),
-    `${reg.operator.publicLine}\ncert-authority ${ca.publicLine}\ncert-authority,principals="deployers,ops" ${teamCa.publicLine}\n`
+    `${reg.operator.publicLine}\ncert-authority ${ca.publicLine}\ncert-authority,principals="deployers,ops" ${teamCa.publicLine}\n` +
+      `cert-authority ${await pub(rsaCa)}\nCert-Authority ${await pub(ecdsaCa)}\n`
   )
   await writeFile(path.join(reg.dir, "service.keys"), `${reg.agent.publicLine}\ncert-authority ${ca.publicLine}\n`)
   await reg.restart()
@@ -58,6 +71,26 @@ describe("OpenSSH user certificates", () => {
     expect(r.stderr).toBe("")
     expect(r.code).toBe(0)
     expect(await logged(/operator "alice" .* logged in/)).toMatch(/operator "alice" SHA256:\S+ "cert \\"id-alice\\" serial 0 CA SHA256:\S+ the-ca" logged in/)
+  })
+
+  it.each([
+    ["ecdsa-256 key, RSA CA (rsa-sha2-512)", ["-t", "ecdsa", "-b", "256"], () => rsaCa],
+    ["ecdsa-521 key, RSA CA", ["-t", "ecdsa", "-b", "521"], () => rsaCa],
+    ["RSA key (rsa-sha2-512-cert-v01), ECDSA CA", ["-t", "rsa", "-b", "2048"], () => ecdsaCa],
+    ["ed25519 key, ECDSA CA", ["-t", "ed25519"], () => ecdsaCa]
+  ] as const)("certificates of every key type and CA type: %s", async (name, keygen, caPath) => {
+    const key = await keyOfType(name.replace(/\W+/g, "-"), keygen)
+    await run("ssh-keygen", ["-q", "-s", caPath(), "-I", "typed", "-n", "erin", "-V", "-5m:+1h", `${key}.pub`])
+    const r = await ssh(reg, ["components"], { key, user: "erin", extra: ["-T"] })
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+  })
+
+  it("refuses an RSA certificate signed with ssh-rsa-cert-v01 (SHA-1)", async () => {
+    const key = await keyOfType("rsa-sha1", ["-t", "rsa", "-b", "2048"])
+    await run("ssh-keygen", ["-q", "-s", ca.privatePath, "-I", "sha1", "-n", "erin", "-V", "-5m:+1h", `${key}.pub`])
+    const r = await ssh(reg, ["components"], { key, user: "erin", extra: ["-T", "-o", "PubkeyAcceptedAlgorithms=ssh-rsa-cert-v01@openssh.com"] })
+    expect(r.code).toBe(255)
   })
 
   it("accepts principals= on the CA line instead of the user name", async () => {
