@@ -33,6 +33,54 @@ const patches = [
           sha1Pos = Infinity;
         }`,
     to: `        // ssh-rsa only when configured (patched by deploy-tools scripts/patch-deps.mjs)`
+  },
+  // OpenSSH certificates on the client (src/ssh/ClientAuth.ts): the request names the certificate
+  // algorithm (ssh-ed25519-cert-v01@openssh.com) but the signature names the plain one (ssh-ed25519),
+  // as PROTOCOL.certkeys says and sshd checks; ssh2 writes the request's algorithm in both.
+  {
+    name: "ssh2 certificate signature algorithm (size)",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/Protocol.js",
+    from: `      const sigLen = signature.length;
+      p = this._packetRW.write.allocStart;
+      packet = this._packetRW.write.alloc(
+        1 + 4 + userLen + 4 + 14 + 4 + 9 + 1 + 4 + algoLen + 4 + pubKeyLen + 4
+          + 4 + algoLen + 4 + sigLen
+      );`,
+    to: `      const sigLen = signature.length;
+      // patched by deploy-tools scripts/patch-deps.mjs: a certificate signs with its plain algorithm
+      const sigAlgo = keyAlgo.replace(/-cert-v01@openssh\\.com$/, '');
+      const sigAlgoLen = Buffer.byteLength(sigAlgo);
+      p = this._packetRW.write.allocStart;
+      packet = this._packetRW.write.alloc(
+        1 + 4 + userLen + 4 + 14 + 4 + 9 + 1 + 4 + algoLen + 4 + pubKeyLen + 4
+          + 4 + sigAlgoLen + 4 + sigLen
+      );`
+  },
+  {
+    name: "ssh2 certificate signature algorithm (write)",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/Protocol.js",
+    from: `      writeUInt32BE(packet, 4 + algoLen + 4 + sigLen, p += pubKeyLen);
+
+      writeUInt32BE(packet, algoLen, p += 4);
+      packet.utf8Write(keyAlgo, p += 4, algoLen);
+
+      writeUInt32BE(packet, sigLen, p += algoLen);
+      packet.set(signature, p += 4);
+
+      // Servers shouldn't send packet type 60 in response to signed publickey`,
+    to: `      writeUInt32BE(packet, 4 + sigAlgoLen + 4 + sigLen, p += pubKeyLen);
+
+      writeUInt32BE(packet, sigAlgoLen, p += 4);
+      packet.utf8Write(sigAlgo, p += 4, sigAlgoLen); // patched by deploy-tools scripts/patch-deps.mjs
+
+      writeUInt32BE(packet, sigLen, p += sigAlgoLen);
+      packet.set(signature, p += 4);
+
+      // Servers shouldn't send packet type 60 in response to signed publickey`
   }
 ]
 

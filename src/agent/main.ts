@@ -30,7 +30,7 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
     )
     if (!locked) return 1
     yield* log.info(
-      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)})`
+      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)}, ${settings.keyDescription ?? "key"})`
     )
     if (s.once) return (yield* once) ? 0 : 1
     // SIGHUP: poll now. A sliding queue of one remembers a signal that arrives mid-cycle.

@@ -22,7 +22,12 @@ export const globalFlags: ReadonlyArray<FlagSpec> = [
     kind: "string",
     description: "registry host key fingerprint, SHA256:... as deploy-registry logs it (default $DEPLOYCTL_FINGERPRINT); without it ~/.ssh/known_hosts decides"
   },
-  { name: "key", kind: "string", description: "ssh private key file; without it ssh-agent ($SSH_AUTH_SOCK) is used" }
+  {
+    name: "key",
+    kind: "string",
+    description: "ssh private key file (default $DEPLOYCTL_KEY, else ssh-agent via $SSH_AUTH_SOCK, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa)"
+  },
+  { name: "cert", kind: "string", description: "OpenSSH certificate for the key (default <key>-cert.pub when it exists)" }
 ]
 
 const envOf: Record<string, string> = { addr: "DEPLOYCTL_ADDR", fp: "DEPLOYCTL_FINGERPRINT" }
@@ -76,7 +81,12 @@ const globalOption = (flag: FlagSpec) => {
 
 const root = Cli.make(
   "deployctl",
-  { addr: globalOption(globalFlags[0]!), fp: globalOption(globalFlags[1]!), key: globalOption(globalFlags[2]!) },
+  {
+    addr: globalOption(globalFlags[0]!),
+    fp: globalOption(globalFlags[1]!),
+    key: globalOption(globalFlags[2]!),
+    cert: globalOption(globalFlags[3]!)
+  },
   () => Effect.fail(new CtlUsage({ message: "no command given; run deployctl help for the command list, or deployctl -h" }))
 )
 
