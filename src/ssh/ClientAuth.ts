@@ -184,14 +184,15 @@ export const resolve = (o: KeyChoice): Effect.Effect<ClientAuth, SshError> =>
     const home = o.home !== undefined ? { home: o.home } : {}
     if (o.keyFile !== undefined && o.keyFile !== "") return yield* loadKey(o.keyFile, { source: "-key", certFile: o.certFile, ...home })
     if (o.envKey !== undefined && o.envKey !== "") return yield* loadKey(o.envKey, { source: o.envName ?? "DEPLOYCTL_KEY", certFile: o.certFile, ...home })
-    if (!o.defaultKeys || (o.agentSocket !== undefined && o.agentSocket !== "")) {
-      const agent = yield* Effect.either(agentAt(o.agentSocket))
-      if (agent._tag === "Right" || !o.defaultKeys) return yield* agent
-    }
+    const agent = yield* Effect.either(agentAt(o.agentSocket))
+    if (agent._tag === "Right" || !o.defaultKeys) return yield* agent
     const found = yield* findDefaultKey(o.home)
     if (found !== undefined) return yield* loadKey(found, { source: "default", certFile: o.certFile, ...home })
+    // A set but broken SSH_AUTH_SOCK says so; otherwise every way to give a key.
+    if (o.agentSocket !== undefined && o.agentSocket !== "") return yield* agent
     return yield* keyError(
-      `no key to log in with: pass -key FILE, set ${o.envName ?? "DEPLOYCTL_KEY"}, start ssh-agent (ssh-add), or create ~/.ssh/id_ed25519 (ssh-keygen -t ed25519)`
+      `no key to log in with: pass -key FILE, set ${o.envName ?? "DEPLOYCTL_KEY"}, start ssh-agent and ssh-add a key (SSH_AUTH_SOCK is not set), ` +
+        `or create ~/.ssh/id_ed25519 (ssh-keygen -t ed25519)`
     )
   })
 
