@@ -42,7 +42,7 @@ export interface SessionLimits {
 
 export type AuthDecision =
   /** `reason` is for the registry's log (untrusted parts quoted). */
-  | { readonly _tag: "Reject"; readonly reason: string }
+  | { readonly _tag: "Reject"; readonly reason: string; readonly certifiedKey?: string }
   /** The key is listed: answer the query phase with PK_OK; the client must still prove possession. */
   | { readonly _tag: "KeyListed" }
   | { readonly _tag: "Accept"; readonly role: Role; readonly principal: Principal; readonly limits: SessionLimits }
@@ -152,25 +152,28 @@ export const makeAuth = (
   const certificate = (a: AuthAttempt, role: Role, entries: ReadonlyArray<Entry>): AuthDecision => {
     const sigAlgo = certSignatureAlgorithm(a.algo)
     if (sigAlgo === "ssh-rsa") return reject("ssh-rsa-cert-v01@openssh.com (SHA-1) signatures are refused; use rsa-sha2-256/512")
-    const cert = parseCertificate(a.keyData)
-    if (cert === undefined || certifiedKeyType(cert.type) !== certifiedKeyType(a.algo)) return reject("malformed certificate")
+    const parsed = parseCertificate(a.keyData)
+    if (parsed === undefined || certifiedKeyType(parsed.type) !== certifiedKeyType(a.algo)) return reject("malformed certificate")
+    const cert = parsed
+    // Refusals name the certified key (what ssh-keygen -l shows for the user's key), not the certificate blob.
+    const refuse = (reason: string) => ({ _tag: "Reject", reason, certifiedKey: cert.keyFingerprint }) as const
     const id = `certificate ${quote(cert.keyId)} serial ${cert.serial}`
     const caFp = fingerprint(cert.signatureKey)
-    if (cert.certType !== 1) return reject(`${id} is not a user certificate`)
+    if (cert.certType !== 1) return refuse(`${id} is not a user certificate`)
     const cas = entries.filter((e) => e.key.restrictions.certAuthority && e.key.data.equals(cert.signatureKey))
-    if (cas.length === 0) return reject(`${id}: unknown CA ${caFp}`)
-    if (!cert.signedByCa) return reject(`${id}: bad CA signature`)
+    if (cas.length === 0) return refuse(`${id}: unknown CA ${caFp}`)
+    if (!cert.signedByCa) return refuse(`${id}: bad CA signature`)
     const now = BigInt(Math.floor(clock().getTime() / 1000))
-    if (now < cert.validAfter) return reject(`${id} is not yet valid (valid after ${new Date(Number(cert.validAfter) * 1000).toISOString()})`)
-    if (now >= cert.validBefore) return reject(`${id} expired at ${cert.validBefore >= 2n ** 53n ? "forever" : new Date(Number(cert.validBefore) * 1000).toISOString()}`)
+    if (now < cert.validAfter) return refuse(`${id} is not yet valid (valid after ${new Date(Number(cert.validAfter) * 1000).toISOString()})`)
+    if (now >= cert.validBefore) return refuse(`${id} expired at ${cert.validBefore >= 2n ** 53n ? "forever" : new Date(Number(cert.validBefore) * 1000).toISOString()}`)
     for (const name of cert.criticalOptions.keys()) {
-      if (!CERT_OPTIONS.has(name)) return reject(`${id} has unsupported critical option ${quote(name)}`)
+      if (!CERT_OPTIONS.has(name)) return refuse(`${id} has unsupported critical option ${quote(name)}`)
     }
     const src = cert.criticalOptions.get("source-address")
     if (src !== undefined && (a.address === undefined || !sourceAddressAllows(src, a.address))) {
-      return reject(`${id}: source-address ${quote(src)} does not allow ${quote(normaliseAddress(a.address ?? "?"))}`)
+      return refuse(`${id}: source-address ${quote(src)} does not allow ${quote(normaliseAddress(a.address ?? "?"))}`)
     }
-    if (cert.principals.length === 0) return reject(`${id} has no principals`)
+    if (cert.principals.length === 0) return refuse(`${id} has no principals`)
     const nowDate = clock()
     let problem = ""
     for (const ca of cas) {
@@ -194,13 +197,13 @@ export const makeAuth = (
         continue
       }
       if (a.signed === undefined) return { _tag: "KeyListed" }
-      if (!verifySignature(cert.publicKey, a.signed.blob, a.signed.signature, sigAlgo)) return reject(`${id}: bad signature`)
+      if (!verifySignature(cert.publicKey, a.signed.blob, a.signed.signature, sigAlgo)) return refuse(`${id}: bad signature`)
       const command = forced ?? lineCommand
       const limits: SessionLimits = { pty: ca.key.restrictions.pty && cert.extensions.has("permit-pty"), ...(command !== undefined ? { command } : {}) }
       const comment = `cert ${quote(cert.keyId)} serial ${cert.serial} CA ${caFp}${ca.key.comment ? ` ${ca.key.comment}` : ""}`
       return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: cert.keyFingerprint, comment }), limits }
     }
-    return reject(problem)
+    return refuse(problem)
   }
 
   return {

@@ -192,7 +192,7 @@ const make = (opts: SshServerOptions) =>
                   return ctx.accept()
                 case "Reject":
                   // Logged once, when the connection ends without a login (RefusedLogins.ts).
-                  refused.add({ user: ctx.username, fingerprint: fingerprint(ctx.key.data), reason: decision.reason })
+                  refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
                   return ctx.reject(["publickey"])
               }
             })
