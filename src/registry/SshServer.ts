@@ -186,6 +186,11 @@ const make = (opts: SshServerOptions) =>
               }))
               switch (decision._tag) {
                 case "KeyListed":
+                  // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
+                  // (asyncssh then fails with "Key mismatch").
+                  if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
+                    ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
+                  }
                   return ctx.accept() // query phase only: the client must now sign
                 case "Accept":
                   login = { role: decision.role, principal: decision.principal, limits: decision.limits }

@@ -114,6 +114,30 @@ describe("user key signature algorithms (server-sig-algs)", () => {
     expect(r.stderr).toMatch(/Permission denied/)
   })
 
+  // asyncssh checks that PK_OK names the algorithm it asked about (rsa-sha2-512), which ssh2 reported as ssh-rsa.
+  const hasAsyncssh = (() => {
+    try {
+      execFileSync("/usr/bin/python3", ["-c", "import asyncssh"], { stdio: "ignore" })
+      return true
+    } catch {
+      return false
+    }
+  })()
+  it.skipIf(!hasAsyncssh)("asyncssh logs in with an RSA key (rsa-sha2-512, PK_OK echoes it)", async () => {
+    const py = [
+      "import sys, asyncio, asyncssh",
+      "async def main():",
+      "    async with asyncssh.connect('127.0.0.1', port=int(sys.argv[1]), username='op', client_keys=[sys.argv[2]], known_hosts=None, agent_path=None) as c:",
+      "        r = await c.run('components')",
+      "        sys.exit(r.exit_status)",
+      "asyncio.run(main())"
+    ].join("\n")
+    const { code } = await new Promise<{ code: number | null }>((res) =>
+      execFile("/usr/bin/python3", ["-W", "ignore", "-c", py, String(reg.port), rsaKey], (err) => res({ code: err ? ((err as { code?: number }).code ?? 1) : 0 }))
+    )
+    expect(code).toBe(0)
+  })
+
   it("server-sig-algs lists exactly the accepted algorithms, comma-separated", async () => {
     const r = await ssh(reg, ["components"], { extra: ["-T", "-o", "LogLevel=DEBUG1"] })
     const m = /server-sig-algs=<([^>]*)>/.exec(r.stderr)
