@@ -105,7 +105,9 @@ describe("OpenSSH user certificates", () => {
     ["expired", ["-n", "bob", "-V", "20200101:20200102"], "bob", /certificate "id-expired" serial 0 expired at 2020-01-02/],
     ["notyet", ["-n", "bob", "-V", "+1d:+2d"], "bob", /certificate "id-notyet" serial 0 is not yet valid/],
     ["wrongprincipal", ["-n", "carol", "-V", "-5m:+1h"], "bob", /user "bob" is not among its principals "carol"/],
-    ["sourceaddr", ["-n", "bob", "-V", "-5m:+1h", "-O", "source-address=10.9.9.0/24"], "bob", /source-address "10.9.9.0\/24" does not allow "127.0.0.1"/]
+    ["sourceaddr", ["-n", "bob", "-V", "-5m:+1h", "-O", "source-address=10.9.9.0/24"], "bob", /source-address "10.9.9.0\/24" does not allow "127.0.0.1"/],
+    ["noprincipals", ["-V", "-5m:+1h"], "bob", /certificate "id-noprincipals" serial 0 has no principals/],
+    ["verifyreq", ["-n", "bob", "-V", "-5m:+1h", "-O", "verify-required"], "bob", /unsupported critical option "verify-required"/]
   ])("refuses a certificate: %s, and logs why in one line", async (name, args, user, why) => {
     const k = await certified(name, ca, args)
     const r = await login(k, user)
