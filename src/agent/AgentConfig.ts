@@ -21,7 +21,7 @@ export interface AgentSettings {
   readonly dir: string
   /** Deploy script; "" skips it. Absolute when it contains a slash, else looked up in PATH. */
   readonly script: string
-  /** State file, absolute. */
+  /** State file, absolute; `<dir>/state.json` unless -state is given (one state file per agent). */
   readonly state: string
   readonly poll: Duration.Duration
   readonly cleanOld: boolean

@@ -220,21 +220,52 @@ const readInto = <E>(
     (handle) => Effect.sync(() => void request(sftp, (cb) => sftp.close(handle, (err) => cb(err, undefined))).catch(() => {}))
   )
 
-/** The session over an open SFTP channel; `client` is watched too, so a dropped connection ends every wait. */
-export const makeSession = (sftp: SFTPWrapper, client?: Client): RegistrySession => {
-  watchClose(sftp, client)
-  return session(sftp)
+/**
+ * Largest configuration document the agent reads (documents are a few KiB). A registry, or anyone
+ * holding its host key, could otherwise send an endless one and exhaust the agent's memory.
+ */
+export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+class TooLarge extends Error {}
+
+/** Reads `file` to its end, one READ at a time, failing as soon as it exceeds `limit` bytes (whatever FSTAT claims). */
+const readCapped = async (sftp: SFTPWrapper, file: string, limit: number): Promise<Buffer> => {
+  const handle = await request<Buffer>(sftp, (cb) => sftp.open(file, "r", cb))
+  try {
+    const maxRead = (sftp as unknown as { _maxReadLen?: number })._maxReadLen ?? 32 * 1024
+    const chunk = Math.max(1024, Math.min(MAX_CHUNK, maxRead))
+    const parts: Array<Buffer> = []
+    let total = 0
+    for (;;) {
+      const buf = Buffer.allocUnsafe(Math.min(chunk, limit + 1 - total))
+      const n = await request<number>(sftp, (cb) => sftp.read(handle, buf, 0, buf.length, total, (err, n) => cb(err, n)))
+      if (n === 0) return Buffer.concat(parts, total)
+      parts.push(buf.subarray(0, n))
+      total += n
+      if (total > limit) throw new TooLarge(`larger than ${limit} bytes, the most the agent reads`)
+    }
+  } finally {
+    void request(sftp, (cb) => sftp.close(handle, (err) => cb(err, undefined))).catch(() => {})
+  }
 }
 
-const session = (sftp: SFTPWrapper): RegistrySession => ({
+/** The session over an open SFTP channel; `client` is watched too, so a dropped connection ends every wait. */
+export const makeSession = (sftp: SFTPWrapper, client?: Client, options?: { readonly maxDocumentBytes?: number }): RegistrySession => {
+  watchClose(sftp, client)
+  return session(sftp, options?.maxDocumentBytes ?? MAX_DOCUMENT_BYTES)
+}
+
+const session = (sftp: SFTPWrapper, maxDocumentBytes: number): RegistrySession => ({
   document: (want) =>
-    // readFile is several requests (open, fstat, reads, close); `request` settles it if the session ends midway.
+    // Several requests (open, reads, close); `request` settles each if the session ends midway.
     Effect.tryPromise({
-      try: () => request<Buffer>(sftp, (cb) => sftp.readFile(`/configs/${want}.json`, cb)),
+      try: () => readCapped(sftp, `/configs/${want}.json`, maxDocumentBytes),
       catch: (err) =>
         isNoSuchFile(err)
           ? new RegistryError({ message: `configuration "${want}" not found on the registry` })
-          : sftpError(`cannot read configuration "${want}"`, err)
+          : err instanceof TooLarge
+            ? new RegistryError({ message: `configuration "${want}" from the registry is ${err.message}; refused` })
+            : sftpError(`cannot read configuration "${want}"`, err)
     }).pipe(
       Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new RegistryError({ message: `reading configuration "${want}" timed out` }) }),
       Effect.flatMap((data) => decodeDocument(data.toString("utf8"))),

@@ -200,7 +200,7 @@ export const resolve = (o: KeyChoice): Effect.Effect<ClientAuth, SshError> =>
 export const describe = (auth: ClientAuth): string =>
   auth._tag === "Agent"
     ? `the keys of ssh-agent (SSH_AUTH_SOCK=${auth.socket})`
-    : `key ${auth.path} (${auth.fingerprint}${auth.source === "default" ? ", the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa" : `, from ${auth.source}`})` +
+    : `key ${auth.path} (${auth.fingerprint}${auth.source === "default" ? ", the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa" : ""})` +
       (auth.certificate !== undefined ? ` with certificate ${auth.certificate.path}` : "")
 
 /** What a refused login says after "authentication to … as … failed: ": what was offered, and the next step. */

@@ -57,7 +57,7 @@ describe("deployctl's key", () => {
     const r = await ctl(env({ USER: "root" }), "-key", stranger.privatePath, "components")
     expect(r.code).toBe(1)
     expect(r.stderr).toBe(
-      `deployctl: authentication to ${fx.reg.addr} as root failed: the registry refused key ${stranger.privatePath} (${stranger.fingerprint}, from -key): ` +
+      `deployctl: authentication to ${fx.reg.addr} as root failed: the registry refused key ${stranger.privatePath} (${stranger.fingerprint}): ` +
         `add its public key (${stranger.privatePath}.pub, or ssh-keygen -y -f ${stranger.privatePath}) to the registry's operator keys file (-opauth); ` +
         `a key from the agent keys file (-srvauth) logs in only as deploy-agent\n`
     )

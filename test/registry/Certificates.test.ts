@@ -115,7 +115,7 @@ describe("OpenSSH user certificates", () => {
     expect(r.stderr).toMatch(/Permission denied/)
     const log = await logged(why)
     const line = log.split("\n").find((l) => why.test(l))
-    expect(line).toMatch(/^warning: refused login from 127\.0\.0\.1:\d+: user /)
+    expect(line).toMatch(/^\S+ warn refused login from 127\.0\.0\.1:\d+: user /)
   })
 
   it("refuses a certificate signed by a CA that is not listed", async () => {

@@ -34,7 +34,10 @@ export interface FakeServer {
   stop: () => Promise<void>
 }
 
-export const startFakeServer = async (): Promise<FakeServer> => {
+/** Answers one exec command (output to stdout, exit status), or undefined for the built-in script. */
+export type ExecHandler = (command: string) => { output: string; code: number } | undefined
+
+export const startFakeServer = async (options: { exec?: ExecHandler } = {}): Promise<FakeServer> => {
   const hostKey = generateEd25519()
   const parsed = ssh2.utils.parseKey(hostKey.private)
   if (parsed instanceof Error) throw parsed
@@ -60,7 +63,11 @@ export const startFakeServer = async (): Promise<FakeServer> => {
         session.on("exec", (acceptExec, _reject, info) => {
           const ch = acceptExec()
           commands.push(info.command)
-          runExec(ch, info.command)
+          const answer = options.exec?.(info.command)
+          if (answer === undefined) return runExec(ch, info.command)
+          ch.write(answer.output)
+          ch.exit(answer.code)
+          ch.end()
         })
         session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, served, () => conn.end()))
       })
