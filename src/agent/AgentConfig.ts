@@ -24,6 +24,8 @@ export interface AgentSettings {
   /** State file, absolute; `<dir>/state.json` unless -state is given (one state file per agent). */
   readonly state: string
   readonly poll: Duration.Duration
+  /** Up to this much random delay before the first poll and after each one (spreads a fleet's polls). */
+  readonly jitter: Duration.Duration
   readonly cleanOld: boolean
   readonly keepSuid: boolean
   readonly verbose: boolean

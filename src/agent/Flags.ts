@@ -13,7 +13,7 @@ import type { AgentSettings } from "./AgentConfig.js"
 
 const f = (name: string, description: string, kind: FlagSpec["kind"] = "string"): FlagSpec => ({ name, kind, description })
 
-export const flags: ReadonlyArray<FlagSpec & { readonly default?: string }> = [
+export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readonly hidden?: true }> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
   f("name", "configuration to track (required)"),
   f("key", "ssh private key to use (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else ./id_ecdsa)"),
@@ -23,6 +23,8 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string }> = [
   { ...f("script", 'script to run on deploys ("" for none)'), default: "./deploy.sh" },
   { ...f("state", "file to save state to (relative to the working directory)"), default: "<dir>/state.json" },
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
+  // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
+  { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
@@ -33,6 +35,7 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string }> = [
 export const usage = (): string =>
   `deploy-agent ${VERSION}\nUsage of deploy-agent:\n` +
   flags
+    .filter((s) => !s.hidden)
     .map((s) => `  -${s.name}${s.kind === "bool" ? "" : " string"}\n\t${s.description}${s.default !== undefined ? ` (default "${s.default}")` : ""}`)
     .join("\n") +
   "\n"
@@ -134,6 +137,8 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (address === undefined) return Either.left(`-addr: malformed address "${get("addr")}", expected host:port`)
   const pollMs = parseGoDuration(get("poll"))
   if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
+  const jitterMs = parseGoDuration(get("jitter"))
+  if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
   const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
   if ("error" in key) return Either.left(key.error)
   const script = get("script")
@@ -160,6 +165,7 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       script: scriptPath,
       state,
       poll: Duration.millis(pollMs),
+      jitter: Duration.millis(jitterMs),
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),

@@ -60,8 +60,8 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
       () => Effect.sync(() => process.removeListener("SIGHUP", onHup))
     )
     const pollMs = Duration.toMillis(settings.poll)
-    const firstDelay = Duration.millis(Math.floor(Math.random() * Math.min(pollMs, 5000)))
-    return yield* loop({ wake: Queue.take(wake), firstDelay, jitter: "5 seconds" })
+    const firstDelay = Duration.millis(Math.floor(Math.random() * Math.min(pollMs, Duration.toMillis(settings.jitter))))
+    return yield* loop({ wake: Queue.take(wake), firstDelay, jitter: settings.jitter })
   }).pipe(
     Effect.scoped,
     Effect.provide(servicesFor(settings)),

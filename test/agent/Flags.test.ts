@@ -88,6 +88,13 @@ describe("agent flags", () => {
     expect(bad([...base, "-state", "."])).toMatch(/^-state: .* is a directory/)
   })
 
+  it("takes a hidden -jitter (5s by default; tests turn it off), not shown in -h", () => {
+    expect(Duration.toMillis(ok(["-name", "p1", "-fp", fp, "-key", key]).settings.jitter)).toBe(5000)
+    expect(Duration.toMillis(ok(["-jitter", "0", "-name", "p1", "-fp", fp, "-key", key]).settings.jitter)).toBe(0)
+    expect(bad(["-jitter", "soon", "-name", "p1", "-fp", fp, "-key", key])).toBe('-jitter: invalid duration "soon" (e.g. 5s, 0)')
+    expect(usage()).not.toContain("-jitter")
+  })
+
   it("has help", () => {
     expect(startup(["-h"], dir)).toEqual(Either.right({ _tag: "Help" }))
     expect(usage()).toContain('-poll string\n\tregistry poll interval')
