@@ -11,6 +11,7 @@ let
     "tsconfig.json"
     "tsconfig.build.json"
     "scripts/postbuild.mjs"
+    "scripts/patch-deps.mjs"
     "src"
     "deploy/systemd"
   ];

@@ -3,10 +3,10 @@
 import { Duration, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ssh2 from "ssh2"
 import { type FlagSpec, parseFlags } from "../domain/Commands.js"
 import { configurationNameProblem } from "../domain/Names.js"
 import { parseAddress } from "../ssh/Connection.js"
+import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
 import type { AgentSettings } from "./AgentConfig.js"
@@ -16,7 +16,8 @@ const f = (name: string, description: string, kind: FlagSpec["kind"] = "string")
 export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readonly hidden?: true }> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
   f("name", "configuration to track (required)"),
-  { ...f("key", "ssh private key to use"), default: "id_ecdsa" },
+  f("key", "ssh private key to use (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else ./id_ecdsa)"),
+  f("cert", "OpenSSH certificate for the key (default: <key>-cert.pub when it exists)"),
   f("fp", "registry server key fingerprint, SHA256:... (required)"),
   { ...f("dir", "directory to store downloaded and unpacked files"), default: "." },
   { ...f("script", 'script to run on deploys ("" for none)'), default: "./deploy.sh" },
@@ -138,17 +139,8 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
   const jitterMs = parseGoDuration(get("jitter"))
   if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
-  const keyPath = path.resolve(cwd, get("key"))
-  let privateKey: Buffer
-  try {
-    privateKey = fs.readFileSync(keyPath)
-  } catch (e) {
-    return Either.left(`-key: cannot read ${keyPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-  const parsedKey = ssh2.utils.parseKey(privateKey)
-  if (parsedKey instanceof Error) return Either.left(`-key: cannot use ${keyPath}: ${parsedKey.message}`)
-  const first = Array.isArray(parsedKey) ? parsedKey[0] : parsedKey
-  if (!first?.isPrivateKey()) return Either.left(`-key: cannot use ${keyPath}: not a private key`)
+  const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
+  if ("error" in key) return Either.left(key.error)
   const script = get("script")
   const dir = path.resolve(cwd, get("dir"))
   // Two agents in one working directory must not share a state file: by default it lives in -dir.
@@ -164,7 +156,9 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       host: address.host,
       port: address.port,
       name,
-      privateKey,
+      privateKey: key.privateKey,
+      ...(key.certificate !== undefined ? { certificate: key.certificate.key } : {}),
+      keyDescription: key.description,
       fingerprint,
       dir,
       // A bare name is looked up in PATH like a shell would; anything with a slash is a path.

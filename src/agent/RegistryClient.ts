@@ -86,6 +86,8 @@ export const RegistryClientLive = Layer.effect(
           port: cfg.port,
           username: "deploy-agent",
           privateKey: cfg.privateKey,
+          ...(cfg.certificate !== undefined ? { certificate: cfg.certificate } : {}),
+          refused: `the registry refused ${cfg.keyDescription ?? "the key"}: add its public key to the registry's service keys file (-srvauth); deploy-agent logs in only with those`,
           verifyHostKey: (key) => fingerprint(key) === cfg.fingerprint,
           hostKeyRefused: (seen) => `registry ${cfg.host}:${cfg.port} presented host key ${seen}, not the pinned ${cfg.fingerprint}`
         }).pipe(Effect.mapError((e) => new RegistryError({ message: e.message })))

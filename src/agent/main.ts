@@ -46,7 +46,7 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
       Exit.isInterrupted(exit) ? log.info(`deploy-agent stopped (${stopSignal}), configuration ${settings.name}`) : Effect.void
     )
     yield* log.info(
-      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)})`
+      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)}, ${settings.keyDescription ?? "key"})`
     )
     if (s.once) return (yield* once) ? 0 : 1
     // SIGHUP: poll now. A sliding queue of one remembers a signal that arrives mid-cycle.

@@ -23,7 +23,12 @@ export const globalFlags: ReadonlyArray<FlagSpec> = [
     kind: "string",
     description: "registry host key fingerprint, SHA256:... as deploy-registry logs it (default $DEPLOYCTL_FINGERPRINT); without it ~/.ssh/known_hosts decides"
   },
-  { name: "key", kind: "string", description: "ssh private key file (default $DEPLOYCTL_KEY); without it ssh-agent ($SSH_AUTH_SOCK) is used" },
+  {
+    name: "key",
+    kind: "string",
+    description: "ssh private key file (default $DEPLOYCTL_KEY); without it ssh-agent ($SSH_AUTH_SOCK), else ~/.ssh/id_ed25519, id_ecdsa, id_rsa"
+  },
+  { name: "cert", kind: "string", description: "OpenSSH certificate for the key (default <key>-cert.pub when it exists)" },
   { name: "r", kind: "string", description: "registry NAME from ~/.config/deploy-tools/deployctl.toml (its addr, fingerprint and key)" }
 ]
 
@@ -135,7 +140,12 @@ const globalsOf = (flags: ReadonlyMap<string, string>) =>
       file,
       config
     })
-    const globals: Globals = { addr: Option.fromNullable(r.addr), fp: Option.fromNullable(r.fp), key: Option.fromNullable(r.key) }
+    const globals: Globals = {
+      addr: Option.fromNullable(r.addr),
+      fp: Option.fromNullable(r.fp),
+      key: Option.fromNullable(r.key),
+      cert: Option.fromNullable(flags.get("cert"))
+    }
     return globals
   })
 

@@ -29,6 +29,8 @@ export interface Globals {
   readonly addr: Option.Option<string>
   readonly fp: Option.Option<string>
   readonly key: Option.Option<string>
+  /** -cert: the key's OpenSSH certificate (else <key>-cert.pub beside it). */
+  readonly cert?: Option.Option<string>
 }
 
 /** The registry answered with a non-zero status; its output was already passed through. */
@@ -67,17 +69,22 @@ const systemUser = (): string => {
 /** The environment deployctl reads, through Effect's Config (tests provide their own). */
 const env = Config.all({
   agentSocket: Config.option(Config.string("SSH_AUTH_SOCK")),
+  envKey: Config.option(Config.string("DEPLOYCTL_KEY")),
   home: Config.string("HOME").pipe(Config.withDefault(os.homedir())),
   user: Config.string("USER").pipe(Config.withDefault(systemUser()))
-}).pipe(Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), home: os.homedir(), user: systemUser() })))
+}).pipe(
+  Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), envKey: Option.none<string>(), home: os.homedir(), user: systemUser() }))
+)
 
-/** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else ssh-agent. */
+/** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else $DEPLOYCTL_KEY, else ssh-agent, else ~/.ssh/id_*. */
 const connectTo = (g: Globals) =>
   Effect.flatMap(env, (e) =>
     connectOperator({
       addr: Option.getOrUndefined(g.addr),
       fp: Option.getOrUndefined(g.fp),
       keyFile: Option.getOrUndefined(g.key),
+      envKey: Option.getOrUndefined(e.envKey),
+      certFile: g.cert === undefined ? undefined : Option.getOrUndefined(g.cert),
       agentSocket: Option.getOrUndefined(e.agentSocket),
       home: e.home,
       username: e.user || "deployctl"

@@ -5,6 +5,7 @@ import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } fr
 import { promises as fs, constants as fsConstants } from "node:fs"
 import type { StorageError } from "../domain/Errors.js"
 import type { ImportError } from "../domain/ImportError.js"
+import { escapeUnprintable } from "../domain/LogText.js"
 import { StartupError } from "../domain/StartupError.js"
 import { VERSION } from "../domain/Version.js"
 import type { SshError } from "../ssh/SshError.js"
@@ -31,7 +32,8 @@ const PlainLogger = Logger.make(({ logLevel, message, cause, date }) => {
   const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
   const prefix = `${date.toISOString()} ${levelName(logLevel)} `
   const why = Cause.isEmpty(cause) ? "" : `: ${Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : String(Cause.squash(cause))}`
-  process.stderr.write(`${prefix}${text}${why}\n`)
+  // Untrusted strings are quoted where they are logged; this keeps any line we missed one line.
+  process.stderr.write(`${prefix}${escapeUnprintable(`${text}${why}`)}\n`)
 })
 // Replaces every logger, including the pretty one runMain installs.
 const Logging = Layer.scopedDiscard(Effect.locallyScopedWith(FiberRef.currentLoggers, () => HashSet.make(PlainLogger)))
