@@ -27,7 +27,10 @@ export type Op =
     }
   | { readonly k: "symlink"; readonly target: string; readonly path: string; readonly uid?: number; readonly gid?: number; readonly atime?: number; readonly mtime?: number }
   | { readonly k: "link"; readonly existing: string; readonly path: string }
-  | { readonly k: "dir"; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number; readonly atime?: number; readonly mtime?: number }
+  /** Sets a directory's metadata through a descriptor (O_DIRECTORY|O_NOFOLLOW): never through a link. */
+  | { readonly k: "dirmeta"; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number; readonly atime: number; readonly mtime: number }
+  /** Sets a directory's mtime to now, as replacing an entry in it does (GNU tar's delayed links). */
+  | { readonly k: "touch"; readonly path: string }
 
 /** What an op's failure means for the archive: an errno code mapped to a refusal reason. */
 export type Refusals = Readonly<Partial<Record<string, string>>>
@@ -49,8 +52,13 @@ export class OpFailed extends Error {
 const workerSource = `
 const { parentPort } = require("node:worker_threads")
 const fs = require("node:fs")
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
+const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants
 const CREATE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+const withDir = (path, f) => {
+  const fd = fs.openSync(path, DIR)
+  try { f(fd) } finally { fs.closeSync(fd) }
+}
 const fds = new Map()
 let failed = false
 const fdOf = (slot) => {
@@ -90,11 +98,14 @@ const run = (op, data) => {
       if (op.mtime !== undefined) fs.lutimesSync(op.path, op.atime, op.mtime)
       return
     case "link": return fs.linkSync(op.existing, op.path)
-    case "dir":
-      if (op.uid !== undefined) fs.chownSync(op.path, op.uid, op.gid)
-      fs.chmodSync(op.path, op.mode)
-      if (op.mtime !== undefined) fs.utimesSync(op.path, op.atime, op.mtime)
-      return
+    case "dirmeta":
+      return withDir(op.path, (fd) => {
+        if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
+        fs.fchmodSync(fd, op.mode)
+        fs.futimesSync(fd, op.atime, op.mtime)
+      })
+    case "touch":
+      return withDir(op.path, (fd) => fs.futimesSync(fd, fs.fstatSync(fd).atimeMs / 1000, Date.now() / 1000))
     default: throw new Error("internal: unknown op " + op.k)
   }
 }
