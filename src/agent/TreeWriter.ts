@@ -55,6 +55,8 @@ const fs = require("node:fs")
 const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants
 const CREATE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
 const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+// fs takes a negative number of seconds as "now"; a Date before 1970 is set as it is.
+const t = (s) => (s < 0 ? new Date(s * 1000) : s)
 const withDir = (path, f) => {
   const fd = fs.openSync(path, DIR)
   try { f(fd) } finally { fs.closeSync(fd) }
@@ -86,7 +88,7 @@ const run = (op, data) => {
         // chown clears setuid bits, so it goes first.
         if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
         if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
-        if (op.mtime !== undefined) fs.futimesSync(fd, op.atime, op.mtime)
+        if (op.mtime !== undefined) fs.futimesSync(fd, t(op.atime), t(op.mtime))
       } finally {
         fs.closeSync(fd)
       }
@@ -95,14 +97,14 @@ const run = (op, data) => {
     case "symlink":
       fs.symlinkSync(op.target, op.path)
       if (op.uid !== undefined) fs.lchownSync(op.path, op.uid, op.gid)
-      if (op.mtime !== undefined) fs.lutimesSync(op.path, op.atime, op.mtime)
+      if (op.mtime !== undefined) fs.lutimesSync(op.path, t(op.atime), t(op.mtime))
       return
     case "link": return fs.linkSync(op.existing, op.path)
     case "dirmeta":
       return withDir(op.path, (fd) => {
         if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
         fs.fchmodSync(fd, op.mode)
-        fs.futimesSync(fd, op.atime, op.mtime)
+        fs.futimesSync(fd, t(op.atime), t(op.mtime))
       })
     case "touch":
       return withDir(op.path, (fd) => fs.futimesSync(fd, fs.fstatSync(fd).atimeMs / 1000, Date.now() / 1000))

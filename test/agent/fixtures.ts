@@ -94,18 +94,24 @@ export const writeArchive = async (dir: string, name: string, entries: ReadonlyA
   return { file, hash: sha256(bytes), bytes }
 }
 
-/** Every path under `root` with its kind, link target and content, for comparing trees. */
-export const snapshot = async (root: string): Promise<Record<string, string>> => {
+/**
+ * Every path under `root` with its kind, link target and content, for comparing trees; with `owners`,
+ * uid:gid too; times at or after `now` (seconds) show as "now" (set by the extraction, not the archive).
+ */
+export const snapshot = async (root: string, o: { owners?: boolean; now?: number } = {}): Promise<Record<string, string>> => {
   const out: Record<string, string> = {}
+  const time = (ms: number) => (o.now !== undefined && ms >= o.now * 1000 ? "now" : String(Math.floor(ms / 1000)))
   const walk = async (rel: string) => {
     const abs = rel === "" ? root : path.join(root, rel)
     const st = await fs.lstat(abs)
     const mode = (st.mode & 0o7777).toString(8)
-    if (st.isSymbolicLink()) out[rel || "."] = `symlink -> ${await fs.readlink(abs)}`
+    const own = o.owners ? ` ${st.uid}:${st.gid}` : ""
+    if (st.isSymbolicLink()) out[rel || "."] = `symlink -> ${await fs.readlink(abs)}${own}${o.owners ? ` ${time(st.mtimeMs)}` : ""}`
     else if (st.isDirectory()) {
-      if (rel !== "") out[rel] = `dir ${mode} ${Math.floor(st.mtimeMs / 1000)}`
+      if (rel !== "" || o.owners) out[rel || "."] = `dir ${mode} ${time(st.mtimeMs)}${own}`
       for (const n of (await fs.readdir(abs)).sort()) await walk(rel === "" ? n : `${rel}/${n}`)
-    } else if (st.isFile()) out[rel] = `file ${mode} ${Math.floor(st.mtimeMs / 1000)} nlink=${st.nlink} ${sha256(await fs.readFile(abs)).slice(0, 12)}`
+    } else if (st.isFile())
+      out[rel] = `file ${mode} ${time(st.mtimeMs)} nlink=${st.nlink} ${sha256(await fs.readFile(abs)).slice(0, 12)}${own}`
     else out[rel] = `other ${st.mode.toString(8)}`
   }
   await walk("")
