@@ -52,7 +52,7 @@ interface DirRecord {
   readonly key: string
   readonly node: DirNode
   /** Undefined for an intermediate directory (made for a deeper entry): nothing to set. */
-  readonly meta: { readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number } | undefined
+  meta: { readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number } | undefined
   afterLinks: boolean
 }
 
@@ -89,6 +89,8 @@ export class Extractor {
   private setgidDirs: boolean
   private now = Date.now() / 1000
   private readonly stack: Array<DirRecord> = []
+  /** The records on the stack by name: a directory entry updates its name's waiting record (GNU tar's table). */
+  private readonly records = new Map<string, DirRecord>()
   /** Parent keys of this layer's delayed links (GNU tar replaces their placeholders at the end). */
   private delayedParents: Array<string> = []
   private label = ""
@@ -148,6 +150,8 @@ export class Extractor {
   entry(e: TarEntry): void {
     this.entryName = e.path
     const { parts } = this.split(e.path, "path")
+    // GNU tar makes a directory of a file named "x/"; the reader refuses it (so do we, until then).
+    if (e.kind !== "dir" && e.path.endsWith("/")) this.refuse(`a ${e.kind} entry whose name ends with "/"`)
     const name = gnuName(e.path)
     this.applyNonAncestors(name)
     switch (e.kind) {
@@ -198,10 +202,14 @@ export class Extractor {
   private readonly mkdirIntermediate = (c: Creation): void => {
     // GNU tar: mode 0777 & ~umask, an intermediate record (nothing set when it is applied).
     this.w.push(this.entryName, { k: "mkdir", path: this.abs(c.key), mode: 0o777 })
-    this.model.set(c.key, { kind: "dir", pending: 0 })
-    const node = this.model.get(c.key) as DirNode
-    node.pending++
-    this.stack.push({ name: c.name, parts: [], key: c.key, node, meta: undefined, afterLinks: false })
+    c.node.pending++
+    const parts = c.name.split("/").filter((x) => x !== "" && x !== ".")
+    this.pushRecord({ name: c.name, parts, key: c.key, node: c.node, meta: undefined, afterLinks: false })
+  }
+
+  private pushRecord(r: DirRecord): void {
+    this.stack.push(r)
+    this.records.set(r.name, r)
   }
 
   /** Removes what is at `key` for a new entry, as GNU tar does (unlink, or rmdir of an empty dir). */
@@ -232,10 +240,17 @@ export class Extractor {
     }
     const mode = this.mode(e.mode)
     if (mode & S_ISGID) this.setgidDirs = true
-    node.pending++
-    const r: DirRecord = { name, parts, key, node, meta: { mode, uid: e.uid, gid: e.gid, mtime: e.mtime }, afterLinks: false }
-    this.stack.push(r)
-    if (isDotOrSlash(name)) this.markAfterLinks(this.stack.length - 1)
+    const meta = { mode, uid: e.uid, gid: e.gid, mtime: e.mtime }
+    const waiting = this.records.get(name)
+    if (waiting !== undefined) {
+      // GNU tar updates the record in place (keeping its place and whether it waits for the links).
+      if (waiting.node !== node) this.refuse("names a directory other than the one its name named earlier in the layer")
+      waiting.meta = meta
+    } else {
+      node.pending++
+      this.pushRecord({ name, parts, key, node, meta, afterLinks: false })
+    }
+    if (isDotOrSlash(name)) this.markAfterLinks(this.stack.indexOf(waiting ?? this.stack.at(-1)!))
   }
 
   private regular(e: TarEntry, name: string, parts: ReadonlyArray<string>): void {
@@ -303,6 +318,7 @@ export class Extractor {
   }
 
   private applyRecord(r: DirRecord): void {
+    this.records.delete(r.name)
     r.node.pending--
     const m = r.meta
     if (m === undefined) return

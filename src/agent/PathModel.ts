@@ -48,6 +48,8 @@ export interface Creation {
   readonly key: string
   /** The entry name's prefix that names it (GNU tar's intermediate directory record). */
   readonly name: string
+  /** Its node, already in the model. */
+  readonly node: DirNode
 }
 
 export class PathModel {
@@ -124,8 +126,9 @@ export class PathModel {
       if (node === undefined) {
         if (fromLink) refuse(`passes through a symbolic link to the missing ${JSON.stringify(next)}`)
         if (mkdir === undefined) return undefined
-        mkdir({ key: next, name: queue[q]!.name })
-        this.nodes.set(next, { kind: "dir", pending: 0 })
+        const created: DirNode = { kind: "dir", pending: 0 }
+        this.nodes.set(next, created)
+        mkdir({ key: next, name: queue[q]!.name, node: created })
       } else if (node.kind === "symlink") {
         if (++hops > MAX_LINK_HOPS) refuse("too many levels of symbolic links")
         if (node.delayed && node.layer === this.layer)
