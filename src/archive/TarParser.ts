@@ -25,6 +25,8 @@ export interface TarSink {
 /** Largest PAX extended header (`x` or `g`) read; nothing legitimate comes near it. */
 export const MAX_META = 1 << 20
 const MAX_ID = 0xffffffff
+/** Largest |time| a JavaScript Date (and so every consumer) holds: year 275760. */
+const MAX_TIME = 8.64e12
 
 const KINDS: Record<string, EntryKind> = {
   "0": "file",
@@ -267,6 +269,7 @@ export class TarParser {
       size: kind === "file" ? realSize : 0,
       linkpath
     }
+    if (Math.abs(e.mtime) > MAX_TIME || Math.abs(e.atime ?? 0) > MAX_TIME) this.refuse("time stamp beyond the year 275760")
     if (kind !== "file" && realSize !== 0) this.refuse(`a ${kind} entry with ${realSize} bytes of data`)
     if (kind !== "dir" && e.path.endsWith("/")) this.refuse(`a ${kind} entry whose name ends with "/"`)
     const bad = pathProblem(e)
