@@ -17,27 +17,11 @@
 // - What is remembered about a path is the path's latest entry (the model is updated as entries
 //   replace each other), so nothing later acts on a path as what it used to be.
 // The calls run in order on a worker thread (TreeWriter.ts), overlapping with the parsing.
-import { type SplitPath, splitPath } from "./EntryPath.js"
+import { type SplitPath, splitPath } from "../archive/PathRules.js"
+import type { TarEntry, TarSink } from "../archive/TarParser.js"
 import type { Level } from "./AgentLog.js"
 import { type Creation, type DirNode, FILE, isDelayedTarget, keyOf, type Node, PathModel, Refused } from "./PathModel.js"
 import type { Refusals, TreeWriter } from "./TreeWriter.js"
-
-// TEMPORARY: the shape of src/archive/TarEntry.ts (branch `reader`), until it is merged.
-export type EntryKind = "file" | "dir" | "symlink" | "hardlink" | "chardev" | "blockdev" | "fifo"
-export interface TarEntry {
-  readonly path: string
-  readonly kind: EntryKind
-  readonly mode: number
-  readonly uid: number
-  readonly gid: number
-  readonly uname: string
-  readonly gname: string
-  /** Seconds since the epoch; may be negative or fractional. */
-  readonly mtime: number
-  readonly atime: number | undefined
-  readonly size: number
-  readonly linkpath: string
-}
 
 export interface ExtractOptions {
   readonly keepSuid: boolean
@@ -78,7 +62,7 @@ const isParent = (d: string, f: string): boolean => f.startsWith(d) && f[d.lengt
 
 const isDotOrSlash = (name: string): boolean => name.split("/").every((c) => c === "" || c === ".")
 
-export class Extractor {
+export class Extractor implements TarSink {
   readonly model = new PathModel()
   private readonly umask = process.umask()
   private readonly isRoot = process.getuid?.() === 0
@@ -150,8 +134,6 @@ export class Extractor {
   entry(e: TarEntry): void {
     this.entryName = e.path
     const { parts } = this.split(e.path, "path")
-    // GNU tar makes a directory of a file named "x/"; the reader refuses it (so do we, until then).
-    if (e.kind !== "dir" && e.path.endsWith("/")) this.refuse(`a ${e.kind} entry whose name ends with "/"`)
     const name = gnuName(e.path)
     this.applyNonAncestors(name)
     switch (e.kind) {

@@ -7,7 +7,7 @@
 // target only at the end of the archive: an entry passing through one fails there), never above the
 // root. Anything else is a refusal naming the entry, never a guess.
 
-/** Raised from the synchronous entry handlers; becomes UnsafeArchive (layer, entry, reason). */
+/** Raised from the Extractor's entry handlers (inside TarParser.write); becomes UnsafeArchive (layer, entry, reason). */
 export class Refused extends Error {
   constructor(
     readonly entry: string,

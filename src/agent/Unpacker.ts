@@ -1,13 +1,15 @@
 // Unpacks a configuration's layers into <dir>/unpacked/<confighash>/ and marks it complete with
 // <confighash>.ok. Every archive is hostile: nothing outside the tree is opened, created, changed or
 // followed (the invariant of Extractor.ts, which decides every file-system call; PathModel.ts
-// resolves paths; TreeWriter.ts executes the calls on a worker thread; LayerReader.ts reads a layer).
+// resolves paths; TreeWriter.ts executes the calls on a worker thread; LayerReader.ts reads a layer
+// with the one strict reader of src/archive/).
 import { Context, Effect, Layer } from "effect"
 import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { UnpackError, UnsafeArchive } from "../domain/AgentErrors.js"
+import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { fsyncDir, writeFileAtomic } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog } from "./AgentLog.js"
@@ -64,6 +66,8 @@ const syncTree = async (root: string, x: Extractor): Promise<void> => {
 
 const asFailure = (label: string, e: unknown): UnsafeArchive | UnpackError => {
   if (e instanceof Refused) return new UnsafeArchive({ layer: label, entry: shown(e.entry), reason: e.reason })
+  if (e instanceof LayerRefused) return new UnsafeArchive({ layer: label, entry: shown(e.entry), reason: e.reason })
+  if (e instanceof LayerUnreadable) return new UnpackError({ message: e.message })
   if (e instanceof OpFailed && e.refusal !== undefined) return new UnsafeArchive({ layer: label, entry: shown(e.entry), reason: e.refusal })
   if (e instanceof UnsafeArchive || e instanceof UnpackError) return e
   return new UnpackError({ message: `layer ${label}: ${e instanceof Error ? e.message : String(e)}` })
