@@ -21,7 +21,7 @@ import { type SplitPath, splitPath } from "../archive/PathRules.js"
 import type { TarEntry, TarSink } from "../archive/TarParser.js"
 import type { Level } from "./AgentLog.js"
 import { type Creation, type DirNode, FILE, isDelayedTarget, keyOf, type Node, PathModel, Refused } from "./PathModel.js"
-import type { Refusals, TreeWriter } from "./TreeWriter.js"
+import type { FileMeta, Refusals, TreeWriter } from "./TreeWriter.js"
 
 export interface ExtractOptions {
   readonly keepSuid: boolean
@@ -161,17 +161,18 @@ export class Extractor implements TarSink {
     const f = this.file
     if (f === undefined) return
     this.file = undefined
-    const { e, mode } = f
+    this.w.push(this.entryName, { k: "close", slot: f.slot, ...this.fileMeta(f.e, f.mode) })
+  }
+
+  private fileMeta(e: TarEntry, mode: number): FileMeta {
     const chown = this.isRoot && (e.uid !== this.euid || e.gid !== this.egid || this.setgidDirs)
-    this.w.push(this.entryName, {
-      k: "close",
-      slot: f.slot,
+    return {
       ...(chown ? { uid: e.uid, gid: e.gid } : {}),
       // chmod only when the umask changed the mode (or chown dropped set-id bits).
       ...((mode & ~this.umask) !== mode || (this.isRoot && mode & 0o6000) ? { chmod: mode } : {}),
       atime: e.atime ?? this.now,
       mtime: e.mtime
-    })
+    }
   }
 
   /** Key of a non-root entry's path; missing parent directories are made (and recorded, as GNU tar does). */
@@ -240,9 +241,10 @@ export class Extractor implements TarSink {
     const old = this.model.get(key)
     if (old !== undefined) this.clear(key, old)
     const mode = this.mode(e.mode)
+    this.model.set(key, FILE)
+    if (e.size === 0) return this.w.push(this.entryName, { k: "empty", path: this.abs(key), mode: mode & 0o777, ...this.fileMeta(e, mode) })
     const slot = this.w.slot()
     this.w.push(this.entryName, { k: "open", slot, path: this.abs(key), mode: mode & 0o777 })
-    this.model.set(key, FILE)
     this.file = { slot, e, mode }
   }
 

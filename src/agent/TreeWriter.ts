@@ -8,7 +8,16 @@
 // names the entry it belonged to.
 import { Worker } from "node:worker_threads"
 
-/** Times are seconds since the epoch (fractional), as fs.futimes takes them. */
+/** What a file's close sets. Times are seconds since the epoch (fractional, may be negative). */
+export interface FileMeta {
+  readonly uid?: number
+  readonly gid?: number
+  readonly chmod?: number
+  readonly atime?: number
+  readonly mtime?: number
+}
+
+
 export type Op =
   | { readonly k: "mkdir"; readonly path: string; readonly mode: number }
   | { readonly k: "rmdir"; readonly path: string }
@@ -16,15 +25,9 @@ export type Op =
   /** Creates a new file (O_EXCL|O_NOFOLLOW) as `slot`; later write/close ops name the slot. */
   | { readonly k: "open"; readonly slot: number; readonly path: string; readonly mode: number }
   | { readonly k: "write"; readonly slot: number; readonly off: number; len: number }
-  | {
-      readonly k: "close"
-      readonly slot: number
-      readonly uid?: number
-      readonly gid?: number
-      readonly chmod?: number
-      readonly atime?: number
-      readonly mtime?: number
-    }
+  | ({ readonly k: "close"; readonly slot: number } & FileMeta)
+  /** open + close of a file without content: one op for the commonest entry of a large tree. */
+  | ({ readonly k: "empty"; readonly path: string; readonly mode: number } & FileMeta)
   | { readonly k: "symlink"; readonly target: string; readonly path: string; readonly uid?: number; readonly gid?: number; readonly atime?: number; readonly mtime?: number }
   | { readonly k: "link"; readonly existing: string; readonly path: string }
   /** Sets a directory's metadata through a descriptor (O_DIRECTORY|O_NOFOLLOW): never through a link. */
@@ -63,6 +66,16 @@ const withDir = (path, f) => {
 }
 const fds = new Map()
 let failed = false
+const finish = (fd, op) => {
+  try {
+    // chown clears setuid bits, so it goes first.
+    if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
+    if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
+    if (op.mtime !== undefined) fs.futimesSync(fd, t(op.atime), t(op.mtime))
+  } finally {
+    fs.closeSync(fd)
+  }
+}
 const fdOf = (slot) => {
   const fd = fds.get(slot)
   if (fd === undefined) throw new Error("internal: no open file in slot " + slot)
@@ -84,16 +97,9 @@ const run = (op, data) => {
     case "close": {
       const fd = fdOf(op.slot)
       fds.delete(op.slot)
-      try {
-        // chown clears setuid bits, so it goes first.
-        if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
-        if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
-        if (op.mtime !== undefined) fs.futimesSync(fd, t(op.atime), t(op.mtime))
-      } finally {
-        fs.closeSync(fd)
-      }
-      return
+      return finish(fd, op)
     }
+    case "empty": return finish(fs.openSync(op.path, CREATE, op.mode), op)
     case "symlink":
       fs.symlinkSync(op.target, op.path)
       if (op.uid !== undefined) fs.lchownSync(op.path, op.uid, op.gid)

@@ -119,8 +119,17 @@ const ours = async (layers: ReadonlyArray<ReadonlyArray<EntrySpec>>) => {
   return { tree: undefined, error: exit.cause._tag === "Fail" ? exit.cause.error : exit.cause }
 }
 
+const outcomes: Record<string, number> = {}
+const count = (k: string) => void (outcomes[k] = (outcomes[k] ?? 0) + 1)
+
 const run = (args: ReadonlyArray<string>) =>
-  new Promise<number>((resolve) => execFile("tar", args, (err) => resolve(err === null ? 0 : ((err as { code?: number }).code ?? 1))))
+  new Promise<number>((resolve) =>
+    execFile("tar", args, (err, _out, stderr) => {
+      // Why GNU tar failed, in the outcome counts: what the generator makes too much or too little of.
+      if (err !== null) for (const l of stderr.split("\n").slice(0, 1)) count(`GNU: ${l.replace(/^tar: .*?: /, "")}`)
+      resolve(err === null ? 0 : ((err as { code?: number }).code ?? 1))
+    })
+  )
 
 const gnu = async (layers: ReadonlyArray<ReadonlyArray<EntrySpec>>) => {
   const sb = await sandbox("gnu", layers)
@@ -138,9 +147,6 @@ const normalize = (tree: Record<string, string>, sentinel: string) =>
 
 /** Refusals of layers GNU tar extracts cleanly: where it relies on inode reuse, or links a symlink. */
 const AMBIGUOUS = /in the layer that made it|before its metadata|was replaced before|is not a regular file inside the tree/
-
-const outcomes: Record<string, number> = {}
-const count = (k: string) => void (outcomes[k] = (outcomes[k] ?? 0) + 1)
 
 const differential = async (layers: ReadonlyArray<ReadonlyArray<EntrySpec>>) => {
   const [o, g] = [await ours(layers), await gnu(layers)]
