@@ -132,7 +132,7 @@ const isHash = (n: string) => /^[0-9a-f]{64}$/.test(n)
  * Like Effect.tryPromise with an abort signal, but interruption waits until the promise has settled
  * (tryPromise returns at once): the partial tree is removed only after the extraction stopped writing.
  */
-const settled = <E>(run: (signal: AbortSignal) => Promise<void>, onError: (e: unknown) => E): Effect.Effect<void, E> =>
+export const settled = <E>(run: (signal: AbortSignal) => Promise<void>, onError: (e: unknown) => E): Effect.Effect<void, E> =>
   Effect.async<void, E>((resume) => {
     const controller = new AbortController()
     const p = run(controller.signal)

@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { UnpackError, UnsafeArchive } from "../../src/domain/AgentErrors.js"
-import { extractLayers, type LayerFile, makeUnpacker } from "../../src/agent/Unpacker.js"
+import { extractLayers, type LayerFile, makeUnpacker, settled } from "../../src/agent/Unpacker.js"
 import { type EntrySpec, listAll, snapshot, writeArchive } from "./fixtures.js"
 
 const run = promisify(execFile)
@@ -344,6 +344,19 @@ describe("Unpacker service", () => {
     await new Promise((r) => setTimeout(r, 300))
     expect(existsSync(tree)).toBe(false)
     expect(await fs.readdir(path.join(sandbox, "unpacked"))).toEqual([])
+  })
+
+  it("interruption returns only once the extraction has stopped (Effect.tryPromise would return at once)", async () => {
+    let stopped = false
+    const work = settled(async (signal) => {
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }))
+      await new Promise((r) => setTimeout(r, 100)) // the writer thread finishing its batch
+      stopped = true
+    }, (e) => e)
+    const fiber = Effect.runFork(work)
+    await new Promise((r) => setTimeout(r, 20))
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(stopped).toBe(true)
   })
 
   it("removeOthers keeps the given trees", async () => {

@@ -48,7 +48,17 @@ const entry: fc.Arbitrary<EntrySpec> = fc.oneof(
   { arbitrary: fc.record({ type: fc.constant("link" as const), path: entryPath, linkpath: fc.oneof(leaf, leaf.map((r) => `/${r}`), target) }), weight: 1 },
   { arbitrary: fc.constant<EntrySpec>({ path: "./", type: "dir", mode: 0o750, mtime: 1_400_000_000 }), weight: 1 }
 )
-const layerSet = (maxEntries: number) => fc.array(fc.array(entry, { minLength: 1, maxLength: maxEntries }), { minLength: 1, maxLength: 3 })
+const layerSet = (maxEntries: number, e = entry) => fc.array(fc.array(e, { minLength: 1, maxLength: maxEntries }), { minLength: 1, maxLength: 3 })
+
+const outside = fc.constantFrom("@S", "@S/f", "@S/sub", "../../sentinel", "../..")
+/** For the escape property: every kind at the same few paths, so that entries replace each other often. */
+const clash = fc.constantFrom("a", "b", "a/b", "./a", "/a", "b/a", "a/")
+const clashing: fc.Arbitrary<EntrySpec> = fc.oneof(
+  fc.record({ type: fc.constant("dir" as const), path: clash, mode, uid: owner, gid: owner, mtime }),
+  fc.record({ type: fc.constant("file" as const), path: clash.filter((p) => !p.endsWith("/")), content: fc.constantFrom("", "x"), mode, uid: owner, gid: owner, mtime }),
+  fc.record({ type: fc.constant("symlink" as const), path: clash.filter((p) => !p.endsWith("/")), linkpath: fc.oneof(outside, target), uid: owner, gid: owner, mtime }),
+  fc.record({ type: fc.constant("link" as const), path: clash.filter((p) => !p.endsWith("/")), linkpath: fc.oneof(clash, outside, target) })
+)
 
 let base: string
 let started: number
@@ -160,16 +170,30 @@ const differential = async (layers: ReadonlyArray<ReadonlyArray<EntrySpec>>) => 
   }
 }
 
+type Layers = ReadonlyArray<ReadonlyArray<EntrySpec>>
+/** Counterexamples found so far: run first, every time. */
+const found: Array<[Layers]> = [
+  // issue 12: the directory's metadata went through the link replacing it, to the sentinel.
+  [[[{ type: "dir", path: "a", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }, { type: "symlink", path: "a", linkpath: "@S", uid: 0, gid: 0, mtime: 1500000000 }]]],
+  // GNU tar updates the waiting record of an intermediate directory in place (c keeps its mtime).
+  [[
+    [{ type: "symlink", path: "c/a", linkpath: "../a", uid: 0, gid: 0, mtime: 1500000000 }, { type: "dir", path: "c", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }],
+    [{ type: "dir", path: "a", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }]
+  ]],
+  // mtimes before 1970 became "now".
+  [[[{ type: "file", path: "x", content: "", mode: 0o755, uid: 0, gid: 0, mtime: -100000 }]]]
+]
+
 describe.skipIf(!isRoot)("unpacker properties (as root)", () => {
   it("nothing outside the tree is opened, created, changed or followed", { timeout: 600_000 }, async () => {
     await fc.assert(
-      fc.asyncProperty(layerSet(12), async (layers) => void (await ours(layers))),
-      { numRuns: RUNS || 25 }
+      fc.asyncProperty(fc.oneof(layerSet(8, clashing), layerSet(12)), async (layers) => void (await ours(layers))),
+      { numRuns: RUNS || 150, examples: found }
     )
   })
 
   it("builds GNU tar's tree or refuses the layer naming the entry", { timeout: 600_000 }, async () => {
-    await fc.assert(fc.asyncProperty(layerSet(8), differential), { numRuns: RUNS || 25 })
+    await fc.assert(fc.asyncProperty(layerSet(8), differential), { numRuns: RUNS || 25, examples: found })
     console.log(`differential outcomes: ${JSON.stringify(outcomes)}`)
   })
 })
