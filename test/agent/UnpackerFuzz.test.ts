@@ -188,12 +188,12 @@ describe.skipIf(!isRoot)("unpacker properties (as root)", () => {
   it("nothing outside the tree is opened, created, changed or followed", { timeout: 600_000 }, async () => {
     await fc.assert(
       fc.asyncProperty(fc.oneof(layerSet(8, clashing), layerSet(12)), async (layers) => void (await ours(layers))),
-      { numRuns: RUNS || 150, examples: found }
+      { numRuns: RUNS || 60, examples: found }
     )
   })
 
   it("builds GNU tar's tree or refuses the layer naming the entry", { timeout: 600_000 }, async () => {
-    await fc.assert(fc.asyncProperty(layerSet(8), differential), { numRuns: RUNS || 25, examples: found })
+    await fc.assert(fc.asyncProperty(layerSet(8), differential), { numRuns: RUNS || 20, examples: found })
     console.log(`differential outcomes: ${JSON.stringify(outcomes)}`)
   })
 })
