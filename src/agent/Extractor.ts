@@ -17,7 +17,7 @@
 // - What is remembered about a path is the path's latest entry (the model is updated as entries
 //   replace each other), so nothing later acts on a path as what it used to be.
 // The calls run in order on a worker thread (TreeWriter.ts), overlapping with the parsing.
-import { type SplitPath, splitPath } from "../archive/PathRules.js"
+import { quoteName, type SplitPath, splitPath } from "../archive/PathRules.js"
 import type { TarEntry, TarSink } from "../archive/TarParser.js"
 import type { Level } from "./AgentLog.js"
 import { type Creation, type DirNode, FILE, isDelayedTarget, keyOf, type Node, PathModel, Refused } from "./PathModel.js"
@@ -124,7 +124,7 @@ export class Extractor implements TarSink {
   private mode(raw: number): number {
     let mode = raw & 0o7777
     if (!this.opts.keepSuid && mode & 0o6000) {
-      this.opts.log("warn", `layer ${this.label}: dropped setuid/setgid bits of ${JSON.stringify(this.entryName.slice(0, 200))}`)
+      this.opts.log("warn", `layer ${this.label}: dropped setuid/setgid bits of ${quoteName(this.entryName)}`)
       mode &= ~0o6000
     }
     return mode
@@ -147,7 +147,7 @@ export class Extractor implements TarSink {
         return this.hardlink(e, name, parts)
       default:
         // Device nodes and FIFOs have no place in a deployed tree (and need privileges).
-        this.opts.log("warn", `layer ${this.label}: skipped ${e.kind} entry ${JSON.stringify(e.path.slice(0, 200))}`)
+        this.opts.log("warn", `layer ${this.label}: skipped ${e.kind} entry ${quoteName(e.path)}`)
     }
   }
 
@@ -199,11 +199,11 @@ export class Extractor implements TarSink {
   private clear(key: string, node: Node): void {
     if (node.kind === "dir") {
       if (key === "") this.refuse("cannot replace the root directory")
-      if (node.pending > 0) this.refuse(`replaces the directory ${JSON.stringify(key)} before its metadata is set`)
+      if (node.pending > 0) this.refuse(`replaces the directory ${quoteName(key)} before its metadata is set`)
       this.w.push(this.entryName, { k: "rmdir", path: this.abs(key) }, NOT_EMPTY)
     } else {
       if (node.kind === "symlink" && node.delayed && node.layer === this.model.layer)
-        this.refuse(`replaces the symbolic link ${JSON.stringify(key)} in the layer that made it (GNU tar creates it only after the layer)`)
+        this.refuse(`replaces the symbolic link ${quoteName(key)} in the layer that made it (GNU tar creates it only after the layer)`)
       this.w.push(this.entryName, { k: "unlink", path: this.abs(key) })
     }
     this.model.remove(key)
@@ -279,7 +279,7 @@ export class Extractor implements TarSink {
     const tdir = this.model.parentOf(this.entryName, tname, t.parts, undefined)
     const tkey = tdir === undefined ? undefined : keyOf(tdir, t.parts[t.parts.length - 1]!)
     if (tkey === undefined || this.model.get(tkey)?.kind !== "file")
-      this.refuse(`hard link target ${JSON.stringify(e.linkpath.slice(0, 200))} is not a regular file inside the tree`)
+      this.refuse(`hard link target ${quoteName(e.linkpath)} is not a regular file inside the tree`)
     const key = this.place(name, parts)
     if (key === tkey) return // GNU tar: the same file already
     const old = this.model.get(key)

@@ -7,6 +7,8 @@
 // target only at the end of the archive: an entry passing through one fails there), never above the
 // root. Anything else is a refusal naming the entry, never a guess.
 
+import { quoteName } from "../archive/PathRules.js"
+
 /** Raised from the Extractor's entry handlers (inside TarParser.write); becomes UnsafeArchive (layer, entry, reason). */
 export class Refused extends Error {
   constructor(
@@ -124,7 +126,7 @@ export class PathModel {
       const next = keyOf(key, c)
       const node = this.nodes.get(next)
       if (node === undefined) {
-        if (fromLink) refuse(`passes through a symbolic link to the missing ${JSON.stringify(next)}`)
+        if (fromLink) refuse(`passes through a symbolic link to the missing ${quoteName(next)}`)
         if (mkdir === undefined) return undefined
         const created: DirNode = { kind: "dir", pending: 0 }
         this.nodes.set(next, created)
@@ -132,13 +134,13 @@ export class PathModel {
       } else if (node.kind === "symlink") {
         if (++hops > MAX_LINK_HOPS) refuse("too many levels of symbolic links")
         if (node.delayed && node.layer === this.layer)
-          refuse(`passes through the symbolic link ${JSON.stringify(next)}, which GNU tar creates only after the layer`)
-        if (node.target.startsWith("/")) refuse(`passes through the symbolic link ${JSON.stringify(next)}, which leads out of the tree`)
+          refuse(`passes through the symbolic link ${quoteName(next)}, which GNU tar creates only after the layer`)
+        if (node.target.startsWith("/")) refuse(`passes through the symbolic link ${quoteName(next)}, which leads out of the tree`)
         const rest = node.target.split("/").map((t) => ({ c: t, fromLink: true, name: "" }))
         queue.splice(q + 1, 0, ...rest)
         continue
       } else if (node.kind !== "dir") {
-        refuse(`${JSON.stringify(next)} is not a directory`)
+        refuse(`${quoteName(next)} is not a directory`)
       }
       stack.push(c)
       key = next
