@@ -99,7 +99,8 @@ export class TarParser {
     if (this.failure !== undefined) throw this.failure
     const s = this.state
     let problem: string | undefined
-    if (s.k === "data" || s.k === "meta" || this.fill > 0) problem = "truncated archive"
+    if (this.fill > 0 && this.offset === this.fill) problem = `not a tar archive${compressed(this.block)}`
+    else if (s.k === "data" || s.k === "meta" || this.fill > 0) problem = "truncated archive"
     else if (this.pending.pax !== undefined || this.pending.longName !== undefined || this.pending.longLink !== undefined)
       problem = "extended header without an entry (truncated archive)"
     if (problem !== undefined) {
@@ -213,8 +214,7 @@ export class TarParser {
     }
     if (!checksumOk(b)) {
       const at = this.offset - BLOCK
-      const magic = b[0] === 0x1f && b[1] === 0x8b ? " (a gzip stream inside the gzip)" : b.readUInt32BE(0) === 0x28b52ffd ? " (zstd data)" : ""
-      this.refuse(at === 0 ? `not a tar archive${magic}` : `bad header checksum at offset ${at}`, "")
+      this.refuse(at === 0 ? `not a tar archive${compressed(b)}` : `bad header checksum at offset ${at}`, "")
     }
     format(b)
     const flag = String.fromCharCode(b[156]!)
@@ -283,6 +283,10 @@ export class TarParser {
     } else this.state = { k: "data", left: e.size, pad: (BLOCK - (e.size % BLOCK)) % BLOCK }
   }
 }
+
+/** What a block that should be a tar header is instead, when it is compressed data, for the message. */
+const compressed = (b: Buffer): string =>
+  b[0] === 0x1f && b[1] === 0x8b ? " (a gzip stream inside the gzip)" : b.readUInt32BE(0) === 0x28b52ffd ? " (zstd data)" : ""
 
 /** The path rules every reader applies to an entry (PathRules.ts), or undefined when it passes. */
 export const pathProblem = (e: TarEntry): string | undefined => {

@@ -109,6 +109,7 @@ describe("TarParser", () => {
     const s = Buffer.from(h)
     s.write(signed.toString(8).padStart(6, "0") + "\0 ", 148, "latin1")
     expect(paths(read(tar(s)))).toEqual(["é"])
+    expect(read(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0]))).toBe("layer code@v7: not a tar archive (a gzip stream inside the gzip)")
     expect(read(tar(Buffer.concat([Buffer.from([0x1f, 0x8b]), Buffer.alloc(510)])))).toBe(
       "layer code@v7: not a tar archive (a gzip stream inside the gzip)"
     )

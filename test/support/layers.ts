@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
-import { file, gz, tar } from "./tar.js"
+import { layerOf } from "./tar.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { Console, ConsoleLive } from "../../src/registry/Console.js"
@@ -47,8 +47,7 @@ export const TestCore = (options: CoreOptions = {}): Layer.Layer<Core, unknown> 
 
 export const sha256 = (bytes: Uint8Array | string): Sha256 => createHash("sha256").update(bytes).digest("hex") as Sha256
 
-/** A valid layer (tar.gz) holding one file with `content`: addver refuses what agents would refuse. */
-export const layerOf = (content: string): Buffer => gz(tar(file("content", content, { mtime: 0 })))
+export { layerOf }
 
 /** Stages `bytes` (a string: `layerOf` it) as a completed upload, as the SFTP server would; returns its hash. */
 export const stageUpload = (bytes: Uint8Array | string) =>
