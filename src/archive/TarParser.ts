@@ -99,7 +99,7 @@ export class TarParser {
     if (this.failure !== undefined) throw this.failure
     const s = this.state
     let problem: string | undefined
-    if (this.fill > 0 && this.offset === this.fill) problem = `not a tar archive${compressed(this.block)}`
+    if (this.fill > 0 && this.offset === this.fill && compressed(this.block) !== "") problem = `not a tar archive${compressed(this.block)}`
     else if (s.k === "data" || s.k === "meta" || this.fill > 0) problem = "truncated archive"
     else if (this.pending.pax !== undefined || this.pending.longName !== undefined || this.pending.longLink !== undefined)
       problem = "extended header without an entry (truncated archive)"
