@@ -253,9 +253,11 @@ export class TarParser {
     if (!isLink && (paxLink !== undefined || p.longLink !== undefined)) this.refuse(`a link name on a ${kind} entry`)
     const pax = p.pax
     const realSize = pax?.has("size") ? paxInteger(pax.get("size")!, "size") : size
-    const uid = pax?.has("uid") ? paxInteger(pax.get("uid")!, "uid", MAX_ID) : number(b, 108, 8, "uid")
-    const gid = pax?.has("gid") ? paxInteger(pax.get("gid")!, "gid", MAX_ID) : number(b, 116, 8, "gid")
-    if (uid > MAX_ID || gid > MAX_ID) this.refuse("uid or gid out of range")
+    // Header fields are checked even when PAX replaces them, as GNU tar does (it fails on a bad one).
+    const [hUid, hGid, hMtime] = [number(b, 108, 8, "uid"), number(b, 116, 8, "gid"), number(b, 136, 12, "mtime", true)]
+    if (hUid > MAX_ID || hGid > MAX_ID) this.refuse("uid or gid out of range")
+    const uid = pax?.has("uid") ? paxInteger(pax.get("uid")!, "uid", MAX_ID) : hUid
+    const gid = pax?.has("gid") ? paxInteger(pax.get("gid")!, "gid", MAX_ID) : hGid
     const e: TarEntry = {
       path: this.entryName,
       kind,
@@ -264,7 +266,7 @@ export class TarParser {
       gid,
       uname: pax?.get("uname") ?? text(cstring(b, 265, 32), "uname"),
       gname: pax?.get("gname") ?? text(cstring(b, 297, 32), "gname"),
-      mtime: pax?.has("mtime") ? paxTime(pax.get("mtime")!, "mtime") : number(b, 136, 12, "mtime", true),
+      mtime: pax?.has("mtime") ? paxTime(pax.get("mtime")!, "mtime") : hMtime,
       atime: pax?.has("atime") ? paxTime(pax.get("atime")!, "atime") : undefined,
       size: kind === "file" ? realSize : 0,
       linkpath
