@@ -8,7 +8,10 @@ import pkg from "../package.json" with { type: "json" }
 
 const banner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
 
-for (const file of Object.values(pkg.bin)) {
+// Worker threads are loaded by path (new URL(..., import.meta.url)), so each is its own bundle too.
+const workers = ["dist/archive/LayerCheck.worker.js"]
+
+for (const file of [...Object.values(pkg.bin), ...workers]) {
   // Already a bundle (another build ran postbuild after this build's tsc): bundling it again would break it.
   if (readFileSync(file, "utf8").includes("__createRequire")) continue
   // Same base name as the target, so the bundle's sourceMappingURL stays right after the rename.

@@ -41,7 +41,7 @@ const notGzip = (b: Buffer): string =>
   b.length >= 4 && b.readUInt32BE(0) === 0x28b52ffd ? "zstd-compressed; only gzip is accepted"
   : b.length >= 262 && b.toString("latin1", 257, 262) === "ustar" ? "an uncompressed tar; only gzip is accepted"
   : b.length === 0 ? "empty file, not gzip"
-  : "not gzip"
+  : "not gzip (no gzip header)"
 
 /** Length of the gzip header at the start of `b`; undefined: more bytes needed; string: refused. */
 export const gzipHeaderLength = (b: Buffer): number | undefined | string => {
@@ -103,7 +103,7 @@ export const gunzip = async (
   )
   const zlibFailure = (e: unknown) =>
     !(e as { code?: string }).code?.startsWith("Z_") ? e
-    : /unexpected end/.test((e as Error).message) ? refused("truncated gzip data")
+    : /unexpected end/.test((e as Error).message) ? refused("truncated gzip data (unexpected end of file)")
     : refused(`corrupt gzip data (${(e as Error).message})`)
 
   let head: Buffer | undefined = Buffer.alloc(0)

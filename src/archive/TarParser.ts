@@ -99,7 +99,8 @@ export class TarParser {
     if (this.failure !== undefined) throw this.failure
     const s = this.state
     let problem: string | undefined
-    if (s.k === "data" || s.k === "meta" || this.fill > 0) problem = "truncated archive"
+    if (this.fill > 0 && this.offset === this.fill && compressed(this.block) !== "") problem = `not a tar archive${compressed(this.block)}`
+    else if (s.k === "data" || s.k === "meta" || this.fill > 0) problem = "truncated archive"
     else if (this.pending.pax !== undefined || this.pending.longName !== undefined || this.pending.longLink !== undefined)
       problem = "extended header without an entry (truncated archive)"
     if (problem !== undefined) {
@@ -213,8 +214,7 @@ export class TarParser {
     }
     if (!checksumOk(b)) {
       const at = this.offset - BLOCK
-      const magic = b[0] === 0x1f && b[1] === 0x8b ? " (a gzip stream inside the gzip)" : b.readUInt32BE(0) === 0x28b52ffd ? " (zstd data)" : ""
-      this.refuse(at === 0 ? `not a tar archive${magic}` : `bad header checksum at offset ${at}`, "")
+      this.refuse(at === 0 ? `not a tar archive${compressed(b)}` : `bad header checksum at offset ${at}`, "")
     }
     format(b)
     const flag = String.fromCharCode(b[156]!)
@@ -253,9 +253,11 @@ export class TarParser {
     if (!isLink && (paxLink !== undefined || p.longLink !== undefined)) this.refuse(`a link name on a ${kind} entry`)
     const pax = p.pax
     const realSize = pax?.has("size") ? paxInteger(pax.get("size")!, "size") : size
-    const uid = pax?.has("uid") ? paxInteger(pax.get("uid")!, "uid", MAX_ID) : number(b, 108, 8, "uid")
-    const gid = pax?.has("gid") ? paxInteger(pax.get("gid")!, "gid", MAX_ID) : number(b, 116, 8, "gid")
-    if (uid > MAX_ID || gid > MAX_ID) this.refuse("uid or gid out of range")
+    // Header fields are checked even when PAX replaces them, as GNU tar does (it fails on a bad one).
+    const [hUid, hGid, hMtime] = [number(b, 108, 8, "uid"), number(b, 116, 8, "gid"), number(b, 136, 12, "mtime", true)]
+    if (hUid > MAX_ID || hGid > MAX_ID) this.refuse("uid or gid out of range")
+    const uid = pax?.has("uid") ? paxInteger(pax.get("uid")!, "uid", MAX_ID) : hUid
+    const gid = pax?.has("gid") ? paxInteger(pax.get("gid")!, "gid", MAX_ID) : hGid
     const e: TarEntry = {
       path: this.entryName,
       kind,
@@ -264,7 +266,7 @@ export class TarParser {
       gid,
       uname: pax?.get("uname") ?? text(cstring(b, 265, 32), "uname"),
       gname: pax?.get("gname") ?? text(cstring(b, 297, 32), "gname"),
-      mtime: pax?.has("mtime") ? paxTime(pax.get("mtime")!, "mtime") : number(b, 136, 12, "mtime", true),
+      mtime: pax?.has("mtime") ? paxTime(pax.get("mtime")!, "mtime") : hMtime,
       atime: pax?.has("atime") ? paxTime(pax.get("atime")!, "atime") : undefined,
       size: kind === "file" ? realSize : 0,
       linkpath
@@ -283,6 +285,10 @@ export class TarParser {
     } else this.state = { k: "data", left: e.size, pad: (BLOCK - (e.size % BLOCK)) % BLOCK }
   }
 }
+
+/** What a block that should be a tar header is instead, when it is compressed data, for the message. */
+const compressed = (b: Buffer): string =>
+  b[0] === 0x1f && b[1] === 0x8b ? " (a gzip stream inside the gzip)" : b.readUInt32BE(0) === 0x28b52ffd ? " (zstd data)" : ""
 
 /** The path rules every reader applies to an entry (PathRules.ts), or undefined when it passes. */
 export const pathProblem = (e: TarEntry): string | undefined => {

@@ -8,6 +8,7 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
 import { ConsoleLive } from "./Console.js"
+import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
 import { JanitorLive } from "./Janitor.js"
@@ -59,7 +60,7 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
     const Core = ConsoleLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive)),
+      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))

@@ -38,6 +38,22 @@ describe("LayerCheck", () => {
     await expect(readLayer("/nonexistent/x", "l", { entry() {}, data() {}, entryEnd() {} })).rejects.toBeInstanceOf(LayerUnreadable)
   })
 
+  it("readLayer waits for room: a slow consumer holds reading back and still sees every byte in order", async () => {
+    const big = Buffer.alloc(3 << 20)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff
+    const layer = gz(tar(file("a", big), file("b", "end")))
+    const got: Array<Buffer> = []
+    let waits = 0
+    const r = await withFile(layer, (p) =>
+      readLayer(p, "l", { entry: () => {}, data: (c) => void got.push(Buffer.from(c)), entryEnd: () => {} }, {
+        room: () => (waits++ % 2 === 0 ? new Promise<void>((res) => setImmediate(res)) : undefined)
+      })
+    )
+    expect(r.entries).toBe(2)
+    expect(Buffer.concat(got).equals(Buffer.concat([big, Buffer.from("end")]))).toBe(true) // toEqual on MiBs is slow
+    expect(waits).toBeGreaterThan(1)
+  })
+
   it("checkLayerInWorker: the same verdicts on a worker thread, with the file's sha256", async () => {
     const ok = await withFile(good, (p) => Effect.runPromise(checkLayerInWorker(p, "code@v1", { hash: true })))
     expect(ok).toEqual({ entries: 3, bytes: good.length, hash: createHash("sha256").update(good).digest("hex") })

@@ -1,6 +1,7 @@
 // Hand-built tar headers for reader tests: every field settable, including the hostile ones (PAX
 // `x`/`g` records with newlines or wrong lengths, GNU `L`/`K`, base-256 numbers, bad checksums,
 // sparse and unknown types). Nothing here validates: that is the reader's job.
+import { randomBytes } from "node:crypto"
 import { gzipSync } from "node:zlib"
 
 export const BLOCK = 512
@@ -109,3 +110,9 @@ export const eof = (): Buffer => Buffer.alloc(2 * BLOCK)
 export const tar = (...parts: ReadonlyArray<Buffer>): Buffer => Buffer.concat([...parts, eof()])
 
 export const gz = (data: Buffer): Buffer => gzipSync(data)
+
+/** A valid layer (tar.gz) holding one file with `content`: addver refuses what agents would refuse. */
+export const layerOf = (content: string | Buffer): Buffer => gz(tar(file("content", content, { mtime: 0 })))
+
+/** A valid layer of about `bytes` bytes that does not compress: one file of random content. */
+export const randomLayer = (bytes: number): Buffer => gz(tar(file("random", randomBytes(bytes), { mtime: 0 })))
