@@ -216,19 +216,22 @@ describe("deploy-agent against a real registry", () => {
       [{ path: "hl", type: "link", linkpath: path.join(outside, "victim") }],
       [{ path: "hl", type: "link", linkpath: "../../victim" }]
     ]
-    await Promise.all(
-      refusedCases.map(async (entries) => {
-        const s = await site("true")
-        const c = component()
-        const h = await addVersion(reg, c, "v1", layer(entries))
-        await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
-        const r = await s.once()
-        expect(r.code, r.log).toBe(1)
-        expect(r.log).toContain("refused entry")
-        expect(existsSync(path.join(s.dir, "work", "unpacked", configHash([h])))).toBe(false)
-        expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
+    // Refused by the agent, or already at the registry's addver (it applies the agents' reader).
+    for (const entries of refusedCases) {
+      const s = await site("true")
+      const c = component()
+      const h = await addVersion(reg, c, "v1", layer(entries)).catch((e: unknown) => {
+        expect(String(e)).toContain("refused entry")
+        return undefined
       })
-    )
+      if (h === undefined) continue
+      await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+      const r = await s.once()
+      expect(r.code, r.log).toBe(1)
+      expect(r.log).toContain("refused entry")
+      expect(existsSync(path.join(s.dir, "work", "unpacked", configHash([h])))).toBe(false)
+      expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
+    }
     // Accepted: absolute paths (stripped), links to /, ../.. and outside kept as links, a device node
     // (skipped), a setuid file (bits dropped), an image-style tree.
     const s = await site("true")
