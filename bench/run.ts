@@ -23,7 +23,7 @@ const runAll: Bench = async (argv) => {
   const args: Record<string, string[]> = {
     upload: ["-runs", runs, "-size", size, "-large", large],
     download: ["-runs", runs, "-size", size],
-    smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000"] : [])],
+    smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000", "-entries", "20000"] : [])],
     propagation: quick ? ["-changes", "5"] : [],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])]
   }

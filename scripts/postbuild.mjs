@@ -1,12 +1,14 @@
 // After tsc: bundle each program's entry point with esbuild so it starts fast (one file instead of
 // hundreds of effect modules), then put a small launcher at the bin path that runs the bundle through
 // V8's code cache (src/launch/CodeCache.ts). The bundle is CommonJS because Node 20 has a code cache
-// only for scripts. Native and CommonJS-with-native packages stay external and load from node_modules.
+// only for scripts. Worker modules (`*.worker.js`, started by path: src/fs/WorkerModule.ts) are bundled
+// in place as ES modules. Native and CommonJS-with-native packages stay external and load from node_modules.
 import { build } from "esbuild"
-import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import pkg from "../package.json" with { type: "json" }
 
+const external = ["ssh2", "better-sqlite3", "cpu-features"]
 const BUNDLE = "main.bundle.cjs"
 const launcher = `#!/usr/bin/env node
 // Written by scripts/postbuild.mjs: runs ${BUNDLE}, the bundled program, through V8's code cache.
@@ -14,32 +16,37 @@ import { runBundle } from "../launch/CodeCache.js"
 
 runBundle(import.meta.url, ${JSON.stringify(BUNDLE)})
 `
+const esmBanner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+
+/** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
+const bundle = async (entry, out, options) => {
+  const tmp = `dist/.bundle-${process.pid}/${out.replaceAll("/", "_")}/${basename(out)}`
+  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, sourcemap: "linked", logLevel: "warning", ...options })
+  renameSync(tmp, out)
+  renameSync(`${tmp}.map`, `${out}.map`)
+}
 
 for (const file of Object.values(pkg.bin)) {
   // Already a launcher (another build ran postbuild after this build's tsc): tsc's output is in the bundle.
   if (readFileSync(file, "utf8") === launcher) continue
   const out = join(dirname(file), BUNDLE)
-  // Same base name as the target, so the bundle's sourceMappingURL stays right after the rename.
-  const tmp = `dist/.bundle-${process.pid}/${file.replaceAll("/", "_")}/${basename(out)}`
-  await build({
-    entryPoints: [file],
-    outfile: tmp,
-    bundle: true,
-    platform: "node",
+  await bundle(file, out, {
     format: "cjs",
-    target: "node20",
-    external: ["ssh2", "better-sqlite3", "cpu-features"],
     // Module-relative paths (workers, require.resolve) keep working from the bundle's own location.
     define: { "import.meta.url": "__bundleUrl" },
-    banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
-    sourcemap: "linked",
-    logLevel: "warning"
+    banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' }
   })
-  renameSync(tmp, out)
-  renameSync(`${tmp}.map`, `${out}.map`)
   rmSync(`${file}.map`, { force: true })
   writeFileSync(`${file}.tmp`, launcher)
   renameSync(`${file}.tmp`, file)
   chmodSync(file, 0o755)
+}
+
+const workers = readdirSync("dist", { recursive: true }).filter((f) => f.endsWith(".worker.js")).map((f) => join("dist", f))
+for (const file of workers) {
+  // Already a bundle: bundling it again would break it.
+  if (readFileSync(file, "utf8").includes("__createRequire")) continue
+  // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+  await bundle(file, file, { format: "esm", banner: { js: esmBanner } })
 }
 rmSync(`dist/.bundle-${process.pid}`, { recursive: true, force: true })

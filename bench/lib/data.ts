@@ -79,6 +79,47 @@ export const smallFilesTarGz = (count: number): Promise<DataFile> =>
     await runOk("tar", ["-C", tree, "-czf", out, "."])
   })
 
+/** A ustar header block of an entry with no content (a directory when `name` ends with "/"). */
+const emptyEntryHeader = (name: string): Buffer => {
+  const b = Buffer.alloc(512)
+  const dir = name.endsWith("/")
+  b.write(name, 0, 100, "utf8")
+  b.write(dir ? "0000755\0" : "0000644\0", 100, "ascii")
+  b.write("0000000\0", 108, "ascii")
+  b.write("0000000\0", 116, "ascii")
+  b.write("00000000000\0", 124, "ascii")
+  b.write("13767731200\0", 136, "ascii") // a fixed time (December 2020)
+  b.write("        ", 148, "ascii")
+  b.write(dir ? "5" : "0", 156, "ascii")
+  b.write("ustar\0" + "00", 257, "ascii")
+  let sum = 0
+  for (const byte of b) sum += byte
+  b.write(sum.toString(8).padStart(6, "0") + "\0 ", 148, "ascii")
+  return b
+}
+
+/**
+ * A tar.gz of `count` empty files spread over `dirs` directories: the many-entries case, where only
+ * the per-entry cost counts (written directly: making 200,000 files to tar them up takes longer).
+ */
+export const manyEntriesTarGz = (count: number, dirs: number): Promise<DataFile> =>
+  cached(`entries-${count}-${dirs}.tar.gz`, async (out) => {
+    const { createGzip } = await import("node:zlib")
+    const { createWriteStream } = await import("node:fs")
+    const { pipeline } = await import("node:stream/promises")
+    const perDir = Math.ceil(count / dirs)
+    async function* blocks() {
+      for (let d = 0, n = 0; d < dirs && n < count; d++) {
+        const dir = `d${String(d).padStart(4, "0")}/`
+        const batch = [emptyEntryHeader(dir)]
+        for (let i = 0; i < perDir && n < count; i++, n++) batch.push(emptyEntryHeader(`${dir}f${i}`))
+        yield Buffer.concat(batch)
+      }
+      yield Buffer.alloc(1024)
+    }
+    await pipeline(blocks(), createGzip(), createWriteStream(out))
+  })
+
 /** A tiny valid tar.gz holding one file with `text` (for configuration churn). */
 export const tinyTarGz = (name: string, text: string): Promise<DataFile> =>
   cached(`tiny-${name}.tar.gz`, async (out, scratch) => {

@@ -8,7 +8,16 @@
 // names the entry it belonged to.
 import { Worker } from "node:worker_threads"
 
-/** Times are seconds since the epoch (fractional), as fs.futimes takes them. */
+/** What a file's close sets. Times are seconds since the epoch (fractional, may be negative). */
+export interface FileMeta {
+  readonly uid?: number
+  readonly gid?: number
+  readonly chmod?: number
+  readonly atime?: number
+  readonly mtime?: number
+}
+
+
 export type Op =
   | { readonly k: "mkdir"; readonly path: string; readonly mode: number }
   | { readonly k: "rmdir"; readonly path: string }
@@ -16,18 +25,15 @@ export type Op =
   /** Creates a new file (O_EXCL|O_NOFOLLOW) as `slot`; later write/close ops name the slot. */
   | { readonly k: "open"; readonly slot: number; readonly path: string; readonly mode: number }
   | { readonly k: "write"; readonly slot: number; readonly off: number; len: number }
-  | {
-      readonly k: "close"
-      readonly slot: number
-      readonly uid?: number
-      readonly gid?: number
-      readonly chmod?: number
-      readonly atime?: number
-      readonly mtime?: number
-    }
+  | ({ readonly k: "close"; readonly slot: number } & FileMeta)
+  /** open + close of a file without content: one op for the commonest entry of a large tree. */
+  | ({ readonly k: "empty"; readonly path: string; readonly mode: number } & FileMeta)
   | { readonly k: "symlink"; readonly target: string; readonly path: string; readonly uid?: number; readonly gid?: number; readonly atime?: number; readonly mtime?: number }
   | { readonly k: "link"; readonly existing: string; readonly path: string }
-  | { readonly k: "dir"; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number; readonly atime?: number; readonly mtime?: number }
+  /** Sets a directory's metadata through a descriptor (O_DIRECTORY|O_NOFOLLOW): never through a link. */
+  | { readonly k: "dirmeta"; readonly path: string; readonly mode: number; readonly uid?: number; readonly gid?: number; readonly atime: number; readonly mtime: number }
+  /** Sets a directory's mtime to now, as replacing an entry in it does (GNU tar's delayed links). */
+  | { readonly k: "touch"; readonly path: string }
 
 /** What an op's failure means for the archive: an errno code mapped to a refusal reason. */
 export type Refusals = Readonly<Partial<Record<string, string>>>
@@ -49,10 +55,27 @@ export class OpFailed extends Error {
 const workerSource = `
 const { parentPort } = require("node:worker_threads")
 const fs = require("node:fs")
-const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants
+const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants
 const CREATE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
+const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
+// fs takes a negative number of seconds as "now"; a Date before 1970 is set as it is.
+const t = (s) => (s < 0 ? new Date(s * 1000) : s)
+const withDir = (path, f) => {
+  const fd = fs.openSync(path, DIR)
+  try { f(fd) } finally { fs.closeSync(fd) }
+}
 const fds = new Map()
 let failed = false
+const finish = (fd, op) => {
+  try {
+    // chown clears setuid bits, so it goes first.
+    if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
+    if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
+    if (op.mtime !== undefined) fs.futimesSync(fd, t(op.atime), t(op.mtime))
+  } finally {
+    fs.closeSync(fd)
+  }
+}
 const fdOf = (slot) => {
   const fd = fds.get(slot)
   if (fd === undefined) throw new Error("internal: no open file in slot " + slot)
@@ -74,27 +97,23 @@ const run = (op, data) => {
     case "close": {
       const fd = fdOf(op.slot)
       fds.delete(op.slot)
-      try {
-        // chown clears setuid bits, so it goes first.
-        if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
-        if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
-        if (op.mtime !== undefined) fs.futimesSync(fd, op.atime, op.mtime)
-      } finally {
-        fs.closeSync(fd)
-      }
-      return
+      return finish(fd, op)
     }
+    case "empty": return finish(fs.openSync(op.path, CREATE, op.mode), op)
     case "symlink":
       fs.symlinkSync(op.target, op.path)
       if (op.uid !== undefined) fs.lchownSync(op.path, op.uid, op.gid)
-      if (op.mtime !== undefined) fs.lutimesSync(op.path, op.atime, op.mtime)
+      if (op.mtime !== undefined) fs.lutimesSync(op.path, t(op.atime), t(op.mtime))
       return
     case "link": return fs.linkSync(op.existing, op.path)
-    case "dir":
-      if (op.uid !== undefined) fs.chownSync(op.path, op.uid, op.gid)
-      fs.chmodSync(op.path, op.mode)
-      if (op.mtime !== undefined) fs.utimesSync(op.path, op.atime, op.mtime)
-      return
+    case "dirmeta":
+      return withDir(op.path, (fd) => {
+        if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
+        fs.fchmodSync(fd, op.mode)
+        fs.futimesSync(fd, t(op.atime), t(op.mtime))
+      })
+    case "touch":
+      return withDir(op.path, (fd) => fs.futimesSync(fd, fs.fstatSync(fd).atimeMs / 1000, Date.now() / 1000))
     default: throw new Error("internal: unknown op " + op.k)
   }
 }

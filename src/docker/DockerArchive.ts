@@ -57,12 +57,14 @@ const spool = (input: Readable, dir: string, signal: AbortSignal): Promise<Spool
     const writes: Array<Promise<void>> = []
     let n = 0
     let failed = false
+    /** What the parser reads from: the input, or its gunzip. */
+    let plain: Readable = input
     const parser = new tar.Parser({ strict: true })
     const onError = (e: unknown) => {
       if (failed) return
       failed = true
-      input.unpipe(parser as unknown as NodeJS.WritableStream)
       input.destroy()
+      if (plain !== input) plain.destroy()
       const bad = (e as { tarCode?: string }).tarCode === "TAR_BAD_ARCHIVE" && files.size === 0
       reject(
         e instanceof ArchiveError || e instanceof LocalIoError ? e
@@ -96,6 +98,34 @@ const spool = (input: Readable, dir: string, signal: AbortSignal): Promise<Spool
     })
     parser.on("error", onError)
     input.once("error", onError)
+    // node-tar sniffs its input and inflates gzip/zstd itself — zstd by throwing inside a stream
+    // handler (Node 20 has none), which would kill the process. So it only ever gets a plain tar:
+    // a gzip'd stream is inflated here, and compressed data after that is refused before it sees it.
+    let first = true
+    const endParser = () => {
+      try {
+        parser.end()
+      } catch (e) {
+        onError(e)
+      }
+    }
+    const feed = (chunk: Buffer) => {
+      if (failed) return
+      if (first) {
+        first = false
+        const zstd = chunk.length >= 4 && chunk.readUInt32BE(0) === 0x28b52ffd
+        if (zstd && plain === input) return onError(fail("the input is zstd-compressed; pipe plain `docker save` output (or gzip it)"))
+        if (zstd || (chunk[0] === 0x1f && chunk[1] === 0x8b)) return onError(fail("not a docker save archive: compressed twice"))
+      }
+      try {
+        if (!parser.write(chunk)) {
+          plain.pause()
+          parser.once("drain", () => plain.resume())
+        }
+      } catch (e) {
+        onError(e)
+      }
+    }
     parser.on("end", () => {
       Promise.all(writes).then(
         () => {
@@ -106,7 +136,26 @@ const spool = (input: Readable, dir: string, signal: AbortSignal): Promise<Spool
         onError
       )
     })
-    input.pipe(parser as unknown as NodeJS.WritableStream)
+    let started = false
+    input.once("end", () => {
+      if (!started) endParser() // empty input: the parser says what it thinks of it
+    })
+    input.once("data", (chunk: Buffer) => {
+      started = true
+      if (chunk[0] === 0x1f && chunk[1] === 0x8b) {
+        const gunzip = zlib.createGunzip()
+        gunzip.once("error", (e) => onError(fail(`not a docker save archive: bad gzip data: ${e.message}`)))
+        plain = gunzip
+        gunzip.on("data", feed)
+        gunzip.once("end", endParser)
+        gunzip.write(chunk)
+        input.pipe(gunzip)
+        return
+      }
+      input.on("data", feed)
+      input.once("end", endParser)
+      feed(chunk)
+    })
   })
 
 /** The spooled file for a path named inside the archive, following links (a few hops). */

@@ -1,6 +1,7 @@
 // Every failure a user can see is one of these. `message` is the one line the console prints;
 // wording follows the original tools where they had one (DESIGN.md, wire contract).
 import { Schema } from "effect"
+import type { LayerRefused } from "./ArchiveErrors.js"
 
 export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
   message: Schema.String
@@ -151,3 +152,4 @@ export type CommandError =
   | StaleExpect
   | RollbackUnavailable
   | StorageError
+  | LayerRefused

@@ -11,11 +11,12 @@
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
-import { type CommandError, ConfigurationNotFound, ForceRequired } from "../domain/Errors.js"
+import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
 import { BlobStore } from "./BlobStore.js"
+import { LayerVerdicts } from "./LayerVerdicts.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -85,6 +86,7 @@ export const make = Effect.gen(function* () {
   const storage = yield* Storage
   const blobs = yield* BlobStore
   const uploads = yield* Uploads
+  const verdicts = yield* LayerVerdicts
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -92,8 +94,25 @@ export const make = Effect.gen(function* () {
    * before the commit leaves a blob without a version: harmless, a retried addver finds the blob,
    * retention removes it otherwise. A version without its blob cannot happen.
    */
+  /**
+   * The layer must be one agents unpack (LayerVerdicts): checked before the transaction, which holds
+   * the database, and off this thread. A file that vanished meanwhile (swept) is "not found".
+   */
+  const checkLayer = (cmd: Extract<Command, { _tag: "addver" }>) =>
+    Effect.gen(function* () {
+      const file = (yield* blobs.has(cmd.hash)) ? blobs.path(cmd.hash) : yield* uploads.find(cmd.hash)
+      yield* verdicts.check(cmd.hash, file, `${cmd.name}@${cmd.version}`).pipe(
+        Effect.catchTag("LayerUnreadable", (e) =>
+          Effect.zipRight(
+            blobs.has(cmd.hash).pipe(Effect.flatMap((has) => (has ? Effect.void : Effect.asVoid(uploads.find(cmd.hash))))),
+            Effect.fail(new StorageError({ reason: "cannot read the uploaded layer", cause: e }))
+          )
+        )
+      )
+    })
+
   const addver = (cmd: Extract<Command, { _tag: "addver" }>) =>
-    storage.transaction(
+    Effect.zipRight(checkLayer(cmd), storage.transaction(
       Effect.gen(function* () {
         yield* storage.addVersion(cmd.name, cmd.version, cmd.hash)
         if (yield* blobs.has(cmd.hash)) return // written once: an identical staged copy is left to the upload sweep
@@ -103,7 +122,7 @@ export const make = Effect.gen(function* () {
           .adopt(staged, cmd.hash)
           .pipe(Effect.catchTag("StorageError", (e) => Effect.zipRight(uploads.find(cmd.hash), Effect.fail(e))))
       })
-    )
+    ))
 
   const execute = (cmd: Command, who: Principal): Effect.Effect<ConsoleResult, CommandError> => {
     switch (cmd._tag) {

@@ -14,6 +14,7 @@ import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDi
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
 import { ConsoleLive } from "./Console.js"
+import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
 import { JanitorLive } from "./Janitor.js"
@@ -82,7 +83,7 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
     const Core = ConsoleLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive)),
+      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))

@@ -39,7 +39,7 @@ describe("TreeWriter", () => {
     w.push("d/b", { k: "close", slot: b, chmod: 0o640 })
     w.push("l", { k: "symlink", target: "d/a", path: path.join(dir, "l") })
     w.push("h", { k: "link", existing: path.join(dir, "d/a"), path: path.join(dir, "h") })
-    w.push("d", { k: "dir", path: path.join(dir, "d"), mode: 0o750, atime: 2_000_000, mtime: 2_000_000 })
+    w.push("d", { k: "dirmeta", path: path.join(dir, "d"), mode: 0o750, atime: 2_000_000, mtime: 2_000_000 })
     await w.drain()
     expect(await fs.readFile(path.join(dir, "d/a"), "utf8")).toBe("hello")
     expect(await fs.readFile(path.join(dir, "d/b"), "utf8")).toBe("bee")
@@ -64,6 +64,24 @@ describe("TreeWriter", () => {
     expect(err).toBeInstanceOf(OpFailed)
     expect((err as OpFailed).code).toBe("EEXIST")
     expect(await fs.readFile(path.join(dir, "target"), "utf8")).toBe("precious")
+  })
+
+  it("sets directory metadata only on the directory itself, never through a link (O_NOFOLLOW|O_DIRECTORY)", async () => {
+    const outside = path.join(dir, "outside")
+    await fs.mkdir(outside, { mode: 0o700 })
+    await fs.utimes(outside, 1000, 1000)
+    await fs.symlink(outside, path.join(dir, "d"))
+    for (const op of [
+      { k: "dirmeta", path: path.join(dir, "d"), mode: 0o777, atime: 5, mtime: 5 },
+      { k: "touch", path: path.join(dir, "d") }
+    ] as const) {
+      const w = writer()
+      w.push("d", op)
+      const err = await w.drain().then(() => undefined, (e: unknown) => e)
+      expect((err as OpFailed).code).toMatch(/^(ELOOP|ENOTDIR)$/)
+    }
+    const st = await fs.stat(outside)
+    expect([st.mode & 0o777, st.mtimeMs]).toEqual([0o700, 1_000_000])
   })
 
   it("stops at the first failure, names its entry, maps refusals, and does nothing after it", async () => {

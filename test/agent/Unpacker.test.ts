@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { UnpackError, UnsafeArchive } from "../../src/domain/AgentErrors.js"
-import { extractLayers, type LayerFile, makeUnpacker } from "../../src/agent/Unpacker.js"
+import { extractLayers, type LayerFile, makeUnpacker, settled } from "../../src/agent/Unpacker.js"
 import { type EntrySpec, listAll, snapshot, writeArchive } from "./fixtures.js"
 
 const run = promisify(execFile)
@@ -202,26 +202,38 @@ describe("hostile archives (fault 2)", () => {
     expect(await fs.readFile(path.join(sandbox, "outside.txt"), "utf8")).toBe("secret")
   })
 
-  it("resolves paths through symlinks inside the tree, in the same archive and in a later layer", async () => {
-    const pwned = `deploy-agent-test-pwned-${process.pid}`
-    const cases: Array<ReadonlyArray<ReadonlyArray<EntrySpec>>> = [
-      [[{ path: "s", type: "symlink", linkpath: sandbox }, { path: `s/${pwned}`, content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: "/" }, { path: `s/${pwned}`, content: "x" }]],
-      [[{ path: "d/s", type: "symlink", linkpath: "../../.." }, { path: `d/s/${pwned}`, content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: sandbox }], [{ path: `s/${pwned}`, content: "x" }]],
-      [[{ path: "s", type: "symlink", linkpath: "../.." }], [{ path: `s/sub/${pwned}`, content: "x" }]]
+  it("follows relative links inside the tree where GNU tar does, and refuses paths through links that lead out, are not there yet, or dangle", async () => {
+    const ok: Array<[ReadonlyArray<ReadonlyArray<EntrySpec>>, string]> = [
+      [[[{ path: "sub/", type: "dir" }, { path: "d", type: "symlink", linkpath: "sub" }, { path: "d/x", content: "x" }]], "sub/x"],
+      [[[{ path: "a/", type: "dir" }, { path: "b/", type: "dir" }, { path: "a/s", type: "symlink", linkpath: "../b" }], [{ path: "a/s/x", content: "x" }]], "b/x"],
+      [[[{ path: "sub/", type: "dir" }, { path: "d", type: "symlink", linkpath: "sub" }, { path: "d/new/x", content: "x" }]], "sub/new/x"]
     ]
-    for (const layers of cases) {
+    for (const [layers, where] of ok) {
+      await fs.rm(path.join(sandbox, "tree"), { recursive: true, force: true })
+      expect(await extractGuarded(await archives(...layers))).toBeUndefined()
+      expect(await fs.readFile(path.join(sandbox, "tree", where), "utf8")).toBe("x")
+    }
+    const pwned = `deploy-agent-test-pwned-${process.pid}`
+    const refused: Array<[ReadonlyArray<ReadonlyArray<EntrySpec>>, RegExp]> = [
+      [[[{ path: "s", type: "symlink", linkpath: sandbox }, { path: `s/${pwned}`, content: "x" }]], /only after the layer/],
+      [[[{ path: "s", type: "symlink", linkpath: "/" }], [{ path: `s/${pwned}`, content: "x" }]], /leads out of the tree/],
+      [[[{ path: "s", type: "symlink", linkpath: sandbox }], [{ path: `s/${pwned}`, content: "x" }]], /leads out of the tree/],
+      [[[{ path: "d/s", type: "symlink", linkpath: "../../.." }], [{ path: `d/s/${pwned}`, content: "x" }]], /leads out of the tree/],
+      [[[{ path: "s", type: "symlink", linkpath: "../.." }], [{ path: `s/sub/${pwned}`, content: "x" }]], /leads out of the tree/],
+      [[[{ path: "a/", type: "dir" }, { path: "b/", type: "dir" }, { path: "a/s", type: "symlink", linkpath: "../b" }, { path: "a/s/x", content: "x" }]], /only after the layer/],
+      [[[{ path: "s", type: "symlink", linkpath: "nowhere" }, { path: `s/${pwned}`, content: "x" }]], /missing/],
+      [[[{ path: "s", type: "symlink", linkpath: "/etc" }], [{ path: "h", type: "link", linkpath: "s/passwd" }]], /leads out of the tree/]
+    ]
+    for (const [layers, reason] of refused) {
       await fs.rm(path.join(sandbox, "tree"), { recursive: true, force: true })
       const err = await extractGuarded(await archives(...layers))
-      expect(err).toBeUndefined()
+      expect(err, JSON.stringify(layers)).toBeInstanceOf(UnsafeArchive)
+      expect((err as UnsafeArchive).reason).toMatch(reason)
       expect(existsSync(path.join(sandbox, pwned))).toBe(false)
       expect(existsSync(`/${pwned}`)).toBe(false)
       expect(existsSync(`/sub/${pwned}`)).toBe(false)
       expect(existsSync(path.join(os.tmpdir(), pwned))).toBe(false)
       expect(existsSync(path.join(os.tmpdir(), "sub", pwned))).toBe(false)
-      const inside = (await listAll(path.join(sandbox, "tree"))).filter((p) => p.endsWith(pwned))
-      expect(inside).toHaveLength(1)
     }
   })
 
@@ -260,29 +272,30 @@ describe("hostile archives (fault 2)", () => {
     expect((await fs.stat(path.join(sandbox, "tree/su"))).mode & 0o7777).toBe(0o4755)
   })
 
-  it("deploys an image-style tree with absolute symlinks", async () => {
+  it("deploys an image-style tree with absolute symlinks, and refuses an entry that passes through one", async () => {
     const name = `deploy-agent-test-${randomBytes(6).toString("hex")}`
-    const err = await extractGuarded(
-      await archives(
-        [
-          { path: "usr/", type: "dir" },
-          { path: "usr/bin/", type: "dir" },
-          { path: "usr/bin/sh", content: "sh", mode: 0o755 },
-          { path: "bin", type: "symlink", linkpath: "/usr/bin" },
-          { path: "lib", type: "symlink", linkpath: "usr/lib" },
-          { path: `bin/${name}`, content: "via link" }
-        ],
-        [{ path: `bin/${name}-2`, content: "later layer" }, { path: "usr/bin/sh-hard", type: "link", linkpath: "/bin/sh" }]
-      )
-    )
-    expect(err).toBeUndefined()
-    expect(existsSync(`/usr/bin/${name}`)).toBe(false)
-    expect(existsSync(`/usr/bin/${name}-2`)).toBe(false)
+    const image: Array<EntrySpec> = [
+      { path: "usr/", type: "dir" },
+      { path: "usr/bin/", type: "dir" },
+      { path: "usr/bin/sh", content: "sh", mode: 0o755 },
+      { path: "bin", type: "symlink", linkpath: "/usr/bin" },
+      { path: "lib", type: "symlink", linkpath: "usr/lib" },
+      { path: "etc/alternatives/awk", type: "symlink", linkpath: "/usr/bin/mawk" },
+      { path: "usr/bin/sh-hard", type: "link", linkpath: "/usr/bin/sh" }
+    ]
+    expect(await extractGuarded(await archives(image))).toBeUndefined()
     const tree = path.join(sandbox, "tree")
     expect(await fs.readlink(path.join(tree, "bin"))).toBe("/usr/bin")
-    expect(await fs.readFile(path.join(tree, "usr/bin", name), "utf8")).toBe("via link")
-    expect(await fs.readFile(path.join(tree, "usr/bin", `${name}-2`), "utf8")).toBe("later layer")
+    expect(await fs.readlink(path.join(tree, "etc/alternatives/awk"))).toBe("/usr/bin/mawk")
     expect((await fs.stat(path.join(tree, "usr/bin/sh-hard"))).nlink).toBe(2)
+    // GNU tar would write through `bin` into the host's /usr/bin (a later layer) or fail (the same one).
+    for (const layers of [[[...image, { path: `bin/${name}`, content: "via link" }]], [image, [{ path: `bin/${name}`, content: "later layer" }]]]) {
+      await fs.rm(tree, { recursive: true, force: true })
+      const err = await extractGuarded(await archives(...layers))
+      expect(err).toBeInstanceOf(UnsafeArchive)
+      expect((err as UnsafeArchive).entry).toBe(`bin/${name}`)
+      expect(existsSync(`/usr/bin/${name}`)).toBe(false)
+    }
   })
 })
 
@@ -313,22 +326,37 @@ describe("Unpacker service", () => {
     expect(existsSync(path.join(sandbox, "unpacked", `${hash}.ok`))).toBe(false)
   })
 
-  it("interrupted while unpacking: the partial tree is removed and no .ok is written", async () => {
+  it("interrupted while unpacking: the tree is removed only after the writer stopped, and no .ok is written", async () => {
     const u = makeUnpacker(sandbox, opts())
     const hash = "d".repeat(64)
-    const [first] = await archives([{ path: "first", content: "1" }])
-    // The second layer is a FIFO nobody writes to: the unpack blocks there, after layer one is on disk.
-    const fifo = path.join(sandbox, "stuck.fifo")
-    await run("mkfifo", [fifo])
-    const fiber = Effect.runFork(u.prepare(hash, [first!, { label: "stuck", file: fifo }]))
+    // Busy: many small files, so that the writer thread has work queued when the interruption comes.
+    const many: Array<EntrySpec> = []
+    for (let i = 0; i < 30_000; i++) many.push({ path: `d${i % 50}/f${i}`, content: "x".repeat(i % 300) })
+    const layers = await archives(many)
+    const fiber = Effect.runFork(u.prepare(hash, layers))
     const tree = path.join(sandbox, "unpacked", hash)
-    for (let i = 0; i < 500 && !existsSync(path.join(tree, "first")); i++) await new Promise((r) => setTimeout(r, 10))
-    expect(existsSync(path.join(tree, "first"))).toBe(true)
+    for (let i = 0; i < 1000 && !existsSync(path.join(tree, "d0", "f0")); i++) await new Promise((r) => setTimeout(r, 5))
+    expect(existsSync(path.join(tree, "d0", "f0"))).toBe(true)
     await Effect.runPromise(Fiber.interrupt(fiber))
     expect(existsSync(tree)).toBe(false)
     expect(existsSync(`${tree}.ok`)).toBe(false)
-    // Release the thread blocked opening the FIFO.
-    await fs.open(fifo, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK).then((fh) => fh.close(), () => {})
+    // Nothing of the interrupted extraction appears afterwards.
+    await new Promise((r) => setTimeout(r, 300))
+    expect(existsSync(tree)).toBe(false)
+    expect(await fs.readdir(path.join(sandbox, "unpacked"))).toEqual([])
+  })
+
+  it("interruption returns only once the extraction has stopped (Effect.tryPromise would return at once)", async () => {
+    let stopped = false
+    const work = settled(async (signal) => {
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }))
+      await new Promise((r) => setTimeout(r, 100)) // the writer thread finishing its batch
+      stopped = true
+    }, (e) => e)
+    const fiber = Effect.runFork(work)
+    await new Promise((r) => setTimeout(r, 20))
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    expect(stopped).toBe(true)
   })
 
   it("removeOthers keeps the given trees", async () => {

@@ -74,7 +74,7 @@ describe("tar.gz check", () => {
 
   it("refuses a complete gzip of a truncated tar", async () => {
     const tarBytes = zlib.gunzipSync(good)
-    expect(await verdict(zlib.gzipSync(tarBytes.subarray(0, 2048 + 1000)))).toContain("Truncated input")
+    expect(await verdict(zlib.gzipSync(tarBytes.subarray(0, 2048 + 1000)))).toContain("truncated archive")
   })
 
   it("refuses corrupted bytes in the middle", async () => {
@@ -85,7 +85,7 @@ describe("tar.gz check", () => {
 
   it("refuses an archive without a single entry (tar czf x -T /dev/null)", async () => {
     await run("tar", ["czf", path.join(dir, "none.tar.gz"), "-T", "/dev/null"])
-    expect(await verdict(await readFile(path.join(dir, "none.tar.gz")))).toContain("Unrecognized archive format")
+    expect(await verdict(await readFile(path.join(dir, "none.tar.gz")))).toContain("the archive holds no entries")
   })
 
   it("refuses an empty file", async () => {

@@ -87,6 +87,19 @@ describe("readArchive", () => {
   })
 })
 
+describe("readArchive on hostile outer streams", () => {
+  // node-tar tried zstd on these (Node 20 has none) and threw inside a stream handler: the process died.
+  it("refuses zstd, gzip(zstd) and gzip(gzip(...)) in one line, without crashing", async () => {
+    const zstd = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x02, 0x11, 0x00, 0x00, 0x68, 0x69])
+    const save = classicSave({ ref: "a:1", layers: [l1] })
+    expect(await failure(zstd)).toMatch(/the input is zstd-compressed/)
+    expect(await failure(zlib.gzipSync(zstd))).toMatch(/compressed twice/)
+    expect(await failure(zlib.gzipSync(zlib.gzipSync(save)))).toMatch(/compressed twice/)
+    expect(await failure(Buffer.concat([save.subarray(0, 512), zstd]))).toMatch(/not a docker save archive|neither manifest|no file/)
+    expect(await failure(zlib.gzipSync(save).subarray(0, 200))).toMatch(/bad gzip data|not a docker save archive|empty/)
+  })
+})
+
 describe("imageName", () => {
   it("drops docker.io/library/ and turns : and / into .", () => {
     expect(imageName("myimage:tag")).toBe("myimage.tag")

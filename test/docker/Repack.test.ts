@@ -10,6 +10,7 @@ import { promisify } from "node:util"
 import { afterEach, describe, expect, it } from "vitest"
 import { packLayer, type PreparedImage, prepareImage } from "../../src/docker/Import.js"
 import { tempDir } from "../support/keys.js"
+import * as t from "../support/tar.js"
 import { classicSave, dir, extractInOrder, file, hardlink, listArchive, ociSave, opaque, readTree, symlink, tarOf, whiteout } from "./fixtures.js"
 
 const run = promisify(execFile)
@@ -156,9 +157,18 @@ describe("conversion", () => {
     })
   }
 
+  it("refuses, with the agents' message, an image layer agents would refuse (it would never deploy)", async () => {
+    const trick = t.tar(t.pax([["comment", "x\n13 path=evil\n"], ["path", "visible"]]), t.file("short", "x"))
+    const exit = await Effect.runPromiseExit(prepareImage(Readable.from([classicSave({ ref: "a:1", layers: [trick] })]), await scratch()))
+    expect(JSON.stringify(exit)).toMatch(/layer 1: PAX comment holds a newline/)
+    const sparse = t.tar(t.file("s", "x", { type: "S" }))
+    const exit2 = await Effect.runPromiseExit(prepareImage(Readable.from([classicSave({ ref: "a:1", layers: [sparse] })]), await scratch()))
+    expect(JSON.stringify(exit2)).toMatch(/layer 1: refused entry .*GNU sparse files are not supported/)
+  })
+
   it("refuses a layer with an entry escaping the root", async () => {
     const evil = tarOf([file("../../etc/evil", "x")])
     const exit = await Effect.runPromiseExit(prepareImage(Readable.from([classicSave({ ref: "a:1", layers: [evil] })]), await scratch()))
-    expect(JSON.stringify(exit)).toMatch(/layer 1: entry path escapes the root/)
+    expect(JSON.stringify(exit)).toMatch(/layer 1: refused entry .*path contains a/)
   })
 })

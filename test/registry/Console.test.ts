@@ -1,14 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc, Layer, Logger, LogLevel, TestClock } from "effect"
-import { unlink } from "node:fs/promises"
+import { unlink, writeFile } from "node:fs/promises"
 import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { Console, ConsoleLive, tabwrite } from "../../src/registry/Console.js"
+import { LayerVerdicts } from "../../src/registry/LayerVerdicts.js"
 import { Storage } from "../../src/registry/Storage.js"
 import { Uploads } from "../../src/registry/Uploads.js"
 import { StorageError } from "../../src/domain/Errors.js"
-import { alice, bob, coreLayer, dumpTables, run, sha256, stageUpload, tempDirScoped, TestCore } from "../support/layers.js"
+import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
+import { file, gz, pax, tar } from "../support/tar.js"
+import * as path from "node:path"
+import { alice, bob, coreLayer, dumpTables, layerOf, run, sha256, stageUpload, tempDirScoped, TestCore } from "../support/layers.js"
 
 const T0 = Date.parse("2017-03-01T11:23:36Z")
 
@@ -184,6 +188,26 @@ describe("Console", () => {
     }).pipe(Effect.provide(TestCore()))
   )
 
+  it.scoped("addver refuses a layer an agent would refuse, with the agent's message, and keeps the upload", () =>
+    Effect.gen(function* () {
+      yield* fixture
+      const zstd = yield* stageUpload(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x49, 0, 0]))
+      const evil = yield* stageUpload(gz(tar(pax([["comment", "x\n13 path=evil\n"], ["path", "visible"]]), file("short"))))
+      const deep = yield* stageUpload(gz(tar(pax([["path", "a/".repeat(48000) + "f"]]), file("x"))))
+      const before = yield* snapshot
+      expect(yield* failRun(`addver -name code -version v9 -hash ${zstd}`)).toBe("layer code@v9: zstd-compressed; only gzip is accepted\n")
+      expect(yield* failRun(`addver -name code -version v9 -hash ${evil}`)).toBe("layer code@v9: PAX comment holds a newline\n")
+      expect(yield* failRun(`addver -name code -version v9 -hash ${deep}`)).toMatch(
+        /^layer code@v9: refused entry "(a\/){100}…": path is longer than 4096 bytes\n$/
+      )
+      expect(yield* snapshot).toEqual(before)
+      // the verdict is remembered per content: the same refusal under another name, without reading again
+      const { dir } = yield* RegistryConfig
+      yield* Effect.promise(() => writeFile(path.join(dir, "uploads", evil), layerOf("fine")))
+      expect(yield* failRun(`addver -name other -version v1 -hash ${evil}`)).toBe("layer other@v1: PAX comment holds a newline\n")
+    }).pipe(Effect.provide(TestCore()))
+  )
+
   it.scoped("bad input is one line, exit 1, and leaves the store exactly as it was", () =>
     Effect.gen(function* () {
       yield* fixture
@@ -262,7 +286,8 @@ describe("Console", () => {
             Layer.mergeAll(
               Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
               Layer.mock(BlobStore, { path: () => "" }),
-              Layer.mock(Uploads, {})
+              Layer.mock(Uploads, {}),
+              Layer.mock(LayerVerdicts, {})
             )
           )
         )
@@ -305,7 +330,7 @@ describe("addver ordering (fault 1)", () => {
       expect((yield* run("showcomp -name code")).output).toMatch(/ v1\n$/)
     }).pipe(
       Logger.withMinimumLogLevel(LogLevel.None),
-      Effect.provide(failingAdopt((staged, real) => Effect.zipRight(real.adopt(staged, sha256("payload")), Effect.die("crash"))))
+      Effect.provide(failingAdopt((staged, real) => Effect.zipRight(real.adopt(staged, sha256(layerOf("payload"))), Effect.die("crash"))))
     )
   )
 

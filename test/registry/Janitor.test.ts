@@ -9,12 +9,14 @@ import type { Sha256 } from "../../src/domain/Names.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { Console, ConsoleLive } from "../../src/registry/Console.js"
+import { LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { JanitorLive } from "../../src/registry/Janitor.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlMemory } from "../../src/registry/Sql.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { tempDir } from "../support/keys.js"
+import { layerOf } from "../support/layers.js"
 
 const dirs: Array<string> = []
 afterEach(async () => {
@@ -26,7 +28,7 @@ const who = new Principal({ user: "alice", fingerprint: "SHA256:test", comment: 
 
 const core = (dir: string, maxVersions: number) =>
   ConsoleLive.pipe(
-    Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive)),
+    Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline)),
     Layer.provideMerge(RegistryConfig.make(dir, { maxVersions, uploadTtl: "10 minutes" }))
   )
 
@@ -50,7 +52,7 @@ describe("Janitor", () => {
     const ageUpload = (hash: string) => fs.utimes(path.join(uploadsDir, hash), new Date(0), new Date(Date.now() - 3_600_000))
 
     // three versions of one component, none used by a configuration; keep 1
-    const blobs = [randomBytes(100), randomBytes(100), randomBytes(100)]
+    const blobs = [0, 1, 2].map(() => layerOf(randomBytes(100).toString("hex")))
     for (const [i, b] of blobs.entries()) {
       await run(Effect.flatMap(Uploads, (u) => u.stage(b, sha(b))))
       const r = await run(Effect.flatMap(Console, (c) => c.run(`addver -name code -version v0${i} -hash ${sha(b)}`, who)))

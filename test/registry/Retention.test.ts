@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { retention } from "../../src/registry/Retention.js"
 import { Uploads } from "../../src/registry/Uploads.js"
-import { run, sha256, stageUpload, TestCore } from "../support/layers.js"
+import { layerOf, run, sha256, stageUpload, TestCore } from "../support/layers.js"
 
 const addver = (component: string, version: string, content: string) =>
   Effect.gen(function* () {
@@ -60,7 +60,7 @@ describe("retention", () => {
       const report = yield* retention
       expect(report.versions.map((v) => v.version)).toEqual(["v1"])
       expect(yield* (yield* BlobStore).list).toEqual([v2])
-      expect(sha256("two")).toBe(v2)
+      expect(sha256(layerOf("two"))).toBe(v2)
     }).pipe(Effect.provide(TestCore({ maxVersions: 0 })))
   )
 })

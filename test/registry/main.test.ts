@@ -6,6 +6,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { keygenFingerprint, makeKey } from "../support/keys.js"
+import { file, gz, pax, randomLayer, tar } from "../support/tar.js"
 import {
   clientExec, clientSftp, connectClient, registryMain, runProgram, sftp, ssh, startRegistry, tempDir, type TestRegistry
 } from "../support/registry.js"
@@ -110,6 +111,30 @@ describe("deploy-registry with OpenSSH clients", () => {
     expect(plain).toEqual({ stdout: "> code\nconfig\n> project1\n> \n", stderr: "", code: 0 })
   })
 
+  it("refuses at addver, in one line, a layer an agent would refuse: zstd put with OpenSSH sftp, gzip(gzip(tar)), a PAX trick", async () => {
+    const dir = await scratch("refused-")
+    const layers = {
+      // a zstd frame (magic, header, one raw block "hi"): what `zstd` makes of a tar, as far as any reader looks
+      "zstd.tar.zst": Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x02, 0x11, 0x00, 0x00, 0x68, 0x69]),
+      "double.tar.gz": gz(gz(tar(file("inner", "x")))),
+      "trick.tar.gz": gz(tar(pax([["comment", "x\n13 path=evil\n"], ["path", "visible"]]), file("short", "x")))
+    }
+    const want = {
+      "zstd.tar.zst": "layer code@v9: zstd-compressed; only gzip is accepted\n",
+      "double.tar.gz": "layer code@v9: not a tar archive (a gzip stream inside the gzip)\n",
+      "trick.tar.gz": "layer code@v9: PAX comment holds a newline\n"
+    }
+    for (const [name, bytes] of Object.entries(layers)) {
+      await fs.writeFile(path.join(dir, name), bytes)
+      const up = await sftp(reg, "127.0.0.1", { input: `put ${name}\n`, cwd: dir })
+      expect(up.code, up.stderr).toBe(0)
+      const r = await ssh(reg, ["addver", "-name", "code", "-version", "v9", "-hash", sha(bytes)])
+      expect(r).toEqual({ stdout: want[name as keyof typeof want], stderr: "", code: 1 })
+      expect(await fs.readdir(path.join(reg.dir, "uploads"))).toContain(sha(bytes)) // still there, as after any failed addver
+    }
+    expect((await ssh(reg, ["showcomp", "-name", "code"])).stdout).not.toContain("v9")
+  })
+
   it("lists /configs in byte order (fault 11)", async () => {
     for (const name of ["b", "B", "a"]) {
       expect((await ssh(reg, ["addconf", "-name", name, "-layer", "code:v01"])).code).toBe(0)
@@ -154,7 +179,7 @@ describe("deploy-registry with OpenSSH clients", () => {
   })
 
   it("does the same through ssh2 clients, and a truncated upload leaves nothing (fault 9)", async () => {
-    const data = randomBytes(2 * 1024 * 1024)
+    const data = randomLayer(2 * 1024 * 1024)
     const local = path.join(await scratch("ssh2-"), "data.bin")
     await fs.writeFile(local, data)
     const op = await connectClient(reg.port, "operator", { privateKeyPath: reg.operator.privatePath })
@@ -203,7 +228,7 @@ describe("deploy-registry with OpenSSH clients", () => {
           return r.code === 0 && r.stdout.startsWith("code ")
         }
         if (kind === 1) {
-          const data = randomBytes(64 * 1024 + i)
+          const data = randomLayer(64 * 1024 + i)
           const s = await clientSftp(c)
           await new Promise<void>((resolve, reject) => {
             const ws = s.createWriteStream(`/u${i}`)

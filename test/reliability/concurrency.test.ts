@@ -8,6 +8,7 @@ import { configHash } from "../../src/domain/ConfigHash.js"
 import { type KeyPair, makeKey, tempDir } from "../support/keys.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession, type Session } from "./lib/client.js"
+import { layerOf } from "../support/tar.js"
 import { showconf } from "./lib/state.js"
 
 const OPERATORS = 20
@@ -28,11 +29,11 @@ beforeAll(async () => {
   reg = await startRegistry({ dir })
   const admin = await openSession(reg, reg.operator.privatePath)
   for (let v = 0; v <= OPERATORS; v++) {
-    const h = await admin.upload(Buffer.from(`content of c v${v}\n`))
+    const h = await admin.upload(layerOf(`content of c v${v}\n`))
     versionHash.set(`v${v}`, h)
     expect((await admin.exec(`addver -name c -version v${v} -hash ${h}`)).code).toBe(0)
   }
-  const d = await admin.upload(Buffer.from("d\n"))
+  const d = await admin.upload(layerOf("d\n"))
   expect((await admin.exec(`addver -name d -version v0 -hash ${d}`)).code).toBe(0)
   versionHash.set("d", d)
   expect((await admin.exec("addconf -name shared -layer c:v0 -layer d:v0")).code).toBe(0)

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession, type Session, sha256 } from "./lib/client.js"
 import { makeRng } from "./lib/random.js"
+import { layerOf } from "../support/tar.js"
 import { waitFor } from "./lib/proc.js"
 
 let reg: TestRegistry
@@ -20,7 +21,7 @@ beforeAll(async () => {
   reg = await startRegistry()
   const s = await openSession(reg, reg.operator.privatePath)
   try {
-    blob = randomBytes(70_000)
+    blob = layerOf(randomBytes(70_000))
     blobHash = await s.upload(blob)
     expect((await s.exec(`addver -name code -version v1 -hash ${blobHash}`)).code).toBe(0)
     expect((await s.exec("addconf -name x -layer code:v1")).code).toBe(0)

@@ -16,6 +16,7 @@ import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession, type Session } from "./lib/client.js"
 import { envInt, killNow, spawnRegistry, verifyDir, loopBudgetMs } from "./lib/proc.js"
 import { makeRng } from "./lib/random.js"
+import { layerOf } from "../support/tar.js"
 import { type Expect, readState, type RegistryState, showconf, splitKey, versionKey } from "./lib/state.js"
 
 const ROUNDS = envInt("RELIABILITY_ROUNDS", 100)
@@ -66,7 +67,7 @@ it("keeps every acknowledged change and nothing else across SIGKILLs", async () 
     const s = await openSession(reg, reg.operator.privatePath)
     for (const c of ["c0", "c1"]) {
       for (const v of ["v0", "v1"]) {
-        const h = await s.upload(rng.bytes(1000 + rng.int(0, 5000)))
+        const h = await s.upload(layerOf(rng.bytes(1000 + rng.int(0, 5000))))
         expect((await s.exec(`addver -name ${c} -version ${v} -hash ${h}`)).code).toBe(0)
       }
     }
@@ -243,7 +244,7 @@ const crashRound = async (
   }
 
   const chainA = async () => {
-    const small = rng.bytes(rng.int(1000, 200_000))
+    const small = layerOf(rng.bytes(rng.int(1000, 200_000)))
     let hash: string | undefined
     if (!killed) {
       try {
@@ -299,7 +300,7 @@ const crashRound = async (
 
   const chainB = async () => {
     if (killed) return
-    const big = rng.bytes(rng.int(1, 6) * 1024 * 1024)
+    const big = layerOf(rng.bytes(rng.int(1, 6) * 1024 * 1024))
     let hash: string | undefined
     uploading = true
     try {

@@ -6,6 +6,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession } from "./lib/client.js"
+import { layerOf } from "../support/tar.js"
 import { snapshot, verifyDir } from "./lib/proc.js"
 
 let reg: TestRegistry
@@ -19,8 +20,8 @@ beforeAll(async () => {
   reg = await startRegistry()
   const s = await openSession(reg, reg.operator.privatePath)
   try {
-    blobA = await s.upload(randomBytes(300_000))
-    blobB = await s.upload(randomBytes(1000))
+    blobA = await s.upload(layerOf(randomBytes(300_000)))
+    blobB = await s.upload(layerOf(randomBytes(1000)))
     for (const cmd of [
       `addver -name code -version v1 -hash ${blobA}`,
       `addver -name conf -version v1 -hash ${blobB}`,

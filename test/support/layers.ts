@@ -6,15 +6,17 @@ import { mkdtemp, rm } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
+import { layerOf } from "./tar.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { Console, ConsoleLive } from "../../src/registry/Console.js"
+import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 
-export type Core = Storage | BlobStore | Uploads | Console | RegistryConfig | SqlClient.SqlClient
+export type Core = Storage | BlobStore | Uploads | Console | RegistryConfig | SqlClient.SqlClient | LayerVerdicts
 
 export interface CoreOptions {
   /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
@@ -28,7 +30,7 @@ export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<C
   const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
   const storage = StorageLive.pipe(Layer.provideMerge(sql))
   const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
-  const base = Layer.merge(storage, files)
+  const base = Layer.mergeAll(storage, files, LayerVerdictsInline)
   return ConsoleLive.pipe(Layer.provideMerge(base))
 }
 
@@ -45,10 +47,12 @@ export const TestCore = (options: CoreOptions = {}): Layer.Layer<Core, unknown> 
 
 export const sha256 = (bytes: Uint8Array | string): Sha256 => createHash("sha256").update(bytes).digest("hex") as Sha256
 
-/** Stages `bytes` as a completed upload, as the SFTP server would; returns its hash. */
+export { layerOf }
+
+/** Stages `bytes` (a string: `layerOf` it) as a completed upload, as the SFTP server would; returns its hash. */
 export const stageUpload = (bytes: Uint8Array | string) =>
   Effect.gen(function* () {
-    const data = typeof bytes === "string" ? Buffer.from(bytes) : bytes
+    const data = typeof bytes === "string" ? layerOf(bytes) : bytes
     const hash = sha256(data)
     yield* (yield* Uploads).stage(data, hash)
     return hash

@@ -1,0 +1,170 @@
+// Reading a layer file (gzip'd tar) the one way: Gzip.ts in front of TarParser.ts, whose path rules
+// (PathRules.ts) every door shares. `readLayer` streams entries to a sink on this thread (the
+// agent's unpacker); `checkLayerFile` only checks; `checkLayerInWorker` checks (and hashes) on a
+// worker thread, so a server or a CLI busy with other work is not held up by inflating and parsing.
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import { createReadStream } from "node:fs"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
+import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
+import { gunzip } from "./Gzip.js"
+import { TarParser, type TarSink } from "./TarParser.js"
+
+export interface LayerRead {
+  /** Entries in the tar. */
+  readonly entries: number
+  /** Bytes of the file. */
+  readonly bytes: number
+  /** Bytes of the tar stream. */
+  readonly tarBytes: number
+}
+
+export interface ReadOptions {
+  readonly signal?: AbortSignal
+  /** Every chunk of the file, in order (to hash it on the way). */
+  readonly onInput?: (chunk: Buffer) => void
+  /** Asked after each inflated chunk went through the parser: a promise holds reading back until it settles. */
+  readonly room?: () => Promise<void> | undefined
+}
+
+const reason = (e: unknown) => (e instanceof Error ? e.message : String(e))
+
+/** Any failure as one of the two typed failures: a refusal stays one, everything else is "cannot read". */
+export const asLayerFailure = (label: string, e: unknown): LayerRefused | LayerUnreadable =>
+  e instanceof LayerRefused || e instanceof LayerUnreadable ? e : new LayerUnreadable({ layer: label, reason: reason(e) })
+
+async function* chunks(file: string, opts: ReadOptions): AsyncGenerator<Buffer> {
+  const input = createReadStream(file, { highWaterMark: 1 << 20, ...(opts.signal ? { signal: opts.signal } : {}) })
+  try {
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      opts.onInput?.(chunk)
+      yield chunk
+    }
+  } catch (e) {
+    throw new LayerUnreadable({ layer: "", reason: reason(e) })
+  } finally {
+    input.destroy()
+  }
+}
+
+/**
+ * Reads the layer at `file` (named `label` in messages), handing its entries to `sink`. Rejects with
+ * LayerRefused (content) or LayerUnreadable (I/O); never with anything else.
+ */
+export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
+  try {
+    const parser = new TarParser(sink, label)
+    const stats = await gunzip(chunks(file, opts), label, (chunk) => {
+      parser.write(chunk)
+      return opts.room?.()
+    })
+    parser.end()
+    return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
+  } catch (e) {
+    throw e instanceof LayerUnreadable && e.layer === "" ? new LayerUnreadable({ layer: label, reason: `${file}: ${e.reason}` }) : asLayerFailure(label, e)
+  }
+}
+
+const ignore: TarSink = { entry: () => {}, data: () => {}, entryEnd: () => {} }
+
+/** Checks the layer at `file` on this thread: the refusal an agent would give, or its size. */
+export const checkLayerFile = (file: string, label: string): Effect.Effect<{ entries: number; bytes: number }, LayerRefused | LayerUnreadable> =>
+  Effect.tryPromise({
+    try: (signal) => readLayer(file, label, ignore, { signal }),
+    catch: (e) => asLayerFailure(label, e)
+  }).pipe(Effect.map(({ entries, bytes }) => ({ entries, bytes })))
+
+export interface Checked {
+  readonly entries: number
+  readonly bytes: number
+  /** sha256 of the file, lowercase hex (when asked for). */
+  readonly hash: string | undefined
+}
+
+/** The message a worker sends back. */
+export type WorkerReply =
+  | { readonly ok: Checked }
+  | { readonly refused: { readonly layer: string; readonly entry: string; readonly reason: string } }
+  | { readonly unreadable: string }
+
+export interface WorkerInput {
+  readonly file: string
+  readonly label: string
+  readonly hash: boolean
+}
+
+/** The worker's whole job (LayerCheck.worker.ts runs it). */
+export const runCheck = async (input: WorkerInput): Promise<WorkerReply> => {
+  const hash = input.hash ? createHash("sha256") : undefined
+  try {
+    const r = await readLayer(input.file, input.label, ignore, hash ? { onInput: (c) => hash.update(c) } : {})
+    return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
+  } catch (e) {
+    const f = asLayerFailure(input.label, e)
+    return f instanceof LayerRefused ? { refused: { layer: f.layer, entry: f.entry, reason: f.reason } } : { unreadable: f.reason }
+  }
+}
+
+// Built, every program is one bundle in dist/<program>/ and the worker its own bundle in
+// dist/archive/. Run from the TypeScript sources (vitest, tsx), the worker is bundled once per
+// process with esbuild (a dev dependency), which starts far faster than a worker loading tsx.
+const fromSource = import.meta.url.endsWith(".ts")
+let bundled: Promise<URL> | undefined
+const workerUrl = (): Promise<URL> => {
+  if (!fromSource) return Promise.resolve(new URL("../archive/LayerCheck.worker.js", import.meta.url))
+  bundled ??= (async () => {
+    const esbuild = "esbuild" // not a literal: the production bundle must not pull esbuild in
+    const { build } = (await import(esbuild)) as typeof import("esbuild")
+    const { mkdtempSync, rmSync } = await import("node:fs")
+    const { tmpdir } = await import("node:os")
+    const dir = mkdtempSync(`${tmpdir()}/layercheck-`)
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }))
+    const out = `${dir}/worker.mjs`
+    await build({
+      entryPoints: [fileURLToPath(new URL("./LayerCheck.worker.ts", import.meta.url))],
+      outfile: out,
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      logLevel: "error",
+      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
+    })
+    return pathToFileURL(out)
+  })()
+  return bundled
+}
+
+/**
+ * Checks (and with `hash`, hashes) the layer at `file` on a worker thread. Interrupting stops the
+ * worker. Every outcome is typed: a crashed worker is "cannot read", never a defect.
+ */
+export const checkLayerInWorker = (file: string, label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
+  Effect.flatMap(
+    Effect.tryPromise({ try: workerUrl, catch: (e) => new LayerUnreadable({ layer: label, reason: `cannot start the check: ${reason(e)}` }) }),
+    (url) => run(url, file, label, opts.hash === true)
+  )
+
+const run = (url: URL, file: string, label: string, hash: boolean): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
+  Effect.async<Checked, LayerRefused | LayerUnreadable>((resume) => {
+    let settled = false
+    const settle = (e: Effect.Effect<Checked, LayerRefused | LayerUnreadable>) => {
+      if (settled) return
+      settled = true
+      resume(e)
+      void worker.terminate()
+    }
+    const input: WorkerInput = { file, label, hash }
+    const worker = new Worker(url, { workerData: input })
+    worker.once("message", (m: WorkerReply) => {
+      if ("ok" in m) settle(Effect.succeed(m.ok))
+      else if ("refused" in m) settle(Effect.fail(new LayerRefused(m.refused)))
+      else settle(Effect.fail(new LayerUnreadable({ layer: label, reason: m.unreadable })))
+    })
+    worker.once("error", (cause) => settle(Effect.fail(new LayerUnreadable({ layer: label, reason: `checking failed: ${cause.message}` }))))
+    worker.once("exit", (code) => settle(Effect.fail(new LayerUnreadable({ layer: label, reason: `checking stopped (worker exit ${code})` }))))
+    return Effect.sync(() => {
+      settled = true
+      void worker.terminate()
+    })
+  })

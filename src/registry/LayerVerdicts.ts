@@ -1,0 +1,73 @@
+// addver's door: a layer that an agent would refuse is refused here, with the agent's message,
+// whichever client uploaded it (deployctl, sftp put + ssh addver, deploy-from-docker). The check is
+// the agent's reader (src/archive) on a worker thread, so operators are not held up while it
+// inflates; at most CHECKS run at once (each holds a thread and a file), and the verdict of each
+// content hash is remembered (content-addressed: it cannot change), so a layer is read once.
+import { Context, Deferred, Effect, Exit, Layer } from "effect"
+import { checkLayerFile, checkLayerInWorker } from "../archive/LayerCheck.js"
+import { LayerRefused, type LayerUnreadable } from "../domain/ArchiveErrors.js"
+import type { Sha256 } from "../domain/Names.js"
+
+/** Concurrent checks (worker threads). */
+const CHECKS = 2
+/** Verdicts remembered; the oldest is forgotten first (then a later addver reads the layer again). */
+const REMEMBERED = 10_000
+
+/** Why a layer was refused, without its label (each addver names its own component@version). */
+type Verdict = { readonly entry: string; readonly reason: string } | undefined
+
+export class LayerVerdicts extends Context.Tag("registry/LayerVerdicts")<
+  LayerVerdicts,
+  {
+    /**
+     * Succeeds when the layer at `file`, whose content hashes to `hash`, is one an agent unpacks;
+     * otherwise fails with the agent's refusal, labelled `label` (`component@version`).
+     */
+    readonly check: (hash: Sha256, file: string, label: string) => Effect.Effect<void, LayerRefused | LayerUnreadable>
+  }
+>() {}
+
+type Checker = (file: string) => Effect.Effect<unknown, LayerRefused | LayerUnreadable>
+
+export const make = (checker: Checker) =>
+  Effect.gen(function* () {
+    const permits = yield* Effect.makeSemaphore(CHECKS)
+    const verdicts = new Map<string, Deferred.Deferred<Verdict, LayerUnreadable>>()
+
+    const judge = (file: string): Effect.Effect<Verdict, LayerUnreadable> =>
+      checker(file).pipe(
+        Effect.as(undefined as Verdict),
+        Effect.catchTag("LayerRefused", (e) => Effect.succeed<Verdict>({ entry: e.entry, reason: e.reason }))
+      )
+
+    const check = (hash: Sha256, file: string, label: string) =>
+      Effect.gen(function* () {
+        let pending = verdicts.get(hash)
+        if (pending === undefined) {
+          const d = yield* Deferred.make<Verdict, LayerUnreadable>()
+          pending = d
+          verdicts.set(hash, d)
+          if (verdicts.size > REMEMBERED) verdicts.delete(verdicts.keys().next().value!)
+          // A daemon: the operator who started it may disconnect; others may be waiting for it.
+          yield* Effect.forkDaemon(
+            permits.withPermits(1)(judge(file)).pipe(
+              Effect.exit,
+              Effect.flatMap((exit) => {
+                if (Exit.isFailure(exit)) verdicts.delete(hash) // unreadable now (swept?): not a verdict
+                return Deferred.done(d, exit)
+              })
+            )
+          )
+        }
+        const verdict = yield* Deferred.await(pending)
+        if (verdict !== undefined) return yield* new LayerRefused({ layer: label, entry: verdict.entry, reason: verdict.reason })
+      })
+
+    return LayerVerdicts.of({ check })
+  })
+
+/** Checks on worker threads: the registry's. */
+export const LayerVerdictsLive = Layer.effect(LayerVerdicts, make((file) => checkLayerInWorker(file, "")))
+
+/** Checks on the calling thread: the same verdicts, for tests of the registry core. */
+export const LayerVerdictsInline = Layer.effect(LayerVerdicts, make((file) => checkLayerFile(file, "")))

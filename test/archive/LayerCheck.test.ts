@@ -1,0 +1,65 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import { createHash } from "node:crypto"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { checkLayerFile, checkLayerInWorker, readLayer } from "../../src/archive/LayerCheck.js"
+import { LayerRefused, LayerUnreadable } from "../../src/domain/ArchiveErrors.js"
+import { dir, file, gz, pax, tar } from "../support/tar.js"
+
+const withFile = async <A>(bytes: Buffer, f: (p: string) => Promise<A>): Promise<A> => {
+  const d = await mkdtemp(path.join(os.tmpdir(), "layercheck-"))
+  try {
+    const p = path.join(d, "layer.tar.gz")
+    await writeFile(p, bytes)
+    return await f(p)
+  } finally {
+    await rm(d, { recursive: true, force: true })
+  }
+}
+
+const good = gz(tar(dir("d/"), file("d/a", "hello"), file("d/b", "x".repeat(5000))))
+const zstd = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x00, 0x00, 0x00])
+
+describe("LayerCheck", () => {
+  it("checkLayerFile counts entries and bytes, or fails with the refusal", async () => {
+    expect(await withFile(good, (p) => Effect.runPromise(checkLayerFile(p, "code@v1")))).toEqual({ entries: 3, bytes: good.length })
+    const exit = await withFile(gz(tar(pax([["path", "a\nb"]]), file("x"))), (p) => Effect.runPromiseExit(checkLayerFile(p, "code@v1")))
+    expect(exit).toEqual(Exit.fail(new LayerRefused({ layer: "code@v1", entry: "", reason: "PAX path holds a newline" })))
+  })
+
+  it("readLayer streams content in order; a missing file is LayerUnreadable", async () => {
+    const seen: Array<string> = []
+    await withFile(good, (p) =>
+      readLayer(p, "l", { entry: (e) => seen.push(`${e.kind} ${e.path}`), data: (c) => seen.push(`+${c.length}`), entryEnd: () => seen.push("end") })
+    )
+    expect(seen).toEqual(["dir d/", "end", "file d/a", "+5", "end", "file d/b", "+5000", "end"])
+    await expect(readLayer("/nonexistent/x", "l", { entry() {}, data() {}, entryEnd() {} })).rejects.toBeInstanceOf(LayerUnreadable)
+  })
+
+  it("readLayer waits for room: a slow consumer holds reading back and still sees every byte in order", async () => {
+    const big = Buffer.alloc(3 << 20)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff
+    const layer = gz(tar(file("a", big), file("b", "end")))
+    const got: Array<Buffer> = []
+    let waits = 0
+    const r = await withFile(layer, (p) =>
+      readLayer(p, "l", { entry: () => {}, data: (c) => void got.push(Buffer.from(c)), entryEnd: () => {} }, {
+        room: () => (waits++ % 2 === 0 ? new Promise<void>((res) => setImmediate(res)) : undefined)
+      })
+    )
+    expect(r.entries).toBe(2)
+    expect(Buffer.concat(got).equals(Buffer.concat([big, Buffer.from("end")]))).toBe(true) // toEqual on MiBs is slow
+    expect(waits).toBeGreaterThan(1)
+  })
+
+  it("checkLayerInWorker: the same verdicts on a worker thread, with the file's sha256", async () => {
+    const ok = await withFile(good, (p) => Effect.runPromise(checkLayerInWorker(p, "code@v1", { hash: true })))
+    expect(ok).toEqual({ entries: 3, bytes: good.length, hash: createHash("sha256").update(good).digest("hex") })
+    const refused = await withFile(zstd, (p) => Effect.runPromiseExit(checkLayerInWorker(p, "code@v2")))
+    expect(refused).toEqual(Exit.fail(new LayerRefused({ layer: "code@v2", entry: "", reason: "zstd-compressed; only gzip is accepted" })))
+    const gone = await Effect.runPromiseExit(checkLayerInWorker("/nonexistent/x", "code@v3"))
+    expect(Exit.isFailure(gone) && gone.cause._tag === "Fail" && gone.cause.error._tag).toBe("LayerUnreadable")
+  })
+})
