@@ -14,6 +14,7 @@ import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
   whenWindow, windowAdjustDue
 } from "../ssh/SftpServer.js"
+import { orderReplies } from "../ssh/SftpSession.js"
 import { BlobStore } from "./BlobStore.js"
 import { Storage } from "./Storage.js"
 
@@ -52,7 +53,8 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
-      advertiseLimits(sftp)
+      const ordered = orderReplies(sftp)
+      advertiseLimits(sftp, ordered.later)
       const storage = yield* Storage
       const blobs = yield* BlobStore
       const handles = new Map<number, Handle>()
@@ -73,6 +75,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         closeWhenIdle.delete(h)
         close?.()
       }
+      /** Reads started whose reply is not sent yet (replies go out in request order, so some wait done). */
       let inFlight = 0
       /** Window the replies of the reads in flight will use; a read starts only if its reply can go out at once. */
       let reserved = 0
@@ -89,16 +92,18 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
           inFlight++
           reserved += need
           fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
-            inFlight--
-            reserved -= need
-            if (!ended) {
-              if (err) sftp.status(reqId, STATUS.FAILURE)
-              else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
-              else sendData(sftp, reqId, buf, bytesRead)
-            }
-            pool.push(buf)
-            readDone(h)
-            pumpReads()
+            readDone(h) // the fd is no longer in use
+            ordered.later(reqId, () => {
+              inFlight--
+              reserved -= need
+              if (!ended) {
+                if (err) sftp.status(reqId, STATUS.FAILURE)
+                else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
+                else sendData(sftp, reqId, buf, bytesRead)
+              }
+              pool.push(buf)
+              pumpReads()
+            })
           })
         }
       }
@@ -312,7 +317,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       }
 
       yield* Effect.async<void>((resume) => {
-        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.on("end", ordered.finish) // SSH2.md pitfall 3; exit-status like sshd
         sftp.once("close", () => {
           ended = true
           resume(Effect.void)

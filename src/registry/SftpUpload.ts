@@ -10,6 +10,7 @@ import type { SFTPWrapper } from "ssh2"
 import type { Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS } from "../ssh/SftpServer.js"
+import { orderReplies } from "../ssh/SftpSession.js"
 import { Uploads } from "./Uploads.js"
 
 /** Out-of-order bytes held for hashing per open file; beyond this, hash by re-reading at CLOSE. */
@@ -108,7 +109,8 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
-      advertiseLimits(sftp)
+      const ordered = orderReplies(sftp)
+      advertiseLimits(sftp, ordered.later)
       const uploads = yield* Uploads
       const open = new Map<number, OpenUpload>()
       let nextHandle = 1
@@ -254,7 +256,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
       }
 
       yield* Effect.async<void>((resume) => {
-        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.on("end", ordered.finish) // SSH2.md pitfall 3; exit-status like sshd
         sftp.once("close", () => resume(Effect.void))
         sftp.on("error", () => resume(Effect.void))
       })
