@@ -15,6 +15,7 @@ import { HostKey } from "../ssh/HostKey.js"
 import { Auth, type Role } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
 import { Console } from "./Console.js"
+import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { runShell, type Terminal } from "./Shell.js"
@@ -30,6 +31,8 @@ export interface SshServerOptions {
   readonly deadline: Duration.DurationInput
   /** Time from TCP accept to a successful login; default 20 s. */
   readonly handshakeTimeout?: Duration.DurationInput
+  /** What clients may hold (connections, sessions, handles, uploads); defaults from Limits.ts. */
+  readonly limits?: Partial<LimitsConfig>
 }
 
 export class SshServer extends Context.Tag("registry/SshServer")<
@@ -86,6 +89,7 @@ const make = (opts: SshServerOptions) =>
     const auth = yield* Auth
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
+    const budgets: Budgets = makeBudgets({ ...defaultLimits(), ...opts.limits })
 
     const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry" })
     // ssh2 emits "connection" when the client's version line arrives; we find our socket's handler by socket.
@@ -141,6 +145,9 @@ const make = (opts: SshServerOptions) =>
           const closed = yield* Deferred.make<"closed" | "deadline">()
           let conn: Connection | undefined
           let login: Login | undefined
+          // What this connection holds: session channels, SFTP handles over all its sessions.
+          const sessions = new Counter(budgets.config.maxSessions)
+          const handles = new Counter(budgets.config.maxHandles)
           socket.once("close", () => {
             Deferred.unsafeDone(loggedIn, Exit.succeed("closed"))
             Deferred.unsafeDone(closed, Exit.succeed("closed"))
@@ -196,10 +203,11 @@ const make = (opts: SshServerOptions) =>
             c.on("openssh.streamlocal", rejectAll)
             c.on("request", rejectAll)
             c.on("session", (accept, reject) => {
-              if (login === undefined) return reject()
+              if (login === undefined || !sessions.take()) return reject()
               const who = login.principal
               const operator = login.role === "operator"
               const session = accept()
+              session.once("close", () => sessions.give())
               const term: Terminal = { pty: false, columns: 80 }
               session.on("error", () => undefined)
               session.on("pty", (acc, rej, info) => {
@@ -227,7 +235,8 @@ const make = (opts: SshServerOptions) =>
                 runConn(runShell(acc(), who, term))
               })
               session.on("sftp", (acc) => {
-                runConn(operator ? serveUpload(acc(), who) : serveAgentView(acc(), who))
+                const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
+                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })
@@ -239,6 +248,13 @@ const make = (opts: SshServerOptions) =>
           clearTimeout(handshakeTimer)
           if (who === "timeout") return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
           if (who === "closed") return
+          // Agents get at most three quarters of the connections, so an operator always gets in.
+          if (who.role === "agent") {
+            if (!budgets.agentConns.take()) {
+              return yield* Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`)
+            }
+            yield* Effect.addFinalizer(() => Effect.sync(() => budgets.agentConns.give()))
+          }
           yield* Effect.logInfo(`${who.role} ${who.principal.user} ${who.principal.label} logged in from ${from}`)
           // -deadline counts from the accept, like the handshake limit.
           const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
@@ -252,10 +268,21 @@ const make = (opts: SshServerOptions) =>
 
     tcp.on("connection", (socket: net.Socket) => {
       if (!accepting) return void socket.destroy()
+      // Connection limits before any work (the handshake costs CPU): in all, and per source address.
+      const source = socket.remoteAddress ?? "?"
+      if (!budgets.conns.take()) return void socket.destroy()
+      if (!budgets.perSource.take(source)) {
+        budgets.conns.give()
+        return void socket.destroy()
+      }
       socket.setNoDelay(true)
       coalesceWrites(socket)
       sockets.add(socket)
-      socket.once("close", () => sockets.delete(socket))
+      socket.once("close", () => {
+        sockets.delete(socket)
+        budgets.conns.give()
+        budgets.perSource.give(source)
+      })
       runFork(handleSocket(socket))
     })
 
