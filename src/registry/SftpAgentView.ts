@@ -46,6 +46,9 @@ const READDIR_BATCH = 100
  * Listings being built, per Storage (one registry): concurrent OPENDIRs of one directory share one build,
  * so a pipelined flood of OPENDIR costs one listing, not one per request.
  */
+const encodedByStorage = new WeakMap<object, Map<string, { key: string; data: Buffer }>>()
+/** Encoded documents kept per registry (each a few KiB). */
+const ENCODED_CACHE = 10_000
 const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>>()
 /**
  * File READs in flight per session. OpenSSH's sftp keeps 64 requests outstanding; libuv reads 4 at a time
@@ -180,9 +183,21 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           )
         )
 
+      const encoded = encodedByStorage.get(storage) ?? new Map<string, { key: string; data: Buffer }>()
+      encodedByStorage.set(storage, encoded)
+      // Encoding is most of a document's cost; a changed document has a new hash and time, so a new key.
       const documentBytes = (name: string) =>
         storage.document(name).pipe(
-          Effect.map(Option.map((doc) => ({ data: Buffer.from(encodeDocument(doc)), mtime: doc.Mtime })))
+          Effect.map(Option.map((doc) => {
+            const key = `${doc.Hash}@${doc.Mtime.getTime()}`
+            let hit = encoded.get(name)
+            if (hit?.key !== key) {
+              hit = { key, data: Buffer.from(encodeDocument(doc)) }
+              if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
+              encoded.set(name, hit)
+            }
+            return { data: hit.data, mtime: doc.Mtime }
+          }))
         )
 
       /** Attributes of a view path, or undefined if it does not exist. */
