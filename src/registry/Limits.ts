@@ -53,7 +53,7 @@ export const defaultLimits = (): LimitsConfig => ({
   maxHandlesPerKey: 4096,
   maxUpload: 64 * GiB,
   maxUploadsPerKey: 64,
-  reorderBytes: 256 * MiB,
+  reorderBytes: 64 * MiB,
   fdLimit: processFdLimit()
 })
 
