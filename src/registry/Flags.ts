@@ -52,7 +52,7 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
   { name: "max-handles", kind: "int", def: "256", help: "max. open SFTP files and listings per connection (64 per session)" },
   { name: "max-handles-per-key", kind: "int", def: "4096", help: "max. open SFTP files and listings per key, over all its connections" },
   { name: "max-sessions", kind: "int", def: "10", help: "max. session channels per connection (as OpenSSH's MaxSessions)" },
-  { name: "max-upload", kind: "size", def: "64G", help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
+  { name: "max-upload", kind: "size", def: "16G", help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
   { name: "max-uploads-per-key", kind: "int", def: "64", help: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", def: "10", help: "max. number of versions kept per component (versions in use are always kept)" },
   { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
@@ -149,7 +149,7 @@ const problemWith = (f: RawFlag): string | undefined => {
     case "int":
       return /^\d+$/.test(f.value) && Number(f.value) >= 1 && Number(f.value) <= 1_000_000 ? undefined : `${bad}: expected a whole number ≥ 1`
     case "size":
-      return parseSize(f.value) !== undefined ? undefined : `${bad}: expected a size in bytes like 1073741824 or 64G`
+      return parseSize(f.value) !== undefined ? undefined : `${bad}: expected a size in bytes like 1073741824 or 16G`
     case "duration": {
       const d = parseGoDuration(f.value)
       return d !== undefined && Duration.greaterThan(d, Duration.zero) ? undefined : `${bad}: expected a positive duration like 45s, 30m or 1h`

@@ -51,11 +51,18 @@ export const defaultLimits = (): LimitsConfig => ({
   maxSessions: 10,
   maxHandles: 256,
   maxHandlesPerKey: 4096,
-  maxUpload: 64 * GiB,
+  maxUpload: 16 * GiB,
   maxUploadsPerKey: 64,
   reorderBytes: 64 * MiB,
   fdLimit: processFdLimit()
 })
+
+/**
+ * Furthest a WRITE may start beyond the end of what an upload holds so far. Clients write in order or a
+ * few MiB ahead (ssh2's fastPut: 64 × 255 KiB); a far offset only makes a sparse file that costs its whole
+ * size to hash at CLOSE.
+ */
+export const MAX_WRITE_GAP = 256 * MiB
 
 /** Descriptors kept for everything that is not a client's: database, logs, listener, temp files of housekeeping. */
 const FD_RESERVE = 64

@@ -10,7 +10,7 @@ import type { SFTPWrapper } from "ssh2"
 import type { Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS } from "../ssh/SftpServer.js"
-import { type Budgets, BUSY, type Counter, type HandleBudget } from "./Limits.js"
+import { type Budgets, BUSY, type Counter, type HandleBudget, MAX_WRITE_GAP } from "./Limits.js"
 import { recentPaths } from "./RecentPaths.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import { Uploads } from "./Uploads.js"
@@ -34,6 +34,8 @@ interface OpenUpload {
   /** End of the furthest write. */
   size: number
   inFlight: number
+  /** End of the furthest write accepted (some may still be in flight). */
+  furthest: number
   idle: Array<() => void>
   failed: Error | undefined
   closing: boolean
@@ -63,8 +65,8 @@ const outOfFds = (e: unknown) => {
 
 /** A WRITE beyond -max-upload: refused at once, never written. */
 export class UploadTooLarge extends Error {
-  constructor(max: number) {
-    super(`upload larger than the registry's limit of ${max} bytes (-max-upload)`)
+  constructor(max: number, why?: string) {
+    super(why ?? `upload larger than the registry's limit of ${max} bytes (-max-upload)`)
   }
 }
 
@@ -253,7 +255,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             )
             open.set(id, {
               path, tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
-              streaming: true, size: 0, inFlight: 0, idle: [], failed: undefined, closing: false, logged: false
+              streaming: true, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
             })
             sftp.handle(reqId, handleBytes(id))
           })).pipe(
@@ -275,9 +277,10 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
         const u = lookup(handle)
         if (u === undefined || u.closing) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         if (u.failed) return sftp.status(reqId, STATUS.FAILURE, failureMessage(u.failed))
-        // Beyond -max-upload: refused before anything is written (a far offset would make a sparse giant).
-        if (offset + data.length > maxUpload) {
-          u.failed = new UploadTooLarge(maxUpload)
+        // Beyond -max-upload, or far beyond what was written: refused before anything is written (a far
+        // offset would make a sparse giant that costs its whole size to hash).
+        if (offset + data.length > maxUpload || offset > u.furthest + MAX_WRITE_GAP) {
+          u.failed = offset + data.length > maxUpload ? new UploadTooLarge(maxUpload) : new UploadTooLarge(maxUpload, "write too far beyond the end of the upload")
           stopStreaming(u, budgets.reorder)
           truncateQuietly(u.fd)
           if (!u.logged) {
@@ -286,6 +289,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
           }
           return sftp.status(reqId, STATUS.FAILURE, u.failed.message)
         }
+        u.furthest = Math.max(u.furthest, offset + data.length)
         trackWrite(u, offset, data, budgets.reorder)
         u.inFlight++
         // `data` stays valid until this callback (SSH2.md pitfall 8)

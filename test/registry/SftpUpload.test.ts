@@ -177,6 +177,14 @@ describe("upload-only SFTP", () => {
     const temps = (await listDir(srv.dir, "uploads")).filter((n) => n.startsWith(".tmp-"))
     expect(temps).toEqual([])
   })
+
+  it("refuses a WRITE far beyond the end of what was written (a sparse file costs its whole size to hash)", async () => {
+    const { s } = await session()
+    const h = await p<Buffer>((cb) => s.open("/gap", "w", cb))
+    await p<void>((cb) => s.write(h, Buffer.from("x"), 0, 1, 0, (e) => cb(e)))
+    await expect(p((cb) => s.write(h, Buffer.from("x"), 0, 1, 2 ** 29, (e) => cb(e)))).rejects.toThrow(/too far/)
+    await expect(p((cb) => s.close(h, (e) => cb(e)))).rejects.toThrow(/too far/)
+  })
 })
 
 /** Makes fs.write fail with `code` for buffers full of 0xEE (the test's payload) while `f` runs. */
