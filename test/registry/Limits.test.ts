@@ -107,6 +107,23 @@ describe("limits", () => {
     await expect(clientSftp(c)).resolves.toBeDefined()
   })
 
+  it("limits connections per source address, and keeps a quarter of -max-conns for operators", async () => {
+    srv = await startInProcess({ limits: { maxConnsPerSource: 3 } })
+    await Promise.all([agent(), agent(), agent()])
+    await expect(agent()).rejects.toThrow()
+    for (const c of clients.splice(0)) c.end()
+    await srv.close()
+    srv = await startInProcess({ limits: { maxConns: 4 } })
+    await Promise.all([agent(), agent(), agent()])
+    // the fourth agent is closed after login; an operator still gets in
+    const fourth = await agent().then((c) => clientSftp(c).then(() => "served", () => "closed"), () => "closed")
+    expect(fourth).toBe("closed")
+    for (const c of clients.splice(0)) c.end()
+    await sleep(300)
+    await Promise.all([agent(), agent(), agent()])
+    expect((await clientExec(await operator(), "ls")).code).toBe(0)
+  })
+
   it("caps handles per connection over all its sessions", async () => {
     srv = await startInProcess({ storage: fixedStorage([bigDoc("a")]), limits: { maxHandles: 10 } })
     const c = await agent()
