@@ -13,6 +13,16 @@ export interface RegistryFlags {
   readonly maxver: number
   readonly deadline: Duration.Duration
   readonly dev: boolean
+  /** What clients may hold (docs/registry.md "Limits"). */
+  readonly limits: {
+    readonly maxConns: number
+    readonly maxConnsPerSource: number
+    readonly maxSessions: number
+    readonly maxHandles: number
+    readonly maxHandlesPerKey: number
+    readonly maxUpload: number
+    readonly maxUploadsPerKey: number
+  }
 }
 
 export type ParsedArgs =
@@ -22,7 +32,7 @@ export type ParsedArgs =
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Usage"; readonly message: string }
 
-type Kind = "string" | "int" | "duration" | "bool"
+type Kind = "string" | "int" | "duration" | "bool" | "size"
 
 interface FlagSpec {
   readonly name: string
@@ -38,6 +48,13 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
   { name: "deadline", kind: "duration", def: "30m", help: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
   { name: "dev", kind: "bool", def: "false", help: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
   { name: "dir", kind: "string", def: "/var/lib/deploy-registry", help: "data directory (created, mode 0700, if missing)" },
+  { name: "max-conns", kind: "int", def: "2048", help: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
+  { name: "max-conns-per-source", kind: "int", def: "128", help: "max. connections at once from one address" },
+  { name: "max-handles", kind: "int", def: "256", help: "max. open SFTP files and listings per connection (64 per session)" },
+  { name: "max-handles-per-key", kind: "int", def: "4096", help: "max. open SFTP files and listings per key, over all its connections" },
+  { name: "max-sessions", kind: "int", def: "10", help: "max. session channels per connection (as OpenSSH's MaxSessions)" },
+  { name: "max-upload", kind: "size", def: "16G", help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
+  { name: "max-uploads-per-key", kind: "int", def: "64", help: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", def: "10", help: "max. number of versions kept per component (versions in use are always kept)" },
   { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
   { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" }
@@ -52,7 +69,7 @@ export const usage = (): string => {
     "Flags:"
   ]
   for (const f of FLAGS) {
-    const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : " string"
+    const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
     const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.def}")` : ` (default ${f.def})`
     lines.push(`  -${f.name}${type}`, `    \t${f.help}${def}`)
   }
@@ -75,6 +92,16 @@ export const parseGoDuration = (s: string): Duration.Duration | undefined => {
   let ms = 0
   for (const m of s.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * UNITS[m[2]!]!
   return Duration.millis(ms)
+}
+
+const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }
+
+/** A byte count: digits with an optional K, M, G or T (powers of 1024); undefined when malformed or 0. */
+export const parseSize = (s: string): number | undefined => {
+  const m = /^(\d+)([KMGT]?)$/.exec(s)
+  if (!m) return undefined
+  const n = Number(m[1]) * SIZE_UNITS[m[2]!]!
+  return n >= 1 && Number.isSafeInteger(n) ? n : undefined
 }
 
 /** `host:port`, `[v6]:port` or `:port` (every interface); port 0..65535 required. */
@@ -130,6 +157,8 @@ const problemWith = (f: RawFlag): string | undefined => {
       return /^(true|false|1|0|t|f|TRUE|FALSE|True|False)$/.test(f.value) ? undefined : `${bad}: expected true or false`
     case "int":
       return /^\d+$/.test(f.value) && Number(f.value) >= 1 && Number(f.value) <= 1_000_000 ? undefined : `${bad}: expected a whole number ≥ 1`
+    case "size":
+      return parseSize(f.value) !== undefined ? undefined : `${bad}: expected a size in bytes like 1073741824 or 16G`
     case "duration": {
       const d = parseGoDuration(f.value)
       return d !== undefined && Duration.greaterThan(d, Duration.zero) ? undefined : `${bad}: expected a positive duration like 45s, 30m or 1h`
@@ -195,6 +224,15 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
     flags: {
       addr, host, port, dir, opauth, srvauth, dev,
       maxver: Number(get("maxver")),
+      limits: {
+        maxConns: Number(get("max-conns")),
+        maxConnsPerSource: Number(get("max-conns-per-source")),
+        maxSessions: Number(get("max-sessions")),
+        maxHandles: Number(get("max-handles")),
+        maxHandlesPerKey: Number(get("max-handles-per-key")),
+        maxUpload: parseSize(get("max-upload"))!,
+        maxUploadsPerKey: Number(get("max-uploads-per-key"))
+      },
       deadline: parseGoDuration(get("deadline"))!
     }
   }

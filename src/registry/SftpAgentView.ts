@@ -4,7 +4,7 @@
 //   /files/<sha256>      a stored blob (positioned reads on an fd, 255 KiB at most per READ)
 // Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
 // path reaches anything outside the view. Every change is refused.
-import { Effect, FiberSet, Option } from "effect"
+import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
 import { encodeDocument } from "../domain/Document.js"
@@ -14,7 +14,9 @@ import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
   whenWindow, windowAdjustDue
 } from "../ssh/SftpServer.js"
+import { orderReplies } from "../ssh/SftpSession.js"
 import { BlobStore } from "./BlobStore.js"
+import { BUSY, type HandleBudget } from "./Limits.js"
 import { Storage } from "./Storage.js"
 
 export type ViewPath =
@@ -41,6 +43,14 @@ type Handle =
 
 const READDIR_BATCH = 100
 /**
+ * Listings being built, per Storage (one registry): concurrent OPENDIRs of one directory share one build,
+ * so a pipelined flood of OPENDIR costs one listing, not one per request.
+ */
+const encodedByStorage = new WeakMap<object, Map<string, { key: string; data: Buffer }>>()
+/** Encoded documents kept per registry (each a few KiB). */
+const ENCODED_CACHE = 10_000
+const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>>()
+/**
  * File READs in flight per session. OpenSSH's sftp keeps 64 requests outstanding; libuv reads 4 at a time
  * anyway, so the rest wait here as numbers rather than as 255 KiB buffers, and the few buffers are reused.
  */
@@ -48,11 +58,12 @@ const READS_IN_FLIGHT = 8
 const READ_BUFFER = DATA_HEADER + MAX_IO
 
 /** Serves one read-only SFTP session for an agent until the client ends it. */
-export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Storage | BlobStore> =>
+export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget): Effect.Effect<void, never, Storage | BlobStore> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
-      advertiseLimits(sftp)
+      const ordered = orderReplies(sftp)
+      advertiseLimits(sftp, ordered.later)
       const storage = yield* Storage
       const blobs = yield* BlobStore
       const handles = new Map<number, Handle>()
@@ -73,6 +84,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         closeWhenIdle.delete(h)
         close?.()
       }
+      /** Reads started whose reply is not sent yet (replies go out in request order, so some wait done). */
       let inFlight = 0
       /** Window the replies of the reads in flight will use; a read starts only if its reply can go out at once. */
       let reserved = 0
@@ -89,16 +101,18 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
           inFlight++
           reserved += need
           fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
-            inFlight--
-            reserved -= need
-            if (!ended) {
-              if (err) sftp.status(reqId, STATUS.FAILURE)
-              else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
-              else sendData(sftp, reqId, buf, bytesRead)
-            }
-            pool.push(buf)
-            readDone(h)
-            pumpReads()
+            readDone(h) // the fd is no longer in use
+            ordered.later(reqId, () => {
+              inFlight--
+              reserved -= need
+              if (!ended) {
+                if (err) sftp.status(reqId, STATUS.FAILURE)
+                else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
+                else sendData(sftp, reqId, buf, bytesRead)
+              }
+              pool.push(buf)
+              pumpReads()
+            })
           })
         }
       }
@@ -114,6 +128,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
             if (reading.has(h)) closeWhenIdle.set(h, closeFd(h))
             else closeFd(h)()
           }
+          for (const h of handles.values()) budget.give(h._tag === "File")
           handles.clear()
           for (const [h] of closeWhenIdle) if (!reading.has(h)) closeFd(h)()
         })
@@ -121,19 +136,38 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       const run = yield* FiberSet.makeRuntime<never>()
 
       const lookup = (handle: Buffer) => (handle.length === 4 ? handles.get(handle.readUInt32BE(0)) : undefined)
-      /** Answers with a new handle; false (and "too many open files") when the session holds too many. */
-      const tooMany = (reqId: number) => sftp.status(reqId, STATUS.FAILURE, "too many open files")
-      const newHandle = (reqId: number, h: Handle): boolean => {
-        if (handles.size >= MAX_OPEN_HANDLES) {
-          tooMany(reqId)
+      // A handle is reserved before any work for it (a listing, an fd) and registered once it exists; the
+      // limits (session, connection, key, fd share) are checked at reservation.
+      let reserved_ = 0
+      const reserve = (reqId: number, withFd: boolean): boolean => {
+        if (handles.size + reserved_ >= MAX_OPEN_HANDLES) {
+          sftp.status(reqId, STATUS.FAILURE, "too many open files")
           return false
         }
+        const why = budget.take(withFd)
+        if (why !== undefined) {
+          sftp.status(reqId, STATUS.FAILURE, why)
+          return false
+        }
+        reserved_++
+        return true
+      }
+      const unreserve = (withFd: boolean) => {
+        reserved_--
+        budget.give(withFd)
+      }
+      const newHandle = (reqId: number, h: Handle): void => {
+        reserved_--
         const id = nextHandle++
         handles.set(id, h)
         const b = Buffer.alloc(4)
         b.writeUInt32BE(id)
         sftp.handle(reqId, b)
-        return true
+      }
+      /** Runs `eff` holding a reservation, which it must turn into a handle; released if it does not. */
+      const withReservation = (reqId: number, withFd: boolean, eff: Effect.Effect<boolean, { readonly message: string }>) => {
+        if (!reserve(reqId, withFd)) return
+        answer(reqId, eff.pipe(Effect.tapBoth({ onFailure: () => Effect.sync(() => unreserve(withFd)), onSuccess: (made) => made ? Effect.void : Effect.sync(() => unreserve(withFd)) })))
       }
       const deny = (reqId: number) => sftp.status(reqId, STATUS.PERMISSION_DENIED, "read-only")
       const noSuchFile = (reqId: number) => sftp.status(reqId, STATUS.NO_SUCH_FILE)
@@ -149,9 +183,21 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
           )
         )
 
+      const encoded = encodedByStorage.get(storage) ?? new Map<string, { key: string; data: Buffer }>()
+      encodedByStorage.set(storage, encoded)
+      // Encoding is most of a document's cost; a changed document has a new hash and time, so a new key.
       const documentBytes = (name: string) =>
         storage.document(name).pipe(
-          Effect.map(Option.map((doc) => ({ data: Buffer.from(encodeDocument(doc)), mtime: doc.Mtime })))
+          Effect.map(Option.map((doc) => {
+            const key = `${doc.Hash}@${doc.Mtime.getTime()}`
+            let hit = encoded.get(name)
+            if (hit?.key !== key) {
+              hit = { key, data: Buffer.from(encodeDocument(doc)) }
+              if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
+              encoded.set(name, hit)
+            }
+            return { data: hit.data, mtime: doc.Mtime }
+          }))
         )
 
       /** Attributes of a view path, or undefined if it does not exist. */
@@ -195,6 +241,24 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       }
 
 
+      const inProgress = building.get(storage) ?? new Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>()
+      building.set(storage, inProgress)
+      const sharedListing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> =>
+        Effect.suspend(() => {
+          const current = inProgress.get(dir)
+          if (current !== undefined) return Deferred.await(current)
+          const d = Deferred.unsafeMake<Array<FileEntry>, { readonly message: string }>(FiberId.none)
+          inProgress.set(dir, d)
+          // Uninterruptible: other sessions wait for this build even if this one ends.
+          return Effect.uninterruptible(
+            Effect.exit(listing(dir)).pipe(
+              Effect.tap(() => Effect.sync(() => inProgress.delete(dir))),
+              Effect.tap((exit) => Deferred.done(d, exit)),
+              Effect.flatMap((exit) => exit)
+            )
+          )
+        })
+
       sftp.on("REALPATH", (reqId: number, p: string) => {
         const n = normalizePath(p)
         if (n === undefined) return noSuchFile(reqId)
@@ -213,7 +277,10 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         const v = resolveViewPath(p)
         if (v === undefined) return noSuchFile(reqId)
         if (v._tag !== "Dir") return sftp.status(reqId, STATUS.FAILURE, "not a directory")
-        answer(reqId, listing(v.dir).pipe(Effect.map((entries) => newHandle(reqId, { _tag: "Dir", entries }))))
+        withReservation(reqId, false, sharedListing(v.dir).pipe(Effect.map((entries) => {
+          newHandle(reqId, { _tag: "Dir", entries: entries.slice() })
+          return true
+        })))
       })
 
       sftp.on("READDIR", (reqId: number, handle: Buffer) => {
@@ -235,35 +302,36 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
           case "Dir":
             return sftp.status(reqId, STATUS.FAILURE, "is a directory")
           case "Config":
-            return answer(
+            return withReservation(
               reqId,
+              false,
               documentBytes(v.name).pipe(
                 Effect.map(Option.match({
-                  onNone: () => noSuchFile(reqId),
-                  onSome: (d) => newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime })
+                  onNone: () => (noSuchFile(reqId), false),
+                  onSome: (d) => (newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
                 }))
               )
             )
           case "Blob":
-            return answer(
+            return withReservation(
               reqId,
+              true,
               Effect.gen(function* () {
                 const info = yield* blobs.stat(v.hash)
-                if (info === undefined) return noSuchFile(reqId)
+                if (info === undefined) return (noSuchFile(reqId), false)
                 // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
-                // must still land in `handles`, which the finalizer closes; a refused one is closed here.
-                yield* Effect.uninterruptible(
-                  Effect.async<void>((resume) =>
+                // must still land in `handles`, which the finalizer closes.
+                return yield* Effect.uninterruptible(
+                  Effect.async<boolean>((resume) =>
                     fs.open(blobs.path(v.hash), "r", (e, fd) => {
-                      if (e) noSuchFile(reqId)
-                      else if (handles.size >= MAX_OPEN_HANDLES) {
-                        // Refused: the fd is closed before the client hears so, so it never outlives the answer.
-                        return fs.close(fd, () => {
-                          tooMany(reqId)
-                          resume(Effect.void)
-                        })
-                      } else newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
-                      resume(Effect.void)
+                      if (e === null) {
+                        newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
+                        return resume(Effect.succeed(true))
+                      }
+                      // Out of descriptors is the registry's trouble, never "no such file".
+                      if (e.code === "ENOENT") noSuchFile(reqId)
+                      else sftp.status(reqId, STATUS.FAILURE, e.code === "EMFILE" || e.code === "ENFILE" ? BUSY : "cannot open")
+                      resume(Effect.succeed(false))
                     })
                   )
                 )
@@ -296,6 +364,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
         const h = lookup(handle)
         if (h === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         handles.delete(handle.readUInt32BE(0))
+        budget.give(h._tag === "File")
         if (h._tag === "File") {
           // After the reads still queued or in flight on it: its fd number must not be reused under them.
           const closeFd = () => fs.close(h.fd, () => sftp.status(reqId, STATUS.OK))
@@ -312,7 +381,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal): Effect.Effect
       }
 
       yield* Effect.async<void>((resume) => {
-        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.on("end", ordered.finish) // SSH2.md pitfall 3; exit-status like sshd
         sftp.once("close", () => {
           ended = true
           resume(Effect.void)

@@ -10,12 +10,17 @@ import type { SFTPWrapper } from "ssh2"
 import type { Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS } from "../ssh/SftpServer.js"
+import { type Budgets, BUSY, type Counter, type HandleBudget, MAX_WRITE_GAP } from "./Limits.js"
+import { recentPaths } from "./RecentPaths.js"
+import { orderReplies } from "../ssh/SftpSession.js"
 import { Uploads } from "./Uploads.js"
 
 /** Out-of-order bytes held for hashing per open file; beyond this, hash by re-reading at CLOSE. */
 export const REORDER_LIMIT = 17 * 1024 * 1024
 
 interface OpenUpload {
+  /** The client's name for it, normalized: answered by STAT after the upload (rclone, paramiko). */
+  readonly path: string
   readonly tempPath: string
   readonly fd: number
   readonly hash: Hash
@@ -29,6 +34,8 @@ interface OpenUpload {
   /** End of the furthest write. */
   size: number
   inFlight: number
+  /** End of the furthest write accepted (some may still be in flight). */
+  furthest: number
   idle: Array<() => void>
   failed: Error | undefined
   closing: boolean
@@ -49,7 +56,19 @@ export const isDiskFull = (e: unknown): boolean => {
 
 /** What the client is told (ssh2 and OpenSSH show the status message): never paths or internals. */
 export const failureMessage = (e: unknown): string =>
-  isDiskFull(e) ? "registry is out of disk space" : "cannot store upload"
+  isDiskFull(e) ? "registry is out of disk space" : outOfFds(e) ? BUSY : e instanceof UploadTooLarge ? e.message : "cannot store upload"
+
+const outOfFds = (e: unknown) => {
+  const code = (e as { code?: unknown } | null)?.code
+  return code === "EMFILE" || code === "ENFILE"
+}
+
+/** A WRITE beyond -max-upload: refused at once, never written. */
+export class UploadTooLarge extends Error {
+  constructor(max: number, why?: string) {
+    super(why ?? `upload larger than the registry's limit of ${max} bytes (-max-upload)`)
+  }
+}
 
 /** What the admin is told, once per upload. */
 const logReason = (e: unknown): string =>
@@ -73,7 +92,15 @@ const hashFile = (path: string): Effect.Effect<Sha256, Error> =>
     return Effect.sync(() => rs.destroy())
   })
 
-const trackWrite = (u: OpenUpload, offset: number, data: Buffer) => {
+/** Stops hashing as bytes arrive (the file is hashed at CLOSE) and gives back the reorder budget. */
+const stopStreaming = (u: OpenUpload, reorder: Counter) => {
+  u.streaming = false
+  u.ahead.clear()
+  reorder.give(u.aheadBytes)
+  u.aheadBytes = 0
+}
+
+const trackWrite = (u: OpenUpload, offset: number, data: Buffer, reorder: Counter) => {
   if (!u.streaming) return
   if (offset === u.hashed) {
     u.hash.update(data) // synchronous: `data` (a view into the packet) need not be copied
@@ -82,19 +109,26 @@ const trackWrite = (u: OpenUpload, offset: number, data: Buffer) => {
     while (next !== undefined) {
       u.ahead.delete(u.hashed)
       u.aheadBytes -= next.length
+      reorder.give(next.length)
       u.hash.update(next)
       u.hashed += next.length
       next = u.ahead.get(u.hashed)
     }
-  } else if (offset > u.hashed && !u.ahead.has(offset) && u.aheadBytes + data.length <= REORDER_LIMIT) {
+  } else if (offset > u.hashed && !u.ahead.has(offset) && u.aheadBytes + data.length <= REORDER_LIMIT && reorder.take(data.length)) {
     u.ahead.set(offset, Buffer.from(data))
     u.aheadBytes += data.length
   } else {
-    u.streaming = false
-    u.ahead.clear()
-    u.aheadBytes = 0
+    stopStreaming(u, reorder)
   }
 }
+
+const handleBytes = (id: number) => {
+  const h = Buffer.alloc(4)
+  h.writeUInt32BE(id)
+  return h
+}
+
+const writableDir = () => ({ ...dirAttrs(), mode: 0o040755 })
 
 const fsync = (fd: number) => Effect.async<void, Error>((resume) => fs.fsync(fd, (e) => resume(e ? Effect.fail(e) : Effect.void)))
 const closeFd = (fd: number) => Effect.async<void>((resume) => fs.close(fd, () => resume(Effect.void)))
@@ -104,13 +138,26 @@ const openFile = (path: string) =>
   Effect.async<number, Error>((resume) => fs.open(path, "w", 0o600, (e, fd) => resume(e ? Effect.fail(e) : Effect.succeed(fd))))
 
 /** Serves one upload-only SFTP session until the client ends it. */
-export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<void, never, Uploads> =>
+export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget, budgets: Budgets): Effect.Effect<void, never, Uploads> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
-      advertiseLimits(sftp)
+      const ordered = orderReplies(sftp)
+      advertiseLimits(sftp, ordered.later)
       const uploads = yield* Uploads
       const open = new Map<number, OpenUpload>()
+      /** Handles of (empty) directory listings: `lftp mirror -R` and rclone list the target first. */
+      const dirs = new Set<number>()
+      const recent = recentPaths(uploads, who.fingerprint)
+      const maxUpload = budgets.config.maxUpload
+      /** Gives back what an upload holds of the budgets (once: `released` guards). */
+      const release = (u: OpenUpload & { released?: boolean }) => {
+        if (u.released) return
+        u.released = true
+        stopStreaming(u, budgets.reorder)
+        budget.give(true)
+        budgets.uploadsPerKey.give(who.fingerprint)
+      }
       let nextHandle = 1
       let opening = 0 // OPENs between the limit check and registration
 
@@ -122,9 +169,15 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
       yield* Effect.addFinalizer(() =>
         Effect.forEach(
           [...open.values()],
-          (u) => idle(u).pipe(Effect.zipRight(closeFd(u.fd)), Effect.zipRight(uploads.discard(u.tempPath))),
+          (u) => idle(u).pipe(Effect.zipRight(closeFd(u.fd)), Effect.zipRight(uploads.discard(u.tempPath)), Effect.ensuring(Effect.sync(() => release(u)))),
           { discard: true }
-        ).pipe(Effect.tap(() => open.size > 0 ? Effect.logInfo(`upload by ${who.label} interrupted; discarded`) : Effect.void))
+        ).pipe(
+          Effect.tap(() => open.size > 0 ? Effect.logInfo(`upload by ${who.label} interrupted; discarded`) : Effect.void),
+          Effect.ensuring(Effect.sync(() => {
+            for (const _ of dirs) budget.give(false)
+            dirs.clear()
+          }))
+        )
       )
       const run = yield* FiberSet.makeRuntime<never>()
 
@@ -138,15 +191,58 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
         if (n === undefined) return sftp.status(reqId, STATUS.NO_SUCH_FILE)
         sftp.name(reqId, [{ filename: n, longname: n, attrs: dirAttrs() }])
       })
-      // Only `/` exists; anything else is "no such file", which is what `put` wants to hear.
-      const stat = (reqId: number, p: string) =>
-        normalizePath(p) === "/" ? sftp.attrs(reqId, dirAttrs()) : sftp.status(reqId, STATUS.NO_SUCH_FILE)
+      // Remote names mean nothing here, but clients check what they wrote and where: `/`, the directories
+      // this key made and the parents of what it uploaded are empty writable directories; a file this key
+      // uploaded (or is uploading) has the size written; anything else is "no such file", which is what
+      // `put` wants to hear.
+      const attrsOf = (p: string) => {
+        if (p === "/") return writableDir()
+        for (const u of open.values()) if (u.path === p) return fileAttrs(u.size, new Date(), 0o600)
+        const r = recent.get(p)
+        return r === undefined ? undefined : r === "dir" ? writableDir() : fileAttrs(r.size, r.mtime, 0o600)
+      }
+      const stat = (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        const a = n === undefined ? undefined : attrsOf(n)
+        return a === undefined ? sftp.status(reqId, STATUS.NO_SUCH_FILE) : sftp.attrs(reqId, a)
+      }
       sftp.on("STAT", stat)
       sftp.on("LSTAT", stat)
+      // A folder upload (`put -r`, `scp -r`, `lftp mirror -R`, `rclone copy dir`) makes directories first.
+      sftp.on("MKDIR", (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        if (n === undefined) return sftp.status(reqId, STATUS.NO_SUCH_FILE)
+        recent.dir(n)
+        sftp.status(reqId, STATUS.OK)
+      })
+      sftp.on("OPENDIR", (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        if (n === undefined || attrsOf(n) === undefined) return sftp.status(reqId, STATUS.NO_SUCH_FILE)
+        if (open.size + dirs.size + opening >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+        const why = budget.take(false)
+        if (why !== undefined) return sftp.status(reqId, STATUS.FAILURE, why)
+        const id = nextHandle++
+        dirs.add(id)
+        sftp.handle(reqId, handleBytes(id))
+      })
+      sftp.on("READDIR", (reqId: number, handle: Buffer) =>
+        sftp.status(reqId, handle.length === 4 && dirs.has(handle.readUInt32BE(0)) ? STATUS.EOF : STATUS.FAILURE))
 
-      sftp.on("OPEN", (reqId: number, _filename: string, flags: number) => {
-        if ((flags & OPEN_FLAGS.WRITE) === 0 || (flags & OPEN_FLAGS.READ) !== 0) return deny(reqId)
-        if (open.size + opening >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+      sftp.on("OPEN", (reqId: number, filename: string, flags: number) => {
+        // Any uploader's flags (the Go library and paramiko's 'w+' add READ); a READ on it is refused later.
+        if ((flags & OPEN_FLAGS.WRITE) === 0) return deny(reqId)
+        const path = normalizePath(filename)
+        if (path === undefined) return sftp.status(reqId, STATUS.NO_SUCH_FILE)
+        if (open.size + dirs.size + opening >= MAX_OPEN_HANDLES) return sftp.status(reqId, STATUS.FAILURE, "too many open files")
+        // Every limit before any work: uploads per key, then handles and an fd of the operators' share.
+        if (!budgets.uploadsPerKey.take(who.fingerprint)) {
+          return sftp.status(reqId, STATUS.FAILURE, "too many uploads in progress for this key")
+        }
+        const why = budget.take(true)
+        if (why !== undefined) {
+          budgets.uploadsPerKey.give(who.fingerprint)
+          return sftp.status(reqId, STATUS.FAILURE, why)
+        }
         const id = nextHandle++
         opening++
         run(
@@ -158,14 +254,16 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
               Effect.tapError(() => uploads.discard(tempPath))
             )
             open.set(id, {
-              tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
-              streaming: true, size: 0, inFlight: 0, idle: [], failed: undefined, closing: false, logged: false
+              path, tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
+              streaming: true, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
             })
-            const h = Buffer.alloc(4)
-            h.writeUInt32BE(id)
-            sftp.handle(reqId, h)
+            sftp.handle(reqId, handleBytes(id))
           })).pipe(
             Effect.ensuring(Effect.sync(() => void opening--)),
+            Effect.tapError(() => Effect.sync(() => {
+              budget.give(true)
+              budgets.uploadsPerKey.give(who.fingerprint)
+            })),
             Effect.catchAll((e) =>
               Effect.logError(`cannot start upload by ${who.label}: ${logReason(e)}`).pipe(
                 Effect.zipRight(Effect.sync(() => sftp.status(reqId, STATUS.FAILURE, failureMessage(e))))
@@ -179,7 +277,20 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
         const u = lookup(handle)
         if (u === undefined || u.closing) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         if (u.failed) return sftp.status(reqId, STATUS.FAILURE, failureMessage(u.failed))
-        trackWrite(u, offset, data)
+        // Beyond -max-upload, or far beyond what was written: refused before anything is written (a far
+        // offset would make a sparse giant that costs its whole size to hash).
+        if (offset + data.length > maxUpload || offset > u.furthest + MAX_WRITE_GAP) {
+          u.failed = offset + data.length > maxUpload ? new UploadTooLarge(maxUpload) : new UploadTooLarge(maxUpload, "write too far beyond the end of the upload")
+          stopStreaming(u, budgets.reorder)
+          truncateQuietly(u.fd)
+          if (!u.logged) {
+            u.logged = true
+            run(Effect.logWarning(`upload by ${who.label} refused: ${u.failed.message}`))
+          }
+          return sftp.status(reqId, STATUS.FAILURE, u.failed.message)
+        }
+        u.furthest = Math.max(u.furthest, offset + data.length)
+        trackWrite(u, offset, data, budgets.reorder)
         u.inFlight++
         // `data` stays valid until this callback (SSH2.md pitfall 8)
         writeAll(u.fd, data, offset, (err) => {
@@ -207,12 +318,20 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
         if (u === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         sftp.attrs(reqId, fileAttrs(u.size, new Date(), 0o600))
       })
-      // Permissions and times of an upload mean nothing here; accept and ignore (OpenSSH sends them).
-      sftp.on("SETSTAT", (reqId: number) => sftp.status(reqId, STATUS.OK))
+      // Permissions and times of an upload mean nothing here; accept and ignore (OpenSSH sends them, rclone
+      // sets the modification time of what it wrote and then checks it with STAT).
+      sftp.on("SETSTAT", (reqId: number, p: string) => {
+        const n = normalizePath(p)
+        sftp.status(reqId, n !== undefined && attrsOf(n) !== undefined ? STATUS.OK : STATUS.NO_SUCH_FILE)
+      })
       sftp.on("FSETSTAT", (reqId: number, handle: Buffer) =>
         sftp.status(reqId, lookup(handle) ? STATUS.OK : STATUS.FAILURE))
 
       sftp.on("CLOSE", (reqId: number, handle: Buffer) => {
+        if (handle.length === 4 && dirs.delete(handle.readUInt32BE(0))) {
+          budget.give(false)
+          return sftp.status(reqId, STATUS.OK)
+        }
         const u = lookup(handle)
         if (u === undefined) return sftp.status(reqId, STATUS.FAILURE, "bad handle")
         if (u.closing) return sftp.status(reqId, STATUS.FAILURE, "already closing")
@@ -224,14 +343,19 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
             if (u.failed) return yield* Effect.fail(u.failed)
             yield* fsync(u.fd)
             const trusted = u.streaming && u.ahead.size === 0 && u.hashed === u.size
+            stopStreaming(u, budgets.reorder)
             const hash = trusted ? (u.hash.digest("hex") as Sha256) : yield* hashFile(u.tempPath)
             // Once the temp file is handed over, finish: an interruption must not leave it half-recorded.
             yield* Effect.uninterruptible(
               closeFd(u.fd).pipe(
                 Effect.zipRight(uploads.complete(u.tempPath, hash)),
-                Effect.ensuring(Effect.sync(() => open.delete(id)))
+                Effect.ensuring(Effect.sync(() => {
+                  open.delete(id)
+                  release(u)
+                }))
               )
             )
+            recent.file(u.path, u.size)
             yield* Effect.logInfo(`upload ${hash} (${u.size} bytes) by ${who.label}`)
             sftp.status(reqId, STATUS.OK)
           }).pipe(
@@ -241,7 +365,9 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
                   u.logged = true
                   yield* Effect.logError(`upload by ${who.label} failed: ${logReason(e)}`)
                 }
-                if (open.delete(id)) yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)))
+                if (open.delete(id)) {
+                  yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)), Effect.ensuring(Effect.sync(() => release(u))))
+                }
                 sftp.status(reqId, STATUS.FAILURE, failureMessage(e))
               })
             )
@@ -249,12 +375,12 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal): Effect.Effect<vo
         )
       })
 
-      for (const ev of ["READ", "OPENDIR", "READDIR", "REMOVE", "RMDIR", "MKDIR", "RENAME", "READLINK", "SYMLINK"]) {
+      for (const ev of ["READ", "REMOVE", "RMDIR", "RENAME", "READLINK", "SYMLINK"]) {
         sftp.on(ev, deny)
       }
 
       yield* Effect.async<void>((resume) => {
-        sftp.on("end", () => sftp.end()) // SSH2.md pitfall 3
+        sftp.on("end", ordered.finish) // SSH2.md pitfall 3; exit-status like sshd
         sftp.once("close", () => resume(Effect.void))
         sftp.on("error", () => resume(Effect.void))
       })

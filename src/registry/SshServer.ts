@@ -19,6 +19,7 @@ import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
 import { Console } from "./Console.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
+import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { runShell, type Terminal } from "./Shell.js"
@@ -34,6 +35,8 @@ export interface SshServerOptions {
   readonly deadline: Duration.DurationInput
   /** Time from TCP accept to a successful login; default 20 s. */
   readonly handshakeTimeout?: Duration.DurationInput
+  /** What clients may hold (connections, sessions, handles, uploads); defaults from Limits.ts. */
+  readonly limits?: Partial<LimitsConfig>
 }
 
 export class SshServer extends Context.Tag("registry/SshServer")<
@@ -91,6 +94,7 @@ const make = (opts: SshServerOptions) =>
     const auth = yield* Auth
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
+    const budgets: Budgets = makeBudgets({ ...defaultLimits(), ...opts.limits })
 
     const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry", algorithms: serverAlgorithms })
     const refusedLine = makeLimiter()
@@ -148,6 +152,9 @@ const make = (opts: SshServerOptions) =>
           let conn: Connection | undefined
           let login: Login | undefined
           const refused = new Attempts()
+          // What this connection holds: session channels, SFTP handles over all its sessions.
+          const sessions = new Counter(budgets.config.maxSessions)
+          const handles = new Counter(budgets.config.maxHandles)
           socket.once("close", () => {
             Deferred.unsafeDone(loggedIn, Exit.succeed("closed"))
             Deferred.unsafeDone(closed, Exit.succeed("closed"))
@@ -209,11 +216,12 @@ const make = (opts: SshServerOptions) =>
             c.on("openssh.streamlocal", rejectAll)
             c.on("request", rejectAll)
             c.on("session", (accept, reject) => {
-              if (login === undefined) return reject()
+              if (login === undefined || !sessions.take()) return reject()
               const who = login.principal
               const operator = login.role === "operator"
               const { command: forced, pty: ptyAllowed } = login.limits
               const session = accept()
+              session.once("close", () => sessions.give())
               const term: Terminal = { pty: false, columns: 80 }
               session.on("error", () => undefined)
               session.on("pty", (acc, rej, info) => {
@@ -246,7 +254,8 @@ const make = (opts: SshServerOptions) =>
               session.on("sftp", (acc, rej) => {
                 // A forced command replaces the subsystem too, unless it is internal-sftp.
                 if (forced !== undefined && forced !== "internal-sftp") return rej()
-                runConn(operator ? serveUpload(acc(), who) : serveAgentView(acc(), who))
+                const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
+                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })
@@ -262,6 +271,13 @@ const make = (opts: SshServerOptions) =>
           }
           if (who === "timeout") return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
           if (who === "closed") return
+          // Agents get at most three quarters of the connections, so an operator always gets in.
+          if (who.role === "agent") {
+            if (!budgets.agentConns.take()) {
+              return yield* Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`)
+            }
+            yield* Effect.addFinalizer(() => Effect.sync(() => budgets.agentConns.give()))
+          }
           const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
           yield* Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
           // -deadline counts from the accept, like the handshake limit.
@@ -276,10 +292,21 @@ const make = (opts: SshServerOptions) =>
 
     tcp.on("connection", (socket: net.Socket) => {
       if (!accepting) return void socket.destroy()
+      // Connection limits before any work (the handshake costs CPU): in all, and per source address.
+      const source = socket.remoteAddress ?? "?"
+      if (!budgets.conns.take()) return void socket.destroy()
+      if (!budgets.perSource.take(source)) {
+        budgets.conns.give()
+        return void socket.destroy()
+      }
       socket.setNoDelay(true)
       coalesceWrites(socket)
       sockets.add(socket)
-      socket.once("close", () => sockets.delete(socket))
+      socket.once("close", () => {
+        sockets.delete(socket)
+        budgets.conns.give()
+        budgets.perSource.give(source)
+      })
       runFork(handleSocket(socket))
     })
 

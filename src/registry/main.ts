@@ -88,7 +88,7 @@ const serve = (flags: RegistryFlags) =>
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
     const Registry = Layer.mergeAll(
-      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline }),
+      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits }),
       JanitorLive(),
       Edge
     ).pipe(Layer.provide(Edge), Layer.provide(Core))

@@ -136,14 +136,15 @@ const sendRaw = (s: SftpInternals, packet: Buffer): boolean => {
  * Advertises limits@openssh.com on this SFTP session and answers its EXTENDED request; other extended
  * requests get OP_UNSUPPORTED. Call right after accepting the subsystem, before any data arrives.
  */
-export const advertiseLimits = (sftp: SFTPWrapper): void => {
+export const advertiseLimits = (sftp: SFTPWrapper, later: (reqId: number, send: () => void) => void = (_, send) => send()): void => {
   const s = sftp as unknown as SftpInternals
   const unpatch = patchVersion(s)
   sftp.once("close", unpatch)
-  sftp.on("EXTENDED", (reqId: number, name: string) => {
-    if (name === "limits@openssh.com" && sendRaw(s, limitsReply(reqId))) return
-    sftp.status(reqId, STATUS.OP_UNSUPPORTED)
-  })
+  sftp.on("EXTENDED", (reqId: number, name: string) =>
+    later(reqId, () => {
+      if (name === "limits@openssh.com" && sendRaw(s, limitsReply(reqId))) return
+      sftp.status(reqId, STATUS.OP_UNSUPPORTED)
+    }))
 }
 
 // --- DATA replies without the extra copy ----------------------------------------------------------------
@@ -184,26 +185,39 @@ export const windowAdjustDue = (sftp: SFTPWrapper): boolean => {
 }
 
 /**
- * Calls `f` once, at the peer's next window adjustment (after ssh2 has sent what it had queued). Uses the
- * hook ssh2 itself uses to drain its queue (`_waitWindow`/`_chunkcb`, called by the channel manager), and
- * keeps ssh2's own drain in the chain. Arming it again for the same `f` before then changes nothing; if
- * ssh2 replaces the hook meanwhile, `f` is not called (callers re-arm when they next find no room).
+ * Calls `f` once, at the peer's next window adjustment, after ssh2 has sent what it had queued. The window
+ * is watched through a setter on the channel's `outgoing.window` (ssh2 adds to it on WINDOW_ADJUST), not
+ * through ssh2's one drain hook, which ssh2 overwrites whenever a send exhausts the window. Arming the same
+ * `f` again before then changes nothing.
  */
 export const whenWindow = (sftp: SFTPWrapper, f: () => void): void => {
-  const s = sftp as unknown as SftpInternals & { _waitWindow?: boolean; _chunkcb?: WindowHook }
-  const current = s._chunkcb
-  s._waitWindow = true
-  if (current?.[ARMED] === f) return
-  const hook: WindowHook = function (this: unknown) {
-    if (s._chunkcb === hook) s._chunkcb = undefined
-    current?.call(this) // ssh2's drain, which may arm itself again
-    f()
+  let waiting = windowWaiters.get(sftp)
+  if (waiting === undefined) {
+    const set = new Set<() => void>()
+    waiting = set
+    windowWaiters.set(sftp, set)
+    const out = (sftp as unknown as SftpInternals).outgoing
+    let w = out.window
+    const wake = () => {
+      const fs = [...set]
+      set.clear()
+      for (const g of fs) g()
+    }
+    Object.defineProperty(out, "window", {
+      configurable: true,
+      enumerable: true,
+      get: () => w,
+      set: (v: number) => {
+        const grew = v > w
+        w = v
+        // After ssh2's own drain, which runs synchronously right after the adjustment.
+        if (grew && set.size > 0) queueMicrotask(wake)
+      }
+    })
   }
-  hook[ARMED] = f
-  s._chunkcb = hook
+  waiting.add(f)
 }
-const ARMED = Symbol("whenWindow")
-type WindowHook = ((this: unknown) => void) & { [ARMED]?: () => void }
+const windowWaiters = new WeakMap<SFTPWrapper, Set<() => void>>()
 
 /** Sends bytes [DATA_HEADER, DATA_HEADER + dataLen) of `packet` as the DATA reply to `reqId`. */
 export const sendData = (sftp: SFTPWrapper, reqId: number, packet: Buffer, dataLen: number): void => {

@@ -30,6 +30,17 @@ describe("registry flags", () => {
     expect(serve(["-dev=false"]).dev).toBe(false)
   })
 
+  it("has finite limits by default, and takes sizes with K/M/G/T", () => {
+    expect(serve([]).limits).toEqual({
+      maxConns: 2048, maxConnsPerSource: 128, maxSessions: 10, maxHandles: 256, maxHandlesPerKey: 4096,
+      maxUpload: 16 * 1024 ** 3, maxUploadsPerKey: 64
+    })
+    expect(serve(["-max-upload", "512M", "-max-sessions=2"]).limits).toMatchObject({ maxUpload: 512 * 1024 ** 2, maxSessions: 2 })
+    expect(serve(["-max-upload", "1000"]).limits.maxUpload).toBe(1000)
+    const r = parseArgs(["-max-upload", "lots"])
+    expect(r._tag === "Usage" && r.message).toMatch(/^invalid value "lots" for flag -max-upload/)
+  })
+
   it("reports usage errors in one line", () => {
     const msg = (args: Array<string>) => {
       const r = parseArgs(args)

@@ -152,6 +152,35 @@ describe("agent view", () => {
     expect(copied).toBeLessThanOrEqual(2)
   })
 
+  it("answers in request order, whatever finishes first (scp writes in place and stops at the first gap)", async () => {
+    const c = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
+    onTestFinished(() => void c.end())
+    const s2 = await clientSftp(c)
+    const h = await p<Buffer>((cb) => s2.open(`/files/${sha(blob)}`, "r", cb))
+    const hd = await p<Buffer>((cb) => s2.open("/configs/a.json", "r", cb))
+    // ssh2's client calls back as replies arrive: the order of callbacks is the order on the wire.
+    const order: Array<number> = []
+    const all: Array<Promise<void>> = []
+    const track = (i: number, f: (cb: (e?: Error | null) => void) => void) =>
+      all.push(new Promise((resolve) => f(() => {
+        order.push(i)
+        resolve()
+      })))
+    for (let i = 0; i < 120; i++) {
+      const off = (i * 104729 * 31) % blob.length
+      switch (i % 6) {
+        case 0: track(i, (cb) => s2.read(h, Buffer.alloc(261120), 0, 261120, off, (e) => cb(e))); break
+        case 1: track(i, (cb) => s2.stat(`/files/${sha(blob)}`, (e) => cb(e))); break
+        case 2: track(i, (cb) => s2.realpath("/files", (e) => cb(e))); break
+        case 3: track(i, (cb) => s2.read(hd, Buffer.alloc(100), 0, 100, 0, (e) => cb(e))); break
+        case 4: track(i, (cb) => s2.read(h, Buffer.alloc(1000), 0, 1000, off, (e) => cb(e))); break
+        case 5: track(i, (cb) => s2.fstat(h, (e) => cb(e))); break
+      }
+    }
+    await Promise.all(all)
+    expect(order).toEqual(order.slice().sort((a, b) => a - b))
+  })
+
   it("never reaches outside the view", async () => {
     for (const trick of ["/files/../state.db", "/configs/../../etc/passwd", "/files/../host_key", "../host_key",
       "/configs/nope.json", "/files/abc", "/etc/passwd", "/configs/a.json\0"]) {

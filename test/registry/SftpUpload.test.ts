@@ -22,7 +22,7 @@ const session = async (): Promise<{ c: Client; s: SFTPWrapper }> => {
   return { c, s: await clientSftp(c) }
 }
 beforeAll(async () => {
-  srv = await startInProcess()
+  srv = await startInProcess({ limits: { maxUpload: 2 ** 30 } })
   local = await tempDir("upload-src-")
 })
 afterAll(async () => {
@@ -112,17 +112,16 @@ describe("upload-only SFTP", () => {
     expect(await waitFor(async () => (await listDir(srv.dir, "uploads")).every((n) => before.includes(n)))).toBe(true)
   })
 
-  it("answers what `put` asks, and refuses reads, listings, removes and renames", async () => {
+  it("answers what `put` asks, and refuses reads, removes and renames", async () => {
     const { s } = await session()
     expect(await p<string>((cb) => s.realpath(".", cb))).toBe("/")
     expect((await p<{ isDirectory(): boolean }>((cb) => s.stat("/", cb))).isDirectory()).toBe(true)
     await expect(p((cb) => s.stat("/code_v1.tar.gz", cb))).rejects.toMatchObject({ code: 2 })
+    expect(await p((cb) => s.readdir("/", cb))).toEqual([]) // an empty directory: mirrors list the target first
     const denied = { code: 3 }
-    await expect(p((cb) => s.readdir("/", cb))).rejects.toMatchObject(denied)
     await expect(p((cb) => s.open("/x", "r", cb))).rejects.toMatchObject(denied)
     await expect(p((cb) => s.unlink("/x", (e) => cb(e)))).rejects.toMatchObject(denied)
     await expect(p((cb) => s.rename("/x", "/y", (e) => cb(e)))).rejects.toMatchObject(denied)
-    await expect(p((cb) => s.mkdir("/d", (e) => cb(e)))).rejects.toMatchObject(denied)
     // an open upload can be fstat'ed and fsetstat'ed (OpenSSH does both)
     const h = await p<Buffer>((cb) => s.open("z", "w", cb))
     await p<void>((cb) => s.write(h, Buffer.from("abc"), 0, 3, 0, (e) => cb(e)))
@@ -130,6 +129,61 @@ describe("upload-only SFTP", () => {
     await p<void>((cb) => s.fchmod(h, 0o644, (e) => cb(e)))
     await p<void>((cb) => s.close(h, (e) => cb(e)))
     expect((await uploaded(sha(Buffer.from("abc")))).toString()).toBe("abc")
+  })
+
+  it("accepts every uploader's OPEN flags (READ|WRITE|CREAT|TRUNC: the Go library, paramiko 'w+'); a READ on it fails cleanly", async () => {
+    const { s } = await session()
+    for (const flags of ["w+", "r+", "wx", "a", "a+"]) {
+      const h = await p<Buffer>((cb) => s.open(`/flags-${flags}`, flags as "w", cb))
+      await p<void>((cb) => s.write(h, Buffer.from(flags), 0, flags.length, 0, (e) => cb(e)))
+      await expect(p((cb) => s.read(h, Buffer.alloc(10), 0, 10, 0, (e, n) => cb(e, n)))).rejects.toMatchObject({ code: 3 })
+      await p<void>((cb) => s.close(h, (e) => cb(e)))
+      expect((await uploaded(sha(Buffer.from(flags)))).toString()).toBe(flags)
+    }
+  })
+
+  it("answers STAT and SETSTAT sent after writing with what was written, also on another connection (paramiko, rclone)", async () => {
+    const { s } = await session()
+    const data = randomBytes(1000)
+    await p<void>((cb) => s.writeFile("/dir/sub/layer.tar.gz", data, (e) => cb(e)))
+    for (const t of [s, (await session()).s]) {
+      const st = await p<{ size: number; isFile(): boolean }>((cb) => t.stat("/dir/sub/layer.tar.gz", cb))
+      expect(st.isFile()).toBe(true)
+      expect(st.size).toBe(1000)
+      await p<void>((cb) => t.utimes("/dir/sub/layer.tar.gz", new Date(), new Date(), (e) => cb(e)))
+      expect((await p<{ isDirectory(): boolean }>((cb) => t.stat("/dir/sub", cb))).isDirectory()).toBe(true)
+    }
+    expect((await uploaded(sha(data))).equals(data)).toBe(true)
+  })
+
+  it("takes a folder: MKDIR is accepted and the directory then STATs as an empty writable directory", async () => {
+    const { s } = await session()
+    await expect(p((cb) => s.stat("/tree", cb))).rejects.toMatchObject({ code: 2 })
+    await p<void>((cb) => s.mkdir("/tree", (e) => cb(e)))
+    await p<void>((cb) => s.mkdir("/tree/a", (e) => cb(e)))
+    const st = await p<{ isDirectory(): boolean; mode: number }>((cb) => s.stat("/tree/a", cb))
+    expect(st.isDirectory()).toBe(true)
+    expect(st.mode & 0o200).toBe(0o200)
+    expect(await p((cb) => s.readdir("/tree/a", cb))).toEqual([])
+    await p<void>((cb) => s.writeFile("/tree/a/x.tar.gz", "folder file", (e) => cb(e)))
+    expect((await uploaded(sha(Buffer.from("folder file")))).toString()).toBe("folder file")
+  })
+
+  it("refuses a WRITE beyond -max-upload at once (a far offset is not a sparse giant), and the upload fails", async () => {
+    const { s } = await session()
+    const h = await p<Buffer>((cb) => s.open("/far", "w", cb))
+    await expect(p((cb) => s.write(h, Buffer.from("x"), 0, 1, 2 ** 34, (e) => cb(e)))).rejects.toThrow(/max-upload/)
+    await expect(p((cb) => s.close(h, (e) => cb(e)))).rejects.toThrow(/max-upload/)
+    const temps = (await listDir(srv.dir, "uploads")).filter((n) => n.startsWith(".tmp-"))
+    expect(temps).toEqual([])
+  })
+
+  it("refuses a WRITE far beyond the end of what was written (a sparse file costs its whole size to hash)", async () => {
+    const { s } = await session()
+    const h = await p<Buffer>((cb) => s.open("/gap", "w", cb))
+    await p<void>((cb) => s.write(h, Buffer.from("x"), 0, 1, 0, (e) => cb(e)))
+    await expect(p((cb) => s.write(h, Buffer.from("x"), 0, 1, 2 ** 29, (e) => cb(e)))).rejects.toThrow(/too far/)
+    await expect(p((cb) => s.close(h, (e) => cb(e)))).rejects.toThrow(/too far/)
   })
 })
 

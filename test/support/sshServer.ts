@@ -93,7 +93,11 @@ export const startInProcess = async (
   const ctx = await Effect.runPromise(
     Layer.buildWithScope(
       Layer.merge(
-        SshServerLive({ host: "127.0.0.1", port: 0, deadline: opts.deadline ?? "1 hour", ...(opts.handshakeTimeout ? { handshakeTimeout: opts.handshakeTimeout } : {}) }),
+        SshServerLive({
+          host: "127.0.0.1", port: 0, deadline: opts.deadline ?? "1 hour",
+          ...(opts.handshakeTimeout ? { handshakeTimeout: opts.handshakeTimeout } : {}),
+          ...(opts.limits ? { limits: opts.limits } : {})
+        }),
         store
       ).pipe(Layer.provide(deps)),
       scope
