@@ -12,7 +12,7 @@ import { tinyTarGz } from "./lib/data.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { sshRun } from "./lib/openssh.js"
-import { cpuMs, readMem, watchMemory } from "./lib/proc.js"
+import { cpuMs, readMem, runOk, watchMemory } from "./lib/proc.js"
 import { addVersionViaSftp, deployctl, haveProgram, requirePrograms, sshExec, startRegistry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { startSshd } from "./lib/sshd.js"
@@ -92,6 +92,8 @@ export const capacity: Bench = async (argv) => {
           if (r.code !== 0) throw new Error(`ssh configurations failed: ${r.stderr.trim()}`)
           return r.ms
         },
+        // Node's own start-up: the floor under any command-line program of ours.
+        node: async () => (await runOk(process.execPath, ["-e", "0"])).ms,
         deployctl: async () => {
           const r = await deployctl(reg, ["configurations"])
           if (r.code !== 0) throw new Error(`deployctl configurations failed: ${(r.stdout + r.stderr).trim()}`)
@@ -102,6 +104,10 @@ export const capacity: Bench = async (argv) => {
         metric: "deployctl configurations, sequential", unit: "cmd/s", referenceName: "OpenSSH ssh, same registry",
         reference: mapStat(st["ssh"], (ms) => 1000 / ms), ours: mapStat(st["deployctl"], (ms) => 1000 / ms),
         note: `per command: deployctl ${st["deployctl"].median.toFixed(0)} ms, ssh ${st["ssh"].median.toFixed(0)} ms (median; process start included)`
+      }))
+      rows.push(row({
+        metric: "deployctl configurations, one round trip", unit: "ms", referenceName: "node -e 0 (Node's start-up)",
+        reference: st["node"], ours: st["deployctl"], target: { kind: "ratio<=", value: 3 }
       }))
     }
 

@@ -6,6 +6,7 @@ import { copyFile, mkdir, rm } from "node:fs/promises"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
 import { randomTarGz } from "./lib/data.js"
+import { coreLimits, limitRows } from "./lib/limits.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { mbps, sftpGet, type Endpoint } from "./lib/openssh.js"
@@ -132,6 +133,11 @@ export const download: Bench = async (argv) => {
       } else {
         rows.push(row({ metric: "agent download", unit: "MB/s", ours: summarize([]), target: { kind: "ratio>=", value: 1.0 }, note: "the agent's -v log lacked the downloading/downloaded/unpacked lines: cannot split" }))
       }
+    }
+    if (st["sftp get ← registry"]) {
+      log("download: one core's cipher and sha256 throughput ...")
+      const agentMbps = agentSplit.length > 0 ? [{ metric: "agent download", ours: summarize(agentSplit.map((s) => mbps(data.bytes, s.downloadMs))) }] : []
+      rows.push(...limitRows(cipher, coreLimits(cipher, Math.min(runs, 3)), [{ metric: "sftp get ← registry", ours: st["sftp get ← registry"] }, ...agentMbps]))
     }
     if (agentRss.length) rows.push(row({ metric: "agent peak RSS during deploy (sampled every 20 ms)", unit: "MiB", ours: summarize(agentRss) }))
     return {

@@ -5,6 +5,7 @@
 import { rm } from "node:fs/promises"
 import * as path from "node:path"
 import { randomTarGz } from "./lib/data.js"
+import { coreLimits, limitRows } from "./lib/limits.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { mbps, sftpPut, type Endpoint } from "./lib/openssh.js"
@@ -95,6 +96,13 @@ export const upload: Bench = async (argv) => {
         metric: "deployctl addver -file", unit: "MB/s", referenceName: "sftp put → sshd", reference: ref, ours: st["deployctl addver"],
         target: { kind: "ratio>=", value: 1.0 }, note: "includes deployctl's tar.gz check, the upload, the registry's fsync and the addver round trip"
       }))
+    }
+    if (st["sftp→registry"]) {
+      log("upload: one core's cipher and sha256 throughput ...")
+      rows.push(...limitRows(cipher, coreLimits(cipher, Math.min(runs, 3)), [
+        { metric: "sftp put → registry", ours: st["sftp→registry"], goal: 0.8 },
+        ...(st["deployctl addver"] ? [{ metric: "deployctl addver -file", ours: st["deployctl addver"] }] : [])
+      ]))
     }
     if (reg) {
       const idle = summarize(rss.idle.map((k) => k / 1024))

@@ -1,6 +1,8 @@
 // Makes `npm run registry` and `npm test` work on a fresh clone: installs dependencies when
 // node_modules is missing, and compiles when dist/ is missing or older than any source file.
 // Compiling only when needed keeps a running test suite from rewriting dist/ under its children.
+// Each step says what it does and how long it may take, and npm shows its own progress: the first
+// run takes minutes (native SQLite and SSH crypto are compiled), and silence looked like a hang.
 import { execSync } from "node:child_process"
 import { existsSync, readdirSync, statSync } from "node:fs"
 import { join } from "node:path"
@@ -16,8 +18,18 @@ const newest = (dir, ext) => {
   return t
 }
 
-const run = (cmd) => execSync(cmd, { stdio: "inherit" })
+const say = (line) => process.stderr.write(`[setup] ${line}\n`)
 
-if (!existsSync("node_modules/.package-lock.json")) run("npm ci --no-audit --no-fund")
+const step = (what, cmd) => {
+  say(`${what}: ${cmd}`)
+  const start = Date.now()
+  execSync(cmd, { stdio: "inherit" })
+  say(`${what}: done in ${Math.round((Date.now() - start) / 1000)} s`)
+}
+
+if (!existsSync("node_modules/.package-lock.json")) {
+  say("first run: installing dependencies and compiling the native SQLite and SSH crypto modules (a few minutes; npm's progress follows)")
+  step("installing dependencies", "npm ci --no-audit --no-fund --foreground-scripts")
+}
 const src = Math.max(newest("src", ".ts"), statSync("package.json").mtimeMs, statSync("tsconfig.json").mtimeMs)
-if (!existsSync("dist/registry/main.js") || newest("dist", ".js") < src) run("npm run -s build")
+if (!existsSync("dist/registry/main.js") || newest("dist", ".js") < src) step("compiling src/ into dist/ (about 30 s)", "npm run -s build")

@@ -1,7 +1,9 @@
 // The README's two set-up commands are tested as written: `npm run registry` starts the embedded
 // default and the lines it prints work; `npm test` is what CI runs (.ci/run), so it is covered there.
+// The registry is started as the README says, but on a free port and a scratch -dir, so the test
+// never meets the developer's own `npm run registry` (README: both run side by side).
 import { execFile, spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { mkdtemp, rm } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -27,9 +29,34 @@ describe("README", () => {
     expect(setupBlock()).toEqual(["npm run registry", "npm test"])
   })
 
+  it("no test or script listens on a fixed port (tests run beside the developer's registry)", () => {
+    const offenders: Array<string> = []
+    const walk = (dir: string) => {
+      for (const e of readdirSync(dir, { withFileTypes: true })) {
+        const p = path.join(dir, e.name)
+        if (e.isDirectory()) walk(p)
+        else if (/\.(ts|mjs|js)$/.test(e.name)) {
+          const text = readFileSync(p, "utf8")
+          // listen(<fixed port>), a server Layer on a fixed port, `npm run registry` without -addr (2022)
+          for (const re of [/\.listen\(\s*[1-9]\d*/g, /\bSshServerLive\(\{[^}]*port:\s*[1-9]/g, /\["run", "registry"\]/g]) {
+            for (const m of text.matchAll(re)) offenders.push(`${path.relative(repoRoot, p)}: ${m[0]}`)
+          }
+        }
+      }
+    }
+    for (const d of ["test", "scripts", "bench"]) walk(path.join(repoRoot, d))
+    expect(offenders).toEqual([])
+  })
+
   it("`npm run registry` starts the embedded default, and the commands it prints work", async () => {
-    // As a newcomer runs it: from the repository root, via npm, on localhost:2022.
-    const child = spawn("npm", ["run", "registry"], { cwd: repoRoot, detached: true, stdio: ["ignore", "pipe", "pipe"] })
+    // As a newcomer runs it, from the repository root via npm, except for a free port and a scratch data directory.
+    const data = await mkdtemp(path.join(os.tmpdir(), "readme-registry-"))
+    scratch.push(data)
+    const child = spawn("npm", ["run", "registry", "--", "-addr", "127.0.0.1:0", "-dir", data], {
+      cwd: repoRoot,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"]
+    })
     let out = ""
     child.stdout.on("data", (b: Buffer) => (out += b.toString()))
     child.stderr.on("data", (b: Buffer) => (out += b.toString()))
@@ -46,7 +73,7 @@ describe("README", () => {
       const fp = /host key fingerprint: (SHA256:\S+)/.exec(out)![1]!
 
       // The printed ssh line, made non-interactive: a fresh known_hosts that learns the key, then the fingerprint checked.
-      const sshLine = /^\s*(ssh -p 2022 .*help)$/m.exec(out)![1]!.split(/\s+/)
+      const sshLine = /^\s*(ssh -p \d+ .*help)$/m.exec(out)![1]!.split(/\s+/)
       const home = await mkdtemp(path.join(os.tmpdir(), "readme-"))
       scratch.push(home)
       const kh = path.join(home, "known_hosts")

@@ -1,6 +1,7 @@
 // The agent's settings, from its flags (DESIGN.md "Agent flags"). Paths are absolute by the time
 // they get here (main.ts resolves them against the working directory).
 import { Context, Duration, Layer } from "effect"
+import type { ParsedKey } from "ssh2"
 
 export interface AgentSettings {
   /** Registry `host:port`. */
@@ -10,15 +11,21 @@ export interface AgentSettings {
   readonly name: string
   /** Private key bytes (OpenSSH or PEM). */
   readonly privateKey: Buffer
+  /** The key presented as its OpenSSH certificate (src/ssh/ClientAuth.ts), when there is one. */
+  readonly certificate?: ParsedKey
+  /** Which key is used and why, for the start-up line (`key PATH (SHA256:…, from -key)`). */
+  readonly keyDescription?: string
   /** Pinned host key fingerprint, normalized `SHA256:…`. */
   readonly fingerprint: string
   /** Working directory: cache/, unpacked/. Absolute. */
   readonly dir: string
   /** Deploy script; "" skips it. Absolute when it contains a slash, else looked up in PATH. */
   readonly script: string
-  /** State file, absolute. */
+  /** State file, absolute; `<dir>/state.json` unless -state is given (one state file per agent). */
   readonly state: string
   readonly poll: Duration.Duration
+  /** Up to this much random delay before the first poll and after each one (spreads a fleet's polls). */
+  readonly jitter: Duration.Duration
   readonly cleanOld: boolean
   readonly keepSuid: boolean
   readonly verbose: boolean

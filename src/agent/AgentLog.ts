@@ -2,6 +2,7 @@
 // only with -v. Plain sync functions as well as Effects, because the unpacker and the script
 // output forwarding are plain async code.
 import { Context, Effect, Layer } from "effect"
+import { escapeUnprintable } from "../domain/LogText.js"
 
 export type Level = "info" | "warn" | "error" | "debug"
 
@@ -23,9 +24,9 @@ const make = (line: (level: Level, message: string) => void): AgentLogService =>
   debug: (m) => Effect.sync(() => line("debug", m))
 })
 
-// Control characters from script output or archive names must not forge log lines.
-// eslint-disable-next-line no-control-regex
-const sanitize = (s: string) => s.replace(/[\u0000-\u0008\u000a-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`)
+// Control and format characters (C0, C1, bidi, zero-width) from script output or archive names must
+// not forge log lines or reach a terminal; tabs stay, as script output uses them.
+const sanitize = (s: string) => s.split("\t").map(escapeUnprintable).join("\t")
 
 export const formatLine = (now: Date, level: Level, message: string): string =>
   `${now.toISOString()} ${level} ${sanitize(message)}\n`

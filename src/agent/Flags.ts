@@ -3,33 +3,39 @@
 import { Duration, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ssh2 from "ssh2"
 import { type FlagSpec, parseFlags } from "../domain/Commands.js"
 import { configurationNameProblem } from "../domain/Names.js"
 import { parseAddress } from "../ssh/Connection.js"
+import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
+import { VERSION } from "../domain/Version.js"
 import type { AgentSettings } from "./AgentConfig.js"
 
 const f = (name: string, description: string, kind: FlagSpec["kind"] = "string"): FlagSpec => ({ name, kind, description })
 
-export const flags: ReadonlyArray<FlagSpec & { readonly default?: string }> = [
+export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readonly hidden?: true }> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
   f("name", "configuration to track (required)"),
-  { ...f("key", "ssh private key to use"), default: "id_ecdsa" },
+  f("key", "ssh private key to use (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else ./id_ecdsa)"),
+  f("cert", "OpenSSH certificate for the key (default: <key>-cert.pub when it exists)"),
   f("fp", "registry server key fingerprint, SHA256:... (required)"),
   { ...f("dir", "directory to store downloaded and unpacked files"), default: "." },
   { ...f("script", 'script to run on deploys ("" for none)'), default: "./deploy.sh" },
-  { ...f("state", "file to save state to (relative to the working directory)"), default: "state.json" },
+  { ...f("state", "file to save state to (relative to the working directory)"), default: "<dir>/state.json" },
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
+  // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
+  { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
-  f("v", "be more chatty about what's happening", "bool")
+  f("v", "be more chatty about what's happening", "bool"),
+  f("version", "print the version and exit", "bool")
 ]
 
 export const usage = (): string =>
-  "Usage of deploy-agent:\n" +
+  `deploy-agent ${VERSION}\nUsage of deploy-agent:\n` +
   flags
+    .filter((s) => !s.hidden)
     .map((s) => `  -${s.name}${s.kind === "bool" ? "" : " string"}\n\t${s.description}${s.default !== undefined ? ` (default "${s.default}")` : ""}`)
     .join("\n") +
   "\n"
@@ -49,7 +55,68 @@ export const parseGoDuration = (s: string): number | undefined => {
   return pos === s.length && s.length > 0 ? total : undefined
 }
 
-export type Startup = { readonly _tag: "Help" } | { readonly _tag: "Run"; readonly settings: AgentSettings; readonly once: boolean; readonly addr: string }
+export type Startup = { readonly _tag: "Help" } | { readonly _tag: "Version" } | { readonly _tag: "Run"; readonly settings: AgentSettings; readonly once: boolean; readonly addr: string }
+
+const code = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message
+
+const executable = (file: string): string | undefined => {
+  let st: fs.Stats
+  try {
+    st = fs.statSync(file)
+  } catch (e) {
+    return code(e) === "ENOENT" ? "does not exist" : `cannot be read (${code(e)})`
+  }
+  if (!st.isFile()) return "is not a regular file"
+  try {
+    fs.accessSync(file, fs.constants.X_OK)
+  } catch {
+    return "is not executable (chmod +x it)"
+  }
+  return undefined
+}
+
+/** -script must be runnable now, not after the first download (found then, it was retried forever). */
+export const scriptProblem = (script: string, searchPath: string): string | undefined => {
+  if (script === "") return undefined
+  if (script.includes("/")) {
+    const p = executable(script)
+    return p === undefined ? undefined : `-script: ${script} ${p} (use -script "" to run no script)`
+  }
+  const found = searchPath.split(":").some((d) => d !== "" && executable(path.join(d, script)) === undefined)
+  return found ? undefined : `-script: ${script} is not an executable in PATH (give a path, e.g. ./${script}, or -script "" for none)`
+}
+
+const writableDir = (dir: string): string | undefined => {
+  try {
+    fs.mkdirSync(dir, { recursive: true })
+    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK)
+    return undefined
+  } catch (e) {
+    return code(e)
+  }
+}
+
+/** -dir is created when missing and must be writable (cache/, unpacked/ and tmp/ go there). */
+export const dirProblem = (dir: string): string | undefined => {
+  const p = writableDir(dir)
+  return p === undefined ? undefined : `-dir: ${dir} is not a writable directory (${p})`
+}
+
+/** The state file is replaced by rename, so its directory must exist and be writable. */
+export const stateProblem = (state: string): string | undefined => {
+  const parent = path.dirname(state)
+  try {
+    fs.accessSync(parent, fs.constants.W_OK | fs.constants.X_OK)
+  } catch (e) {
+    return `-state: directory ${parent} is not writable (${code(e)})`
+  }
+  try {
+    if (fs.statSync(state).isDirectory()) return `-state: ${state} is a directory, expected a file`
+  } catch {
+    // missing: written at the first deploy
+  }
+  return undefined
+}
 
 /** Flags to settings; every problem is one line for stderr (exit 2). */
 export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either<Startup, string> => {
@@ -57,6 +124,7 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (Either.isLeft(parsed)) return Either.left(parsed.left.message)
   const raw = parsed.right
   if (raw.help) return Either.right({ _tag: "Help" })
+  if (raw.bools.has("version")) return Either.right({ _tag: "Version" })
   const get = (n: string) => raw.strings.get(n) ?? flags.find((s) => s.name === n)?.default ?? ""
   const name = get("name")
   if (name === "") return Either.left("-name is required")
@@ -69,18 +137,17 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (address === undefined) return Either.left(`-addr: malformed address "${get("addr")}", expected host:port`)
   const pollMs = parseGoDuration(get("poll"))
   if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
-  const keyPath = path.resolve(cwd, get("key"))
-  let privateKey: Buffer
-  try {
-    privateKey = fs.readFileSync(keyPath)
-  } catch (e) {
-    return Either.left(`-key: cannot read ${keyPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
-  }
-  const parsedKey = ssh2.utils.parseKey(privateKey)
-  if (parsedKey instanceof Error) return Either.left(`-key: cannot use ${keyPath}: ${parsedKey.message}`)
-  const first = Array.isArray(parsedKey) ? parsedKey[0] : parsedKey
-  if (!first?.isPrivateKey()) return Either.left(`-key: cannot use ${keyPath}: not a private key`)
+  const jitterMs = parseGoDuration(get("jitter"))
+  if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
+  const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
+  if ("error" in key) return Either.left(key.error)
   const script = get("script")
+  const dir = path.resolve(cwd, get("dir"))
+  // Two agents in one working directory must not share a state file: by default it lives in -dir.
+  const state = raw.strings.has("state") ? path.resolve(cwd, get("state")) : path.join(dir, "state.json")
+  const scriptPath = script === "" || !script.includes("/") ? script : path.resolve(cwd, script)
+  const problem = scriptProblem(scriptPath, process.env.PATH ?? "") ?? dirProblem(dir) ?? stateProblem(state)
+  if (problem !== undefined) return Either.left(problem)
   return Either.right({
     _tag: "Run",
     once: raw.bools.has("once"),
@@ -89,13 +156,16 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       host: address.host,
       port: address.port,
       name,
-      privateKey,
+      privateKey: key.privateKey,
+      ...(key.certificate !== undefined ? { certificate: key.certificate.key } : {}),
+      keyDescription: key.description,
       fingerprint,
-      dir: path.resolve(cwd, get("dir")),
+      dir,
       // A bare name is looked up in PATH like a shell would; anything with a slash is a path.
-      script: script === "" || !script.includes("/") ? script : path.resolve(cwd, script),
-      state: path.resolve(cwd, get("state")),
+      script: scriptPath,
+      state,
       poll: Duration.millis(pollMs),
+      jitter: Duration.millis(jitterMs),
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),

@@ -3,8 +3,8 @@
 // (SIGTERM/SIGINT), the group gets SIGTERM, then SIGKILL after the grace period.
 import { Context, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
-import * as readline from "node:readline"
 import type { Readable } from "node:stream"
+import { StringDecoder } from "node:string_decoder"
 import { ScriptFailed } from "../domain/AgentErrors.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type AgentLogService } from "./AgentLog.js"
@@ -51,6 +51,44 @@ const drained = (s: Readable, ms: number) =>
     })
   })
 
+/** Longest script output line logged as one line; a longer one (or one that never ends) is split. */
+export const MAX_LINE_CHARS = 16 * 1024
+
+/**
+ * Calls `emit` for every line of `s`, like readline, except that memory is bounded: a line longer
+ * than `max` characters is emitted in pieces of `max`, each but the last marked as continued.
+ */
+export const forwardLines = (s: Readable, emit: (line: string) => void, max = MAX_LINE_CHARS) => {
+  const decoder = new StringDecoder("utf8")
+  let pending = ""
+  let afterCR = false // a "\r" ended the last chunk: a "\n" starting the next one belongs to it
+  const push = (text: string) => {
+    let start = afterCR && text.startsWith("\n") ? 1 : 0
+    afterCR = false
+    const ends = /\r\n|\r|\n/g
+    for (;;) {
+      ends.lastIndex = start
+      const m = ends.exec(text)
+      pending += text.slice(start, m === null ? text.length : m.index)
+      while (pending.length > max) {
+        emit(`${pending.slice(0, max)} [line continues]`)
+        pending = pending.slice(max)
+      }
+      if (m === null) return
+      emit(pending)
+      pending = ""
+      start = m.index + m[0].length
+      if (m[0] === "\r" && start === text.length) afterCR = true
+    }
+  }
+  s.on("data", (b: Buffer) => push(decoder.write(b)))
+  s.once("end", () => {
+    push(decoder.end())
+    if (pending !== "") emit(pending)
+    pending = ""
+  })
+}
+
 export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Duration) => ({
   run: (r: ScriptRun) =>
     Effect.async<void, ScriptFailed>((resume) => {
@@ -64,7 +102,7 @@ export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Durat
         }
       }
       const child = spawn(r.script, [], { env: { ...r.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] })
-      const forward = (s: Readable, tag: string) => readline.createInterface({ input: s, crlfDelay: Infinity }).on("line", (l) => log.line("info", `script ${tag}: ${l}`))
+      const forward = (s: Readable, tag: string) => forwardLines(s, (l) => log.line("info", `script ${tag}: ${l}`))
       forward(child.stdout!, "stdout")
       forward(child.stderr!, "stderr")
       child.once("error", (err) => {

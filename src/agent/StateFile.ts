@@ -9,6 +9,7 @@ import { StateFileError } from "../domain/AgentErrors.js"
 import { type ConfigurationDocument, decodeDocument, encodeDocument } from "../domain/Document.js"
 import { removeLeftovers, writeFileAtomic, writeFileSynced } from "../fs/Atomic.js"
 import { AgentConfig } from "./AgentConfig.js"
+import { MAX_DOCUMENT_BYTES } from "./RegistryClient.js"
 
 export interface StateFileService {
   readonly path: string
@@ -23,11 +24,37 @@ export class StateFile extends Context.Tag("agent/StateFile")<StateFile, StateFi
 
 const failWith = (what: string) => (e: unknown) => new StateFileError({ message: `${what}: ${e instanceof Error ? e.message : String(e)}` })
 
-export const makeStateFile = (statePath: string, tempDir: string): StateFileService => ({
+/** One line for a state file written for another configuration (two agents sharing one). */
+export const foreignState = (statePath: string, found: string, name: string) =>
+  `state file ${statePath} belongs to configuration "${found}", not "${name}": give each agent its own -dir (or -state)`
+
+/** Reads at most `limit` bytes; more means the file is not a state file (we write documents of a few KiB). */
+const readCapped = async (file: string, limit: number): Promise<string> => {
+  const fh = await fs.open(file, "r")
+  try {
+    const buf = Buffer.alloc(limit + 1)
+    let n = 0
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n)
+      if (bytesRead === 0) break
+      n += bytesRead
+      if (n > limit) throw new Error(`larger than ${limit} bytes`)
+    }
+    return buf.subarray(0, n).toString("utf8")
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * The state file at `statePath`; with `name`, a state file of another configuration is refused
+ * instead of being taken for this one's deployed state.
+ */
+export const makeStateFile = (statePath: string, tempDir: string, name?: string): StateFileService => ({
   path: statePath,
   read: Effect.tryPromise({
     try: () =>
-      fs.readFile(statePath, "utf8").then(
+      readCapped(statePath, MAX_DOCUMENT_BYTES).then(
         (text): Option.Option<string> => Option.some(text),
         (e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? Option.none<string>() : Promise.reject(e))
       ),
@@ -38,8 +65,12 @@ export const makeStateFile = (statePath: string, tempDir: string): StateFileServ
         onNone: () => Effect.succeed(Option.none<ConfigurationDocument>()),
         onSome: (text) =>
           decodeDocument(text).pipe(
-            Effect.map(Option.some),
-            Effect.mapError((e) => new StateFileError({ message: `state file ${statePath} is not a configuration document (${e.message}); fix or remove it` }))
+            Effect.mapError((e) => new StateFileError({ message: `state file ${statePath} is not a configuration document (${e.message}); fix or remove it` })),
+            Effect.filterOrFail(
+              (doc) => name === undefined || doc.Name === name,
+              (doc) => new StateFileError({ message: foreignState(statePath, doc.Name, name!), foreign: true })
+            ),
+            Effect.map(Option.some)
           )
       })
     )
@@ -73,6 +104,6 @@ export const StateFileLive = Layer.effect(
     const cfg = yield* AgentConfig
     const tempDir = path.join(cfg.dir, "tmp")
     yield* Effect.promise(() => removeStale(tempDir))
-    return makeStateFile(cfg.state, tempDir)
+    return makeStateFile(cfg.state, tempDir, cfg.name)
   })
 )

@@ -3,16 +3,16 @@
 // Usage errors exit 2; a failed -once cycle or a held lock exits 1; SIGTERM/SIGINT exit 0.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Duration, Effect, Either, Exit, Layer, Queue } from "effect"
-import * as fs from "node:fs"
 import { loop, once } from "./Agent.js"
 import { AgentConfig, type AgentSettings } from "./AgentConfig.js"
 import { type Startup, startup, usage } from "./Flags.js"
 import { AgentLog, AgentLogStderr } from "./AgentLog.js"
 import { CacheLive } from "./Cache.js"
-import { acquireLock } from "./Lock.js"
+import { VERSION } from "../domain/Version.js"
+import { acquireLock, acquireStateLock } from "./Lock.js"
 import { RegistryClientLive } from "./RegistryClient.js"
 import { ScriptRunnerLive } from "./ScriptRunner.js"
-import { StateFileLive } from "./StateFile.js"
+import { StateFile, StateFileLive } from "./StateFile.js"
 import { UnpackerLive } from "./Unpacker.js"
 
 const servicesFor = (settings: AgentSettings) => {
@@ -24,13 +24,29 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
   const { settings } = s
   return Effect.gen(function* () {
     const log = yield* AgentLog
-    const locked = yield* acquireLock(settings.dir).pipe(
+    const locked = yield* Effect.zipRight(acquireLock(settings.dir), acquireStateLock(settings.state)).pipe(
       Effect.as(true),
       Effect.catchAll((e) => Effect.as(log.error(e.message), false))
     )
     if (!locked) return 1
+    // A state file of another configuration (two agents once shared one) is refused before anything runs.
+    const state = yield* (yield* StateFile).read.pipe(Effect.either)
+    if (Either.isLeft(state) && state.left.foreign) {
+      yield* log.error(state.left.message)
+      return 2
+    }
+    // One line when a signal stops the agent (runMain turns SIGTERM/SIGINT into interruption).
+    let stopSignal = "signal"
+    const onSignal = (sig: NodeJS.Signals) => void (stopSignal = sig)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => (process.once("SIGTERM", onSignal), process.once("SIGINT", onSignal))),
+      () => Effect.sync(() => (process.removeListener("SIGTERM", onSignal), process.removeListener("SIGINT", onSignal)))
+    )
+    yield* Effect.addFinalizer((exit) =>
+      Exit.isInterrupted(exit) ? log.info(`deploy-agent stopped (${stopSignal}), configuration ${settings.name}`) : Effect.void
+    )
     yield* log.info(
-      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)})`
+      `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)}, ${settings.keyDescription ?? "key"})`
     )
     if (s.once) return (yield* once) ? 0 : 1
     // SIGHUP: poll now. A sliding queue of one remembers a signal that arrives mid-cycle.
@@ -44,8 +60,8 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
       () => Effect.sync(() => process.removeListener("SIGHUP", onHup))
     )
     const pollMs = Duration.toMillis(settings.poll)
-    const firstDelay = Duration.millis(Math.floor(Math.random() * Math.min(pollMs, 5000)))
-    return yield* loop({ wake: Queue.take(wake), firstDelay, jitter: "5 seconds" })
+    const firstDelay = Duration.millis(Math.floor(Math.random() * Math.min(pollMs, Duration.toMillis(settings.jitter))))
+    return yield* loop({ wake: Queue.take(wake), firstDelay, jitter: settings.jitter })
   }).pipe(
     Effect.scoped,
     Effect.provide(servicesFor(settings)),
@@ -69,9 +85,9 @@ const main = (): Effect.Effect<number> => {
     })
   }
   if (s.right._tag === "Help") return Effect.sync(() => (process.stdout.write(usage()), 0))
-  const run = s.right
-  return Effect.sync(() => fs.mkdirSync(run.settings.dir, { recursive: true })).pipe(
-    Effect.zipRight(program(run)),
+  if (s.right._tag === "Version") return Effect.sync(() => (process.stdout.write(`deploy-agent ${VERSION}\n`), 0))
+  // Flags.startup created -dir and checked it is writable.
+  return program(s.right).pipe(
     Effect.catchAllDefect((d) =>
       Effect.sync(() => {
         process.stderr.write(`deploy-agent: ${d instanceof Error ? d.message : String(d)}\n`)

@@ -8,7 +8,7 @@ import type { Client } from "ssh2"
 import type { Command } from "../domain/Commands.js"
 import { toArgv, validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
-import type { Sha256 } from "../domain/Names.js"
+import type { ComponentName, Sha256 } from "../domain/Names.js"
 import { join } from "../domain/ShellWords.js"
 import { connectOperator } from "../ssh/ClientConnect.js"
 import { exec, type ExecResult } from "../ssh/Exec.js"
@@ -16,11 +16,21 @@ import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
 
-/** The global flags, after environment fallbacks. */
+export interface AddverArgs {
+  readonly name: string
+  readonly version: string
+  readonly file: string
+  /** Print the added version as JSON instead of a line. */
+  readonly json?: boolean
+}
+
+/** The global flags, after environment and configuration file fallbacks. */
 export interface Globals {
   readonly addr: Option.Option<string>
   readonly fp: Option.Option<string>
   readonly key: Option.Option<string>
+  /** -cert: the key's OpenSSH certificate (else <key>-cert.pub beside it). */
+  readonly cert?: Option.Option<string>
 }
 
 /** The registry answered with a non-zero status; its output was already passed through. */
@@ -29,7 +39,14 @@ export class RemoteFailed extends Data.TaggedError("RemoteFailed")<{ readonly co
 /** A problem with the command line found before connecting (exit status 2). */
 export class CtlUsage extends Data.TaggedError("CtlUsage")<{ readonly message: string }> {}
 
-export type RemoteError = RemoteFailed | CtlUsage | UsageError | SshError | InvalidArchive | FileError
+/** addver: the registry already has this version (asked before uploading anything; exit status 1). */
+export class VersionTaken extends Data.TaggedError("VersionTaken")<{ readonly name: string; readonly version: string; readonly hash: string }> {
+  get message() {
+    return `component ${this.name} already has version ${this.version} (sha256 ${this.hash}); nothing uploaded: choose another -version (deployctl showcomp -name ${this.name} lists them)`
+  }
+}
+
+export type RemoteError = RemoteFailed | CtlUsage | UsageError | SshError | InvalidArchive | FileError | VersionTaken
 
 export class Remote extends Context.Tag("ctl/Remote")<
   Remote,
@@ -37,7 +54,7 @@ export class Remote extends Context.Tag("ctl/Remote")<
     /** Sends a validated command; succeeds when the registry exits 0. */
     readonly run: (globals: Globals, command: Command) => Effect.Effect<void, RemoteError>
     /** Uploads `file` (checked, hashed), then `addver -name -version -hash` on the same connection. */
-    readonly addver: (globals: Globals, args: { readonly name: string; readonly version: string; readonly file: string }) => Effect.Effect<void, RemoteError>
+    readonly addver: (globals: Globals, args: AddverArgs) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -52,17 +69,22 @@ const systemUser = (): string => {
 /** The environment deployctl reads, through Effect's Config (tests provide their own). */
 const env = Config.all({
   agentSocket: Config.option(Config.string("SSH_AUTH_SOCK")),
+  envKey: Config.option(Config.string("DEPLOYCTL_KEY")),
   home: Config.string("HOME").pipe(Config.withDefault(os.homedir())),
   user: Config.string("USER").pipe(Config.withDefault(systemUser()))
-}).pipe(Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), home: os.homedir(), user: systemUser() })))
+}).pipe(
+  Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), envKey: Option.none<string>(), home: os.homedir(), user: systemUser() }))
+)
 
-/** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else ssh-agent. */
+/** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else $DEPLOYCTL_KEY, else ssh-agent, else ~/.ssh/id_*. */
 const connectTo = (g: Globals) =>
   Effect.flatMap(env, (e) =>
     connectOperator({
       addr: Option.getOrUndefined(g.addr),
       fp: Option.getOrUndefined(g.fp),
       keyFile: Option.getOrUndefined(g.key),
+      envKey: Option.getOrUndefined(e.envKey),
+      certFile: g.cert === undefined ? undefined : Option.getOrUndefined(g.cert),
       agentSocket: Option.getOrUndefined(e.agentSocket),
       home: e.home,
       username: e.user || "deployctl"
@@ -94,6 +116,23 @@ export const payload = (command: Command): string => join(toArgv(command))
 
 const send = (io: Io, client: Client, command: Command) => Effect.flatMap(exec(client, payload(command)), (r) => passThrough(io, r))
 
+const writeText = (out: Sink, text: string) => write(out, Buffer.from(text))
+
+/**
+ * The hash of `name`'s version `version` when the registry has it, from `showcomp -json` (an unknown
+ * component has no versions). Any other answer is left for addver itself to report.
+ */
+const existingVersion = (client: Client, name: string, version: string): Effect.Effect<string | undefined, SshError> =>
+  Effect.map(exec(client, payload({ _tag: "showcomp", name: name as ComponentName, json: true })), (r) => {
+    if (r.code !== 0) return undefined
+    try {
+      const doc = JSON.parse(Buffer.from(r.stdout).toString("utf8")) as { Versions?: Array<{ Version?: string; Hash?: string }> }
+      return doc.Versions?.find((v) => v.Version === version)?.Hash ?? undefined
+    } catch {
+      return undefined
+    }
+  })
+
 /** A placeholder that passes the hash check, so addver's other flags are validated before uploading. */
 const noHash = "0".repeat(64)
 
@@ -113,8 +152,16 @@ export const makeRemote = (io: Io): Remote["Type"] => ({
         const checked = yield* validate("addver", { strings, bools: new Set(), lists: new Map(), help: false })
         if (checked._tag !== "addver") return yield* Effect.die("validate(addver) returned another command")
         const client = yield* connectTo(globals)
+        // Ask first: an existing version would be refused only after the whole upload.
+        const taken = yield* existingVersion(client, checked.name, checked.version)
+        if (taken !== undefined) return yield* new VersionTaken({ name: checked.name, version: checked.version, hash: taken })
         const up = yield* uploadFile(client, args.file, io.stderr)
         yield* send(io, client, { ...checked, hash: up.hash as Sha256 })
+        const added = { Name: checked.name, Version: checked.version, Hash: up.hash, Size: up.bytes }
+        yield* writeText(
+          io.stdout,
+          args.json ? `${JSON.stringify(added)}\n` : `added ${checked.name} ${checked.version} sha256 ${up.hash} (${up.bytes} bytes)\n`
+        )
       })
     )
 })

@@ -3,6 +3,7 @@
 // Reads the whole archive first (no network), then connects to the registry once, uploads only the
 // layer versions it lacks and creates or updates configuration <image>. Scratch files live in one
 // temp directory, removed on success, failure and interruption alike.
+import { VERSION } from "../domain/Version.js"
 import { Effect, Either } from "effect"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as fs from "node:fs/promises"
@@ -23,15 +24,17 @@ const flags: ReadonlyArray<FlagSpec> = [
   { name: "layer", kind: "list", description: "component:version appended after the image layers (repeatable)" },
   { name: "addr", kind: "string", description: "$DEPLOYCTL_ADDR, registry host address (host:port)" },
   { name: "fp", kind: "string", description: "$DEPLOYCTL_FINGERPRINT, sha256 host key fingerprint (SHA256:...)" },
-  { name: "key", kind: "string", description: "ssh private key to use; if not set, ssh-agent is used" }
+  { name: "key", kind: "string", description: "ssh private key to use; if not set, ssh-agent is used" },
+  { name: "version", kind: "bool", description: "print the version and exit" }
 ]
 
-const usageText = `Usage: docker save IMAGE | deploy-from-docker [flags]
+const usageText = `deploy-from-docker ${VERSION}
+Usage: docker save IMAGE | deploy-from-docker [flags]
 
 Turns each layer of the image into component <image>.l<N> (version: short layer digest), uploads
 the versions the registry lacks, and creates or updates configuration <image>.
 
-${flags.map((f) => `  -${f.name}${f.kind === "list" ? " value" : " string"}\n    \t${f.description}\n`).join("")}`
+${flags.map((f) => `  -${f.name}${f.kind === "list" ? " value" : f.kind === "bool" ? "" : " string"}\n    \t${f.description}\n`).join("")}`
 
 const usage = (message: string) => new UsageError({ message })
 
@@ -44,10 +47,11 @@ interface Options {
   readonly key: string | undefined
 }
 
-const parseArgs = (argv: ReadonlyArray<string>): Either.Either<Options | "help", UsageError> =>
+const parseArgs = (argv: ReadonlyArray<string>): Either.Either<Options | "help" | "version", UsageError> =>
   Either.gen(function* () {
     const raw = yield* parseFlags(flags, argv)
     if (raw.help) return "help" as const
+    if (raw.bools.has("version")) return "version" as const
     const name = raw.strings.get("name")
     if (name !== undefined) {
       const problem = configurationNameProblem(name) ?? componentNameProblem(`${name}.l1`)
@@ -84,8 +88,8 @@ const scratchDir = Effect.acquireRelease(
 const program = (argv: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const opts = yield* parseArgs(argv)
-    if (opts === "help") {
-      process.stdout.write(usageText)
+    if (opts === "help" || opts === "version") {
+      process.stdout.write(opts === "help" ? usageText : `deploy-from-docker ${VERSION}\n`)
       return
     }
     const auth = yield* clientAuth(opts.key)

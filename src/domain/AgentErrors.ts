@@ -49,17 +49,19 @@ export class ScriptFailed extends Schema.TaggedError<ScriptFailed>()("ScriptFail
   }
 }
 
-/** The state file could not be read or written. */
+/** The state file could not be read or written; `foreign`: it belongs to another configuration. */
 export class StateFileError extends Schema.TaggedError<StateFileError>()("StateFileError", {
-  message: Schema.String
+  message: Schema.String,
+  foreign: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {}
 
-/** Another agent already holds the lock on this -dir. */
+/** Another agent already holds the lock on this -dir (or on this -state file). */
 export class LockHeld extends Schema.TaggedError<LockHeld>()("LockHeld", {
-  dir: Schema.String
+  dir: Schema.String,
+  what: Schema.optionalWith(Schema.Literal("directory", "state file"), { default: () => "directory" as const })
 }) {
   get message() {
-    return `another deploy-agent is already running on directory ${this.dir}`
+    return `another deploy-agent is already running on ${this.what} ${this.dir}`
   }
 }
 

@@ -72,7 +72,11 @@ export const catalogue = [
     summary: "delete configuration",
     flags: [f("name", "configuration name"), f("force", "confirm removal", "bool")]
   },
-  { name: "history", summary: "show every state a configuration has had, newest first", flags: [f("name", "configuration name"), json] },
+  {
+    name: "history",
+    summary: "show every state a configuration has had, newest first; the current one is marked (current)",
+    flags: [f("name", "configuration name"), f("n", "show only the N newest states"), json]
+  },
   {
     name: "rollback",
     summary: "make the previous (or the given) state of a configuration current again",
@@ -110,7 +114,7 @@ export type Command =
   | { readonly _tag: "delver"; readonly name: ComponentName; readonly version: Version }
   | { readonly _tag: "delcomp"; readonly name: ComponentName }
   | { readonly _tag: "delconf"; readonly name: ConfigurationName; readonly force: boolean }
-  | { readonly _tag: "history"; readonly name: ConfigurationName; readonly json: boolean }
+  | { readonly _tag: "history"; readonly name: ConfigurationName; readonly n?: number; readonly json: boolean }
   | { readonly _tag: "rollback"; readonly name: ConfigurationName; readonly to?: Sha256; readonly expect?: Sha256 }
   | { readonly _tag: "verify" }
   | { readonly _tag: "help" }
@@ -270,7 +274,9 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
       }
       case "history": {
         const [n] = yield* required(raw, ["name"], "name should be set")
-        return { _tag: "history", name: yield* confName(n!), json: has("json") } as const
+        const count = raw.strings.get("n")
+        if (count !== undefined && !/^[1-9][0-9]{0,8}$/.test(count)) return yield* Either.left(usage(`-n: "${count}" is not a positive number of states`))
+        return { _tag: "history", name: yield* confName(n!), ...(count !== undefined ? { n: Number(count) } : {}), json: has("json") } as const
       }
       case "rollback": {
         const [n] = yield* required(raw, ["name"], "name should be set")

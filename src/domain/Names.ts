@@ -2,13 +2,19 @@
 import { Schema } from "effect"
 
 const byteLength = (s: string) => Buffer.byteLength(s, "utf8")
-// eslint-disable-next-line no-control-regex
-const controlChars = /[\u0000-\u001f\u007f]/
+// Cc: C0, DEL and C1 (U+0080–U+009F, e.g. U+009B CSI, a terminal escape on its own).
+const controlChars = /\p{Cc}/u
+// Cf: bidi overrides, zero-width and other invisible format characters: a name must look like what it is.
+const formatChars = /\p{Cf}/u
+// Under /u a lone surrogate is one code point of category Cs; paired ones form a single astral character.
+const loneSurrogate = /\p{Cs}/u
 
 /** Why a name is not acceptable, or undefined when it is. `kind` words the message. */
 const commonProblem = (kind: string, s: string): string | undefined => {
   if (s.length === 0) return `${kind} name cannot be empty`
   if (controlChars.test(s)) return `${kind} name cannot contain control characters`
+  if (formatChars.test(s)) return `${kind} name cannot contain invisible format characters (bidi, zero-width)`
+  if (loneSurrogate.test(s)) return `${kind} name cannot contain unpaired surrogates`
   if (s === "." || s === "..") return `${kind} name cannot be "." or ".."`
   if (byteLength(s) > 255) return `${kind} name cannot be longer than 255 bytes`
   return undefined

@@ -6,7 +6,8 @@
 //   showcomp:  {"Name":"code","Versions":[{"Version":"v01","Hash":"<sha256>","Ctime":"…"}, …]} oldest first
 //   showconf:  the configuration document agents read ({"Name","Mtime","Hash","Layers":[{"Name","Version","File","Hash","Ctime"}]})
 //   history:   [{"Time":"…","Hash":"…","Who":{"User":"…","Fingerprint":"SHA256:…","Comment":"…"},
-//                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}]}, …] newest first
+//                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false}, …] newest first
+//   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
@@ -59,11 +60,12 @@ const json = (v: unknown) => `${JSON.stringify(v)}\n`
 
 const ok = (output = ""): ConsoleResult => ({ output, exitCode: 0 })
 
-const historyJson = (s: StateInfo) => ({
+const historyJson = (s: StateInfo, current: boolean) => ({
   Time: rfc3339Nano(s.time),
   Hash: s.hash,
   Who: { User: s.who.user, Fingerprint: s.who.fingerprint, Comment: s.who.comment },
-  Layers: s.layers.map((l) => ({ Name: l.component, Version: l.version, Hash: l.hash }))
+  Layers: s.layers.map((l) => ({ Name: l.component, Version: l.version, Hash: l.hash })),
+  Current: current
 })
 
 /** What a rollback changed, one row per component whose version changed, was added or removed. */
@@ -148,12 +150,18 @@ export const make = Effect.gen(function* () {
           })
         )
       case "history":
-        return Effect.map(storage.history(cmd.name), (states) =>
+        return Effect.map(Effect.zip(storage.history(cmd.name, cmd.n), storage.current(cmd.name)), ([states, current]) =>
           ok(
             cmd.json
-              ? json(states.map(historyJson))
+              ? json(states.map((s) => historyJson(s, s.id === current.id)))
               : tabwrite(
-                  states.map((s) => [rfc3339Seconds(s.time), s.hash, s.who.label, s.layers.map((l) => `${l.component}:${l.version}`).join(" ")])
+                  states.map((s) => [
+                    rfc3339Seconds(s.time),
+                    s.hash,
+                    s.who.label,
+                    s.layers.map((l) => `${l.component}:${l.version}`).join(" "),
+                    ...(s.id === current.id ? ["(current)"] : [])
+                  ])
                 )
           )
         )

@@ -18,6 +18,7 @@ export interface RegistryFlags {
 export type ParsedArgs =
   | { readonly _tag: "Serve"; readonly flags: RegistryFlags }
   | { readonly _tag: "Verify"; readonly dir: string }
+  | { readonly _tag: "Import"; readonly from: string; readonly dir: string }
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Usage"; readonly message: string }
 
@@ -43,7 +44,13 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
 ]
 
 export const usage = (): string => {
-  const lines = ["Usage: deploy-registry [flags]", "       deploy-registry verify -dir DIR", "", "Flags:"]
+  const lines = [
+    "Usage: deploy-registry [flags]",
+    "       deploy-registry verify -dir DIR",
+    "       deploy-registry import -from GO_DIR -dir DIR",
+    "",
+    "Flags:"
+  ]
   for (const f of FLAGS) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : " string"
     const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.def}")` : ` (default ${f.def})`
@@ -52,6 +59,8 @@ export const usage = (): string => {
   lines.push(
     "",
     "verify: checks every blob against its hash and every reference, prints the problems, exits 1 if any.",
+    "import: reads the data directory of the original Go deploy-registry (never writes it) into DIR, which",
+    "must be new or empty; host key, blobs, versions, configurations and their history are kept.",
     "Flags may also be written --flag, -flag=value or --flag=value."
   )
   return lines.join("\n") + "\n"
@@ -132,7 +141,27 @@ const problemWith = (f: RawFlag): string | undefined => {
   }
 }
 
+/** `import -from GO_DIR [-dir DIR]`: -from is required, -dir defaults as for the server. */
+const IMPORT_FLAGS: ReadonlyArray<FlagSpec> = [
+  { name: "from", kind: "string", def: "", help: "data directory of the Go deploy-registry" },
+  ...FLAGS.filter((f) => f.name === "dir")
+]
+
+const parseImport = (args: ReadonlyArray<string>): ParsedArgs => {
+  const r = readFlags(args, IMPORT_FLAGS)
+  if (typeof r === "string") return { _tag: "Usage", message: r }
+  if (r.help) return { _tag: "Help", text: usage() }
+  if (r.rest.length > 0) return { _tag: "Usage", message: `unexpected argument "${r.rest[0]}"` }
+  const values = new Map(r.flags.map((f) => [f.spec.name, f.value]))
+  const from = values.get("from")
+  if (from === undefined) return { _tag: "Usage", message: "import needs -from GO_DIR" }
+  const dir = values.get("dir") ?? FLAGS.find((f) => f.name === "dir")!.def
+  if (from === "" || dir === "") return { _tag: "Usage", message: `invalid value "" for flag -${from === "" ? "from" : "dir"}: must not be empty` }
+  return { _tag: "Import", from, dir }
+}
+
 export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
+  if (args[0] === "import") return parseImport(args.slice(1))
   if (args[0] === "verify") {
     const dirSpec = FLAGS.filter((f) => f.name === "dir")
     const r = readFlags(args.slice(1), dirSpec)

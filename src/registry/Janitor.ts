@@ -2,6 +2,7 @@
 // version references, and removal of unclaimed uploads older than the TTL. Each runs at start and then
 // on a fixed spacing; a failed run is logged and retried on the next tick; closing the scope stops them.
 import { Duration, Effect, Layer, Schedule } from "effect"
+import { quote } from "../domain/LogText.js"
 import type { BlobStore } from "./BlobStore.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { retention } from "./Retention.js"
@@ -19,7 +20,7 @@ export interface JanitorOptions {
 export const retentionPass = retention.pipe(
   Effect.tap((r) =>
     Effect.all([
-      Effect.forEach(r.versions, (v) => Effect.logInfo(`retention: removed version ${v.version} of ${v.component} (-maxver)`), { discard: true }),
+      Effect.forEach(r.versions, (v) => Effect.logInfo(`retention: removed version ${quote(v.version)} of ${quote(v.component)} (-maxver)`), { discard: true }),
       r.blobs.length > 0 ? Effect.logInfo(`retention: removed ${r.blobs.length} unreferenced blob(s)`) : Effect.void
     ])
   )

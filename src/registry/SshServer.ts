@@ -10,11 +10,15 @@ import ssh2 from "ssh2"
 import type { AuthContext, Connection, ParsedKey, ServerChannel } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
+import { quote } from "../domain/LogText.js"
+import { serverAlgorithms } from "../ssh/Algorithms.js"
 import { coalesceWrites } from "../ssh/CoalesceWrites.js"
+import { fingerprint } from "../ssh/Fingerprint.js"
 import { HostKey } from "../ssh/HostKey.js"
-import { Auth, type Role } from "./Auth.js"
+import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
 import { Console } from "./Console.js"
+import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { runShell, type Terminal } from "./Shell.js"
@@ -42,6 +46,7 @@ type Services = Auth | Console | Uploads | Storage | BlobStore
 interface Login {
   readonly role: Role
   readonly principal: Principal
+  readonly limits: SessionLimits
 }
 
 const peer = (s: net.Socket) => `${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"}`
@@ -87,7 +92,8 @@ const make = (opts: SshServerOptions) =>
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
 
-    const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry" })
+    const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry", algorithms: serverAlgorithms })
+    const refusedLine = makeLimiter()
     // ssh2 emits "connection" when the client's version line arrives; we find our socket's handler by socket.
     const attachers = new Map<net.Socket, (conn: Connection) => void>()
     ssh.on("connection", (conn: Connection) => {
@@ -141,6 +147,7 @@ const make = (opts: SshServerOptions) =>
           const closed = yield* Deferred.make<"closed" | "deadline">()
           let conn: Connection | undefined
           let login: Login | undefined
+          const refused = new Attempts()
           socket.once("close", () => {
             Deferred.unsafeDone(loggedIn, Exit.succeed("closed"))
             Deferred.unsafeDone(closed, Exit.succeed("closed"))
@@ -171,20 +178,26 @@ const make = (opts: SshServerOptions) =>
                 user: ctx.username,
                 algo: ctx.key.algo,
                 keyData: ctx.key.data,
+                hashAlgo: ctx.hashAlgo,
+                ...(socket.remoteAddress !== undefined ? { address: socket.remoteAddress } : {}),
                 ...(ctx.signature !== undefined && ctx.blob !== undefined
                   ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
                   : {})
               }))
               switch (decision._tag) {
                 case "KeyListed":
+                  // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
+                  // (asyncssh then fails with "Key mismatch").
+                  if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
+                    ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
+                  }
                   return ctx.accept() // query phase only: the client must now sign
                 case "Accept":
-                  login = { role: decision.role, principal: decision.principal }
+                  login = { role: decision.role, principal: decision.principal, limits: decision.limits }
                   return ctx.accept()
                 case "Reject":
-                  if (ctx.signature !== undefined) {
-                    runConn(Effect.logWarning(`refused ${ctx.username} from ${from}: key not listed or bad signature`))
-                  }
+                  // Logged once, when the connection ends without a login (RefusedLogins.ts).
+                  refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
                   return ctx.reject(["publickey"])
               }
             })
@@ -199,11 +212,12 @@ const make = (opts: SshServerOptions) =>
               if (login === undefined) return reject()
               const who = login.principal
               const operator = login.role === "operator"
+              const { command: forced, pty: ptyAllowed } = login.limits
               const session = accept()
               const term: Terminal = { pty: false, columns: 80 }
               session.on("error", () => undefined)
               session.on("pty", (acc, rej, info) => {
-                if (!operator) return rej?.()
+                if (!operator || !ptyAllowed) return rej?.() // no-pty, restrict, or a certificate without permit-pty
                 term.pty = true
                 term.columns = info.cols
                 acc?.()
@@ -217,16 +231,21 @@ const make = (opts: SshServerOptions) =>
               session.on("x11", rejectAll)
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
-                if (!operator) return rej()
+                if (!operator || forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error
-                runConn(runExec(ch, info.command, who, term))
+                // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
+                if (forced !== undefined) runConn(Effect.logInfo(`forced command for ${quote(who.user)} instead of ${quote(info.command)}`))
+                runConn(runExec(ch, forced ?? info.command, who, term))
               })
               session.on("shell", (acc, rej) => {
-                if (!operator) return rej()
-                runConn(runShell(acc(), who, term))
+                if (!operator || forced === "internal-sftp") return rej()
+                // With a forced command a shell request runs that one command, as in sshd.
+                runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
               })
-              session.on("sftp", (acc) => {
+              session.on("sftp", (acc, rej) => {
+                // A forced command replaces the subsystem too, unless it is internal-sftp.
+                if (forced !== undefined && forced !== "internal-sftp") return rej()
                 runConn(operator ? serveUpload(acc(), who) : serveAgentView(acc(), who))
               })
               session.on("subsystem", (_acc, rej) => rej())
@@ -237,9 +256,14 @@ const make = (opts: SshServerOptions) =>
           // The handshake and login must finish within the limit, or the socket is dropped.
           const who = yield* Deferred.await(loggedIn)
           clearTimeout(handshakeTimer)
+          if (who === "timeout" || who === "closed") {
+            const line = refused.empty ? undefined : refusedLine(refused.describe(from))
+            if (line !== undefined) yield* Effect.logWarning(line)
+          }
           if (who === "timeout") return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
           if (who === "closed") return
-          yield* Effect.logInfo(`${who.role} ${who.principal.user} ${who.principal.label} logged in from ${from}`)
+          const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
+          yield* Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
           // -deadline counts from the accept, like the handshake limit.
           const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
           // (A deadline beyond setTimeout's ~24.8 days is as good as none.)

@@ -113,7 +113,8 @@ export class Storage extends Context.Tag("registry/Storage")<
     ) => Effect.Effect<Change, ConfigurationNotFound | RollbackUnavailable | StaleExpect | StorageError>
     readonly current: (name: string) => Effect.Effect<StateInfo, ConfigurationNotFound | StorageError>
     /** Every state of the configuration, newest first. */
-    readonly history: (name: string) => Effect.Effect<ReadonlyArray<StateInfo>, ConfigurationNotFound | StorageError>
+    /** Newest first; `limit`: only that many. */
+    readonly history: (name: string, limit?: number) => Effect.Effect<ReadonlyArray<StateInfo>, ConfigurationNotFound | StorageError>
     /** Refused while a configuration's current state uses the version. The blob stays for retention. */
     readonly deleteVersion: (
       component: string,
@@ -439,11 +440,11 @@ export const make = Effect.gen(function* () {
       }).pipe(orStorage)
     )
 
-  const history = (name: string) =>
+  const history = (name: string, limit?: number) =>
     orStorage(
       Effect.gen(function* () {
         const rows = yield* sql<StateRow>`SELECT ${stateColumns} FROM states s JOIN configurations c ON c.id = s.configuration_id
-          WHERE c.name = ${name} ORDER BY s.id DESC`
+          WHERE c.name = ${name} ORDER BY s.id DESC ${limit === undefined ? sql`` : sql`LIMIT ${limit}`}`
         if (rows.length === 0) return yield* new ConfigurationNotFound({ name })
         return yield* statesFrom(rows)
       })

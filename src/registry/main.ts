@@ -3,8 +3,14 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 import { promises as fs, constants as fsConstants } from "node:fs"
+import type { StorageError } from "../domain/Errors.js"
+import type { ImportError } from "../domain/ImportError.js"
+import { escapeUnprintable } from "../domain/LogText.js"
 import { StartupError } from "../domain/StartupError.js"
+import { VERSION } from "../domain/Version.js"
+import type { SshError } from "../ssh/SshError.js"
 import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
+import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
 import { ConsoleLive } from "./Console.js"
@@ -19,12 +25,16 @@ import { StorageLive, StorageReadOnly } from "./Storage.js"
 import { UploadsLive } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
 
-// Plain lines on stderr (journald adds time stamps): "listening on …", "warning: …", "error: …".
-const PlainLogger = Logger.make(({ logLevel, message, cause }) => {
+// One line per event on stderr, as the agent's: `<RFC 3339 UTC time with ms> <level> <message>`,
+// level info, warn, error or debug ("… info listening on …").
+const levelName = (l: LogLevel.LogLevel) =>
+  LogLevel.greaterThanEqual(l, LogLevel.Error) ? "error" : l === LogLevel.Warning ? "warn" : LogLevel.greaterThanEqual(l, LogLevel.Info) ? "info" : "debug"
+const PlainLogger = Logger.make(({ logLevel, message, cause, date }) => {
   const text = (Array.isArray(message) ? message : [message]).map(String).join(" ")
-  const prefix = LogLevel.greaterThanEqual(logLevel, LogLevel.Error) ? "error: " : logLevel === LogLevel.Warning ? "warning: " : ""
+  const prefix = `${date.toISOString()} ${levelName(logLevel)} `
   const why = Cause.isEmpty(cause) ? "" : `: ${Cause.squash(cause) instanceof Error ? (Cause.squash(cause) as Error).message : String(Cause.squash(cause))}`
-  process.stderr.write(`${prefix}${text}${why}\n`)
+  // Untrusted strings are quoted where they are logged; this keeps any line we missed one line.
+  process.stderr.write(`${prefix}${escapeUnprintable(`${text}${why}`)}\n`)
 })
 // Replaces every logger, including the pretty one runMain installs.
 const Logging = Layer.scopedDiscard(Effect.locallyScopedWith(FiberRef.currentLoggers, () => HashSet.make(PlainLogger)))
@@ -49,8 +59,21 @@ const prepareDir = (dir: string) =>
     catch: (e) => new StartupError({ message: `cannot use -dir ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` })
   })
 
+/** A Go registry's bolt state.db would fail in SQLite with "file is not a database": say what to do instead. */
+const refuseGoData = (dir: string) =>
+  Effect.flatMap(Effect.promise(() => databaseKind(`${dir}/state.db`)), (kind) =>
+    kind === "bolt"
+      ? new StartupError({
+          message: `${dir}: this looks like a Go deploy-registry data directory; run deploy-registry import -from ${dir} -dir NEW_DIR`
+        })
+      : kind === "other"
+        ? new StartupError({ message: `${dir}/state.db is not a registry database (neither SQLite nor a Go registry's bolt file)` })
+        : Effect.void
+  )
+
 const serve = (flags: RegistryFlags) =>
   Effect.gen(function* () {
+    yield* refuseGoData(flags.dir)
     yield* prepareDir(flags.dir)
     const dev = flags.dev ? yield* prepareDevKeys(flags) : undefined
     if (dev) {
@@ -87,6 +110,7 @@ const verifyDir = (dir: string) =>
   Effect.gen(function* () {
     const found = yield* Effect.promise(() => fs.access(`${dir}/state.db`).then(() => true, () => false))
     if (!found) return yield* new StartupError({ message: `no registry in ${dir} (state.db not found)` })
+    yield* refuseGoData(dir)
     const report = yield* verify.pipe(
       Effect.map(renderReport),
       Effect.provide(
@@ -100,24 +124,39 @@ const verifyDir = (dir: string) =>
     if (report.exitCode !== 0) process.exitCode = report.exitCode
   })
 
-const parsed = parseArgs(process.argv.slice(2))
+const argv = process.argv.slice(2)
+const parsed = argv.length === 1 && /^--?version$/.test(argv[0]!) ? ({ _tag: "Version" } as const) : parseArgs(argv)
 switch (parsed._tag) {
+  case "Version":
+    process.stdout.write(`deploy-registry ${VERSION}\n`)
+    break
   case "Help":
-    process.stdout.write(parsed.text)
+    process.stdout.write(`deploy-registry ${VERSION} (deploy-registry --version prints just the version)\n${parsed.text}`)
     break
   case "Usage":
     process.stderr.write(`deploy-registry: ${parsed.message} (see deploy-registry -h)\n`)
     process.exitCode = 2
     break
   case "Verify":
+  case "Import":
   case "Serve": {
-    const program = parsed._tag === "Verify" ? verifyDir(parsed.dir) : serve(parsed.flags)
+    const program: Effect.Effect<void, ImportError | StartupError | StorageError | SshError> =
+      parsed._tag === "Verify"
+        ? verifyDir(parsed.dir)
+        : parsed._tag === "Import"
+          ? Effect.map(importGoRegistry(parsed.from, parsed.dir), (s) => void process.stdout.write(renderSummary(parsed.from, parsed.dir, s)))
+          : serve(parsed.flags)
     program.pipe(
       Effect.tapErrorCause((cause) =>
         Effect.sync(() => {
           if (Cause.isInterruptedOnly(cause)) return
           const failure = Cause.failureOption(cause)
-          const text = failure._tag === "Some" ? describeFailure(failure.value) : Cause.pretty(cause)
+          // A defect is still one line: its message, without the stack.
+          const squashed = Cause.squash(cause)
+          const text =
+            failure._tag === "Some"
+              ? describeFailure(failure.value)
+              : `internal error: ${(squashed instanceof Error ? squashed.message : String(squashed)).split("\n")[0]}`
           process.stderr.write(`deploy-registry: ${text}\n`)
         })
       ),

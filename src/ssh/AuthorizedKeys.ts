@@ -1,9 +1,11 @@
 // OpenSSH authorized_keys files: `[options] keytype base64 [comment]` per line, `#` comments and blank
-// lines ignored. Options (`restrict`, `from="…"`, `command="…"`) are parsed and kept for later use
-// (DESIGN.md: least privilege); a line that does not parse is reported, not silently trusted.
+// lines ignored. Options (`restrict`, `from="…"`, `command="…"`, `cert-authority`…) are parsed and
+// interpreted (KeyOptions.ts); a line that does not parse is reported, not silently trusted, and a line
+// whose options we cannot honour is a fatal problem (the registry refuses to start).
 import ssh2 from "ssh2"
 import type { ParsedKey } from "ssh2"
 import { fingerprint } from "./Fingerprint.js"
+import { interpretOptions, type KeyRestrictions } from "./KeyOptions.js"
 
 export interface KeyOption {
   readonly name: string
@@ -19,6 +21,8 @@ export interface AuthorizedKey {
   readonly fingerprint: string
   readonly comment: string
   readonly options: ReadonlyArray<KeyOption>
+  /** What the options mean: enforced at every login. */
+  readonly restrictions: KeyRestrictions
   /** 1-based line number in the file. */
   readonly line: number
 }
@@ -26,6 +30,8 @@ export interface AuthorizedKey {
 export interface ParseProblem {
   readonly line: number
   readonly message: string
+  /** An option we cannot honour: ignoring the line would drop a restriction the admin asked for. */
+  readonly fatal?: boolean
 }
 
 export interface ParsedAuthorizedKeys {
@@ -97,9 +103,11 @@ const parseLine = (raw: string, lineNo: number): AuthorizedKey | ParseProblem | 
   let rest = line
   const first = line.split(/[ \t]/, 1)[0]!
   if (!KEY_TYPE.test(first)) {
+    // `newtype AAAA…`: a key type we do not know (not options): skip the line, as before.
+    if (/^[A-Za-z0-9@._-]+[ \t]+AAAA/.test(line)) return { line: lineNo, message: `unknown key type "${first}"` }
     const [opts, after] = splitOptions(line)
     const parsed = parseOptions(opts)
-    if (typeof parsed === "string") return { line: lineNo, message: parsed }
+    if (typeof parsed === "string") return { line: lineNo, message: parsed, fatal: true }
     options = parsed
     rest = after
   }
@@ -108,6 +116,8 @@ const parseLine = (raw: string, lineNo: number): AuthorizedKey | ParseProblem | 
   if (b64 === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return { line: lineNo, message: "missing or bad base64 key" }
   const parsed = ssh2.utils.parseKey(`${type} ${b64}`)
   if (parsed instanceof Error) return { line: lineNo, message: `cannot parse ${type} key: ${parsed.message}` }
+  const restrictions = interpretOptions(options)
+  if (typeof restrictions === "string") return { line: lineNo, message: restrictions, fatal: true }
   const data = Buffer.from(b64, "base64")
   // The blob names its own type; a line claiming another type is not what it says.
   const inner = data.length >= 4 ? data.subarray(4, 4 + data.readUInt32BE(0)).toString("latin1") : ""
@@ -119,6 +129,7 @@ const parseLine = (raw: string, lineNo: number): AuthorizedKey | ParseProblem | 
     fingerprint: fingerprint(data),
     comment: commentWords.join(" "),
     options,
+    restrictions,
     line: lineNo
   }
 }

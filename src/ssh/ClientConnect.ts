@@ -1,6 +1,7 @@
 // How an operator tool (deployctl, deploy-from-docker) reaches the registry, defined once:
 // the address `host:port`; the host key pinned by `-fp SHA256:…`, else checked against
-// ~/.ssh/known_hosts; `-key FILE`, else the ssh-agent at $SSH_AUTH_SOCK.
+// ~/.ssh/known_hosts; `-key FILE`, else $DEPLOYCTL_KEY, else the ssh-agent at $SSH_AUTH_SOCK, else
+// ~/.ssh/id_ed25519, id_ecdsa, id_rsa (ClientAuth.ts); a certificate beside the key (or -cert) is used.
 import { Effect, Either, type Scope } from "effect"
 import type { Client } from "ssh2"
 import { UsageError } from "../domain/Errors.js"
@@ -68,11 +69,14 @@ export const hostKeyPolicy = (t: Target, home?: string): Effect.Effect<HostKeyPo
     }
   })
 
-/** Credentials: `keyFile` when given, else the agent at `agentSocket`; checked before connecting. */
-export const credentials = (keyFile: string | undefined, agentSocket: string | undefined) =>
-  Effect.map(ClientAuth.resolve({ keyFile, agentSocket }), ClientAuth.connectFields)
+/**
+ * Credentials: `keyFile` when given, else the agent at `agentSocket` (and with `more`, the environment's
+ * key before it and ~/.ssh's keys after it); checked before connecting, with the advice for a refusal.
+ */
+export const credentials = (keyFile: string | undefined, agentSocket: string | undefined, more: Omit<ClientAuth.KeyChoice, "keyFile" | "agentSocket"> = {}) =>
+  Effect.map(ClientAuth.resolve({ keyFile, agentSocket, ...more }), (a) => ({ ...ClientAuth.connectFields(a), refused: ClientAuth.refusedAdvice(a) }))
 
-export type Credentials = ReturnType<typeof ClientAuth.connectFields>
+export type Credentials = ReturnType<typeof ClientAuth.connectFields> & { readonly refused?: string }
 
 /** Connects to an already checked target with resolved credentials (scoped). */
 export const connectTarget = (
@@ -88,6 +92,10 @@ export interface OperatorOptions {
   readonly addr: string | undefined
   readonly fp: string | undefined
   readonly keyFile: string | undefined
+  /** $DEPLOYCTL_KEY: the key when there is no -key. */
+  readonly envKey?: string | undefined
+  /** -cert FILE; else `<key>-cert.pub` when it exists. */
+  readonly certFile?: string | undefined
   readonly agentSocket: string | undefined
   /** Where ~/.ssh/known_hosts is looked up. */
   readonly home?: string | undefined
@@ -98,6 +106,11 @@ export interface OperatorOptions {
 export const connectOperator = (o: OperatorOptions): Effect.Effect<Client, UsageError | SshError, Scope.Scope> =>
   Effect.gen(function* () {
     const t = yield* parseTarget(o.addr, o.fp)
-    const auth = yield* credentials(o.keyFile, o.agentSocket)
+    const auth = yield* credentials(o.keyFile, o.agentSocket, {
+      envKey: o.envKey,
+      certFile: o.certFile,
+      home: o.home,
+      defaultKeys: true
+    })
     return yield* connectTarget(t, auth, { username: o.username, home: o.home })
   })

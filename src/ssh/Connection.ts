@@ -4,7 +4,7 @@
 import { Effect, type Scope } from "effect"
 import * as net from "node:net"
 import ssh2 from "ssh2"
-import type { Client, ConnectConfig } from "ssh2"
+import type { Client, ConnectConfig, ParsedKey, PublicKeyAuthMethod } from "ssh2"
 import { coalesceWrites } from "./CoalesceWrites.js"
 import { fingerprint } from "./Fingerprint.js"
 import { SshError } from "./SshError.js"
@@ -18,7 +18,11 @@ export interface ConnectOptions {
   /** Message when verifyHostKey refused; gets the fingerprint seen. */
   readonly hostKeyRefused: (seen: string) => string
   readonly privateKey?: Buffer | string
+  /** The private key presented as its OpenSSH certificate (ClientAuth.ts); tried before the plain key, as ssh does. */
+  readonly certificate?: ParsedKey
   readonly agent?: string
+  /** For a refused login: what was offered and what to do (ClientAuth.refusedAdvice). */
+  readonly refused?: string
   readonly readyTimeoutMs?: number
 }
 
@@ -53,7 +57,7 @@ export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, S
         if (seen !== undefined && /host key|hostverif|verification failed/i.test(cause.message)) {
           fail("HostKey", opts.hostKeyRefused(seen), cause)
         } else if (cause.level === "client-authentication") {
-          fail("Auth", `authentication to ${opts.host}:${opts.port} as ${opts.username} failed`, cause)
+          fail("Auth", `authentication to ${opts.host}:${opts.port} as ${opts.username} failed${opts.refused ? `: ${opts.refused}` : ""}`, cause)
         } else {
           fail("Connect", `ssh connection to ${opts.host}:${opts.port} failed: ${cause.message}`, cause)
         }
@@ -76,6 +80,14 @@ export const connect = (opts: ConnectOptions): Effect.Effect<Client, SshError, S
           return opts.verifyHostKey(key)
         },
         ...(opts.privateKey !== undefined ? { privateKey: opts.privateKey } : {}),
+        ...(opts.certificate !== undefined && opts.privateKey !== undefined
+          ? {
+              authHandler: [
+                { type: "publickey", username: opts.username, key: opts.certificate },
+                { type: "publickey", username: opts.username, key: opts.privateKey }
+              ] satisfies Array<PublicKeyAuthMethod> as unknown as ConnectConfig["authHandler"]
+            }
+          : {}),
         ...(opts.agent !== undefined ? { agent: opts.agent } : {})
       }
       try {

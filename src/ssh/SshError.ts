@@ -6,3 +6,10 @@ export class SshError extends Data.TaggedError("SshError")<{
   readonly message: string
   readonly cause?: unknown
 }> {}
+
+/** A remote file longer than the most the caller reads (a hostile peer can send an endless one). */
+export class FileTooLarge extends Data.TaggedError("FileTooLarge")<{ readonly path: string; readonly limit: number }> {
+  get message() {
+    return `${this.path} is larger than ${this.limit} bytes, the most read`
+  }
+}

@@ -15,6 +15,7 @@ beforeAll(async () => {
   dir = await tempDir("agent-flags-")
   key = path.join(dir, "id_ed25519")
   await promisify(execFile)("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key])
+  await fs.writeFile(path.join(dir, "deploy.sh"), "#!/bin/sh\n", { mode: 0o755 })
 })
 afterAll(async () => {
   await fs.rm(dir, { recursive: true, force: true })
@@ -52,8 +53,8 @@ describe("agent flags", () => {
   })
 
   it("accepts -name x, -name=x and --name x, and sha256: in lower case", () => {
-    const r = ok(["--name", "p1", "-fp=" + fp.replace("SHA256:", "sha256:"), "-key=" + key, "-addr", "127.0.0.1:2200", "--poll=1m30s", "-cleanold", "-keep-suid", "-once", "-v", "-script", "", "-state", "/var/lib/x/state.json", "-dir", "sub"])
-    expect(r.settings).toMatchObject({ host: "127.0.0.1", port: 2200, fingerprint: fp, cleanOld: true, keepSuid: true, verbose: true, script: "", state: "/var/lib/x/state.json", dir: path.join(dir, "sub") })
+    const r = ok(["--name", "p1", "-fp=" + fp.replace("SHA256:", "sha256:"), "-key=" + key, "-addr", "127.0.0.1:2200", "--poll=1m30s", "-cleanold", "-keep-suid", "-once", "-v", "-script", "", "-state", "/tmp/state.json", "-dir", "sub"])
+    expect(r.settings).toMatchObject({ host: "127.0.0.1", port: 2200, fingerprint: fp, cleanOld: true, keepSuid: true, verbose: true, script: "", state: "/tmp/state.json", dir: path.join(dir, "sub") })
     expect(Duration.toMillis(r.settings.poll)).toBe(90_000)
     expect(r.once).toBe(true)
   })
@@ -68,6 +69,30 @@ describe("agent flags", () => {
     expect(bad(["-name", "a/b", "-fp", fp, "-key", key])).toContain("/")
     expect(bad(["-name", "p1", "-fp", fp, "-key", key, "-bogus"])).toBe("flag provided but not defined: -bogus")
     expect(bad(["-name", "p1", "-fp", fp, "-key", key, "extra"])).toContain("unexpected argument")
+  })
+
+  it("keeps the state file in -dir unless -state says otherwise (relative to the working directory)", () => {
+    expect(ok(["-name", "p1", "-fp", fp, "-key", key, "-dir", "a1"]).settings.state).toBe(path.join(dir, "a1", "state.json"))
+    expect(ok(["-name", "p1", "-fp", fp, "-key", key, "-dir", "a1", "-state", "s.json"]).settings.state).toBe(path.join(dir, "s.json"))
+  })
+
+  it("checks -script, -dir and -state at start-up, naming the flag", async () => {
+    const base = ["-name", "p1", "-fp", fp, "-key", key]
+    expect(bad([...base, "-script", "./missing.sh"])).toMatch(/^-script: .*missing\.sh does not exist/)
+    await fs.writeFile(path.join(dir, "plain.sh"), "#!/bin/sh\n", { mode: 0o644 })
+    expect(bad([...base, "-script", "./plain.sh"])).toMatch(/^-script: .*plain\.sh is not executable/)
+    expect(bad([...base, "-script", "no-such-program-here"])).toMatch(/^-script: no-such-program-here is not an executable in PATH/)
+    expect(ok([...base, "-script", "sh"]).settings.script).toBe("sh")
+    expect(bad([...base, "-dir", "plain.sh/sub"])).toMatch(/^-dir: .*plain\.sh\/sub is not a writable directory \(ENOTDIR\)/)
+    expect(bad([...base, "-state", "plain.sh/state.json"])).toMatch(/^-state: directory .*plain\.sh is not writable/)
+    expect(bad([...base, "-state", "."])).toMatch(/^-state: .* is a directory/)
+  })
+
+  it("takes a hidden -jitter (5s by default; tests turn it off), not shown in -h", () => {
+    expect(Duration.toMillis(ok(["-name", "p1", "-fp", fp, "-key", key]).settings.jitter)).toBe(5000)
+    expect(Duration.toMillis(ok(["-jitter", "0", "-name", "p1", "-fp", fp, "-key", key]).settings.jitter)).toBe(0)
+    expect(bad(["-jitter", "soon", "-name", "p1", "-fp", fp, "-key", key])).toBe('-jitter: invalid duration "soon" (e.g. 5s, 0)')
+    expect(usage()).not.toContain("-jitter")
   })
 
   it("has help", () => {

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net"
 import ssh2 from "ssh2"
 import type { Client, Connection, SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll, afterEach, describe, expect, it } from "vitest"
-import { makeSession, type Sink } from "../../src/agent/RegistryClient.js"
+import { MAX_DOCUMENT_BYTES, makeSession, type Sink } from "../../src/agent/RegistryClient.js"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { documentText, blob } from "./support.js"
@@ -32,6 +32,7 @@ const sftpChannels: Array<SFTPWrapper> = []
 const conns = new Set<Connection>()
 let server: ssh2.Server
 let port = 0
+let endlessServed = 0
 
 const files = new Map<string, Buffer>([
   ["/configs/p.json", Buffer.from(doc)],
@@ -55,10 +56,17 @@ beforeAll(async () => {
         accept().on("sftp", (acceptSftp) => {
           const sftp = acceptSftp()
           sftpChannels.push(sftp)
-          const open = new Map<number, { data: Buffer; size: number }>()
+          const open = new Map<number, { data: Buffer; size: number; endless?: boolean }>()
           let next = 0
           let reads = 0
           sftp.on("OPEN", (id, name) => {
+            if (name === "/configs/endless.json") {
+              // A hostile registry: FSTAT says nothing (size 0), READ never reaches an end.
+              const h = Buffer.alloc(4)
+              h.writeUInt32BE(next)
+              open.set(next++, { data: Buffer.alloc(0), size: 0, endless: true })
+              return sftp.handle(id, h)
+            }
             const data = files.get(name)
             if (data === undefined) return sftp.status(id, STATUS_CODE.NO_SUCH_FILE)
             const h = Buffer.alloc(4)
@@ -72,7 +80,11 @@ beforeAll(async () => {
               heldRead?.()
               return
             }
-            const { data } = open.get(h.readUInt32BE(0))!
+            const { data, endless } = open.get(h.readUInt32BE(0))!
+            if (endless) {
+              endlessServed += len
+              return sftp.data(id, Buffer.alloc(len, 0x20))
+            }
             if (off >= data.length) return sftp.status(id, STATUS_CODE.EOF)
             const n = shortReads && ++reads % 3 === 0 ? Math.max(1, len >> 1) : len
             sftp.data(id, data.subarray(off, Math.min(data.length, off + n)))
@@ -103,7 +115,7 @@ const connect = async () => {
   const client = await connectClient(port, "deploy-agent", { privateKey: key.private })
   clients.push(client)
   const sftp = await clientSftp(client)
-  return { client, sftp, session: makeSession(sftp, client) }
+  return { client, sftp, session: makeSession(sftp) }
 }
 
 /** Runs `eff`, turning "still waiting after 5 s" into a result the test can assert on. */
@@ -130,6 +142,17 @@ const collect = <E>(download: (sink: Sink<never>) => Effect.Effect<void, E>, del
   })
 
 describe("RegistryClient session", () => {
+  it("refuses a configuration document larger than the cap, having read no more than it", async () => {
+    const { sftp } = await connect()
+    const session = makeSession(sftp, { maxDocumentBytes: 1024 * 1024 })
+    endlessServed = 0
+    const r = await outcome(session.document("endless"))
+    expect(r).toMatch(/^failed: configuration "endless" from the registry is larger than 1048576 bytes/)
+    expect(endlessServed).toBeLessThanOrEqual(1024 * 1024 + 256 * 1024)
+    expect(MAX_DOCUMENT_BYTES).toBe(16 * 1024 * 1024)
+
+  })
+
   it("reads the document and a blob on a live session", async () => {
     const { session } = await connect()
     const d = await Effect.runPromise(session.document("p"))

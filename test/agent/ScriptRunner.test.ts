@@ -88,3 +88,17 @@ describe("ScriptRunner", () => {
     expect(alive(child)).toBe(false)
   })
 })
+
+describe("script output lines", () => {
+  it("splits a line without newline into bounded pieces instead of holding it whole", async () => {
+    const { MAX_LINE_CHARS } = await import("../../src/agent/ScriptRunner.js")
+    const n = 5 * MAX_LINE_CHARS + 123
+    const file = await script(`head -c ${n} /dev/zero | tr '\\0' a; echo; printf 'x\\r\\ny\\rz'`)
+    await Effect.runPromise(runner().run({ script: file, env: { PATH: "/usr/bin:/bin" }, configuration: "p", hash: "h" }))
+    const out = lines.filter((l) => l.startsWith("info script stdout: ")).map((l) => l.slice("info script stdout: ".length))
+    for (const l of out) expect(l.length).toBeLessThanOrEqual(MAX_LINE_CHARS + " [line continues]".length)
+    expect(out.slice(0, 5).every((l) => l.endsWith(" [line continues]"))).toBe(true)
+    expect(out.map((l) => l.replace(" [line continues]", "")).slice(0, 6).join("").length).toBe(n)
+    expect(out.slice(6)).toEqual(["x", "y", "z"])
+  })
+})

@@ -174,6 +174,7 @@ describe("deploy-agent against a real registry", () => {
     const child = Number(await fs.readFile(path.join(s.dir, "out", "child"), "utf8"))
     a.child.kill("SIGTERM")
     expect(await a.exited).toBe(0)
+    expect(a.output()).toMatch(new RegExp(`info deploy-agent stopped \\(SIGTERM\\), configuration ${s.name}$`, "m"))
     expect(existsSync(path.join(s.dir, "state.json"))).toBe(false)
     expect(() => process.kill(child, 0)).toThrow() // the script's background child went with its group
     const leftovers = (await listAll(path.join(s.dir, "work"))).filter((p) => p.startsWith("tmp/") || p.endsWith(".part") || p.endsWith(".tmp"))
@@ -194,6 +195,46 @@ describe("deploy-agent against a real registry", () => {
     await run(reg, `changeconf -name ${s.name} -component ${c} -version v2`)
     a.child.kill("SIGHUP")
     await a.waitFor(new RegExp(`deployed ${configHash([h2])}`))
+    a.child.kill("SIGTERM")
+    expect(await a.exited).toBe(0)
+  })
+
+  it("two agents in one working directory keep separate state; a foreign or shared state file is refused", async () => {
+    const cwd = await tempDir("agent-cwd-")
+    dirs.push(cwd)
+    const script = path.join(cwd, "deploy.sh")
+    await fs.writeFile(script, "#!/bin/sh\nln -sfn \"$NEWROOT\" current.tmp && mv -T current.tmp current\n", { mode: 0o755 })
+    const [n1, n2] = [`w1-${process.pid}`, `w2-${process.pid}`]
+    const c = component()
+    const h1 = await addVersion(reg, c, "v1", layer([{ path: "f", content: "one" }]))
+    const h2 = await addVersion(reg, c, "v2", layer([{ path: "f", content: "two" }]))
+    await run(reg, `addconf -name ${n1} -layer ${c}:v1`)
+    await run(reg, `addconf -name ${n2} -layer ${c}:v2`)
+    const common = ["-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-script", script]
+    const once = async (extra: ReadonlyArray<string>) => {
+      const a = startAgent([...common, ...extra, "-once"], cwd)
+      return { code: await a.exited, log: a.output() }
+    }
+    const r1 = await once(["-name", n1, "-dir", "./a1"])
+    expect(r1.code, r1.log).toBe(0)
+    const r2 = await once(["-name", n2, "-dir", "./a2"])
+    expect(r2.code, r2.log).toBe(0)
+    expect(await fs.readdir(path.join(cwd, "a2", "unpacked"))).toContain(configHash([h2]))
+    expect(JSON.parse(await fs.readFile(path.join(cwd, "a1", "state.json"), "utf8")).Name).toBe(n1)
+    expect(JSON.parse(await fs.readFile(path.join(cwd, "a2", "state.json"), "utf8")).Name).toBe(n2)
+    expect(existsSync(path.join(cwd, "state.json"))).toBe(false)
+    // Pointed at another configuration's state file: one line, exit 2, nothing deployed.
+    const foreign = await once(["-name", n2, "-dir", "./a3", "-state", "a1/state.json"])
+    expect(foreign.code).toBe(2)
+    expect(foreign.log).toMatch(new RegExp(`error state file .*a1/state\\.json belongs to configuration "${n1}", not "${n2}"`))
+    expect(existsSync(path.join(cwd, "a3", "unpacked"))).toBe(false)
+    expect(JSON.parse(await fs.readFile(path.join(cwd, "a1", "state.json"), "utf8")).Hash).toBe(configHash([h1]))
+    // The state file is locked as well as -dir.
+    const a = startAgent([...common, "-name", n1, "-dir", "./a1", "-poll", "1h"], cwd)
+    await a.waitFor(/tracking configuration/)
+    const shared = await once(["-name", n1, "-dir", "./a4", "-state", "a1/state.json"])
+    expect(shared.code).toBe(1)
+    expect(shared.log).toContain("another deploy-agent is already running on state file")
     a.child.kill("SIGTERM")
     expect(await a.exited).toBe(0)
   })

@@ -130,6 +130,7 @@ export const settings = (dir: string, overrides: Partial<AgentSettings> = {}): A
   script: "/bin/true",
   state: path.join(dir, "state.json"),
   poll: Duration.seconds(10),
+  jitter: Duration.seconds(5),
   cleanOld: false,
   keepSuid: false,
   verbose: true,

@@ -1,91 +1,93 @@
+// deployctl's own command-line parser: Go-style flags anywhere, and errors that say what to type.
 import { Either } from "effect"
 import { describe, expect, it } from "vitest"
-import { normalize } from "../../src/ctl/Argv.js"
+import { closest, parseArgv, wantsJson } from "../../src/ctl/Argv.js"
 import { argvSpec } from "../../src/ctl/Cli.js"
 
-const norm = (...argv: Array<string>) => normalize(argvSpec, argv)
-const ok = (...argv: Array<string>) => Either.getOrThrow(norm(...argv))
+const ok = (...argv: Array<string>) => {
+  const r = parseArgv(argvSpec, argv)
+  if (Either.isLeft(r)) throw new Error(r.left.message)
+  return r.right
+}
 const err = (...argv: Array<string>) => {
-  const r = norm(...argv)
-  if (Either.isRight(r)) throw new Error(`expected an error, got ${JSON.stringify(r.right)}`)
-  return r.left
+  const r = parseArgv(argvSpec, argv)
+  if (Either.isRight(r)) throw new Error(`expected an error for ${argv.join(" ")}`)
+  return r.left.message
+}
+const run = (...argv: Array<string>) => {
+  const r = ok(...argv)
+  if (r._tag !== "Run") throw new Error(`not a command: ${r._tag}`)
+  return { command: r.command, globals: Object.fromEntries(r.globals), strings: Object.fromEntries(r.flags.strings), bools: [...r.flags.bools], lists: Object.fromEntries(r.flags.lists) }
 }
 
-describe("Argv.normalize", () => {
-  it("turns Go-style single-dash flags into --name value", () => {
-    expect(ok("addver", "-name", "config", "-version", "v02", "-file", "config_v2.tar.gz")).toEqual([
-      "addver", "--name", "config", "--version", "v02", "--file", "config_v2.tar.gz"
-    ])
+describe("Argv.parseArgv", () => {
+  it("takes -name x, -name=x, --name x and --name=x, keeping everything after the first =", () => {
+    expect(run("showconf", "-name", "p").strings).toEqual({ name: "p" })
+    expect(run("showconf", "--name=a=b").strings).toEqual({ name: "a=b" })
+    expect(run("addconf", "-layer", "a:1", "--layer=b:2").lists).toEqual({ layer: ["a:1", "b:2"] })
   })
 
-  it("splits -name=x and --name=x, keeping everything after the first =", () => {
-    expect(ok("changeconf", "-name=p=1", "--component=c", "-version", "v")).toEqual([
-      "changeconf", "--name", "p=1", "--component", "c", "--version", "v"
-    ])
-  })
-
-  it("keeps repeated list flags in order, in either form", () => {
-    expect(ok("addconf", "-name", "p", "-layer=code:v1", "--layer", "config:v2", "-layer", "x:y")).toEqual([
-      "addconf", "--name", "p", "--layer", "code:v1", "--layer", "config:v2", "--layer", "x:y"
-    ])
-  })
-
-  it("moves global flags in front of the subcommand, wherever they were", () => {
-    expect(ok("showconf", "-name", "p1", "-addr", "h:1", "-fp=SHA256:x", "--key", "k")).toEqual([
-      "--addr", "h:1", "--fp", "SHA256:x", "--key", "k", "showconf", "--name", "p1"
-    ])
-    expect(ok("-addr=h:1", "components")).toEqual(["--addr", "h:1", "components"])
-  })
-
-  it("keeps one-letter flags single-dash: -v, -h", () => {
-    expect(ok("showconf", "-name", "p", "-v")).toEqual(["showconf", "--name", "p", "-v"])
-    expect(ok("showconf", "--v")).toEqual(["showconf", "-v"])
-    expect(ok("showconf", "-h")).toEqual(["showconf", "-h"])
-    expect(ok("-h")).toEqual(["-h"])
-    expect(ok("showconf", "-help")).toEqual(["showconf", "--help"])
+  it("takes flags before the command too, and global flags anywhere", () => {
+    expect(run("-name", "project1", "showconf", "-v")).toEqual({ command: "showconf", globals: {}, strings: { name: "project1" }, bools: ["v"], lists: {} })
+    expect(run("-addr", "a:1", "components", "-key", "k", "-r", "prod").globals).toEqual({ addr: "a:1", key: "k", r: "prod" })
   })
 
   it("bool flags: -json, -force=true, -force=false", () => {
-    expect(ok("components", "-json")).toEqual(["components", "--json"])
-    expect(ok("delconf", "-name", "p", "-force=true")).toEqual(["delconf", "--name", "p", "--force"])
-    expect(ok("delconf", "-name", "p", "-force=false")).toEqual(["delconf", "--name", "p"])
-    expect(err("delconf", "-force=maybe").message).toContain('invalid boolean value "maybe"')
+    expect(run("delconf", "-name", "p", "-force=false").bools).toEqual([])
+    expect(run("delconf", "-name", "p", "-force=true").bools).toEqual(["force"])
+    expect(err("delconf", "-force=maybe")).toContain('invalid boolean value "maybe" for -force')
   })
 
-  it("values may start with a dash or contain spaces and quotes", () => {
-    expect(ok("showconf", "-name", "-x")).toEqual(["showconf", "--name", "-x"])
-    expect(ok("showconf", "-name", `it's "p3 x"`)).toEqual(["showconf", "--name", `it's "p3 x"`])
+  it("-version is the command's flag where it has one, the program's version elsewhere", () => {
+    expect(ok("--version")).toEqual({ _tag: "Version" })
+    expect(ok("-key", "k", "-version")).toEqual({ _tag: "Version" })
+    expect(ok("components", "--version")).toEqual({ _tag: "Version" })
+    expect(run("delver", "-name", "c", "-version", "v1").strings).toEqual({ name: "c", version: "v1" })
   })
 
-  it("-version is addver's flag after the subcommand, the program's version before it", () => {
-    expect(ok("--version")).toEqual(["--version"])
-    expect(ok("delver", "-name", "c", "-version", "v1")).toEqual(["delver", "--name", "c", "--version", "v1"])
+  it("help: -h, --help, help, help <command>, <command> -h", () => {
+    expect(ok("-h")).toEqual({ _tag: "Help", command: undefined })
+    expect(ok("help")).toEqual({ _tag: "Help", command: undefined })
+    expect(ok("help", "addver")).toEqual({ _tag: "Help", command: "addver" })
+    expect(ok("addver", "--help")).toEqual({ _tag: "Help", command: "addver" })
+    expect(ok("-key", "k", "changeconf", "-name", "-h", "--help")).toEqual({ _tag: "Help", command: "changeconf" }) // the first -h is -name's value
   })
 
-  it("without a subcommand, @effect/cli's own flags stand alone (globals dropped)", () => {
-    expect(ok("-key", "k", "-h")).toEqual(["-h"])
-    expect(ok("-addr", "a:1", "--completions", "fish")).toEqual(["--completions", "fish"])
-    expect(ok("-key", "k", "-version")).toEqual(["--version"])
-    expect(ok("-key", "k", "changeconf", "-h")).toEqual(["--key", "k", "changeconf", "-h"])
+  it("--completions takes one of the shells it can write", () => {
+    expect(ok("--completions", "bash")).toEqual({ _tag: "Completions", shell: "bash" })
+    expect(ok("-completions=zsh")).toEqual({ _tag: "Completions", shell: "zsh" })
+    expect(err("--completions", "powershell")).toBe('--completions: no completions for "powershell"; choose one of sh, bash, fish, zsh')
   })
 
-  it("passes --completions through", () => {
-    expect(ok("-completions", "bash")).toEqual(["--completions", "bash"])
-    expect(ok("--completions=zsh")).toEqual(["--completions", "zsh"])
+  it("unknown commands and flags say what to type, with did you mean", () => {
+    expect(err("shwoconf", "-name", "x")).toBe('unknown command "shwoconf"; did you mean showconf? (deployctl help lists the commands)')
+    expect(err("frobnicate")).toBe('unknown command "frobnicate" (deployctl help lists the commands)')
+    expect(err("help", "adver")).toContain("did you mean addver?")
+    expect(err("showconf", "-nmae", "x")).toBe("flag provided but not defined: -nmae (showconf); did you mean -name? (see deployctl showconf -h)")
+    expect(err("showconf", "-hash", "x")).toBe("flag provided but not defined: -hash (showconf) (see deployctl showconf -h)")
+    expect(err("addver", "-hash", "x")).toContain("-hash (addver)")
+    expect(err("-bogus")).toBe("flag provided but not defined: -bogus (see deployctl -h)")
+    expect(err("-force", "showconf", "-name", "p")).toBe("flag provided but not defined: -force (showconf) (see deployctl showconf -h)")
+    expect(err("--wizard")).toContain("flag provided but not defined: -wizard")
+    expect(err("--log-level", "debug", "components")).toContain("flag provided but not defined: -log-level")
+    expect(err("showconf", "-name")).toBe("flag needs an argument: -name (write -name VALUE)")
+    expect(err()).toBe("no command given: deployctl help lists the commands, deployctl -h explains the flags")
   })
 
-  it("refuses unknown subcommands, unknown flags and missing values", () => {
-    const u = err("nope", "-name", "x")
-    expect(u._tag).toBe("UnknownCommand")
-    expect(u.message).toBe('unknown command "nope"')
-    expect(err("showconf", "-hash", "x").message).toBe("flag provided but not defined: -hash (showconf)")
-    expect(err("addver", "-hash", "x").message).toContain("-hash") // deployctl's addver takes -file
-    expect(err("showconf", "-name").message).toBe("flag needs an argument: -name")
-    expect(err("-bogus").message).toBe("flag provided but not defined: -bogus")
+  it("positional words are refused, suggesting the flag they were probably meant for", () => {
+    expect(err("showconf", "project1")).toBe('unexpected argument "project1": showconf takes flags only; did you mean -name project1? (see deployctl showconf -h)')
+    expect(err("showconf", "-name", "p", "extra")).toBe('unexpected argument "extra": showconf takes flags only (see deployctl showconf -h)')
+    expect(err("showconf", "--", "-name")).toContain('unexpected argument "-name"')
   })
 
-  it("leaves positional words after the subcommand for @effect/cli to refuse", () => {
-    expect(ok("showconf", "-name", "p", "extra")).toEqual(["showconf", "--name", "p", "extra"])
-    expect(ok("showconf", "--", "-name")).toEqual(["showconf", "-name"])
+  it("finds close spellings only", () => {
+    expect(closest("bumconf", ["bumpconf", "showconf"])).toBe("bumpconf")
+    expect(closest("x", ["addver", "delver"])).toBeUndefined()
+  })
+
+  it("knows when errors should be JSON", () => {
+    expect(wantsJson(["showconf", "-json", "-name", "x"])).toBe(true)
+    expect(wantsJson(["showconf", "--json=false"])).toBe(false)
+    expect(wantsJson(["showconf"])).toBe(false)
   })
 })

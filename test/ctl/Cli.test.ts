@@ -10,7 +10,7 @@ import { split } from "../../src/domain/ShellWords.js"
 interface Call {
   globals: { addr?: string; fp?: string; key?: string }
   command?: Command
-  addver?: { name: string; version: string; file: string }
+  addver?: { name: string; version: string; file: string; json?: boolean }
 }
 
 const plain = (g: Globals) => ({
@@ -22,22 +22,25 @@ const plain = (g: Globals) => ({
 const runCli = async (argv: Array<string>, env: Record<string, string> = {}) => {
   const calls: Array<Call> = []
   let err = ""
+  let out = ""
   const remote = Layer.succeed(Remote, {
     run: (globals, command) => Effect.sync(() => void calls.push({ globals: plain(globals), command })),
     addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } }))
   })
   const sink = { write: (c: Uint8Array | string, cb?: () => void) => ((err += String(c)), cb?.(), true) }
   const quiet = await Effect.runPromise(
-    Console.consoleWith((base) => Effect.succeed<Console.Console>({ ...base, log: () => Effect.void, error: () => Effect.void }))
+    Console.consoleWith((base) =>
+      Effect.succeed<Console.Console>({ ...base, log: (...a) => Effect.sync(() => void (out += a.join(" ") + "\n")), error: () => Effect.void })
+    )
   )
   const code = await main(argv, { stdout: sink, stderr: { isTTY: false, ...sink } }).pipe(
     Effect.withConsole(quiet),
     Effect.provide(remote),
     Effect.provide(NodeContext.layer),
-    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))),
+    Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ HOME: "/nonexistent", ...env })))),
     Effect.runPromise
   )
-  return { code, calls, err }
+  return { code, calls, err, out }
 }
 
 const H = "AB".repeat(32)
@@ -77,7 +80,7 @@ describe("deployctl command tree", () => {
 
   it("addver takes -file and goes to Remote.addver, not through validate's -hash", async () => {
     const r = await runCli(["addver", "-name", "config", "-version", "v02", "-file", "config_v2.tar.gz"])
-    expect(r.calls).toEqual([{ globals: {}, addver: { name: "config", version: "v02", file: "config_v2.tar.gz" } }])
+    expect(r.calls).toEqual([{ globals: {}, addver: { name: "config", version: "v02", file: "config_v2.tar.gz", json: false } }])
   })
 
   it("local validation: nothing is sent for an invalid command", async () => {
@@ -122,7 +125,7 @@ describe("deployctl command tree", () => {
     const top = await helpOf("-h")
     expect(top.code).toBe(0)
     expect(top.out).toMatch(/^deployctl \S+: /)
-    expect(top.out).toContain("Usage: deployctl [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]")
+    expect(top.out).toContain("Usage: deployctl [-r name] [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]")
     for (const c of catalogue) expect(top.out).toMatch(new RegExp(`^  ${c.name} +\\S`, "m"))
     const sub = await helpOf("-addr", "x", "changeconf", "-name", "-h", "--help") // "-h" here is -name's value
     expect(sub.code).toBe(0)
@@ -135,6 +138,44 @@ describe("deployctl command tree", () => {
       expect(r.out).not.toMatch(/user-defined|true or false value|\$ changeconf/)
       expect(r.out).not.toContain("\x1b[")
     }
+  })
+
+  it("every error of the command-line layer is one deployctl: line saying what to type (exit 2), JSON with -json", async () => {
+    const cases: Array<[Array<string>, RegExp]> = [
+      [["showconf", "project1"], /^deployctl: unexpected argument "project1": showconf takes flags only; did you mean -name project1\?/],
+      [["shwoconf"], /^deployctl: unknown command "shwoconf"; did you mean showconf\?/],
+      [["showconf", "-nmae", "p"], /^deployctl: flag provided but not defined: -nmae \(showconf\); did you mean -name\?/],
+      [["--completions", "powershell"], /^deployctl: --completions: no completions for "powershell"; choose one of sh, bash, fish, zsh\n$/],
+      [["--wizard"], /^deployctl: flag provided but not defined: -wizard/],
+      [["--log-level", "debug", "components"], /^deployctl: flag provided but not defined: -log-level/],
+      [["help", "nope"], /^deployctl: unknown command "nope"/]
+    ]
+    for (const [argv, re] of cases) {
+      const r = await runCli(argv)
+      expect({ argv, code: r.code, calls: r.calls }).toEqual({ argv, code: 2, calls: [] })
+      expect(r.err.split("\n")).toHaveLength(2) // one line
+      expect(r.err).toMatch(re)
+    }
+    const j = await runCli(["showconf", "-json", "project1"])
+    expect(j.code).toBe(2)
+    expect(JSON.parse(j.err)).toEqual({ error: expect.stringContaining('unexpected argument "project1"') })
+    const v = await runCli(["showcomp", "-json", "-name", "a:b"])
+    expect(JSON.parse(v.err)).toEqual({ error: "name cannot contain : symbol" })
+  })
+
+  it("-name before the command, help <command>, deployctl help and --version", async () => {
+    const before = await runCli(["-name", "project1", "showconf"])
+    expect(before.calls[0]!.command).toEqual({ _tag: "showconf", name: "project1", verbose: false, json: false })
+    const helpAddver = await runCli(["help", "addver"])
+    expect(helpAddver.code).toBe(0)
+    expect(helpAddver.out).toContain("Usage: deployctl [global flags] addver [flags]")
+    const help = await runCli(["help"])
+    expect(help.code).toBe(0)
+    expect(help.out).toContain("Usage: deployctl [-r name] [-addr host:port]")
+    expect(help.out).not.toContain("addver -name")
+    const version = await runCli(["--version"])
+    expect(version.out).toMatch(/^deployctl \d+\.\d+\.\d+\n$/)
+    expect((await runCli(["-h"])).out).toMatch(/^deployctl \d+\.\d+\.\d+: /)
   })
 
   it("the exec payload quotes every awkward word so the registry splits it back exactly (fault 7)", () => {

@@ -54,7 +54,7 @@ describe("the built deployctl against a registry", () => {
   it("the README lines verbatim, authenticated by ssh-agent; exit statuses 0, 1, 2", async () => {
     const e = env({ SSH_AUTH_SOCK: agentSock })
     // $ deployctl addver -name config -version v02 -file config_v2.tar.gz
-    expect(await bin(e, "addver", "-name", "config", "-version", "v02", "-file", "config_v2.tar.gz")).toEqual({ code: 0, stdout: "", stderr: "" })
+    expect(await bin(e, "addver", "-name", "config", "-version", "v02", "-file", "config_v2.tar.gz")).toMatchObject({ code: 0, stdout: expect.stringMatching(/^added config v02 sha256 [0-9a-f]{64} \(\d+ bytes\)\n$/), stderr: "" })
     // $ deployctl changeconf -name project1 -component config -version v02
     expect(await bin(e, "changeconf", "-name", "project1", "-component", "config", "-version", "v02")).toEqual({ code: 0, stdout: "", stderr: "" })
     // $ deployctl showconf -name project1

@@ -124,6 +124,7 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ name: component }).map((r) => ({ _tag: "delcomp", ...r }) as const),
   fc.record({ name: configuration, force: fc.boolean() }).map((r) => ({ _tag: "delconf", ...r }) as const),
   fc.record({ name: configuration, json: fc.boolean() }).map((r) => ({ _tag: "history", ...r }) as const),
+  fc.record({ name: configuration, n: fc.integer({ min: 1, max: 999_999_999 }), json: fc.boolean() }).map((r) => ({ _tag: "history", ...r }) as const),
   fc.tuple(configuration, maybe(sha), maybe(sha)).map(([name, to, e]) =>
     withExpect(to === undefined ? ({ _tag: "rollback", name } as const) : ({ _tag: "rollback", name, to } as const), e)
   ),

@@ -32,6 +32,20 @@ describe("name rules", () => {
     expect(configurationNameProblem("é".repeat(128))).toBeDefined() // 256 bytes
   })
 
+  it("refuses C1 controls, format characters and lone surrogates in every kind of name", () => {
+    const bad = ["a\u009bb", "a\u0085b", "ab\u202egnp.exe", "a\u200bb", "a\u2066b", "a\ufeffb", "a\ud800b", "a\udc00", "\ud83d"]
+    for (const n of bad) {
+      expect(componentNameProblem(n), JSON.stringify(n)).toBeDefined()
+      expect(configurationNameProblem(n), JSON.stringify(n)).toBeDefined()
+      expect(versionProblem(n), JSON.stringify(n)).toBeDefined()
+    }
+    expect(versionProblem("v\u009b1")).toBe("version name cannot contain control characters")
+    expect(componentNameProblem("a\u202eb")).toBe("component name cannot contain invisible format characters (bidi, zero-width)")
+    expect(configurationNameProblem("a\ud800")).toBe("configuration name cannot contain unpaired surrogates")
+    // A paired surrogate is one ordinary character.
+    expect(componentNameProblem("rocket-\ud83d\ude80")).toBeUndefined()
+  })
+
   it("sha256 is 64 lowercase hex digits", () => {
     expect(sha256Problem("a".repeat(64))).toBeUndefined()
     expect(sha256Problem("A".repeat(64))).toBeDefined()

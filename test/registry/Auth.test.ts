@@ -1,4 +1,6 @@
 import { Effect } from "effect"
+import { execFile } from "node:child_process"
+import { promisify } from "node:util"
 import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
@@ -73,7 +75,9 @@ describe("Auth.check", () => {
       run({ user: "bob", algo, keyData: rsa.data, signed: { blob, signature: rsa.priv.sign(blob, signHash), hashAlgo } })
     expect(rsaAttempt("rsa-sha2-256", "sha256", "sha256")).toBe("Accept")
     expect(rsaAttempt("rsa-sha2-512", "sha512", "sha512")).toBe("Accept")
-    expect(rsaAttempt("ssh-rsa", undefined, "sha1")).toBe("Accept")
+    // ssh-rsa is SHA-1: refused as OpenSSH 8.8+ refuses it, however valid the signature.
+    expect(rsaAttempt("ssh-rsa", undefined, "sha1")).toBe("Reject")
+    expect(run({ user: "bob", algo: "ssh-rsa", keyData: rsa.data })).toBe("Reject") // the query phase too
     expect(rsaAttempt("rsa-sha2-256", "sha256", "sha512")).toBe("Reject")
     const ecAttempt = (signature: Buffer) =>
       run({ user: "carol", algo: "ecdsa-sha2-nistp256", keyData: ec.data, signed: { blob, signature, hashAlgo: undefined } })
@@ -114,5 +118,33 @@ describe("loadKeysFile", () => {
     const f = path.join(dir, "missing.keys")
     const e = await Effect.runPromise(Effect.flip(loadKeysFile(f, "-opauth")))
     expect(e.message).toBe(`cannot read -opauth keys file ${f}: ENOENT`)
+  })
+})
+
+describe("Auth.check with certificates (ssh-keygen -s)", () => {
+  it("refuses host certificates and answers the query phase with each reason", async () => {
+    const d = await tempDir("authcert-")
+    try {
+      const kg = (...args: Array<string>) => promisify(execFile)("ssh-keygen", ["-q", ...args])
+      await kg("-t", "ed25519", "-N", "", "-f", path.join(d, "ca"))
+      await kg("-t", "ed25519", "-N", "", "-f", path.join(d, "user"))
+      const caLine = (await fs.readFile(path.join(d, "ca.pub"), "utf8")).trim()
+      const certOf = async (args: Array<string>) => {
+        await kg("-s", path.join(d, "ca"), "-I", "t", ...args, path.join(d, "user.pub"))
+        const [algo, b64] = (await fs.readFile(path.join(d, "user-cert.pub"), "utf8")).trim().split(" ")
+        return { algo: algo!, keyData: Buffer.from(b64!, "base64") }
+      }
+      const a = makeAuth(parseAuthorizedKeys(`cert-authority ${caLine}\n`).keys, [], undefined, () => new Date())
+      const run = (c: { algo: string; keyData: Buffer }, user = "alice") => Effect.runSync(a.check({ user, ...c, address: "127.0.0.1" }))
+      expect(run(await certOf(["-n", "alice", "-V", "-5m:+1h"]))).toEqual({ _tag: "KeyListed" })
+      expect(run(await certOf(["-h", "-n", "alice", "-V", "-5m:+1h"]))).toMatchObject({ _tag: "Reject", reason: expect.stringMatching(/is not a user certificate/) })
+      const valid = await certOf(["-n", "alice", "-V", "-5m:+1h"])
+      // A tampered certificate (principal changed after signing) fails the CA signature.
+      const tampered = Buffer.from(valid.keyData.toString("latin1").replace("alice", "mally"), "latin1")
+      expect(run({ ...valid, keyData: tampered }, "mally")).toMatchObject({ _tag: "Reject", reason: expect.stringMatching(/bad CA signature/) })
+      expect(run({ ...valid, algo: "ssh-rsa-cert-v01@openssh.com" })).toMatchObject({ _tag: "Reject" })
+    } finally {
+      await fs.rm(d, { recursive: true, force: true })
+    }
   })
 })

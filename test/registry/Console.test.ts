@@ -99,7 +99,8 @@ describe("Console", () => {
           Layers: [
             { Name: "code", Version: "v01", Hash: code1 },
             { Name: "config", Version: "v01", Hash: config1 }
-          ]
+          ],
+          Current: true
         }
       ])
     }).pipe(Effect.provide(TestCore()))
@@ -115,10 +116,16 @@ describe("Console", () => {
       const before = yield* snapshot
       expect(yield* okRun(`bumpconf -name project1 -component code`)).toBe("")
       expect(yield* snapshot).toEqual(before)
+      // The current state's row ends in "(current)"; everything else is the original's format.
       expect(yield* okRun("history -name project1")).toBe(
-        `2017-03-01T12:00:00Z   ${configHash([code2, config1])}   ${"SHA256:bobFingerprint".padEnd(39)}code:v02 config:v01\n` +
+        `2017-03-01T12:00:00Z   ${configHash([code2, config1])}   ${"SHA256:bobFingerprint".padEnd(39)}code:v02 config:v01   (current)\n` +
           `2017-03-01T11:28:18Z   ${configHash([code1, config1])}   SHA256:aliceFingerprint alice@laptop   code:v01 config:v01\n`
       )
+      expect(yield* okRun("history -name project1 -n 1")).toBe(
+        `2017-03-01T12:00:00Z   ${configHash([code2, config1])}   SHA256:bobFingerprint   code:v02 config:v01   (current)\n`
+      )
+      expect(JSON.parse(yield* okRun("history -name project1 -n=2 -json")).map((s: { Current: boolean }) => s.Current)).toEqual([true, false])
+      expect((yield* run("history -name project1 -n 0")).output).toBe('-n: "0" is not a positive number of states\n')
     }).pipe(Effect.provide(TestCore()))
   )
 

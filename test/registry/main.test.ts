@@ -61,6 +61,8 @@ describe("deploy-registry with OpenSSH clients", () => {
     expect(reg.fingerprint).toBe(await keygenFingerprint(hostKey))
     expect(reg.log()).toContain(`host key fingerprint: ${reg.fingerprint}\n`)
     expect(reg.log()).toContain(`listening on 127.0.0.1:${reg.port}\n`)
+    // Every line carries its time and level.
+    expect(reg.log()).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z info listening on 127\\.0\\.0\\.1:${reg.port}$`, "m"))
     expect((await fs.stat(hostKey)).mode & 0o777).toBe(0o600)
   })
 

@@ -5,7 +5,7 @@
 //   - `deploy-registry verify -dir` (run on the crashed dir, while the registry restarts on it) passes, and so
 //     does the `verify` command of the restarted registry;
 //   - no temp file is left in <dir>/uploads and nothing but blobs is in <dir>/files.
-// Knobs: RELIABILITY_ROUNDS (default 100), RELIABILITY_BUDGET_S (default 30; 0 = no time limit: the loop
+// Knobs: RELIABILITY_ROUNDS (default 100), RELIABILITY_BUDGET_S (default 8 under `npm test`, 120 under `npm run test:reliability`; 0 = no time limit: the loop
 // stops early when the budget is spent), RELIABILITY_VERIFY_EVERY (verify -dir every N rounds, default 1),
 // RELIABILITY_SEED (replay).
 import { readdirSync, rmSync } from "node:fs"
@@ -14,13 +14,13 @@ import { afterAll, beforeAll, expect, it } from "vitest"
 import type { ExecResult } from "../../src/ssh/Exec.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession, type Session } from "./lib/client.js"
-import { envInt, killNow, spawnRegistry, verifyDir } from "./lib/proc.js"
+import { envInt, killNow, spawnRegistry, verifyDir, loopBudgetMs } from "./lib/proc.js"
 import { makeRng } from "./lib/random.js"
 import { layerOf } from "../support/tar.js"
 import { type Expect, readState, type RegistryState, showconf, splitKey, versionKey } from "./lib/state.js"
 
 const ROUNDS = envInt("RELIABILITY_ROUNDS", 100)
-const BUDGET_MS = envInt("RELIABILITY_BUDGET_S", 30) * 1000
+const BUDGET_MS = loopBudgetMs()
 const rng = makeRng()
 const ROUND_TIMEOUT_MS = 60_000
 // `deploy-registry verify -dir` (run beside the restart) every N rounds; the registry's own `verify` runs after every round.

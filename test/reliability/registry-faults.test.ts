@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto"
 import { mkdirSync, readdirSync, rmSync } from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { upload } from "../../src/ssh/Sftp.js"
+import { upload } from "../../src/ssh/SftpWrite.js"
 import { tempDir } from "../support/keys.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { openSession } from "./lib/client.js"
@@ -63,7 +63,8 @@ describe("registry disk full during an upload", () => {
     const small = path.join(base, "small.tar.gz")
     await makeTarGz(new Map([["a.txt", Buffer.from("hello\n")]]), small)
     const ok = await ctl(reg, ["addver", "-name", "small", "-version", "v1", "-file", small])
-    expect(ok.stdout + ok.stderr).toBe("")
+    expect(ok.stderr).toBe("")
+    expect(ok.stdout).toMatch(/^added small v1 sha256 [0-9a-f]{64} \(\d+ bytes\)\n$/)
     expect(ok.code).toBe(0)
     const shown = await ctl(reg, ["showcomp", "-name", "small"])
     expect(shown.stdout).toMatch(/ {3}v1\n$/)

@@ -6,7 +6,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { agentAt, connectFields, loadKey, resolve } from "../../src/ssh/ClientAuth.js"
+import { agentAt, agentKey, connectFields, loadKey, resolve } from "../../src/ssh/ClientAuth.js"
+import { copyFile, mkdir } from "node:fs/promises"
 
 const run = promisify(execFile)
 let dir: string
@@ -63,5 +64,42 @@ describe("ClientAuth", () => {
     } finally {
       server.close()
     }
+  })
+
+  it("key precedence: flag > environment > agent > ~/.ssh/id_ed25519, id_ecdsa, id_rsa", async () => {
+    const home = path.join(dir, "home")
+    await mkdir(path.join(home, ".ssh"), { recursive: true })
+    await copyFile(path.join(dir, "plain"), path.join(home, ".ssh", "id_rsa"))
+    await copyFile(path.join(dir, "plain"), path.join(home, ".ssh", "id_ecdsa"))
+    const pick = (o: Parameters<typeof resolve>[0]) => Effect.runPromise(resolve({ home, defaultKeys: true, ...o }))
+    expect(await pick({})).toMatchObject({ _tag: "Key", path: path.join(home, ".ssh", "id_ecdsa"), source: "default" })
+    expect(await pick({ envKey: path.join(dir, "plain") })).toMatchObject({ path: path.join(dir, "plain"), source: "DEPLOYCTL_KEY" })
+    expect(await pick({ envKey: path.join(dir, "junk"), keyFile: path.join(dir, "plain") })).toMatchObject({ source: "-key" })
+    const sock = path.join(dir, "agent2.sock")
+    const server = net.createServer().listen(sock)
+    await new Promise((r) => server.once("listening", r))
+    try {
+      expect(await pick({ agentSocket: sock })).toEqual({ _tag: "Agent", socket: sock })
+      expect(await pick({ agentSocket: sock, envKey: path.join(dir, "plain") })).toMatchObject({ _tag: "Key" })
+    } finally {
+      server.close()
+    }
+  })
+
+  it("deploy-agent's key: -key as given, else ~/.ssh in ssh's order, else ./id_ecdsa (the original's default)", async () => {
+    const home = path.join(dir, "agent-home")
+    const cwd = path.join(dir, "agent-cwd")
+    await mkdir(path.join(home, ".ssh"), { recursive: true })
+    await mkdir(cwd, { recursive: true })
+    await copyFile(path.join(dir, "plain"), path.join(cwd, "id_ecdsa"))
+    const r1 = agentKey({ cwd, home })
+    expect("error" in r1 ? r1.error : r1.description).toMatch(/^key .*agent-cwd\/id_ecdsa \(SHA256:\S+, the original's default \.\/id_ecdsa\)$/)
+    await copyFile(path.join(dir, "plain"), path.join(home, ".ssh", "id_ed25519"))
+    const r2 = agentKey({ cwd, home })
+    expect("error" in r2 ? r2.error : r2.path).toBe(path.join(home, ".ssh", "id_ed25519"))
+    const r3 = agentKey({ cwd, home, keyFlag: "id_ecdsa" })
+    expect("error" in r3 ? r3.error : r3.path).toBe(path.join(cwd, "id_ecdsa"))
+    const r4 = agentKey({ cwd: dir, home: path.join(dir, "nohome") })
+    expect("error" in r4 && r4.error).toMatch(/^-key: no key given and none of .* exists$/)
   })
 })

@@ -94,7 +94,7 @@ describe("connectOperator", () => {
       const noAddr = yield* Effect.exit(connectOperator({ ...base(), addr: "", fp: undefined }))
       expect(errorOf(noAddr)).toMatchObject({ _tag: "UsageError" })
       const noKey = yield* Effect.exit(connectOperator({ ...base(), keyFile: undefined, fp: undefined }))
-      expect(errorOf(noKey)?.message).toMatch(/SSH_AUTH_SOCK is not set/)
+      expect(errorOf(noKey)?.message).toMatch(/no key to log in with: pass -key FILE, set DEPLOYCTL_KEY, start ssh-agent/)
     })
   )
 })

@@ -1,9 +1,10 @@
 import { it } from "@effect/vitest"
-import { Chunk, Effect, Exit, Fiber, Option, Stream } from "effect"
+import { Effect, Exit, Fiber, Option, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { Readable } from "node:stream"
 import { afterAll, beforeAll, describe, expect } from "vitest"
-import { download, openSftp, readdir, readFile, request, upload, uploadReadable } from "../../src/ssh/Sftp.js"
+import { openSftp, request } from "../../src/ssh/Sftp.js"
+import { causeOf, readCapped, readInto } from "../../src/ssh/SftpRead.js"
+import { upload } from "../../src/ssh/SftpWrite.js"
 import { connectFake, type FakeServer, startFakeServer } from "./fakeServer.js"
 import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 
@@ -82,16 +83,6 @@ describe("upload", () => {
     })
   )
 
-  it.scopedLive("uploadReadable takes a Node Readable", () =>
-    Effect.gen(function* () {
-      const sftp = yield* session
-      const data = randomBytes(700_000)
-      const n = yield* uploadReadable(sftp, "readable", () => Readable.from([data.subarray(0, 1000), data.subarray(1000)]))
-      expect(n).toBe(data.length)
-      expect(server.files.find((x) => x.path === "readable")).toMatchObject({ closed: true, sha256: sha(data) })
-    })
-  )
-
   it.scopedLive("an empty stream makes an empty, closed file", () =>
     Effect.gen(function* () {
       const sftp = yield* session
@@ -136,38 +127,48 @@ describe("upload", () => {
   )
 })
 
-describe("download and readFile", () => {
-  it.scopedLive("streams a file in order despite short reads", () =>
+/** All of `path` through readInto, the pieces copied out of the pooled buffers as they come. */
+const readAll = (sftp: Parameters<typeof readInto>[0], path: string) =>
+  Effect.suspend(() => {
+    const parts: Array<Buffer> = []
+    return readInto(sftp, path, (pieces) => Effect.sync(() => void parts.push(...pieces.map((p) => Buffer.from(p)))), (cause) => cause).pipe(
+      Effect.map(() => Buffer.concat(parts))
+    )
+  })
+
+describe("readInto and readCapped", () => {
+  it.scopedLive("readInto delivers a file in order despite short reads", () =>
     Effect.gen(function* () {
       const data = randomBytes(3 * 1024 * 1024 + 777)
       server.served.set("/files/x", data)
       const sftp = yield* session
-      const chunks = yield* Stream.runCollect(download(sftp, "/files/x"))
-      const got = Buffer.concat(Chunk.toArray(chunks))
+      const got = yield* readAll(sftp, "/files/x")
       expect(got.length).toBe(data.length)
       expect(got.equals(data)).toBe(true)
-    })
-  )
-
-  it.scopedLive("small chunk sizes and an empty file", () =>
-    Effect.gen(function* () {
-      const data = randomBytes(10_001)
-      server.served.set("/a", data)
       server.served.set("/empty", Buffer.alloc(0))
-      const sftp = yield* session
-      const got = Buffer.concat(Chunk.toArray(yield* Stream.runCollect(download(sftp, "/a", { chunkSize: 1000, maxInFlight: 4 }))))
-      expect(got.equals(data)).toBe(true)
-      expect(Chunk.size(yield* Stream.runCollect(download(sftp, "/empty")))).toBe(0)
+      expect((yield* readAll(sftp, "/empty")).length).toBe(0)
     })
   )
 
-  it.scopedLive("a missing file fails; readFile reads a small one", () =>
+  it.scopedLive("a missing file fails with SFTP's no-such-file as the cause", () =>
+    Effect.gen(function* () {
+      const sftp = yield* session
+      const exit = yield* Effect.exit(readAll(sftp, "/nope"))
+      expect(Exit.isFailure(exit)).toBe(true)
+      if (Exit.isFailure(exit)) expect(JSON.stringify(exit.cause)).toContain('"code":2')
+      const capped = yield* Effect.flip(readCapped(sftp, "/nope", 1000))
+      expect(capped._tag === "SshError" && (causeOf(capped) as { code?: number }).code).toBe(2)
+    })
+  )
+
+  it.scopedLive("readCapped reads a small file whole and refuses one over its limit, having read little past it", () =>
     Effect.gen(function* () {
       server.served.set("/configs/p.json", Buffer.from('{"Name":"p"}'))
+      server.served.set("/big", randomBytes(300_000))
       const sftp = yield* session
-      const exit = yield* Effect.exit(Stream.runDrain(download(sftp, "/nope")))
-      expect(Exit.isFailure(exit)).toBe(true)
-      expect((yield* readFile(sftp, "/configs/p.json")).toString()).toBe('{"Name":"p"}')
+      expect((yield* readCapped(sftp, "/configs/p.json", 12)).toString()).toBe('{"Name":"p"}')
+      const exit = yield* Effect.exit(readCapped(sftp, "/big", 100_000))
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "FileTooLarge", limit: 100_000 } } })
     })
   )
 })
@@ -182,8 +183,7 @@ describe("after the connection closed", () => {
       yield* gone
       expect(yield* outcome(upload(sftp, "late.bin", Stream.make(randomBytes(1000))))).toMatch(/^failed: .*connection closed/)
       expect(yield* outcome(upload(sftp, "late-empty", Stream.empty))).toMatch(/^failed: .*connection closed/)
-      expect(yield* outcome(readFile(sftp, "/late"))).toMatch(/^failed: .*connection closed/)
-      expect(yield* outcome(readdir(sftp, "/"))).toMatch(/^failed: .*connection closed/)
+      expect(yield* outcome(readCapped(sftp, "/late", 1000))).toMatch(/^failed: .*connection closed/)
       expect(server.files.find((f) => f.path.startsWith("late"))).toBeUndefined()
     })
   )

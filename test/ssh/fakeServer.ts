@@ -34,7 +34,10 @@ export interface FakeServer {
   stop: () => Promise<void>
 }
 
-export const startFakeServer = async (): Promise<FakeServer> => {
+/** Answers one exec command (output to stdout, exit status), or undefined for the built-in script. */
+export type ExecHandler = (command: string) => { output: string; code: number } | undefined
+
+export const startFakeServer = async (options: { exec?: ExecHandler } = {}): Promise<FakeServer> => {
   const hostKey = generateEd25519()
   const parsed = ssh2.utils.parseKey(hostKey.private)
   if (parsed instanceof Error) throw parsed
@@ -60,7 +63,11 @@ export const startFakeServer = async (): Promise<FakeServer> => {
         session.on("exec", (acceptExec, _reject, info) => {
           const ch = acceptExec()
           commands.push(info.command)
-          runExec(ch, info.command)
+          const answer = options.exec?.(info.command)
+          if (answer === undefined) return runExec(ch, info.command)
+          ch.write(answer.output)
+          ch.exit(answer.code)
+          ch.end()
         })
         session.on("sftp", (acceptSftp) => serveSftp(acceptSftp(), files, served, () => conn.end()))
       })
@@ -156,6 +163,11 @@ const serveSftp = (sftp: SFTPWrapper, files: Array<ReceivedFile>, served: Map<st
     // Serve short reads now and then, as servers may.
     const n = Math.min(length, data.length - offset, ++readCount % 5 === 0 ? Math.max(1, length >> 1) : length)
     sftp.data(reqid, data.subarray(offset, offset + n))
+  })
+  sftp.on("FSTAT", (reqid, handle) => {
+    const data = reads.get(handleOf(handle))
+    if (data === undefined) return sftp.status(reqid, STATUS_CODE.FAILURE)
+    sftp.attrs(reqid, { mode: 0o100644, uid: 0, gid: 0, size: data.length, atime: 0, mtime: 0 })
   })
   sftp.on("CLOSE", (reqid, handle) => {
     const w = writes.get(handleOf(handle))

@@ -14,9 +14,9 @@ export interface RunningAgent {
   readonly waitForLine: (re: RegExp, from?: number) => Promise<boolean>
 }
 
-/** `node dist/agent/main.js args…` in `cwd`. */
+/** `node dist/agent/main.js -jitter 0 args…` in `cwd`: no random delay for tests to wait out. */
 export const spawnAgent = (args: ReadonlyArray<string>, cwd: string): RunningAgent => {
-  const child = spawn(process.execPath, [agentMain, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [agentMain, "-jitter", "0", ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
   const waiters: Array<() => void> = []
   const onData = (b: Buffer) => {

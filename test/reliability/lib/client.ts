@@ -7,7 +7,9 @@ import type { Client, SFTPWrapper } from "ssh2"
 import { connect } from "../../../src/ssh/Connection.js"
 import { exec, type ExecResult } from "../../../src/ssh/Exec.js"
 import { fingerprint } from "../../../src/ssh/Fingerprint.js"
-import { openSftp, readFile, upload } from "../../../src/ssh/Sftp.js"
+import { openSftp } from "../../../src/ssh/Sftp.js"
+import { readCapped } from "../../../src/ssh/SftpRead.js"
+import { upload } from "../../../src/ssh/SftpWrite.js"
 
 export interface Target {
   readonly port: number
@@ -67,7 +69,7 @@ export const openSession = async (target: Target, keyPath: string, user = "opera
       return sha256(bytes)
     },
     sftp,
-    readFile: async (p) => orClosed(Effect.runPromise(readFile(await orClosed(sftp()), p))),
+    readFile: async (p) => orClosed(Effect.runPromise(readCapped(await orClosed(sftp()), p, 64 * 1024 * 1024))),
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

@@ -50,6 +50,12 @@ export const envInt = (name: string, def: number): number => {
   return n
 }
 
+/**
+ * Wall-clock budget of one crash loop, in ms (0: no limit, the loop runs all its rounds). `npm test` runs
+ * a short budget so the default suite stays fast; `npm run test:reliability` gives each loop minutes.
+ */
+export const loopBudgetMs = (): number => envInt("RELIABILITY_BUDGET_S", 8) * 1000
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Polls `cond` every `every` ms until it holds or `timeoutMs` passes; returns whether it held. */

@@ -1,0 +1,106 @@
+// Patches to dependencies, applied at install (postinstall) and before every build (prebuild), so a clean
+// clone, `npm ci` and the nix build all run the same code. Idempotent: an applied patch is recognised and
+// left alone. Loud: if neither the original nor the patched text is found (ssh2 was upgraded or changed),
+// this exits 1 naming the patch, so the upgrade is noticed and the patch re-checked.
+import { readFileSync, writeFileSync } from "node:fs"
+import { createRequire } from "node:module"
+
+const require = createRequire(import.meta.url)
+
+const patches = [
+  {
+    // ssh2 1.17.0's EXT_INFO server-sig-algs lacks a comma ("…ecdsa-sha2-nistp521rsa-sha2-512,…"), so a
+    // client limited to rsa-sha2-512 finds no mutual algorithm; it also advertises ssh-rsa (SHA-1) and
+    // ssh-dss, which the registry refuses (src/registry/Auth.ts). Advertise exactly what is accepted.
+    name: "ssh2 server-sig-algs",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/Protocol.js",
+    from: `    'ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521'
+      + 'rsa-sha2-512,rsa-sha2-256,ssh-rsa,ssh-dss';`,
+    to: `    'ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,'
+      + 'rsa-sha2-512,rsa-sha2-256'; // patched by deploy-tools scripts/patch-deps.mjs`
+  },
+  {
+    // With an RSA host key, ssh2's server offers ssh-rsa (SHA-1) host key signatures even when the
+    // configured serverHostKey list leaves it out ("fall back to the lowest priority"). Honour the list.
+    name: "ssh2 host key algorithms",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/server.js",
+    from: `        if (sha1Pos === -1) {
+          // Fall back to giving SHA1 the lowest priority
+          sha1Pos = Infinity;
+        }`,
+    to: `        // ssh-rsa only when configured (patched by deploy-tools scripts/patch-deps.mjs)`
+  },
+  // OpenSSH certificates on the client (src/ssh/ClientAuth.ts): the request names the certificate
+  // algorithm (ssh-ed25519-cert-v01@openssh.com) but the signature names the plain one (ssh-ed25519),
+  // as PROTOCOL.certkeys says and sshd checks; ssh2 writes the request's algorithm in both.
+  {
+    name: "ssh2 certificate signature algorithm (size)",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/Protocol.js",
+    from: `      const sigLen = signature.length;
+      p = this._packetRW.write.allocStart;
+      packet = this._packetRW.write.alloc(
+        1 + 4 + userLen + 4 + 14 + 4 + 9 + 1 + 4 + algoLen + 4 + pubKeyLen + 4
+          + 4 + algoLen + 4 + sigLen
+      );`,
+    to: `      const sigLen = signature.length;
+      // patched by deploy-tools scripts/patch-deps.mjs: a certificate signs with its plain algorithm
+      const sigAlgo = keyAlgo.replace(/-cert-v01@openssh\\.com$/, '');
+      const sigAlgoLen = Buffer.byteLength(sigAlgo);
+      p = this._packetRW.write.allocStart;
+      packet = this._packetRW.write.alloc(
+        1 + 4 + userLen + 4 + 14 + 4 + 9 + 1 + 4 + algoLen + 4 + pubKeyLen + 4
+          + 4 + sigAlgoLen + 4 + sigLen
+      );`
+  },
+  {
+    name: "ssh2 certificate signature algorithm (write)",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/Protocol.js",
+    from: `      writeUInt32BE(packet, 4 + algoLen + 4 + sigLen, p += pubKeyLen);
+
+      writeUInt32BE(packet, algoLen, p += 4);
+      packet.utf8Write(keyAlgo, p += 4, algoLen);
+
+      writeUInt32BE(packet, sigLen, p += algoLen);
+      packet.set(signature, p += 4);
+
+      // Servers shouldn't send packet type 60 in response to signed publickey`,
+    to: `      writeUInt32BE(packet, 4 + sigAlgoLen + 4 + sigLen, p += pubKeyLen);
+
+      writeUInt32BE(packet, sigAlgoLen, p += 4);
+      packet.utf8Write(sigAlgo, p += 4, sigAlgoLen); // patched by deploy-tools scripts/patch-deps.mjs
+
+      writeUInt32BE(packet, sigLen, p += sigAlgoLen);
+      packet.set(signature, p += 4);
+
+      // Servers shouldn't send packet type 60 in response to signed publickey`
+  }
+]
+
+let failed = false
+for (const p of patches) {
+  const root = require.resolve(`${p.package}/package.json`).replace(/package\.json$/, "")
+  const { version } = JSON.parse(readFileSync(`${root}package.json`, "utf8"))
+  const file = `${root}${p.file}`
+  const text = readFileSync(file, "utf8")
+  if (version !== p.version) {
+    console.error(`patch-deps: ${p.name}: ${p.package} is ${version}, the patch is for ${p.version}; re-check it`)
+    failed = true
+  } else if (text.includes(p.to)) {
+    // already applied
+  } else if (text.split(p.from).length === 2) {
+    writeFileSync(file, text.replace(p.from, p.to))
+    console.error(`patch-deps: applied ${p.name} to ${p.package}/${p.file}`)
+  } else {
+    console.error(`patch-deps: ${p.name}: the text to patch is not in ${p.package}/${p.file}; re-check the patch`)
+    failed = true
+  }
+}
+if (failed) process.exit(1)

@@ -1,0 +1,85 @@
+// Starts a bundled program through V8's code cache. Compiling the ~1.5 MB bundles was most of every
+// command's start-up (a `deployctl` round trip took 3–4× `node -e 0`, half of it in the compiler); with
+// the cache, V8 deserializes instead. Node 22's module.enableCompileCache would do this for ESM, but Node
+// 20 has no code cache for ES modules, so the bundles are CommonJS and run through vm.Script, which takes
+// and produces cached data on every Node we support.
+// The cache is an optimisation only: any problem with it (no HOME, a read-only or foreign directory, a
+// stale or corrupt file) means compiling as before, never an error. Cached data is code, so it is used
+// only from a directory that belongs to this user and that no one else can write.
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import Module, { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as vm from "node:vm"
+
+/** `$DEPLOY_TOOLS_CACHE`, else `$XDG_CACHE_HOME/deploy-tools`, else `~/.cache/deploy-tools`; undefined without a home. */
+export const cacheDir = (env: NodeJS.ProcessEnv = process.env): string | undefined => {
+  if (env["DEPLOY_TOOLS_CACHE"]) return env["DEPLOY_TOOLS_CACHE"]
+  if (env["XDG_CACHE_HOME"]) return path.join(env["XDG_CACHE_HOME"], "deploy-tools")
+  const home = env["HOME"] || os.homedir()
+  return home ? path.join(home, ".cache", "deploy-tools") : undefined
+}
+
+/** The directory if it is ours and closed to others (created 0700 if missing); undefined otherwise. */
+const safeDir = (dir: string): string | undefined => {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
+    const st = fs.lstatSync(dir)
+    const ours = process.getuid === undefined || st.uid === process.getuid()
+    return st.isDirectory() && ours && (st.mode & 0o022) === 0 ? dir : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export interface Loaded {
+  /** Whether V8 accepted cached data (so compiling was skipped). */
+  readonly usedCache: boolean
+  /** Writes the cache for the next start (temp file and rename); a no-op when the cache was used or is unavailable. */
+  readonly save: () => void
+}
+
+/** Runs the CommonJS bundle at `file` in this context, with cached data from `dir` if usable. */
+export const loadBundle = (file: string, dir: string | undefined): Loaded => {
+  // A shebang is valid at the start of a file, not inside the module wrapper.
+  const source = fs.readFileSync(file, "utf8").replace(/^#!.*/, "")
+  const usable = dir === undefined ? undefined : safeDir(dir)
+  const key = createHash("sha256").update(`${process.version} ${process.arch}\n`).update(source).digest("hex").slice(0, 16)
+  const prefix = `${path.basename(path.dirname(file))}-${path.basename(file)}-`
+  const cacheFile = usable && path.join(usable, `${prefix}${key}.v8cache`)
+  let cachedData: Buffer | undefined
+  if (cacheFile) {
+    try {
+      cachedData = fs.readFileSync(cacheFile)
+    } catch {
+      // no cache yet
+    }
+  }
+  const script = new vm.Script(Module.wrap(source), { filename: file, ...(cachedData ? { cachedData } : {}) })
+  const usedCache = cachedData !== undefined && !script.cachedDataRejected
+  const run = script.runInThisContext() as (...args: ReadonlyArray<unknown>) => void
+  const module = { exports: {} }
+  run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file))
+  const save = () => {
+    if (usedCache || !cacheFile) return
+    const tmp = `${cacheFile}.${process.pid}.tmp`
+    try {
+      // After the run, so the functions that ran are compiled and in the cache too.
+      fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
+      fs.renameSync(tmp, cacheFile)
+      // Caches of other builds of this program are dead weight.
+      for (const n of fs.readdirSync(usable!)) if (n.startsWith(prefix) && n !== path.basename(cacheFile)) fs.rmSync(path.join(usable!, n), { force: true })
+    } catch {
+      fs.rmSync(tmp, { force: true })
+    }
+  }
+  return { usedCache, save }
+}
+
+/** The bin entry: runs `bundle`, which sits beside the launcher at `launcherUrl`; saves the cache at exit. */
+export const runBundle = (launcherUrl: string, bundle: string): void => {
+  const loaded = loadBundle(path.join(path.dirname(fileURLToPath(launcherUrl)), bundle), cacheDir())
+  process.once("exit", loaded.save)
+}
