@@ -41,4 +41,4 @@ export const sizeProblem = (raw: string, what: string): string | undefined => {
   return undefined
 }
 
-export { quoteName } from "../domain/Quote.js"
+export { quote as quoteName } from "../domain/LogText.js"

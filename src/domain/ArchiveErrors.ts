@@ -1,7 +1,7 @@
 // Failures of reading a layer (a gzip'd tar): the same classes and messages at every door — the
 // agent's unpacker, the registry's addver, deployctl's check, deploy-from-docker.
 import { Schema } from "effect"
-import { quoteName } from "./Quote.js"
+import { quote as quoteName } from "./LogText.js"
 
 /**
  * The layer is refused: malformed, ambiguous (two readers could see different trees) or over a

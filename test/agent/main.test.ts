@@ -10,7 +10,7 @@ import { configHash } from "../../src/domain/ConfigHash.js"
 import { spawnAgent } from "../support/agent.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { type EntrySpec, listAll, tarGz } from "./fixtures.js"
-import { addVersion, run } from "./operator.js"
+import { addVersion, plantVersion, run, upload } from "./operator.js"
 import { tempDir } from "./support.js"
 
 let reg: TestRegistry
@@ -257,15 +257,16 @@ describe("deploy-agent against a real registry", () => {
       [{ path: "hl", type: "link", linkpath: path.join(outside, "victim") }],
       [{ path: "hl", type: "link", linkpath: "../../victim" }]
     ]
-    // Refused by the agent, or already at the registry's addver (it applies the agents' reader).
+    // The registry refuses at addver what a layer alone shows (`..`), with the agent's message; a hard
+    // link's target depends on earlier layers, so only the agent can refuse it. A hostile registry
+    // serves the refused ones anyway: planted into its store, the agent must still refuse them.
     for (const entries of refusedCases) {
       const s = await site("true")
       const c = component()
-      const h = await addVersion(reg, c, "v1", layer(entries)).catch((e: unknown) => {
-        expect(String(e)).toContain("refused entry")
-        return undefined
-      })
-      if (h === undefined) continue
+      const hash = await upload(reg, layer(entries))
+      const refused = await run(reg, `addver -name ${c} -version v1 -hash ${hash}`).then(() => "", (e: Error) => e.message)
+      if (entries[0]!.path.includes("..") || entries[0]!.linkpath?.includes("..")) expect(refused).toContain("refused entry")
+      const h = refused === "" ? hash : await plantVersion(reg, c, "v1", layer(entries))
       await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
       const r = await s.once()
       expect(r.code, r.log).toBe(1)

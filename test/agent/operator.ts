@@ -1,5 +1,7 @@
 // Puts layers into a real test registry as its operator: SFTP upload, then `addver`/`addconf`/... over exec.
 import * as fs from "node:fs"
+import { writeFile } from "node:fs/promises"
+import * as path from "node:path"
 import ssh2 from "ssh2"
 import type { Client } from "ssh2"
 import { fingerprint } from "../../src/ssh/Fingerprint.js"
@@ -67,5 +69,25 @@ export const upload = async (reg: TestRegistry, bytes: Buffer): Promise<string> 
 export const addVersion = async (reg: TestRegistry, name: string, version: string, bytes: Buffer): Promise<string> => {
   const hash = await upload(reg, bytes)
   await run(reg, `addver -name ${name} -version ${version} -hash ${hash}`)
+  return hash
+}
+
+/**
+ * A hostile registry: `bytes` stored as component `name` version `version` behind the registry's
+ * back (blob file and metadata row written directly), for layers its addver would refuse.
+ */
+export const plantVersion = async (reg: TestRegistry, name: string, version: string, bytes: Buffer): Promise<string> => {
+  const hash = sha256(bytes)
+  await writeFile(path.join(reg.dir, "files", hash), bytes, { mode: 0o644 })
+  type Db = { pragma(s: string): unknown; prepare(s: string): { run(...a: Array<unknown>): unknown }; close(): void }
+  const sqlite: string = "better-sqlite3" // untyped here (no @types): only these three calls are used
+  const { default: Database } = (await import(sqlite)) as { default: new (file: string) => Db }
+  const db = new Database(path.join(reg.dir, "state.db"))
+  try {
+    db.pragma("busy_timeout = 5000")
+    db.prepare("INSERT INTO versions (component, version, hash, ctime) VALUES (?, ?, ?, ?)").run(name, version, hash, new Date().toISOString())
+  } finally {
+    db.close()
+  }
   return hash
 }

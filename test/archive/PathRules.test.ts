@@ -23,9 +23,9 @@ describe("PathRules", () => {
     expect(quoteName("a/b")).toBe('"a/b"')
     expect(quoteName('q"\\')).toBe('"q\\"\\\\"')
     expect(quoteName("x\ny\r\t\u0000\u001b[31m\u007f\u009b\u202e\u200b\u2028")).toBe(
-      '"x\\ny\\r\\t\\u0000\\u001b[31m\\u007f\\u009b\\u202e\\u200b\\u2028"'
+      '"x\\x0ay\\x0d\\x09\\x00\\x1b[31m\\x7f\\x9b\\u202e\\u200b\\u2028"'
     )
-    expect(quoteName("\ud800x")).toBe('"\\ud800x"')
+    expect(quoteName("\ud800x")).toBe('"\\ud800x"') // LogText.quote, shared with the logs
     expect(quoteName("ü😀")).toBe('"ü😀"')
     expect(quoteName("a".repeat(201))).toBe(`"${"a".repeat(200)}…"`)
     expect(quoteName("😀".repeat(300))).toBe(`"${"😀".repeat(200)}…"`)
