@@ -6,7 +6,8 @@
 // the worker, so a batch costs one message and no allocation (transferring an ArrayBuffer per batch made
 // the main thread spend 40% of a large layer's unpack in garbage collection). The first failing op stops the worker: nothing after it is done, and the error
 // names the entry it belonged to.
-import { Worker } from "node:worker_threads"
+import { startWorker } from "../fs/WorkerModule.js"
+import type { Batch, BatchReply, WriterData } from "./TreeWriter.worker.js"
 
 /** What a file's close sets. Times are seconds since the epoch (fractional, may be negative). */
 export interface FileMeta {
@@ -50,92 +51,6 @@ export class OpFailed extends Error {
     super(message)
   }
 }
-
-// CommonJS run with `eval: true`, so it works the same from dist/ and from the sources under test.
-const workerSource = `
-const { parentPort } = require("node:worker_threads")
-const fs = require("node:fs")
-const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants
-const CREATE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
-const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
-// fs takes a negative number of seconds as "now"; a Date before 1970 is set as it is.
-const t = (s) => (s < 0 ? new Date(s * 1000) : s)
-const withDir = (path, f) => {
-  const fd = fs.openSync(path, DIR)
-  try { f(fd) } finally { fs.closeSync(fd) }
-}
-const fds = new Map()
-let failed = false
-const finish = (fd, op) => {
-  try {
-    // chown clears setuid bits, so it goes first.
-    if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
-    if (op.chmod !== undefined) fs.fchmodSync(fd, op.chmod)
-    if (op.mtime !== undefined) fs.futimesSync(fd, t(op.atime), t(op.mtime))
-  } finally {
-    fs.closeSync(fd)
-  }
-}
-const fdOf = (slot) => {
-  const fd = fds.get(slot)
-  if (fd === undefined) throw new Error("internal: no open file in slot " + slot)
-  return fd
-}
-const run = (op, data) => {
-  switch (op.k) {
-    case "mkdir": return fs.mkdirSync(op.path, op.mode)
-    case "rmdir": return fs.rmdirSync(op.path)
-    case "unlink": return fs.unlinkSync(op.path)
-    case "open": return void fds.set(op.slot, fs.openSync(op.path, CREATE, op.mode))
-    case "write": {
-      const fd = fdOf(op.slot)
-      let off = op.off
-      const end = op.off + op.len
-      while (off < end) off += fs.writeSync(fd, data, off, end - off)
-      return
-    }
-    case "close": {
-      const fd = fdOf(op.slot)
-      fds.delete(op.slot)
-      return finish(fd, op)
-    }
-    case "empty": return finish(fs.openSync(op.path, CREATE, op.mode), op)
-    case "symlink":
-      fs.symlinkSync(op.target, op.path)
-      if (op.uid !== undefined) fs.lchownSync(op.path, op.uid, op.gid)
-      if (op.mtime !== undefined) fs.lutimesSync(op.path, t(op.atime), t(op.mtime))
-      return
-    case "link": return fs.linkSync(op.existing, op.path)
-    case "dirmeta":
-      return withDir(op.path, (fd) => {
-        if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid)
-        fs.fchmodSync(fd, op.mode)
-        fs.futimesSync(fd, t(op.atime), t(op.mtime))
-      })
-    case "touch":
-      return withDir(op.path, (fd) => fs.futimesSync(fd, fs.fstatSync(fd).atimeMs / 1000, Date.now() / 1000))
-    default: throw new Error("internal: unknown op " + op.k)
-  }
-}
-const { workerData } = require("node:worker_threads")
-const ring = workerData.ring
-parentPort.on("message", ({ id, ops, start, len, copy }) => {
-  if (failed) return
-  // Write offsets are relative to the batch's data: its region of the ring (or a copy that did not fit).
-  const buf = copy !== undefined ? Buffer.from(copy) : len > 0 ? Buffer.from(ring, start, len) : undefined
-  for (let i = 0; i < ops.length; i++) {
-    try {
-      run(ops[i], buf)
-    } catch (e) {
-      failed = true
-      for (const fd of fds.values()) try { fs.closeSync(fd) } catch {}
-      fds.clear()
-      return parentPort.postMessage({ id, failedAt: i, code: e && e.code, message: String(e && e.message || e) })
-    }
-  }
-  parentPort.postMessage({ id, done: ops.length })
-})
-`
 
 /**
  * Allocation in a ring of `size` bytes for regions that are released oldest first (the worker finishes
@@ -191,7 +106,7 @@ const RING = HIGH_WATER + 3 * MAX_BATCH
 
 export class TreeWriter {
   private readonly ring = new SharedArrayBuffer(RING)
-  private readonly worker = new Worker(workerSource, { eval: true, workerData: { ring: this.ring } })
+  private readonly worker = startWorker(import.meta.url, "agent/TreeWriter.worker", { workerData: { ring: this.ring } satisfies WriterData })
   /** Where the data of the batches in flight lies in the ring. */
   private readonly regions = new RingRegions(RING, MAX_BATCH)
   private ops: Array<Op> = []
@@ -207,15 +122,15 @@ export class TreeWriter {
   private nextSlot = 0
 
   constructor() {
-    this.worker.on("message", (m: { id: number; done?: number; failedAt?: number; code?: string; message?: string }) => {
+    this.worker.on("message", (m: BatchReply) => {
       const s = this.sent.get(m.id)
       this.sent.delete(m.id)
       if (s === undefined) return
       this.inFlightBytes -= s.bytes
       if (s.inRing) this.regions.releaseOldest()
-      if (m.failedAt !== undefined && this.failure === undefined) {
+      if ("failedAt" in m && this.failure === undefined) {
         const refusal = m.code === undefined ? undefined : s.refusals[m.failedAt]?.[m.code]
-        this.failure = new OpFailed(s.entries[m.failedAt] ?? "", m.code, m.message ?? "failed", refusal)
+        this.failure = new OpFailed(s.entries[m.failedAt] ?? "", m.code, m.message, refusal)
       }
       this.wake()
     })
@@ -275,7 +190,7 @@ export class TreeWriter {
     const id = this.nextId++
     this.sent.set(id, { entries: this.entries, refusals: this.refusals, bytes: n, inRing: start !== undefined })
     this.inFlightBytes += n
-    this.worker.postMessage({ id, ops: this.ops, start: start ?? 0, len: n, copy })
+    this.worker.postMessage({ id, ops: this.ops, start: start ?? 0, len: n, copy } satisfies Batch)
     this.ops = []
     this.entries = []
     this.refusals = []

@@ -5,8 +5,8 @@
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import { createReadStream } from "node:fs"
-import { fileURLToPath, pathToFileURL } from "node:url"
-import { Worker } from "node:worker_threads"
+import type { Worker } from "node:worker_threads"
+import { startWorker } from "../fs/WorkerModule.js"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { gunzip } from "./Gzip.js"
 import { TarParser, type TarSink } from "./TarParser.js"
@@ -106,46 +106,11 @@ export const runCheck = async (input: WorkerInput): Promise<WorkerReply> => {
   }
 }
 
-// Built, every program is one bundle in dist/<program>/ and the worker its own bundle in
-// dist/archive/. Run from the TypeScript sources (vitest, tsx), the worker is bundled once per
-// process with esbuild (a dev dependency), which starts far faster than a worker loading tsx.
-const fromSource = import.meta.url.endsWith(".ts")
-let bundled: Promise<URL> | undefined
-const workerUrl = (): Promise<URL> => {
-  if (!fromSource) return Promise.resolve(new URL("../archive/LayerCheck.worker.js", import.meta.url))
-  bundled ??= (async () => {
-    const esbuild = "esbuild" // not a literal: the production bundle must not pull esbuild in
-    const { build } = (await import(esbuild)) as typeof import("esbuild")
-    const { mkdtempSync, rmSync } = await import("node:fs")
-    const { tmpdir } = await import("node:os")
-    const dir = mkdtempSync(`${tmpdir()}/layercheck-`)
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }))
-    const out = `${dir}/worker.mjs`
-    await build({
-      entryPoints: [fileURLToPath(new URL("./LayerCheck.worker.ts", import.meta.url))],
-      outfile: out,
-      bundle: true,
-      platform: "node",
-      format: "esm",
-      logLevel: "error",
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-    })
-    return pathToFileURL(out)
-  })()
-  return bundled
-}
-
 /**
  * Checks (and with `hash`, hashes) the layer at `file` on a worker thread. Interrupting stops the
  * worker. Every outcome is typed: a crashed worker is "cannot read", never a defect.
  */
 export const checkLayerInWorker = (file: string, label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
-  Effect.flatMap(
-    Effect.tryPromise({ try: workerUrl, catch: (e) => new LayerUnreadable({ layer: label, reason: `cannot start the check: ${reason(e)}` }) }),
-    (url) => run(url, file, label, opts.hash === true)
-  )
-
-const run = (url: URL, file: string, label: string, hash: boolean): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
   Effect.async<Checked, LayerRefused | LayerUnreadable>((resume) => {
     let settled = false
     const settle = (e: Effect.Effect<Checked, LayerRefused | LayerUnreadable>) => {
@@ -154,8 +119,13 @@ const run = (url: URL, file: string, label: string, hash: boolean): Effect.Effec
       resume(e)
       void worker.terminate()
     }
-    const input: WorkerInput = { file, label, hash }
-    const worker = new Worker(url, { workerData: input })
+    const input: WorkerInput = { file, label, hash: opts.hash === true }
+    let worker: Worker
+    try {
+      worker = startWorker(import.meta.url, "archive/LayerCheck.worker", { workerData: input })
+    } catch (e) {
+      return resume(Effect.fail(new LayerUnreadable({ layer: label, reason: `cannot start the check: ${reason(e)}` })))
+    }
     worker.once("message", (m: WorkerReply) => {
       if ("ok" in m) settle(Effect.succeed(m.ok))
       else if ("refused" in m) settle(Effect.fail(new LayerRefused(m.refused)))
