@@ -321,4 +321,27 @@ describe("deploy-agent against a real registry", () => {
     expect(r.code).toBe(1)
     expect(r.log).toContain(`configuration "${s.name}" not found`)
   })
+
+  it("a layer no reader can take (zstd, served by a hostile registry) fails one cycle in one line; the agent keeps running and deploys the fix", async () => {
+    const s = await site('echo "$NEWID" >> "$OUT/deployed"')
+    const c = component()
+    // Refused at addver (the registry reads layers as agents do), so planted straight into the store.
+    const zstd = Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), randomBytes(4096)])
+    const refused = await run(reg, `addver -name ${c} -version v1 -hash ${await upload(reg, zstd)}`).then(() => "", (e: Error) => e.message)
+    expect(refused).toContain("zstd")
+    await plantVersion(reg, c, "v1", zstd)
+    await run(reg, `addconf -name ${s.name} -layer ${c}:v1`)
+    const a = startAgent(s.args(["-poll", "1s"]), s.dir)
+    await a.waitFor(/cycle failed: .*zstd/)
+    const failure = a.output().split("\n").find((l) => l.includes("cycle failed"))!
+    expect(failure).toMatch(/zstd-compressed; only gzip is accepted/)
+    expect(a.output()).not.toMatch(/\n\s+at /) // no stack trace: a typed failure, not a crash
+    // Still running; a good layer deploys on a later poll.
+    const good = layer([{ path: "ok.txt", content: "ok" }])
+    const h = await addVersion(reg, c, "v2", good)
+    await run(reg, `changeconf -name ${s.name} -component ${c} -version v2`)
+    await a.waitFor(new RegExp(configHash([h])), 60_000)
+    await expect.poll(async () => (await fs.readFile(path.join(s.dir, "out", "deployed"), "utf8").catch(() => "")).trim(), { timeout: 30_000 }).toBe(configHash([h]))
+    expect(a.child.exitCode).toBe(null)
+  })
 })
