@@ -2,6 +2,7 @@
 // value, --flag=value; booleans as -flag or -flag=true|false. Flags stop at the first non-flag argument.
 // Parsed by hand: one table, and the help text is generated from it.
 import { Duration } from "effect"
+import { FLAG_LIMIT_DEFAULTS as L, type FlagLimits } from "./Limits.js"
 
 export interface RegistryFlags {
   readonly addr: string
@@ -14,15 +15,7 @@ export interface RegistryFlags {
   readonly deadline: Duration.Duration
   readonly dev: boolean
   /** What clients may hold (docs/registry.md "Limits"). */
-  readonly limits: {
-    readonly maxConns: number
-    readonly maxConnsPerSource: number
-    readonly maxSessions: number
-    readonly maxHandles: number
-    readonly maxHandlesPerKey: number
-    readonly maxUpload: number
-    readonly maxUploadsPerKey: number
-  }
+  readonly limits: FlagLimits
 }
 
 export type ParsedArgs =
@@ -48,13 +41,13 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
   { name: "deadline", kind: "duration", def: "30m", help: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
   { name: "dev", kind: "bool", def: "false", help: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
   { name: "dir", kind: "string", def: "/var/lib/deploy-registry", help: "data directory (created, mode 0700, if missing)" },
-  { name: "max-conns", kind: "int", def: "2048", help: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
-  { name: "max-conns-per-source", kind: "int", def: "128", help: "max. connections at once from one address" },
-  { name: "max-handles", kind: "int", def: "256", help: "max. open SFTP files and listings per connection (64 per session)" },
-  { name: "max-handles-per-key", kind: "int", def: "4096", help: "max. open SFTP files and listings per key, over all its connections" },
-  { name: "max-sessions", kind: "int", def: "10", help: "max. session channels per connection (as OpenSSH's MaxSessions)" },
-  { name: "max-upload", kind: "size", def: "16G", help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
-  { name: "max-uploads-per-key", kind: "int", def: "64", help: "max. uploads in progress per operator key" },
+  { name: "max-conns", kind: "int", def: String(L.maxConns), help: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
+  { name: "max-conns-per-source", kind: "int", def: String(L.maxConnsPerSource), help: "max. connections at once from one address" },
+  { name: "max-handles", kind: "int", def: String(L.maxHandles), help: "max. open SFTP files and listings per connection (64 per session)" },
+  { name: "max-handles-per-key", kind: "int", def: String(L.maxHandlesPerKey), help: "max. open SFTP files and listings per key, over all its connections" },
+  { name: "max-sessions", kind: "int", def: String(L.maxSessions), help: "max. session channels per connection (as OpenSSH's MaxSessions)" },
+  { name: "max-upload", kind: "size", def: `${L.maxUpload / 1024 ** 3}G`, help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
+  { name: "max-uploads-per-key", kind: "int", def: String(L.maxUploadsPerKey), help: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", def: "10", help: "max. number of versions kept per component (versions in use are always kept)" },
   { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
   { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" }

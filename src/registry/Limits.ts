@@ -45,17 +45,20 @@ export const processFdLimit = (): number => {
   }
 }
 
-export const defaultLimits = (): LimitsConfig => ({
+/** The limits an operator sets with flags (src/registry/Flags.ts takes its defaults from here). */
+export type FlagLimits = Omit<LimitsConfig, "reorderBytes" | "fdLimit">
+
+export const FLAG_LIMIT_DEFAULTS: FlagLimits = {
   maxConns: 2048,
   maxConnsPerSource: 128,
   maxSessions: 10,
   maxHandles: 256,
   maxHandlesPerKey: 4096,
   maxUpload: 16 * GiB,
-  maxUploadsPerKey: 64,
-  reorderBytes: 64 * MiB,
-  fdLimit: processFdLimit()
-})
+  maxUploadsPerKey: 64
+}
+
+export const defaultLimits = (): LimitsConfig => ({ ...FLAG_LIMIT_DEFAULTS, reorderBytes: 64 * MiB, fdLimit: processFdLimit() })
 
 /**
  * Furthest a WRITE may start beyond the end of what an upload holds so far. Clients write in order or a
