@@ -37,6 +37,8 @@ interface DirRecord {
   readonly node: DirNode
   /** Undefined for an intermediate directory (made for a deeper entry): nothing to set. */
   meta: { readonly mode: number; readonly uid: number; readonly gid: number; readonly mtime: number } | undefined
+  /** Made by this record's entry (or for a deeper one), not already there: see applyRecord. */
+  readonly created: boolean
   afterLinks: boolean
 }
 
@@ -187,7 +189,7 @@ export class Extractor implements TarSink {
     this.w.push(this.entryName, { k: "mkdir", path: this.abs(c.key), mode: 0o777 })
     c.node.pending++
     const parts = c.name.split("/").filter((x) => x !== "" && x !== ".")
-    this.pushRecord({ name: c.name, parts, key: c.key, node: c.node, meta: undefined, afterLinks: false })
+    this.pushRecord({ name: c.name, parts, key: c.key, node: c.node, meta: undefined, created: true, afterLinks: false })
   }
 
   private pushRecord(r: DirRecord): void {
@@ -216,6 +218,7 @@ export class Extractor implements TarSink {
       this.clear(key, node)
       node = undefined
     }
+    const created = node === undefined
     if (node === undefined) {
       this.w.push(this.entryName, { k: "mkdir", path: this.abs(key), mode: 0o700 })
       node = { kind: "dir", pending: 0 }
@@ -231,7 +234,7 @@ export class Extractor implements TarSink {
       waiting.meta = meta
     } else {
       node.pending++
-      this.pushRecord({ name, parts, key, node, meta, afterLinks: false })
+      this.pushRecord({ name, parts, key, node, meta, created, afterLinks: false })
     }
     if (isDotOrSlash(name)) this.markAfterLinks(this.stack.indexOf(waiting ?? this.stack.at(-1)!))
   }
@@ -309,7 +312,10 @@ export class Extractor implements TarSink {
     // Still the directory the record was made for, under the same name (GNU tar would set it by name).
     const now = r.parts.length === 0 ? this.model.get("") : this.lookup(r.name, r.parts)
     if (now !== r.node) throw new Refused(r.name, "the directory was replaced before its metadata could be set")
-    this.w.push(r.name, { k: "dirmeta", path: this.abs(r.key), mode: m.mode, ...this.owner(m.uid, m.gid), atime: this.now, mtime: m.mtime })
+    // GNU tar makes a directory with its owner bits only and later skips the chmod when the mode's rwx bits
+    // already match: so a directory with no group or other bits keeps the setgid bit it inherited at mkdir.
+    const keepInheritedSetgid = r.created && (m.mode & 0o077) === 0
+    this.w.push(r.name, { k: "dirmeta", path: this.abs(r.key), mode: m.mode, keepInheritedSetgid, ...this.owner(m.uid, m.gid), atime: this.now, mtime: m.mtime })
   }
 
   private lookup(name: string, parts: ReadonlyArray<string>): Node | undefined {

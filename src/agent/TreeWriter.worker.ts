@@ -20,6 +20,7 @@ export interface WriterData {
 }
 
 const { O_WRONLY, O_RDONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_DIRECTORY } = fs.constants
+const S_ISGID = 0o2000
 const CREATE = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
 const DIR = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
 // fs takes a negative number of seconds as "now"; a Date before 1970 is set as it is.
@@ -84,7 +85,8 @@ const run = (op: Op, data: Buffer | undefined): void => {
     case "dirmeta":
       return withDir(op.path, (fd) => {
         if (op.uid !== undefined) fs.fchownSync(fd, op.uid, op.gid!)
-        fs.fchmodSync(fd, op.mode)
+        // The setgid bit a directory just made inherited from its parent, where GNU tar leaves it (Extractor.ts).
+        fs.fchmodSync(fd, op.keepInheritedSetgid ? op.mode | (fs.fstatSync(fd).mode & S_ISGID) : op.mode)
         fs.futimesSync(fd, t(op.atime), t(op.mtime))
       })
     case "touch":
