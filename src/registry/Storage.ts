@@ -191,6 +191,45 @@ const duplicateComponent = (refs: ReadonlyArray<LayerRef>): string | undefined =
   return undefined
 }
 
+/**
+ * Inserts one state of a configuration with its layers (inside the caller's transaction) and returns its
+ * id; making it current is the caller's (`writeState` does, the Go import does for the last one only).
+ */
+export const insertState = (
+  sql: SqlClient.SqlClient,
+  configurationId: number,
+  state: {
+    readonly time: Date
+    readonly hash: string
+    readonly who: Pick<Principal, "user" | "fingerprint" | "comment">
+    readonly layers: ReadonlyArray<{ readonly component: string; readonly version: string; readonly hash: string; readonly ctime: Date }>
+  }
+) =>
+  Effect.gen(function* () {
+    const [row] = yield* sql<{ id: number }>`INSERT INTO states ${sql.insert({
+      configuration_id: configurationId,
+      time: state.time.toISOString(),
+      hash: state.hash,
+      who_user: state.who.user,
+      who_fingerprint: state.who.fingerprint,
+      who_comment: state.who.comment
+    })} RETURNING id`
+    const stateId = row!.id
+    if (state.layers.length > 0) {
+      yield* sql`INSERT INTO state_layers ${sql.insert(
+        state.layers.map((l, position) => ({
+          state_id: stateId,
+          position,
+          component: l.component,
+          version: l.version,
+          hash: l.hash,
+          ctime: l.ctime.toISOString()
+        }))
+      )}`
+    }
+    return stateId
+  })
+
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
 
@@ -256,27 +295,7 @@ export const make = Effect.gen(function* () {
     Effect.gen(function* () {
       const time = yield* now
       const hash = configHash(layers.map((l) => l.hash))
-      const [row] = yield* sql<{ id: number }>`INSERT INTO states ${sql.insert({
-        configuration_id: configurationId,
-        time: time.toISOString(),
-        hash,
-        who_user: who.user,
-        who_fingerprint: who.fingerprint,
-        who_comment: who.comment
-      })} RETURNING id`
-      const stateId = row!.id
-      if (layers.length > 0) {
-        yield* sql`INSERT INTO state_layers ${sql.insert(
-          layers.map((l, position) => ({
-            state_id: stateId,
-            position,
-            component: l.component,
-            version: l.version,
-            hash: l.hash,
-            ctime: l.ctime.toISOString()
-          }))
-        )}`
-      }
+      const stateId = yield* insertState(sql, configurationId, { time, hash, who, layers })
       yield* sql`UPDATE configurations SET state_id = ${stateId} WHERE id = ${configurationId}`
       return { id: stateId, configuration: name, hash, time, who, layers } satisfies StateInfo
     })

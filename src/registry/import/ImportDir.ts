@@ -14,6 +14,7 @@ import { ImportError } from "../../domain/ImportError.js"
 import { fsyncDir } from "../../fs/Atomic.js"
 import { loadOrCreate } from "../../ssh/HostKey.js"
 import { migrate } from "../Migrations.js"
+import { insertState } from "../Storage.js"
 import { SqlLive } from "../Sql.js"
 import { BoltCorrupt, openBolt } from "./Bolt.js"
 import { type GoRegistry, NotImportable, readGoRegistry } from "./GoImport.js"
@@ -150,27 +151,7 @@ const writeDatabase = (reg: GoRegistry) =>
           const [conf] = yield* sql<{ id: number }>`INSERT INTO configurations (name, state_id) VALUES (${c.name}, 0) RETURNING id`
           let stateId = 0
           for (const s of c.states) {
-            const [row] = yield* sql<{ id: number }>`INSERT INTO states ${sql.insert({
-              configuration_id: conf!.id,
-              time: s.time.toISOString(),
-              hash: s.hash,
-              who_user: IMPORTED.user,
-              who_fingerprint: IMPORTED.fingerprint,
-              who_comment: IMPORTED.comment
-            })} RETURNING id`
-            stateId = row!.id
-            if (s.layers.length > 0) {
-              yield* sql`INSERT INTO state_layers ${sql.insert(
-                s.layers.map((l, position) => ({
-                  state_id: stateId,
-                  position,
-                  component: l.component,
-                  version: l.version,
-                  hash: l.hash,
-                  ctime: l.ctime.toISOString()
-                }))
-              )}`
-            }
+            stateId = yield* insertState(sql, conf!.id, { time: s.time, hash: s.hash, who: IMPORTED, layers: s.layers })
           }
           yield* sql`UPDATE configurations SET state_id = ${stateId} WHERE id = ${conf!.id}`
         }
