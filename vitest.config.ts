@@ -1,12 +1,30 @@
 import { defineConfig } from "vitest/config"
 
+/**
+ * The reliability tier: crash loops, fault injection and soak-style waits (minutes each under
+ * `npm run test:reliability`; CI runs them on a short budget after `npm test`). Everything else is the
+ * default tier (`npm test`: unit and integration tests).
+ */
+const reliability = [
+  "test/reliability/agent-crash.test.ts",
+  "test/reliability/registry-crash.test.ts",
+  "test/reliability/agent-faults.test.ts",
+  "test/reliability/stalled-handshakes.test.ts"
+]
+
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests spawn registries and agents; two cores are all we have.
     maxWorkers: 2,
-    minWorkers: 1
+    minWorkers: 1,
+    // One module graph per worker, not per file: a fresh graph (effect, ssh2, the sources) cost ~1.5 s of
+    // every file's time. Tests keep no state in modules or globals that another file could see.
+    isolate: false,
+    projects: [
+      { extends: true, test: { name: "default", include: ["test/**/*.test.ts"], exclude: reliability } },
+      { extends: true, test: { name: "reliability", include: reliability } }
+    ]
   }
 })

@@ -22,6 +22,8 @@ const bin = {
   deployctl: path.join(repo, "dist/ctl/main.js")
 }
 const keep = process.argv.includes("--keep")
+// For its test: the agent's hidden -jitter 0, so that no poll waits out up to 5 s of random delay.
+const noJitter = process.argv.includes("--no-jitter") ? ["-jitter", "0"] : []
 const STEP_TIMEOUT = 30_000
 
 const say = (s: string) => process.stdout.write(`${s}\n`)
@@ -206,7 +208,7 @@ echo "current -> $NEWROOT"
   const agent = startService(
     "agent",
     [bin.agent, "-addr", addr, "-fp", fp, "-key", path.join(keys, "agent"), "-name", "project1", "-dir", agentDir,
-      "-script", script, "-state", path.join(agentDir, "state.json"), "-poll", "1s"],
+      "-script", script, "-state", path.join(agentDir, "state.json"), "-poll", "1s", ...noJitter],
     work,
     (line) => say(`    agent| ${line}`)
   )

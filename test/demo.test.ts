@@ -14,7 +14,7 @@ afterAll(() => {
 
 const runDemo = () =>
   new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-    const child = (demo = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts/demo.ts")], {
+    const child = (demo = spawn(process.execPath, ["--import", "tsx", path.join(repoRoot, "scripts/demo.ts"), "--no-jitter"], {
       cwd: repoRoot,
       stdio: ["ignore", "pipe", "pipe"]
     }))
@@ -38,5 +38,5 @@ describe("demo", () => {
     const work = /demo directory: (\S+)/.exec(out)?.[1]
     expect(work).toBeDefined()
     expect(existsSync(work!)).toBe(false)
-  }, 150_000) // several program starts and three agent polls (each up to 1 s + 5 s jitter)
+  }, 150_000) // several program starts and three agent polls (each up to 1 s; --no-jitter turns the agent's jitter off)
 })

@@ -2,7 +2,7 @@
 // is SIGKILLed at a random moment of its download, unpack or script; the next agent must converge to the
 // current configuration, and the deploy script (which checks every file of $NEWROOT against the expected
 // tree) must never see a wrong tree.
-// Knobs: RELIABILITY_AGENT_ROUNDS (default 50), RELIABILITY_BUDGET_S (default 8 under `npm test`, 120 under `npm run test:reliability`; 0 = no limit),
+// Knobs: RELIABILITY_AGENT_ROUNDS (default 50), RELIABILITY_BUDGET_S (default 120 under `npm run test:reliability`, 8 in CI and when unset; 0 = no limit),
 // RELIABILITY_SEED.
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"

@@ -1,8 +1,8 @@
-// Hostile clients against the built registry: sockets that never finish the handshake, SFTP channels fed
-// garbage and absurd lengths, path tricks in the agent's read-only view, random exec payloads.
+// Hostile clients against the built registry: SFTP channels fed garbage and absurd lengths, path tricks in
+// the agent's read-only view, random exec payloads. (Sockets that never finish the handshake wait out the
+// 20 s limit: stalled-handshakes.test.ts, in the reliability tier.)
 import { randomBytes } from "node:crypto"
 import { existsSync, readFileSync, rmSync } from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
 import type { ClientChannel, SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -49,40 +49,6 @@ const helpWorks = async () => {
     await s.close()
   }
 }
-
-describe("sockets that never finish the SSH handshake", () => {
-  it("500 of them (from 5 other loopback addresses) do not stop a real client, and the registry drops them", async () => {
-    const sockets: Array<net.Socket> = []
-    let closed = 0
-    await Promise.all(
-      Array.from({ length: 500 }, (_, i) =>
-        new Promise<void>((resolve, reject) => {
-          // 100 from each address: under -max-conns-per-source (128), which Limits.test.ts covers on its own.
-          const s = net.connect({ host: "127.0.0.1", port: reg.port, localAddress: `127.0.0.${2 + (i % 5)}` }, () => {
-            if (i % 3 === 1) s.write("SSH-2.0-") // a partial banner
-            if (i % 3 === 2) s.write("SSH-2.0-slowloris\r\n") // a banner, then nothing
-            resolve()
-          })
-          s.on("error", () => undefined)
-          s.resume() // read, so that the server's close is seen
-          s.once("close", () => closed++)
-          s.once("error", (e) => (sockets.includes(s) ? undefined : reject(e)))
-          sockets.push(s)
-        })
-      )
-    )
-    try {
-      expect(closed).toBe(0)
-      // A real client gets through while all 500 hang on.
-      expect(await helpWorks()).toBe(true)
-      // Dropped within the 20 s handshake limit (plus slack for a loaded machine).
-      expect(await waitFor(() => closed === 500, 30_000, 200)).toBe(true)
-      expect(await helpWorks()).toBe(true)
-    } finally {
-      for (const s of sockets) s.destroy()
-    }
-  }, 90_000)
-})
 
 /** Opens the sftp subsystem as a raw channel: we write the SFTP bytes ourselves. */
 const rawSftp = (s: Session) =>

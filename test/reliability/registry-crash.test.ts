@@ -5,7 +5,7 @@
 //   - `deploy-registry verify -dir` (run on the crashed dir, while the registry restarts on it) passes, and so
 //     does the `verify` command of the restarted registry;
 //   - no temp file is left in <dir>/uploads and nothing but blobs is in <dir>/files.
-// Knobs: RELIABILITY_ROUNDS (default 100), RELIABILITY_BUDGET_S (default 8 under `npm test`, 120 under `npm run test:reliability`; 0 = no time limit: the loop
+// Knobs: RELIABILITY_ROUNDS (default 100), RELIABILITY_BUDGET_S (default 120 under `npm run test:reliability`, 8 in CI and when unset; 0 = no time limit: the loop
 // stops early when the budget is spent), RELIABILITY_VERIFY_EVERY (verify -dir every N rounds, default 1),
 // RELIABILITY_SEED (replay).
 import { readdirSync, rmSync } from "node:fs"

@@ -51,8 +51,8 @@ export const envInt = (name: string, def: number): number => {
 }
 
 /**
- * Wall-clock budget of one crash loop, in ms (0: no limit, the loop runs all its rounds). `npm test` runs
- * a short budget so the default suite stays fast; `npm run test:reliability` gives each loop minutes.
+ * Wall-clock budget of one crash loop, in ms (0: no limit, the loop runs all its rounds). CI runs a short
+ * budget (8 s, also the default when unset); `npm run test:reliability` gives each loop minutes.
  */
 export const loopBudgetMs = (): number => envInt("RELIABILITY_BUDGET_S", 8) * 1000
 
