@@ -1,6 +1,6 @@
 // What the least-trusted key can make the registry hold (issue 12): in-process registries with small limits,
 // raw ssh2 clients doing what an attacker would. Counts, never timings.
-import { Effect, Layer, Option } from "effect"
+import { Effect } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { createRequire } from "node:module"
@@ -11,7 +11,6 @@ import { ConfigurationDocument, DocumentLayer } from "../../src/domain/Document.
 import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { BUSY } from "../../src/registry/Limits.js"
-import { Storage } from "../../src/registry/Storage.js"
 import { clientExec, clientSftp, connectClient } from "../support/registry.js"
 import { fixedStorage, type InProcessServer, startInProcess } from "../support/sshServer.js"
 
@@ -161,13 +160,7 @@ describe("limits", () => {
   it("checks the handle limit before building a listing: 1000 pipelined OPENDIRs cost at most 64 builds", async () => {
     const docs = Array.from({ length: 20 }, (_, i) => bigDoc(`c${i}`))
     let built = 0
-    const counting = Layer.succeed(Storage, {
-      configurationNames: Effect.succeed(docs.map((d) => d.Name)),
-      document: (name: string) => Effect.sync(() => {
-        built++
-        return Option.fromNullable(docs.find((d) => d.Name === name))
-      })
-    } as unknown as Storage["Type"])
+    const counting = fixedStorage(docs, { onDocument: () => built++ })
     srv = await startInProcess({ storage: counting })
     const s = await clientSftp(await agent())
     const results = await Promise.allSettled(Array.from({ length: 1000 }, () => p<Buffer>((cb) => s.opendir("/configs", cb))))

@@ -31,7 +31,7 @@ let local: string
 let client: Client
 let s: SFTPWrapper
 beforeAll(async () => {
-  srv = await startInProcess({ storage: fixedStorage(docs, ["B", "a", "b"]) })
+  srv = await startInProcess({ storage: fixedStorage(docs, { names: ["B", "a", "b"] }) })
   local = await tempDir("agentview-")
   for (const b of [blob, small]) {
     const tmp = path.join(srv.dir, `incoming-${sha(b)}`)

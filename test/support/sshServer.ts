@@ -50,12 +50,22 @@ export interface InProcessServer {
   readonly close: () => Promise<void>
 }
 
-/** A Storage over a fixed set of documents (names are returned as given). */
-export const fixedStorage = (docs: ReadonlyArray<ConfigurationDocument>, names?: ReadonlyArray<string>) =>
-  Layer.succeed(Storage, {
-    configurationNames: Effect.succeed(names ?? docs.map((d) => d.Name)),
-    document: (name: string) => Effect.succeed(Option.fromNullable(docs.find((d) => d.Name === name)))
-  } as unknown as Storage["Type"])
+/**
+ * A Storage that serves a fixed set of documents (names are returned as given; `onDocument` sees each
+ * lookup) and dies on anything else: the agent view reads only these two.
+ */
+export const fixedStorage = (
+  docs: ReadonlyArray<ConfigurationDocument>,
+  opts: { readonly names?: ReadonlyArray<string>; readonly onDocument?: (name: string) => void } = {}
+) =>
+  Layer.mock(Storage, {
+    configurationNames: Effect.succeed(opts.names ?? docs.map((d) => d.Name)),
+    document: (name: string) =>
+      Effect.sync(() => {
+        opts.onDocument?.(name)
+        return Option.fromNullable(docs.find((d) => d.Name === name))
+      })
+  })
 
 /**
  * Console.run answers `ran <line>` (exit 0), or `failed <line>` (exit 1) when the line starts with "fail".
@@ -71,7 +81,7 @@ const recordingConsole = (calls: Array<ConsoleCall>) =>
           ? { output: `failed ${line}\n`, exitCode: 1 as const }
           : { output: `ran ${line}\n`, exitCode: 0 as const }
       })
-  } as unknown as Console["Type"])
+  })
 
 export const startInProcess = async (
   opts: Partial<SshServerOptions> & { storage?: Layer.Layer<Storage> } = {}
