@@ -3,7 +3,7 @@
 import { Duration, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { type FlagSpec, parseFlags } from "../domain/Commands.js"
+import { flag as f, type FlagSpec, parseFlags, parseGoDuration } from "../domain/Flags.js"
 import { configurationNameProblem } from "../domain/Names.js"
 import { parseAddress } from "../ssh/Connection.js"
 import { agentKey } from "../ssh/ClientAuth.js"
@@ -11,9 +11,7 @@ import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
 import type { AgentSettings } from "./AgentConfig.js"
 
-const f = (name: string, description: string, kind: FlagSpec["kind"] = "string"): FlagSpec => ({ name, kind, description })
-
-export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readonly hidden?: true }> = [
+export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
   f("name", "configuration to track (required)"),
   f("key", "ssh private key to use (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else ./id_ecdsa)"),
@@ -39,21 +37,6 @@ export const usage = (): string =>
     .map((s) => `  -${s.name}${s.kind === "bool" ? "" : " string"}\n\t${s.description}${s.default !== undefined ? ` (default "${s.default}")` : ""}`)
     .join("\n") +
   "\n"
-
-/** Go's time.ParseDuration subset: `300ms`, `30s`, `1m30s`, `1.5h`. */
-export const parseGoDuration = (s: string): number | undefined => {
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
-  if (s === "0") return 0
-  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/gy
-  let total = 0
-  let pos = 0
-  let m: RegExpExecArray | null
-  while ((m = re.exec(s)) !== null) {
-    total += Number(m[1]) * units[m[2]!]!
-    pos = re.lastIndex
-  }
-  return pos === s.length && s.length > 0 ? total : undefined
-}
 
 export type Startup = { readonly _tag: "Help" } | { readonly _tag: "Version" } | { readonly _tag: "Run"; readonly settings: AgentSettings; readonly once: boolean; readonly addr: string }
 
@@ -135,10 +118,10 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (fingerprint === undefined) return Either.left(`-fp: malformed fingerprint "${get("fp")}", expected SHA256: and 43 base64 characters`)
   const address = parseAddress(get("addr"))
   if (address === undefined) return Either.left(`-addr: malformed address "${get("addr")}", expected host:port`)
-  const pollMs = parseGoDuration(get("poll"))
-  if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
-  const jitterMs = parseGoDuration(get("jitter"))
-  if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
+  const poll = parseGoDuration(get("poll"))
+  if (poll === undefined || !Duration.greaterThan(poll, Duration.zero)) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
+  const jitter = parseGoDuration(get("jitter"))
+  if (jitter === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
   const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
   if ("error" in key) return Either.left(key.error)
   const script = get("script")
@@ -164,8 +147,8 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       // A bare name is looked up in PATH like a shell would; anything with a slash is a path.
       script: scriptPath,
       state,
-      poll: Duration.millis(pollMs),
-      jitter: Duration.millis(jitterMs),
+      poll,
+      jitter,
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),

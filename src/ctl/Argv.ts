@@ -1,9 +1,9 @@
-// deployctl's command line, parsed here and nowhere else, in the Go `flag` style of the original
+// deployctl's command line, read by the one Go-style flag parser (src/domain/Flags.ts) as the original
 // (`-name x`, `-name=x`, `--name x`). Flags may stand before or after the command; global flags
 // (`-addr`, `-fp`, `-key`, `-r`) anywhere. Every problem is one UsageError whose message says what
 // was wrong and what to type, with "did you mean" for a misspelt command or flag.
 import { Either } from "effect"
-import type { FlagKind, FlagSpec, RawFlags } from "../domain/Commands.js"
+import { boolValue, flag, type FlagProblem, type FlagSpec, flagWord, type Given, type RawFlags, rawFlags, scanFlags } from "../domain/Flags.js"
 import { UsageError } from "../domain/Errors.js"
 
 export interface ArgvSpec {
@@ -54,93 +54,53 @@ export const unknownCommand = (spec: ArgvSpec, word: string) => {
   return usage(`unknown command "${word}"${near ? `; did you mean ${near}?` : ""} (deployctl help lists the commands)`)
 }
 
-interface Word {
-  readonly name: string
-  readonly inline: string | undefined
-}
-
-const asFlag = (arg: string): Word | undefined => {
-  if (!arg.startsWith("-") || arg === "-" || arg === "--") return undefined
-  const body = arg.replace(/^--?/, "")
-  const eq = body.indexOf("=")
-  return eq < 0 ? { name: body, inline: undefined } : { name: body.slice(0, eq), inline: body.slice(eq + 1) }
-}
-
-interface Given {
-  readonly name: string
-  readonly kind: FlagKind
-  readonly value: string | boolean
-}
+/** Flags deployctl reads itself, besides the globals and the commands' own. */
+const versionFlag = flag("version", "print the version and exit", "bool")
+const completionsFlag = flag("completions", "write a completion script for this shell")
 
 /** Parses deployctl's argv (without node and script). */
 export const parseArgv = (spec: ArgvSpec, argv: ReadonlyArray<string>): Either.Either<Parsed, UsageError> => {
-  const globals = new Map<string, string>()
-  const given: Array<Given> = []
   const positional: Array<string> = []
   let command: string | undefined
   let topic: string | undefined // `help <command>`
-  let help = false
-  let version = false
-  let completions: string | undefined
+  let badCommand: string | undefined
   const allFlags = [...spec.commands.values()].flat()
   const flagsOf = (c: string | undefined) => (c === undefined ? allFlags : spec.commands.get(c)!)
   const hint = () => (command === undefined ? "deployctl -h" : `deployctl ${command} -h`)
 
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (arg === "--") {
-      positional.push(...argv.slice(i + 1))
-      break
-    }
-    const word = asFlag(arg)
-    if (word === undefined) {
-      if (command === undefined) {
-        if (!spec.commands.has(arg)) return Either.left(unknownCommand(spec, arg))
-        command = arg
-      } else if (command === "help" && topic === undefined) {
-        if (!spec.commands.has(arg)) return Either.left(unknownCommand(spec, arg))
-        topic = arg
+  const scanned = scanFlags(argv, {
+    // Before the command, a flag is looked up among every command's; it is checked against the command's below.
+    lookup: (name) => {
+      const own = flagsOf(command).find((f) => f.name === name)
+      if (name === "version" && (command === undefined || own === undefined)) return versionFlag
+      if (name === "completions") return completionsFlag
+      return own ?? spec.globals.find((f) => f.name === name)
+    },
+    word: (arg) => {
+      if (command === undefined || (command === "help" && topic === undefined)) {
+        if (!spec.commands.has(arg)) {
+          badCommand = arg
+          return false
+        }
+        if (command === undefined) command = arg
+        else topic = arg
       } else positional.push(arg)
-      continue
+      return true
     }
-    const value = (kind: FlagKind): Either.Either<string | boolean, UsageError> => {
-      if (kind === "bool") {
-        const v = word.inline
-        if (v === undefined || v === "true" || v === "1") return Either.right(true)
-        if (v === "false" || v === "0") return Either.right(false)
-        return Either.left(usage(`invalid boolean value "${v}" for -${word.name}: write -${word.name} or -${word.name}=false`))
-      }
-      if (word.inline !== undefined) return Either.right(word.inline)
-      if (i + 1 >= argv.length) return Either.left(usage(`flag needs an argument: -${word.name} (write -${word.name} VALUE)`))
-      return Either.right(argv[++i]!)
-    }
-    if (word.name === "h" || word.name === "help") {
-      help = true
-      continue
-    }
-    const own = flagsOf(command).find((f) => f.name === word.name)
-    if (word.name === "version" && (command === undefined || own === undefined)) {
-      version = true
-      continue
-    }
-    if (word.name === "completions") {
-      const v = value("string")
-      if (Either.isLeft(v)) return Either.left(v.left)
-      completions = String(v.right)
-      continue
-    }
-    const global = spec.globals.find((f) => f.name === word.name)
-    const flag = own ?? global
-    if (flag === undefined) {
-      const near = closest(word.name, [...flagsOf(command), ...spec.globals].map((f) => f.name))
-      return Either.left(
-        usage(`flag provided but not defined: -${word.name}${command ? ` (${command})` : ""}${near ? `; did you mean -${near}?` : ""} (see ${hint()})`)
-      )
-    }
-    const v = value(flag.kind)
-    if (Either.isLeft(v)) return Either.left(v.left)
-    if (flag === global && own === undefined) globals.set(flag.name, String(v.right))
-    else given.push({ name: flag.name, kind: flag.kind, value: v.right })
+  })
+  if (Either.isLeft(scanned)) return Either.left(problem(scanned.left, command, hint, [...flagsOf(command), ...spec.globals]))
+  if (badCommand !== undefined) return Either.left(unknownCommand(spec, badCommand))
+  positional.push(...scanned.right.rest) // after `--`
+
+  const globals = new Map<string, string>()
+  const given: Array<Given> = []
+  let version = false
+  let completions: string | undefined
+  for (const g of scanned.right.given) {
+    if (g.spec === versionFlag) version = true
+    else if (g.spec === completionsFlag) completions = String(g.value)
+    else if (spec.globals.includes(g.spec)) globals.set(g.spec.name, String(g.value))
+    else given.push(g)
   }
 
   if (completions !== undefined) {
@@ -148,32 +108,38 @@ export const parseArgv = (spec: ArgvSpec, argv: ReadonlyArray<string>): Either.E
     if (shell === undefined) return Either.left(usage(`--completions: no completions for "${completions}"; choose one of ${shells.join(", ")}`))
     return Either.right({ _tag: "Completions", shell })
   }
-  if (help) return Either.right({ _tag: "Help", command: command === "help" ? topic : command })
+  if (scanned.right.help) return Either.right({ _tag: "Help", command: command === "help" ? topic : command })
   if (version) return Either.right({ _tag: "Version" })
   if (command === undefined) return Either.left(usage("no command given: deployctl help lists the commands, deployctl -h explains the flags"))
   if (command === "help") return Either.right({ _tag: "Help", command: topic })
   if (positional.length > 0) {
     const takesName = spec.commands.get(command)!.some((f) => f.name === "name")
-    const guess = takesName && !given.some((g) => g.name === "name") ? `; did you mean -name ${positional[0]}?` : ""
+    const guess = takesName && !given.some((g) => g.spec.name === "name") ? `; did you mean -name ${positional[0]}?` : ""
     return Either.left(usage(`unexpected argument "${positional[0]}": ${command} takes flags only${guess} (see ${hint()})`))
   }
   // Flags given before the command were looked up among every command's; they must be this one's.
   const mine = spec.commands.get(command)!
-  const strings = new Map<string, string>()
-  const bools = new Set<string>()
-  const lists = new Map<string, Array<string>>()
   for (const g of given) {
-    if (!mine.some((f) => f.name === g.name)) {
-      const near = closest(g.name, mine.map((f) => f.name))
-      return Either.left(usage(`flag provided but not defined: -${g.name} (${command})${near ? `; did you mean -${near}?` : ""} (see ${hint()})`))
+    if (!mine.some((f) => f.name === g.spec.name)) {
+      const near = closest(g.spec.name, mine.map((f) => f.name))
+      return Either.left(usage(`flag provided but not defined: -${g.spec.name} (${command})${near ? `; did you mean -${near}?` : ""} (see ${hint()})`))
     }
-    if (g.kind === "bool") {
-      if (g.value === true) bools.add(g.name)
-      else bools.delete(g.name)
-    } else if (g.kind === "list") lists.set(g.name, [...(lists.get(g.name) ?? []), String(g.value)])
-    else strings.set(g.name, String(g.value))
   }
-  return Either.right({ _tag: "Run", command, globals, flags: { strings, bools, lists, help: false } })
+  return Either.right({ _tag: "Run", command, globals, flags: rawFlags(given, false) })
+}
+
+/** A flag problem in deployctl's words: what was wrong and what to type. */
+const problem = (p: FlagProblem, command: string | undefined, hint: () => string, known: ReadonlyArray<FlagSpec>): UsageError => {
+  switch (p._tag) {
+    case "BadBool":
+      return usage(`invalid boolean value "${p.value}" for -${p.name}: write -${p.name} or -${p.name}=false`)
+    case "NeedsValue":
+      return usage(`flag needs an argument: -${p.name} (write -${p.name} VALUE)`)
+    case "Unknown": {
+      const near = closest(p.name, known.map((f) => f.name))
+      return usage(`flag provided but not defined: -${p.name}${command ? ` (${command})` : ""}${near ? `; did you mean -${near}?` : ""} (see ${hint()})`)
+    }
+  }
 }
 
 /** Whether the command line asks for JSON (`-json` anywhere), so that errors are JSON too. */
@@ -181,8 +147,8 @@ export const wantsJson = (argv: ReadonlyArray<string>): boolean => {
   let json = false
   for (const a of argv) {
     if (a === "--") break
-    const w = asFlag(a)
-    if (w?.name === "json") json = w.inline === undefined || w.inline === "true" || w.inline === "1"
+    const w = flagWord(a)
+    if (w?.name === "json") json = boolValue(w.inline) === true
   }
   return json
 }

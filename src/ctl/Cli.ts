@@ -7,7 +7,8 @@ import * as Options from "@effect/cli/Options"
 import type * as CliApp from "@effect/cli/CliApp"
 import { Config, Console, Effect, Option } from "effect"
 import * as os from "node:os"
-import { catalogue, type CommandName, type CommandSpec, type FlagSpec, validate } from "../domain/Commands.js"
+import { catalogue, type CommandName, type CommandSpec, flagHelp, validate } from "../domain/Commands.js"
+import type { FlagSpec } from "../domain/Flags.js"
 import { UsageError } from "../domain/Errors.js"
 import { VERSION as PROGRAM_VERSION } from "../domain/Version.js"
 import { type ArgvSpec, parseArgv, wantsJson } from "./Argv.js"
@@ -55,7 +56,7 @@ const option = (flag: FlagSpec): Options.Options<Value> => {
       return Options.boolean(flag.name).pipe(Options.withDescription(flag.description))
     case "list":
       return Options.text(flag.name).pipe(Options.repeated, Options.withDescription(flag.description))
-    case "string":
+    default:
       return Options.text(flag.name).pipe(Options.optional, Options.withDescription(flag.description))
   }
 }
@@ -70,9 +71,6 @@ const completionTree = Cli.make("deployctl", Object.fromEntries(globalFlags.map(
     ) as unknown as [Cli.Command<string, never, never, unknown>]
   )
 )
-
-const flagHelp = (f: FlagSpec) =>
-  `  -${f.name}${f.kind === "bool" ? "" : f.kind === "list" ? " value (repeatable)" : " string"}\n    \t${f.description}\n`
 
 // Our own help, from the catalogue, in the style of Go's flag package (the original tool's):
 // @effect/cli's prints each option's type as a paragraph ("A user-defined piece of text.") and

@@ -9,7 +9,8 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { type FlagSpec, type LayerRef, parseFlags, validate } from "../domain/Commands.js"
+import { type LayerRef, validate } from "../domain/Commands.js"
+import { type FlagSpec, flagUsage, parseFlags } from "../domain/Flags.js"
 import { LocalIoError } from "../domain/DockerErrors.js"
 import { UsageError } from "../domain/Errors.js"
 import { componentNameProblem, configurationNameProblem } from "../domain/Names.js"
@@ -34,7 +35,7 @@ Usage: docker save IMAGE | deploy-from-docker [flags]
 Turns each layer of the image into component <image>.l<N> (version: short layer digest), uploads
 the versions the registry lacks, and creates or updates configuration <image>.
 
-${flags.map((f) => `  -${f.name}${f.kind === "list" ? " value" : f.kind === "bool" ? "" : " string"}\n    \t${f.description}\n`).join("")}`
+${flags.map((f) => flagUsage(f, f.kind === "list" ? "value" : f.kind === "bool" ? "" : "string")).join("")}`
 
 const usage = (message: string) => new UsageError({ message })
 

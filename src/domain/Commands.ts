@@ -2,6 +2,7 @@
 // its Storage; deployctl validates the same Command locally and sends `toArgv(cmd)` over SSH exec.
 import { Either } from "effect"
 import { UnknownCommand, UsageError } from "./Errors.js"
+import { flag, type FlagSpec, flagUsage, parseFlags, type RawFlags } from "./Flags.js"
 import {
   type ComponentName,
   componentNameProblem,
@@ -13,21 +14,13 @@ import {
   versionProblem
 } from "./Names.js"
 
-export type FlagKind = "string" | "bool" | "list"
-
-export interface FlagSpec {
-  readonly name: string
-  readonly kind: FlagKind
-  readonly description: string
-}
-
 export interface CommandSpec {
   readonly name: CommandName
   readonly summary: string
   readonly flags: ReadonlyArray<FlagSpec>
 }
 
-const f = (name: string, description: string, kind: FlagKind = "string"): FlagSpec => ({ name, kind, description })
+const f = flag
 const expect = f("expect", "fail unless the configuration's current hash is this one (optimistic concurrency)")
 const json = f("json", "print machine-readable JSON", "bool")
 
@@ -119,59 +112,7 @@ export type Command =
   | { readonly _tag: "verify" }
   | { readonly _tag: "help" }
 
-/** Flags as parsed, before validation: strings, booleans and ordered lists by flag name. */
-export interface RawFlags {
-  readonly strings: ReadonlyMap<string, string>
-  readonly bools: ReadonlySet<string>
-  readonly lists: ReadonlyMap<string, ReadonlyArray<string>>
-  readonly help: boolean
-}
-
 const usage = (message: string) => new UsageError({ message })
-
-/**
- * Go `flag` semantics, widened: `-name x`, `-name=x`, `--name x`, `--name=x`; bool flags take no
- * value (`-v`, or `-v=true|false`); list flags repeat and keep order; `--` ends flags. Positional
- * arguments are refused (the original ignored them, fault 6).
- */
-export const parseFlags = (spec: ReadonlyArray<FlagSpec>, args: ReadonlyArray<string>): Either.Either<RawFlags, UsageError> => {
-  const strings = new Map<string, string>()
-  const bools = new Set<string>()
-  const lists = new Map<string, Array<string>>()
-  let help = false
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!
-    if (arg === "--") {
-      if (i + 1 < args.length) return Either.left(usage(`unexpected argument "${args[i + 1]}"`))
-      break
-    }
-    if (!arg.startsWith("-") || arg === "-") return Either.left(usage(`unexpected argument "${arg}"`))
-    const body = arg.replace(/^--?/, "")
-    const eq = body.indexOf("=")
-    const name = eq < 0 ? body : body.slice(0, eq)
-    const inline = eq < 0 ? undefined : body.slice(eq + 1)
-    if (name === "h" || name === "help") {
-      help = true
-      continue
-    }
-    const flag = spec.find((s) => s.name === name)
-    if (flag === undefined) return Either.left(usage(`flag provided but not defined: -${name}`))
-    if (flag.kind === "bool") {
-      if (inline === undefined || inline === "true" || inline === "1") bools.add(name)
-      else if (inline === "false" || inline === "0") bools.delete(name)
-      else return Either.left(usage(`invalid boolean value "${inline}" for -${name}`))
-      continue
-    }
-    let value = inline
-    if (value === undefined) {
-      if (i + 1 >= args.length) return Either.left(usage(`flag needs an argument: -${name}`))
-      value = args[++i]!
-    }
-    if (flag.kind === "list") lists.set(name, [...(lists.get(name) ?? []), value])
-    else strings.set(name, value)
-  }
-  return Either.right({ strings, bools, lists, help })
-}
 
 const check = (problem: string | undefined): Either.Either<void, UsageError> =>
   problem === undefined ? Either.void : Either.left(usage(problem))
@@ -332,6 +273,7 @@ export const commandList = (): string => {
 /** Usage of one command, in the style of Go's flag package. */
 export const commandUsage = (spec: CommandSpec): string =>
   `Usage of ${spec.name}: ${spec.summary}\n` +
-  spec.flags
-    .map((fl) => `  -${fl.name}${fl.kind === "bool" ? "" : fl.kind === "list" ? " value (repeatable)" : " string"}\n    \t${fl.description}\n`)
-    .join("")
+  spec.flags.map(flagHelp).join("")
+
+/** One flag of a command's usage (deployctl's help too). */
+export const flagHelp = (fl: FlagSpec): string => flagUsage(fl, fl.kind === "bool" ? "" : fl.kind === "list" ? "value (repeatable)" : "string")

@@ -1,7 +1,8 @@
-// deploy-registry's command line, Go `flag` style as the original: -flag value, -flag=value, --flag
-// value, --flag=value; booleans as -flag or -flag=true|false. Flags stop at the first non-flag argument.
-// Parsed by hand: one table, and the help text is generated from it.
-import { Duration } from "effect"
+// deploy-registry's command line, Go `flag` style as the original (the one parser, src/domain/Flags.ts):
+// -flag value, -flag=value, --flag value, --flag=value; booleans as -flag or -flag=true|false. Flags stop
+// at the first non-flag argument. One table; the help text is generated from it.
+import { Duration, Either } from "effect"
+import { type FlagProblem, type FlagSpec, goMessage, parseGoDuration, scanFlags } from "../domain/Flags.js"
 import { FLAG_LIMIT_DEFAULTS as L, type FlagLimits } from "./Limits.js"
 
 export interface RegistryFlags {
@@ -25,32 +26,23 @@ export type ParsedArgs =
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Usage"; readonly message: string }
 
-type Kind = "string" | "int" | "duration" | "bool" | "size"
-
-interface FlagSpec {
-  readonly name: string
-  readonly kind: Kind
-  readonly def: string
-  readonly help: string
-}
-
 const DEV_DIR = ".dev-registry"
 
-export const FLAGS: ReadonlyArray<FlagSpec> = [
-  { name: "addr", kind: "string", def: "localhost:2022", help: "address to listen (host:port; port 0 picks a free one)" },
-  { name: "deadline", kind: "duration", def: "30m", help: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
-  { name: "dev", kind: "bool", def: "false", help: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
-  { name: "dir", kind: "string", def: "/var/lib/deploy-registry", help: "data directory (created, mode 0700, if missing)" },
-  { name: "max-conns", kind: "int", def: String(L.maxConns), help: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
-  { name: "max-conns-per-source", kind: "int", def: String(L.maxConnsPerSource), help: "max. connections at once from one address" },
-  { name: "max-handles", kind: "int", def: String(L.maxHandles), help: "max. open SFTP files and listings per connection (64 per session)" },
-  { name: "max-handles-per-key", kind: "int", def: String(L.maxHandlesPerKey), help: "max. open SFTP files and listings per key, over all its connections" },
-  { name: "max-sessions", kind: "int", def: String(L.maxSessions), help: "max. session channels per connection (as OpenSSH's MaxSessions)" },
-  { name: "max-upload", kind: "size", def: `${L.maxUpload / 1024 ** 3}G`, help: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
-  { name: "max-uploads-per-key", kind: "int", def: String(L.maxUploadsPerKey), help: "max. uploads in progress per operator key" },
-  { name: "maxver", kind: "int", def: "10", help: "max. number of versions kept per component (versions in use are always kept)" },
-  { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
-  { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" }
+export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
+  { name: "addr", kind: "string", default: "localhost:2022", description: "address to listen (host:port; port 0 picks a free one)" },
+  { name: "deadline", kind: "duration", default: "30m", description: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
+  { name: "dev", kind: "bool", default: "false", description: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
+  { name: "dir", kind: "string", default: "/var/lib/deploy-registry", description: "data directory (created, mode 0700, if missing)" },
+  { name: "max-conns", kind: "int", default: String(L.maxConns), description: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
+  { name: "max-conns-per-source", kind: "int", default: String(L.maxConnsPerSource), description: "max. connections at once from one address" },
+  { name: "max-handles", kind: "int", default: String(L.maxHandles), description: "max. open SFTP files and listings per connection (64 per session)" },
+  { name: "max-handles-per-key", kind: "int", default: String(L.maxHandlesPerKey), description: "max. open SFTP files and listings per key, over all its connections" },
+  { name: "max-sessions", kind: "int", default: String(L.maxSessions), description: "max. session channels per connection (as OpenSSH's MaxSessions)" },
+  { name: "max-upload", kind: "size", default: `${L.maxUpload / 1024 ** 3}G`, description: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
+  { name: "max-uploads-per-key", kind: "int", default: String(L.maxUploadsPerKey), description: "max. uploads in progress per operator key" },
+  { name: "maxver", kind: "int", default: "10", description: "max. number of versions kept per component (versions in use are always kept)" },
+  { name: "opauth", kind: "string", default: "/etc/deploy-registry/operator.keys", description: "authorized_keys for operators" },
+  { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" }
 ]
 
 export const usage = (): string => {
@@ -63,8 +55,8 @@ export const usage = (): string => {
   ]
   for (const f of FLAGS) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
-    const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.def}")` : ` (default ${f.def})`
-    lines.push(`  -${f.name}${type}`, `    \t${f.help}${def}`)
+    const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.default}")` : ` (default ${f.default})`
+    lines.push(`  -${f.name}${type}`, `    \t${f.description}${def}`)
   }
   lines.push(
     "",
@@ -74,17 +66,6 @@ export const usage = (): string => {
     "Flags may also be written --flag, -flag=value or --flag=value."
   )
   return lines.join("\n") + "\n"
-}
-
-const UNITS: Record<string, number> = { ns: 1e-6, us: 1e-3, "µs": 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
-
-/** Go's time.ParseDuration (no sign): "1h30m", "45s", "1.5h", "0"; undefined when malformed. */
-export const parseGoDuration = (s: string): Duration.Duration | undefined => {
-  if (s === "0") return Duration.zero
-  if (!/^(\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))*$/.test(s)) return undefined
-  let ms = 0
-  for (const m of s.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) ms += Number(m[1]) * UNITS[m[2]!]!
-  return Duration.millis(ms)
 }
 
 const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }
@@ -111,43 +92,23 @@ interface RawFlag {
   readonly value: string
 }
 
-/** Reads flags from `args` until the first non-flag; returns the flags and the rest, or a usage message. */
-const readFlags = (args: ReadonlyArray<string>, allowed: ReadonlyArray<FlagSpec>): { flags: Array<RawFlag>; rest: Array<string>; help: boolean } | string => {
-  const flags: Array<RawFlag> = []
-  let i = 0
-  while (i < args.length) {
-    const a = args[i]!
-    if (a === "--") {
-      i++
-      break
-    }
-    if (!a.startsWith("-") || a === "-") break
-    const body = a.replace(/^--?/, "")
-    const eq = body.indexOf("=")
-    const name = eq === -1 ? body : body.slice(0, eq)
-    if (name === "h" || name === "help") return { flags, rest: [], help: true }
-    const spec = allowed.find((f) => f.name === name)
-    if (spec === undefined) return `flag provided but not defined: -${name}`
-    if (eq !== -1) {
-      flags.push({ spec, value: body.slice(eq + 1) })
-      i++
-    } else if (spec.kind === "bool") {
-      flags.push({ spec, value: "true" })
-      i++
-    } else {
-      if (i + 1 >= args.length) return `flag needs an argument: -${name}`
-      flags.push({ spec, value: args[i + 1]! })
-      i += 2
-    }
-  }
-  return { flags, rest: args.slice(i), help: false }
-}
+/** A flag problem as Go words it, but a bad boolean as the other bad values. */
+const problemText = (p: FlagProblem): string =>
+  p._tag === "BadBool" ? `invalid value "${p.value}" for flag -${p.name}: expected true or false` : goMessage(p)
+
+/** Reads flags from `args` until the first non-flag; the flags and the rest, or a usage message. Stops at -h. */
+const readFlags = (args: ReadonlyArray<string>, allowed: ReadonlyArray<FlagSpec>): { flags: Array<RawFlag>; rest: ReadonlyArray<string>; help: boolean } | string =>
+  Either.match(scanFlags(args, { lookup: (name) => allowed.find((f) => f.name === name), helpStops: true }), {
+    onLeft: problemText,
+    onRight: (s) => ({ flags: s.given.map((g) => ({ spec: g.spec, value: String(g.value) })), rest: s.rest, help: s.help })
+  })
 
 const problemWith = (f: RawFlag): string | undefined => {
   const bad = `invalid value "${f.value}" for flag -${f.spec.name}`
   switch (f.spec.kind) {
     case "bool":
-      return /^(true|false|1|0|t|f|TRUE|FALSE|True|False)$/.test(f.value) ? undefined : `${bad}: expected true or false`
+    case "list":
+      return undefined // read by the parser
     case "int":
       return /^\d+$/.test(f.value) && Number(f.value) >= 1 && Number(f.value) <= 1_000_000 ? undefined : `${bad}: expected a whole number ≥ 1`
     case "size":
@@ -165,7 +126,7 @@ const problemWith = (f: RawFlag): string | undefined => {
 
 /** `import -from GO_DIR [-dir DIR]`: -from is required, -dir defaults as for the server. */
 const IMPORT_FLAGS: ReadonlyArray<FlagSpec> = [
-  { name: "from", kind: "string", def: "", help: "data directory of the Go deploy-registry" },
+  { name: "from", kind: "string", description: "data directory of the Go deploy-registry" },
   ...FLAGS.filter((f) => f.name === "dir")
 ]
 
@@ -177,7 +138,7 @@ const parseImport = (args: ReadonlyArray<string>): ParsedArgs => {
   const values = new Map(r.flags.map((f) => [f.spec.name, f.value]))
   const from = values.get("from")
   if (from === undefined) return { _tag: "Usage", message: "import needs -from GO_DIR" }
-  const dir = values.get("dir") ?? FLAGS.find((f) => f.name === "dir")!.def
+  const dir = values.get("dir") ?? FLAGS.find((f) => f.name === "dir")!.default
   if (from === "" || dir === "") return { _tag: "Usage", message: `invalid value "" for flag -${from === "" ? "from" : "dir"}: must not be empty` }
   return { _tag: "Import", from, dir }
 }
@@ -190,7 +151,7 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
     if (typeof r === "string") return { _tag: "Usage", message: r }
     if (r.help) return { _tag: "Help", text: usage() }
     if (r.rest.length > 0) return { _tag: "Usage", message: `unexpected argument "${r.rest[0]}"` }
-    const dir = r.flags.at(-1)?.value ?? FLAGS.find((f) => f.name === "dir")!.def
+    const dir = r.flags.at(-1)?.value ?? FLAGS.find((f) => f.name === "dir")!.default
     if (dir === "") return { _tag: "Usage", message: "invalid value \"\" for flag -dir: must not be empty" }
     return { _tag: "Verify", dir }
   }
@@ -204,8 +165,8 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
     if (problem !== undefined) return { _tag: "Usage", message: problem }
     values.set(f.spec.name, f.value)
   }
-  const dev = /^(true|1|t|TRUE|True)$/.test(values.get("dev") ?? "false")
-  const get = (name: string) => values.get(name) ?? FLAGS.find((f) => f.name === name)!.def
+  const dev = values.get("dev") === "true"
+  const get = (name: string) => values.get(name) ?? FLAGS.find((f) => f.name === name)!.default
   // Dev mode changes the defaults only; explicit flags still win.
   const dir = values.get("dir") ?? (dev ? DEV_DIR : get("dir"))
   const opauth = values.get("opauth") ?? (dev ? `${dir}/operator.keys` : get("opauth"))

@@ -4,7 +4,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { parseGoDuration, startup, usage } from "../../src/agent/Flags.js"
+import { startup, usage } from "../../src/agent/Flags.js"
 import { tempDir } from "./support.js"
 
 let dir: string
@@ -98,15 +98,5 @@ describe("agent flags", () => {
   it("has help", () => {
     expect(startup(["-h"], dir)).toEqual(Either.right({ _tag: "Help" }))
     expect(usage()).toContain('-poll string\n\tregistry poll interval')
-  })
-
-  it("parses Go durations", () => {
-    expect(parseGoDuration("30s")).toBe(30_000)
-    expect(parseGoDuration("1h2m3.5s")).toBe(3_723_500)
-    expect(parseGoDuration("250ms")).toBe(250)
-    expect(parseGoDuration("1.5h")).toBe(5_400_000)
-    expect(parseGoDuration("10")).toBeUndefined()
-    expect(parseGoDuration("5 s")).toBeUndefined()
-    expect(parseGoDuration("")).toBeUndefined()
   })
 })

@@ -1,6 +1,6 @@
 import { Duration } from "effect"
 import { describe, expect, it } from "vitest"
-import { parseArgs, parseGoDuration, parseListenAddress, usage } from "../../src/registry/Flags.js"
+import { parseArgs, parseListenAddress, usage } from "../../src/registry/Flags.js"
 
 const serve = (args: Array<string>) => {
   const r = parseArgs(args)
@@ -69,14 +69,6 @@ describe("registry flags", () => {
 })
 
 describe("parsers", () => {
-  it("Go durations", () => {
-    expect(Duration.toMillis(parseGoDuration("45s")!)).toBe(45_000)
-    expect(Duration.toMillis(parseGoDuration("1.5h")!)).toBe(5_400_000)
-    expect(Duration.toMillis(parseGoDuration("2m30s")!)).toBe(150_000)
-    expect(Duration.toMillis(parseGoDuration("300ms")!)).toBe(300)
-    expect(parseGoDuration("1d")).toBeUndefined()
-    expect(parseGoDuration("m")).toBeUndefined()
-  })
   it("listen addresses", () => {
     expect(parseListenAddress(":2022")).toEqual({ host: "", port: 2022 })
     expect(parseListenAddress("[::1]:0")).toEqual({ host: "::1", port: 0 })
