@@ -7,7 +7,7 @@ import * as path from "node:path"
 import type { ClientChannel, SFTPWrapper } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
-import { openSession, type Session, sha256 } from "./lib/client.js"
+import { helpWorks, openSession, type Session, sha256 } from "./lib/client.js"
 import { makeRng } from "./lib/random.js"
 import { layerOf } from "../support/tar.js"
 import { waitFor } from "./lib/proc.js"
@@ -38,17 +38,6 @@ afterAll(async () => {
   await reg?.stop("SIGKILL")
   if (reg) rmSync(reg.dir, { recursive: true, force: true })
 })
-
-/** A real operator round trip on a fresh connection. */
-const helpWorks = async () => {
-  const s = await openSession(reg, reg.operator.privatePath)
-  try {
-    const r = await s.exec("help")
-    return r.code === 0 && r.stdout.toString().includes("addver")
-  } finally {
-    await s.close()
-  }
-}
 
 /** Opens the sftp subsystem as a raw channel: we write the SFTP bytes ourselves. */
 const rawSftp = (s: Session) =>
@@ -95,7 +84,7 @@ describe("SFTP channels fed garbage", () => {
           }
           expect(sha256(await bystanderRead)).toBe(blobHash)
           // Same connection, new channel: still fine when the connection survived; a new connection always.
-          expect(await helpWorks()).toBe(true)
+          expect(await helpWorks(reg)).toBe(true)
           const again = await openSession(reg, reg.agent.privatePath, "deploy-agent")
           expect((await again.readFile("/configs/x.json")).equals(doc)).toBe(true)
           await again.close()
@@ -218,7 +207,7 @@ describe("random exec payloads", () => {
     } finally {
       await s.close()
     }
-    expect(await helpWorks()).toBe(true)
+    expect(await helpWorks(reg)).toBe(true)
     const v = await openSession(reg, reg.operator.privatePath)
     expect((await v.exec("verify")).code).toBe(0)
     expect((await v.exec("configurations")).stdout.toString()).toBe("x\n")
@@ -257,7 +246,7 @@ describe("random bytes typed into the interactive shell", () => {
       } finally {
         await s.close()
       }
-      expect(await helpWorks()).toBe(true)
+      expect(await helpWorks(reg)).toBe(true)
       expect(reg.log()).not.toMatch(/internal error|TypeError|RangeError/)
     })
   }

@@ -83,3 +83,14 @@ export const execOnce = async (target: Target, keyPath: string, command: string)
     await s.close()
   }
 }
+
+/** A real operator round trip on a fresh connection: `help` answers with the command list. */
+export const helpWorks = async (target: Target & { readonly operator: { readonly privatePath: string } }): Promise<boolean> => {
+  const s = await openSession(target, target.operator.privatePath)
+  try {
+    const r = await s.exec("help")
+    return r.code === 0 && r.stdout.toString().includes("addver")
+  } finally {
+    await s.close()
+  }
+}
