@@ -1,17 +1,15 @@
 // deployctl's side of the wire: connect to the registry (host key pinned by -fp, else
-// ~/.ssh/known_hosts), send one validated catalogue command over exec, shell-quoted so names
-// with spaces or quotes arrive intact (fault 7), and pass the registry's output and exit status
-// through unchanged. `addver -file` uploads first (Upload.ts) on the same connection.
-import { Config, Context, Data, Effect, Layer, Option } from "effect"
-import * as os from "node:os"
-import type { Client } from "ssh2"
+// ~/.ssh/known_hosts), send one validated catalogue command through the operator client
+// (src/operator/OperatorClient.ts), and pass the registry's output and exit status through
+// unchanged. `addver -file` uploads first (Upload.ts) on the same connection.
+import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Command } from "../domain/Commands.js"
-import { toArgv, validate } from "../domain/Commands.js"
+import { validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
 import type { ComponentName, Sha256 } from "../domain/Names.js"
-import { join } from "../domain/ShellWords.js"
+import { fromClient, type OperatorClient, operatorEnv, systemUser } from "../operator/OperatorClient.js"
 import { connectOperator } from "../ssh/ClientConnect.js"
-import { exec, type ExecResult } from "../ssh/Exec.js"
+import type { ExecResult } from "../ssh/Exec.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
@@ -58,27 +56,9 @@ export class Remote extends Context.Tag("ctl/Remote")<
   }
 >() {}
 
-const systemUser = (): string => {
-  try {
-    return os.userInfo().username
-  } catch {
-    return "deployctl"
-  }
-}
-
-/** The environment deployctl reads, through Effect's Config (tests provide their own). */
-const env = Config.all({
-  agentSocket: Config.option(Config.string("SSH_AUTH_SOCK")),
-  envKey: Config.option(Config.string("DEPLOYCTL_KEY")),
-  home: Config.string("HOME").pipe(Config.withDefault(os.homedir())),
-  user: Config.string("USER").pipe(Config.withDefault(systemUser()))
-}).pipe(
-  Effect.orElseSucceed(() => ({ agentSocket: Option.none<string>(), envKey: Option.none<string>(), home: os.homedir(), user: systemUser() }))
-)
-
 /** Connects with the operator policy (src/ssh/ClientConnect.ts): -fp pinned, else known_hosts; -key, else $DEPLOYCTL_KEY, else ssh-agent, else ~/.ssh/id_*. */
 const connectTo = (g: Globals) =>
-  Effect.flatMap(env, (e) =>
+  Effect.flatMap(operatorEnv, (e) =>
     connectOperator({
       addr: Option.getOrUndefined(g.addr),
       fp: Option.getOrUndefined(g.fp),
@@ -87,8 +67,8 @@ const connectTo = (g: Globals) =>
       certFile: g.cert === undefined ? undefined : Option.getOrUndefined(g.cert),
       agentSocket: Option.getOrUndefined(e.agentSocket),
       home: e.home,
-      username: e.user || "deployctl"
-    })
+      username: Option.getOrElse(e.user, systemUser) || "deployctl"
+    }).pipe(Effect.map(fromClient))
   )
 
 /** Where output goes: process.stdout/stderr in the program, buffers in tests. */
@@ -111,10 +91,7 @@ export const passThrough = (io: Io, r: ExecResult): Effect.Effect<void, RemoteFa
     r.code === 0 ? Effect.void : Effect.fail(new RemoteFailed({ code: r.code ?? 1 }))
   )
 
-/** The exec payload for a command: canonical argv, shell-quoted. */
-export const payload = (command: Command): string => join(toArgv(command))
-
-const send = (io: Io, client: Client, command: Command) => Effect.flatMap(exec(client, payload(command)), (r) => passThrough(io, r))
+const send = (io: Io, op: OperatorClient["Type"], command: Command) => Effect.flatMap(op.run(command), (r) => passThrough(io, r))
 
 const writeText = (out: Sink, text: string) => write(out, Buffer.from(text))
 
@@ -122,8 +99,8 @@ const writeText = (out: Sink, text: string) => write(out, Buffer.from(text))
  * The hash of `name`'s version `version` when the registry has it, from `showcomp -json` (an unknown
  * component has no versions). Any other answer is left for addver itself to report.
  */
-const existingVersion = (client: Client, name: string, version: string): Effect.Effect<string | undefined, SshError> =>
-  Effect.map(exec(client, payload({ _tag: "showcomp", name: name as ComponentName, json: true })), (r) => {
+const existingVersion = (op: OperatorClient["Type"], name: string, version: string): Effect.Effect<string | undefined, SshError> =>
+  Effect.map(op.run({ _tag: "showcomp", name: name as ComponentName, json: true }), (r) => {
     if (r.code !== 0) return undefined
     try {
       const doc = JSON.parse(Buffer.from(r.stdout).toString("utf8")) as { Versions?: Array<{ Version?: string; Hash?: string }> }
@@ -137,7 +114,7 @@ const existingVersion = (client: Client, name: string, version: string): Effect.
 const noHash = "0".repeat(64)
 
 export const makeRemote = (io: Io): Remote["Type"] => ({
-  run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (client) => send(io, client, command))),
+  run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (op) => send(io, op, command))),
   addver: (globals, args) =>
     Effect.scoped(
       Effect.gen(function* () {
@@ -151,12 +128,12 @@ export const makeRemote = (io: Io): Remote["Type"] => ({
         ])
         const checked = yield* validate("addver", { strings, bools: new Set(), lists: new Map(), help: false })
         if (checked._tag !== "addver") return yield* Effect.die("validate(addver) returned another command")
-        const client = yield* connectTo(globals)
+        const op = yield* connectTo(globals)
         // Ask first: an existing version would be refused only after the whole upload.
-        const taken = yield* existingVersion(client, checked.name, checked.version)
+        const taken = yield* existingVersion(op, checked.name, checked.version)
         if (taken !== undefined) return yield* new VersionTaken({ name: checked.name, version: checked.version, hash: taken })
-        const up = yield* uploadFile(client, args.file, io.stderr)
-        yield* send(io, client, { ...checked, hash: up.hash as Sha256 })
+        const up = yield* uploadFile(op.client, args.file, io.stderr)
+        yield* send(io, op, { ...checked, hash: up.hash as Sha256 })
         const added = { Name: checked.name, Version: checked.version, Hash: up.hash, Size: up.bytes }
         yield* writeText(
           io.stdout,

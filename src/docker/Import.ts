@@ -13,7 +13,7 @@ import { UsageError } from "../domain/Errors.js"
 import { type ComponentName, componentNameProblem, type ConfigurationName, configurationNameProblem, type Sha256, type Version } from "../domain/Names.js"
 import type { SshError } from "../ssh/SshError.js"
 import { imageName, readArchive } from "./DockerArchive.js"
-import { RegistryClient } from "./RegistryClient.js"
+import { ImportTarget } from "./ImportTarget.js"
 import { type Packed, repack, type RepackSource } from "./Repack.js"
 import { readIndex } from "./TarFile.js"
 import { type LayerPlan, planLayers } from "./Whiteouts.js"
@@ -77,7 +77,7 @@ const ShowComp = Schema.parseJson(Schema.Struct({ Versions: Schema.Array(Schema.
 const ShowConf = Schema.parseJson(Schema.Struct({ Layers: Schema.Array(Schema.Struct({ Name: Schema.String, Version: Schema.String })) }))
 
 const runOk = (cmd: Command) =>
-  Effect.flatMap(RegistryClient, (r) => r.run(cmd)).pipe(
+  Effect.flatMap(ImportTarget, (r) => r.run(cmd)).pipe(
     Effect.filterOrElse(
       (res) => res.ok,
       (res) => Effect.fail(new RegistryCommandFailed({ command: cmd._tag, output: res.output }))
@@ -93,7 +93,7 @@ const decodeOutput = <A>(schema: Schema.Schema<A, string>, cmd: Command, output:
 const versionsOf = (name: ComponentName) =>
   Effect.gen(function* () {
     const cmd: Command = { _tag: "showcomp", name, json: true }
-    const res = yield* (yield* RegistryClient).run(cmd)
+    const res = yield* (yield* ImportTarget).run(cmd)
     if (!res.ok) return notFound(res.output) ? [] : yield* Effect.fail(new RegistryCommandFailed({ command: "showcomp", output: res.output }))
     return (yield* decodeOutput(ShowComp, cmd, res.output)).Versions.map((v) => v.Version)
   })
@@ -102,7 +102,7 @@ const versionsOf = (name: ComponentName) =>
 const layersOf = (name: ConfigurationName) =>
   Effect.gen(function* () {
     const cmd: Command = { _tag: "showconf", name, verbose: false, json: true }
-    const res = yield* (yield* RegistryClient).run(cmd)
+    const res = yield* (yield* ImportTarget).run(cmd)
     if (!res.ok) return notFound(res.output) ? undefined : yield* Effect.fail(new RegistryCommandFailed({ command: "showconf", output: res.output }))
     return (yield* decodeOutput(ShowConf, cmd, res.output)).Layers.map((l) => `${l.Name}:${l.Version}`)
   })
@@ -113,9 +113,9 @@ export const publish = (
   image: PreparedImage,
   name: string,
   extraLayers: ReadonlyArray<LayerRef>
-): Effect.Effect<PublishReport, PublishError, RegistryClient> =>
+): Effect.Effect<PublishReport, PublishError, ImportTarget> =>
   Effect.gen(function* () {
-    const registry = yield* RegistryClient
+    const registry = yield* ImportTarget
     const outcomes: Array<LayerOutcome> = []
     for (const layer of image.layers) {
       const component = `${name}.l${layer.number}` as ComponentName

@@ -4,7 +4,7 @@
 // layer versions it lacks and creates or updates configuration <image>. Scratch files live in one
 // temp directory, removed on success, failure and interruption alike.
 import { VERSION } from "../domain/Version.js"
-import { Effect, Either } from "effect"
+import { Effect, Either, Option } from "effect"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -14,11 +14,10 @@ import { type FlagSpec, flagUsage, parseFlags } from "../domain/Flags.js"
 import { LocalIoError } from "../domain/DockerErrors.js"
 import { UsageError } from "../domain/Errors.js"
 import { componentNameProblem, configurationNameProblem } from "../domain/Names.js"
-import { parseAddress } from "../ssh/Connection.js"
-import { normalizeFingerprint } from "../ssh/Fingerprint.js"
-import { clientAuth } from "./ClientSetup.js"
+import { type OperatorEnv, operatorEnv } from "../operator/OperatorClient.js"
+import { credentials, parseTarget, type Target } from "../ssh/ClientConnect.js"
 import { configurationName, prepareImage, publish } from "./Import.js"
-import { RegistryClientLive } from "./RegistryClient.js"
+import { ImportTargetLive } from "./ImportTarget.js"
 
 const flags: ReadonlyArray<FlagSpec> = [
   { name: "name", kind: "string", description: "configuration name (default: the image name, `:` and `/` made `.`)" },
@@ -42,13 +41,11 @@ const usage = (message: string) => new UsageError({ message })
 interface Options {
   readonly name: string | undefined
   readonly extra: ReadonlyArray<LayerRef>
-  readonly host: string
-  readonly port: number
-  readonly fingerprint: string | undefined
+  readonly target: Target
   readonly key: string | undefined
 }
 
-const parseArgs = (argv: ReadonlyArray<string>): Either.Either<Options | "help" | "version", UsageError> =>
+const parseArgs = (argv: ReadonlyArray<string>, env: OperatorEnv): Either.Either<Options | "help" | "version", UsageError> =>
   Either.gen(function* () {
     const raw = yield* parseFlags(flags, argv)
     if (raw.help) return "help" as const
@@ -65,17 +62,10 @@ const parseArgs = (argv: ReadonlyArray<string>): Either.Either<Options | "help" 
       const cmd = yield* validate("addconf", { ...raw, strings: new Map([["name", "x"]]) })
       if (cmd._tag === "addconf") extra = cmd.layers
     }
-    // Connection flags are checked before the (possibly long) read of the archive.
-    const addr = raw.strings.get("addr") ?? process.env.DEPLOYCTL_ADDR ?? ""
-    if (addr === "") return yield* Either.left(usage("no registry address: pass -addr host:port or set DEPLOYCTL_ADDR"))
-    const address = parseAddress(addr)
-    if (address === undefined) return yield* Either.left(usage(`invalid registry address "${addr}": want host:port`))
-    const fingerprint = raw.strings.get("fp") ?? process.env.DEPLOYCTL_FINGERPRINT
-    if (fingerprint !== undefined && fingerprint !== "" && normalizeFingerprint(fingerprint) === undefined) {
-      return yield* Either.left(usage(`invalid fingerprint "${fingerprint}": want SHA256:<43 base64 characters> as deploy-registry logs it`))
-    }
+    // Connection flags are checked before the (possibly long) read of the archive, as deployctl checks them.
+    const target = yield* parseTarget(raw.strings.get("addr") ?? Option.getOrUndefined(env.addr), raw.strings.get("fp") ?? Option.getOrUndefined(env.fingerprint))
     if (process.stdin.isTTY) return yield* Either.left(usage("stdin is a terminal; pipe `docker save IMAGE` into deploy-from-docker"))
-    return { name, extra, ...address, fingerprint: fingerprint || undefined, key: raw.strings.get("key") }
+    return { name, extra, target, key: raw.strings.get("key") }
   })
 
 const scratchDir = Effect.acquireRelease(
@@ -88,18 +78,19 @@ const scratchDir = Effect.acquireRelease(
 
 const program = (argv: ReadonlyArray<string>) =>
   Effect.gen(function* () {
-    const opts = yield* parseArgs(argv)
+    const env = yield* operatorEnv
+    const opts = yield* parseArgs(argv, env)
     if (opts === "help" || opts === "version") {
       process.stdout.write(opts === "help" ? usageText : `deploy-from-docker ${VERSION}\n`)
       return
     }
-    const auth = yield* clientAuth(opts.key)
+    // Credentials up front (before the archive is read), so that a key problem is reported at once.
+    const auth = yield* credentials(opts.key, Option.getOrUndefined(env.agentSocket))
     const dir = yield* scratchDir
     const image = yield* prepareImage(process.stdin, dir)
     const name = yield* configurationName(opts.name, image)
-    yield* publish(image, name, opts.extra).pipe(
-      Effect.provide(RegistryClientLive({ host: opts.host, port: opts.port, fingerprint: opts.fingerprint, auth }))
-    )
+    const username = Option.getOrElse(env.user, () => "") || "deploy-from-docker"
+    yield* publish(image, name, opts.extra).pipe(Effect.provide(ImportTargetLive({ ...opts.target, auth, username })))
   }).pipe(Effect.scoped)
 
 let exitCode = 0

@@ -1,4 +1,4 @@
-// publish() against an in-memory registry (a test RegistryClient): what is uploaded, which
+// publish() against an in-memory registry (a test ImportTarget): what is uploaded, which
 // commands run, and that re-importing an unchanged image changes nothing.
 import { Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import type { Command, LayerRef } from "../../src/domain/Commands.js"
 import type { ComponentName, Version } from "../../src/domain/Names.js"
 import { configurationName, prepareImage, publish } from "../../src/docker/Import.js"
-import { RegistryClient } from "../../src/docker/RegistryClient.js"
+import { ImportTarget } from "../../src/docker/ImportTarget.js"
 import { tempDir } from "../support/keys.js"
 import { classicSave, dir, file, ociSave, tarOf, whiteout } from "./fixtures.js"
 
@@ -26,8 +26,8 @@ class FakeRegistry {
   uploadCount = 0
   failOn: string | undefined
 
-  layer(): Layer.Layer<RegistryClient> {
-    return Layer.succeed(RegistryClient, {
+  layer(): Layer.Layer<ImportTarget> {
+    return Layer.succeed(ImportTarget, {
       run: (cmd) => Effect.sync(() => this.run(cmd)),
       upload: (file) =>
         Effect.promise(async () => {

@@ -1,23 +1,18 @@
-// What deploy-from-docker needs from the registry: run an operator command, upload a file.
-// The live layer holds one SSH connection for the whole import (operator user, key or ssh-agent,
-// host key pinned by fingerprint); tests provide a fake.
+// The registry as deploy-from-docker publishes to it: run an operator command (output and status),
+// upload a file. The live layer holds one operator connection (src/operator/OperatorClient.ts) for the
+// whole import (key or ssh-agent, host key pinned by fingerprint); tests provide a fake.
 //
 // Mixed fleets: the original Go registry has no `-json`. Its flag package answers an unknown flag
 // with `flag provided but not defined: -json` and the command's usage (exit 1); then the command is
 // run again without `-json` and its plain table (DESIGN.md: `showcomp` `ctime   version`, `showconf`
 // `component   version   ctime`) is turned into the JSON shape our registry prints, without the
 // hashes a table does not carry. The first such reply makes the connection use plain output only.
-import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Layer } from "effect"
-import { createReadStream } from "node:fs"
-import { type Command, toArgv } from "../domain/Commands.js"
-import { LocalIoError } from "../domain/DockerErrors.js"
-import { join } from "../domain/ShellWords.js"
-import { connectTarget, type Credentials } from "../ssh/ClientConnect.js"
-import { exec } from "../ssh/Exec.js"
-import { openSftp } from "../ssh/Sftp.js"
-import { upload } from "../ssh/SftpWrite.js"
-import { SshError } from "../ssh/SshError.js"
+import type { Command } from "../domain/Commands.js"
+import type { LocalIoError } from "../domain/DockerErrors.js"
+import { connectOperatorClient } from "../operator/OperatorClient.js"
+import type { Credentials, Target } from "../ssh/ClientConnect.js"
+import type { SshError } from "../ssh/SshError.js"
 
 export interface CommandResult {
   /** Everything the command printed (the registry sends errors to stdout too). */
@@ -25,8 +20,8 @@ export interface CommandResult {
   readonly ok: boolean
 }
 
-export class RegistryClient extends Context.Tag("docker/RegistryClient")<
-  RegistryClient,
+export class ImportTarget extends Context.Tag("docker/ImportTarget")<
+  ImportTarget,
   {
     readonly run: (cmd: Command) => Effect.Effect<CommandResult, SshError>
     /** Uploads a local file; the registry remembers it by its sha256 for `addver -hash`. */
@@ -34,13 +29,11 @@ export class RegistryClient extends Context.Tag("docker/RegistryClient")<
   }
 >() {}
 
-export interface Connection {
-  readonly host: string
-  readonly port: number
-  /** Pinned host key fingerprint; undefined: ~/.ssh/known_hosts decides. */
-  readonly fingerprint: string | undefined
-  /** Resolved credentials (ClientSetup.clientAuth). */
+export interface Connection extends Target {
+  /** Resolved credentials (ClientConnect.credentials), up front. */
   readonly auth: Credentials
+  /** The SSH user name. */
+  readonly username: string
 }
 
 /** The Go registry's reply to a flag it does not define (Go's `flag` package, ContinueOnError). */
@@ -79,13 +72,13 @@ export const plainToJson = (cmd: Command, plain: CommandResult): CommandResult |
   }
 }
 
-export const RegistryClientLive = (c: Connection): Layer.Layer<RegistryClient, SshError> =>
+export const ImportTargetLive = (c: Connection): Layer.Layer<ImportTarget, SshError> =>
   Layer.scoped(
-    RegistryClient,
+    ImportTarget,
     Effect.gen(function* () {
-      const client = yield* connectTarget(c, c.auth, { username: process.env.USER || "deploy-from-docker" })
+      const op = yield* connectOperatorClient(c, c.auth, { username: c.username })
       const runPlain = (cmd: Command) =>
-        Effect.map(exec(client, join(toArgv(cmd))), (r): CommandResult => ({
+        Effect.map(op.run(cmd), (r): CommandResult => ({
           output: r.stdout.toString("utf8") + r.stderr.toString("utf8"),
           ok: r.code === 0
         }))
@@ -102,15 +95,7 @@ export const RegistryClientLive = (c: Connection): Layer.Layer<RegistryClient, S
             return asPlain(cmd)
           })
         },
-        upload: (file, remoteName) =>
-          Effect.gen(function* () {
-            const sftp = yield* openSftp(client)
-            const bytes = NodeStream.fromReadable(
-              () => createReadStream(file, { highWaterMark: 1 << 20 }),
-              (cause) => new LocalIoError({ message: `cannot read ${file}: ${(cause as Error).message}`, cause })
-            )
-            return yield* upload(sftp, remoteName, bytes)
-          }).pipe(Effect.scoped)
+        upload: op.uploadFile
       }
     })
   )
