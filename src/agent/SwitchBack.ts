@@ -35,7 +35,9 @@ export const deployOrSwitchBack = (doc: ConfigurationDocument, root: string, cur
     const attempt = yield* Effect.either(runSwitch({ old: current, oldRoot, doc, newRoot: root }))
     if (attempt._tag === "Right") return undefined
     const error = attempt.left
-    if (error._tag === "StateFileError" || current === undefined) {
+    // Without -check the agent keeps the original's behaviour: a failed script fails the cycle and is
+    // retried with backoff (a transient failure must not hold a release until someone notices).
+    if (error._tag === "StateFileError" || current === undefined || cfg.check === "") {
       if (current === undefined) yield* log.info(`first deploy of ${cfg.name} failed: nothing to switch back to`)
       return yield* Effect.fail<ScriptFailed | StateFileError>(error)
     }

@@ -80,8 +80,9 @@ const site = async (checkExtra = "") => {
     "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name,
     "-dir", path.join(dir, "work"), "-script", script, "-check", check, "-state", path.join(dir, "state.json"), ...extra
   ]
-  const once = async (extra: ReadonlyArray<string> = []) => {
-    const a = startAgent([...args(extra), "-once"], dir)
+  const once = async (extra: ReadonlyArray<string> = [], withCheck = true) => {
+    const all = args(extra)
+    const a = startAgent([...(withCheck ? all : all.filter((x, i) => x !== "-check" && all[i - 1] !== "-check")), "-once"], dir)
     return { code: await a.exited, log: a.output() }
   }
   const lines = async (file: string) => (await fs.readFile(path.join(out, file), "utf8").catch(() => "")).split("\n").filter((l) => l !== "")
@@ -137,6 +138,24 @@ describe("deploy-agent -check: switch back on failure", () => {
     const st = await s.state()
     expect(st.Hash).toBe(good1)
     expect(st.Failed).toMatchObject({ Hash: badscript, Outcome: "rolled-back", Failure: { Step: "script", Status: "exit status 4", Lines: ["script: cannot start"] } })
+  })
+
+  it("without -check a failing deploy script fails the cycle as before: no switch back, nothing held", async () => {
+    const s = await site()
+    const { good1, badscript } = s.hashes
+    await s.add("good1")
+    expect((await s.once([], false)).code).toBe(0)
+    await s.set("badscript")
+    const r = await s.once([], false)
+    expect(r.code, r.log).toBe(1)
+    expect(r.log).toContain(`cycle failed: deploy script failed for configuration ${s.name} (${badscript}): exit status 4`)
+    expect(r.log).not.toContain("switching back")
+    expect((await s.state()).Hash).toBe(good1)
+    expect((await s.state()).Failed).toBeUndefined()
+    // Retried by the next attempt, as the original agent did.
+    await s.once([], false)
+    expect((await s.runs()).map((l) => l.split(" ")[0])).toEqual([good1, badscript, badscript])
+    expect(await s.checks()).toEqual([])
   })
 
   it("when the previous tree fails too: failed, left as it is, not retried", async () => {
