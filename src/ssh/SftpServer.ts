@@ -3,6 +3,7 @@
 // attributes, and safe path normalization.
 import * as posix from "node:path/posix"
 import type { Attributes, SFTPWrapper } from "ssh2"
+import { rewriteFirstPacket, sendNow } from "./Ssh2Internals.js"
 
 export const STATUS = {
   OK: 0,
@@ -56,12 +57,6 @@ export const normalizePath = (p: string): string | undefined => (p.includes("\0"
 // We add the extension to that one packet as it is written, and write the reply the way ssh2 writes
 // its own packets (same flow-control accounting), so OpenSSH's client uses 255 KiB requests.
 
-interface SftpInternals {
-  _protocol: { channelData: (id: number, data: Buffer) => void }
-  _buffer: Array<Buffer>
-  outgoing: { id: number; state: string; window: number; packetSize: number }
-}
-
 const PLAIN_VERSION = Buffer.from([0, 0, 0, 5, 2, 0, 0, 0, 3])
 const VERSION_WITH_LIMITS = (() => {
   const name = Buffer.from("limits@openssh.com")
@@ -81,34 +76,6 @@ const VERSION_WITH_LIMITS = (() => {
   return Buffer.concat([len, body])
 })()
 
-const pendingVersion = new WeakMap<object, Map<number, SftpInternals>>()
-
-const patchVersion = (s: SftpInternals) => {
-  const proto = s._protocol
-  let pending = pendingVersion.get(proto)
-  if (pending === undefined) {
-    const waiting = new Map<number, SftpInternals>()
-    pending = waiting
-    pendingVersion.set(proto, waiting)
-    const original = proto.channelData
-    proto.channelData = function (this: unknown, id: number, data: Buffer) {
-      const target = waiting.get(id)
-      if (target !== undefined && data.length === PLAIN_VERSION.length && data.equals(PLAIN_VERSION)) {
-        waiting.delete(id)
-        const extra = VERSION_WITH_LIMITS.length - PLAIN_VERSION.length
-        // ssh2 counted 9 bytes against the peer's window; count the extension bytes too
-        if (target.outgoing.window >= extra) {
-          target.outgoing.window -= extra
-          return original.call(this, id, VERSION_WITH_LIMITS)
-        }
-      }
-      return original.call(this, id, data)
-    }
-  }
-  pending.set(s.outgoing.id, s)
-  return () => pending.delete(s.outgoing.id)
-}
-
 const limitsReply = (reqId: number): Buffer => {
   const buf = Buffer.alloc(4 + 1 + 4 + 4 * 8)
   buf.writeUInt32BE(buf.length - 4, 0)
@@ -121,28 +88,15 @@ const limitsReply = (reqId: number): Buffer => {
   return buf
 }
 
-/** Writes a raw SFTP packet like ssh2's sendOrBuffer does when nothing is queued; false if it could not. */
-const sendRaw = (s: SftpInternals, packet: Buffer): boolean => {
-  const out = s.outgoing
-  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= packet.length || packet.length > out.packetSize) {
-    return false
-  }
-  out.window -= packet.length
-  s._protocol.channelData(out.id, packet)
-  return true
-}
-
 /**
  * Advertises limits@openssh.com on this SFTP session and answers its EXTENDED request; other extended
  * requests get OP_UNSUPPORTED. Call right after accepting the subsystem, before any data arrives.
  */
 export const advertiseLimits = (sftp: SFTPWrapper, later: (reqId: number, send: () => void) => void = (_, send) => send()): void => {
-  const s = sftp as unknown as SftpInternals
-  const unpatch = patchVersion(s)
-  sftp.once("close", unpatch)
+  sftp.once("close", rewriteFirstPacket(sftp, PLAIN_VERSION, VERSION_WITH_LIMITS))
   sftp.on("EXTENDED", (reqId: number, name: string) =>
     later(reqId, () => {
-      if (name === "limits@openssh.com" && sendRaw(s, limitsReply(reqId))) return
+      if (name === "limits@openssh.com" && sendNow(sftp, limitsReply(reqId))) return
       sftp.status(reqId, STATUS.OP_UNSUPPORTED)
     }))
 }
@@ -150,94 +104,20 @@ export const advertiseLimits = (sftp: SFTPWrapper, later: (reqId: number, send: 
 // --- DATA replies without the extra copy ----------------------------------------------------------------
 // sftp.data() allocates a packet and copies the payload into it on every READ. A caller that reads file data
 // straight into `packet.subarray(DATA_HEADER)` of a reusable buffer can send it with sendData instead: the
-// header is filled in place and the packet goes to the channel in peer-sized pieces, which ssh2's protocol
-// layer copies into its own SSH packets synchronously, so the buffer may be reused as soon as this returns.
+// header is filled in place and the packet goes to the channel as is (Ssh2Internals.sendNow), so the buffer
+// may be reused as soon as this returns.
 
 /** uint32 length, byte type, uint32 request id, uint32 data length. */
 export const DATA_HEADER = 13
 const SSH_FXP_DATA = 103
 
-/**
- * Bytes of replies that can go out now without ssh2 queueing (and copying) them: the peer's channel window,
- * or 0 while ssh2 still has queued output. A server that reads ahead of this only fills ssh2's queue.
- */
-export const replyRoom = (sftp: SFTPWrapper): number => {
-  const s = sftp as unknown as SftpInternals
-  const w = peerWindow(sftp)
-  return s._buffer.length === 0 && s.outgoing.state === "open" ? w : 0
-}
-const largestWindow = new WeakMap<SFTPWrapper, number>()
-/** The peer's window now, remembering the largest it has granted. */
-const peerWindow = (sftp: SFTPWrapper): number => {
-  const w = (sftp as unknown as SftpInternals).outgoing.window
-  if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
-  return w
-}
-
-/**
- * Whether the peer is sure to adjust the window soon: less than half of the largest window it granted is
- * left, and clients (OpenSSH, ssh2) send WINDOW_ADJUST once they have used half. Waiting for the window is
- * only safe then; otherwise a reply must go out as it can.
- */
-export const windowAdjustDue = (sftp: SFTPWrapper): boolean => {
-  const s = sftp as unknown as SftpInternals
-  return s._buffer.length > 0 || peerWindow(sftp) < largestWindow.get(sftp)! / 2
-}
-
-/**
- * Calls `f` once, at the peer's next window adjustment, after ssh2 has sent what it had queued. The window
- * is watched through a setter on the channel's `outgoing.window` (ssh2 adds to it on WINDOW_ADJUST), not
- * through ssh2's one drain hook, which ssh2 overwrites whenever a send exhausts the window. Arming the same
- * `f` again before then changes nothing.
- */
-export const whenWindow = (sftp: SFTPWrapper, f: () => void): void => {
-  let waiting = windowWaiters.get(sftp)
-  if (waiting === undefined) {
-    const set = new Set<() => void>()
-    waiting = set
-    windowWaiters.set(sftp, set)
-    const out = (sftp as unknown as SftpInternals).outgoing
-    let w = out.window
-    const wake = () => {
-      const fs = [...set]
-      set.clear()
-      for (const g of fs) g()
-    }
-    Object.defineProperty(out, "window", {
-      configurable: true,
-      enumerable: true,
-      get: () => w,
-      set: (v: number) => {
-        const grew = v > w
-        w = v
-        // After ssh2's own drain, which runs synchronously right after the adjustment.
-        if (grew && set.size > 0) queueMicrotask(wake)
-      }
-    })
-  }
-  waiting.add(f)
-}
-const windowWaiters = new WeakMap<SFTPWrapper, Set<() => void>>()
-
 /** Sends bytes [DATA_HEADER, DATA_HEADER + dataLen) of `packet` as the DATA reply to `reqId`. */
 export const sendData = (sftp: SFTPWrapper, reqId: number, packet: Buffer, dataLen: number): void => {
-  const s = sftp as unknown as SftpInternals
-  const out = s.outgoing
   const total = DATA_HEADER + dataLen
-  // Only when ssh2 itself would send the whole packet now (nothing queued, window room left over); else its
-  // own path, which copies and queues as usual.
-  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= total || out.packetSize <= 0) {
-    sftp.data(reqId, packet.subarray(DATA_HEADER, total))
-    return
-  }
   packet.writeUInt32BE(total - 4, 0)
   packet[4] = SSH_FXP_DATA
   packet.writeUInt32BE(reqId, 5)
   packet.writeUInt32BE(dataLen, 9)
-  for (let p = 0; p < total; ) {
-    const n = Math.min(total - p, out.packetSize)
-    out.window -= n
-    s._protocol.channelData(out.id, packet.subarray(p, p + n))
-    p += n
-  }
+  // When ssh2 would have to queue it: its own path, which copies and queues as usual.
+  if (!sendNow(sftp, packet.subarray(0, total))) sftp.data(reqId, packet.subarray(DATA_HEADER, total))
 }
