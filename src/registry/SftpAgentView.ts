@@ -12,7 +12,7 @@ import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/
 import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
-} from "../ssh/SftpServer.js"
+} from "../ssh/SftpProtocol.js"
 import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import { BlobStore } from "./BlobStore.js"

@@ -18,7 +18,7 @@ import { HostKey } from "../ssh/HostKey.js"
 import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Internals.js"
 import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
-import { Console } from "./Console.js"
+import { CommandInterpreter } from "./CommandInterpreter.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
@@ -45,7 +45,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | Console | Uploads | Storage | BlobStore
+type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore
 
 interface Login {
   readonly role: Role
@@ -58,8 +58,8 @@ const peer = (s: net.Socket) => `${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"
 /** One exec request: the command's output on stdout, its status as the exit status, stderr empty. */
 const runExec = (channel: ServerChannel, command: string, who: Principal, term: Terminal) =>
   Effect.gen(function* () {
-    const console = yield* Console
-    const result = yield* console.run(command, who)
+    const interpreter = yield* CommandInterpreter
+    const result = yield* interpreter.run(command, who)
     if (channel.writable && result.output !== "") {
       channel.write(term.pty ? result.output.replace(/\r?\n/g, "\r\n") : result.output)
     }

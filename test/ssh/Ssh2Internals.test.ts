@@ -15,7 +15,7 @@ import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 import { openSftp } from "../../src/ssh/Sftp.js"
-import { MAX_IO } from "../../src/ssh/SftpServer.js"
+import { MAX_IO } from "../../src/ssh/SftpProtocol.js"
 import {
   channelOpen, checkSsh2, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, signWithKeyObject, SSH2_VERSION
 } from "../../src/ssh/Ssh2Internals.js"

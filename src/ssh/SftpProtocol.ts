@@ -1,6 +1,6 @@
-// Helpers shared by the registry's two SFTP views (upload-only and agent read-only) over ssh2's
-// low-level SFTP server API: the limits@openssh.com extension (SSH2.md pitfall 4), status codes,
-// attributes, and safe path normalization.
+// The SFTP protocol as the registry's two views (upload-only and agent read-only) speak it over ssh2's
+// low-level SFTP server API (not a server): status codes, attributes, safe path normalization, the
+// limits@openssh.com extension (SSH2.md pitfall 4) and DATA replies without a copy.
 import * as posix from "node:path/posix"
 import type { Attributes, SFTPWrapper } from "ssh2"
 import { rewriteFirstPacket, sendNow } from "./Ssh2Internals.js"
