@@ -10,17 +10,8 @@ import { Context, Effect, Layer, type Option } from "effect"
 import type { LayerRef } from "../domain/Commands.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type {
-  ComponentInUse,
-  ComponentNotFound,
-  ConfigurationExists,
-  ConfigurationNotFound,
-  DuplicateComponent,
-  LayerNotFound,
-  RollbackUnavailable,
-  StaleExpect,
-  VersionExists,
-  VersionInUse,
-  VersionNotFound
+  ComponentInUse, ComponentNotFound, ConfigurationExists, ConfigurationNotFound, DuplicateComponent, LayerNotFound,
+  RollbackUnavailable, StaleExpect, VersionExists, VersionInUse, VersionNotFound
 } from "../domain/Errors.js"
 import { StorageError } from "../domain/Errors.js"
 import type { ComponentName, ConfigurationName, Sha256, Version } from "../domain/Names.js"

@@ -90,61 +90,55 @@ describe("ssh2 internals, server side", () => {
 
   const p = <A>(f: (cb: (err: Error | null | undefined, a?: A) => void) => void): Promise<A> =>
     new Promise((resolve, reject) => f((err, a) => (err ? reject(err) : resolve(a as A))))
-  const delta = async (f: () => Promise<void>) => {
-    const before = { ...fastPaths }
-    await f()
-    return Object.fromEntries(Object.entries(fastPaths).map(([k, v]) => [k, v - before[k as keyof typeof fastPaths]])) as typeof fastPaths
-  }
-  /** Ends the SFTP session as OpenSSH's client does (EOF first) and waits for the server to close it. */
-  const endSession = (s: SFTPWrapper) =>
-    new Promise<void>((resolve) => {
-      s.once("close", () => resolve())
-      s.end()
-    })
-
-  it("a download: limits@openssh.com in VERSION and its reply, DATA replies written without a copy, waits for the window", async () => {
-    const client = await connectClient(srv.port, "deploy-agent", { privateKey: srv.agent.privateKey })
+  /**
+   * How often each fast path ran during one SFTP session of `user`, from opening it to the server closing
+   * it after the client's EOF (as OpenSSH's client ends a session).
+   */
+  const counted = async (user: "deploy-agent" | "alice", session: (s: SFTPWrapper) => Promise<void>) => {
+    const client = await connectClient(srv.port, user, { privateKey: user === "alice" ? srv.operator.privateKey : srv.agent.privateKey })
     try {
-      const d = await delta(async () => {
-        const s = await clientSftp(client)
-        expect(maxReadLen(s)).toBe(MAX_IO) // from the limits reply: the VERSION rewrite and the raw reply both ran
-        // 64 reads in flight, as the agent's reader keeps: more than the client's 2 MiB window
-        const local = path.join(srv.dir, "canary-download")
-        await p<void>((cb) => s.fastGet(`/files/${hash}`, local, { concurrency: 64, chunkSize: MAX_IO }, (e) => cb(e)))
-        expect((await fs.readFile(local)).equals(blob)).toBe(true)
-        await endSession(s)
+      const before = { ...fastPaths }
+      const s = await clientSftp(client)
+      await session(s)
+      await new Promise<void>((resolve) => {
+        s.once("close", () => resolve())
+        s.end()
       })
-      const replies = Math.ceil(blob.length / MAX_IO)
-      expect(d.rewrittenPackets).toBe(1)
-      // the limits reply and every DATA reply went straight to the channel
-      expect(d.directPackets).toBeGreaterThanOrEqual(1 + replies)
-      // 5 MiB through a 2 MiB window: the reader waited for the client's adjustment
-      expect(d.windowWakes).toBeGreaterThan(0)
-      expect(d.pushes).toBeGreaterThan(replies)
-      expect(d.sshdEnds).toBe(1)
+      return Object.fromEntries(Object.entries(fastPaths).map(([k, v]) => [k, v - before[k as keyof typeof fastPaths]])) as typeof fastPaths
     } finally {
       client.end()
     }
+  }
+
+  it("a download: limits@openssh.com in VERSION and its reply, DATA replies written without a copy, waits for the window", async () => {
+    const d = await counted("deploy-agent", async (s) => {
+      expect(maxReadLen(s)).toBe(MAX_IO) // from the limits reply: the VERSION rewrite and the raw reply both ran
+      // 64 reads in flight, as the agent's reader keeps: more than the client's 2 MiB window
+      const local = path.join(srv.dir, "canary-download")
+      await p<void>((cb) => s.fastGet(`/files/${hash}`, local, { concurrency: 64, chunkSize: MAX_IO }, (e) => cb(e)))
+      expect((await fs.readFile(local)).equals(blob)).toBe(true)
+    })
+    const replies = Math.ceil(blob.length / MAX_IO)
+    expect(d.rewrittenPackets).toBe(1)
+    // the limits reply and every DATA reply went straight to the channel
+    expect(d.directPackets).toBeGreaterThanOrEqual(1 + replies)
+    // 5 MiB through a 2 MiB window: the reader waited for the client's adjustment
+    expect(d.windowWakes).toBeGreaterThan(0)
+    expect(d.pushes).toBeGreaterThan(replies)
+    expect(d.sshdEnds).toBe(1)
   })
 
   it("an upload of many small pipelined writes: reading pauses at 64 requests and the window is reopened by us", async () => {
-    const client = await connectClient(srv.port, "alice", { privateKey: srv.operator.privateKey })
-    try {
-      const d = await delta(async () => {
-        const s = await clientSftp(client)
-        const h = await p<Buffer>((cb) => s.open("canary.bin", "w", cb))
-        // 200 × 8 KiB sent at once: more than 64 requests and more than half the 2 MiB window
-        const piece = 8 * 1024
-        const data = blob.subarray(0, 200 * piece)
-        await Promise.all(Array.from({ length: 200 }, (_, i) => p<void>((cb) => s.write(h, data, i * piece, piece, i * piece, (e) => cb(e)))))
-        await p<void>((cb) => s.close(h, (e) => cb(e)))
-        await endSession(s)
-      })
-      expect(d.rewrittenPackets).toBe(1)
-      expect(d.windowAdjusts).toBeGreaterThan(0)
-      expect(d.sshdEnds).toBe(1)
-    } finally {
-      client.end()
-    }
+    const d = await counted("alice", async (s) => {
+      const h = await p<Buffer>((cb) => s.open("canary.bin", "w", cb))
+      // 200 × 8 KiB sent at once: more than 64 requests and more than half the 2 MiB window
+      const piece = 8 * 1024
+      const data = blob.subarray(0, 200 * piece)
+      await Promise.all(Array.from({ length: 200 }, (_, i) => p<void>((cb) => s.write(h, data, i * piece, piece, i * piece, (e) => cb(e)))))
+      await p<void>((cb) => s.close(h, (e) => cb(e)))
+    })
+    expect(d.rewrittenPackets).toBe(1)
+    expect(d.windowAdjusts).toBeGreaterThan(0)
+    expect(d.sshdEnds).toBe(1)
   })
 })
