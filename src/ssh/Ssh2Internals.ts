@@ -85,8 +85,9 @@ const keySymbol = (key: ParsedKey, which: keyof typeof KEY_SYMBOLS): symbol => {
 }
 
 /**
- * Why the installed ssh2 cannot be used with the accesses below, or undefined: another version, or an
- * SFTP session built from a stand-in channel lacking a field we use. Cheap; run once at start-up.
+ * Why the installed ssh2 cannot be used with the accesses below, or undefined: another version, an SFTP
+ * session built from a stand-in channel lacking a field we use, or a parsed key without the symbols we
+ * read. Cheap (one ed25519 key made); run once at start-up.
  */
 export const checkSsh2 = (): string | undefined => {
   const require = createRequire(import.meta.url)
@@ -103,6 +104,12 @@ export const checkSsh2 = (): string | undefined => {
     if (problem !== undefined) return broken(problem).message
     if (s._protocol !== protocol || s.outgoing !== chan.outgoing || s.incoming !== chan.incoming) return broken("SFTPWrapper no longer keeps its channel's fields").message
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
+    // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
+    const { utils } = require("ssh2") as typeof import("ssh2")
+    const key = utils.parseKey(utils.generateKeyPairSync("ed25519").private) as ParsedKey | Error
+    if (key instanceof Error) return broken(`ssh2 cannot parse its own key: ${key.message}`).message
+    keySymbol(key, "privatePem")
+    keyHashAlgorithm(key)
   } catch (e) {
     return e instanceof Error ? e.message : String(e)
   }
