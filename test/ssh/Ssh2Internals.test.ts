@@ -17,7 +17,8 @@ import { generateEd25519 } from "../../src/ssh/KeyGen.js"
 import { openSftp } from "../../src/ssh/Sftp.js"
 import { MAX_IO } from "../../src/ssh/SftpProtocol.js"
 import {
-  channelOpen, checkSsh2, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, signWithKeyObject, SSH2_VERSION
+  channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, replyRoom, signWithKeyObject,
+  SSH2_VERSION
 } from "../../src/ssh/Ssh2Internals.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { fixedStorage, generateKey, type InProcessServer, startInProcess } from "../support/sshServer.js"
@@ -61,6 +62,15 @@ describe("ssh2 internals", () => {
 describe("ssh2 internals, server side", () => {
   it("checkSsh2 accepts the installed ssh2 (the registry runs it at start-up)", () => {
     expect(checkSsh2()).toBeUndefined()
+  })
+
+  it("an accessor whose field moved throws, naming it, instead of falling back", () => {
+    const moved = {} as never
+    expect(() => maxReadLen(moved)).toThrow(/_maxReadLen/)
+    expect(() => channelOpen(moved)).toThrow(/incoming\/outgoing/)
+    expect(() => connectionSocket(moved)).toThrow(/_sock/)
+    expect(() => replyRoom(moved)).toThrow(/_protocol/)
+    expect(() => keyHashAlgorithm(Object.create(null) as never)).toThrow(/Hash Algorithm/)
   })
 
   it("parsed keys hold the private PEM and the hash algorithm under the symbols we use", () => {
