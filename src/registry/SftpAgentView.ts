@@ -11,9 +11,9 @@ import { encodeDocument } from "../domain/Document.js"
 import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import {
-  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
-  whenWindow, windowAdjustDue
-} from "../ssh/SftpServer.js"
+  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
+} from "../ssh/SftpProtocol.js"
+import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import { BlobStore } from "./BlobStore.js"
 import { BUSY, type HandleBudget } from "./Limits.js"
