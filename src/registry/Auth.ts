@@ -41,9 +41,12 @@ export interface SessionLimits {
   readonly pty: boolean
 }
 
+/** Why a login was refused, as a bounded metric label (docs/metrics.md): never the key or the user. */
+export type RejectKind = "weak_algorithm" | "not_listed" | "bad_signature" | "key_options" | "certificate"
+
 export type AuthDecision =
   /** `reason` is for the registry's log (untrusted parts quoted). */
-  | { readonly _tag: "Reject"; readonly reason: string; readonly certifiedKey?: string }
+  | { readonly _tag: "Reject"; readonly reason: string; readonly kind: RejectKind; readonly certifiedKey?: string }
   /** The key is listed: answer the query phase with PK_OK; the client must still prove possession. */
   | { readonly _tag: "KeyListed" }
   | { readonly _tag: "Accept"; readonly role: Role; readonly principal: Principal; readonly limits: SessionLimits }
@@ -98,7 +101,7 @@ interface Entry {
   readonly verify: Verify
 }
 
-const reject = (reason: string) => ({ _tag: "Reject", reason }) as const
+const reject = (reason: string, kind: RejectKind) => ({ _tag: "Reject", reason, kind }) as const
 
 /** The per-line options every login through `e` must pass (from=, expiry-time=). */
 const lineProblem = (e: Entry, address: string | undefined, now: Date): string | undefined => {
@@ -125,12 +128,12 @@ export const makeAuth = (
 
   const plainKey = (a: AuthAttempt, role: Role, entries: ReadonlyArray<Entry>): AuthDecision => {
     const hashAlgo = a.signed?.hashAlgo ?? a.hashAlgo
-    if (a.algo === "ssh-rsa" && hashAlgo === undefined) return reject("ssh-rsa (SHA-1) signatures are refused; use rsa-sha2-256/512")
-    if (a.algo === "ssh-dss") return reject("DSA keys are refused")
+    if (a.algo === "ssh-rsa" && hashAlgo === undefined) return reject("ssh-rsa (SHA-1) signatures are refused; use rsa-sha2-256/512", "weak_algorithm")
+    if (a.algo === "ssh-dss") return reject("DSA keys are refused", "weak_algorithm")
     const listed = entries.filter((e) => e.key.data.equals(a.keyData) && (e.key.type === a.algo || (e.key.type === "ssh-rsa" && /^rsa-sha2-(256|512)$/.test(a.algo))))
-    if (listed.length === 0) return reject("key not listed")
+    if (listed.length === 0) return reject("key not listed", "not_listed")
     const usable = listed.filter((e) => !e.key.restrictions.certAuthority)
-    if (usable.length === 0) return reject(`key is a CA (cert-authority at ${listed[0]!.where}); it signs certificates and never logs in itself`)
+    if (usable.length === 0) return reject(`key is a CA (cert-authority at ${listed[0]!.where}); it signs certificates and never logs in itself`, "not_listed")
     // As sshd: the first line whose options allow this login.
     const now = clock()
     let problem = ""
@@ -141,27 +144,27 @@ export const makeAuth = (
         continue
       }
       if (a.signed === undefined) return { _tag: "KeyListed" }
-      if (!e.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo)) return reject("bad signature")
+      if (!e.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo)) return reject("bad signature", "bad_signature")
       const limits: SessionLimits = { pty: e.key.restrictions.pty, ...(e.key.restrictions.command !== undefined ? { command: e.key.restrictions.command } : {}) }
       return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: e.key.fingerprint, comment: e.key.comment }), limits }
     }
-    return reject(problem)
+    return reject(problem, "key_options")
   }
 
   const certificate = (a: AuthAttempt, role: Role, entries: ReadonlyArray<Entry>): AuthDecision => {
     const sigAlgo = certSignatureAlgorithm(a.algo)
-    if (sigAlgo === "ssh-rsa") return reject("ssh-rsa-cert-v01@openssh.com (SHA-1) signatures are refused; use rsa-sha2-256/512")
+    if (sigAlgo === "ssh-rsa") return reject("ssh-rsa-cert-v01@openssh.com (SHA-1) signatures are refused; use rsa-sha2-256/512", "weak_algorithm")
     const parsed = parseCertificate(a.keyData)
-    if (parsed === undefined || certifiedKeyType(parsed.type) !== certifiedKeyType(a.algo)) return reject("malformed certificate")
+    if (parsed === undefined || certifiedKeyType(parsed.type) !== certifiedKeyType(a.algo)) return reject("malformed certificate", "certificate")
     const cert = parsed
     // Refusals name the certified key (what ssh-keygen -l shows for the user's key), not the certificate blob.
-    const refuse = (reason: string) => ({ _tag: "Reject", reason, certifiedKey: cert.keyFingerprint }) as const
+    const refuse = (reason: string, kind: RejectKind = "certificate") => ({ _tag: "Reject", reason, kind, certifiedKey: cert.keyFingerprint }) as const
     const id = `certificate ${quote(cert.keyId)} serial ${cert.serial}`
     const caFp = fingerprint(cert.signatureKey)
     if (cert.certType !== 1) return refuse(`${id} is not a user certificate`)
     const cas = entries.filter((e) => e.key.restrictions.certAuthority && e.key.data.equals(cert.signatureKey))
     if (cas.length === 0) return refuse(`${id}: unknown CA ${caFp}`)
-    if (!cert.signedByCa) return refuse(`${id}: bad CA signature`)
+    if (!cert.signedByCa) return refuse(`${id}: bad CA signature`, "bad_signature")
     const now = BigInt(Math.floor(clock().getTime() / 1000))
     if (now < cert.validAfter) return refuse(`${id} is not yet valid (valid after ${new Date(Number(cert.validAfter) * 1000).toISOString()})`)
     if (now >= cert.validBefore) return refuse(`${id} expired at ${cert.validBefore >= 2n ** 53n ? "forever" : new Date(Number(cert.validBefore) * 1000).toISOString()}`)
@@ -196,7 +199,7 @@ export const makeAuth = (
         continue
       }
       if (a.signed === undefined) return { _tag: "KeyListed" }
-      if (!verifySignature(cert.publicKey, a.signed.blob, a.signed.signature, sigAlgo)) return refuse(`${id}: bad signature`)
+      if (!verifySignature(cert.publicKey, a.signed.blob, a.signed.signature, sigAlgo)) return refuse(`${id}: bad signature`, "bad_signature")
       const command = forced ?? lineCommand
       const limits: SessionLimits = { pty: ca.key.restrictions.pty && cert.extensions.has("permit-pty"), ...(command !== undefined ? { command } : {}) }
       const comment = `cert ${quote(cert.keyId)} serial ${cert.serial} CA ${caFp}${ca.key.comment ? ` ${ca.key.comment}` : ""}`
