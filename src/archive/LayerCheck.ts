@@ -54,16 +54,21 @@ async function* chunks(file: string, opts: ReadOptions): AsyncGenerator<Buffer> 
  */
 export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
   try {
-    const parser = new TarParser(sink, label)
-    const stats = await gunzip(chunks(file, opts), label, (chunk) => {
-      parser.write(chunk)
-      return opts.room?.()
-    })
-    parser.end()
-    return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
+    return await readLayerFrom(chunks(file, opts), label, sink, opts.room)
   } catch (e) {
     throw e instanceof LayerUnreadable && e.layer === "" ? new LayerUnreadable({ layer: label, reason: `${file}: ${e.reason}` }) : asLayerFailure(label, e)
   }
+}
+
+/** The same reading over the file's bytes as `source` yields them (deployctl feeds what it uploads). */
+export const readLayerFrom = async (source: AsyncIterable<Buffer>, label: string, sink: TarSink, room?: ReadOptions["room"]): Promise<LayerRead> => {
+  const parser = new TarParser(sink, label)
+  const stats = await gunzip(source, label, (chunk) => {
+    parser.write(chunk)
+    return room?.()
+  })
+  parser.end()
+  return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
 }
 
 const ignore: TarSink = { entry: () => {}, data: () => {}, entryEnd: () => {} }
