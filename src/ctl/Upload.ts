@@ -35,11 +35,12 @@ export const uploadFile = (
 ): Effect.Effect<Uploaded, SshError | InvalidArchive | FileError, Scope.Scope> =>
   Effect.gen(function* () {
     const fileError = (cause: unknown) => new FileError({ file, reason: (cause as Error).message, cause })
+    // stat before open: opening a FIFO would wait for a writer.
+    const st = yield* Effect.tryPromise({ try: () => fs.promises.stat(file), catch: fileError })
+    if (!st.isFile()) return yield* new FileError({ file, reason: "not a regular file" })
     const fh = yield* Effect.acquireRelease(Effect.tryPromise({ try: () => fs.promises.open(file, "r"), catch: fileError }), (h) =>
       Effect.promise(() => h.close())
     )
-    const st = yield* Effect.tryPromise({ try: () => fh.stat(), catch: fileError })
-    if (!st.isFile()) return yield* new FileError({ file, reason: "not a regular file" })
     const name = path.basename(file)
     // The worker starts while the SFTP session opens.
     const [check, sftp] = yield* Effect.all([startArchiveCheck(name), openSftp(client)], { concurrency: 2 })
