@@ -5,18 +5,20 @@
 //  - agents served per second (connect as deploy-agent + read /configs/<name>.json over SFTP) at full load
 // The load runs in separate node processes (-procs) so the client is not one saturated event loop.
 //   node --import tsx bench/capacity.ts [-runs 5] [-window 5s] [-c 16] [-pollc 32] [-procs 2] [-ctlruns 20]
+import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { writeFile } from "node:fs/promises"
+import { mkdir, rm, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import { tinyTarGz } from "./lib/data.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { sshRun } from "./lib/openssh.js"
 import { cpuMs, readMem, runOk, watchMemory } from "./lib/proc.js"
-import { addVersionViaSftp, deployctl, haveProgram, requirePrograms, sshExec, startRegistry } from "./lib/registry.js"
+import { addVersionViaSftp, agentArgs, deployctl, dist, haveProgram, requirePrograms, sshExec, startRegistry, type Registry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { startSshd } from "./lib/sshd.js"
 import { interleave, mapStat, summarize, type Stat } from "./lib/stats.js"
+import { tempDir } from "../test/support/keys.js"
 import { agentPoll, formatLoad, runLoadProcs, type LoadOptions, type LoadResult, type Target } from "./load.js"
 
 interface Window {
@@ -24,6 +26,31 @@ interface Window {
   /** Server CPU ms used during the window (with reaped children for sshd). */
   readonly serverCpuMs: number
   readonly serverPeakRssMiB: number
+}
+
+/** Milliseconds from spawning the registry on a fresh directory (host key and database made) to its `listening` line. */
+const registryStart = async (reg: Registry, scratch: string, i: number): Promise<number> => {
+  const dir = path.join(scratch, `registry-${i}`)
+  await mkdir(dir)
+  const keys = path.join(scratch, "keys")
+  await writeFile(keys, reg.operator.publicLine + "\n")
+  const t0 = performance.now()
+  const child = spawn(process.execPath, [dist.registry, "-addr", "127.0.0.1:0", "-dir", dir, "-opauth", keys, "-srvauth", keys], { stdio: ["ignore", "pipe", "pipe"] })
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      let out = ""
+      const onData = (d: Buffer) => {
+        out += d
+        if (/listening on/.test(out)) resolve(performance.now() - t0)
+      }
+      child.stdout!.on("data", onData)
+      child.stderr!.on("data", onData)
+      child.once("exit", (code) => reject(new Error(`registry exited ${code} at start: ${out.trim()}`)))
+    })
+  } finally {
+    child.kill()
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 export const capacity: Bench = async (argv) => {
@@ -86,6 +113,9 @@ export const capacity: Bench = async (argv) => {
     // 1. Operator commands as whole client processes.
     if (haveProgram("ctl")) {
       log(`capacity: deployctl configurations vs ssh configurations, ${ctlRuns} each`)
+      const scratch = await tempDir("bench-startup-")
+      cleanup.add(() => rm(scratch, { recursive: true, force: true }))
+      let n = 0
       const st = await interleave(ctlRuns, {
         ssh: async () => {
           const r = await sshRun({ port: reg.port, user: "operator", opts: reg.clientOpts("operator") }, "configurations")
@@ -98,7 +128,16 @@ export const capacity: Bench = async (argv) => {
           const r = await deployctl(reg, ["configurations"])
           if (r.code !== 0) throw new Error(`deployctl configurations failed: ${(r.stdout + r.stderr).trim()}`)
           return r.ms
-        }
+        },
+        // The other two programs' start-up, for the same floor.
+        agent: async () => {
+          const dir = path.join(scratch, `agent-${n++}`)
+          await mkdir(dir)
+          const r = await runOk(process.execPath, agentArgs(reg, "bench", dir, ["-once", "-script", ""]))
+          await rm(dir, { recursive: true, force: true })
+          return r.ms
+        },
+        registry: () => registryStart(reg, scratch, n++)
       })
       rows.push(row({
         metric: "deployctl configurations, sequential", unit: "cmd/s", referenceName: "OpenSSH ssh, same registry",
@@ -108,6 +147,14 @@ export const capacity: Bench = async (argv) => {
       rows.push(row({
         metric: "deployctl configurations, one round trip", unit: "ms", referenceName: "node -e 0 (Node's start-up)",
         reference: st["node"], ours: st["deployctl"], target: { kind: "ratio<=", value: 3 }
+      }))
+      rows.push(row({
+        metric: "deploy-agent -once, a one-file layer", unit: "ms", referenceName: "node -e 0 (Node's start-up)", reference: st["node"], ours: st["agent"],
+        note: "start, connect, document, download + verify, unpack, state, with their fsyncs: several round trips, not one"
+      }))
+      rows.push(row({
+        metric: "registry start, fresh directory, to `listening`", unit: "ms", referenceName: "node -e 0 (Node's start-up)", reference: st["node"], ours: st["registry"],
+        note: "includes making the host key and the database"
       }))
     }
 

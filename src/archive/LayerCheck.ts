@@ -74,16 +74,21 @@ const watched = (sink: TarSink, room: ReadOptions["room"]) => {
 export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
   const w = watched(sink, opts.room)
   try {
-    const parser = new TarParser(w.sink, label)
-    const stats = await gunzip(chunks(file, label, opts), label, (chunk) => {
-      parser.write(chunk)
-      return w.room?.()
-    })
-    parser.end()
-    return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
+    return await readLayerFrom(chunks(file, label, opts), label, w.sink, w.room)
   } catch (e) {
     throw w.ownError(e) ? e : asLayerFailure(label, e)
   }
+}
+
+/** The same reading over the file's bytes as `source` yields them (deployctl feeds what it uploads). */
+export const readLayerFrom = async (source: AsyncIterable<Buffer>, label: string, sink: TarSink, room?: ReadOptions["room"]): Promise<LayerRead> => {
+  const parser = new TarParser(sink, label)
+  const stats = await gunzip(source, label, (chunk) => {
+    parser.write(chunk)
+    return room?.()
+  })
+  parser.end()
+  return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
 }
 
 const ignore: TarSink = { entry: () => {}, data: () => {}, entryEnd: () => {} }

@@ -1,10 +1,12 @@
-// The tar.gz check and the sha256 of `deployctl addver -file`, on a worker thread that reads the
-// file on its own (from the page cache, as the upload reads it): inflating, the strict layer reader
-// (src/archive, the same one the agent and the registry's addver use) and hashing then cost the main
-// thread nothing, and the main thread — which frames, encrypts and sends the SFTP packets and was
-// the bottleneck — only reads and uploads.
-import { Data, Effect } from "effect"
+// The tar.gz check and the sha256 of `deployctl addver -file`, on a worker thread: inflating, the
+// strict layer reader (src/archive, the same one the agent and the registry's addver use) and hashing
+// then cost the main thread nothing, and the main thread — which frames, encrypts and sends the SFTP
+// packets and is the bottleneck — only reads and uploads. `startArchiveCheck` is fed the chunks the
+// upload reads (the file is read once); `checkArchive` reads a file on its own.
+import { Data, Effect, type Scope } from "effect"
 import { checkLayerInWorker } from "../archive/LayerCheck.js"
+import { feedLayerCheck } from "../archive/LayerFeed.js"
+import type { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 
 /** The file is not a readable .tar.gz; `reason` says what broke. */
 export class InvalidArchive extends Data.TaggedError("InvalidArchive")<{ readonly file: string; readonly reason: string }> {
@@ -26,21 +28,46 @@ export interface Checked {
   readonly bytes: number
 }
 
+/** The reader's failures as deployctl's: the label is the file's name, so the reason drops "layer <name>: ". */
+const asArchiveError = (name: string) => (e: LayerRefused | LayerUnreadable): InvalidArchive | FileError =>
+  e._tag === "LayerRefused" ? new InvalidArchive({ file: name, reason: e.message.slice(`layer ${name}: `.length) }) : new FileError({ file: name, reason: e.reason })
+
+/** An empty archive is valid but almost surely a mistake here. */
+const notEmpty = (name: string) => <A extends { readonly entries: number }>(c: A): Effect.Effect<A, InvalidArchive> =>
+  c.entries > 0 ? Effect.succeed(c) : Effect.fail(new InvalidArchive({ file: name, reason: "the archive holds no entries" }))
+
 /**
  * Checks that `file` is a layer an agent accepts (one gzip member of one tar, every entry passing
- * the reader's rules) holding at least one entry — an empty archive is valid but almost surely a
- * mistake here — and hashes it. `name` is how messages call the file. Interrupting stops the worker.
+ * the reader's rules) holding at least one entry, and hashes it. `name` is how messages call the
+ * file. Interrupting stops the worker.
  */
 export const checkArchive = (file: string, name: string = file): Effect.Effect<Checked, InvalidArchive | FileError> =>
   checkLayerInWorker(file, name, { hash: true }).pipe(
-    Effect.catchTags({
-      // The label is the file's name: the reason is the refusal without its "layer <name>: ".
-      LayerRefused: (e) => Effect.fail(new InvalidArchive({ file: name, reason: e.message.slice(`layer ${name}: `.length) })),
-      LayerUnreadable: (e) => Effect.fail(new FileError({ file: name, reason: e.reason }))
-    }),
-    Effect.filterOrFail(
-      (c) => c.entries > 0,
-      () => new InvalidArchive({ file: name, reason: "the archive holds no entries" })
-    ),
+    Effect.mapError(asArchiveError(name)),
+    Effect.flatMap(notEmpty(name)),
     Effect.map((c) => ({ hash: c.hash!, bytes: c.bytes }))
+  )
+
+export interface ArchiveFeed {
+  /** The next bytes of the file; the chunk's memory moves to the worker (LayerFeed.push). */
+  readonly push: (chunk: Buffer) => Effect.Effect<void, InvalidArchive | FileError>
+  /** Every byte was pushed: the verdict and the sha256 of the bytes pushed. */
+  readonly end: Effect.Effect<Checked, InvalidArchive | FileError>
+  /** Fails as soon as the check fails; never succeeds. */
+  readonly failed: Effect.Effect<never, InvalidArchive | FileError>
+}
+
+/** The same check as checkArchive over chunks handed to it, on a worker stopped with the scope. */
+export const startArchiveCheck = (name: string): Effect.Effect<ArchiveFeed, FileError, Scope.Scope> =>
+  feedLayerCheck(name, { hash: true }).pipe(
+    Effect.mapError((e) => new FileError({ file: name, reason: e.reason })),
+    Effect.map((feed) => ({
+      push: (chunk: Buffer) => Effect.mapError(feed.push(chunk), asArchiveError(name)),
+      end: feed.end.pipe(
+        Effect.mapError(asArchiveError(name)),
+        Effect.flatMap(notEmpty(name)),
+        Effect.map((c) => ({ hash: c.hash!, bytes: c.bytes }))
+      ),
+      failed: Effect.mapError(feed.failed, asArchiveError(name))
+    }))
   )

@@ -55,6 +55,8 @@ export class Auth extends Context.Tag("registry/Auth")<
   Auth,
   {
     readonly check: (attempt: AuthAttempt) => Effect.Effect<AuthDecision>
+    /** The same decision, synchronously: ssh2's authentication callback needs no fiber for it. */
+    readonly decide: (attempt: AuthAttempt) => AuthDecision
   }
 >() {
   /** An Auth over keys already parsed (tests, and the live layer below). */
@@ -208,14 +210,12 @@ export const makeAuth = (
     return refuse(problem)
   }
 
-  return {
-    check: (a: AuthAttempt): Effect.Effect<AuthDecision> =>
-      Effect.sync(() => {
-        const role: Role = a.user === AGENT_USER ? "agent" : "operator"
-        const entries = role === "agent" ? services : operators
-        return certSignatureAlgorithm(a.algo) !== undefined ? certificate(a, role, entries) : plainKey(a, role, entries)
-      })
+  const decide = (a: AuthAttempt): AuthDecision => {
+    const role: Role = a.user === AGENT_USER ? "agent" : "operator"
+    const entries = role === "agent" ? services : operators
+    return certSignatureAlgorithm(a.algo) !== undefined ? certificate(a, role, entries) : plainKey(a, role, entries)
   }
+  return { check: (a: AuthAttempt): Effect.Effect<AuthDecision> => Effect.sync(() => decide(a)), decide }
 }
 
 export interface KeysFile {

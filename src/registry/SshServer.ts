@@ -181,7 +181,7 @@ const make = (opts: SshServerOptions) =>
             c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
             c.on("authentication", (ctx: AuthContext) => {
               if (ctx.method !== "publickey") return ctx.reject(["publickey"])
-              const decision = Effect.runSync(auth.check({
+              const decision = auth.decide({
                 user: ctx.username,
                 algo: ctx.key.algo,
                 keyData: ctx.key.data,
@@ -190,7 +190,7 @@ const make = (opts: SshServerOptions) =>
                 ...(ctx.signature !== undefined && ctx.blob !== undefined
                   ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
                   : {})
-              }))
+              })
               switch (decision._tag) {
                 case "KeyListed":
                   // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa

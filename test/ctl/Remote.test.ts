@@ -1,7 +1,7 @@
 // Integration, in process: Cli.main with the live Remote (real SSH, real registry on 127.0.0.1),
 // environment given through a ConfigProvider. Same code path as the built binary minus Node's
 // start-up, which keeps this file fast; deployctl.test.ts runs the binary itself.
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -174,12 +174,22 @@ describe("deployctl (in process) against a registry", () => {
     corrupt.writeUInt32BE(0xdeadbeef, corrupt.length - 8) // bad CRC, found only at the end
     await writeFile(path.join(work, "corrupt.tar.gz"), corrupt)
     await writeFile(path.join(work, "text.tar.gz"), "not an archive\n")
+    const uploads = path.join(reg.dir, "uploads")
+    const before = new Set(await readdir(uploads))
     for (const file of ["corrupt.tar.gz", "text.tar.gz"]) {
       const r = await ctl("addver", "-name", "broken", "-version", "v1", "-file", file)
       expect(r.code).toBe(1)
       expect(r.stderr).toContain("not a valid .tar.gz")
       expect(r.stdout).toBe("")
     }
+    // the registry discarded what it had received of them (sent while the check ran; never CLOSEd)
+    let left: Array<string> = []
+    for (let i = 0; i < 100; i++) {
+      left = (await readdir(uploads)).filter((n) => !before.has(n))
+      if (left.length === 0) break
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(left).toEqual([])
     expect((await ctl("showcomp", "-name", "broken")).code).toBe(1)
     // and the bytes were never completed as an upload
     expect((await ssh(`addver -name broken -version v1 -hash ${sha256(corrupt)}`)).stdout).toBe("no uploaded file with given hash found\n")
