@@ -17,6 +17,7 @@ import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
 import { BlobStore } from "./BlobStore.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
+import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -81,6 +82,13 @@ const diff = (before: StateInfo, after: StateInfo): string => {
   if (rows.length === 0) rows.push(["(layer order changed)"])
   return `rolled back "${after.configuration}" to ${after.hash}:\n` + tabwrite(rows)
 }
+
+const recordCommand = (name: CommandLabel, ok: boolean, seconds: number) =>
+  Effect.sync(() => {
+    const m = commandBy[name]
+    bump(ok ? m.ok : m.error)
+    m.seconds.unsafeUpdate(seconds, [])
+  })
 
 export const make = Effect.gen(function* () {
   const storage = yield* Storage
@@ -209,6 +217,8 @@ export const make = Effect.gen(function* () {
       : parsed.right._tag === "Help"
         ? Effect.succeed(ok(commandUsage(parsed.right.spec)))
         : execute(parsed.right.command, who)
+    const name = commandLabel(Either.isRight(parsed) ? (parsed.right._tag === "Help" ? "help" : parsed.right.command._tag) : "unknown")
+    const started = performance.now()
     return result.pipe(
       Effect.catchAll((e) =>
         Effect.succeed<CommandResult>({
@@ -225,7 +235,8 @@ export const make = Effect.gen(function* () {
               output: "internal error\n",
               exitCode: 1
             } satisfies CommandResult)
-      )
+      ),
+      Effect.tap((r) => recordCommand(name, r.exitCode === 0, (performance.now() - started) / 1000))
     )
   }
 

@@ -5,6 +5,7 @@ import { Duration, Effect, Layer, Schedule } from "effect"
 import { quote } from "../domain/LogText.js"
 import type { BlobStore } from "./BlobStore.js"
 import { RegistryConfig } from "./RegistryConfig.js"
+import { bump, janitorFreedBytes, janitorRemovedBlobs, janitorRunsBy } from "./RegistryMetrics.js"
 import { retention } from "./Retention.js"
 import type { Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
@@ -21,7 +22,11 @@ export const retentionPass = retention.pipe(
   Effect.tap((r) =>
     Effect.all([
       Effect.forEach(r.versions, (v) => Effect.logInfo(`retention: removed version ${quote(v.version)} of ${quote(v.component)} (-maxver)`), { discard: true }),
-      r.blobs.length > 0 ? Effect.logInfo(`retention: removed ${r.blobs.length} unreferenced blob(s)`) : Effect.void
+      r.blobs.length > 0 ? Effect.logInfo(`retention: removed ${r.blobs.length} unreferenced blob(s)`) : Effect.void,
+      Effect.sync(() => {
+        bump(janitorRemovedBlobs, r.blobs.length)
+        bump(janitorFreedBytes, r.freedBytes)
+      })
     ])
   )
 )
@@ -35,9 +40,10 @@ export const sweepPass = Effect.gen(function* () {
   return n
 })
 
-const every = <A, E, R>(name: string, task: Effect.Effect<A, E, R>, spacing: Duration.DurationInput) =>
+const every = <A, E, R>(name: string, task: Effect.Effect<A, E, R>, spacing: Duration.DurationInput, runs: (typeof janitorRunsBy)[keyof typeof janitorRunsBy]) =>
   task.pipe(
-    Effect.catchAllCause((cause) => Effect.logError(`${name} failed`, cause)),
+    Effect.tap(() => Effect.sync(() => bump(runs.ok))),
+    Effect.catchAllCause((cause) => Effect.zipRight(Effect.sync(() => bump(runs.error)), Effect.logError(`${name} failed`, cause))),
     Effect.repeat(Schedule.spaced(spacing))
   )
 
@@ -46,7 +52,7 @@ export const JanitorLive = (
 ): Layer.Layer<never, never, Storage | BlobStore | Uploads | RegistryConfig> =>
   Layer.scopedDiscard(
     Effect.all([
-      Effect.forkScoped(every("retention", retentionPass, opts.retentionEvery ?? "5 minutes")),
-      Effect.forkScoped(every("upload sweep", sweepPass, opts.sweepEvery ?? "1 minute"))
+      Effect.forkScoped(every("retention", retentionPass, opts.retentionEvery ?? "5 minutes", janitorRunsBy.retention)),
+      Effect.forkScoped(every("upload sweep", sweepPass, opts.sweepEvery ?? "1 minute", janitorRunsBy.upload_sweep))
     ])
   )

@@ -10,6 +10,8 @@ import { Uploads } from "./Uploads.js"
 export interface RetentionReport {
   readonly versions: ReadonlyArray<VersionInfo>
   readonly blobs: ReadonlyArray<Sha256>
+  /** Bytes the removed blobs held (for the janitor's metric). */
+  readonly freedBytes: number
 }
 
 /**
@@ -30,7 +32,7 @@ export const pruneVersions: Effect.Effect<ReadonlyArray<VersionInfo>, StorageErr
  * transaction: the registry's database connection is exclusive while it runs, so an `addver`
  * cannot record a version of a blob between the check and the removal.
  */
-export const removeUnreferencedBlobs: Effect.Effect<ReadonlyArray<Sha256>, StorageError, Storage | BlobStore | Uploads> = Effect.gen(
+export const removeUnreferencedBlobs: Effect.Effect<{ readonly blobs: ReadonlyArray<Sha256>; readonly freedBytes: number }, StorageError, Storage | BlobStore | Uploads> = Effect.gen(
   function* () {
     const storage = yield* Storage
     const blobs = yield* BlobStore
@@ -40,8 +42,12 @@ export const removeUnreferencedBlobs: Effect.Effect<ReadonlyArray<Sha256>, Stora
         const referenced = new Set<string>((yield* storage.allVersions).map((v) => v.hash))
         const pending = new Set<string>(yield* uploads.list)
         const doomed = (yield* blobs.list).filter((h) => !referenced.has(h) && !pending.has(h))
-        yield* Effect.forEach(doomed, blobs.remove, { discard: true })
-        return doomed
+        let freedBytes = 0
+        for (const hash of doomed) {
+          freedBytes += (yield* blobs.stat(hash))?.size ?? 0
+          yield* blobs.remove(hash)
+        }
+        return { blobs: doomed, freedBytes }
       })
     )
   }
@@ -51,7 +57,7 @@ export const removeUnreferencedBlobs: Effect.Effect<ReadonlyArray<Sha256>, Stora
 export const retention: Effect.Effect<RetentionReport, StorageError, Storage | BlobStore | Uploads | RegistryConfig> = Effect.gen(
   function* () {
     const versions = yield* pruneVersions
-    const blobs = yield* removeUnreferencedBlobs
-    return { versions, blobs }
+    const removed = yield* removeUnreferencedBlobs
+    return { versions, ...removed }
   }
 )

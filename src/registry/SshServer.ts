@@ -23,6 +23,7 @@ import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
+import { authFailuresBy, bump, bytesBy, connectionsBy, connectionsOpenBy, sftpSessionsBy } from "./RegistryMetrics.js"
 import { runShell, type Terminal } from "./Shell.js"
 import type { Storage } from "./Storage.js"
 import type { Uploads } from "./Uploads.js"
@@ -173,6 +174,9 @@ const make = (opts: SshServerOptions) =>
                 // already gone
               }
               socket.destroy()
+              const counted = bytesBy[login?.role ?? "none"]
+              bump(counted.in, socket.bytesRead)
+              bump(counted.out, socket.bytesWritten)
             })
           )
 
@@ -203,6 +207,7 @@ const make = (opts: SshServerOptions) =>
                   login = { role: decision.role, principal: decision.principal, limits: decision.limits }
                   return ctx.accept()
                 case "Reject":
+                  bump(authFailuresBy[decision.kind])
                   // Logged once, when the connection ends without a login (RefusedLogins.ts).
                   refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
                   return ctx.reject(["publickey"])
@@ -255,7 +260,10 @@ const make = (opts: SshServerOptions) =>
                 // A forced command replaces the subsystem too, unless it is internal-sftp.
                 if (forced !== undefined && forced !== "internal-sftp") return rej()
                 const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
-                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget))
+                const open = sftpSessionsBy[operator ? "operator" : "agent"]
+                bump(open)
+                const closed = Effect.sync(() => bump(open, -1))
+                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget), closed))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })
@@ -265,6 +273,8 @@ const make = (opts: SshServerOptions) =>
           // The handshake and login must finish within the limit, or the socket is dropped.
           const who = yield* Deferred.await(loggedIn)
           clearTimeout(handshakeTimer)
+          bump(connectionsOpenBy.pending, -1)
+          if (typeof who === "string") bump(connectionsBy("none", refused.empty ? who : "refused"))
           if (who === "timeout" || who === "closed") {
             const line = refused.empty ? undefined : refusedLine(refused.describe(from))
             if (line !== undefined) yield* Effect.logWarning(line)
@@ -274,10 +284,14 @@ const make = (opts: SshServerOptions) =>
           // Agents get at most three quarters of the connections, so an operator always gets in.
           if (who.role === "agent") {
             if (!budgets.agentConns.take()) {
+              bump(connectionsBy("agent", "limit"))
               return yield* Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`)
             }
             yield* Effect.addFinalizer(() => Effect.sync(() => budgets.agentConns.give()))
           }
+          bump(connectionsBy(who.role, "login"))
+          bump(connectionsOpenBy[who.role])
+          yield* Effect.addFinalizer(() => Effect.sync(() => bump(connectionsOpenBy[who.role], -1)))
           const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
           yield* Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
           // -deadline counts from the accept, like the handshake limit.
@@ -294,11 +308,16 @@ const make = (opts: SshServerOptions) =>
       if (!accepting) return void socket.destroy()
       // Connection limits before any work (the handshake costs CPU): in all, and per source address.
       const source = socket.remoteAddress ?? "?"
-      if (!budgets.conns.take()) return void socket.destroy()
-      if (!budgets.perSource.take(source)) {
-        budgets.conns.give()
+      if (!budgets.conns.take()) {
+        bump(connectionsBy("none", "limit"))
         return void socket.destroy()
       }
+      if (!budgets.perSource.take(source)) {
+        budgets.conns.give()
+        bump(connectionsBy("none", "limit"))
+        return void socket.destroy()
+      }
+      bump(connectionsOpenBy.pending)
       socket.setNoDelay(true)
       coalesceWrites(socket)
       sockets.add(socket)

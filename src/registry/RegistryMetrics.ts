@@ -1,0 +1,92 @@
+// The registry's metrics (docs/metrics.md), recorded with Effect's Metric API where the events happen.
+// Recording is a map update in the global metric registry, cheap enough to stay on when -metrics is off;
+// only the exporter (src/metrics/MetricsEndpoint.ts) is loaded on demand. Every label value comes from a
+// closed set here: never a host name, hash, key or path.
+import { Metric, MetricBoundaries } from "effect"
+import { catalogue } from "../domain/Commands.js"
+import type { RejectKind } from "./Auth.js"
+
+export type ConnRole = "operator" | "agent"
+/** How a connection's login phase ended. */
+export type ConnOutcome = "login" | "refused" | "timeout" | "closed" | "limit"
+
+const P = "deploy_registry_"
+const counter = (name: string, description: string) => Metric.counter(P + name, { description, incremental: true })
+/** An up-down counter: exported as a Prometheus gauge. */
+const level = (name: string, description: string) => Metric.counter(P + name, { description })
+
+/** Pre-tagged instances per label combination: no key lookup per event beyond the registry's own. */
+const byLabels = <K extends string, M>(values: ReadonlyArray<K>, make: (v: K) => M): Record<K, M> =>
+  Object.fromEntries(values.map((v) => [v, make(v)])) as Record<K, M>
+
+const ROLES = ["operator", "agent"] as const satisfies ReadonlyArray<ConnRole>
+const PHASE_ROLES = ["pending", "operator", "agent"] as const
+const OUTCOMES = ["login", "refused", "timeout", "closed", "limit"] as const satisfies ReadonlyArray<ConnOutcome>
+const REJECT_KINDS = ["weak_algorithm", "not_listed", "bad_signature", "key_options", "certificate"] as const satisfies ReadonlyArray<RejectKind>
+export const COMMAND_NAMES = [...catalogue.map((c) => c.name), "unknown"] as const
+export type CommandLabel = (typeof COMMAND_NAMES)[number]
+
+const connectionsOpen = level("connections_open", "SSH connections open, by role (pending: before login)")
+export const connectionsOpenBy = byLabels(PHASE_ROLES, (r) => Metric.tagged(connectionsOpen, "role", r))
+
+const connections = counter("connections_total", "SSH connections by role (none before a login) and how the login phase ended")
+export const connectionsBy = (role: ConnRole | "none", outcome: ConnOutcome) => connectionsTable[role][outcome]
+const connectionsTable = byLabels([...ROLES, "none"] as const, (role) =>
+  byLabels(OUTCOMES, (outcome) => connections.pipe(Metric.tagged("role", role), Metric.tagged("outcome", outcome)))
+)
+
+const authFailures = counter("auth_failures_total", "refused public-key login attempts by reason")
+export const authFailuresBy = byLabels(REJECT_KINDS, (k) => Metric.tagged(authFailures, "reason", k))
+
+const commands = counter("commands_total", "operator console commands by name and outcome (ok: exit 0)")
+const commandSeconds = Metric.histogram(
+  P + "command_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.001, factor: 4, count: 9 }),
+  "operator console command duration in seconds"
+)
+export const commandBy = byLabels(COMMAND_NAMES, (name) => ({
+  ok: commands.pipe(Metric.tagged("command", name), Metric.tagged("outcome", "ok")),
+  error: commands.pipe(Metric.tagged("command", name), Metric.tagged("outcome", "error")),
+  seconds: Metric.tagged(commandSeconds, "command", name)
+}))
+export const commandLabel = (name: string): CommandLabel =>
+  (COMMAND_NAMES as ReadonlyArray<string>).includes(name) ? (name as CommandLabel) : "unknown"
+
+const bytes = counter("bytes_total", "SSH bytes by role and direction (in: received), counted when a connection closes")
+export const bytesBy = byLabels([...ROLES, "none"] as const, (role) => ({
+  in: bytes.pipe(Metric.tagged("role", role), Metric.tagged("direction", "in")),
+  out: bytes.pipe(Metric.tagged("role", role), Metric.tagged("direction", "out"))
+}))
+
+const sftpSessions = level("sftp_sessions_open", "SFTP sessions open, by role")
+export const sftpSessionsBy = byLabels(ROLES, (r) => Metric.tagged(sftpSessions, "role", r))
+
+const janitorRuns = counter("janitor_runs_total", "janitor runs by task (retention, upload_sweep) and outcome")
+export const janitorRunsBy = byLabels(["retention", "upload_sweep"] as const, (task) => ({
+  ok: janitorRuns.pipe(Metric.tagged("task", task), Metric.tagged("outcome", "ok")),
+  error: janitorRuns.pipe(Metric.tagged("task", task), Metric.tagged("outcome", "error"))
+}))
+export const janitorFreedBytes = counter("janitor_freed_bytes_total", "bytes of blobs removed by retention")
+export const janitorRemovedBlobs = counter("janitor_removed_blobs_total", "blobs removed by retention")
+
+export const blobsStored = Metric.gauge(P + "blobs", { description: "blobs stored (refreshed at most once a minute)" })
+export const blobBytesStored = Metric.gauge(P + "blob_bytes", { description: "bytes of blobs stored (refreshed at most once a minute)" })
+
+/** Adds `n` (may be negative for levels) without a fiber: for ssh2's event callbacks. */
+export const bump = (m: Metric.Metric<any, number, any>, n = 1): void => m.unsafeUpdate(n, [])
+
+/** Makes every fixed series visible at 0 from the first scrape (rate() and alerts need the zero). */
+export const touchAll = (): void => {
+  const all: Array<Metric.Metric<any, number, any>> = [
+    ...Object.values(connectionsOpenBy),
+    ...Object.values(connectionsTable).flatMap((o) => Object.values(o)),
+    ...Object.values(authFailuresBy),
+    ...Object.values(commandBy).flatMap((c) => [c.ok, c.error]),
+    ...Object.values(bytesBy).flatMap((b) => [b.in, b.out]),
+    ...Object.values(sftpSessionsBy),
+    ...Object.values(janitorRunsBy).flatMap((j) => [j.ok, j.error]),
+    janitorFreedBytes,
+    janitorRemovedBlobs
+  ]
+  for (const m of all) bump(m, 0)
+}
