@@ -15,6 +15,8 @@ export interface RegistryFlags {
   readonly maxver: number
   readonly deadline: Duration.Duration
   readonly dev: boolean
+  /** -metrics: where /metrics listens (docs/metrics.md); off when undefined. */
+  readonly metrics?: { readonly host: string; readonly port: number }
   /** What clients may hold (docs/registry.md "Limits"). */
   readonly limits: FlagLimits
 }
@@ -41,6 +43,8 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "max-upload", kind: "size", default: `${L.maxUpload / 1024 ** 3}G`, description: "largest upload (bytes; suffix K, M, G or T for powers of 1024)" },
   { name: "max-uploads-per-key", kind: "int", default: String(L.maxUploadsPerKey), description: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", default: "10", description: "max. number of versions kept per component (versions in use are always kept)" },
+  { name: "metrics", kind: "string", default: "", description: "serve Prometheus metrics on host:port at /metrics (off by default; loopback only unless -metrics-public)" },
+  { name: "metrics-public", kind: "bool", default: "false", description: "allow -metrics on an address other than loopback" },
   { name: "opauth", kind: "string", default: "/etc/deploy-registry/operator.keys", description: "authorized_keys for operators" },
   { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" }
 ]
@@ -55,7 +59,7 @@ export const usage = (): string => {
   ]
   for (const f of FLAGS) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
-    const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.default}")` : ` (default ${f.default})`
+    const def = f.kind === "bool" || f.default === "" ? "" : f.kind === "string" ? ` (default "${f.default}")` : ` (default ${f.default})`
     lines.push(`  -${f.name}${type}`, `    \t${f.description}${def}`)
   }
   lines.push(
@@ -86,6 +90,10 @@ export const parseListenAddress = (addr: string): { host: string; port: number }
   if (port > 65535) return undefined
   return { host: m[1] ?? m[2] ?? "", port }
 }
+
+/** 127.0.0.0/8, ::1 and localhost; "" (every interface) is not. */
+export const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 
 interface RawFlag {
   readonly spec: FlagSpec
@@ -119,7 +127,7 @@ const problemWith = (f: RawFlag): string | undefined => {
     }
     case "string":
       if (f.value === "") return `${bad}: must not be empty`
-      if (f.spec.name === "addr" && parseListenAddress(f.value) === undefined) return `${bad}: expected host:port`
+      if ((f.spec.name === "addr" || f.spec.name === "metrics") && parseListenAddress(f.value) === undefined) return `${bad}: expected host:port`
       return undefined
   }
 }
@@ -173,10 +181,15 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
   const srvauth = values.get("srvauth") ?? (dev ? `${dir}/service.keys` : get("srvauth"))
   const addr = get("addr")
   const { host, port } = parseListenAddress(addr)!
+  const metrics = values.has("metrics") ? parseListenAddress(values.get("metrics")!)! : undefined
+  if (metrics !== undefined && !isLoopback(metrics.host) && values.get("metrics-public") !== "true") {
+    return { _tag: "Usage", message: `-metrics ${values.get("metrics")} is not a loopback address; add -metrics-public to serve metrics to the network` }
+  }
   return {
     _tag: "Serve",
     flags: {
       addr, host, port, dir, opauth, srvauth, dev,
+      ...(metrics !== undefined ? { metrics } : {}),
       maxver: Number(get("maxver")),
       limits: {
         maxConns: Number(get("max-conns")),

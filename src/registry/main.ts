@@ -87,9 +87,15 @@ const serve = (flags: RegistryFlags) =>
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
+    // The exporter's modules load only when asked for (start-up without -metrics does not pay for them).
+    const metrics = flags.metrics
+    const Metrics = metrics === undefined
+      ? Layer.empty
+      : Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./MetricsEndpoint.js")), (m) => m.MetricsEndpointLive(metrics)))
     const Registry = Layer.mergeAll(
       SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits }),
       JanitorLive(),
+      Metrics,
       Edge
     ).pipe(Layer.provide(Edge), Layer.provide(Core))
 

@@ -1,0 +1,55 @@
+// Effect's metrics in the Prometheus text format, through the maintained libraries: @effect/opentelemetry
+// turns Effect's metric registry into an OpenTelemetry MetricProducer, OpenTelemetry's PrometheusExporter
+// (as a pull MetricReader, its own HTTP server off) collects it and its serializer writes the text.
+// Loaded only by programs asked for metrics (a dynamic import), so start-up without them does not pay.
+import * as OtelMetrics from "@effect/opentelemetry/Metrics"
+import * as OtelResource from "@effect/opentelemetry/Resource"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { Effect, type Scope } from "effect"
+
+export const TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+export const OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+export interface Exposition {
+  /** The current value of every metric; OpenMetrics 1.0 when `openMetrics`, else text format 0.0.4. */
+  readonly render: (openMetrics: boolean) => Promise<string>
+}
+
+/**
+ * The text format as the serializer writes it, less the `# UNIT` lines (every Effect metric is unit "1",
+ * which OpenMetrics would require as a name suffix) and the "no metrics" placeholder.
+ */
+const tidy = (text: string): string =>
+  text
+    .split("\n")
+    .filter((l) => !l.startsWith("# UNIT ") && !l.startsWith("# no registered metrics"))
+    .join("\n")
+
+/**
+ * OpenMetrics 1.0 from the text format: a counter's family name drops `_total` (its sample keeps it), and
+ * the exposition ends with `# EOF`. Gauges and histograms read the same in both.
+ */
+export const toOpenMetrics = (text: string): string => {
+  const counters = new Set<string>()
+  for (const m of text.matchAll(/^# TYPE (\S+)_total counter$/gm)) counters.add(m[1]!)
+  const body = text.replace(/^# (HELP|TYPE) (\S+)_total /gm, (line, kind: string, name: string) =>
+    counters.has(name) ? `# ${kind} ${name} ` : line
+  )
+  return `${body.endsWith("\n") || body === "" ? body : body + "\n"}# EOF\n`
+}
+
+/** Registers the producer with a pull reader for the scope's lifetime. */
+export const makeExposition = (service: { readonly name: string; readonly version: string }): Effect.Effect<Exposition, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, withoutTargetInfo: true })
+    const producer = yield* OtelMetrics.makeProducer
+    yield* OtelMetrics.registerProducer(producer, () => exporter)
+    const serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
+    return {
+      render: async (openMetrics: boolean) => {
+        const { resourceMetrics } = await exporter.collect()
+        const text = tidy(serializer.serialize(resourceMetrics))
+        return openMetrics ? toOpenMetrics(text) : text.endsWith("\n") ? text : text + "\n"
+      }
+    }
+  }).pipe(Effect.provide(OtelResource.layer({ serviceName: service.name, serviceVersion: service.version })))
