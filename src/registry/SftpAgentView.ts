@@ -3,7 +3,8 @@
 //   /configs/<name>.json the configuration document (served from a snapshot buffer)
 //   /files/<sha256>      a stored blob (positioned reads on an fd, 255 KiB at most per READ)
 // Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
-// path reaches anything outside the view. Every change is refused.
+// path reaches anything outside the view. Every change is refused. A scoped key (AgentScope.ts) sees
+// only its configurations and their recent blobs; the rest is "no such file", exactly as a missing one.
 import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
@@ -15,6 +16,8 @@ import {
   whenWindow, windowAdjustDue
 } from "../ssh/SftpServer.js"
 import { orderReplies } from "../ssh/SftpSession.js"
+import type { ConfigScope } from "../domain/ConfigScope.js"
+import { agentScope } from "./AgentScope.js"
 import { BlobStore } from "./BlobStore.js"
 import { BUSY, type HandleBudget } from "./Limits.js"
 import { Storage } from "./Storage.js"
@@ -58,7 +61,7 @@ const READS_IN_FLIGHT = 8
 const READ_BUFFER = DATA_HEADER + MAX_IO
 
 /** Serves one read-only SFTP session for an agent until the client ends it. */
-export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget): Effect.Effect<void, never, Storage | BlobStore> =>
+export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget, configurations?: ConfigScope): Effect.Effect<void, never, Storage | BlobStore> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
@@ -66,6 +69,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
       advertiseLimits(sftp, ordered.later)
       const storage = yield* Storage
       const blobs = yield* BlobStore
+      const scope = agentScope(storage, configurations)
       const handles = new Map<number, Handle>()
       let nextHandle = 1
       /** Reads queued or in flight per handle, and the CLOSE waiting for them. */
@@ -206,11 +210,13 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "Dir":
             return Effect.succeed(dirAttrs())
           case "Config":
+            if (!scope.mayReadConfiguration(v.name)) return Effect.succeed(undefined)
             return documentBytes(v.name).pipe(
               Effect.map(Option.match({ onNone: () => undefined, onSome: (d) => fileAttrs(d.data.length, d.mtime) }))
             )
           case "Blob":
-            return blobs.stat(v.hash).pipe(Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
+            return Effect.flatMap(scope.mayReadBlob(v.hash), (ok) => ok ? blobs.stat(v.hash) : Effect.succeed(undefined)).pipe(
+              Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
         }
       }
 
@@ -222,7 +228,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "/configs":
             return storage.configurationNames.pipe(
               Effect.flatMap((names) =>
-                Effect.forEach(names, (name) =>
+                Effect.forEach(names.filter(scope.mayReadConfiguration), (name) =>
                   documentBytes(name).pipe(
                     Effect.map(Option.map((d) => entry(`${name}.json`, fileAttrs(d.data.length, d.mtime))))
                   ))
@@ -230,9 +236,9 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               Effect.map((xs) => xs.flatMap((o) => (Option.isSome(o) ? [o.value] : [])))
             )
           case "/files":
-            return blobs.list.pipe(
-              Effect.flatMap((hashes) =>
-                Effect.forEach([...hashes].sort(), (h) =>
+            return Effect.all([blobs.list, scope.readableBlobs]).pipe(
+              Effect.flatMap(([hashes, readable]) =>
+                Effect.forEach(hashes.filter((h) => readable === undefined || readable.has(h)).sort(), (h) =>
                   blobs.stat(h).pipe(Effect.map((i) => (i ? [entry(h, fileAttrs(i.size, i.mtime))] : []))), { concurrency: 8 })
               ),
               Effect.map((xs) => xs.flat())
@@ -240,19 +246,20 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
         }
       }
 
-
       const inProgress = building.get(storage) ?? new Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>()
       building.set(storage, inProgress)
       const sharedListing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> =>
         Effect.suspend(() => {
-          const current = inProgress.get(dir)
+          // Shared only between sessions that may see the same things.
+          const key = scope.key === undefined ? dir : `${dir}\0${scope.key}`
+          const current = inProgress.get(key)
           if (current !== undefined) return Deferred.await(current)
           const d = Deferred.unsafeMake<Array<FileEntry>, { readonly message: string }>(FiberId.none)
-          inProgress.set(dir, d)
+          inProgress.set(key, d)
           // Uninterruptible: other sessions wait for this build even if this one ends.
           return Effect.uninterruptible(
             Effect.exit(listing(dir)).pipe(
-              Effect.tap(() => Effect.sync(() => inProgress.delete(dir))),
+              Effect.tap(() => Effect.sync(() => inProgress.delete(key))),
               Effect.tap((exit) => Deferred.done(d, exit)),
               Effect.flatMap((exit) => exit)
             )
@@ -302,6 +309,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "Dir":
             return sftp.status(reqId, STATUS.FAILURE, "is a directory")
           case "Config":
+            if (!scope.mayReadConfiguration(v.name)) return noSuchFile(reqId)
             return withReservation(
               reqId,
               false,
@@ -317,7 +325,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               reqId,
               true,
               Effect.gen(function* () {
-                const info = yield* blobs.stat(v.hash)
+                const info = (yield* scope.mayReadBlob(v.hash)) ? yield* blobs.stat(v.hash) : undefined
                 if (info === undefined) return (noSuchFile(reqId), false)
                 // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
                 // must still land in `handles`, which the finalizer closes.

@@ -219,7 +219,7 @@ const make = (opts: SshServerOptions) =>
               if (login === undefined || !sessions.take()) return reject()
               const who = login.principal
               const operator = login.role === "operator"
-              const { command: forced, pty: ptyAllowed } = login.limits
+              const { command: forced, pty: ptyAllowed, configurations } = login.limits
               const session = accept()
               session.once("close", () => sessions.give())
               const term: Terminal = { pty: false, columns: 80 }
@@ -255,7 +255,7 @@ const make = (opts: SshServerOptions) =>
                 // A forced command replaces the subsystem too, unless it is internal-sftp.
                 if (forced !== undefined && forced !== "internal-sftp") return rej()
                 const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
-                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget))
+                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget, configurations))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })
