@@ -24,6 +24,7 @@ import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { runShell, type Terminal } from "./Shell.js"
 import type { Storage } from "./Storage.js"
+import type { Signatures } from "./Signatures.js"
 import type { Uploads } from "./Uploads.js"
 
 export interface SshServerOptions {
@@ -44,7 +45,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | Console | Uploads | Storage | BlobStore
+type Services = Auth | Console | Uploads | Storage | BlobStore | Signatures
 
 interface Login {
   readonly role: Role

@@ -165,7 +165,7 @@ interface LayerRow {
 const dbError = (cause: unknown) => new StorageError({ reason: "database failure", cause })
 
 /** Turns the driver's SqlError into our StorageError (no SQL or paths reach the operator). */
-const orStorage = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | StorageError, R> =>
+export const orStorage = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, Exclude<E, SqlError> | StorageError, R> =>
   Effect.mapError(self, (e) => (e instanceof SqlError ? dbError(e) : e)) as Effect.Effect<A, Exclude<E, SqlError> | StorageError, R>
 
 const toVersion = (r: VersionRow | LayerRow): VersionInfo => ({
