@@ -14,6 +14,8 @@ import { connectOperator } from "../ssh/ClientConnect.js"
 import { exec, type ExecResult } from "../ssh/Exec.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
+import type { SigningKey } from "../ssh/Signer.js"
+import { prepare, type SignArgs } from "./Sign.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
 
 export interface AddverArgs {
@@ -55,6 +57,8 @@ export class Remote extends Context.Tag("ctl/Remote")<
     readonly run: (globals: Globals, command: Command) => Effect.Effect<void, RemoteError>
     /** Uploads `file` (checked, hashed), then `addver -name -version -hash` on the same connection. */
     readonly addver: (globals: Globals, args: AddverArgs) => Effect.Effect<void, RemoteError>
+    /** `deployctl sign`; with `after`, that command runs first on the same connection (`-sign`). */
+    readonly sign: (globals: Globals, args: SignArgs, after?: Command) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -136,7 +140,28 @@ const existingVersion = (client: Client, name: string, version: string): Effect.
 /** A placeholder that passes the hash check, so addver's other flags are validated before uploading. */
 const noHash = "0".repeat(64)
 
+/** -key (or $DEPLOYCTL_KEY, the config file) signs; else the first key of ssh-agent. */
+const signingKey = (g: Globals) =>
+  Effect.map(env, (e): SigningKey | undefined => {
+    const file = Option.getOrUndefined(g.key)
+    if (file !== undefined) return { _tag: "File", path: file }
+    const socket = Option.getOrUndefined(e.agentSocket)
+    return socket ? { _tag: "Agent", socket } : undefined
+  })
+
 export const makeRemote = (io: Io): Remote["Type"] => ({
+  sign: (globals, args, after) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const client = yield* connectTo(globals)
+        if (after !== undefined) yield* send(io, client, after)
+        const ready = yield* prepare(client, args, yield* signingKey(globals), join)
+        if ("usage" in ready) return yield* new CtlUsage({ message: ready.usage })
+        if ("failed" in ready) return yield* Effect.zipRight(writeText(io.stdout, `${ready.failed}\n`), new RemoteFailed({ code: 1 }))
+        if ("print" in ready) return yield* writeText(io.stdout, ready.print)
+        yield* send(io, client, { _tag: "addsig", state: ready.state, signature: ready.signature })
+      })
+    ),
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (client) => send(io, client, command))),
   addver: (globals, args) =>
     Effect.scoped(

@@ -38,3 +38,11 @@ export const armoredSignature = (text: string): string =>
 /** The base64 body of an armored SSHSIG: one word on a command line. */
 export const signatureBody = (armored: string): string =>
   armored.replace(/-----(BEGIN|END) SSH SIGNATURE-----/g, "").replace(/\s+/g, "")
+
+/** The state a printed message (SignedState.message) names, or why the text is not one. */
+export const parseSignedMessage = (text: string): SignedState | string => {
+  const m = /^deploy-tools signed configuration\nname: (.*)\nhash: (.*)\ntime: (.*)\n$/.exec(text)
+  if (!m) return "not a deploy-tools signing message (deployctl sign -print-message prints one)"
+  const s = signedState(m[1]!, m[2]!, m[3]!)
+  return typeof s === "string" || s.message === text ? s : "not a canonical signing message"
+}
