@@ -12,11 +12,14 @@ import { Cache } from "./Cache.js"
 import { RegistryClient } from "./RegistryClient.js"
 import { ScriptRunner } from "./ScriptRunner.js"
 import { StateFile } from "./StateFile.js"
+import { checkTrust, recordSignedAt, type RefusalReason } from "./TrustPolicy.js"
 import { Unpacker } from "./Unpacker.js"
 
 export type CycleResult =
   | { readonly _tag: "Unchanged"; readonly hash: string }
   | { readonly _tag: "Deployed"; readonly hash: string; readonly previous: string | undefined }
+  /** -trust refused the registry's state (TrustPolicy.ts); the agent stays on `current`. */
+  | { readonly _tag: "Refused"; readonly hash: string; readonly current: string | undefined; readonly reason: RefusalReason; readonly detail: string }
 
 /** Variables passed through from the agent's own environment, when set. */
 export const passThrough = ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "LC_ALL", "SHELL"] as const
@@ -84,11 +87,13 @@ export const cycle = Effect.gen(function* () {
   yield* log.debug(`polling ${cfg.host}:${cfg.port} for configuration ${cfg.name}`)
 
   // The connection lives only while we talk to the registry: fetch, then the missing blobs.
-  const doc = yield* Effect.scoped(
+  const { doc, judged } = yield* Effect.scoped(
     Effect.gen(function* () {
       const session = yield* registry.connect
       const doc = yield* session.document(cfg.name)
-      if (current?.Hash === doc.Hash) return doc
+      if (current?.Hash === doc.Hash) return { doc, judged: undefined }
+      const judged = yield* checkTrust(cfg.trust, cfg.state, doc, session.signatures(cfg.name, doc.Hash))
+      if (judged?._tag === "Refused") return { doc, judged }
       yield* log.info(
         `configuration ${cfg.name} changed: ${current?.Hash ?? "(none)"} -> ${doc.Hash} (${doc.Layers.map(label).join(", ") || "no layers"})`
       )
@@ -110,9 +115,14 @@ export const cycle = Effect.gen(function* () {
           }),
         { concurrency: 3, discard: true }
       )
-      return doc
+      return { doc, judged }
     })
   )
+  if (judged?._tag === "Refused") {
+    yield* log.warn(`refused configuration ${cfg.name} ${doc.Hash}: ${judged.reason}: ${judged.detail}; staying on ${current?.Hash ?? "(none)"}`)
+    const refused: CycleResult = { _tag: "Refused", hash: doc.Hash, current: current?.Hash, reason: judged.reason, detail: judged.detail }
+    return refused
+  }
   if (current?.Hash === doc.Hash) {
     yield* log.debug(`configuration ${cfg.name} is up to date (${doc.Hash})`)
     yield* housekeeping(doc, cache.previous)
@@ -145,8 +155,10 @@ export const cycle = Effect.gen(function* () {
   // Recorded before the state moves on, so a crash in between cannot lose the rollback's blobs.
   const previous = blobsOf(current)
   yield* cache.setPrevious(previous).pipe(Effect.catchAll((e) => log.warn(e.message)))
+  // Before the state: a crash in between leaves a newer bar, never an older one (no downgrade window).
+  if (judged !== undefined) yield* recordSignedAt(cfg.state, judged.signedAt)
   yield* state.write(doc)
-  yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}`)
+  yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}${judged ? ` (signed by ${judged.signers.join(", ")})` : ""}`)
 
   // The switch is done; housekeeping failures are warnings, not a failed deploy.
   yield* housekeeping(doc, Effect.succeed(previous))
@@ -218,7 +230,7 @@ export const once = Effect.gen(function* () {
   const exit = yield* Effect.exit(cycle)
   if (Exit.isSuccess(exit)) {
     if (exit.value._tag === "Unchanged") yield* log.info(`configuration is up to date (${exit.value.hash})`)
-    return true
+    return exit.value._tag !== "Refused"
   }
   if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
   yield* log.error(`cycle failed: ${describeCause(exit.cause)}`)
