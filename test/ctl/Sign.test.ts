@@ -5,6 +5,7 @@ import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { SignedState } from "../../src/domain/SignedState.js"
+import { agentMain } from "../support/agent.js"
 import { keygenFingerprint } from "../support/keys.js"
 import { clientSftp, connectClient, runProgram } from "../support/registry.js"
 import { type Env, type Fixture, run, setup } from "./harness.js"
@@ -117,5 +118,26 @@ describe("signed states", () => {
     expect((await attempt(new SignedState({ name: "p1", hash: current, time: now }), "file")).stdout).toMatch(/namespace/)
     expect((await attempt(new SignedState({ name: "p1", hash: current, time: now }), "deploy-tools", true)).stdout).toMatch(/bad signature|not found/)
     expect((await signaturesFile()).Signatures).toHaveLength(2)
+  })
+
+  it("the built agent with -trust deploys signed states only, and a rollback once it is signed anew", async () => {
+    const work = await fs.mkdtemp(path.join(fx.work, "agent-"))
+    const allowed = path.join(work, "allowed_signers")
+    await fs.writeFile(allowed, `ops namespaces="deploy-tools" ${fx.reg.operator.publicLine}\n`)
+    await fs.writeFile(path.join(work, "deploy.sh"), "#!/bin/sh\necho \"$NEWID\" > \"$(dirname \"$0\")/deployed\"\n", { mode: 0o755 })
+    const agent = async () => {
+      const r = await runProgram(process.execPath, [agentMain, "-once", "-jitter", "0", "-addr", fx.reg.addr, "-name", "p1", "-key", fx.reg.agent.privatePath,
+        "-fp", fx.reg.fingerprint, "-dir", work, "-script", path.join(work, "deploy.sh"), "-trust", allowed], { cwd: work })
+      return { code: r.code, log: r.stdout + r.stderr, deployed: (await fs.readFile(path.join(work, "deployed"), "utf8").catch(() => "")).trim() }
+    }
+    const signed = (await history())[0]!.Hash
+    expect(await agent()).toMatchObject({ code: 0, deployed: signed, log: expect.stringMatching(/signed by ops/) })
+    // A change nobody signed: refused, the agent stays.
+    expect((await fx.ctl("changeconf", "-name", "p1", "-component", "config", "-version", "v01")).code).toBe(0)
+    expect(await agent()).toMatchObject({ code: 1, deployed: signed, log: expect.stringMatching(/refused configuration p1 [0-9a-f]{64}: unsigned/) })
+    // Back to the signed hash by rollback: a new state, which needs a new signature (-sign gives it).
+    expect((await fx.ctl("rollback", "-name", "p1", "-sign")).code).toBe(0)
+    expect((await history())[0]!.Hash).toBe(signed)
+    expect(await agent()).toMatchObject({ code: 0, deployed: signed })
   })
 })
