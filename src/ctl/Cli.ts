@@ -80,7 +80,7 @@ const option = (flag: FlagSpec): Options.Options<Value> => {
 // The command tree, for completion scripts only: parsing and help are ours.
 const completionTree = Cli.make("deployctl", Object.fromEntries(globalFlags.map((f) => [f.name, option(f)])), () => Effect.void).pipe(
   Cli.withSubcommands(
-    catalogue.map((spec) =>
+    [...catalogue, signSpec].map((spec) =>
       Cli.make(spec.name, Object.fromEntries(ctlFlags(spec).map((f) => [f.name, option(f)])), () => Effect.void).pipe(
         Cli.withDescription(summaryOf(spec))
       )

@@ -99,6 +99,11 @@ describe("scoped agent keys", () => {
     expect(await probe(views.b, "/configs/p1.json")).toEqual(hidden)
     for (const name of ["p1", "web-1"]) expect(await probe(views.a, `/configs/${name}.json`), name).toEqual(visible)
     for (const name of ["p1", "p2", "secret", "web", "web-1"]) expect(await probe(views.u, `/configs/${name}.json`), name).toEqual(visible)
+    // Its signatures are as hidden as the document.
+    expect(await probe(views.a, "/signatures/secret.json")).toEqual(hidden)
+    expect(await probe(views.a, "/signatures/nosuch.json")).toEqual(hidden)
+    expect(await probe(views.a, "/signatures/p1.json")).toEqual(visible)
+    expect(await probe(views.u, "/signatures/secret.json")).toEqual(visible)
     // REALPATH only normalises: the same answer for a hidden name as for a missing one.
     const real = async (s: SFTPWrapper, f: string) => p<string>((cb) => s.realpath(f, cb))
     expect(await real(views.a, "configs/../configs/secret.json")).toBe("/configs/secret.json")
