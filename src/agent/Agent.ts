@@ -4,47 +4,21 @@
 // cause and never ends the loop. A wake-up (SIGHUP) cuts the current wait short.
 import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, ScheduleDecision, ScheduleInterval } from "effect"
 import * as path from "node:path"
+import { type CycleResult, Deployed, Held, Refused, Unchanged } from "../domain/DeployOutcome.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type { Sha256 } from "../domain/Names.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog } from "./AgentLog.js"
 import { Cache } from "./Cache.js"
 import { RegistryClient } from "./RegistryClient.js"
-import { ScriptRunner } from "./ScriptRunner.js"
+import { RetryGate } from "./RetryGate.js"
 import { StateFile } from "./StateFile.js"
-import { checkTrust, recordSignedAt, type RefusalReason } from "./TrustPolicy.js"
+import { deployOrSwitchBack } from "./SwitchBack.js"
+import { checkTrust, recordSignedAt } from "./TrustPolicy.js"
 import { Unpacker } from "./Unpacker.js"
 
-export type CycleResult =
-  | { readonly _tag: "Unchanged"; readonly hash: string }
-  | { readonly _tag: "Deployed"; readonly hash: string; readonly previous: string | undefined }
-  /** -trust refused the registry's state (TrustPolicy.ts); the agent stays on `current`. */
-  | { readonly _tag: "Refused"; readonly hash: string; readonly current: string | undefined; readonly reason: RefusalReason; readonly detail: string }
-
-/** Variables passed through from the agent's own environment, when set. */
-export const passThrough = ["PATH", "HOME", "TMPDIR", "USER", "LOGNAME", "LANG", "LC_ALL", "SHELL"] as const
-
-/** Exactly the script's environment (DESIGN.md): OLDROOT is empty on the first deploy (fault 3). */
-export const scriptEnv = (
-  parent: Readonly<Record<string, string | undefined>>,
-  args: { readonly old: ConfigurationDocument | undefined; readonly oldRoot: string; readonly doc: ConfigurationDocument; readonly newRoot: string; readonly stateFile: string }
-): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const k of passThrough) {
-    const v = parent[k]
-    if (v !== undefined) env[k] = v
-  }
-  env.OLDID = args.old?.Hash ?? ""
-  env.OLDROOT = args.old ? args.oldRoot : ""
-  env.NEWID = args.doc.Hash
-  env.NEWROOT = args.newRoot
-  env.STATEFILE = args.stateFile
-  args.doc.Layers.forEach((l, i) => {
-    env[`LAYER_${i}_NAME`] = l.Name
-    env[`LAYER_${i}_VERSION`] = l.Version
-  })
-  return env
-}
+export type { CycleResult } from "../domain/DeployOutcome.js"
+export { passThrough, scriptEnv } from "./HealthCheck.js"
 
 const label = (l: { readonly Name: string; readonly Version: string }) => `${l.Name}@${l.Version}`
 const blobsOf = (doc: ConfigurationDocument | undefined): Array<string> => (doc?.Layers ?? []).map((l) => l.Hash as string)
@@ -80,20 +54,26 @@ export const cycle = Effect.gen(function* () {
   const registry = yield* RegistryClient
   const cache = yield* Cache
   const unpacker = yield* Unpacker
-  const runner = yield* ScriptRunner
   const state = yield* StateFile
+  const gate = yield* RetryGate
 
   const current = Option.getOrUndefined(yield* state.read)
+  const failed = yield* state.readFailed
+  const retryRequested = yield* gate.takeRequest
   yield* log.debug(`polling ${cfg.host}:${cfg.port} for configuration ${cfg.name}`)
 
   // The connection lives only while we talk to the registry: fetch, then the missing blobs.
-  const { doc, judged } = yield* Effect.scoped(
+  const { doc, held, judged } = yield* Effect.scoped(
     Effect.gen(function* () {
       const session = yield* registry.connect
       const doc = yield* session.document(cfg.name)
-      if (current?.Hash === doc.Hash) return { doc, judged: undefined }
+      if (current?.Hash === doc.Hash) return { doc, held: Option.none(), judged: undefined }
+      // -trust (TrustPolicy.ts): a state without enough trusted signatures is not even downloaded.
       const judged = yield* checkTrust(cfg.trust, cfg.state, doc, session.signatures(cfg.name, doc.Hash))
-      if (judged?._tag === "Refused") return { doc, judged }
+      if (judged?._tag === "Refused") return { doc, held: Option.none(), judged }
+      // A hash that failed and was switched back is not downloaded again until RetryGate allows it.
+      const held = yield* gate.holds(failed, doc.Hash, retryRequested)
+      if (Option.isSome(held)) return { doc, held, judged }
       yield* log.info(
         `configuration ${cfg.name} changed: ${current?.Hash ?? "(none)"} -> ${doc.Hash} (${doc.Layers.map(label).join(", ") || "no layers"})`
       )
@@ -115,20 +95,28 @@ export const cycle = Effect.gen(function* () {
           }),
         { concurrency: 3, discard: true }
       )
-      return { doc, judged }
+      return { doc, held, judged }
     })
   )
   if (judged?._tag === "Refused") {
     yield* log.warn(`refused configuration ${cfg.name} ${doc.Hash}: ${judged.reason}: ${judged.detail}; staying on ${current?.Hash ?? "(none)"}`)
-    const refused: CycleResult = { _tag: "Refused", hash: doc.Hash, current: current?.Hash, reason: judged.reason, detail: judged.detail }
-    return refused
+    return new Refused({ hash: doc.Hash, current: current?.Hash, reason: judged.reason, detail: judged.detail }) as CycleResult
   }
+  // The registry serves another hash than the failed one: the configuration changed again, so the
+  // failed hash will be tried should it come back.
+  if (current !== undefined && Option.isSome(failed) && failed.value.Hash !== doc.Hash) yield* state.write(current)
   if (current?.Hash === doc.Hash) {
     yield* log.debug(`configuration ${cfg.name} is up to date (${doc.Hash})`)
     yield* housekeeping(doc, cache.previous)
-    const unchanged: CycleResult = { _tag: "Unchanged", hash: doc.Hash }
-    return unchanged
+    return new Unchanged({ hash: doc.Hash }) as CycleResult
   }
+  if (Option.isSome(held)) {
+    yield* log.debug(
+      `configuration ${cfg.name} ${doc.Hash} ${held.value.Outcome} at ${held.value.Time.toISOString()}; not retried until it changes, SIGHUP or -retry-failed`
+    )
+    return new Held({ hash: doc.Hash, current: current?.Hash, record: held.value }) as CycleResult
+  }
+  if (Option.isSome(failed) && failed.value.Hash === doc.Hash) yield* log.info(`retrying configuration ${cfg.name} ${doc.Hash} (${failed.value.Outcome} at ${failed.value.Time.toISOString()})`)
 
   const { root, reused } = yield* unpacker.prepare(
     doc.Hash,
@@ -136,22 +124,8 @@ export const cycle = Effect.gen(function* () {
   )
   yield* log.info(reused ? `reusing unpacked tree ${root}` : `unpacked ${doc.Layers.length} layer(s) into ${root}`)
 
-  if (cfg.script !== "") {
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const stateFile = yield* state.temp(doc)
-        const env = scriptEnv(process.env, {
-          old: current,
-          oldRoot: current ? unpacker.root(current.Hash) : "",
-          doc,
-          newRoot: root,
-          stateFile
-        })
-        yield* log.info(`running deploy script ${cfg.script} for ${cfg.name} ${doc.Hash}`)
-        yield* runner.run({ script: cfg.script, env, configuration: cfg.name, hash: doc.Hash })
-      })
-    )
-  }
+  const switchedBack = yield* deployOrSwitchBack(doc, root, current)
+  if (switchedBack !== undefined) return switchedBack as CycleResult
   // Recorded before the state moves on, so a crash in between cannot lose the rollback's blobs.
   const previous = blobsOf(current)
   yield* cache.setPrevious(previous).pipe(Effect.catchAll((e) => log.warn(e.message)))
@@ -162,8 +136,7 @@ export const cycle = Effect.gen(function* () {
 
   // The switch is done; housekeeping failures are warnings, not a failed deploy.
   yield* housekeeping(doc, Effect.succeed(previous))
-  const deployed: CycleResult = { _tag: "Deployed", hash: doc.Hash, previous: current?.Hash }
-  return deployed
+  return new Deployed({ hash: doc.Hash, previous: current?.Hash }) as CycleResult
 })
 
 /** The message of a failed cycle: the typed error's one line, or the defect. */
@@ -229,8 +202,10 @@ export const once = Effect.gen(function* () {
   const log = yield* AgentLog
   const exit = yield* Effect.exit(cycle)
   if (Exit.isSuccess(exit)) {
-    if (exit.value._tag === "Unchanged") yield* log.info(`configuration is up to date (${exit.value.hash})`)
-    return exit.value._tag !== "Refused"
+    const r = exit.value
+    if (r._tag === "Unchanged") yield* log.info(`configuration is up to date (${r.hash})`)
+    if (r._tag === "Held") yield* log.error(`configuration ${r.hash} ${r.record.Outcome} at ${r.record.Time.toISOString()}; not retried (SIGHUP or -retry-failed retries it)`)
+    return r._tag === "Unchanged" || r._tag === "Deployed"
   }
   if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
   yield* log.error(`cycle failed: ${describeCause(exit.cause)}`)

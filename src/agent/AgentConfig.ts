@@ -24,6 +24,12 @@ export interface AgentSettings {
   readonly script: string
   /** State file, absolute; `<dir>/state.json` unless -state is given (one state file per agent). */
   readonly state: string
+  /** Health check run after the deploy script; "" for none. Resolved like `script`. */
+  readonly check: string
+  /** The check must exit 0 within this; past it its process group is killed. */
+  readonly checkTimeout: Duration.Duration
+  /** Retry a hash recorded as failed after this long; undefined: only on a change or SIGHUP. */
+  readonly retryFailed: Duration.Duration | undefined
   readonly poll: Duration.Duration
   /** Up to this much random delay before the first poll and after each one (spreads a fleet's polls). */
   readonly jitter: Duration.Duration

@@ -304,14 +304,21 @@ export class Extractor implements TarSink {
     }
   }
 
-  private applyRecord(r: DirRecord): void {
+  /**
+   * Sets what `r` records. `afterLinks`: applied after the layer's delayed links, where GNU tar compares
+   * each directory's actual mode, so that even an intermediate record resets the rwx bits to those it made
+   * the directory with (0777 & ~umask), undoing a mode another record of the same directory under another
+   * name (`./c` and `c`) set meanwhile.
+   */
+  private applyRecord(r: DirRecord, afterLinks = false): void {
     this.records.delete(r.name)
     r.node.pending--
     const m = r.meta
-    if (m === undefined) return
+    if (m === undefined && !afterLinks) return
     // Still the directory the record was made for, under the same name (GNU tar would set it by name).
     const now = r.parts.length === 0 ? this.model.get("") : this.lookup(r.name, r.parts)
     if (now !== r.node) throw new Refused(r.name, "the directory was replaced before its metadata could be set")
+    if (m === undefined) return this.w.push(r.name, { k: "dirrwx", path: this.abs(r.key), rwx: 0o777 & ~this.umask })
     // GNU tar makes a directory with its owner bits only and later skips the chmod when the mode's rwx bits
     // already match: so a directory with no group or other bits keeps the setgid bit it inherited at mkdir.
     const keepInheritedSetgid = r.created && (m.mode & 0o077) === 0
@@ -329,6 +336,6 @@ export class Extractor implements TarSink {
     this.applyNonAncestors("")
     for (const key of this.delayedParents) this.w.push("", { k: "touch", path: this.abs(key) })
     this.delayedParents = []
-    for (let r = this.stack.pop(); r !== undefined; r = this.stack.pop()) this.applyRecord(r)
+    for (let r = this.stack.pop(); r !== undefined; r = this.stack.pop()) this.applyRecord(r, true)
   }
 }

@@ -22,6 +22,9 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readon
   f("fp", "registry server key fingerprint, SHA256:... (required)"),
   { ...f("dir", "directory to store downloaded and unpacked files"), default: "." },
   { ...f("script", 'script to run on deploys ("" for none)'), default: "./deploy.sh" },
+  f("check", "health check run after the deploy script; a failure switches back to the previous configuration"),
+  { ...f("check-timeout", "time the health check has to exit 0 (Go duration)"), default: "60s" },
+  f("retry-failed", "retry a configuration that failed and was switched back after this long (Go duration; default: only when the configuration changes or on SIGHUP)"),
   { ...f("state", "file to save state to (relative to the working directory)"), default: "<dir>/state.json" },
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
   // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
@@ -78,15 +81,16 @@ const executable = (file: string): string | undefined => {
   return undefined
 }
 
-/** -script must be runnable now, not after the first download (found then, it was retried forever). */
-export const scriptProblem = (script: string, searchPath: string): string | undefined => {
+/** -script (and -check) must be runnable now, not after the first download (found then, it was retried forever). */
+export const scriptProblem = (script: string, searchPath: string, flag: "script" | "check" = "script"): string | undefined => {
   if (script === "") return undefined
+  const none = flag === "script" ? ' (use -script "" to run no script)' : ""
   if (script.includes("/")) {
     const p = executable(script)
-    return p === undefined ? undefined : `-script: ${script} ${p} (use -script "" to run no script)`
+    return p === undefined ? undefined : `-${flag}: ${script} ${p}${none}`
   }
   const found = searchPath.split(":").some((d) => d !== "" && executable(path.join(d, script)) === undefined)
-  return found ? undefined : `-script: ${script} is not an executable in PATH (give a path, e.g. ./${script}, or -script "" for none)`
+  return found ? undefined : `-${flag}: ${script} is not an executable in PATH (give a path, e.g. ./${script}${flag === "script" ? ', or -script "" for none' : ""})`
 }
 
 const writableDir = (dir: string): string | undefined => {
@@ -142,6 +146,10 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
   const jitterMs = parseGoDuration(get("jitter"))
   if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
+  const checkTimeoutMs = parseGoDuration(get("check-timeout"))
+  if (checkTimeoutMs === undefined || checkTimeoutMs <= 0) return Either.left(`-check-timeout: invalid duration "${get("check-timeout")}" (e.g. 60s, 2m)`)
+  const retryFailedMs = raw.strings.has("retry-failed") ? parseGoDuration(get("retry-failed")) : 0
+  if (retryFailedMs === undefined || retryFailedMs < 0) return Either.left(`-retry-failed: invalid duration "${get("retry-failed")}" (e.g. 10m, 1h)`)
   const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
   if ("error" in key) return Either.left(key.error)
   const script = get("script")
@@ -149,7 +157,10 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   // Two agents in one working directory must not share a state file: by default it lives in -dir.
   const state = raw.strings.has("state") ? path.resolve(cwd, get("state")) : path.join(dir, "state.json")
   const scriptPath = script === "" || !script.includes("/") ? script : path.resolve(cwd, script)
-  const problem = scriptProblem(scriptPath, process.env.PATH ?? "") ?? dirProblem(dir) ?? stateProblem(state)
+  const check = get("check")
+  const checkPath = check === "" || !check.includes("/") ? check : path.resolve(cwd, check)
+  const problem =
+    scriptProblem(scriptPath, process.env.PATH ?? "") ?? scriptProblem(checkPath, process.env.PATH ?? "", "check") ?? dirProblem(dir) ?? stateProblem(state)
   if (problem !== undefined) return Either.left(problem)
   if (raw.strings.has("trust-min") && !raw.strings.has("trust")) return Either.left("-trust-min needs -trust FILE")
   const trust = raw.strings.has("trust") ? loadTrust(path.resolve(cwd, get("trust")), raw.strings.get("trust-min")) : undefined
@@ -170,6 +181,9 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       // A bare name is looked up in PATH like a shell would; anything with a slash is a path.
       script: scriptPath,
       state,
+      check: checkPath,
+      checkTimeout: Duration.millis(checkTimeoutMs),
+      retryFailed: retryFailedMs > 0 ? Duration.millis(retryFailedMs) : undefined,
       poll: Duration.millis(pollMs),
       jitter: Duration.millis(jitterMs),
       cleanOld: raw.bools.has("cleanold"),

@@ -1,11 +1,13 @@
-// Runs the deploy script in its own process group with exactly the environment it is given.
-// stdout and stderr go to the agent's log line by line (fault 4). If the cycle is interrupted
-// (SIGTERM/SIGINT), the group gets SIGTERM, then SIGKILL after the grace period.
+// Runs the deploy script (or the health check) in its own process group with exactly the
+// environment it is given. stdout and stderr go to the agent's log line by line (fault 4), the last
+// lines are kept for the failure. If the cycle is interrupted (SIGTERM/SIGINT), the group gets
+// SIGTERM, then SIGKILL after the grace period; a run past its timeout has its group SIGKILLed.
 import { Context, Duration, Effect, Layer } from "effect"
 import { spawn } from "node:child_process"
 import type { Readable } from "node:stream"
 import { StringDecoder } from "node:string_decoder"
 import { ScriptFailed } from "../domain/AgentErrors.js"
+import { makeTail } from "../domain/DeployOutcome.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type AgentLogService } from "./AgentLog.js"
 
@@ -15,6 +17,10 @@ export interface ScriptRun {
   /** For messages: which configuration and hash the script deploys. */
   readonly configuration: string
   readonly hash: string
+  /** The deploy script (default) or the health check: names it in the log and the failure. */
+  readonly step?: "script" | "check"
+  /** Past this, the whole process group is killed and the run fails as timed out. */
+  readonly timeout?: Duration.Duration
 }
 
 export class ScriptRunner extends Context.Tag("agent/ScriptRunner")<
@@ -92,7 +98,10 @@ export const forwardLines = (s: Readable, emit: (line: string) => void, max = MA
 export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Duration) => ({
   run: (r: ScriptRun) =>
     Effect.async<void, ScriptFailed>((resume) => {
-      const failed = (status: string) => new ScriptFailed({ configuration: r.configuration, hash: r.hash, status })
+      const step = r.step ?? "script"
+      const what = step === "check" ? "health check" : "deploy script"
+      const tail = makeTail()
+      const failed = (status: string) => new ScriptFailed({ configuration: r.configuration, hash: r.hash, status, step, lines: tail.lines() })
       let settled = false
       let exited = false
       const settle = (e: Effect.Effect<void, ScriptFailed>) => {
@@ -102,27 +111,48 @@ export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Durat
         }
       }
       const child = spawn(r.script, [], { env: { ...r.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] })
-      const forward = (s: Readable, tag: string) => forwardLines(s, (l) => log.line("info", `script ${tag}: ${l}`))
+      const forward = (s: Readable, tag: string) =>
+        forwardLines(s, (l) => {
+          tail.push(l)
+          log.line("info", `${step} ${tag}: ${l}`)
+        })
       forward(child.stdout!, "stdout")
       forward(child.stderr!, "stderr")
+      let timedOut = false
+      const deadline =
+        r.timeout === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true
+              log.line("warn", `${what} ${r.script} did not exit within ${Duration.format(r.timeout!)}: SIGKILL to its process group`)
+              signalGroup(child.pid, "SIGKILL")
+            }, Duration.toMillis(r.timeout))
       child.once("error", (err) => {
         exited = true
+        clearTimeout(deadline)
         settle(Effect.fail(failed(`cannot run ${r.script}: ${err.message}`)))
       })
       child.once("exit", (code, signal) => {
         exited = true
+        clearTimeout(deadline)
         void Promise.all([drained(child.stdout!, 1000), drained(child.stderr!, 1000)]).then(() => {
           child.stdout!.destroy()
           child.stderr!.destroy()
-          settle(code === 0 ? Effect.void : Effect.fail(failed(code !== null ? `exit status ${code}` : `killed by signal ${signal}`)))
+          const status = timedOut
+            ? `timed out after ${Duration.format(r.timeout!)}`
+            : code !== null
+              ? `exit status ${code}`
+              : `killed by signal ${signal}`
+          settle(code === 0 && !timedOut ? Effect.void : Effect.fail(failed(status)))
         })
       })
       // Interrupted (agent shutting down): stop the whole group, politely first, then SIGKILL
       // whatever is left of it (the script or anything it started) after the grace period.
       return Effect.async<void>((done) => {
+        clearTimeout(deadline)
         if (child.pid === undefined || (exited && !groupAlive(child.pid))) return done(Effect.void)
         const pid = child.pid
-        log.line("warn", `stopping deploy script (pid ${pid}): SIGTERM to its process group`)
+        log.line("warn", `stopping ${what} (pid ${pid}): SIGTERM to its process group`)
         signalGroup(pid, "SIGTERM")
         const started = Date.now()
         const timer = setInterval(() => {
@@ -132,7 +162,7 @@ export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Durat
           }
           if (Date.now() - started >= Duration.toMillis(killGrace)) {
             clearInterval(timer)
-            log.line("warn", `deploy script (pid ${pid}) group still running after ${Duration.format(killGrace)}: SIGKILL`)
+            log.line("warn", `${what} (pid ${pid}) group still running after ${Duration.format(killGrace)}: SIGKILL`)
             signalGroup(pid, "SIGKILL")
             if (exited) done(Effect.void)
             else child.once("exit", () => done(Effect.void))

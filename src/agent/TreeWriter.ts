@@ -33,6 +33,8 @@ export type Op =
   | { readonly k: "link"; readonly existing: string; readonly path: string }
   /** Sets a directory's metadata through a descriptor (O_DIRECTORY|O_NOFOLLOW): never through a link. */
   | { readonly k: "dirmeta"; readonly path: string; readonly mode: number; readonly keepInheritedSetgid?: boolean; readonly uid?: number; readonly gid?: number; readonly atime: number; readonly mtime: number }
+  /** Sets a directory's rwx bits (keeping set-id and sticky) through a descriptor, if they differ. */
+  | { readonly k: "dirrwx"; readonly path: string; readonly rwx: number }
   /** Sets a directory's mtime to now, as replacing an entry in it does (GNU tar's delayed links). */
   | { readonly k: "touch"; readonly path: string }
 

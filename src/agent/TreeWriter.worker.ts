@@ -89,6 +89,11 @@ const run = (op: Op, data: Buffer | undefined): void => {
         fs.fchmodSync(fd, op.keepInheritedSetgid ? op.mode | (fs.fstatSync(fd).mode & S_ISGID) : op.mode)
         fs.futimesSync(fd, t(op.atime), t(op.mtime))
       })
+    case "dirrwx":
+      return withDir(op.path, (fd) => {
+        const mode = fs.fstatSync(fd).mode & 0o7777
+        if ((mode & 0o777) !== op.rwx) fs.fchmodSync(fd, (mode & ~0o777) | op.rwx)
+      })
     case "touch":
       return withDir(op.path, (fd) => fs.futimesSync(fd, fs.fstatSync(fd).atimeMs / 1000, Date.now() / 1000))
   }

@@ -8,6 +8,7 @@
 import { Effect } from "effect"
 import * as fsSync from "node:fs"
 import { promises as fs } from "node:fs"
+import type { RefusalReason } from "../domain/DeployOutcome.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import { type RegistryError, StateFileError } from "../domain/AgentErrors.js"
 import { SignedState } from "../domain/SignedState.js"
@@ -16,7 +17,7 @@ import { type AllowedSigner, findSigner, parseAllowedSigners } from "../ssh/Allo
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { NAMESPACE, verify } from "../ssh/SshSig.js"
 
-export type RefusalReason = "unsigned" | "bad signature" | "untrusted signer" | "older than current"
+export type { RefusalReason }
 
 export interface TrustSettings {
   readonly file: string

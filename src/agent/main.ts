@@ -11,13 +11,14 @@ import { CacheLive } from "./Cache.js"
 import { VERSION } from "../domain/Version.js"
 import { acquireLock, acquireStateLock } from "./Lock.js"
 import { RegistryClientLive } from "./RegistryClient.js"
+import { RetryGate, RetryGateLive } from "./RetryGate.js"
 import { ScriptRunnerLive } from "./ScriptRunner.js"
 import { StateFile, StateFileLive } from "./StateFile.js"
 import { UnpackerLive } from "./Unpacker.js"
 
 const servicesFor = (settings: AgentSettings) => {
   const base = Layer.merge(AgentConfig.layer(settings), AgentLogStderr(settings.verbose))
-  return Layer.mergeAll(RegistryClientLive, CacheLive, UnpackerLive, ScriptRunnerLive, StateFileLive).pipe(Layer.provideMerge(base))
+  return Layer.mergeAll(RegistryClientLive, CacheLive, UnpackerLive, ScriptRunnerLive, StateFileLive, RetryGateLive).pipe(Layer.provideMerge(base))
 }
 
 const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> => {
@@ -49,10 +50,12 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
       `deploy-agent tracking configuration ${settings.name} at ${s.addr} (dir ${settings.dir}, state ${settings.state}, poll ${Duration.format(settings.poll)}, ${settings.keyDescription ?? "key"})`
     )
     if (s.once) return (yield* once) ? 0 : 1
-    // SIGHUP: poll now. A sliding queue of one remembers a signal that arrives mid-cycle.
+    // SIGHUP: poll now, retrying a failed hash. A sliding queue of one remembers a signal that arrives mid-cycle.
     const wake = yield* Queue.sliding<void>(1)
+    const gate = yield* RetryGate
     const onHup = () => {
       log.line("info", "SIGHUP: polling now")
+      Effect.runSync(gate.request)
       Queue.unsafeOffer(wake, undefined)
     }
     yield* Effect.acquireRelease(

@@ -34,7 +34,7 @@ const reason = (e: unknown) => (e instanceof Error ? e.message : String(e))
 export const asLayerFailure = (label: string, e: unknown): LayerRefused | LayerUnreadable =>
   e instanceof LayerRefused || e instanceof LayerUnreadable ? e : new LayerUnreadable({ layer: label, reason: reason(e) })
 
-async function* chunks(file: string, opts: ReadOptions): AsyncGenerator<Buffer> {
+async function* chunks(file: string, label: string, opts: ReadOptions): AsyncGenerator<Buffer> {
   const input = createReadStream(file, { highWaterMark: 1 << 20, ...(opts.signal ? { signal: opts.signal } : {}) })
   try {
     for await (const chunk of input as AsyncIterable<Buffer>) {
@@ -42,27 +42,47 @@ async function* chunks(file: string, opts: ReadOptions): AsyncGenerator<Buffer> 
       yield chunk
     }
   } catch (e) {
-    throw new LayerUnreadable({ layer: "", reason: reason(e) })
+    throw new LayerUnreadable({ layer: label, reason: opts.signal?.aborted ? "interrupted" : `${file}: ${reason(e)}` })
   } finally {
     input.destroy()
   }
 }
 
+/** `sink` and `room` as given, remembering the first error either throws. */
+const watched = (sink: TarSink, room: ReadOptions["room"]) => {
+  let thrown: { readonly error: unknown } | undefined
+  const keep = <A extends Array<unknown>, R>(f: (...a: A) => R) => (...a: A): R => {
+    try {
+      return f(...a)
+    } catch (error) {
+      thrown ??= { error }
+      throw error
+    }
+  }
+  return {
+    sink: { entry: keep((e) => sink.entry(e)), data: keep((c) => sink.data(c)), entryEnd: keep(() => sink.entryEnd()) } satisfies TarSink,
+    room: room && keep(room),
+    ownError: (e: unknown) => thrown !== undefined && thrown.error === e
+  }
+}
+
 /**
  * Reads the layer at `file` (named `label` in messages), handing its entries to `sink`. Rejects with
- * LayerRefused (content) or LayerUnreadable (I/O); never with anything else.
+ * LayerRefused (content) or LayerUnreadable (I/O), or with what `sink` or `room` threw, unchanged (the
+ * agent's extractor and writer have failures of their own); never with anything else.
  */
 export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
+  const w = watched(sink, opts.room)
   try {
-    const parser = new TarParser(sink, label)
-    const stats = await gunzip(chunks(file, opts), label, (chunk) => {
+    const parser = new TarParser(w.sink, label)
+    const stats = await gunzip(chunks(file, label, opts), label, (chunk) => {
       parser.write(chunk)
-      return opts.room?.()
+      return w.room?.()
     })
     parser.end()
     return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
   } catch (e) {
-    throw e instanceof LayerUnreadable && e.layer === "" ? new LayerUnreadable({ layer: label, reason: `${file}: ${e.reason}` }) : asLayerFailure(label, e)
+    throw w.ownError(e) ? e : asLayerFailure(label, e)
   }
 }
 

@@ -38,14 +38,19 @@ export class UnpackError extends Schema.TaggedError<UnpackError>()("UnpackError"
   message: Schema.String
 }) {}
 
-/** The deploy script could not be started or did not exit 0. */
+/**
+ * The deploy script (or, `step: "check"`, the health check after it) could not be started, did
+ * not exit 0, or timed out; `lines`: its last output lines (bounded, see DeployOutcome.makeTail).
+ */
 export class ScriptFailed extends Schema.TaggedError<ScriptFailed>()("ScriptFailed", {
   configuration: Schema.String,
   hash: Schema.String,
-  status: Schema.String
+  status: Schema.String,
+  step: Schema.optionalWith(Schema.Literal("script", "check"), { default: () => "script" as const }),
+  lines: Schema.optionalWith(Schema.Array(Schema.String), { default: () => [] })
 }) {
   get message() {
-    return `deploy script failed for configuration ${this.configuration} (${this.hash}): ${this.status}`
+    return `${this.step === "check" ? "health check" : "deploy script"} failed for configuration ${this.configuration} (${this.hash}): ${this.status}`
   }
 }
 

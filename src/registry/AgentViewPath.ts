@@ -1,7 +1,7 @@
 // The paths of the deploy-agent's SFTP view (SftpAgentView.ts), resolved against `/` with POSIX rules
 // and then matched exactly, so no spelling of a path reaches anything outside the view.
 import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
-import { normalizePath } from "../ssh/SftpServer.js"
+import { normalizePath } from "../ssh/SftpProtocol.js"
 
 export type ViewPath =
   | { readonly _tag: "Dir"; readonly dir: "/" | "/configs" | "/files" }

@@ -15,6 +15,7 @@ import { normaliseAddress, sourceAddressAllows } from "../ssh/AddressMatch.js"
 import { type AuthorizedKey, parseAuthorizedKeys } from "../ssh/AuthorizedKeys.js"
 import { certifiedKeyType, certSignatureAlgorithm, parseCertificate } from "../ssh/Certificate.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
+import { keyHashAlgorithm } from "../ssh/Ssh2Internals.js"
 import { verifySignature } from "../ssh/SshSignature.js"
 
 export const AGENT_USER = "deploy-agent"
@@ -67,7 +68,8 @@ type Verify = (blob: Buffer, signature: Buffer, hashAlgo: string | undefined) =>
  * A signature check over a KeyObject made once: ssh2's ParsedKey.verify hands node:crypto the PEM text,
  * which is parsed again on every login. Same semantics: ssh2's signature (already converted to the form
  * node:crypto takes) and, without an explicit hash, the key type's own (ssh2 keeps it under a private
- * symbol; ed25519 has none). Falls back to ssh2's verify if the key does not fit that mould.
+ * symbol, read by Ssh2Internals.keyHashAlgorithm; ed25519 has none). Falls back to ssh2's verify for a key
+ * node:crypto cannot load.
  */
 const makeVerify = (key: ParsedKey): Verify => {
   const slow: Verify = (blob, signature, hashAlgo) => {
@@ -77,15 +79,12 @@ const makeVerify = (key: ParsedKey): Verify => {
       return false
     }
   }
+  const own = keyHashAlgorithm(key)
   try {
-    const hashSym = Object.getOwnPropertySymbols(key).find((s) => s.description === "Hash Algorithm")
-    if (hashSym === undefined) return slow
-    const own = (key as unknown as Record<symbol, unknown>)[hashSym]
-    if (own !== null && own !== undefined && typeof own !== "string") return slow
     const pub = crypto.createPublicKey(key.getPublicPEM())
     return (blob, signature, hashAlgo) => {
       try {
-        return crypto.verify(hashAlgo || (own ?? null), blob, pub, signature) === true
+        return crypto.verify(hashAlgo || own, blob, pub, signature) === true
       } catch {
         return false
       }

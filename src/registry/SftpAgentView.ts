@@ -13,9 +13,9 @@ import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
 import { encodeDocument } from "../domain/Document.js"
 import type { Principal } from "../domain/Principal.js"
 import {
-  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, replyRoom, sendData, STATUS,
-  whenWindow, windowAdjustDue
-} from "../ssh/SftpServer.js"
+  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
+} from "../ssh/SftpProtocol.js"
+import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import type { ConfigScope } from "../domain/ConfigScope.js"
 import { agentScope } from "./AgentScope.js"

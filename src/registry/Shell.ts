@@ -1,4 +1,4 @@
-// The operator's interactive shell: a `> ` prompt, one command per line through Console.run, until
+// The operator's interactive shell: a `> ` prompt, one command per line through CommandInterpreter.run, until
 // `exit`, Ctrl-D on an empty line or end of input. With a pty we echo and edit the line (backspace, left/right, home/end,
 // Ctrl-A/E/U/K, Ctrl-C clears the line, up/down recall earlier lines) and print \r\n line ends; without
 // one we only read lines. No colour codes either way (fault 11: scripts read this output).
@@ -6,7 +6,7 @@ import { Effect, Queue } from "effect"
 import { StringDecoder } from "node:string_decoder"
 import type { ServerChannel } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
-import { Console } from "./Console.js"
+import { CommandInterpreter } from "./CommandInterpreter.js"
 
 export const PROMPT = "> "
 
@@ -281,9 +281,9 @@ export interface Terminal {
 const END = Symbol("end")
 
 /** Runs the shell on an accepted channel until the operator leaves; exit status 0. */
-export const runShell = (channel: ServerChannel, who: Principal, term: Terminal): Effect.Effect<void, never, Console> =>
+export const runShell = (channel: ServerChannel, who: Principal, term: Terminal): Effect.Effect<void, never, CommandInterpreter> =>
   Effect.gen(function* () {
-    const console = yield* Console
+    const interpreter = yield* CommandInterpreter
     const input = yield* Queue.unbounded<string | typeof END>()
     const decoder = new StringDecoder("utf8")
     channel.on("data", (b: Buffer) => void Queue.unsafeOffer(input, decoder.write(b)))
@@ -323,7 +323,7 @@ export const runShell = (channel: ServerChannel, who: Principal, term: Terminal)
           }
           flush()
           if (line !== "") {
-            const result = yield* console.run(line, who)
+            const result = yield* interpreter.run(line, who)
             write(result.output === "" || result.output.endsWith("\n") ? result.output : result.output + "\n")
           }
           write(PROMPT)

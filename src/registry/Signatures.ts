@@ -11,7 +11,7 @@ import type { SignedState } from "../domain/SignedState.js"
 import { rfc3339Seconds } from "../domain/Time.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { verify } from "../ssh/SshSig.js"
-import { orStorage } from "./Storage.js"
+import { orStorage } from "./StorageRows.js"
 
 /** How far an operator's clock may be behind the registry's when signing a state just made. */
 export const CLOCK_SKEW_MS = 5 * 60_000

@@ -15,9 +15,10 @@ import { serverAlgorithms } from "../ssh/Algorithms.js"
 import { coalesceWrites } from "../ssh/CoalesceWrites.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { HostKey } from "../ssh/HostKey.js"
+import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Internals.js"
 import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
-import { Console } from "./Console.js"
+import { CommandInterpreter } from "./CommandInterpreter.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
@@ -45,7 +46,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | Console | Uploads | Storage | BlobStore | Signatures
+type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore | Signatures
 
 interface Login {
   readonly role: Role
@@ -58,8 +59,8 @@ const peer = (s: net.Socket) => `${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"
 /** One exec request: the command's output on stdout, its status as the exit status, stderr empty. */
 const runExec = (channel: ServerChannel, command: string, who: Principal, term: Terminal) =>
   Effect.gen(function* () {
-    const console = yield* Console
-    const result = yield* console.run(command, who)
+    const interpreter = yield* CommandInterpreter
+    const result = yield* interpreter.run(command, who)
     if (channel.writable && result.output !== "") {
       channel.write(term.pty ? result.output.replace(/\r?\n/g, "\r\n") : result.output)
     }
@@ -70,23 +71,16 @@ const runExec = (channel: ServerChannel, command: string, who: Principal, term: 
 const rejectAll = (_accept: unknown, reject?: () => void) => reject?.()
 
 /**
- * The host key for ssh2 with its private half as a KeyObject made once: ssh2 keeps the PEM text and hands
- * it to node:crypto for every handshake's signature, which parses it again each time. ssh2's own sign()
- * passes the value through to crypto.sign / Sign.sign, which take a KeyObject as well. Falls back to the
- * PEM if the parsed key does not have the expected shape.
+ * The host key for ssh2 with its private half as a KeyObject made once (Ssh2Internals.signWithKeyObject):
+ * ssh2 keeps the PEM text and hands it to node:crypto for every handshake's signature, which parses it again
+ * each time.
  */
-const hostKeyForSsh2 = (pem: Buffer): Buffer | { key: ParsedKey } => {
+const hostKeyForSsh2 = (pem: Buffer): { key: ParsedKey } => {
   const parsed = ssh2.utils.parseKey(pem) as ParsedKey | Array<ParsedKey> | Error
-  if (parsed instanceof Error || Array.isArray(parsed)) return pem
-  const sym = Object.getOwnPropertySymbols(parsed).find((s) => s.description === "Private key PEM")
-  const text = parsed.getPrivatePEM()
-  if (sym === undefined || typeof text !== "string" || (parsed as unknown as Record<symbol, unknown>)[sym] !== text) return pem
-  try {
-    ;(parsed as unknown as Record<symbol, unknown>)[sym] = crypto.createPrivateKey(text)
-  } catch {
-    return pem
-  }
-  return { key: parsed } // ssh2 takes a parsed key only in this form
+  if (parsed instanceof Error) throw parsed
+  const key = Array.isArray(parsed) ? parsed[0]! : parsed
+  signWithKeyObject(key, crypto.createPrivateKey(key.getPrivatePEM()))
+  return { key } // ssh2 takes a parsed key only in this form
 }
 
 const make = (opts: SshServerOptions) =>
@@ -97,12 +91,18 @@ const make = (opts: SshServerOptions) =>
     const deadline = Duration.decode(opts.deadline)
     const budgets: Budgets = makeBudgets({ ...defaultLimits(), ...opts.limits })
 
-    const ssh = new ssh2.Server({ hostKeys: [hostKeyForSsh2(hostKey.privateKey)], ident: "deploy-registry", algorithms: serverAlgorithms })
+    const ssh2Problem = checkSsh2()
+    if (ssh2Problem !== undefined) return yield* new StartupError({ message: ssh2Problem })
+    const hostKeyOption = yield* Effect.try({
+      try: () => hostKeyForSsh2(hostKey.privateKey),
+      catch: (e) => new StartupError({ message: `cannot use the host key with ssh2: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    const ssh = new ssh2.Server({ hostKeys: [hostKeyOption], ident: "deploy-registry", algorithms: serverAlgorithms })
     const refusedLine = makeLimiter()
     // ssh2 emits "connection" when the client's version line arrives; we find our socket's handler by socket.
     const attachers = new Map<net.Socket, (conn: Connection) => void>()
     ssh.on("connection", (conn: Connection) => {
-      const sock = (conn as unknown as { _sock: net.Socket })._sock
+      const sock = connectionSocket(conn)
       const attach = attachers.get(sock)
       attachers.delete(sock)
       if (attach) attach(conn)

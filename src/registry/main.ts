@@ -13,7 +13,7 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
-import { ConsoleLive } from "./Console.js"
+import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
@@ -84,7 +84,7 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
     const Db = StorageLive.pipe(Layer.provideMerge(SqlLive(flags.dir)))
-    const Core = ConsoleLive.pipe(
+    const Core = CommandInterpreterLive.pipe(
       Layer.provideMerge(Layer.mergeAll(Db, SignaturesLive.pipe(Layer.provide(Db)), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )

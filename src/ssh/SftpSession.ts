@@ -11,7 +11,7 @@
 // the channel window is not adjusted, so the client can send at most one window (2 MiB) more. A client that
 // pipelines requests and never reads its replies costs a bounded amount of memory.
 import type { SFTPWrapper } from "ssh2"
-import { whenWindow } from "./SftpServer.js"
+import { adjustWindow, endAsSshd, interceptPush, repliesHeld, whenWindow } from "./Ssh2Internals.js"
 
 const REQUESTS = new Set([
   "OPEN", "READ", "WRITE", "FSTAT", "FSETSTAT", "CLOSE", "OPENDIR", "READDIR", "LSTAT", "STAT", "REMOVE", "RMDIR",
@@ -25,15 +25,6 @@ const WINDOW_THRESHOLD = MAX_WINDOW / 2
 
 /** Requests a session may have unanswered before it stops reading more (OpenSSH's clients keep 64). */
 export const MAX_IN_FLIGHT = 64
-
-interface Internals {
-  _protocol: { channelData: (id: number, d: Buffer) => void; channelWindowAdjust: (id: number, n: number) => void; exitStatus: (id: number, s: number) => void; channelEOF: (id: number) => void }
-  _buffer: Array<Buffer>
-  incoming: { window: number }
-  outgoing: { id: number; state: string }
-  push: (data: Buffer | null) => unknown
-  emit: (ev: string, ...a: Array<unknown>) => boolean
-}
 
 interface Slot {
   readonly reqId: number
@@ -56,15 +47,14 @@ export interface OrderedSession {
 
 /** Installs the reply order and backpressure; call synchronously when the subsystem is accepted. */
 export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): OrderedSession => {
-  const s = sftp as unknown as Internals & Record<string, unknown>
-  const queue: Array<Slot> = []
+  const queue: Array<Slot | undefined> = []
   let head = 0
   const byReq = new Map<number, Array<Slot>>()
   let flushing = false
   let finishing = false
 
   const pending = () => queue.length - head
-  const held = () => s._buffer.length > 0 && s.outgoing.state === "open"
+  const held = () => repliesHeld(sftp)
 
   const flush = () => {
     if (flushing) return
@@ -74,7 +64,7 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
         // One reply at a time in ssh2's queue: the rest wait here, unsent and mostly uncopied.
         if (held()) return whenWindow(sftp, flush)
         const slot = queue[head]!
-        queue[head++] = undefined as unknown as Slot
+        queue[head++] = undefined
         const same = byReq.get(slot.reqId)!
         if (same.length === 1) byReq.delete(slot.reqId)
         else same.shift()
@@ -99,9 +89,9 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
   }
 
   // Every request takes a slot as ssh2 parses it, before its handler runs.
-  const emit = s.emit
-  s.emit = function (this: unknown, ev: string, ...a: Array<unknown>) {
-    if (REQUESTS.has(ev) && typeof a[0] === "number") {
+  const emit = sftp.emit
+  sftp.emit = function (this: unknown, ev: string | symbol, ...a: Array<unknown>) {
+    if (typeof ev === "string" && REQUESTS.has(ev) && typeof a[0] === "number") {
       const slot: Slot = { reqId: a[0], send: undefined }
       queue.push(slot)
       const same = byReq.get(slot.reqId)
@@ -109,16 +99,16 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
       else same.push(slot)
     }
     return emit.call(this, ev, ...a)
-  }
+  } as typeof sftp.emit
   for (const m of REPLIES) {
-    const original = s[m] as (this: unknown, reqId: number, ...a: Array<unknown>) => unknown
-    s[m] = (reqId: number, ...a: Array<unknown>) => {
+    const original = Reflect.get(sftp, m) as (this: unknown, reqId: number, ...a: Array<unknown>) => unknown
+    Reflect.set(sftp, m, (reqId: number, ...a: Array<unknown>) => {
       // Sent from inside `later` (its slot is gone), or not a request we saw: as is.
       if (!byReq.has(reqId)) return void original.call(sftp, reqId, ...a)
       // A DATA payload that must wait is copied: the caller may reuse its buffer once this returns.
       if (m === "data" && Buffer.isBuffer(a[0]) && (queue[head]?.reqId !== reqId || held())) a[0] = Buffer.from(a[0])
       later(reqId, () => void original.call(sftp, reqId, ...a))
-    }
+    })
   }
 
   // Reading requests stops while the session is full; ssh2 then leaves the window as it is.
@@ -126,7 +116,6 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
   let backlogged = 0
   let parsing = false
   const full = () => pending() >= maxInFlight || held()
-  const push = s.push.bind(sftp)
   const parse = (data: Buffer | null) => {
     parsing = true
     try {
@@ -135,7 +124,7 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
       parsing = false
     }
   }
-  s.push = (data: Buffer | null) => {
+  const push = interceptPush(sftp, (data) => {
     if (backlog.length > 0 || full()) {
       // A copy: ssh2 gives a view into its packet, which it need not keep intact once this returns.
       backlog.push(data === null ? null : Buffer.from(data))
@@ -144,7 +133,7 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
     }
     parse(data)
     return full() ? false : undefined
-  }
+  })
   const resume = () => {
     if (parsing) return
     while (backlog.length > 0 && !full()) {
@@ -152,20 +141,12 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
       if (data !== null) backlogged -= data.length
       parse(data)
     }
-    if (backlog.length === 0 && !full() && s.incoming.window <= WINDOW_THRESHOLD && s.outgoing.state === "open") {
-      const n = MAX_WINDOW - s.incoming.window
-      s.incoming.window += n
-      s._protocol.channelWindowAdjust(s.outgoing.id, n)
-    }
+    if (backlog.length === 0 && !full()) adjustWindow(sftp, WINDOW_THRESHOLD, MAX_WINDOW)
   }
 
   const closeNow = () => {
     finishing = false
-    if (s.outgoing.state === "open") {
-      s._protocol.exitStatus(s.outgoing.id, 0)
-      s._protocol.channelEOF(s.outgoing.id)
-      s.outgoing.state = "eof"
-    }
+    endAsSshd(sftp)
     sftp.end()
   }
   const finish = () => {

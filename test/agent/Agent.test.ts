@@ -1,12 +1,13 @@
 // The cycle's decisions on test Layers (fake registry and script, real cache/unpacker/state on a
 // temp dir), and the loop's schedule on the TestClock.
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, TestClock } from "effect"
+import { Chunk, Clock, Deferred, Duration, Effect, Exit, Fiber, Queue, Schema, TestClock } from "effect"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterEach } from "vitest"
 import { agentSchedule, cycle, loop, passThrough } from "../../src/agent/Agent.js"
+import { CycleResult, outcomeOf } from "../../src/domain/DeployOutcome.js"
 import { listAll } from "./fixtures.js"
 import { blob, type FakeRegistry, type FakeScript, makeFakeRegistry, makeFakeScript, publish, settings, tempDir, testLayer } from "./support.js"
 import type { AgentSettings } from "../../src/agent/AgentConfig.js"
@@ -248,6 +249,34 @@ describe("cycle", () => {
         expect(yield* tmpFiles(w)).toEqual([])
       }))
   }
+  it.effect("a deploy failing while the previous one fails too: a typed DeployFailed, then Held without downloading again", () =>
+    Effect.gen(function* () {
+      const w = yield* world({ check: "/bin/true" })
+      const h1 = publish(w.reg, "project1", [code1])
+      yield* w.run(cycle)
+      const h2 = publish(w.reg, "project1", [code2])
+      w.script.outcome = 5
+      const failed = yield* w.run(cycle)
+      expect(failed._tag).toBe("DeployFailed")
+      expect(outcomeOf(failed)).toBe("failed")
+      expect(Schema.encodeSync(CycleResult)(failed)).toEqual({
+        _tag: "DeployFailed",
+        hash: h2,
+        previous: h1,
+        failure: { Step: "script", Status: "exit status 5", Lines: [] },
+        restore: { Step: "script", Status: "exit status 5", Lines: [] }
+      })
+      expect(w.script.runs.filter((r) => r.step !== "check").map((r) => [r.env.NEWID, r.env.OLDID])).toEqual([[h1, ""], [h2, h1], [h1, h2]])
+      const downloads = w.reg.downloads.length
+      // Its blob gone from the cache: a cycle trying the hash again would download it.
+      yield* Effect.promise(() => fs.rm(path.join(w.dir, "cache", code2.hash)))
+      const held = yield* w.run(cycle)
+      expect(held).toMatchObject({ _tag: "Held", hash: h2, current: h1 })
+      expect(outcomeOf(held)).toBe("failed")
+      expect(w.reg.downloads).toHaveLength(downloads)
+      expect(w.script.runs).toHaveLength(4) // h1 script + check, h2 script, h1 script: nothing more
+      expect(JSON.parse((yield* stateOf(w))!).Hash).toBe(h1)
+    }))
 })
 
 /**

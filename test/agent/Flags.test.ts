@@ -110,3 +110,21 @@ describe("agent flags", () => {
     expect(parseGoDuration("")).toBeUndefined()
   })
 })
+
+describe("health check flags", () => {
+  it("takes -check (checked at start-up like -script), -check-timeout (60s) and -retry-failed (off)", async () => {
+    const base = ["-name", "p1", "-fp", fp, "-key", key]
+    const plain = ok(base).settings
+    expect(plain.check).toBe("")
+    expect(Duration.toMillis(plain.checkTimeout)).toBe(60_000)
+    expect(plain.retryFailed).toBeUndefined()
+    await fs.writeFile(path.join(dir, "check.sh"), "#!/bin/sh\n", { mode: 0o755 })
+    const set = ok([...base, "-check", "./check.sh", "-check-timeout", "5s", "-retry-failed", "10m"]).settings
+    expect(set.check).toBe(path.join(dir, "check.sh"))
+    expect(Duration.toMillis(set.checkTimeout)).toBe(5000)
+    expect(Duration.toMillis(set.retryFailed!)).toBe(600_000)
+    expect(bad([...base, "-check", "./nope.sh"])).toMatch(/^-check: .*nope\.sh does not exist$/)
+    expect(bad([...base, "-check-timeout", "0"])).toBe('-check-timeout: invalid duration "0" (e.g. 60s, 2m)')
+    expect(bad([...base, "-retry-failed", "later"])).toBe('-retry-failed: invalid duration "later" (e.g. 10m, 1h)')
+  })
+})

@@ -102,3 +102,30 @@ describe("script output lines", () => {
     expect(out.slice(6)).toEqual(["x", "y", "z"])
   })
 })
+
+describe("a failing step's last lines and the health check's timeout", () => {
+  it("keeps the last lines (bounded in count and length) in the failure", async () => {
+    const { MAX_TAIL_LINES, MAX_TAIL_LINE_CHARS } = await import("../../src/domain/DeployOutcome.js")
+    const file = await script(`i=0; while [ $i -lt 50 ]; do echo "line $i"; i=$((i+1)); done; head -c 5000 /dev/zero | tr '\\0' b; echo; echo "last" >&2; exit 2`)
+    const err = await Effect.runPromise(Effect.flip(runner().run({ script: file, env: { PATH: "/usr/bin:/bin" }, configuration: "p", hash: "h", step: "check" })))
+    expect(err.message).toBe("health check failed for configuration p (h): exit status 2")
+    expect(err.step).toBe("check")
+    expect(err.lines).toHaveLength(MAX_TAIL_LINES)
+    expect(err.lines.at(-1)).toBe("last")
+    expect(err.lines.at(-2)).toBe("b".repeat(MAX_TAIL_LINE_CHARS))
+    expect(err.lines[0]).toBe(`line ${50 - MAX_TAIL_LINES + 2}`)
+    expect(lines).toContain("info check stdout: line 0")
+  })
+
+  it("kills the whole process group past the timeout and fails as timed out", async () => {
+    const file = await script(`sleep 30 &\necho $! > "${dir}/child.pid"\necho waiting\nwait`)
+    const err = await Effect.runPromise(
+      Effect.flip(runner().run({ script: file, env: { PATH: "/usr/bin:/bin" }, configuration: "p", hash: "h", step: "check", timeout: Duration.millis(300) }))
+    )
+    expect(err.status).toBe("timed out after 300ms")
+    expect(err.lines).toEqual(["waiting"])
+    const child = Number(await fs.readFile(path.join(dir, "child.pid"), "utf8"))
+    for (let i = 0; i < 200 && alive(child); i++) await new Promise((r) => setTimeout(r, 10))
+    expect(alive(child)).toBe(false)
+  })
+})

@@ -4,7 +4,8 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterEach, beforeEach, expect, it } from "vitest"
 import { makeStateFile } from "../../src/agent/StateFile.js"
-import { decodeDocument } from "../../src/domain/Document.js"
+import { FailedRecord, StepFailure } from "../../src/domain/DeployOutcome.js"
+import { decodeDocument, encodeDocument } from "../../src/domain/Document.js"
 import { blob, documentText, tempDir } from "./support.js"
 
 let dir: string
@@ -51,4 +52,32 @@ it("the script's STATEFILE lives as long as its scope", async () => {
   )
   expect(seen).not.toBe("")
   expect(existsSync(seen)).toBe(false)
+})
+
+it("records a failed hash next to the document, compatibly: today's files read as before, and document readers ignore the record", async () => {
+  const file = path.join(dir, "state.json")
+  const s = makeStateFile(file, path.join(dir, "tmp"))
+  const d = await doc()
+  // A state file as written before the record existed: no record, the same document.
+  await fs.writeFile(file, encodeDocument(d))
+  expect(Option.getOrThrow(await Effect.runPromise(s.read)).Hash).toBe(d.Hash)
+  expect(Option.isNone(await Effect.runPromise(s.readFailed))).toBe(true)
+
+  const record = new FailedRecord({
+    Hash: "b".repeat(64),
+    Outcome: "rolled-back",
+    Time: new Date("2026-12-03T10:00:00Z"),
+    Failure: new StepFailure({ Step: "check", Status: "exit status 1", Lines: ["db unreachable"] })
+  })
+  await Effect.runPromise(s.write(d, record))
+  const text = await fs.readFile(file, "utf8")
+  expect(text.startsWith(encodeDocument(d).replace(/\n}\n$/, ""))).toBe(true) // the document's keys first, as before
+  expect(JSON.parse(text).Failed).toEqual({ Hash: record.Hash, Outcome: "rolled-back", Time: "2026-12-03T10:00:00Z", Failure: { Step: "check", Status: "exit status 1", Lines: ["db unreachable"] } })
+  expect((await Effect.runPromise(decodeDocument(text))).Hash).toBe(d.Hash) // what an older agent reads
+  expect(Option.getOrThrow(await Effect.runPromise(s.readFailed))).toEqual(record)
+  // A successful deploy drops the record; an unreadable record is no record (the hash is retried).
+  await Effect.runPromise(s.write(d))
+  expect(await fs.readFile(file, "utf8")).toBe(encodeDocument(d))
+  await fs.writeFile(file, text.replace('"Outcome": "rolled-back"', '"Outcome": "maybe"'))
+  expect(Option.isNone(await Effect.runPromise(s.readFailed))).toBe(true)
 })

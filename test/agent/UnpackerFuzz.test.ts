@@ -199,6 +199,16 @@ const found: Array<[Layers]> = [
     [{ type: "dir", path: "a", mode: 0o2755, uid: 0, gid: 0, mtime: 1500000000 }],
     [{ type: "dir", path: "a/a", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }, { type: "file", path: "x", content: "", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }],
     [{ type: "dir", path: "a", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }]
+  ]],
+  // A symlink made through an intermediate directory c, then c itself, then a symlink x; a later layer's
+  // file x replaces that symlink.
+  [[
+    [
+      { type: "symlink", path: "./c/x", linkpath: "../a", uid: 0, gid: 0, mtime: 1500000000 },
+      { type: "dir", path: "c", mode: 0o777, uid: 0, gid: 0, mtime: 1500000000 },
+      { type: "symlink", path: "x", linkpath: "../a", uid: 0, gid: 0, mtime: 1500000000 }
+    ],
+    [{ type: "file", path: "x", content: "", mode: 0o755, uid: 0, gid: 0, mtime: 1500000000 }]
   ]]
 ]
 

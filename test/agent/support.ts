@@ -10,6 +10,7 @@ import { AgentConfig } from "../../src/agent/AgentConfig.js"
 import { AgentLogMemory } from "../../src/agent/AgentLog.js"
 import { Cache, makeCache } from "../../src/agent/Cache.js"
 import { checkDocument, RegistryClient, type Sink } from "../../src/agent/RegistryClient.js"
+import { makeRetryGate, RetryGate } from "../../src/agent/RetryGate.js"
 import { ScriptRunner, type ScriptRun } from "../../src/agent/ScriptRunner.js"
 import { makeStateFile, StateFile } from "../../src/agent/StateFile.js"
 import { makeUnpacker, Unpacker } from "../../src/agent/Unpacker.js"
@@ -137,6 +138,9 @@ export const settings = (dir: string, overrides: Partial<AgentSettings> = {}): A
   dir,
   script: "/bin/true",
   state: path.join(dir, "state.json"),
+  check: "",
+  checkTimeout: Duration.seconds(60),
+  retryFailed: undefined,
   poll: Duration.seconds(10),
   jitter: Duration.seconds(5),
   cleanOld: false,
@@ -156,6 +160,7 @@ export const testLayer = (cfg: AgentSettings, reg: FakeRegistry, script: FakeScr
     fakeScriptLayer(script),
     Layer.succeed(Cache, makeCache(cfg.dir)),
     Layer.succeed(Unpacker, makeUnpacker(cfg.dir, { keepSuid: cfg.keepSuid, log: (l, m) => void lines.push(`${l} ${m}`) })),
-    Layer.succeed(StateFile, makeStateFile(cfg.state, path.join(cfg.dir, "tmp")))
+    Layer.succeed(StateFile, makeStateFile(cfg.state, path.join(cfg.dir, "tmp"))),
+    Layer.effect(RetryGate, makeRetryGate(cfg.retryFailed))
   )
 }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
-import { Console, ConsoleLive } from "../../src/registry/Console.js"
+import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/CommandInterpreter.js"
 import { LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { JanitorLive } from "../../src/registry/Janitor.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
@@ -28,7 +28,7 @@ const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex") as S
 const who = new Principal({ user: "alice", fingerprint: "SHA256:test", comment: "alice" })
 
 const core = (dir: string, maxVersions: number) =>
-  ConsoleLive.pipe(
+  CommandInterpreterLive.pipe(
     Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline, SignaturesNone)),
     Layer.provideMerge(RegistryConfig.make(dir, { maxVersions, uploadTtl: "10 minutes" }))
   )
@@ -47,7 +47,7 @@ describe("Janitor", () => {
     dirs.push(dir)
     const scope = Effect.runSync(Scope.make())
     const ctx = await Effect.runPromise(Layer.buildWithScope(core(dir, 1), scope))
-    const run = <A, E>(eff: Effect.Effect<A, E, Console | Storage | Uploads | BlobStore>) =>
+    const run = <A, E>(eff: Effect.Effect<A, E, CommandInterpreter | Storage | Uploads | BlobStore>) =>
       Effect.runPromise(Effect.provide(eff, Layer.succeedContext(ctx)))
     const uploadsDir = path.join(dir, "uploads")
     const ageUpload = (hash: string) => fs.utimes(path.join(uploadsDir, hash), new Date(0), new Date(Date.now() - 3_600_000))
@@ -56,7 +56,7 @@ describe("Janitor", () => {
     const blobs = [0, 1, 2].map(() => layerOf(randomBytes(100).toString("hex")))
     for (const [i, b] of blobs.entries()) {
       await run(Effect.flatMap(Uploads, (u) => u.stage(b, sha(b))))
-      const r = await run(Effect.flatMap(Console, (c) => c.run(`addver -name code -version v0${i} -hash ${sha(b)}`, who)))
+      const r = await run(Effect.flatMap(CommandInterpreter, (c) => c.run(`addver -name code -version v0${i} -hash ${sha(b)}`, who)))
       expect(r.exitCode).toBe(0)
     }
     const stale = randomBytes(50)

@@ -1,4 +1,4 @@
-// The registry core (Sql, Storage, BlobStore, Uploads, Console) on a temp dir, for unit tests.
+// The registry core (Sql, Storage, BlobStore, Uploads, CommandInterpreter) on a temp dir, for unit tests.
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, type Scope } from "effect"
 import { createHash } from "node:crypto"
@@ -9,7 +9,7 @@ import type { Sha256 } from "../../src/domain/Names.js"
 import { layerOf } from "./tar.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
-import { Console, ConsoleLive } from "../../src/registry/Console.js"
+import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/CommandInterpreter.js"
 import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
@@ -17,7 +17,7 @@ import { Signatures, SignaturesLive } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 
-export type Core = Storage | BlobStore | Uploads | Console | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures
+export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures
 
 export interface CoreOptions {
   /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
@@ -32,7 +32,7 @@ export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<C
   const storage = StorageLive.pipe(Layer.provideMerge(sql))
   const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
   const base = Layer.mergeAll(storage, SignaturesLive.pipe(Layer.provide(storage)), files, LayerVerdictsInline)
-  return ConsoleLive.pipe(Layer.provideMerge(base))
+  return CommandInterpreterLive.pipe(Layer.provideMerge(base))
 }
 
 /** A temp dir removed when the scope closes. */
@@ -63,7 +63,7 @@ export const alice = new Principal({ user: "alice", fingerprint: "SHA256:aliceFi
 export const bob = new Principal({ user: "bob", fingerprint: "SHA256:bobFingerprint", comment: "" })
 
 /** Runs one console line as `who` (alice by default). */
-export const run = (line: string, who: Principal = alice) => Effect.flatMap(Console, (c) => c.run(line, who))
+export const run = (line: string, who: Principal = alice) => Effect.flatMap(CommandInterpreter, (c) => c.run(line, who))
 
 /** Every row of every table, in a stable order: compare before/after to prove a command changed nothing. */
 export const dumpTables = Effect.gen(function* () {

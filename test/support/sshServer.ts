@@ -1,5 +1,5 @@
 // An in-process SshServer for unit tests of the SSH edge: real ssh2 server and host key, Auth over
-// generated keys, a recording Console, and whatever Uploads/Storage/BlobStore layers the test gives.
+// generated keys, a recording CommandInterpreter, and whatever Uploads/Storage/BlobStore layers the test gives.
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
@@ -9,7 +9,7 @@ import type { ConfigurationDocument } from "../../src/domain/Document.js"
 import type { Principal } from "../../src/domain/Principal.js"
 import { Auth } from "../../src/registry/Auth.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
-import { Console } from "../../src/registry/Console.js"
+import { CommandInterpreter } from "../../src/registry/CommandInterpreter.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SshServer, SshServerLive, type SshServerOptions } from "../../src/registry/SshServer.js"
 import { SignaturesNone } from "../../src/registry/Signatures.js"
@@ -44,7 +44,7 @@ export interface InProcessServer {
   readonly hostFingerprint: string
   readonly operator: GeneratedKey
   readonly agent: GeneratedKey
-  /** Every Console.run so far. */
+  /** Every CommandInterpreter.run so far. */
   readonly calls: Array<ConsoleCall>
   /** Runs an effect against the server's Uploads/BlobStore/Storage. */
   readonly run: <A, E>(eff: Effect.Effect<A, E, Uploads | BlobStore | Storage>) => Promise<A>
@@ -59,11 +59,11 @@ export const fixedStorage = (docs: ReadonlyArray<ConfigurationDocument>, names?:
   } as unknown as Storage["Type"])
 
 /**
- * Console.run answers `ran <line>` (exit 0), or `failed <line>` (exit 1) when the line starts with "fail".
+ * CommandInterpreter.run answers `ran <line>` (exit 0), or `failed <line>` (exit 1) when the line starts with "fail".
  * A line starting with "sleep" waits 300 ms first.
  */
 const recordingConsole = (calls: Array<ConsoleCall>) =>
-  Layer.succeed(Console, {
+  Layer.succeed(CommandInterpreter, {
     run: (line: string, who: Principal) =>
       Effect.gen(function* () {
         calls.push({ line, who })
@@ -72,7 +72,7 @@ const recordingConsole = (calls: Array<ConsoleCall>) =>
           ? { output: `failed ${line}\n`, exitCode: 1 as const }
           : { output: `ran ${line}\n`, exitCode: 0 as const }
       })
-  } as unknown as Console["Type"])
+  } as unknown as CommandInterpreter["Type"])
 
 export const startInProcess = async (
   opts: Partial<SshServerOptions> & { storage?: Layer.Layer<Storage> } = {}

@@ -23,16 +23,16 @@ import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
 
-export interface ConsoleResult {
+export interface CommandResult {
   readonly output: string
   readonly exitCode: 0 | 1
 }
 
-export class Console extends Context.Tag("registry/Console")<
-  Console,
+export class CommandInterpreter extends Context.Tag("registry/CommandInterpreter")<
+  CommandInterpreter,
   {
     /** `line` is shell-word split; `who` is recorded as the author of any change. */
-    readonly run: (line: string, who: Principal) => Effect.Effect<ConsoleResult>
+    readonly run: (line: string, who: Principal) => Effect.Effect<CommandResult>
   }
 >() {}
 
@@ -60,7 +60,7 @@ const goQuote = (s: string) => JSON.stringify(s)
 const lines = (xs: ReadonlyArray<string>) => xs.map((x) => `${x}\n`).join("")
 const json = (v: unknown) => `${JSON.stringify(v)}\n`
 
-const ok = (output = ""): ConsoleResult => ({ output, exitCode: 0 })
+const ok = (output = ""): CommandResult => ({ output, exitCode: 0 })
 
 const historyJson = (s: StateInfo, current: boolean, sigs: ReadonlyArray<StateSignature>) => ({
   Time: rfc3339Nano(s.time),
@@ -128,7 +128,7 @@ export const make = Effect.gen(function* () {
       })
     ))
 
-  const execute = (cmd: Command, who: Principal): Effect.Effect<ConsoleResult, CommandError> => {
+  const execute = (cmd: Command, who: Principal): Effect.Effect<CommandResult, CommandError> => {
     switch (cmd._tag) {
       case "help":
         return Effect.succeed(ok(commandList()))
@@ -214,16 +214,16 @@ export const make = Effect.gen(function* () {
     }
   }
 
-  const run = (line: string, who: Principal): Effect.Effect<ConsoleResult> => {
+  const run = (line: string, who: Principal): Effect.Effect<CommandResult> => {
     const parsed = Either.flatMap(split(line), parse)
-    const result: Effect.Effect<ConsoleResult, CommandError> = Either.isLeft(parsed)
+    const result: Effect.Effect<CommandResult, CommandError> = Either.isLeft(parsed)
       ? Effect.fail(parsed.left)
       : parsed.right._tag === "Help"
         ? Effect.succeed(ok(commandUsage(parsed.right.spec)))
         : execute(parsed.right.command, who)
     return result.pipe(
       Effect.catchAll((e) =>
-        Effect.succeed<ConsoleResult>({
+        Effect.succeed<CommandResult>({
           output: `${e.message}\n${e._tag === "UnknownCommand" ? commandList() : ""}`,
           exitCode: 1
         })
@@ -236,13 +236,13 @@ export const make = Effect.gen(function* () {
           : Effect.as(Effect.logError("console command failed", Cause.pretty(cause)), {
               output: "internal error\n",
               exitCode: 1
-            } satisfies ConsoleResult)
+            } satisfies CommandResult)
       )
     )
   }
 
-  return Console.of({ run })
+  return CommandInterpreter.of({ run })
 })
 
 /** Requires Storage, BlobStore and Uploads. */
-export const ConsoleLive = Layer.effect(Console, make)
+export const CommandInterpreterLive = Layer.effect(CommandInterpreter, make)

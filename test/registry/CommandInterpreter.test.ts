@@ -4,7 +4,7 @@ import { unlink, writeFile } from "node:fs/promises"
 import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
-import { Console, ConsoleLive, tabwrite } from "../../src/registry/Console.js"
+import { CommandInterpreter, CommandInterpreterLive, tabwrite } from "../../src/registry/CommandInterpreter.js"
 import { LayerVerdicts } from "../../src/registry/LayerVerdicts.js"
 import { Storage } from "../../src/registry/Storage.js"
 import { SignaturesNone } from "../../src/registry/Signatures.js"
@@ -58,7 +58,7 @@ describe("tabwrite", () => {
   })
 })
 
-describe("Console", () => {
+describe("CommandInterpreter", () => {
   it.scoped("renders showcomp, showconf and showconf -v as the original did", () =>
     Effect.gen(function* () {
       const { code1, config1 } = yield* fixture
@@ -277,12 +277,12 @@ describe("Console", () => {
 
   it.effect("a defect becomes 'internal error' without details", () =>
     Effect.gen(function* () {
-      const c = yield* Console
+      const c = yield* CommandInterpreter
       const r = yield* c.run("components", alice)
       expect(r).toEqual({ output: "internal error\n", exitCode: 1 })
     }).pipe(
       Effect.provide(
-        ConsoleLive.pipe(
+        CommandInterpreterLive.pipe(
           Layer.provide(
             Layer.mergeAll(
               Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
@@ -315,7 +315,7 @@ const failingAdopt = (before: (staged: string, real: BlobStore["Type"]) => Effec
         )
       ).pipe(Layer.provide(core))
       // Later layers win in a merge; fresh, or the memoized console of `core` would be reused.
-      return Layer.merge(core, Layer.fresh(ConsoleLive).pipe(Layer.provide(Layer.merge(core, failingBlobs))))
+      return Layer.merge(core, Layer.fresh(CommandInterpreterLive).pipe(Layer.provide(Layer.merge(core, failingBlobs))))
     })
   )
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest"
-import { dirAttrs, fileAttrs, longname, normalizePath } from "../../src/ssh/SftpServer.js"
+import { dirAttrs, fileAttrs, longname, normalizePath } from "../../src/ssh/SftpProtocol.js"
 
 describe("normalizePath", () => {
   it("resolves against / and never climbs above it", () => {
