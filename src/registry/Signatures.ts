@@ -4,7 +4,7 @@
 // was (minus CLOCK_SKEW): an old signature cannot be replayed onto a rollback, which is signed anew.
 // Agents read them beside the document (`/signatures/<name>.json`); `history` shows them.
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import { ConfigurationNotFound, SignatureRejected, type StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import type { SignedState } from "../domain/SignedState.js"
@@ -75,14 +75,15 @@ export const make = Effect.gen(function* () {
         const [cur] = yield* currentState(state.name)
         if (cur === undefined) return yield* new ConfigurationNotFound({ name: state.name })
         if (cur.hash !== state.hash) return yield* new SignatureRejected({ message: `configuration "${state.name}" has hash ${cur.hash}, not the signed ${state.hash}; nothing attached` })
-        if (state.time.getTime() > Date.now() + CLOCK_SKEW_MS) {
+        const now = yield* Clock.currentTimeMillis
+        if (state.time.getTime() > now + CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is in the future` })
         }
         const made = new Date(cur.time)
         if (state.time.getTime() < made.getTime() - CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is before the state was made (${rfc3339Seconds(made)}); sign it anew` })
         }
-        const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date().toISOString(), added_by_fingerprint: who.fingerprint }
+        const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date(now).toISOString(), added_by_fingerprint: who.fingerprint }
         yield* sql`INSERT OR REPLACE INTO signatures ${sql.insert(row)}`
         return toSignature(row)
       }))),
