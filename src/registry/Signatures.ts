@@ -13,6 +13,9 @@ import { fingerprint } from "../ssh/Fingerprint.js"
 import { verify } from "../ssh/SshSig.js"
 import { orStorage } from "./StorageRows.js"
 
+/** Signatures kept per state (one per key): what `/signatures/<name>.json` can grow to is bounded. */
+export const MAX_SIGNATURES_PER_STATE = 32
+
 /** How far an operator's clock may be behind the registry's when signing a state just made. */
 export const CLOCK_SKEW_MS = 5 * 60_000
 
@@ -83,6 +86,8 @@ export const make = Effect.gen(function* () {
         if (state.time.getTime() < made.getTime() - CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is before the state was made (${rfc3339Seconds(made)}); sign it anew` })
         }
+        const [{ n }] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
+        if (n >= MAX_SIGNATURES_PER_STATE) return yield* new SignatureRejected({ message: `state already has ${n} signatures, the most kept` })
         const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date(now).toISOString(), added_by_fingerprint: who.fingerprint }
         yield* sql`INSERT OR REPLACE INTO signatures ${sql.insert(row)}`
         return toSignature(row)
