@@ -135,9 +135,15 @@ describe("signed states", () => {
     // A change nobody signed: refused, the agent stays.
     expect((await fx.ctl("changeconf", "-name", "p1", "-component", "config", "-version", "v01")).code).toBe(0)
     expect(await agent()).toMatchObject({ code: 1, deployed: signed, log: expect.stringMatching(/refused configuration p1 [0-9a-f]{64}: unsigned/) })
-    // Back to the signed hash by rollback: a new state, which needs a new signature (-sign gives it).
-    expect((await fx.ctl("rollback", "-name", "p1", "-sign")).code).toBe(0)
+    // Signed now: deployed.
+    const changed = (await history())[0]!.Hash
+    expect((await fx.ctl("sign", "-name", "p1")).code).toBe(0)
+    expect(await agent()).toMatchObject({ code: 0, deployed: changed })
+    // Back to the first hash by rollback: a new state; the old state's signature does not carry over.
+    expect((await fx.ctl("rollback", "-name", "p1")).code).toBe(0)
     expect((await history())[0]!.Hash).toBe(signed)
+    expect(await agent()).toMatchObject({ code: 1, deployed: changed, log: expect.stringMatching(/: unsigned/) })
+    expect((await fx.ctl("sign", "-name", "p1")).code).toBe(0)
     expect(await agent()).toMatchObject({ code: 0, deployed: signed })
   })
 })
