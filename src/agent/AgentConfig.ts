@@ -2,6 +2,7 @@
 // they get here (main.ts resolves them against the working directory).
 import { Context, Duration, Layer } from "effect"
 import type { ParsedKey } from "ssh2"
+import type { TrustSettings } from "./TrustPolicy.js"
 
 export interface AgentSettings {
   /** Registry `host:port`. */
@@ -35,6 +36,8 @@ export interface AgentSettings {
   readonly cleanOld: boolean
   readonly keepSuid: boolean
   readonly verbose: boolean
+  /** -trust: deploy only states signed by these signers (TrustPolicy.ts); absent: no checks. */
+  readonly trust?: TrustSettings
   /** Grace period between SIGTERM and SIGKILL for the script's process group on shutdown. */
   readonly killGrace: Duration.Duration
 }

@@ -10,6 +10,7 @@ import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
 import type { AgentSettings } from "./AgentConfig.js"
+import { loadTrust } from "./TrustPolicy.js"
 
 export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
@@ -28,6 +29,8 @@ export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
+  f("trust", "OpenSSH allowed_signers file: deploy only states signed by these keys (namespace deploy-tools)"),
+  f("trust-min", "with -trust: distinct trusted signers a state needs (default 1)"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
   f("v", "be more chatty about what's happening", "bool"),
   f("version", "print the version and exit", "bool")
@@ -142,6 +145,9 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   const problem =
     scriptProblem(scriptPath, process.env.PATH ?? "") ?? scriptProblem(checkPath, process.env.PATH ?? "", "check") ?? dirProblem(dir) ?? stateProblem(state)
   if (problem !== undefined) return Either.left(problem)
+  if (raw.strings.has("trust-min") && !raw.strings.has("trust")) return Either.left("-trust-min needs -trust FILE")
+  const trust = raw.strings.has("trust") ? loadTrust(path.resolve(cwd, get("trust")), raw.strings.get("trust-min")) : undefined
+  if (typeof trust === "string") return Either.left(trust)
   return Either.right({
     _tag: "Run",
     once: raw.bools.has("once"),
@@ -166,7 +172,8 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),
-      killGrace: Duration.seconds(5)
+      killGrace: Duration.seconds(5),
+      ...(trust !== undefined ? { trust } : {})
     }
   })
 }

@@ -15,12 +15,15 @@ import { causeOf, isNoSuchFile, readCapped, readInto, type Sink } from "../ssh/S
 
 export type { Sink }
 import { AgentConfig } from "./AgentConfig.js"
+import type { ServedSignature } from "./TrustPolicy.js"
 
 export interface RegistrySession {
   /** `/configs/<name>.json`, decoded and checked (name and hash agree with the layers). */
   readonly document: (name: string) => Effect.Effect<ConfigurationDocument, RegistryError | DocumentError>
   /** `/files/<hash>`, fed to `sink` in order (parallel reads); the sink's failures pass through unchanged. */
   readonly download: <E>(hash: Sha256, sink: Sink<E>) => Effect.Effect<void, RegistryError | E>
+  /** `/signatures/<name>.json` for the state with `hash`: none when absent, unreadable or for another state. */
+  readonly signatures: (name: string, hash: string) => Effect.Effect<ReadonlyArray<ServedSignature>, RegistryError>
 }
 
 export class RegistryClient extends Context.Tag("agent/RegistryClient")<
@@ -50,6 +53,19 @@ const sftpError = (what: string, err: unknown) =>
  * holding its host key, could otherwise send an endless one and exhaust the agent's memory.
  */
 export const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+/** Signatures are a few KiB each; a registry listing more than this is not one we take. */
+const MAX_SIGNATURES_BYTES = 1024 * 1024
+
+/** The signatures listed for `hash` (a listing for another state signs nothing here); malformed: none. */
+const servedSignatures = (data: Buffer, hash: string): ReadonlyArray<ServedSignature> => {
+  try {
+    const doc = JSON.parse(data.toString("utf8")) as { Hash?: unknown; Signatures?: unknown }
+    if (doc.Hash !== hash || !Array.isArray(doc.Signatures)) return []
+    return doc.Signatures.filter((s): s is ServedSignature => typeof s?.Time === "string" && typeof s?.Signature === "string")
+  } catch {
+    return []
+  }
+}
 
 /** The session over an open SFTP channel (ssh/Sftp.ts settles every request when the channel or the connection ends). */
 export const makeSession = (sftp: SFTPWrapper, options?: { readonly maxDocumentBytes?: number }): RegistrySession => {
@@ -67,6 +83,12 @@ export const makeSession = (sftp: SFTPWrapper, options?: { readonly maxDocumentB
         Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new RegistryError({ message: `reading configuration "${want}" timed out` }) }),
         Effect.flatMap((data) => decodeDocument(data.toString("utf8"))),
         Effect.flatMap((doc) => checkDocument(want, doc))
+      ),
+    signatures: (want, hash) =>
+      readCapped(sftp, `/signatures/${want}.json`, MAX_SIGNATURES_BYTES).pipe(
+        Effect.map((data) => servedSignatures(data, hash)),
+        // A registry without signatures (older, or the original) serves none: the state is unsigned.
+        Effect.catchAll((e) => e._tag !== "FileTooLarge" && isNoSuchFile(causeOf(e)) ? Effect.succeed([]) : Effect.fail(sftpError(`cannot read the signatures of "${want}"`, e._tag === "FileTooLarge" ? e : causeOf(e))))
       ),
     download: (hash, sink) =>
       readInto(sftp, `/${blobFile(hash)}`, sink, (err) =>

@@ -47,8 +47,24 @@ const initial = Effect.gen(function* () {
   yield* sql`CREATE INDEX state_layers_version ON state_layers (component, version)`
 })
 
+// Operators' SSHSIG signatures of states (Signatures.ts): one per signing key and state, kept with the
+// state (states are never removed, so signatures survive retention and rollback).
+const signatures = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE signatures (
+    state_id INTEGER NOT NULL REFERENCES states (id),
+    fingerprint TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    added_by_fingerprint TEXT NOT NULL,
+    PRIMARY KEY (state_id, fingerprint)
+  )`
+})
+
 export const migrations = Migrator.fromRecord({
-  "1_initial": initial
+  "1_initial": initial,
+  "3_signatures": signatures
 })
 
 /** Runs the pending migrations (in one transaction); returns the ones applied. */

@@ -25,6 +25,7 @@ import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { runShell, type Terminal } from "./Shell.js"
 import type { Storage } from "./Storage.js"
+import type { Signatures } from "./Signatures.js"
 import type { Uploads } from "./Uploads.js"
 
 export interface SshServerOptions {
@@ -45,7 +46,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore
+type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore | Signatures
 
 interface Login {
   readonly role: Role
@@ -219,7 +220,7 @@ const make = (opts: SshServerOptions) =>
               if (login === undefined || !sessions.take()) return reject()
               const who = login.principal
               const operator = login.role === "operator"
-              const { command: forced, pty: ptyAllowed } = login.limits
+              const { command: forced, pty: ptyAllowed, configurations } = login.limits
               const session = accept()
               session.once("close", () => sessions.give())
               const term: Terminal = { pty: false, columns: 80 }
@@ -255,7 +256,7 @@ const make = (opts: SshServerOptions) =>
                 // A forced command replaces the subsystem too, unless it is internal-sftp.
                 if (forced !== undefined && forced !== "internal-sftp") return rej()
                 const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
-                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget))
+                runConn(operator ? serveUpload(acc(), who, budget, budgets) : serveAgentView(acc(), who, budget, configurations))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })

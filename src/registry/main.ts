@@ -21,6 +21,7 @@ import { JanitorLive } from "./Janitor.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { SqlLive } from "./Sql.js"
 import { SshServer, SshServerLive } from "./SshServer.js"
+import { SignaturesLive } from "./Signatures.js"
 import { StorageLive, StorageReadOnly } from "./Storage.js"
 import { UploadsLive } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -82,8 +83,9 @@ const serve = (flags: RegistryFlags) =>
     }
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
+    const Db = StorageLive.pipe(Layer.provideMerge(SqlLive(flags.dir)))
     const Core = CommandInterpreterLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
+      Layer.provideMerge(Layer.mergeAll(Db, SignaturesLive.pipe(Layer.provide(Db)), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))

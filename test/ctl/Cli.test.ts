@@ -1,4 +1,5 @@
 // The command tree without a network: a recording Remote checks what each command line becomes.
+import type { SignArgs } from "../../src/ctl/Sign.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { ConfigProvider, Console, Effect, Layer, Option } from "effect"
 import { describe, expect, it } from "vitest"
@@ -12,6 +13,7 @@ interface Call {
   globals: { addr?: string; fp?: string; key?: string }
   command?: Command
   addver?: { name: string; version: string; file: string; json?: boolean }
+  sign?: SignArgs
 }
 
 const plain = (g: Globals) => ({
@@ -26,7 +28,8 @@ const runCli = async (argv: Array<string>, env: Record<string, string> = {}) => 
   let out = ""
   const remote = Layer.succeed(Remote, {
     run: (globals, command) => Effect.sync(() => void calls.push({ globals: plain(globals), command })),
-    addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } }))
+    addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } })),
+    sign: (globals, args, after) => Effect.sync(() => void calls.push({ globals: plain(globals), sign: { ...args }, ...(after ? { command: after } : {}) }))
   })
   const sink = { write: (c: Uint8Array | string, cb?: () => void) => ((err += String(c)), cb?.(), true) }
   const quiet = await Effect.runPromise(
@@ -117,7 +120,7 @@ describe("deployctl command tree", () => {
       out = ""
       const code = await main(argv, { stdout: { write: () => true }, stderr: { isTTY: false, write: () => true } }).pipe(
         (p) => Effect.flatMap(capture, (c) => Effect.withConsole(p, c)),
-        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent") })),
+        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent"), sign: () => Effect.die("sent") })),
         Effect.provide(NodeContext.layer),
         Effect.runPromise
       )

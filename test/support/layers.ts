@@ -13,10 +13,11 @@ import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/C
 import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
+import { Signatures, SignaturesLive } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 
-export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts
+export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures
 
 export interface CoreOptions {
   /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
@@ -30,7 +31,7 @@ export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<C
   const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
   const storage = StorageLive.pipe(Layer.provideMerge(sql))
   const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
-  const base = Layer.mergeAll(storage, files, LayerVerdictsInline)
+  const base = Layer.mergeAll(storage, SignaturesLive.pipe(Layer.provide(storage)), files, LayerVerdictsInline)
   return CommandInterpreterLive.pipe(Layer.provideMerge(base))
 }
 

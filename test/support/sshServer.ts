@@ -12,6 +12,7 @@ import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { CommandInterpreter } from "../../src/registry/CommandInterpreter.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SshServer, SshServerLive, type SshServerOptions } from "../../src/registry/SshServer.js"
+import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Storage } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
@@ -97,6 +98,7 @@ export const startInProcess = async (
     Layer.succeed(HostKey, hostKey),
     Auth.fromKeys(parseAuthorizedKeys(operator.publicLine).keys, parseAuthorizedKeys(agent.publicLine).keys),
     recordingConsole(calls),
+    SignaturesNone,
     store
   )
   const scope = Effect.runSync(Scope.make())
