@@ -16,6 +16,8 @@ export interface RegistryFlags {
   readonly dev: boolean
   /** What clients may hold (docs/registry.md "Limits"). */
   readonly limits: FlagLimits
+  /** Agent sessions: `watch` allowed (hidden -watch=false refuses it, as the Go registry), ping interval. */
+  readonly watch: { readonly enabled: boolean; readonly pingMs: number }
 }
 
 export type ParsedArgs =
@@ -32,6 +34,8 @@ interface FlagSpec {
   readonly kind: Kind
   readonly def: string
   readonly help: string
+  /** Not in -h: for tests (shorter keepalives, a registry that refuses watch). */
+  readonly hidden?: true
 }
 
 const DEV_DIR = ".dev-registry"
@@ -50,7 +54,9 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
   { name: "max-uploads-per-key", kind: "int", def: String(L.maxUploadsPerKey), help: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", def: "10", help: "max. number of versions kept per component (versions in use are always kept)" },
   { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
-  { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" }
+  { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" },
+  { name: "watch", kind: "bool", def: "true", help: "allow agents' watch sessions", hidden: true },
+  { name: "watch-ping", kind: "duration", def: "10s", help: "ping interval of watch sessions (a peer silent for 3 is dead)", hidden: true }
 ]
 
 export const usage = (): string => {
@@ -61,7 +67,7 @@ export const usage = (): string => {
     "",
     "Flags:"
   ]
-  for (const f of FLAGS) {
+  for (const f of FLAGS.filter((x) => !x.hidden)) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
     const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.def}")` : ` (default ${f.def})`
     lines.push(`  -${f.name}${type}`, `    \t${f.help}${def}`)
@@ -226,7 +232,11 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
         maxUpload: parseSize(get("max-upload"))!,
         maxUploadsPerKey: Number(get("max-uploads-per-key"))
       },
-      deadline: parseGoDuration(get("deadline"))!
+      deadline: parseGoDuration(get("deadline"))!,
+      watch: {
+        enabled: /^(true|1|t|TRUE|True)$/.test(get("watch")),
+        pingMs: Duration.toMillis(parseGoDuration(get("watch-ping"))!)
+      }
     }
   }
 }

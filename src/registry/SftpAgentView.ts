@@ -57,8 +57,16 @@ const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEnt
 const READS_IN_FLIGHT = 8
 const READ_BUFFER = DATA_HEADER + MAX_IO
 
-/** Serves one read-only SFTP session for an agent until the client ends it. */
-export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget): Effect.Effect<void, never, Storage | BlobStore> =>
+/**
+ * Serves one read-only SFTP session for an agent until the client ends it. `documentRead` hears of every
+ * configuration document opened (HostStatus records what hosts that only poll were served).
+ */
+export const serveAgentView = (
+  sftp: SFTPWrapper,
+  who: Principal,
+  budget: HandleBudget,
+  documentRead?: (name: string, hash: string) => void
+): Effect.Effect<void, never, Storage | BlobStore> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
@@ -196,7 +204,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
               encoded.set(name, hit)
             }
-            return { data: hit.data, mtime: doc.Mtime }
+            return { data: hit.data, mtime: doc.Mtime, hash: doc.Hash }
           }))
         )
 
@@ -308,7 +316,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               documentBytes(v.name).pipe(
                 Effect.map(Option.match({
                   onNone: () => (noSuchFile(reqId), false),
-                  onSome: (d) => (newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
+                  onSome: (d) => (documentRead?.(v.name, d.hash), newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
                 }))
               )
             )

@@ -5,6 +5,7 @@ import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { Console, ConsoleLive, tabwrite } from "../../src/registry/Console.js"
+import { HostStatus } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts } from "../../src/registry/LayerVerdicts.js"
 import { Storage } from "../../src/registry/Storage.js"
 import { Uploads } from "../../src/registry/Uploads.js"
@@ -287,7 +288,8 @@ describe("Console", () => {
               Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
               Layer.mock(BlobStore, { path: () => "" }),
               Layer.mock(Uploads, {}),
-              Layer.mock(LayerVerdicts, {})
+              Layer.mock(LayerVerdicts, {}),
+              Layer.mock(HostStatus, {})
             )
           )
         )
