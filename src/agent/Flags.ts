@@ -2,6 +2,7 @@
 // --name x. Turns argv into settings or one line for stderr (exit 2).
 import { Duration, Either } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { type FlagSpec, parseFlags } from "../domain/Commands.js"
 import { configurationNameProblem } from "../domain/Names.js"
@@ -9,6 +10,7 @@ import { parseAddress } from "../ssh/Connection.js"
 import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
+import { hostNameProblem } from "../domain/Report.js"
 import type { AgentSettings } from "./AgentConfig.js"
 
 const f = (name: string, description: string, kind: FlagSpec["kind"] = "string"): FlagSpec => ({ name, kind, description })
@@ -25,6 +27,10 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readon
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
   // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
   { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
+  { ...f("host", "this machine's name in the registry's status (default: the system host name)") },
+  // Agent sessions (Session.ts): keepalive interval, and the spread of reconnects after a lost session. Not in -h.
+  { ...f("ping", "watch session keepalive interval (Go duration; the registry is taken for dead after 3)"), default: "10s", hidden: true },
+  { ...f("reconnect", "largest random delay before reconnecting a lost watch session (Go duration)"), default: "10s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
@@ -139,6 +145,13 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (pollMs === undefined || pollMs <= 0) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
   const jitterMs = parseGoDuration(get("jitter"))
   if (jitterMs === undefined) return Either.left(`-jitter: invalid duration "${get("jitter")}" (e.g. 5s, 0)`)
+  const hostName = raw.strings.get("host") ?? os.hostname()
+  const hostProblem = hostNameProblem(hostName)
+  if (hostProblem !== undefined) return Either.left(`-host: ${hostProblem}`)
+  const pingMs = parseGoDuration(get("ping"))
+  if (pingMs === undefined || pingMs <= 0) return Either.left(`-ping: invalid duration "${get("ping")}" (e.g. 10s)`)
+  const reconnectMs = parseGoDuration(get("reconnect"))
+  if (reconnectMs === undefined) return Either.left(`-reconnect: invalid duration "${get("reconnect")}" (e.g. 10s, 0)`)
   const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
   if ("error" in key) return Either.left(key.error)
   const script = get("script")
@@ -166,6 +179,9 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       state,
       poll: Duration.millis(pollMs),
       jitter: Duration.millis(jitterMs),
+      hostName,
+      ping: Duration.millis(pingMs),
+      reconnect: Duration.millis(reconnectMs),
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process"
 import type { Readable } from "node:stream"
 import { StringDecoder } from "node:string_decoder"
 import { ScriptFailed } from "../domain/AgentErrors.js"
+import { MAX_REPORT_LINE_CHARS, MAX_REPORT_LINES } from "../domain/Report.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { AgentLog, type AgentLogService } from "./AgentLog.js"
 
@@ -92,7 +93,9 @@ export const forwardLines = (s: Readable, emit: (line: string) => void, max = MA
 export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Duration) => ({
   run: (r: ScriptRun) =>
     Effect.async<void, ScriptFailed>((resume) => {
-      const failed = (status: string) => new ScriptFailed({ configuration: r.configuration, hash: r.hash, status })
+      // The last lines, for the registry's status (Reporter.ts); bounded in number and length.
+      const tail: Array<string> = []
+      const failed = (status: string) => new ScriptFailed({ configuration: r.configuration, hash: r.hash, status, lines: [...tail] })
       let settled = false
       let exited = false
       const settle = (e: Effect.Effect<void, ScriptFailed>) => {
@@ -102,7 +105,12 @@ export const makeScriptRunner = (log: AgentLogService, killGrace: Duration.Durat
         }
       }
       const child = spawn(r.script, [], { env: { ...r.env }, detached: true, stdio: ["ignore", "pipe", "pipe"] })
-      const forward = (s: Readable, tag: string) => forwardLines(s, (l) => log.line("info", `script ${tag}: ${l}`))
+      const forward = (s: Readable, tag: string) =>
+        forwardLines(s, (l) => {
+          log.line("info", `script ${tag}: ${l}`)
+          tail.push(l.length > MAX_REPORT_LINE_CHARS ? `${l.slice(0, MAX_REPORT_LINE_CHARS - 1)}…` : l)
+          if (tail.length > MAX_REPORT_LINES) tail.shift()
+        })
       forward(child.stdout!, "stdout")
       forward(child.stderr!, "stderr")
       child.once("error", (err) => {

@@ -42,7 +42,9 @@ export class UnpackError extends Schema.TaggedError<UnpackError>()("UnpackError"
 export class ScriptFailed extends Schema.TaggedError<ScriptFailed>()("ScriptFailed", {
   configuration: Schema.String,
   hash: Schema.String,
-  status: Schema.String
+  status: Schema.String,
+  /** The script's last output lines (bounded), for the report. */
+  lines: Schema.optional(Schema.Array(Schema.String))
 }) {
   get message() {
     return `deploy script failed for configuration ${this.configuration} (${this.hash}): ${this.status}`
