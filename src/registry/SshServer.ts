@@ -27,7 +27,7 @@ import type { Storage } from "./Storage.js"
 import type { Uploads } from "./Uploads.js"
 import type { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
-import { defaultWatchOptions, serveWatch, type WatchOptions } from "./WatchSession.js"
+import { defaultWatchOptions, isWatchCommand, serveWatch, type WatchOptions } from "./WatchSession.js"
 
 export interface SshServerOptions {
   /** Host to bind; "" binds every interface. */
@@ -250,7 +250,7 @@ const make = (opts: SshServerOptions) =>
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
                 // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-                if (!operator) return forced === undefined && watch.enabled && link ? void runConn(serveWatch(acc(), info.command, link, watch)) : rej()
+                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(serveWatch(acc(), info.command, link, watch)) : rej()
                 if (forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error

@@ -51,6 +51,12 @@ const fail = (channel: ServerChannel, message: string) =>
     channel.end()
   })
 
+/** Agent keys may open an exec only for `watch`; anything else is refused at the channel request, as before. */
+export const isWatchCommand = (command: string): boolean => {
+  const words = split(command)
+  return Either.isRight(words) && words.right[0] === "watch"
+}
+
 /** Serves one `watch` exec on `channel` for the agent on `link` (one watch per connection). */
 export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, options: WatchOptions) =>
   Effect.scoped(
