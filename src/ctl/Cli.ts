@@ -34,10 +34,19 @@ export const globalFlags: ReadonlyArray<FlagSpec> = [
 
 const fileFlag: FlagSpec = { name: "file", kind: "string", description: "the .tar.gz to upload (checked, hashed and uploaded in one pass)" }
 const jsonFlag: FlagSpec = { name: "json", kind: "bool", description: "print the added version as JSON" }
+const waitFlag: FlagSpec = {
+  name: "wait",
+  kind: "bool",
+  description: "with -name: wait until every connected host runs the current hash (exit 0) or one fails (exit 1)"
+}
 
 /** The flags deployctl takes for a command: the catalogue's, except addver's -hash is -file (and it has -json). */
 export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
-  spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag] : spec.flags
+  spec.name === "addver"
+    ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag]
+    : spec.name === "status"
+      ? [...spec.flags, waitFlag]
+      : spec.flags
 
 /** A command's one-line description in deployctl (addver uploads too). */
 const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
@@ -175,6 +184,12 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
         if (parsed.command === "addver") {
           const get = (n: string) => raw.strings.get(n) ?? ""
           return yield* remote.addver(globals, { name: get("name"), version: get("version"), file: get("file"), json: raw.bools.has("json") })
+        }
+        if (parsed.command === "status" && raw.bools.has("wait")) {
+          const bools = new Set([...raw.bools].filter((b) => b !== "wait"))
+          const command = yield* validate("status", { ...raw, bools })
+          if (command._tag !== "status" || command.name === undefined) return yield* new UsageError({ message: "status -wait needs -name" })
+          return yield* remote.statusWait(globals, command.name, command.json)
         }
         const command = yield* validate(parsed.command as CommandName, raw)
         return yield* remote.run(globals, command)

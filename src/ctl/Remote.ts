@@ -8,12 +8,13 @@ import type { Client } from "ssh2"
 import type { Command } from "../domain/Commands.js"
 import { toArgv, validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
-import type { ComponentName, Sha256 } from "../domain/Names.js"
+import type { ComponentName, ConfigurationName, Sha256 } from "../domain/Names.js"
 import { join } from "../domain/ShellWords.js"
 import { connectOperator } from "../ssh/ClientConnect.js"
 import { exec, type ExecResult } from "../ssh/Exec.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
+import { waitForStatus } from "./StatusWait.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
 
 export interface AddverArgs {
@@ -55,6 +56,8 @@ export class Remote extends Context.Tag("ctl/Remote")<
     readonly run: (globals: Globals, command: Command) => Effect.Effect<void, RemoteError>
     /** Uploads `file` (checked, hashed), then `addver -name -version -hash` on the same connection. */
     readonly addver: (globals: Globals, args: AddverArgs) => Effect.Effect<void, RemoteError>
+    /** `status -name N -wait` (StatusWait.ts): succeeds when every connected host is current; fails (1) when one failed. */
+    readonly statusWait: (globals: Globals, name: ConfigurationName, json: boolean) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -138,6 +141,17 @@ const noHash = "0".repeat(64)
 
 export const makeRemote = (io: Io): Remote["Type"] => ({
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (client) => send(io, client, command))),
+  statusWait: (globals, name, json) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const client = yield* connectTo(globals)
+        const code = yield* waitForStatus((asJson) => exec(client, payload({ _tag: "status", name, json: asJson })), json, {
+          out: (text) => writeText(io.stdout, text),
+          note: (text) => writeText(io.stderr, text)
+        })
+        if (code !== 0) return yield* new RemoteFailed({ code })
+      })
+    ),
   addver: (globals, args) =>
     Effect.scoped(
       Effect.gen(function* () {
