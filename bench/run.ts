@@ -25,6 +25,7 @@ const runAll: Bench = async (argv) => {
     download: ["-runs", runs, "-size", size],
     smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000", "-entries", "20000"] : [])],
     propagation: quick ? ["-changes", "5"] : [],
+    watchers: quick ? ["-n", "100"] : [],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])]
   }
   const started = Date.now()
