@@ -28,7 +28,7 @@ export interface AgentSettings {
   readonly jitter: Duration.Duration
   /** This machine's name in reports and status (-host). */
   readonly hostName: string
-  /** Watch session keepalive: a ping line this often; three silent intervals mean the registry is gone. */
+  /** Watch session keepalive: a ping line this often; two silent intervals mean the registry is gone. */
   readonly ping: Duration.Duration
   /** A lost watch session reconnects after a random delay up to this (no thundering herd). */
   readonly reconnect: Duration.Duration

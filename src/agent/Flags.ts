@@ -29,7 +29,7 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readon
   { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
   { ...f("host", "this machine's name in the registry's status (default: the system host name)") },
   // Agent sessions (Session.ts): keepalive interval, and the spread of reconnects after a lost session. Not in -h.
-  { ...f("ping", "watch session keepalive interval (Go duration; the registry is taken for dead after 3)"), default: "10s", hidden: true },
+  { ...f("ping", "watch session keepalive interval (Go duration; the registry is taken for dead after 2)"), default: "15s", hidden: true },
   { ...f("reconnect", "largest random delay before reconnecting a lost watch session (Go duration)"), default: "10s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),

@@ -2,7 +2,7 @@
 // open with a `watch` exec on it. State events wake the cycle at once (the same path as SIGHUP);
 // reports go back on the channel's stdin; the cycle's SFTP reads use the same connection. Polling goes
 // on underneath, so a registry that refuses the exec (the original Go one) or a lost session only
-// costs latency. Keepalive: a ping line every -ping; three silent intervals and the connection is
+// costs latency. Keepalive: a ping line every -ping; two silent intervals and the connection is
 // dropped. A lost session reconnects after a random delay (up to -reconnect, then backing off), so a
 // fleet does not reconnect all at once after a registry restart.
 import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, type Scope } from "effect"
@@ -96,6 +96,7 @@ export const make = Effect.gen(function* () {
         while ((nl = partial.indexOf("\n")) >= 0) {
           const line = partial.slice(0, nl)
           partial = partial.slice(nl + 1)
+          if (line === '{"type":"ping"}') continue
           const ev = decodeWatchEvent(line)
           if (ev._tag === "Left") {
             // Not an event: the registry's one-line refusal of the command (then exit status 1).
@@ -134,9 +135,9 @@ export const make = Effect.gen(function* () {
       // Whatever was reported while there was no session (or before a restart of the registry) goes first.
       if (pending !== undefined) write(encodeAgentLine({ type: "report", report: pending }))
       const timer = setInterval(() => {
-        if (Date.now() - heard > 3 * pingMs) {
-          end({ _tag: "Lost", message: `no line from the registry for ${Math.round((3 * pingMs) / 1000)} s`, wasUp: !first })
-        } else write(encodeAgentLine({ type: "ping" }))
+        if (Date.now() - heard > 2 * pingMs) {
+          end({ _tag: "Lost", message: `no line from the registry for ${Math.round((2 * pingMs) / 1000)} s`, wasUp: !first })
+        } else write('{"type":"ping"}')
       }, pingMs)
       yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(timer)))
       return yield* Deferred.await(ended)

@@ -56,7 +56,7 @@ export const FLAGS: ReadonlyArray<FlagSpec> = [
   { name: "opauth", kind: "string", def: "/etc/deploy-registry/operator.keys", help: "authorized_keys for operators" },
   { name: "srvauth", kind: "string", def: "/etc/deploy-registry/service.keys", help: "authorized_keys for services (user deploy-agent)" },
   { name: "watch", kind: "bool", def: "true", help: "allow agents' watch sessions", hidden: true },
-  { name: "watch-ping", kind: "duration", def: "10s", help: "ping interval of watch sessions (a peer silent for 3 is dead)", hidden: true }
+  { name: "watch-ping", kind: "duration", def: "15s", help: "ping interval of watch sessions (a peer silent for 2 is dead)", hidden: true }
 ]
 
 export const usage = (): string => {

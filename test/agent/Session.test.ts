@@ -25,7 +25,7 @@ afterAll(async () => {
 })
 
 const registry = async (extra: Array<string> = []) => {
-  const r = await startRegistry({ extraArgs: ["-watch-ping", "300ms", ...extra] })
+  const r = await startRegistry({ extraArgs: ["-watch-ping", "500ms", ...extra] })
   registries.push(r)
   dirs.push(r.dir)
   await addVersion(r, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
@@ -42,7 +42,7 @@ const agent = async (reg: TestRegistry, name: string, host: string, script = "ex
   await fs.writeFile(path.join(dir, "deploy.sh"), `#!/bin/sh\n${script}\n`, { mode: 0o755 })
   const a = spawnAgent(
     ["-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name, "-dir", path.join(dir, "work"),
-      "-script", path.join(dir, "deploy.sh"), "-host", host, "-poll", "1h", "-ping", "300ms", "-reconnect", "200ms", ...extra],
+      "-script", path.join(dir, "deploy.sh"), "-host", host, "-poll", "1h", "-ping", "500ms", "-reconnect", "200ms", ...extra],
     dir
   )
   agents.push(a)

@@ -11,7 +11,7 @@ let reg: TestRegistry
 const clients: Array<Client> = []
 
 beforeAll(async () => {
-  reg = await startRegistry({ extraArgs: ["-watch-ping", "300ms"] })
+  reg = await startRegistry({ extraArgs: ["-watch-ping", "500ms"] })
   await addVersion(reg, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
   await addVersion(reg, "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
 }, 60_000)
