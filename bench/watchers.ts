@@ -14,7 +14,7 @@ import { tinyTarGz } from "./lib/data.js"
 import { parseFlags } from "./lib/flags.js"
 import { closeClient, execOk, openClient, type Target } from "./load.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
-import { cpuMs, readMem, stopChild, waitFor } from "./lib/proc.js"
+import { cpuMs, readMem, run, stopChild, waitFor } from "./lib/proc.js"
 import { addVersionViaSftp, sshExec, startRegistry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { percentile, summarize } from "./lib/stats.js"
@@ -168,21 +168,16 @@ export const watchers: Bench = async (argv) => {
       let done = false
       void reconnect.then(() => (done = true))
       while (!done) {
+        // OpenSSH in its own process: this process is busy being 1,000 agents reconnecting.
         const a = performance.now()
-        try {
-          const c = await openClient({ ...opTarget, port: reg.port })
-          await execOk(c, "configurations")
-          closeClient(c)
-          cmdMs.push(performance.now() - a)
-        } catch {
-          // not listening yet
-        }
+        const r = await run("ssh", ["-p", String(reg.port), ...reg.clientOpts("operator"), "operator@127.0.0.1", "configurations"])
+        if (r.code === 0) cmdMs.push(performance.now() - a)
         await new Promise((r) => setTimeout(r, 250))
       }
       const back = performance.now() - down
       rows.push(row({ metric: `${n} watchers: all back after a restart`, unit: "s", ours: summarize([back / 1000]), note: `SIGTERM → last watcher's first state (reconnects spread over 0–10 s; target < 60 s at 5,000)` }))
       if (cmdMs.length > 0) {
-        rows.push(row({ metric: `${n} watchers: operator command during the reconnects`, unit: "ms", ours: summarize(cmdMs), note: `new connection + configurations, p99 ${percentile(cmdMs, 99).toFixed(0)} ms over ${cmdMs.length} (target < 1 s)` }))
+        rows.push(row({ metric: `${n} watchers: operator command during the reconnects`, unit: "ms", ours: summarize(cmdMs), note: `OpenSSH ssh … configurations (its own process: connect + command), p99 ${percentile(cmdMs, 99).toFixed(0)} ms over ${cmdMs.length} (target < 1 s)` }))
       }
     }
     return {
