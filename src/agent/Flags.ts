@@ -30,7 +30,8 @@ export const flags: ReadonlyArray<FlagSpec & { readonly default?: string; readon
   { ...f("host", "this machine's name in the registry's status (default: the system host name)") },
   // Agent sessions (Session.ts): keepalive interval, and the spread of reconnects after a lost session. Not in -h.
   { ...f("ping", "watch session keepalive interval (Go duration; the registry is taken for dead after 2)"), default: "15s", hidden: true },
-  { ...f("reconnect", "largest random delay before reconnecting a lost watch session (Go duration)"), default: "10s", hidden: true },
+  // 30 s: 5,000 agents losing a restarting registry come back at ~170 handshakes/s, leaving it room for operators.
+  { ...f("reconnect", "largest random delay before reconnecting a lost watch session (Go duration)"), default: "30s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),

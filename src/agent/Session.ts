@@ -160,11 +160,14 @@ export const make = Effect.gen(function* () {
             yield* log.warn(`watch session lost: ${ended.message}; reconnecting`)
             failures = 0
           } else if (failures === 0) yield* log.warn(`cannot open a watch session: ${ended.message}; retrying`)
-          // Full jitter: uniform in [0, cap], the cap doubling per failure up to 5 minutes.
-          const cap = Math.min(Math.max(spread, 1000) * 2 ** failures, 5 * 60_000)
-          failures++
-          delay = Math.round(yield* Random.nextRange(ended.wasUp ? 0 : cap / 2, cap))
-          if (spread === 0 && ended.wasUp) delay = 0
+          // Just lost: uniform in [0, -reconnect] (the fleet spreads out). Each failed connect after that:
+          // uniform in [cap/2, cap], the cap 5 s doubling up to 5 minutes (a registry restarting is back soon).
+          if (ended.wasUp) delay = Math.round(yield* Random.nextRange(0, spread))
+          else {
+            const cap = Math.min(5000 * 2 ** failures, 5 * 60_000)
+            failures++
+            delay = Math.round(yield* Random.nextRange(cap / 2, cap))
+          }
         }
         yield* Effect.sleep(Duration.millis(delay))
       }
