@@ -8,6 +8,7 @@
 //   history:   [{"Time":"…","Hash":"…","Who":{"User":"…","Fingerprint":"SHA256:…","Comment":"…"},
 //                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false}, …] newest first
 //   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
+//   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
