@@ -12,6 +12,7 @@ import { AgentLog } from "./AgentLog.js"
 import { Cache } from "./Cache.js"
 import { RegistryClient } from "./RegistryClient.js"
 import { RetryGate } from "./RetryGate.js"
+import { Reporter } from "./Reporter.js"
 import { StateFile } from "./StateFile.js"
 import { deployOrSwitchBack } from "./SwitchBack.js"
 import { checkTrust, recordSignedAt } from "./TrustPolicy.js"
@@ -48,6 +49,10 @@ const housekeeping = (doc: ConfigurationDocument, previous: Effect.Effect<Readon
     }
   })
 
+/** Tells the Reporter (Reporter.ts), when the agent runs with one (not with -once); never fails the cycle. */
+const reported = (f: (r: Reporter["Type"]) => Effect.Effect<void>) =>
+  Effect.flatMap(Effect.serviceOption(Reporter), (r) => (Option.isSome(r) ? Effect.catchAllDefect(f(r.value), () => Effect.void) : Effect.void))
+
 export const cycle = Effect.gen(function* () {
   const cfg = yield* AgentConfig
   const log = yield* AgentLog
@@ -77,6 +82,7 @@ export const cycle = Effect.gen(function* () {
       yield* log.info(
         `configuration ${cfg.name} changed: ${current?.Hash ?? "(none)"} -> ${doc.Hash} (${doc.Layers.map(label).join(", ") || "no layers"})`
       )
+      yield* reported((r) => r.deploying(doc.Hash))
       const wanted = new Map(doc.Layers.map((l) => [l.Hash as string, label(l)]))
       const missing: Array<[string, string]> = []
       for (const [hash, name] of wanted) {
@@ -184,7 +190,9 @@ export const loop = (opts: LoopOptions) =>
     let state = schedule.initial
     yield* Effect.race(Effect.sleep(opts.firstDelay), opts.wake)
     for (;;) {
+      const started = yield* Clock.currentTimeMillis
       const exit = yield* Effect.exit(cycle)
+      yield* reported((r) => r.attempt(exit, started))
       const now = yield* Clock.currentTimeMillis
       const [next, delay] = yield* schedule.step(now, exit, state)
       state = next

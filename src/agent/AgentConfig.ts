@@ -33,6 +33,12 @@ export interface AgentSettings {
   readonly poll: Duration.Duration
   /** Up to this much random delay before the first poll and after each one (spreads a fleet's polls). */
   readonly jitter: Duration.Duration
+  /** This machine's name in reports and status (-host). */
+  readonly hostName: string
+  /** Watch session keepalive: a ping line this often; two silent intervals mean the registry is gone. */
+  readonly ping: Duration.Duration
+  /** A lost watch session reconnects after a random delay up to this (no thundering herd). */
+  readonly reconnect: Duration.Duration
   readonly cleanOld: boolean
   readonly keepSuid: boolean
   readonly verbose: boolean

@@ -1,21 +1,20 @@
 // The agent's view of the registry: SSH as `deploy-agent`, host key pinned by fingerprint,
-// read-only SFTP through the shared client (src/ssh/Sftp*.ts). One session (connection + SFTP
-// channel) per cycle, closed with its scope.
-import { Context, Effect, Layer, type Scope } from "effect"
+// read-only SFTP through the shared client (src/ssh/Sftp*.ts). One SFTP channel per cycle, closed with
+// its scope, on the watch session's connection when there is one (Session.ts).
+import { Context, Effect, Layer, Option, type Scope } from "effect"
 import type { SFTPWrapper } from "ssh2"
 import { RegistryError } from "../domain/AgentErrors.js"
 import { configHash } from "../domain/ConfigHash.js"
 import { blobFile, type ConfigurationDocument, decodeDocument } from "../domain/Document.js"
 import { DocumentError } from "../domain/Errors.js"
 import type { Sha256 } from "../domain/Names.js"
-import { connect } from "../ssh/Connection.js"
-import { fingerprint } from "../ssh/Fingerprint.js"
 import { openSftp } from "../ssh/Sftp.js"
 import { causeOf, isNoSuchFile, readCapped, readInto, type Sink } from "../ssh/SftpRead.js"
 
 export type { Sink }
 import { AgentConfig } from "./AgentConfig.js"
 import type { ServedSignature } from "./TrustPolicy.js"
+import { AgentSession, connectAgent } from "./Session.js"
 
 export interface RegistrySession {
   /** `/configs/<name>.json`, decoded and checked (name and hash agree with the layers). */
@@ -97,25 +96,29 @@ export const makeSession = (sftp: SFTPWrapper, options?: { readonly maxDocumentB
   }
 }
 
+/**
+ * A session per cycle: an SFTP channel on the watch session's connection when one is open (Session.ts),
+ * else a connection of its own, closed with the scope, as before sessions.
+ */
 export const RegistryClientLive = Layer.effect(
   RegistryClient,
   Effect.gen(function* () {
     const cfg = yield* AgentConfig
+    const agentSession = yield* AgentSession
+    const fresh = Effect.gen(function* () {
+      const client = yield* connectAgent.pipe(Effect.provideService(AgentConfig, cfg))
+      const sftp = yield* openSftp(client).pipe(Effect.mapError((e) => sftpError("cannot open SFTP session", causeOf(e))))
+      return makeSession(sftp)
+    })
     return {
-      connect: Effect.gen(function* () {
-        const client = yield* connect({
-          host: cfg.host,
-          port: cfg.port,
-          username: "deploy-agent",
-          privateKey: cfg.privateKey,
-          ...(cfg.certificate !== undefined ? { certificate: cfg.certificate } : {}),
-          refused: `the registry refused ${cfg.keyDescription ?? "the key"}: add its public key to the registry's service keys file (-srvauth); deploy-agent logs in only with those`,
-          verifyHostKey: (key) => fingerprint(key) === cfg.fingerprint,
-          hostKeyRefused: (seen) => `registry ${cfg.host}:${cfg.port} presented host key ${seen}, not the pinned ${cfg.fingerprint}`
-        }).pipe(Effect.mapError((e) => new RegistryError({ message: e.message })))
-        const sftp = yield* openSftp(client).pipe(Effect.mapError((e) => sftpError("cannot open SFTP session", causeOf(e))))
-        return makeSession(sftp)
-      })
+      connect: Effect.flatMap(agentSession.held, (held) =>
+        Option.isNone(held)
+          ? fresh
+          : openSftp(held.value).pipe(
+              Effect.map(makeSession),
+              Effect.orElse(() => fresh) // the held connection just died: poll on a new one
+            )
+      )
     }
   })
 )

@@ -35,6 +35,11 @@ export const globalFlags: ReadonlyArray<FlagSpec> = [
 
 const fileFlag: FlagSpec = { name: "file", kind: "string", description: "the .tar.gz to upload (checked, hashed and uploaded in one pass)" }
 const jsonFlag: FlagSpec = { name: "json", kind: "bool", description: "print the added version as JSON" }
+const waitFlag: FlagSpec = {
+  name: "wait",
+  kind: "bool",
+  description: "with -name: wait until every connected host runs the current hash (exit 0) or one fails (exit 1)"
+}
 
 const signFlag: FlagSpec = { name: "sign", kind: "bool", description: "sign the new state (deployctl sign) with -key or the ssh-agent key" }
 /** The commands that make a state and take -sign. */
@@ -55,6 +60,7 @@ const signSpec = {
 /** The flags deployctl takes for a command: the catalogue's, except addver's -hash is -file (and it has -json). */
 export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
   spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag]
+    : spec.name === "status" ? [...spec.flags, waitFlag]
     : SIGNABLE.has(spec.name) ? [...spec.flags, signFlag] : spec.flags
 
 /** A command's one-line description in deployctl (addver uploads too). */
@@ -201,8 +207,14 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
             ...(signature !== undefined ? { signatureFile: signature } : {}), ...(message !== undefined ? { messageFile: message } : {})
           })
         }
+        if (parsed.command === "status" && raw.bools.has("wait")) {
+          const bools = new Set([...raw.bools].filter((b) => b !== "wait"))
+          const command = yield* validate("status", { ...raw, bools })
+          if (command._tag !== "status" || command.name === undefined) return yield* new UsageError({ message: "status -wait needs -name" })
+          return yield* remote.statusWait(globals, command.name, command.json)
+        }
         const command = yield* validate(parsed.command as CommandName, raw)
-        if (raw.bools.has("sign") && "name" in command) return yield* remote.sign(globals, { name: command.name }, command)
+        if (raw.bools.has("sign") && "name" in command && command.name !== undefined) return yield* remote.sign(globals, { name: command.name }, command)
         return yield* remote.run(globals, command)
       }
     }

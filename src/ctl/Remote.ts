@@ -6,7 +6,7 @@ import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Command } from "../domain/Commands.js"
 import { validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
-import type { ComponentName, Sha256 } from "../domain/Names.js"
+import type { ComponentName, ConfigurationName, Sha256 } from "../domain/Names.js"
 import { join } from "../domain/ShellWords.js"
 import { fromClient, type OperatorClient, operatorEnv, systemUser } from "../operator/OperatorClient.js"
 import { connectOperator } from "../ssh/ClientConnect.js"
@@ -15,6 +15,7 @@ import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
 import type { SigningKey } from "../ssh/Signer.js"
 import { prepare, type SignArgs } from "./Sign.js"
+import { waitForStatus } from "./StatusWait.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
 
 export interface AddverArgs {
@@ -58,6 +59,8 @@ export class Remote extends Context.Tag("ctl/Remote")<
     readonly addver: (globals: Globals, args: AddverArgs) => Effect.Effect<void, RemoteError>
     /** `deployctl sign`; with `after`, that command runs first on the same connection (`-sign`). */
     readonly sign: (globals: Globals, args: SignArgs, after?: Command) => Effect.Effect<void, RemoteError>
+    /** `status -name N -wait` (StatusWait.ts): succeeds when every connected host is current; fails (1) when one failed. */
+    readonly statusWait: (globals: Globals, name: ConfigurationName, json: boolean) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -139,6 +142,17 @@ export const makeRemote = (io: Io): Remote["Type"] => ({
         if ("failed" in ready) return yield* Effect.zipRight(writeText(io.stdout, `${ready.failed}\n`), new RemoteFailed({ code: 1 }))
         if ("print" in ready) return yield* writeText(io.stdout, ready.print)
         yield* send(io, op, { _tag: "addsig", state: ready.state, signature: ready.signature })
+      })
+    ),
+  statusWait: (globals, name, json) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const op = yield* connectTo(globals)
+        const code = yield* waitForStatus((asJson) => op.run({ _tag: "status", name, json: asJson }), json, {
+          out: (text) => writeText(io.stdout, text),
+          note: (text) => writeText(io.stderr, text)
+        })
+        if (code !== 0) return yield* new RemoteFailed({ code })
       })
     ),
   addver: (globals, args) =>

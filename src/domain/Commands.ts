@@ -84,6 +84,16 @@ export const catalogue = [
       f("signature", "the SSHSIG signature (armored, or its base64 body)")]
   },
   { name: "verify", summary: "check every stored blob and reference; exit 1 on any problem", flags: [] },
+  {
+    name: "status",
+    summary: "what every host runs: per configuration counts, or with -name one line per host",
+    flags: [f("name", "configuration name (default: all, one line each)"), json]
+  },
+  {
+    name: "forget",
+    summary: "remove a host from a configuration's status",
+    flags: [f("name", "configuration name"), f("host", "host name as status shows it")]
+  },
   { name: "help", summary: "show this command list", flags: [] }
 ] as const satisfies ReadonlyArray<{ name: string; summary: string; flags: ReadonlyArray<FlagSpec> }>
 
@@ -119,6 +129,8 @@ export type Command =
   | { readonly _tag: "rollback"; readonly name: ConfigurationName; readonly to?: Sha256; readonly expect?: Sha256 }
   | { readonly _tag: "addsig"; readonly state: SignedState; readonly signature: string }
   | { readonly _tag: "verify" }
+  | { readonly _tag: "status"; readonly name?: ConfigurationName; readonly json: boolean }
+  | { readonly _tag: "forget"; readonly name: ConfigurationName; readonly host: string }
   | { readonly _tag: "help" }
 
 const usage = (message: string) => new UsageError({ message })
@@ -242,6 +254,15 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
       }
       case "verify":
         return { _tag: "verify" } as const
+      case "status": {
+        const n = raw.strings.get("name")
+        return { _tag: "status", ...(n !== undefined ? { name: yield* confName(n) } : {}), json: has("json") } as const
+      }
+      case "forget": {
+        const [n, h] = yield* required(raw, ["name", "host"], "name and host should both be set")
+        if (/\p{Cc}/u.test(h!)) return yield* Either.left(usage("host cannot contain control characters"))
+        return { _tag: "forget", name: yield* confName(n!), host: h! } as const
+      }
       case "help":
         return { _tag: "help" } as const
     }

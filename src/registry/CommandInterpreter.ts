@@ -9,14 +9,17 @@
 //                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false,
 //                "Signatures":[{"Fingerprint":"SHA256:…","Time":"…"}] (signed states only)}, …] newest first
 //   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
+//   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
-import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError } from "../domain/Errors.js"
+import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError, UsageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
 import { BlobStore } from "./BlobStore.js"
+import { HostStatus } from "./HostStatus.js"
+import { renderConfiguration, renderSummary } from "./StatusView.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
 import { Signatures, type StateSignature } from "./Signatures.js"
 import { type StateInfo, Storage } from "./Storage.js"
@@ -91,6 +94,7 @@ export const make = Effect.gen(function* () {
   const uploads = yield* Uploads
   const verdicts = yield* LayerVerdicts
   const signatures = yield* Signatures
+  const hosts = yield* HostStatus
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -205,6 +209,18 @@ export const make = Effect.gen(function* () {
         return cmd.force
           ? Effect.as(storage.deleteConfiguration(cmd.name), ok())
           : Effect.fail(new ForceRequired())
+      case "status":
+        return cmd.name === undefined
+          ? Effect.map(Effect.zip(storage.currentStates, hosts.rows()), ([states, rows]) =>
+              ok(renderSummary(states.map((s) => ({ name: s.configuration, hash: s.hash })), rows, tabwrite, cmd.json))
+            )
+          : Effect.map(Effect.zip(storage.current(cmd.name), hosts.rows(cmd.name)), ([state, rows]) =>
+              ok(renderConfiguration(state.configuration, state.hash, rows, tabwrite, cmd.json))
+            )
+      case "forget":
+        return Effect.flatMap(hosts.forget(cmd.name, cmd.host), (found) =>
+          found ? Effect.succeed(ok()) : Effect.fail(new UsageError({ message: `host ${JSON.stringify(cmd.host)} not found in configuration ${JSON.stringify(cmd.name)}` }))
+        )
       case "verify":
         return verify.pipe(
           Effect.map(renderReport),
@@ -244,5 +260,5 @@ export const make = Effect.gen(function* () {
   return CommandInterpreter.of({ run })
 })
 
-/** Requires Storage, BlobStore and Uploads. */
+/** Requires Storage, BlobStore, Uploads, LayerVerdicts, Signatures and HostStatus. */
 export const CommandInterpreterLive = Layer.effect(CommandInterpreter, make)

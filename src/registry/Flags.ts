@@ -17,6 +17,8 @@ export interface RegistryFlags {
   readonly dev: boolean
   /** What clients may hold (docs/registry.md "Limits"). */
   readonly limits: FlagLimits
+  /** Agent sessions: `watch` allowed (hidden -watch=false refuses it, as the Go registry), ping interval. */
+  readonly watch: { readonly enabled: boolean; readonly pingMs: number }
 }
 
 export type ParsedArgs =
@@ -42,7 +44,10 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "max-uploads-per-key", kind: "int", default: String(L.maxUploadsPerKey), description: "max. uploads in progress per operator key" },
   { name: "maxver", kind: "int", default: "10", description: "max. number of versions kept per component (versions in use are always kept)" },
   { name: "opauth", kind: "string", default: "/etc/deploy-registry/operator.keys", description: "authorized_keys for operators" },
-  { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" }
+  { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" },
+  // Not in -h: for tests (a registry that refuses watch as the Go one does; shorter keepalives).
+  { name: "watch", kind: "bool", default: "true", description: "allow agents' watch sessions", hidden: true },
+  { name: "watch-ping", kind: "duration", default: "15s", description: "ping interval of watch sessions (a peer silent for 2 is dead)", hidden: true }
 ]
 
 export const usage = (): string => {
@@ -53,7 +58,7 @@ export const usage = (): string => {
     "",
     "Flags:"
   ]
-  for (const f of FLAGS) {
+  for (const f of FLAGS.filter((x) => !x.hidden)) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
     const def = f.kind === "bool" ? "" : f.kind === "string" ? ` (default "${f.default}")` : ` (default ${f.default})`
     lines.push(`  -${f.name}${type}`, `    \t${f.description}${def}`)
@@ -187,7 +192,11 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
         maxUpload: parseSize(get("max-upload"))!,
         maxUploadsPerKey: Number(get("max-uploads-per-key"))
       },
-      deadline: parseGoDuration(get("deadline"))!
+      deadline: parseGoDuration(get("deadline"))!,
+      watch: {
+        enabled: get("watch") === "true",
+        pingMs: Duration.toMillis(parseGoDuration(get("watch-ping"))!)
+      }
     }
   }
 }

@@ -11,6 +11,7 @@ import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
 import { encodeDocument } from "../domain/Document.js"
+import type { StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
@@ -48,8 +49,18 @@ const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEnt
 const READS_IN_FLIGHT = 8
 const READ_BUFFER = DATA_HEADER + MAX_IO
 
-/** Serves one read-only SFTP session for an agent until the client ends it. */
-export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget, configurations?: ConfigScope): Effect.Effect<void, never, Storage | BlobStore | Signatures> =>
+/**
+ * Serves one read-only SFTP session for an agent until the client ends it. `configurations`: the key's
+ * scope (trust); `documentRead` hears of every configuration document opened (HostStatus records what
+ * hosts that only poll were served).
+ */
+export const serveAgentView = (
+  sftp: SFTPWrapper,
+  who: Principal,
+  budget: HandleBudget,
+  configurations?: ConfigScope,
+  documentRead?: (name: string, hash: string) => void
+): Effect.Effect<void, never, Storage | BlobStore | Signatures> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
@@ -189,12 +200,15 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
               encoded.set(name, hit)
             }
-            return { data: hit.data, mtime: doc.Mtime }
+            return { data: hit.data, mtime: doc.Mtime, hash: doc.Hash }
           }))
         )
 
       // The signatures of a configuration a key may not read are as absent as the configuration.
-      const fileBytes = (v: { readonly _tag: "Config" | "Signatures"; readonly name: string }) =>
+      const fileBytes = (v: { readonly _tag: "Config" | "Signatures"; readonly name: string }): Effect.Effect<
+        Option.Option<{ readonly data: Buffer; readonly mtime: Date; readonly hash?: string }>,
+        StorageError
+      > =>
         !scope.mayReadConfiguration(v.name) ? Effect.succeed(Option.none())
           : v._tag === "Config" ? documentBytes(v.name)
           : Effect.map(signatures.current(v.name), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
@@ -314,7 +328,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               fileBytes(v).pipe(
                 Effect.map(Option.match({
                   onNone: () => (noSuchFile(reqId), false),
-                  onSome: (d) => (newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
+                  onSome: (d) => (d.hash !== undefined && documentRead?.(v.name, d.hash), newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
                 }))
               )
             )

@@ -13,7 +13,9 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
+import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
+import { HostStatusLive } from "./HostStatus.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
@@ -83,14 +85,18 @@ const serve = (flags: RegistryFlags) =>
     }
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
-    const Db = StorageLive.pipe(Layer.provideMerge(SqlLive(flags.dir)))
+    // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
+    const Metadata = Layer.mergeAll(HostStatusLive, SignaturesLive).pipe(
+      Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
+      Layer.provideMerge(SqlLive(flags.dir))
+    )
     const Core = CommandInterpreterLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(Db, SignaturesLive.pipe(Layer.provide(Db)), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
+      Layer.provideMerge(Layer.mergeAll(Metadata, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
     const Registry = Layer.mergeAll(
-      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits }),
+      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits, watch: flags.watch }),
       JanitorLive(),
       Edge
     ).pipe(Layer.provide(Edge), Layer.provide(Core))

@@ -5,6 +5,7 @@ import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { CommandInterpreter, CommandInterpreterLive, tabwrite } from "../../src/registry/CommandInterpreter.js"
+import { HostStatus } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts } from "../../src/registry/LayerVerdicts.js"
 import { Storage } from "../../src/registry/Storage.js"
 import { SignaturesNone } from "../../src/registry/Signatures.js"
@@ -289,7 +290,8 @@ describe("CommandInterpreter", () => {
               Layer.mock(BlobStore, { path: () => "" }),
               Layer.mock(Uploads, {}),
               Layer.mock(LayerVerdicts, {}),
-              SignaturesNone
+              SignaturesNone,
+              Layer.mock(HostStatus, {})
             )
           )
         )

@@ -14,6 +14,8 @@ import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SshServer, SshServerLive, type SshServerOptions } from "../../src/registry/SshServer.js"
 import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Storage } from "../../src/registry/Storage.js"
+import { ChangeFeedLive } from "../../src/registry/ChangeFeed.js"
+import { HostStatus } from "../../src/registry/HostStatus.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
 import { HostKey, loadOrCreate } from "../../src/ssh/HostKey.js"
@@ -99,7 +101,10 @@ export const startInProcess = async (
     Auth.fromKeys(parseAuthorizedKeys(operator.publicLine).keys, parseAuthorizedKeys(agent.publicLine).keys),
     recordingConsole(calls),
     SignaturesNone,
-    store
+    store,
+    ChangeFeedLive,
+    // These tests serve no watch sessions; the SFTP view only reports document reads.
+    Layer.mock(HostStatus, { documentRead: () => Effect.void })
   )
   const scope = Effect.runSync(Scope.make())
   const ctx = await Effect.runPromise(
