@@ -9,8 +9,9 @@ import { download } from "./download.js"
 import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
+import { watchers } from "./watchers.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, capacity }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -25,6 +26,7 @@ const runAll: Bench = async (argv) => {
     download: ["-runs", runs, "-size", size],
     smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000", "-entries", "20000"] : [])],
     propagation: quick ? ["-changes", "5"] : [],
+    watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])]
   }
   const started = Date.now()

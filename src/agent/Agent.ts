@@ -4,7 +4,7 @@
 // cause and never ends the loop. A wake-up (SIGHUP) cuts the current wait short.
 import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, ScheduleDecision, ScheduleInterval } from "effect"
 import * as path from "node:path"
-import { type CycleResult, Deployed, Held, Unchanged } from "../domain/DeployOutcome.js"
+import { type CycleResult, Deployed, Held, Refused, Unchanged } from "../domain/DeployOutcome.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type { Sha256 } from "../domain/Names.js"
 import { AgentConfig } from "./AgentConfig.js"
@@ -12,8 +12,10 @@ import { AgentLog } from "./AgentLog.js"
 import { Cache } from "./Cache.js"
 import { RegistryClient } from "./RegistryClient.js"
 import { RetryGate } from "./RetryGate.js"
+import { Reporter } from "./Reporter.js"
 import { StateFile } from "./StateFile.js"
 import { deployOrSwitchBack } from "./SwitchBack.js"
+import { checkTrust, recordSignedAt } from "./TrustPolicy.js"
 import { Unpacker } from "./Unpacker.js"
 
 export type { CycleResult } from "../domain/DeployOutcome.js"
@@ -47,6 +49,10 @@ const housekeeping = (doc: ConfigurationDocument, previous: Effect.Effect<Readon
     }
   })
 
+/** Tells the Reporter (Reporter.ts), when the agent runs with one (not with -once); never fails the cycle. */
+const reported = (f: (r: Reporter["Type"]) => Effect.Effect<void>) =>
+  Effect.flatMap(Effect.serviceOption(Reporter), (r) => (Option.isSome(r) ? Effect.catchAllDefect(f(r.value), () => Effect.void) : Effect.void))
+
 export const cycle = Effect.gen(function* () {
   const cfg = yield* AgentConfig
   const log = yield* AgentLog
@@ -62,17 +68,21 @@ export const cycle = Effect.gen(function* () {
   yield* log.debug(`polling ${cfg.host}:${cfg.port} for configuration ${cfg.name}`)
 
   // The connection lives only while we talk to the registry: fetch, then the missing blobs.
-  const { doc, held } = yield* Effect.scoped(
+  const { doc, held, judged } = yield* Effect.scoped(
     Effect.gen(function* () {
       const session = yield* registry.connect
       const doc = yield* session.document(cfg.name)
-      if (current?.Hash === doc.Hash) return { doc, held: Option.none() }
+      if (current?.Hash === doc.Hash) return { doc, held: Option.none(), judged: undefined }
+      // -trust (TrustPolicy.ts): a state without enough trusted signatures is not even downloaded.
+      const judged = yield* checkTrust(cfg.trust, cfg.state, doc, session.signatures(cfg.name, doc.Hash))
+      if (judged?._tag === "Refused") return { doc, held: Option.none(), judged }
       // A hash that failed and was switched back is not downloaded again until RetryGate allows it.
       const held = yield* gate.holds(failed, doc.Hash, retryRequested)
-      if (Option.isSome(held)) return { doc, held }
+      if (Option.isSome(held)) return { doc, held, judged }
       yield* log.info(
         `configuration ${cfg.name} changed: ${current?.Hash ?? "(none)"} -> ${doc.Hash} (${doc.Layers.map(label).join(", ") || "no layers"})`
       )
+      yield* reported((r) => r.deploying(doc.Hash))
       const wanted = new Map(doc.Layers.map((l) => [l.Hash as string, label(l)]))
       const missing: Array<[string, string]> = []
       for (const [hash, name] of wanted) {
@@ -91,9 +101,13 @@ export const cycle = Effect.gen(function* () {
           }),
         { concurrency: 3, discard: true }
       )
-      return { doc, held }
+      return { doc, held, judged }
     })
   )
+  if (judged?._tag === "Refused") {
+    yield* log.warn(`refused configuration ${cfg.name} ${doc.Hash}: ${judged.reason}: ${judged.detail}; staying on ${current?.Hash ?? "(none)"}`)
+    return new Refused({ hash: doc.Hash, current: current?.Hash, reason: judged.reason, detail: judged.detail }) as CycleResult
+  }
   // The registry serves another hash than the failed one: the configuration changed again, so the
   // failed hash will be tried should it come back.
   if (current !== undefined && Option.isSome(failed) && failed.value.Hash !== doc.Hash) yield* state.write(current)
@@ -121,8 +135,10 @@ export const cycle = Effect.gen(function* () {
   // Recorded before the state moves on, so a crash in between cannot lose the rollback's blobs.
   const previous = blobsOf(current)
   yield* cache.setPrevious(previous).pipe(Effect.catchAll((e) => log.warn(e.message)))
+  // Before the state: a crash in between leaves a newer bar, never an older one (no downgrade window).
+  if (judged !== undefined) yield* recordSignedAt(cfg.state, judged.signedAt)
   yield* state.write(doc)
-  yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}`)
+  yield* log.info(`deployed configuration ${cfg.name} ${doc.Hash}${judged ? ` (signed by ${judged.signers.join(", ")})` : ""}`)
 
   // The switch is done; housekeeping failures are warnings, not a failed deploy.
   yield* housekeeping(doc, Effect.succeed(previous))
@@ -174,7 +190,9 @@ export const loop = (opts: LoopOptions) =>
     let state = schedule.initial
     yield* Effect.race(Effect.sleep(opts.firstDelay), opts.wake)
     for (;;) {
+      const started = yield* Clock.currentTimeMillis
       const exit = yield* Effect.exit(cycle)
+      yield* reported((r) => r.attempt(exit, started))
       const now = yield* Clock.currentTimeMillis
       const [next, delay] = yield* schedule.step(now, exit, state)
       state = next

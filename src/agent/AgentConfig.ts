@@ -2,6 +2,7 @@
 // they get here (main.ts resolves them against the working directory).
 import { Context, Duration, Layer } from "effect"
 import type { ParsedKey } from "ssh2"
+import type { TrustSettings } from "./TrustPolicy.js"
 
 export interface AgentSettings {
   /** Registry `host:port`. */
@@ -32,9 +33,17 @@ export interface AgentSettings {
   readonly poll: Duration.Duration
   /** Up to this much random delay before the first poll and after each one (spreads a fleet's polls). */
   readonly jitter: Duration.Duration
+  /** This machine's name in reports and status (-host). */
+  readonly hostName: string
+  /** Watch session keepalive: a ping line this often; two silent intervals mean the registry is gone. */
+  readonly ping: Duration.Duration
+  /** A lost watch session reconnects after a random delay up to this (no thundering herd). */
+  readonly reconnect: Duration.Duration
   readonly cleanOld: boolean
   readonly keepSuid: boolean
   readonly verbose: boolean
+  /** -trust: deploy only states signed by these signers (TrustPolicy.ts); absent: no checks. */
+  readonly trust?: TrustSettings
   /** Grace period between SIGTERM and SIGKILL for the script's process group on shutdown. */
   readonly killGrace: Duration.Duration
 }

@@ -2,6 +2,7 @@
 // --name x. Turns argv into settings or one line for stderr (exit 2).
 import { Duration, Either } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { flag as f, type FlagSpec, parseFlags, parseGoDuration } from "../domain/Flags.js"
 import { configurationNameProblem } from "../domain/Names.js"
@@ -9,7 +10,9 @@ import { parseAddress } from "../ssh/Connection.js"
 import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
+import { hostNameProblem } from "../domain/Report.js"
 import type { AgentSettings } from "./AgentConfig.js"
+import { loadTrust } from "./TrustPolicy.js"
 
 export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
@@ -26,8 +29,15 @@ export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
   // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
   { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
+  { ...f("host", "this machine's name in the registry's status (default: the system host name)") },
+  // Agent sessions (Session.ts): keepalive interval, and the spread of reconnects after a lost session. Not in -h.
+  { ...f("ping", "watch session keepalive interval (Go duration; the registry is taken for dead after 2)"), default: "15s", hidden: true },
+  // 30 s: 5,000 agents losing a restarting registry come back at ~170 handshakes/s, leaving it room for operators.
+  { ...f("reconnect", "largest random delay before reconnecting a lost watch session (Go duration)"), default: "30s", hidden: true },
   f("cleanold", "remove other unpacked trees after a successful switch", "bool"),
   f("keep-suid", "keep setuid/setgid bits of unpacked files", "bool"),
+  f("trust", "OpenSSH allowed_signers file: deploy only states signed by these keys (namespace deploy-tools)"),
+  f("trust-min", "with -trust: distinct trusted signers a state needs (default 1)"),
   f("once", "run one cycle and exit: 0 when deployed, 1 when it failed", "bool"),
   f("v", "be more chatty about what's happening", "bool"),
   f("version", "print the version and exit", "bool")
@@ -130,6 +140,13 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (checkTimeout === undefined || !Duration.greaterThan(checkTimeout, Duration.zero)) return Either.left(`-check-timeout: invalid duration "${get("check-timeout")}" (e.g. 60s, 2m)`)
   const retryFailed = raw.strings.has("retry-failed") ? parseGoDuration(get("retry-failed")) : Duration.zero
   if (retryFailed === undefined) return Either.left(`-retry-failed: invalid duration "${get("retry-failed")}" (e.g. 10m, 1h)`)
+  const hostName = raw.strings.get("host") ?? os.hostname()
+  const hostProblem = hostNameProblem(hostName)
+  if (hostProblem !== undefined) return Either.left(`-host: ${hostProblem}`)
+  const ping = parseGoDuration(get("ping"))
+  if (ping === undefined || !Duration.greaterThan(ping, Duration.zero)) return Either.left(`-ping: invalid duration "${get("ping")}" (e.g. 10s)`)
+  const reconnect = parseGoDuration(get("reconnect"))
+  if (reconnect === undefined) return Either.left(`-reconnect: invalid duration "${get("reconnect")}" (e.g. 10s, 0)`)
   const key = agentKey({ keyFlag: raw.strings.get("key"), certFlag: raw.strings.get("cert"), cwd })
   if ("error" in key) return Either.left(key.error)
   const script = get("script")
@@ -142,6 +159,9 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   const problem =
     scriptProblem(scriptPath, process.env.PATH ?? "") ?? scriptProblem(checkPath, process.env.PATH ?? "", "check") ?? dirProblem(dir) ?? stateProblem(state)
   if (problem !== undefined) return Either.left(problem)
+  if (raw.strings.has("trust-min") && !raw.strings.has("trust")) return Either.left("-trust-min needs -trust FILE")
+  const trust = raw.strings.has("trust") ? loadTrust(path.resolve(cwd, get("trust")), raw.strings.get("trust-min")) : undefined
+  if (typeof trust === "string") return Either.left(trust)
   return Either.right({
     _tag: "Run",
     once: raw.bools.has("once"),
@@ -163,10 +183,14 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       retryFailed: Duration.greaterThan(retryFailed, Duration.zero) ? retryFailed : undefined,
       poll,
       jitter,
+      hostName,
+      ping,
+      reconnect,
       cleanOld: raw.bools.has("cleanold"),
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),
-      killGrace: Duration.seconds(5)
+      killGrace: Duration.seconds(5),
+      ...(trust !== undefined ? { trust } : {})
     }
   })
 }

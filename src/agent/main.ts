@@ -13,12 +13,16 @@ import { acquireLock, acquireStateLock } from "./Lock.js"
 import { RegistryClientLive } from "./RegistryClient.js"
 import { RetryGate, RetryGateLive } from "./RetryGate.js"
 import { ScriptRunnerLive } from "./ScriptRunner.js"
+import { Reporter, ReporterLive } from "./Reporter.js"
+import { AgentSession, AgentSessionLive } from "./Session.js"
 import { StateFile, StateFileLive } from "./StateFile.js"
 import { UnpackerLive } from "./Unpacker.js"
 
 const servicesFor = (settings: AgentSettings) => {
   const base = Layer.merge(AgentConfig.layer(settings), AgentLogStderr(settings.verbose))
-  return Layer.mergeAll(RegistryClientLive, CacheLive, UnpackerLive, ScriptRunnerLive, StateFileLive, RetryGateLive).pipe(Layer.provideMerge(base))
+  // The watch session (Session.ts) holds the connection the cycle's SFTP uses; the Reporter talks on it.
+  const session = Layer.mergeAll(ReporterLive, RegistryClientLive).pipe(Layer.provideMerge(Layer.merge(AgentSessionLive, StateFileLive)))
+  return Layer.mergeAll(session, CacheLive, UnpackerLive, ScriptRunnerLive, RetryGateLive).pipe(Layer.provideMerge(base))
 }
 
 const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> => {
@@ -62,6 +66,10 @@ const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> =>
       Effect.sync(() => process.on("SIGHUP", onHup)),
       () => Effect.sync(() => process.removeListener("SIGHUP", onHup))
     )
+    // The watch session: a pushed change wakes the loop as SIGHUP does.
+    const session = yield* AgentSession
+    const reporter = yield* Reporter
+    yield* Effect.forkScoped(session.run(() => Queue.unsafeOffer(wake, undefined), reporter.running))
     const pollMs = Duration.toMillis(settings.poll)
     const firstDelay = Duration.millis(Math.floor(Math.random() * Math.min(pollMs, Duration.toMillis(settings.jitter))))
     return yield* loop({ wake: Queue.take(wake), firstDelay, jitter: settings.jitter })

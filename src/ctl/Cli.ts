@@ -35,17 +35,40 @@ export const globalFlags: ReadonlyArray<FlagSpec> = [
 
 const fileFlag: FlagSpec = { name: "file", kind: "string", description: "the .tar.gz to upload (checked, hashed and uploaded in one pass)" }
 const jsonFlag: FlagSpec = { name: "json", kind: "bool", description: "print the added version as JSON" }
+const waitFlag: FlagSpec = {
+  name: "wait",
+  kind: "bool",
+  description: "with -name: wait until every connected host runs the current hash (exit 0) or one fails (exit 1)"
+}
+
+const signFlag: FlagSpec = { name: "sign", kind: "bool", description: "sign the new state (deployctl sign) with -key or the ssh-agent key" }
+/** The commands that make a state and take -sign. */
+const SIGNABLE: ReadonlySet<string> = new Set(["changeconf", "bumpconf", "replaceconf", "rollback"])
+
+/** deployctl's own commands, beside the catalogue's. */
+const signSpec = {
+  name: "sign" as CommandName,
+  summary: "sign the configuration's current state (SSHSIG, namespace deploy-tools) and attach the signature",
+  flags: [
+    { name: "name", kind: "string", description: "configuration name" },
+    { name: "print-message", kind: "bool", description: "only print the text to sign (for ssh-keygen -Y sign -n deploy-tools or a hardware key)" },
+    { name: "signature", kind: "string", description: "attach this signature file made elsewhere instead of signing" },
+    { name: "message", kind: "string", description: "the text -signature signs (default: the signature file without .sig)" }
+  ]
+} satisfies CommandSpec
 
 /** The flags deployctl takes for a command: the catalogue's, except addver's -hash is -file (and it has -json). */
 export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
-  spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag] : spec.flags
+  spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag]
+    : spec.name === "status" ? [...spec.flags, waitFlag]
+    : SIGNABLE.has(spec.name) ? [...spec.flags, signFlag] : spec.flags
 
 /** A command's one-line description in deployctl (addver uploads too). */
 const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
 
 export const argvSpec: ArgvSpec = {
   globals: globalFlags,
-  commands: new Map(catalogue.map((c) => [c.name as string, ctlFlags(c)]))
+  commands: new Map([...catalogue.map((c) => [c.name as string, ctlFlags(c)] as const), [signSpec.name, signSpec.flags] as const])
 }
 
 type Value = Option.Option<string> | boolean | ReadonlyArray<string>
@@ -64,7 +87,7 @@ const option = (flag: FlagSpec): Options.Options<Value> => {
 // The command tree, for completion scripts only: parsing and help are ours.
 const completionTree = Cli.make("deployctl", Object.fromEntries(globalFlags.map((f) => [f.name, option(f)])), () => Effect.void).pipe(
   Cli.withSubcommands(
-    catalogue.map((spec) =>
+    [...catalogue, signSpec].map((spec) =>
       Cli.make(spec.name, Object.fromEntries(ctlFlags(spec).map((f) => [f.name, option(f)])), () => Effect.void).pipe(
         Cli.withDescription(summaryOf(spec))
       )
@@ -81,7 +104,7 @@ export const topHelp = (): string => {
     `deployctl ${VERSION}: manage a deploy-registry over SSH, one subcommand per registry command\n\n` +
     `Usage: deployctl [-r name] [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]\n\n` +
     `Global flags (before or after the command):\n${globalFlags.map(flagHelp).join("")}\n` +
-    `Commands:\n${catalogue.map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
+    `Commands:\n${[...catalogue, signSpec].map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
     `Run deployctl <command> -h (or deployctl help <command>) for a command's flags. Flags are written -name x,\n` +
     `-name=x or --name x, before or after the command. -addr, -fp and -key fall back to $DEPLOYCTL_ADDR,\n` +
     `$DEPLOYCTL_FINGERPRINT, $DEPLOYCTL_KEY, then to the default registry of ~/.config/deploy-tools/deployctl.toml.\n` +
@@ -157,7 +180,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
     const parsed = yield* parseArgv(argvSpec, argv)
     switch (parsed._tag) {
       case "Help": {
-        const spec = catalogue.find((c) => c.name === parsed.command)
+        const spec = [...catalogue, signSpec].find((c) => c.name === parsed.command)
         return yield* Console.log((spec === undefined ? topHelp() : commandHelp(spec)).trimEnd())
       }
       case "Version":
@@ -174,7 +197,24 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
           const get = (n: string) => raw.strings.get(n) ?? ""
           return yield* remote.addver(globals, { name: get("name"), version: get("version"), file: get("file"), json: raw.bools.has("json") })
         }
+        if (parsed.command === signSpec.name) {
+          const name = raw.strings.get("name") ?? ""
+          if (name === "") return yield* new UsageError({ message: "name should be set" })
+          const signature = raw.strings.get("signature")
+          const message = raw.strings.get("message")
+          return yield* remote.sign(globals, {
+            name, printMessage: raw.bools.has("print-message"),
+            ...(signature !== undefined ? { signatureFile: signature } : {}), ...(message !== undefined ? { messageFile: message } : {})
+          })
+        }
+        if (parsed.command === "status" && raw.bools.has("wait")) {
+          const bools = new Set([...raw.bools].filter((b) => b !== "wait"))
+          const command = yield* validate("status", { ...raw, bools })
+          if (command._tag !== "status" || command.name === undefined) return yield* new UsageError({ message: "status -wait needs -name" })
+          return yield* remote.statusWait(globals, command.name, command.json)
+        }
         const command = yield* validate(parsed.command as CommandName, raw)
+        if (raw.bools.has("sign") && "name" in command && command.name !== undefined) return yield* remote.sign(globals, { name: command.name }, command)
         return yield* remote.run(globals, command)
       }
     }

@@ -6,12 +6,16 @@ import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Command } from "../domain/Commands.js"
 import { validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
-import type { ComponentName, Sha256 } from "../domain/Names.js"
+import type { ComponentName, ConfigurationName, Sha256 } from "../domain/Names.js"
+import { join } from "../domain/ShellWords.js"
 import { fromClient, type OperatorClient, operatorEnv, systemUser } from "../operator/OperatorClient.js"
 import { connectOperator } from "../ssh/ClientConnect.js"
 import type { ExecResult } from "../ssh/Exec.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
+import type { SigningKey } from "../ssh/Signer.js"
+import { prepare, type SignArgs } from "./Sign.js"
+import { waitForStatus } from "./StatusWait.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
 
 export interface AddverArgs {
@@ -53,6 +57,10 @@ export class Remote extends Context.Tag("ctl/Remote")<
     readonly run: (globals: Globals, command: Command) => Effect.Effect<void, RemoteError>
     /** Uploads `file` (checked, hashed), then `addver -name -version -hash` on the same connection. */
     readonly addver: (globals: Globals, args: AddverArgs) => Effect.Effect<void, RemoteError>
+    /** `deployctl sign`; with `after`, that command runs first on the same connection (`-sign`). */
+    readonly sign: (globals: Globals, args: SignArgs, after?: Command) => Effect.Effect<void, RemoteError>
+    /** `status -name N -wait` (StatusWait.ts): succeeds when every connected host is current; fails (1) when one failed. */
+    readonly statusWait: (globals: Globals, name: ConfigurationName, json: boolean) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -113,8 +121,40 @@ const existingVersion = (op: OperatorClient["Type"], name: string, version: stri
 /** A placeholder that passes the hash check, so addver's other flags are validated before uploading. */
 const noHash = "0".repeat(64)
 
+/** -key (or $DEPLOYCTL_KEY, the config file) signs; else the first key of ssh-agent. */
+const signingKey = (g: Globals) =>
+  Effect.map(operatorEnv, (e): SigningKey | undefined => {
+    const file = Option.getOrUndefined(g.key)
+    if (file !== undefined) return { _tag: "File", path: file }
+    const socket = Option.getOrUndefined(e.agentSocket)
+    return socket ? { _tag: "Agent", socket } : undefined
+  })
+
 export const makeRemote = (io: Io): Remote["Type"] => ({
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (op) => send(io, op, command))),
+  sign: (globals, args, after) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const op = yield* connectTo(globals)
+        if (after !== undefined) yield* send(io, op, after)
+        const ready = yield* prepare(op.client, args, yield* signingKey(globals), join)
+        if ("usage" in ready) return yield* new CtlUsage({ message: ready.usage })
+        if ("failed" in ready) return yield* Effect.zipRight(writeText(io.stdout, `${ready.failed}\n`), new RemoteFailed({ code: 1 }))
+        if ("print" in ready) return yield* writeText(io.stdout, ready.print)
+        yield* send(io, op, { _tag: "addsig", state: ready.state, signature: ready.signature })
+      })
+    ),
+  statusWait: (globals, name, json) =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const op = yield* connectTo(globals)
+        const code = yield* waitForStatus((asJson) => op.run({ _tag: "status", name, json: asJson }), json, {
+          out: (text) => writeText(io.stdout, text),
+          note: (text) => writeText(io.stderr, text)
+        })
+        if (code !== 0) return yield* new RemoteFailed({ code })
+      })
+    ),
   addver: (globals, args) =>
     Effect.scoped(
       Effect.gen(function* () {

@@ -3,6 +3,8 @@
 import { Either } from "effect"
 import { UnknownCommand, UsageError } from "./Errors.js"
 import { flag, type FlagSpec, flagUsage, parseFlags, type RawFlags } from "./Flags.js"
+import { armoredSignature, signatureBody, type SignedState, signedState } from "./SignedState.js"
+import { rfc3339Seconds } from "./Time.js"
 import {
   type ComponentName,
   componentNameProblem,
@@ -75,7 +77,23 @@ export const catalogue = [
     summary: "make the previous (or the given) state of a configuration current again",
     flags: [f("name", "configuration name"), f("to", "hash of the state to return to"), expect]
   },
+  {
+    name: "addsig",
+    summary: "attach an operator's SSH signature (deployctl sign) to the configuration's current state",
+    flags: [f("name", "configuration name"), f("hash", "the signed hash (must be the current one)"), f("time", "the signing time, YYYY-MM-DDTHH:MM:SSZ"),
+      f("signature", "the SSHSIG signature (armored, or its base64 body)")]
+  },
   { name: "verify", summary: "check every stored blob and reference; exit 1 on any problem", flags: [] },
+  {
+    name: "status",
+    summary: "what every host runs: per configuration counts, or with -name one line per host",
+    flags: [f("name", "configuration name (default: all, one line each)"), json]
+  },
+  {
+    name: "forget",
+    summary: "remove a host from a configuration's status",
+    flags: [f("name", "configuration name"), f("host", "host name as status shows it")]
+  },
   { name: "help", summary: "show this command list", flags: [] }
 ] as const satisfies ReadonlyArray<{ name: string; summary: string; flags: ReadonlyArray<FlagSpec> }>
 
@@ -109,7 +127,10 @@ export type Command =
   | { readonly _tag: "delconf"; readonly name: ConfigurationName; readonly force: boolean }
   | { readonly _tag: "history"; readonly name: ConfigurationName; readonly n?: number; readonly json: boolean }
   | { readonly _tag: "rollback"; readonly name: ConfigurationName; readonly to?: Sha256; readonly expect?: Sha256 }
+  | { readonly _tag: "addsig"; readonly state: SignedState; readonly signature: string }
   | { readonly _tag: "verify" }
+  | { readonly _tag: "status"; readonly name?: ConfigurationName; readonly json: boolean }
+  | { readonly _tag: "forget"; readonly name: ConfigurationName; readonly host: string }
   | { readonly _tag: "help" }
 
 const usage = (message: string) => new UsageError({ message })
@@ -225,8 +246,23 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
         const expect = yield* optionalHash(raw, "expect")
         return { _tag: "rollback", name: yield* confName(n!), ...(to ? { to } : {}), ...(expect ? { expect } : {}) } as const
       }
+      case "addsig": {
+        const [n, h, t, sig] = yield* required(raw, ["name", "hash", "time", "signature"], "name, hash, time and signature should all be set")
+        const state = signedState(n!, h!.toLowerCase(), t!)
+        if (typeof state === "string") return yield* Either.left(usage(state))
+        return { _tag: "addsig", state, signature: armoredSignature(sig!) } as const
+      }
       case "verify":
         return { _tag: "verify" } as const
+      case "status": {
+        const n = raw.strings.get("name")
+        return { _tag: "status", ...(n !== undefined ? { name: yield* confName(n) } : {}), json: has("json") } as const
+      }
+      case "forget": {
+        const [n, h] = yield* required(raw, ["name", "host"], "name and host should both be set")
+        if (/\p{Cc}/u.test(h!)) return yield* Either.left(usage("host cannot contain control characters"))
+        return { _tag: "forget", name: yield* confName(n!), host: h! } as const
+      }
       case "help":
         return { _tag: "help" } as const
     }
@@ -251,6 +287,10 @@ export const parse = (argv: ReadonlyArray<string>): Either.Either<Parsed, UsageE
 
 /** The command as a canonical argument vector (`-flag=value` form), for sending over SSH. */
 export const toArgv = (cmd: Command): Array<string> => {
+  if (cmd._tag === "addsig") {
+    const { name, hash, time } = cmd.state
+    return ["addsig", `-name=${name}`, `-hash=${hash}`, `-time=${rfc3339Seconds(time)}`, `-signature=${signatureBody(cmd.signature)}`]
+  }
   const out: Array<string> = [cmd._tag]
   for (const [k, v] of Object.entries(cmd)) {
     if (k === "_tag" || v === undefined || v === false) continue

@@ -65,11 +65,23 @@ export class Held extends Schema.TaggedClass<Held>()("Held", {
   record: FailedRecord
 }) {}
 
-export const CycleResult = Schema.Union(Unchanged, Deployed, RolledBack, DeployFailed, Held)
+/** Why -trust refused a state (src/agent/TrustPolicy.ts, docs/trust.md). */
+export const RefusalReason = Schema.Literal("unsigned", "bad signature", "untrusted signer", "older than current")
+export type RefusalReason = typeof RefusalReason.Type
+
+/** -trust refused the registry's `hash`: nothing downloaded or run, `current` still runs. */
+export class Refused extends Schema.TaggedClass<Refused>()("Refused", {
+  hash: Schema.String,
+  current: Schema.optional(Schema.String),
+  reason: RefusalReason,
+  detail: Schema.String
+}) {}
+
+export const CycleResult = Schema.Union(Unchanged, Deployed, RolledBack, DeployFailed, Held, Refused)
 export type CycleResult = typeof CycleResult.Type
 
 /** The report outcome of a cycle result (DESIGN of issue 17's reports); a first deploy's failure is a failed cycle. */
-export const outcomeOf = (r: CycleResult): "deployed" | "rolled-back" | "failed" => {
+export const outcomeOf = (r: CycleResult): "deployed" | "rolled-back" | "failed" | "refused" => {
   switch (r._tag) {
     case "Unchanged":
     case "Deployed":
@@ -80,6 +92,8 @@ export const outcomeOf = (r: CycleResult): "deployed" | "rolled-back" | "failed"
       return "failed"
     case "Held":
       return r.record.Outcome
+    case "Refused":
+      return "refused"
   }
 }
 

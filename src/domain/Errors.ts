@@ -119,6 +119,11 @@ export class RollbackUnavailable extends Schema.TaggedError<RollbackUnavailable>
   message: Schema.String
 }) {}
 
+/** A signature `addsig` will not attach (does not verify, another state, older than the state). */
+export class SignatureRejected extends Schema.TaggedError<SignatureRejected>()("SignatureRejected", {
+  message: Schema.String
+}) {}
+
 /** A configuration document that does not decode; the message names the field. */
 export class DocumentError extends Schema.TaggedError<DocumentError>()("DocumentError", {
   message: Schema.String
@@ -151,5 +156,6 @@ export type CommandError =
   | ForceRequired
   | StaleExpect
   | RollbackUnavailable
+  | SignatureRejected
   | StorageError
   | LayerRefused

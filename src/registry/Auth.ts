@@ -7,6 +7,7 @@ import { Context, Effect, Layer } from "effect"
 import * as crypto from "node:crypto"
 import { promises as fs } from "node:fs"
 import type { ParsedKey } from "ssh2"
+import type { ConfigScope } from "../domain/ConfigScope.js"
 import { quote } from "../domain/LogText.js"
 import { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
@@ -39,6 +40,8 @@ export interface SessionLimits {
   /** A forced command (`command=` or the certificate's `force-command`). */
   readonly command?: string
   readonly pty: boolean
+  /** `configurations=` of the key's line (or the CA's line): what an agent login may read. */
+  readonly configurations?: ConfigScope
 }
 
 /** Why a login was refused, as a bounded metric label (docs/metrics.md): never the key or the user. */
@@ -115,6 +118,8 @@ const lineProblem = (e: Entry, address: string | undefined, now: Date): string |
   return undefined
 }
 
+const scopeOf = (e: Entry) => (e.key.restrictions.configurations !== undefined ? { configurations: e.key.restrictions.configurations } : {})
+
 const CERT_OPTIONS = new Set(["force-command", "source-address"])
 
 export const makeAuth = (
@@ -147,7 +152,7 @@ export const makeAuth = (
       }
       if (a.signed === undefined) return { _tag: "KeyListed" }
       if (!e.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo)) return reject("bad signature", "bad_signature")
-      const limits: SessionLimits = { pty: e.key.restrictions.pty, ...(e.key.restrictions.command !== undefined ? { command: e.key.restrictions.command } : {}) }
+      const limits: SessionLimits = { pty: e.key.restrictions.pty, ...(e.key.restrictions.command !== undefined ? { command: e.key.restrictions.command } : {}), ...scopeOf(e) }
       return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: e.key.fingerprint, comment: e.key.comment }), limits }
     }
     return reject(problem, "key_options")
@@ -203,7 +208,7 @@ export const makeAuth = (
       if (a.signed === undefined) return { _tag: "KeyListed" }
       if (!verifySignature(cert.publicKey, a.signed.blob, a.signed.signature, sigAlgo)) return refuse(`${id}: bad signature`, "bad_signature")
       const command = forced ?? lineCommand
-      const limits: SessionLimits = { pty: ca.key.restrictions.pty && cert.extensions.has("permit-pty"), ...(command !== undefined ? { command } : {}) }
+      const limits: SessionLimits = { pty: ca.key.restrictions.pty && cert.extensions.has("permit-pty"), ...(command !== undefined ? { command } : {}), ...scopeOf(ca) }
       const comment = `cert ${quote(cert.keyId)} serial ${cert.serial} CA ${caFp}${ca.key.comment ? ` ${ca.key.comment}` : ""}`
       return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: cert.keyFingerprint, comment }), limits }
     }
@@ -254,6 +259,11 @@ export const AuthLive = (files: { readonly operatorKeys: string; readonly servic
     Effect.gen(function* () {
       const op = yield* loadKeysFile(files.operatorKeys, "-opauth")
       const srv = yield* loadKeysFile(files.serviceKeys, "-srvauth")
+      // An operator can change everything anyway: a scope there would promise what nothing enforces.
+      const scoped = op.keys.find((k) => k.restrictions.configurations !== undefined)
+      if (scoped !== undefined) {
+        return yield* new StartupError({ message: `-opauth keys file ${files.operatorKeys}:${scoped.line}: option configurations is only for agent keys (-srvauth); refusing to start` })
+      }
       for (const w of [...op.warnings, ...srv.warnings]) yield* Effect.logWarning(w)
       return makeAuth(op.keys, srv.keys, { operator: files.operatorKeys, agent: files.serviceKeys })
     })

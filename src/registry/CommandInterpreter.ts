@@ -6,18 +6,23 @@
 //   showcomp:  {"Name":"code","Versions":[{"Version":"v01","Hash":"<sha256>","Ctime":"…"}, …]} oldest first
 //   showconf:  the configuration document agents read ({"Name","Mtime","Hash","Layers":[{"Name","Version","File","Hash","Ctime"}]})
 //   history:   [{"Time":"…","Hash":"…","Who":{"User":"…","Fingerprint":"SHA256:…","Comment":"…"},
-//                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false}, …] newest first
+//                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false,
+//                "Signatures":[{"Fingerprint":"SHA256:…","Time":"…"}] (signed states only)}, …] newest first
 //   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
+//   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
-import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError } from "../domain/Errors.js"
+import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError, UsageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
 import { BlobStore } from "./BlobStore.js"
+import { HostStatus } from "./HostStatus.js"
+import { renderConfiguration, renderSummary } from "./StatusView.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
 import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
+import { Signatures, type StateSignature } from "./Signatures.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -61,12 +66,13 @@ const json = (v: unknown) => `${JSON.stringify(v)}\n`
 
 const ok = (output = ""): CommandResult => ({ output, exitCode: 0 })
 
-const historyJson = (s: StateInfo, current: boolean) => ({
+const historyJson = (s: StateInfo, current: boolean, sigs: ReadonlyArray<StateSignature>) => ({
   Time: rfc3339Nano(s.time),
   Hash: s.hash,
   Who: { User: s.who.user, Fingerprint: s.who.fingerprint, Comment: s.who.comment },
   Layers: s.layers.map((l) => ({ Name: l.component, Version: l.version, Hash: l.hash })),
-  Current: current
+  Current: current,
+  ...(sigs.length > 0 ? { Signatures: sigs.map((g) => ({ Fingerprint: g.fingerprint, Time: rfc3339Seconds(g.signedAt) })) } : {})
 })
 
 /** What a rollback changed, one row per component whose version changed, was added or removed. */
@@ -95,6 +101,8 @@ export const make = Effect.gen(function* () {
   const blobs = yield* BlobStore
   const uploads = yield* Uploads
   const verdicts = yield* LayerVerdicts
+  const signatures = yield* Signatures
+  const hosts = yield* HostStatus
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -158,21 +166,29 @@ export const make = Effect.gen(function* () {
           })
         )
       case "history":
-        return Effect.map(Effect.zip(storage.history(cmd.name, cmd.n), storage.current(cmd.name)), ([states, current]) =>
-          ok(
+        return Effect.gen(function* () {
+          const [states, current] = yield* Effect.zip(storage.history(cmd.name, cmd.n), storage.current(cmd.name))
+          const sigs = yield* signatures.ofStates(states.map((s) => s.id))
+          const of = (s: StateInfo) => sigs.get(s.id) ?? []
+          return ok(
             cmd.json
-              ? json(states.map((s) => historyJson(s, s.id === current.id)))
+              ? json(states.map((s) => historyJson(s, s.id === current.id, of(s))))
               : tabwrite(
                   states.map((s) => [
                     rfc3339Seconds(s.time),
                     s.hash,
                     s.who.label,
                     s.layers.map((l) => `${l.component}:${l.version}`).join(" "),
+                    // Only signed states get the column: unsigned histories print as before.
+                    ...(of(s).length > 0 ? [`signed by ${of(s).map((g) => g.fingerprint).join(",")}`] : []),
                     ...(s.id === current.id ? ["(current)"] : [])
                   ])
                 )
           )
-        )
+        })
+      case "addsig":
+        return Effect.map(signatures.attach(cmd.state, cmd.signature, who), (g) =>
+          ok(`signature by ${g.fingerprint} attached to "${cmd.state.name}" at ${cmd.state.hash}\n`))
       case "addver":
         return Effect.as(addver(cmd), ok())
       case "addconf":
@@ -201,6 +217,18 @@ export const make = Effect.gen(function* () {
         return cmd.force
           ? Effect.as(storage.deleteConfiguration(cmd.name), ok())
           : Effect.fail(new ForceRequired())
+      case "status":
+        return cmd.name === undefined
+          ? Effect.map(Effect.zip(storage.currentStates, hosts.rows()), ([states, rows]) =>
+              ok(renderSummary(states.map((s) => ({ name: s.configuration, hash: s.hash })), rows, tabwrite, cmd.json))
+            )
+          : Effect.map(Effect.zip(storage.current(cmd.name), hosts.rows(cmd.name)), ([state, rows]) =>
+              ok(renderConfiguration(state.configuration, state.hash, rows, tabwrite, cmd.json))
+            )
+      case "forget":
+        return Effect.flatMap(hosts.forget(cmd.name, cmd.host), (found) =>
+          found ? Effect.succeed(ok()) : Effect.fail(new UsageError({ message: `host ${JSON.stringify(cmd.host)} not found in configuration ${JSON.stringify(cmd.name)}` }))
+        )
       case "verify":
         return verify.pipe(
           Effect.map(renderReport),
@@ -243,5 +271,5 @@ export const make = Effect.gen(function* () {
   return CommandInterpreter.of({ run })
 })
 
-/** Requires Storage, BlobStore and Uploads. */
+/** Requires Storage, BlobStore, Uploads, LayerVerdicts, Signatures and HostStatus. */
 export const CommandInterpreterLive = Layer.effect(CommandInterpreter, make)

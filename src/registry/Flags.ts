@@ -19,6 +19,8 @@ export interface RegistryFlags {
   readonly metrics?: { readonly host: string; readonly port: number }
   /** What clients may hold (docs/registry.md "Limits"). */
   readonly limits: FlagLimits
+  /** Agent sessions: `watch` allowed (hidden -watch=false refuses it, as the Go registry), ping interval. */
+  readonly watch: { readonly enabled: boolean; readonly pingMs: number }
 }
 
 export type ParsedArgs =
@@ -46,7 +48,10 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "metrics", kind: "string", default: "", description: "serve Prometheus metrics on host:port at /metrics (off by default; loopback only unless -metrics-public)" },
   { name: "metrics-public", kind: "bool", default: "false", description: "allow -metrics on an address other than loopback" },
   { name: "opauth", kind: "string", default: "/etc/deploy-registry/operator.keys", description: "authorized_keys for operators" },
-  { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" }
+  { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" },
+  // Not in -h: for tests (a registry that refuses watch as the Go one does; shorter keepalives).
+  { name: "watch", kind: "bool", default: "true", description: "allow agents' watch sessions", hidden: true },
+  { name: "watch-ping", kind: "duration", default: "15s", description: "ping interval of watch sessions (a peer silent for 2 is dead)", hidden: true }
 ]
 
 export const usage = (): string => {
@@ -57,7 +62,7 @@ export const usage = (): string => {
     "",
     "Flags:"
   ]
-  for (const f of FLAGS) {
+  for (const f of FLAGS.filter((x) => !x.hidden)) {
     const type = f.kind === "bool" ? "" : f.kind === "int" ? " int" : f.kind === "duration" ? " duration" : f.kind === "size" ? " size" : " string"
     const def = f.kind === "bool" || f.default === "" ? "" : f.kind === "string" ? ` (default "${f.default}")` : ` (default ${f.default})`
     lines.push(`  -${f.name}${type}`, `    \t${f.description}${def}`)
@@ -200,7 +205,11 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
         maxUpload: parseSize(get("max-upload"))!,
         maxUploadsPerKey: Number(get("max-uploads-per-key"))
       },
-      deadline: parseGoDuration(get("deadline"))!
+      deadline: parseGoDuration(get("deadline"))!,
+      watch: {
+        enabled: get("watch") === "true",
+        pingMs: Duration.toMillis(parseGoDuration(get("watch-ping"))!)
+      }
     }
   }
 }

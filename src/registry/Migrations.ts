@@ -47,8 +47,51 @@ const initial = Effect.gen(function* () {
   yield* sql`CREATE INDEX state_layers_version ON state_layers (component, version)`
 })
 
+// Agent sessions (issue 17): one row per configuration and host, the host's last word. `host` is the
+// agent's -host, or the key fingerprint of a host that only polls (kind 'poll'). `since`: when `hash`
+// became what it is. Whether a host is connected is not stored: live sessions know it.
+const hostStatus = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE host_status (
+    configuration TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    address TEXT NOT NULL,
+    agent_version TEXT NOT NULL DEFAULT '',
+    hash TEXT NOT NULL DEFAULT '',
+    target TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    lines TEXT NOT NULL DEFAULT '[]',
+    started TEXT NOT NULL DEFAULT '',
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    since TEXT NOT NULL,
+    last_report TEXT NOT NULL DEFAULT '',
+    last_seen TEXT NOT NULL,
+    PRIMARY KEY (configuration, host)
+  )`
+})
+
+// Operators' SSHSIG signatures of states (Signatures.ts): one per signing key and state, kept with the
+// state (states are never removed, so signatures survive retention and rollback).
+const signatures = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE signatures (
+    state_id INTEGER NOT NULL REFERENCES states (id),
+    fingerprint TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    added_by_fingerprint TEXT NOT NULL,
+    PRIMARY KEY (state_id, fingerprint)
+  )`
+})
+
 export const migrations = Migrator.fromRecord({
-  "1_initial": initial
+  "1_initial": initial,
+  "2_host_status": hostStatus,
+  "3_signatures": signatures
 })
 
 /** Runs the pending migrations (in one transaction); returns the ones applied. */

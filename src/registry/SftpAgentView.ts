@@ -2,39 +2,31 @@
 //   /configs/            one `<name>.json` per configuration, byte order
 //   /configs/<name>.json the configuration document (served from a snapshot buffer)
 //   /files/<sha256>      a stored blob (positioned reads on an fd, 255 KiB at most per READ)
+//   /signatures/<name>.json  the current state's signatures (Signatures.ts); not listed anywhere, so a
+//                        Go agent sees the view it always saw
 // Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
-// path reaches anything outside the view. Every change is refused.
+// path reaches anything outside the view. Every change is refused. A scoped key (AgentScope.ts) sees
+// only its configurations and their recent blobs; the rest is "no such file", exactly as a missing one.
 import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
 import { encodeDocument } from "../domain/Document.js"
-import { configurationNameProblem, sha256Problem, type Sha256 } from "../domain/Names.js"
+import type { StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
 } from "../ssh/SftpProtocol.js"
 import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
+import type { ConfigScope } from "../domain/ConfigScope.js"
+import { agentScope } from "./AgentScope.js"
+import { resolveViewPath, type ViewPath } from "./AgentViewPath.js"
 import { BlobStore } from "./BlobStore.js"
+import { Signatures } from "./Signatures.js"
 import { BUSY, type HandleBudget } from "./Limits.js"
 import { Storage } from "./Storage.js"
 
-export type ViewPath =
-  | { readonly _tag: "Dir"; readonly dir: "/" | "/configs" | "/files" }
-  | { readonly _tag: "Config"; readonly name: string }
-  | { readonly _tag: "Blob"; readonly hash: Sha256 }
-
-/** What a client path names in the view, or undefined if nothing. */
-export const resolveViewPath = (p: string): ViewPath | undefined => {
-  const n = normalizePath(p)
-  if (n === undefined) return undefined
-  if (n === "/" || n === "/configs" || n === "/files") return { _tag: "Dir", dir: n }
-  const config = /^\/configs\/([^/]+)\.json$/.exec(n)
-  if (config && configurationNameProblem(config[1]!) === undefined) return { _tag: "Config", name: config[1]! }
-  const blob = /^\/files\/([^/]+)$/.exec(n)
-  if (blob && sha256Problem(blob[1]!) === undefined) return { _tag: "Blob", hash: blob[1] as Sha256 }
-  return undefined
-}
+export { resolveViewPath, type ViewPath } from "./AgentViewPath.js"
 
 type Handle =
   | { readonly _tag: "Buffer"; readonly data: Buffer; readonly mtime: Date }
@@ -57,8 +49,18 @@ const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEnt
 const READS_IN_FLIGHT = 8
 const READ_BUFFER = DATA_HEADER + MAX_IO
 
-/** Serves one read-only SFTP session for an agent until the client ends it. */
-export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget): Effect.Effect<void, never, Storage | BlobStore> =>
+/**
+ * Serves one read-only SFTP session for an agent until the client ends it. `configurations`: the key's
+ * scope (trust); `documentRead` hears of every configuration document opened (HostStatus records what
+ * hosts that only poll were served).
+ */
+export const serveAgentView = (
+  sftp: SFTPWrapper,
+  who: Principal,
+  budget: HandleBudget,
+  configurations?: ConfigScope,
+  documentRead?: (name: string, hash: string) => void
+): Effect.Effect<void, never, Storage | BlobStore | Signatures> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
@@ -66,6 +68,8 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
       advertiseLimits(sftp, ordered.later)
       const storage = yield* Storage
       const blobs = yield* BlobStore
+      const signatures = yield* Signatures
+      const scope = agentScope(storage, configurations)
       const handles = new Map<number, Handle>()
       let nextHandle = 1
       /** Reads queued or in flight per handle, and the CLOSE waiting for them. */
@@ -196,9 +200,21 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
               encoded.set(name, hit)
             }
-            return { data: hit.data, mtime: doc.Mtime }
+            return { data: hit.data, mtime: doc.Mtime, hash: doc.Hash }
           }))
         )
+
+      // The signatures of a configuration a key may not read are as absent as the configuration.
+      const fileBytes = (v: { readonly _tag: "Config" | "Signatures"; readonly name: string }): Effect.Effect<
+        Option.Option<{ readonly data: Buffer; readonly mtime: Date; readonly hash?: string }>,
+        StorageError
+      > =>
+        !scope.mayReadConfiguration(v.name) ? Effect.succeed(Option.none())
+          : v._tag === "Config" ? documentBytes(v.name)
+          : Effect.map(signatures.current(v.name), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
+            data: Buffer.from(JSON.stringify(doc)),
+            mtime: new Date(Math.max(0, ...doc.Signatures.map((g) => Date.parse(g.Time))))
+          }))))
 
       /** Attributes of a view path, or undefined if it does not exist. */
       const attrsOf = (v: ViewPath): Effect.Effect<Attributes | undefined, { readonly message: string }> => {
@@ -206,11 +222,13 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "Dir":
             return Effect.succeed(dirAttrs())
           case "Config":
-            return documentBytes(v.name).pipe(
+          case "Signatures":
+            return fileBytes(v).pipe(
               Effect.map(Option.match({ onNone: () => undefined, onSome: (d) => fileAttrs(d.data.length, d.mtime) }))
             )
           case "Blob":
-            return blobs.stat(v.hash).pipe(Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
+            return Effect.flatMap(scope.mayReadBlob(v.hash), (ok) => ok ? blobs.stat(v.hash) : Effect.succeed(undefined)).pipe(
+              Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
         }
       }
 
@@ -222,7 +240,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "/configs":
             return storage.configurationNames.pipe(
               Effect.flatMap((names) =>
-                Effect.forEach(names, (name) =>
+                Effect.forEach(names.filter(scope.mayReadConfiguration), (name) =>
                   documentBytes(name).pipe(
                     Effect.map(Option.map((d) => entry(`${name}.json`, fileAttrs(d.data.length, d.mtime))))
                   ))
@@ -230,9 +248,9 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               Effect.map((xs) => xs.flatMap((o) => (Option.isSome(o) ? [o.value] : [])))
             )
           case "/files":
-            return blobs.list.pipe(
-              Effect.flatMap((hashes) =>
-                Effect.forEach([...hashes].sort(), (h) =>
+            return Effect.all([blobs.list, scope.readableBlobs]).pipe(
+              Effect.flatMap(([hashes, readable]) =>
+                Effect.forEach(hashes.filter((h) => readable === undefined || readable.has(h)).sort(), (h) =>
                   blobs.stat(h).pipe(Effect.map((i) => (i ? [entry(h, fileAttrs(i.size, i.mtime))] : []))), { concurrency: 8 })
               ),
               Effect.map((xs) => xs.flat())
@@ -240,19 +258,20 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
         }
       }
 
-
       const inProgress = building.get(storage) ?? new Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>()
       building.set(storage, inProgress)
       const sharedListing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> =>
         Effect.suspend(() => {
-          const current = inProgress.get(dir)
+          // Shared only between sessions that may see the same things.
+          const key = scope.key === undefined ? dir : `${dir}\0${scope.key}`
+          const current = inProgress.get(key)
           if (current !== undefined) return Deferred.await(current)
           const d = Deferred.unsafeMake<Array<FileEntry>, { readonly message: string }>(FiberId.none)
-          inProgress.set(dir, d)
+          inProgress.set(key, d)
           // Uninterruptible: other sessions wait for this build even if this one ends.
           return Effect.uninterruptible(
             Effect.exit(listing(dir)).pipe(
-              Effect.tap(() => Effect.sync(() => inProgress.delete(dir))),
+              Effect.tap(() => Effect.sync(() => inProgress.delete(key))),
               Effect.tap((exit) => Deferred.done(d, exit)),
               Effect.flatMap((exit) => exit)
             )
@@ -302,13 +321,14 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
           case "Dir":
             return sftp.status(reqId, STATUS.FAILURE, "is a directory")
           case "Config":
+          case "Signatures":
             return withReservation(
               reqId,
               false,
-              documentBytes(v.name).pipe(
+              fileBytes(v).pipe(
                 Effect.map(Option.match({
                   onNone: () => (noSuchFile(reqId), false),
-                  onSome: (d) => (newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
+                  onSome: (d) => (d.hash !== undefined && documentRead?.(v.name, d.hash), newHandle(reqId, { _tag: "Buffer", data: d.data, mtime: d.mtime }), true)
                 }))
               )
             )
@@ -317,7 +337,7 @@ export const serveAgentView = (sftp: SFTPWrapper, who: Principal, budget: Handle
               reqId,
               true,
               Effect.gen(function* () {
-                const info = yield* blobs.stat(v.hash)
+                const info = (yield* scope.mayReadBlob(v.hash)) ? yield* blobs.stat(v.hash) : undefined
                 if (info === undefined) return (noSuchFile(reqId), false)
                 // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
                 // must still land in `handles`, which the finalizer closes.

@@ -26,7 +26,11 @@ import { serveUpload } from "./SftpUpload.js"
 import { authFailuresBy, bump, bytesBy, connectionsBy, connectionsOpenBy, sftpSessionsBy } from "./RegistryMetrics.js"
 import { runShell, type Terminal } from "./Shell.js"
 import type { Storage } from "./Storage.js"
+import type { Signatures } from "./Signatures.js"
 import type { Uploads } from "./Uploads.js"
+import type { ChangeFeed } from "./ChangeFeed.js"
+import { type AgentLink, HostStatus } from "./HostStatus.js"
+import { defaultWatchOptions, isWatchCommand, serveWatch, type WatchOptions } from "./WatchSession.js"
 
 export interface SshServerOptions {
   /** Host to bind; "" binds every interface. */
@@ -39,6 +43,8 @@ export interface SshServerOptions {
   readonly handshakeTimeout?: Duration.DurationInput
   /** What clients may hold (connections, sessions, handles, uploads); defaults from Limits.ts. */
   readonly limits?: Partial<LimitsConfig>
+  /** Agent sessions (`watch`, WatchSession.ts); default on, 10 s pings. */
+  readonly watch?: WatchOptions
 }
 
 export class SshServer extends Context.Tag("registry/SshServer")<
@@ -46,7 +52,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore
+type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore | Signatures | ChangeFeed | HostStatus
 
 interface Login {
   readonly role: Role
@@ -87,6 +93,8 @@ const make = (opts: SshServerOptions) =>
   Effect.gen(function* () {
     const hostKey = yield* HostKey
     const auth = yield* Auth
+    const hostStatus = yield* HostStatus
+    const watch = opts.watch ?? defaultWatchOptions
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
     const budgets: Budgets = makeBudgets({ ...defaultLimits(), ...opts.limits })
@@ -152,6 +160,8 @@ const make = (opts: SshServerOptions) =>
           const closed = yield* Deferred.make<"closed" | "deadline">()
           let conn: Connection | undefined
           let login: Login | undefined
+          // The agent on this connection: its key and address, and the host it names once it watches.
+          let link: AgentLink | undefined
           const refused = new Attempts()
           // What this connection holds: session channels, SFTP handles over all its sessions.
           const sessions = new Counter(budgets.config.maxSessions)
@@ -224,7 +234,8 @@ const make = (opts: SshServerOptions) =>
               if (login === undefined || !sessions.take()) return reject()
               const who = login.principal
               const operator = login.role === "operator"
-              const { command: forced, pty: ptyAllowed } = login.limits
+              const { command: forced, pty: ptyAllowed, configurations } = login.limits
+              if (!operator) link ??= { fingerprint: who.fingerprint, address: socket.remoteAddress ?? "?" }
               const session = accept()
               session.once("close", () => sessions.give())
               const term: Terminal = { pty: false, columns: 80 }
@@ -244,7 +255,9 @@ const make = (opts: SshServerOptions) =>
               session.on("x11", rejectAll)
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
-                if (!operator || forced === "internal-sftp") return rej()
+                // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
+                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(serveWatch(acc(), info.command, link, watch)) : rej()
+                if (forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error
                 // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
@@ -260,10 +273,12 @@ const make = (opts: SshServerOptions) =>
                 // A forced command replaces the subsystem too, unless it is internal-sftp.
                 if (forced !== undefined && forced !== "internal-sftp") return rej()
                 const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
+                const agent = link
+                const observe = agent && ((name: string, hash: string) => Effect.runSync(hostStatus.documentRead(agent, name, hash)))
                 const open = sftpSessionsBy[operator ? "operator" : "agent"]
                 bump(open)
                 const closed = Effect.sync(() => bump(open, -1))
-                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget), closed))
+                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe), closed))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })

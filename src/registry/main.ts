@@ -13,7 +13,9 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
+import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
+import { HostStatusLive } from "./HostStatus.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
@@ -21,6 +23,7 @@ import { JanitorLive } from "./Janitor.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { SqlLive } from "./Sql.js"
 import { SshServer, SshServerLive } from "./SshServer.js"
+import { SignaturesLive } from "./Signatures.js"
 import { StorageLive, StorageReadOnly } from "./Storage.js"
 import { UploadsLive } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -82,8 +85,13 @@ const serve = (flags: RegistryFlags) =>
     }
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
+    // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
+    const Metadata = Layer.mergeAll(HostStatusLive, SignaturesLive).pipe(
+      Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
+      Layer.provideMerge(SqlLive(flags.dir))
+    )
     const Core = CommandInterpreterLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlLive(flags.dir))), BlobStoreLive, UploadsLive, LayerVerdictsLive)),
+      Layer.provideMerge(Layer.mergeAll(Metadata, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
@@ -93,7 +101,7 @@ const serve = (flags: RegistryFlags) =>
       ? Layer.empty
       : Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./MetricsEndpoint.js")), (m) => m.MetricsEndpointLive(metrics)))
     const Registry = Layer.mergeAll(
-      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits }),
+      SshServerLive({ host: flags.host, port: flags.port, deadline: flags.deadline, limits: flags.limits, watch: flags.watch }),
       JanitorLive(),
       Metrics,
       Edge

@@ -57,9 +57,9 @@ const inCidr = (c: Cidr, addr: { family: 4 | 6; bits: bigint }) => {
   return addr.bits >> shift === c.bits >> shift
 }
 
-/** Shell-style `*` and `?`, case-insensitive, over the whole string. */
-const glob = (pattern: string, s: string): boolean => {
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "i")
+/** Shell-style `*` and `?`, case-insensitive unless `flags` says otherwise, over the whole string. */
+export const glob = (pattern: string, s: string, flags = "i"): boolean => {
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, flags)
   return re.test(s)
 }
 

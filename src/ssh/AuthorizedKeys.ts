@@ -42,7 +42,7 @@ export interface ParsedAuthorizedKeys {
 const KEY_TYPE = /^(ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)$/
 
 /** Splits the options field at unquoted commas; quoted values may contain commas, spaces and \". */
-const parseOptions = (text: string): ReadonlyArray<KeyOption> | string => {
+export const parseOptions = (text: string): ReadonlyArray<KeyOption> | string => {
   const out: Array<KeyOption> = []
   let i = 0
   while (i < text.length) {
@@ -81,7 +81,7 @@ const parseOptions = (text: string): ReadonlyArray<KeyOption> | string => {
 }
 
 /** Returns the options field (up to the first unquoted whitespace) and the rest of the line. */
-const splitOptions = (line: string): [string, string] => {
+export const splitOptions = (line: string): [string, string] => {
   let inQuote = false
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!

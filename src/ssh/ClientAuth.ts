@@ -47,7 +47,7 @@ const expandHome = (p: string, home?: string) => (p === "~" || p.startsWith("~/"
 const exists = (p: string) => fs.stat(p).then((s) => s.isFile(), () => false)
 
 /** `mpint r, mpint s` (SSH's ECDSA signature) from node's fixed-width r || s. */
-const sshEcdsaSignature = (p1363: Buffer): Buffer => {
+export const sshEcdsaSignature = (p1363: Buffer): Buffer => {
   const half = p1363.length / 2
   const mpint = (b: Buffer) => {
     let i = 0

@@ -3,7 +3,9 @@
 // no-pty/pty, command= (a forced command). Understood and nothing to do, because the registry never
 // forwards ports, agents or X11 and runs no rc file: the (no-)port/agent/X11-forwarding, (no-)user-rc,
 // permitopen=, permitlisten= and tunnel= options. Anything else is an option we would silently not
-// enforce, so the registry refuses to start (environment=, the security-key options, typos).
+// enforce, so the registry refuses to start (environment=, the security-key options, typos). Ours:
+// configurations="…" limits an agent key to some configurations (ConfigScope.ts; agent keys only).
+import { type ConfigScope, parseConfigScope } from "../domain/ConfigScope.js"
 import { compileFrom } from "./AddressMatch.js"
 import type { KeyOption } from "./AuthorizedKeys.js"
 
@@ -20,6 +22,8 @@ export interface KeyRestrictions {
   readonly command?: string
   /** False under `restrict` or `no-pty` (unless a later `pty`). */
   readonly pty: boolean
+  /** `configurations="…"`: the only configurations (and their blobs) an agent login may read. */
+  readonly configurations?: ConfigScope
 }
 
 export const UNRESTRICTED: KeyRestrictions = { certAuthority: false, pty: true }
@@ -84,6 +88,14 @@ export const interpretOptions = (options: ReadonlyArray<KeyOption>): KeyRestrict
         const t = parseExpiryTime(o.value)
         if (t === undefined) return `option expiry-time: "${o.value}" is not YYYYMMDD[HHMM[SS]][Z]`
         if (r.expiresAt === undefined || t < r.expiresAt) r.expiresAt = t // the earliest wins, as in sshd
+        break
+      }
+      case "configurations": {
+        if (!needsValue(o.value)) return `option configurations needs a value`
+        if (r.configurations !== undefined) return `option configurations given twice`
+        const scope = parseConfigScope(o.value)
+        if (typeof scope === "string") return `option ${scope}`
+        r.configurations = scope
         break
       }
       default:

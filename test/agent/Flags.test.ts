@@ -117,4 +117,14 @@ describe("health check flags", () => {
     expect(bad([...base, "-check-timeout", "0"])).toBe('-check-timeout: invalid duration "0" (e.g. 60s, 2m)')
     expect(bad([...base, "-retry-failed", "later"])).toBe('-retry-failed: invalid duration "later" (e.g. 10m, 1h)')
   })
+
+  it("-trust reads an allowed_signers file (relative to the working directory); -trust-min needs it", async () => {
+    const base = ["-name", "p1", "-fp", fp, "-key", key]
+    expect(ok(base).settings.trust).toBeUndefined()
+    await fs.writeFile(path.join(dir, "allowed"), `ops ${(await fs.readFile(`${key}.pub`, "utf8")).trim()}\n`)
+    expect(ok([...base, "-trust", "allowed"]).settings.trust).toMatchObject({ file: path.join(dir, "allowed"), min: 1, signers: [{ principals: ["ops"] }] })
+    expect(bad([...base, "-trust-min", "2"])).toBe("-trust-min needs -trust FILE")
+    expect(bad([...base, "-trust", "allowed", "-trust-min", "2"])).toMatch(/lists only 1 distinct key/)
+    expect(bad([...base, "-trust", "missing"])).toMatch(/^-trust: cannot read .*missing \(ENOENT\)$/)
+  })
 })

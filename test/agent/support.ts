@@ -1,5 +1,6 @@
 // Test Layers for the agent's cycle: an in-memory registry and a recording script runner; the
 // cache, unpacker and state file are the real ones on a temp dir (they are fast and local).
+import type { ServedSignature } from "../../src/agent/TrustPolicy.js"
 import { Deferred, Duration, Effect, Layer } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -48,6 +49,8 @@ export interface FakeRegistry {
   /** Current document per configuration name. */
   docs: Map<string, string>
   blobs: Map<string, Buffer>
+  /** Served signatures per configuration name and state hash (what /signatures/<name>.json lists). */
+  signatures: Map<string, { hash: string; list: Array<ServedSignature> }>
   downloads: Array<string>
   connects: number
   mode: "ok" | "down" | "hang-document" | "hang-download" | "corrupt"
@@ -63,7 +66,7 @@ export const publish = (reg: FakeRegistry, name: string, layers: ReadonlyArray<B
 
 export const makeFakeRegistry = Effect.map(
   Deferred.make<void>(),
-  (reached): FakeRegistry => ({ docs: new Map(), blobs: new Map(), downloads: [], connects: 0, mode: "ok", reached })
+  (reached): FakeRegistry => ({ docs: new Map(), blobs: new Map(), signatures: new Map(), downloads: [], connects: 0, mode: "ok", reached })
 )
 
 const fakeRegistryLayer = (reg: FakeRegistry) =>
@@ -78,6 +81,11 @@ const fakeRegistryLayer = (reg: FakeRegistry) =>
             const text = reg.docs.get(name)
             if (text === undefined) return Effect.fail(new RegistryError({ message: `configuration "${name}" not found on the registry` }))
             return Effect.flatMap(decodeDocument(text), (doc) => checkDocument(name, doc))
+          }),
+        signatures: (name: string, hash: string) =>
+          Effect.sync(() => {
+            const s = reg.signatures.get(name)
+            return s !== undefined && s.hash === hash ? s.list : []
           }),
         download: <E>(hash: string, sink: Sink<E>) =>
           Effect.suspend((): Effect.Effect<void, RegistryError | E> => {
@@ -135,6 +143,9 @@ export const settings = (dir: string, overrides: Partial<AgentSettings> = {}): A
   retryFailed: undefined,
   poll: Duration.seconds(10),
   jitter: Duration.seconds(5),
+  hostName: "web1",
+  ping: Duration.seconds(10),
+  reconnect: Duration.seconds(10),
   cleanOld: false,
   keepSuid: false,
   verbose: true,

@@ -1,4 +1,5 @@
 // The command tree without a network: a recording Remote checks what each command line becomes.
+import type { SignArgs } from "../../src/ctl/Sign.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { ConfigProvider, Console, Effect, Layer, Option } from "effect"
 import { describe, expect, it } from "vitest"
@@ -12,6 +13,8 @@ interface Call {
   globals: { addr?: string; fp?: string; key?: string }
   command?: Command
   addver?: { name: string; version: string; file: string; json?: boolean }
+  sign?: SignArgs
+  statusWait?: { name: string; json: boolean }
 }
 
 const plain = (g: Globals) => ({
@@ -26,7 +29,9 @@ const runCli = async (argv: Array<string>, env: Record<string, string> = {}) => 
   let out = ""
   const remote = Layer.succeed(Remote, {
     run: (globals, command) => Effect.sync(() => void calls.push({ globals: plain(globals), command })),
-    addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } }))
+    addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } })),
+    sign: (globals, args, after) => Effect.sync(() => void calls.push({ globals: plain(globals), sign: { ...args }, ...(after ? { command: after } : {}) })),
+    statusWait: (globals, name, json) => Effect.sync(() => void calls.push({ globals: plain(globals), statusWait: { name, json } }))
   })
   const sink = { write: (c: Uint8Array | string, cb?: () => void) => ((err += String(c)), cb?.(), true) }
   const quiet = await Effect.runPromise(
@@ -84,6 +89,14 @@ describe("deployctl command tree", () => {
     expect(r.calls).toEqual([{ globals: {}, addver: { name: "config", version: "v02", file: "config_v2.tar.gz", json: false } }])
   })
 
+  it("status -wait goes to Remote.statusWait and needs -name; status alone is a catalogue command", async () => {
+    expect((await runCli(["status", "-name", "p", "-wait", "-json"])).calls).toEqual([{ globals: {}, statusWait: { name: "p", json: true } }])
+    expect((await runCli(["status"])).calls).toEqual([{ globals: {}, command: { _tag: "status", json: false } }])
+    const r = await runCli(["status", "-wait"])
+    expect(r.code).toBe(2)
+    expect(r.calls).toEqual([])
+  })
+
   it("local validation: nothing is sent for an invalid command", async () => {
     const bad = await Promise.all([
       runCli(["addconf", "-name", "p", "-layer", "nocolon"]),
@@ -117,7 +130,7 @@ describe("deployctl command tree", () => {
       out = ""
       const code = await main(argv, { stdout: { write: () => true }, stderr: { isTTY: false, write: () => true } }).pipe(
         (p) => Effect.flatMap(capture, (c) => Effect.withConsole(p, c)),
-        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent") })),
+        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent"), sign: () => Effect.die("sent"), statusWait: () => Effect.die("sent") })),
         Effect.provide(NodeContext.layer),
         Effect.runPromise
       )

@@ -5,8 +5,10 @@ import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { CommandInterpreter, CommandInterpreterLive, tabwrite } from "../../src/registry/CommandInterpreter.js"
+import { HostStatus } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts } from "../../src/registry/LayerVerdicts.js"
 import { Storage } from "../../src/registry/Storage.js"
+import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Uploads } from "../../src/registry/Uploads.js"
 import { StorageError } from "../../src/domain/Errors.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
@@ -287,7 +289,9 @@ describe("CommandInterpreter", () => {
               Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
               Layer.mock(BlobStore, { path: () => "" }),
               Layer.mock(Uploads, {}),
-              Layer.mock(LayerVerdicts, {})
+              Layer.mock(LayerVerdicts, {}),
+              SignaturesNone,
+              Layer.mock(HostStatus, {})
             )
           )
         )

@@ -10,9 +10,11 @@ import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/CommandInterpreter.js"
 import { LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
+import { HostStatusLive } from "../../src/registry/HostStatus.js"
 import { JanitorLive } from "../../src/registry/Janitor.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlMemory } from "../../src/registry/Sql.js"
+import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { tempDir } from "../support/keys.js"
@@ -28,7 +30,7 @@ const who = new Principal({ user: "alice", fingerprint: "SHA256:test", comment: 
 
 const core = (dir: string, maxVersions: number) =>
   CommandInterpreterLive.pipe(
-    Layer.provideMerge(Layer.mergeAll(StorageLive.pipe(Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline)),
+    Layer.provideMerge(Layer.mergeAll(HostStatusLive.pipe(Layer.provideMerge(StorageLive), Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline, SignaturesNone)),
     Layer.provideMerge(RegistryConfig.make(dir, { maxVersions, uploadTtl: "10 minutes" }))
   )
 

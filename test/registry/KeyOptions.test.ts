@@ -109,7 +109,10 @@ describe("options the registry does not understand", () => {
     [`no-touch-required`, `option "no-touch-required" is not supported by deploy-registry`],
     [`from="10.0.0.1/8"`, `option from: "10.0.0.1/8" has bits set beyond its mask length`],
     [`expiry-time="tomorrow"`, `option expiry-time: "tomorrow" is not YYYYMMDD[HHMM[SS]][Z]`],
-    [`principals="a"`, `option principals is only allowed with cert-authority`]
+    [`principals="a"`, `option principals is only allowed with cert-authority`],
+    [`configurations="a,,b"`, `option configurations="a,,b" has an empty entry`],
+    // An operator key changes everything anyway: a scope there would promise what nothing enforces.
+    [`configurations="p1"`, `option configurations is only for agent keys (-srvauth)`]
   ])("refuse to start on %s, naming file, line and option in one line", async (opts, message) => {
     const file = path.join(reg.dir, "bad.keys")
     await writeFile(file, `${reg.operator.publicLine}\n# a comment\n${opts} ${k.noPty!.publicLine}\n`)

@@ -9,14 +9,17 @@ import type { Sha256 } from "../../src/domain/Names.js"
 import { layerOf } from "./tar.js"
 import { Principal } from "../../src/domain/Principal.js"
 import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
+import { ChangeFeed, ChangeFeedLive, ChangeFeedStorage } from "../../src/registry/ChangeFeed.js"
 import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/CommandInterpreter.js"
+import { HostStatus, HostStatusLive } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
+import { Signatures, SignaturesLive } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 
-export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts
+export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures | ChangeFeed | HostStatus
 
 export interface CoreOptions {
   /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
@@ -28,9 +31,13 @@ export interface CoreOptions {
 export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<Core, unknown> => {
   const config = RegistryConfig.make(dir, options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions })
   const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
-  const storage = StorageLive.pipe(Layer.provideMerge(sql))
+  // As main.ts wires it: Storage publishing to the change feed; HostStatus after the migrations.
+  const storage = HostStatusLive.pipe(
+    Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
+    Layer.provideMerge(sql)
+  )
   const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
-  const base = Layer.mergeAll(storage, files, LayerVerdictsInline)
+  const base = Layer.mergeAll(storage, SignaturesLive.pipe(Layer.provide(storage)), files, LayerVerdictsInline)
   return CommandInterpreterLive.pipe(Layer.provideMerge(base))
 }
 

@@ -12,7 +12,10 @@ import { BlobStore, BlobStoreLive } from "../../src/registry/BlobStore.js"
 import { CommandInterpreter } from "../../src/registry/CommandInterpreter.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SshServer, SshServerLive, type SshServerOptions } from "../../src/registry/SshServer.js"
+import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Storage } from "../../src/registry/Storage.js"
+import { ChangeFeedLive } from "../../src/registry/ChangeFeed.js"
+import { HostStatus } from "../../src/registry/HostStatus.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 import { parseAuthorizedKeys } from "../../src/ssh/AuthorizedKeys.js"
 import { HostKey, loadOrCreate } from "../../src/ssh/HostKey.js"
@@ -97,7 +100,11 @@ export const startInProcess = async (
     Layer.succeed(HostKey, hostKey),
     Auth.fromKeys(parseAuthorizedKeys(operator.publicLine).keys, parseAuthorizedKeys(agent.publicLine).keys),
     recordingConsole(calls),
-    store
+    SignaturesNone,
+    store,
+    ChangeFeedLive,
+    // These tests serve no watch sessions; the SFTP view only reports document reads.
+    Layer.mock(HostStatus, { documentRead: () => Effect.void })
   )
   const scope = Effect.runSync(Scope.make())
   const ctx = await Effect.runPromise(

@@ -1,0 +1,66 @@
+// deployctl's signing of configuration states (`deployctl sign`, and `-sign` on the commands that make
+// a state): read the current hash, build the canonical text (SignedState.ts), sign it with -key or the
+// ssh-agent key (Signer.ts), or take a signature made elsewhere (`ssh-keygen -Y sign -n deploy-tools`
+// over the text -print-message printed), and attach it with the registry's `addsig`.
+import { Effect } from "effect"
+import { promises as fs } from "node:fs"
+import type { Client } from "ssh2"
+import type { ConfigurationName } from "../domain/Names.js"
+import { parseSignedMessage, SignedState, signingTime } from "../domain/SignedState.js"
+import { exec } from "../ssh/Exec.js"
+import { sign, type SigningKey } from "../ssh/Signer.js"
+import type { SshError } from "../ssh/SshError.js"
+import { FileError } from "./ArchiveCheck.js"
+
+export interface SignArgs {
+  readonly name: string
+  /** Print the text to sign and attach nothing. */
+  readonly printMessage?: boolean
+  /** A signature made elsewhere; its message is `messageFile`, else this file without `.sig`. */
+  readonly signatureFile?: string
+  readonly messageFile?: string
+}
+
+/** A problem found by deployctl (exit status 2 when it is the command line's). */
+export type SignProblem = { readonly usage: string } | { readonly failed: string }
+
+const readText = (file: string) =>
+  Effect.tryPromise({ try: () => fs.readFile(file, "utf8"), catch: (cause) => new FileError({ file, reason: (cause as NodeJS.ErrnoException).code ?? String(cause), cause }) })
+
+/** The configuration's current hash, from `showconf -json` (the registry's own error passes through). */
+export const currentHash = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string): Effect.Effect<{ readonly hash: string; readonly failed?: undefined } | { readonly failed: string }, SshError> =>
+  Effect.map(exec(client, payload(["showconf", `-name=${name}`, "-json"])), (r) => {
+    const out = Buffer.from(r.stdout).toString("utf8")
+    if (r.code !== 0) return { failed: out.trim() || `showconf failed (${r.code})` } as const
+    try {
+      const hash = (JSON.parse(out) as { Hash?: unknown }).Hash
+      return typeof hash === "string" ? ({ hash } as const) : ({ failed: "showconf -json has no Hash" } as const)
+    } catch {
+      return { failed: "showconf -json did not print JSON" } as const
+    }
+  })
+
+/** What to attach: the state signed and the armored signature; or the message alone (-print-message). */
+export const prepare = (
+  client: Client,
+  args: SignArgs,
+  key: SigningKey | undefined,
+  payload: (argv: ReadonlyArray<string>) => string
+): Effect.Effect<{ readonly print: string } | { readonly state: SignedState; readonly signature: string } | SignProblem, SshError | FileError> =>
+  Effect.gen(function* () {
+    if (args.signatureFile !== undefined) {
+      const signature = yield* readText(args.signatureFile)
+      const messageFile = args.messageFile ?? args.signatureFile.replace(/\.sig$/, "")
+      if (messageFile === args.signatureFile) return { usage: "-signature FILE needs -message FILE (the text -print-message printed)" }
+      const state = parseSignedMessage(yield* readText(messageFile))
+      if (typeof state === "string") return { usage: `${messageFile}: ${state}` }
+      if (state.name !== args.name) return { usage: `${messageFile} is for configuration "${state.name}", not "${args.name}"` }
+      return { state, signature }
+    }
+    const cur = yield* currentHash(client, args.name as ConfigurationName, payload)
+    if (cur.failed !== undefined) return { failed: cur.failed }
+    const state = new SignedState({ name: args.name, hash: cur.hash, time: signingTime() })
+    if (args.printMessage) return { print: state.message }
+    if (key === undefined) return { usage: "no key to sign with: pass -key FILE or start ssh-agent and ssh-add a key" }
+    return { state, signature: yield* sign(key, Buffer.from(state.message)) }
+  })

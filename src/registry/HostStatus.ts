@@ -1,0 +1,232 @@
+// What the registry knows about the hosts running each configuration: agents' reports and session
+// times (table host_status, migration 2), which sessions are live now (memory), and what hosts that
+// only poll read. Writes are queued and coalesced: one writer fiber takes everything queued and writes
+// it in one transaction, so 5,000 agents reporting at once cost a few transactions, not 5,000.
+import { SqlClient } from "@effect/sql"
+import { Context, Deferred, Effect, Layer, Queue, type Scope } from "effect"
+import { StorageError } from "../domain/Errors.js"
+import type { Report } from "../domain/Report.js"
+
+/** Who is on one connection: the key, the address and, once it opened a watch, the host it says it is. */
+export interface AgentLink {
+  readonly fingerprint: string
+  readonly address: string
+  host?: string
+  configuration?: string
+  version?: string
+}
+
+export interface HostRow {
+  readonly configuration: string
+  readonly host: string
+  readonly kind: "agent" | "poll"
+  readonly fingerprint: string
+  readonly address: string
+  readonly agentVersion: string
+  readonly hash: string
+  readonly target: string
+  readonly outcome: string
+  readonly reason: string
+  readonly lines: ReadonlyArray<string>
+  readonly started: string
+  readonly durationMs: number
+  readonly since: string
+  readonly lastReport: string
+  readonly lastSeen: string
+  /** A watch session of this host on this configuration is open now. */
+  readonly connected: boolean
+}
+
+export class HostStatus extends Context.Tag("registry/HostStatus")<
+  HostStatus,
+  {
+    /** A watch session: live until the scope closes (last seen is written then). */
+    readonly attach: (link: Required<AgentLink>) => Effect.Effect<void, never, Scope.Scope>
+    readonly report: (r: Report, link: AgentLink) => Effect.Effect<void>
+    /** An agent read `/configs/<name>.json` and was served `hash` (recorded for hosts that only poll). */
+    readonly documentRead: (link: AgentLink, configuration: string, hash: string) => Effect.Effect<void>
+    /** Rows of one configuration (or all), after every queued write. */
+    readonly rows: (configuration?: string) => Effect.Effect<ReadonlyArray<HostRow>, StorageError>
+    /** Removes a host's row; false when there was none. */
+    readonly forget: (configuration: string, host: string) => Effect.Effect<boolean, StorageError>
+  }
+>() {}
+
+type Op =
+  | { readonly _tag: "attach"; readonly link: Required<AgentLink>; readonly at: string }
+  | { readonly _tag: "detach"; readonly configuration: string; readonly host: string; readonly at: string }
+  | { readonly _tag: "report"; readonly r: Report; readonly link: AgentLink; readonly at: string }
+  | { readonly _tag: "poll"; readonly link: AgentLink; readonly configuration: string; readonly hash: string; readonly at: string }
+
+const keyOf = (configuration: string, host: string) => `${configuration}\u0000${host}`
+
+/** Largest number of queued row writes; beyond it, poll reads are dropped (reports and sessions never are). */
+const MAX_QUEUED = 100_000
+
+interface Row {
+  readonly configuration: string
+  readonly host: string
+  readonly kind: string
+  readonly fingerprint: string
+  readonly address: string
+  readonly agent_version: string
+  readonly hash: string
+  readonly target: string
+  readonly outcome: string
+  readonly reason: string
+  readonly lines: string
+  readonly started: string
+  readonly duration_ms: number
+  readonly since: string
+  readonly last_report: string
+  readonly last_seen: string
+}
+
+const parseLines = (s: string): ReadonlyArray<string> => {
+  try {
+    const v = JSON.parse(s) as unknown
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []
+  } catch {
+    return []
+  }
+}
+
+export const make = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  /** Live watch sessions per configuration and host (a host reconnecting may overlap its old session). */
+  const live = new Map<string, number>()
+  /** Queued writes by kind and row, in arrival order; a newer one of the same kind replaces the older. */
+  let pending = new Map<string, Op>()
+  let batchDone = yield* Deferred.make<void>()
+  const wake = yield* Queue.sliding<void>(1)
+  const now = () => new Date().toISOString()
+
+  const enqueue = (op: Op, id: string) =>
+    Effect.suspend(() => {
+      if (op._tag === "poll" && pending.size >= MAX_QUEUED) return Effect.void
+      pending.delete(id) // re-inserted at the end: order of arrival is kept per row
+      pending.set(id, op)
+      return Queue.offer(wake, undefined)
+    })
+
+  const write = (op: Op) => {
+    switch (op._tag) {
+      case "attach":
+        return sql`INSERT INTO host_status (configuration, host, kind, fingerprint, address, agent_version, since, last_seen)
+          VALUES (${op.link.configuration}, ${op.link.host}, 'agent', ${op.link.fingerprint}, ${op.link.address}, ${op.link.version}, ${op.at}, ${op.at})
+          ON CONFLICT (configuration, host) DO UPDATE SET kind = 'agent', fingerprint = excluded.fingerprint,
+            address = excluded.address, agent_version = excluded.agent_version, last_seen = excluded.last_seen`
+      case "detach":
+        return sql`UPDATE host_status SET last_seen = ${op.at} WHERE configuration = ${op.configuration} AND host = ${op.host}`
+      case "report": {
+        const r = op.r
+        return sql`INSERT INTO host_status (configuration, host, kind, fingerprint, address, agent_version, hash, target,
+            outcome, reason, lines, started, duration_ms, since, last_report, last_seen)
+          VALUES (${r.configuration}, ${r.host}, 'agent', ${op.link.fingerprint}, ${op.link.address}, ${r.agentVersion}, ${r.hash},
+            ${r.target ?? ""}, ${r.outcome}, ${r.reason ?? ""}, ${JSON.stringify(r.lines ?? [])},
+            ${r.started?.toJSON() ?? ""}, ${r.durationMs ?? 0}, ${op.at}, ${op.at}, ${op.at})
+          ON CONFLICT (configuration, host) DO UPDATE SET kind = 'agent', fingerprint = excluded.fingerprint,
+            address = excluded.address, agent_version = excluded.agent_version,
+            since = CASE WHEN host_status.hash = excluded.hash THEN host_status.since ELSE excluded.since END,
+            hash = excluded.hash, target = excluded.target, outcome = excluded.outcome, reason = excluded.reason,
+            lines = excluded.lines, started = excluded.started, duration_ms = excluded.duration_ms,
+            last_report = excluded.last_report, last_seen = excluded.last_seen`
+      }
+      case "poll":
+        return sql`INSERT INTO host_status (configuration, host, kind, fingerprint, address, hash, since, last_seen)
+          VALUES (${op.configuration}, ${op.link.fingerprint}, 'poll', ${op.link.fingerprint}, ${op.link.address}, ${op.hash}, ${op.at}, ${op.at})
+          ON CONFLICT (configuration, host) DO UPDATE SET address = excluded.address,
+            since = CASE WHEN host_status.hash = excluded.hash THEN host_status.since ELSE excluded.since END,
+            hash = excluded.hash, last_seen = excluded.last_seen
+          WHERE host_status.kind = 'poll'`
+    }
+  }
+
+  // The writer: everything queued so far in one transaction. A failed batch is logged and dropped (the
+  // next report or session rewrites the row); it never stops the writer.
+  yield* Effect.forkScoped(
+    Effect.forever(
+      Effect.gen(function* () {
+        yield* Queue.take(wake)
+        const ops = [...pending.values()]
+        pending = new Map()
+        const done = batchDone
+        batchDone = yield* Deferred.make<void>()
+        yield* sql.withTransaction(Effect.forEach(ops, write, { discard: true })).pipe(
+          Effect.catchAllCause((cause) => Effect.logError(`host status: ${ops.length} write(s) lost`, cause))
+        )
+        yield* Deferred.succeed(done, undefined)
+      })
+    )
+  )
+
+  /** Waits until what is queued now is written. */
+  const flush = Effect.suspend(() => (pending.size === 0 ? Effect.void : Deferred.await(batchDone)))
+
+  const attach = (link: Required<AgentLink>) =>
+    Effect.acquireRelease(
+      Effect.suspend(() => {
+        const k = keyOf(link.configuration, link.host)
+        live.set(k, (live.get(k) ?? 0) + 1)
+        return enqueue({ _tag: "attach", link, at: now() }, `a${k}`)
+      }),
+      () =>
+        Effect.suspend(() => {
+          const k = keyOf(link.configuration, link.host)
+          const n = (live.get(k) ?? 1) - 1
+          if (n > 0) live.set(k, n)
+          else live.delete(k)
+          return enqueue({ _tag: "detach", configuration: link.configuration, host: link.host, at: now() }, `d${k}`)
+        })
+    )
+
+  const report = (r: Report, link: AgentLink) => enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`)
+
+  const documentRead = (link: AgentLink, configuration: string, hash: string) =>
+    link.host !== undefined ? Effect.void : enqueue({ _tag: "poll", link, configuration, hash, at: now() }, `p${keyOf(configuration, link.fingerprint)}`)
+
+  const toRow = (r: Row): HostRow => ({
+    configuration: r.configuration,
+    host: r.host,
+    kind: r.kind === "poll" ? "poll" : "agent",
+    fingerprint: r.fingerprint,
+    address: r.address,
+    agentVersion: r.agent_version,
+    hash: r.hash,
+    target: r.target,
+    outcome: r.outcome,
+    reason: r.reason,
+    lines: parseLines(r.lines),
+    started: r.started,
+    durationMs: r.duration_ms,
+    since: r.since,
+    lastReport: r.last_report,
+    lastSeen: r.last_seen,
+    connected: r.kind !== "poll" && live.has(keyOf(r.configuration, r.host))
+  })
+
+  const dbError = (cause: unknown) => new StorageError({ reason: "database failure", cause })
+
+  const rows = (configuration?: string) =>
+    flush.pipe(
+      Effect.zipRight(
+        configuration === undefined
+          ? sql<Row>`SELECT * FROM host_status ORDER BY configuration, host`
+          : sql<Row>`SELECT * FROM host_status WHERE configuration = ${configuration} ORDER BY host`
+      ),
+      Effect.map((rs) => rs.map(toRow)),
+      Effect.mapError(dbError)
+    )
+
+  const forget = (configuration: string, host: string) =>
+    flush.pipe(
+      Effect.zipRight(sql<{ host: string }>`DELETE FROM host_status WHERE configuration = ${configuration} AND host = ${host} RETURNING host`),
+      Effect.map((rs) => rs.length > 0),
+      Effect.mapError(dbError)
+    )
+
+  return HostStatus.of({ attach, report, documentRead, rows, forget })
+})
+
+/** Requires SqlClient with the migrations applied (StorageLive runs them). */
+export const HostStatusLive = Layer.scoped(HostStatus, make)

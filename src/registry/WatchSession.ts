@@ -1,0 +1,164 @@
+// The one exec an agent key may run: `watch -name CONF -host H -version V` (docs/design.md "Agent
+// sessions"). The registry streams one JSON line per event on stdout: the current state at once, then
+// every committed change (ChangeFeed), deletion too, and a ping every interval; the agent sends report
+// and ping lines on stdin. Either side that hears nothing for two intervals takes the peer for dead.
+// What an agent can make us hold is bounded: line length, lines and reports per second, and the
+// output waiting for an agent that stopped reading.
+import { Deferred, Effect, Either, Exit, Option, Queue } from "effect"
+import type { ServerChannel } from "ssh2"
+import { quote } from "../domain/LogText.js"
+import { decodeAgentLine, MAX_LINE_BYTES, parseWatch, type WatchEvent } from "../domain/Report.js"
+import { split } from "../domain/ShellWords.js"
+import { rfc3339Nano } from "../domain/Time.js"
+import { ChangeFeed } from "./ChangeFeed.js"
+import { type AgentLink, HostStatus } from "./HostStatus.js"
+import { Storage } from "./Storage.js"
+
+export interface WatchOptions {
+  /** false: refuse the exec, as the original Go registry does (agents then poll). */
+  readonly enabled: boolean
+  /** A ping line this often; no line from the agent for two of them ends the session. */
+  readonly pingMs: number
+}
+
+// 15 s: a dead peer is noticed within 30 s, and 5,000 idle watchers cost the registry 667 lines a second.
+export const defaultWatchOptions: WatchOptions = { enabled: true, pingMs: 15_000 }
+
+const PING = '{"type":"ping"}\n'
+
+
+/** Output waiting for an agent that does not read: beyond this the session is closed (it reconnects). */
+const MAX_BUFFERED = 256 * 1024
+/** Token buckets: lines of any kind, and reports (stored rows). */
+const LINES_BURST = 100
+const LINES_PER_SECOND = 20
+const REPORTS_BURST = 20
+const REPORTS_PER_SECOND = 1
+
+const bucket = (burst: number, perSecond: number) => {
+  let tokens = burst
+  let at = Date.now()
+  return () => {
+    const now = Date.now()
+    tokens = Math.min(burst, tokens + ((now - at) / 1000) * perSecond)
+    at = now
+    if (tokens < 1) return false
+    tokens -= 1
+    return true
+  }
+}
+
+const fail = (channel: ServerChannel, message: string) =>
+  Effect.sync(() => {
+    if (channel.writable) channel.write(`${message}\n`)
+    channel.exit(1)
+    channel.end()
+  })
+
+/** Agent keys may open an exec only for `watch`; anything else is refused at the channel request, as before. */
+export const isWatchCommand = (command: string): boolean => {
+  const words = split(command)
+  return Either.isRight(words) && words.right[0] === "watch"
+}
+
+/** Serves one `watch` exec on `channel` for the agent on `link` (one watch per connection). */
+export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, options: WatchOptions) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const words = split(command)
+      const parsed = Either.isLeft(words) ? Either.left(words.left.message) : parseWatch(words.right)
+      if (Either.isLeft(parsed)) return yield* fail(channel, parsed.left)
+      const req = parsed.right
+      if (link.host !== undefined) return yield* fail(channel, "one watch per connection")
+      const feed = yield* ChangeFeed
+      const hosts = yield* HostStatus
+      const storage = yield* Storage
+
+      // Subscribed before the current state is read: a change committed in between is not missed.
+      const events = yield* feed.subscribe
+      link.host = req.host
+      link.configuration = req.name
+      link.version = req.version
+      const who = `agent ${quote(req.host)} (${link.fingerprint} from ${link.address})`
+      yield* hosts.attach({ fingerprint: link.fingerprint, address: link.address, host: req.host, configuration: req.name, version: req.version })
+
+      const ended = yield* Deferred.make<string>()
+      const end = (why: string) => Deferred.unsafeDone(ended, Exit.succeed(why))
+      const send = (e: WatchEvent) => {
+        if (!channel.writable) return
+        channel.write(`${JSON.stringify(e)}\n`)
+        if (channel.writableLength > MAX_BUFFERED) end("it does not read its events")
+      }
+
+      const doc = yield* storage.document(req.name).pipe(Effect.orElseSucceed(() => Option.none()))
+      send(
+        Option.isSome(doc)
+          ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
+          : { type: "deleted", name: req.name }
+      )
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.flatMap(Queue.take(events), (e) =>
+            e.name !== req.name
+              ? Effect.void
+              : Effect.sync(() =>
+                  send(e._tag === "State" ? { type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) } : { type: "deleted", name: e.name })
+                )
+          )
+        )
+      )
+
+      // Lines from the agent. A report goes to HostStatus's queue (synchronous: it only enqueues).
+      let heard = Date.now()
+      let partial = ""
+      const lines = bucket(LINES_BURST, LINES_PER_SECOND)
+      const reports = bucket(REPORTS_BURST, REPORTS_PER_SECOND)
+      const onLine = (line: string) => {
+        if (!lines()) return end("it sends too many lines")
+        if (line === '{"type":"ping"}') return // the common case, without the schema
+        const decoded = decodeAgentLine(line)
+        if (Either.isLeft(decoded)) return send({ type: "refused", message: "invalid line: expected a ping or a report (docs/design.md)" })
+        const l = decoded.right
+        if (l.type === "ping") return
+        if (l.report.host !== req.host || l.report.configuration !== req.name) {
+          return send({ type: "refused", message: "a report must name the host and configuration of its watch" })
+        }
+        if (!reports()) return send({ type: "refused", message: "too many reports; this one was dropped" })
+        Effect.runSync(hosts.report(l.report, link))
+      }
+      channel.on("data", (b: Buffer) => {
+        heard = Date.now()
+        partial += b.toString("utf8")
+        let nl: number
+        while ((nl = partial.indexOf("\n")) >= 0) {
+          const line = partial.slice(0, nl)
+          partial = partial.slice(nl + 1)
+          if (Buffer.byteLength(line) > MAX_LINE_BYTES) return end("it sent a line longer than the limit")
+          if (line.trim() !== "") onLine(line)
+        }
+        if (Buffer.byteLength(partial) > MAX_LINE_BYTES) end("it sent a line longer than the limit")
+      })
+      channel.once("end", () => end("closed"))
+      channel.once("close", () => end("closed"))
+      const timer = setInterval(() => {
+        if (Date.now() - heard > 2 * options.pingMs) end(`no line from it for ${Math.round((2 * options.pingMs) / 1000)} s`)
+        else if (channel.writable) channel.write(PING)
+      }, options.pingMs)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          clearInterval(timer)
+          try {
+            if (channel.writable) {
+              channel.exit(0)
+              channel.end()
+            }
+          } catch {
+            // gone already
+          }
+        })
+      )
+      yield* Effect.logInfo(`${who} watches configuration ${quote(req.name)}`)
+      const why = yield* Deferred.await(ended)
+      yield* Effect.logInfo(why === "closed" ? `${who} stopped watching ${quote(req.name)}` : `closing the watch of ${who}: ${why}`)
+    })
+  )

@@ -1,0 +1,158 @@
+// Agent sessions end to end: the BUILT agent (dist/agent/main.js) against the BUILT registry, with
+// deployctl for `status -wait` (run `npm run build` first). Agents poll once an hour here, so every
+// deploy after the first can only come from a pushed event.
+import { spawn } from "node:child_process"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { ctlMain } from "../ctl/harness.js"
+import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { startRegistry, type TestRegistry } from "../support/registry.js"
+import { tarGz } from "./fixtures.js"
+import { addVersion, run } from "./operator.js"
+import { tempDir } from "./support.js"
+
+const dirs: Array<string> = []
+const registries: Array<TestRegistry> = []
+const agents: Array<RunningAgent> = []
+
+afterEach(() => {
+  for (const a of agents.splice(0)) a.child.kill("SIGKILL")
+})
+afterAll(async () => {
+  for (const r of registries) await r.stop("SIGKILL")
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true })
+})
+
+const registry = async (extra: Array<string> = []) => {
+  const r = await startRegistry({ extraArgs: ["-watch-ping", "500ms", ...extra] })
+  registries.push(r)
+  dirs.push(r.dir)
+  await addVersion(r, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
+  await addVersion(r, "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
+  await addVersion(r, "code", "v3", tarGz([{ path: "a", type: "file", content: "3" }]))
+  return r
+}
+
+let counter = 0
+/** An agent on `name` polling hourly, 300 ms keepalive, quick reconnects; `script` is the deploy script's body. */
+const agent = async (reg: TestRegistry, name: string, host: string, script = "exit 0", extra: Array<string> = []) => {
+  const dir = await tempDir("agent-session-")
+  dirs.push(dir)
+  await fs.writeFile(path.join(dir, "deploy.sh"), `#!/bin/sh\n${script}\n`, { mode: 0o755 })
+  const a = spawnAgent(
+    ["-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name, "-dir", path.join(dir, "work"),
+      "-script", path.join(dir, "deploy.sh"), "-host", host, "-poll", "1h", "-ping", "500ms", "-reconnect", "200ms", ...extra],
+    dir
+  )
+  agents.push(a)
+  return a
+}
+
+/** Resolves when the agent's log (from `from`) matches; fails with the log after 20 s. */
+const waitLine = async (a: RunningAgent, re: RegExp, from = 0) => {
+  const hit = await Promise.race([a.waitForLine(re, from), new Promise<false>((r) => setTimeout(() => r(false), 20_000))])
+  if (!hit) throw new Error(`agent log never matched ${re}:\n${a.log()}`)
+}
+
+const hashOf = async (reg: TestRegistry, name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
+
+const deployctl = (reg: TestRegistry, args: Array<string>) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, ...args], {
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()))
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()))
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
+    child.once("exit", (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+
+describe("watch", () => {
+  it("a change reaches an agent that polls hourly at once; status and status -wait see it current", async () => {
+    const reg = await registry()
+    const name = `w${++counter}`
+    await run(reg, `addconf -name ${name} -layer code:v1`)
+    const a = await agent(reg, name, "web1")
+    await waitLine(a, /deployed configuration \S+ [0-9a-f]{64}/)
+    await waitLine(a, /watching configuration/)
+    const from = a.log().length
+    await run(reg, `changeconf -name ${name} -component code -version v2`)
+    const h2 = await hashOf(reg, name)
+    await waitLine(a, new RegExp(`deployed configuration ${name} ${h2}`), from)
+
+    const ok = await deployctl(reg, ["status", "-name", name, "-wait"])
+    expect(ok.code).toBe(0)
+    expect(ok.stdout).toMatch(/1 host\(s\), 1 current/)
+    expect(ok.stdout).toMatch(/web1 +current +[0-9a-f]{12} .* connected/)
+    const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }
+    // One host: the agent's SFTP reads ride on its watch connection, so it never shows as a poll-only host.
+    expect(s.Hosts).toEqual([expect.objectContaining({ Host: "web1", State: "current", Hash: h2, Outcome: "deployed", AgentVersion: "0.1.0" })])
+  }, 60_000)
+
+  it("a failed deploy is reported with the script's last lines, and status -wait exits 1", async () => {
+    const reg = await registry()
+    const name = `w${++counter}`
+    await run(reg, `addconf -name ${name} -layer code:v1`)
+    const a = await agent(reg, name, "web2", 'if [ -n "$OLDID" ]; then echo "migration 7 failed" >&2; exit 3; fi')
+    await waitLine(a, /deployed configuration/)
+    await waitLine(a, /watching configuration/)
+    await run(reg, `changeconf -name ${name} -component code -version v2`)
+    await waitLine(a, /cycle failed: deploy script failed/)
+    const r = await deployctl(reg, ["status", "-name", name, "-wait"])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toMatch(/web2 +failed .*exit status 3: migration 7 failed\n/)
+  }, 60_000)
+})
+
+describe("fallback and recovery", () => {
+  it("against a registry that refuses watch, the agent polls as before", async () => {
+    const reg = await registry(["-watch=false"])
+    const name = `w${++counter}`
+    await run(reg, `addconf -name ${name} -layer code:v1`)
+    const a = await agent(reg, name, "old1", "exit 0", ["-poll", "500ms"])
+    await waitLine(a, /the registry refused the watch session .*; polling every/)
+    await waitLine(a, /deployed configuration/)
+    const from = a.log().length
+    await run(reg, `changeconf -name ${name} -component code -version v2`)
+    await waitLine(a, new RegExp(`deployed configuration ${name} ${await hashOf(reg, name)}`), from)
+    // What the registry saw of it: a host that polls, by its key.
+    const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }
+    expect(s.Hosts).toEqual([expect.objectContaining({ Kind: "poll", Host: reg.agent.fingerprint })])
+  }, 60_000)
+
+  it("detects a registry that stopped answering, and reconnects after a restart", async () => {
+    const reg = await registry()
+    const name = `w${++counter}`
+    await run(reg, `addconf -name ${name} -layer code:v1`)
+    const a = await agent(reg, name, "web3")
+    await waitLine(a, /deployed configuration/)
+    await waitLine(a, /watching configuration/)
+
+    // Frozen: no pings come; three intervals later the agent drops the connection.
+    let from = a.log().length
+    void reg.stop("SIGSTOP")
+    try {
+      await waitLine(a, /watch session lost: no line from the registry/, from)
+    } finally {
+      void reg.stop("SIGCONT")
+    }
+    await waitLine(a, /watching configuration/, from)
+
+    from = a.log().length
+    await reg.restart()
+    await waitLine(a, /watch session lost/, from)
+    await waitLine(a, /watching configuration/, from)
+    const after = a.log().length
+    await run(reg, `changeconf -name ${name} -component code -version v3`)
+    await waitLine(a, new RegExp(`deployed configuration ${name} ${await hashOf(reg, name)}`), after)
+    // The restarted registry knows the host again from the report resent on reconnect.
+    const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }
+    expect(s.Hosts).toEqual([expect.objectContaining({ Host: "web3", State: "current", Connected: true })])
+  }, 90_000)
+})
