@@ -90,3 +90,17 @@ export const touchAll = (): void => {
   ]
   for (const m of all) bump(m, 0)
 }
+
+const watchers = level("watchers_connected", "agent watch sessions open")
+export const watchersConnected = watchers
+
+/** Per configuration (operator-made names, few): created on first use. */
+export const hostsGauge = Metric.gauge(P + "hosts", { description: "hosts by configuration and state (current, behind, deploying, failed, offline), read at scrape" })
+export const HOST_STATES = ["current", "behind", "deploying", "failed", "offline"] as const
+
+export const deployOutcomes = counter("deploy_outcomes_total", "agents' reports by configuration and outcome")
+export const propagationSeconds = Metric.histogram(
+  P + "propagation_seconds",
+  MetricBoundaries.fromIterable([1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]),
+  "seconds from a configuration's commit to a host reporting it deployed"
+)

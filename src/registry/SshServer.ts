@@ -23,7 +23,7 @@ import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
-import { authFailuresBy, bump, bytesBy, connectionsBy, connectionsOpenBy, sftpSessionsBy } from "./RegistryMetrics.js"
+import { authFailuresBy, bump, bytesBy, connectionsBy, connectionsOpenBy, sftpSessionsBy, watchersConnected } from "./RegistryMetrics.js"
 import { runShell, type Terminal } from "./Shell.js"
 import type { Storage } from "./Storage.js"
 import type { Signatures } from "./Signatures.js"
@@ -73,6 +73,10 @@ const runExec = (channel: ServerChannel, command: string, who: Principal, term: 
     channel.exit(result.exitCode)
     channel.end()
   })
+
+/** Counts an open watch session for deploy_registry_watchers_connected. */
+const watching = <A, E, R>(session: Effect.Effect<A, E, R>) =>
+  Effect.acquireUseRelease(Effect.sync(() => bump(watchersConnected)), () => session, () => Effect.sync(() => bump(watchersConnected, -1)))
 
 const rejectAll = (_accept: unknown, reject?: () => void) => reject?.()
 
@@ -256,7 +260,7 @@ const make = (opts: SshServerOptions) =>
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
                 // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(serveWatch(acc(), info.command, link, watch)) : rej()
+                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, watch))) : rej()
                 if (forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error

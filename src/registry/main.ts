@@ -21,6 +21,7 @@ import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
 import { JanitorLive } from "./Janitor.js"
 import { RegistryConfig } from "./RegistryConfig.js"
+import { ReportMetricsHostStatus } from "./ReportMetrics.js"
 import { SqlLive } from "./Sql.js"
 import { SshServer, SshServerLive } from "./SshServer.js"
 import { SignaturesLive } from "./Signatures.js"
@@ -86,7 +87,7 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
     // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
-    const Metadata = Layer.mergeAll(HostStatusLive, SignaturesLive).pipe(
+    const Metadata = Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive).pipe(
       Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
       Layer.provideMerge(SqlLive(flags.dir))
     )
