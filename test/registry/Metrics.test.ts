@@ -6,7 +6,9 @@ import { readFileSync } from "node:fs"
 import { rm, writeFile } from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
-import { makeKey, repoRoot, runProgram, ssh, startRegistry, tempDir, type TestRegistry } from "../support/registry.js"
+import { addVersion, run } from "../agent/operator.js"
+import { tarGz } from "../agent/fixtures.js"
+import { connectClient, makeKey, repoRoot, runProgram, ssh, startRegistry, tempDir, type TestRegistry } from "../support/registry.js"
 
 const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -90,6 +92,39 @@ describe("deploy-registry -metrics", () => {
     expect(om.body.endsWith("# EOF\n")).toBe(true)
     expect(om.body).toContain("# TYPE deploy_registry_commands counter\n")
     expect(om.body).toContain('deploy_registry_commands_total{command="components",outcome="ok"} 1\n')
+  })
+
+  it("counts watchers, hosts by state, deploy outcomes and propagation from an agent's session, never its host name", async () => {
+    await addVersion(reg, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
+    await run(reg, "addconf -name m1 -layer code:v1")
+    const hash = /Hash:\t([0-9a-f]{64})/.exec(await run(reg, "showconf -name m1 -v"))![1]!
+    const agent = await connectClient(reg.port, "deploy-agent", { privateKeyPath: reg.agent.privatePath })
+    agent.on("error", () => undefined)
+    try {
+      const host = "web<b>1"
+      const channel = await new Promise<import("ssh2").ClientChannel>((resolve, reject) =>
+        agent.exec(`watch -name m1 -host '${host}' -version 0.1.0`, (err, ch) => (err ? reject(err) : resolve(ch)))
+      )
+      let got = ""
+      channel.on("data", (b: Buffer) => (got += b.toString()))
+      await until("the first state line", async () => (got.includes('"type":"state"') ? true : undefined))
+      const ping = setInterval(() => channel.write('{"type":"ping"}\n'), 200)
+      channel.write(`${JSON.stringify({ type: "report", report: { host, agentVersion: "0.1.0", configuration: "m1", hash, outcome: "deployed" } })}\n`)
+      const body = await until("the report in the metrics", async () => {
+        const b = (await scrape()).body
+        return sample(b, 'deploy_registry_hosts{configuration="m1",state="current"}') === 1 ? b : undefined
+      })
+      clearInterval(ping)
+      expect(sample(body, "deploy_registry_watchers_connected")).toBe(1)
+      expect(sample(body, 'deploy_registry_hosts{configuration="m1",state="behind"}')).toBe(0)
+      expect(sample(body, 'deploy_registry_deploy_outcomes_total{configuration="m1",outcome="deployed"}')).toBe(1)
+      expect(sample(body, "deploy_registry_propagation_seconds_count")).toBe(1)
+      expect(body).not.toContain("web")
+      expect(body).not.toContain(hash)
+      expect((await promtool(["check", "metrics"], body)).code).toBe(0)
+    } finally {
+      agent.end()
+    }
   })
 
   it("a real prometheus scrapes it: up == 1 and the command counter moves", async () => {
