@@ -8,8 +8,10 @@ import { type CycleResult, Deployed, Held, Refused, Unchanged } from "../domain/
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type { Sha256 } from "../domain/Names.js"
 import { AgentConfig } from "./AgentConfig.js"
+import { countingBytes, scriptSeconds, timed, unpackSeconds } from "./AgentMetrics.js"
 import { AgentLog } from "./AgentLog.js"
 import { Cache } from "./Cache.js"
+import { MetricsFile } from "./MetricsFile.js"
 import { RegistryClient } from "./RegistryClient.js"
 import { RetryGate } from "./RetryGate.js"
 import { Reporter } from "./Reporter.js"
@@ -53,6 +55,10 @@ const housekeeping = (doc: ConfigurationDocument, previous: Effect.Effect<Readon
 const reported = (f: (r: Reporter["Type"]) => Effect.Effect<void>) =>
   Effect.flatMap(Effect.serviceOption(Reporter), (r) => (Option.isSome(r) ? Effect.catchAllDefect(f(r.value), () => Effect.void) : Effect.void))
 
+/** Rewrites -metrics-file (MetricsFile.ts) after an attempt, when the agent has one. */
+const metricsFile = (exit: Exit.Exit<CycleResult, unknown>) =>
+  Effect.flatMap(Effect.serviceOption(MetricsFile), (m) => (Option.isSome(m) ? m.value.attempted(exit) : Effect.void))
+
 export const cycle = Effect.gen(function* () {
   const cfg = yield* AgentConfig
   const log = yield* AgentLog
@@ -95,7 +101,7 @@ export const cycle = Effect.gen(function* () {
           Effect.gen(function* () {
             yield* log.info(`downloading layer ${name} (${hash})`)
             const start = yield* Clock.currentTimeMillis
-            yield* cache.store(hash, (sink) => session.download(hash as Sha256, sink))
+            yield* cache.store(hash, (sink) => session.download(hash as Sha256, countingBytes(sink)))
             const ms = (yield* Clock.currentTimeMillis) - start
             yield* log.debug(`downloaded layer ${name} in ${ms} ms`)
           }),
@@ -124,13 +130,13 @@ export const cycle = Effect.gen(function* () {
   }
   if (Option.isSome(failed) && failed.value.Hash === doc.Hash) yield* log.info(`retrying configuration ${cfg.name} ${doc.Hash} (${failed.value.Outcome} at ${failed.value.Time.toISOString()})`)
 
-  const { root, reused } = yield* unpacker.prepare(
-    doc.Hash,
-    doc.Layers.map((l) => ({ label: label(l), file: cache.path(l.Hash) }))
+  const { root, reused } = yield* timed(
+    unpackSeconds,
+    unpacker.prepare(doc.Hash, doc.Layers.map((l) => ({ label: label(l), file: cache.path(l.Hash) })))
   )
   yield* log.info(reused ? `reusing unpacked tree ${root}` : `unpacked ${doc.Layers.length} layer(s) into ${root}`)
 
-  const switchedBack = yield* deployOrSwitchBack(doc, root, current)
+  const switchedBack = yield* timed(scriptSeconds, deployOrSwitchBack(doc, root, current))
   if (switchedBack !== undefined) return switchedBack as CycleResult
   // Recorded before the state moves on, so a crash in between cannot lose the rollback's blobs.
   const previous = blobsOf(current)
@@ -193,6 +199,7 @@ export const loop = (opts: LoopOptions) =>
       const started = yield* Clock.currentTimeMillis
       const exit = yield* Effect.exit(cycle)
       yield* reported((r) => r.attempt(exit, started))
+      yield* metricsFile(exit)
       const now = yield* Clock.currentTimeMillis
       const [next, delay] = yield* schedule.step(now, exit, state)
       state = next
@@ -209,6 +216,7 @@ export const loop = (opts: LoopOptions) =>
 export const once = Effect.gen(function* () {
   const log = yield* AgentLog
   const exit = yield* Effect.exit(cycle)
+  yield* metricsFile(exit)
   if (Exit.isSuccess(exit)) {
     const r = exit.value
     if (r._tag === "Unchanged") yield* log.info(`configuration is up to date (${r.hash})`)

@@ -44,6 +44,8 @@ export interface AgentSettings {
   readonly verbose: boolean
   /** -trust: deploy only states signed by these signers (TrustPolicy.ts); absent: no checks. */
   readonly trust?: TrustSettings
+  /** -metrics-file: node_exporter textfile written after every attempt (MetricsFile.ts); absent: none. */
+  readonly metricsFile?: string
   /** Grace period between SIGTERM and SIGKILL for the script's process group on shutdown. */
   readonly killGrace: Duration.Duration
 }

@@ -26,6 +26,7 @@ export const flags: ReadonlyArray<FlagSpec> = [
   { ...f("check-timeout", "time the health check has to exit 0 (Go duration)"), default: "60s" },
   f("retry-failed", "retry a configuration that failed and was switched back after this long (Go duration; default: only when the configuration changes or on SIGHUP)"),
   { ...f("state", "file to save state to (relative to the working directory)"), default: "<dir>/state.json" },
+  f("metrics-file", "write metrics for node_exporter's textfile collector to this file after every attempt (docs/metrics.md)"),
   { ...f("poll", "registry poll interval (Go duration; plus up to 5s jitter)"), default: "30s" },
   // For tests, which wait on polls: the random delay before the first poll and after each one. Not in -h.
   { ...f("jitter", "largest random delay added to each poll (Go duration)"), default: "5s", hidden: true },
@@ -99,16 +100,16 @@ export const dirProblem = (dir: string): string | undefined => {
   return p === undefined ? undefined : `-dir: ${dir} is not a writable directory (${p})`
 }
 
-/** The state file is replaced by rename, so its directory must exist and be writable. */
-export const stateProblem = (state: string): string | undefined => {
+/** The state file (or -metrics-file) is replaced by rename, so its directory must exist and be writable. */
+export const stateProblem = (state: string, flag = "-state"): string | undefined => {
   const parent = path.dirname(state)
   try {
     fs.accessSync(parent, fs.constants.W_OK | fs.constants.X_OK)
   } catch (e) {
-    return `-state: directory ${parent} is not writable (${code(e)})`
+    return `${flag}: directory ${parent} is not writable (${code(e)})`
   }
   try {
-    if (fs.statSync(state).isDirectory()) return `-state: ${state} is a directory, expected a file`
+    if (fs.statSync(state).isDirectory()) return `${flag}: ${state} is a directory, expected a file`
   } catch {
     // missing: written at the first deploy
   }
@@ -153,11 +154,13 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   const dir = path.resolve(cwd, get("dir"))
   // Two agents in one working directory must not share a state file: by default it lives in -dir.
   const state = raw.strings.has("state") ? path.resolve(cwd, get("state")) : path.join(dir, "state.json")
+  const metricsFile = raw.strings.has("metrics-file") ? path.resolve(cwd, get("metrics-file")) : undefined
   const scriptPath = script === "" || !script.includes("/") ? script : path.resolve(cwd, script)
   const check = get("check")
   const checkPath = check === "" || !check.includes("/") ? check : path.resolve(cwd, check)
   const problem =
-    scriptProblem(scriptPath, process.env.PATH ?? "") ?? scriptProblem(checkPath, process.env.PATH ?? "", "check") ?? dirProblem(dir) ?? stateProblem(state)
+    scriptProblem(scriptPath, process.env.PATH ?? "") ?? scriptProblem(checkPath, process.env.PATH ?? "", "check") ?? dirProblem(dir) ?? stateProblem(state) ??
+    (metricsFile !== undefined ? stateProblem(metricsFile, "-metrics-file") : undefined)
   if (problem !== undefined) return Either.left(problem)
   if (raw.strings.has("trust-min") && !raw.strings.has("trust")) return Either.left("-trust-min needs -trust FILE")
   const trust = raw.strings.has("trust") ? loadTrust(path.resolve(cwd, get("trust")), raw.strings.get("trust-min")) : undefined
@@ -190,7 +193,8 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
       keepSuid: raw.bools.has("keep-suid"),
       verbose: raw.bools.has("v"),
       killGrace: Duration.seconds(5),
-      ...(trust !== undefined ? { trust } : {})
+      ...(trust !== undefined ? { trust } : {}),
+      ...(metricsFile !== undefined ? { metricsFile } : {})
     }
   })
 }

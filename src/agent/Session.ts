@@ -14,6 +14,7 @@ import { VERSION } from "../domain/Version.js"
 import { connect } from "../ssh/Connection.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { AgentConfig } from "./AgentConfig.js"
+import { watchConnected } from "./AgentMetrics.js"
 import { AgentLog } from "./AgentLog.js"
 
 export class AgentSession extends Context.Tag("agent/AgentSession")<
@@ -126,10 +127,12 @@ export const make = Effect.gen(function* () {
       )
       client = c
       channel = ch
+      watchConnected.unsafeUpdate(1, [])
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
           client = undefined
           channel = undefined
+          watchConnected.unsafeUpdate(0, [])
         })
       )
       // Whatever was reported while there was no session (or before a restart of the registry) goes first.

@@ -10,6 +10,7 @@ import { AgentLog, AgentLogStderr } from "./AgentLog.js"
 import { CacheLive } from "./Cache.js"
 import { VERSION } from "../domain/Version.js"
 import { acquireLock, acquireStateLock } from "./Lock.js"
+import { MetricsFileLive } from "./MetricsFile.js"
 import { RegistryClientLive } from "./RegistryClient.js"
 import { RetryGate, RetryGateLive } from "./RetryGate.js"
 import { ScriptRunnerLive } from "./ScriptRunner.js"
@@ -22,7 +23,9 @@ const servicesFor = (settings: AgentSettings) => {
   const base = Layer.merge(AgentConfig.layer(settings), AgentLogStderr(settings.verbose))
   // The watch session (Session.ts) holds the connection the cycle's SFTP uses; the Reporter talks on it.
   const session = Layer.mergeAll(ReporterLive, RegistryClientLive).pipe(Layer.provideMerge(Layer.merge(AgentSessionLive, StateFileLive)))
-  return Layer.mergeAll(session, CacheLive, UnpackerLive, ScriptRunnerLive, RetryGateLive).pipe(Layer.provideMerge(base))
+  // -metrics-file: its module loads the exporter by dynamic import, so only agents given the flag pay for it.
+  const metrics = settings.metricsFile === undefined ? Layer.empty : MetricsFileLive(settings.metricsFile, settings.name).pipe(Layer.provide(StateFileLive))
+  return Layer.mergeAll(session, metrics, CacheLive, UnpackerLive, ScriptRunnerLive, RetryGateLive).pipe(Layer.provideMerge(base))
 }
 
 const program = (s: Extract<Startup, { _tag: "Run" }>): Effect.Effect<number> => {

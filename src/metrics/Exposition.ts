@@ -11,8 +11,11 @@ export const TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 export const OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 export interface Exposition {
-  /** The current value of every metric; OpenMetrics 1.0 when `openMetrics`, else text format 0.0.4. */
-  readonly render: (openMetrics: boolean) => Promise<string>
+  /**
+   * The current value of every metric (or of those whose name `only` accepts); OpenMetrics 1.0 when
+   * `openMetrics`, else text format 0.0.4.
+   */
+  readonly render: (openMetrics: boolean, only?: (name: string) => boolean) => Promise<string>
 }
 
 /**
@@ -46,8 +49,11 @@ export const makeExposition = (service: { readonly name: string; readonly versio
     yield* OtelMetrics.registerProducer(producer, () => exporter)
     const serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
     return {
-      render: async (openMetrics: boolean) => {
+      render: async (openMetrics: boolean, only?: (name: string) => boolean) => {
         const { resourceMetrics } = await exporter.collect()
+        if (only !== undefined) {
+          for (const scope of resourceMetrics.scopeMetrics) scope.metrics = scope.metrics.filter((m) => only(m.descriptor.name))
+        }
         const text = tidy(serializer.serialize(resourceMetrics))
         return openMetrics ? toOpenMetrics(text) : text.endsWith("\n") ? text : text + "\n"
       }
