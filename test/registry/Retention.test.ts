@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { retention } from "../../src/registry/Retention.js"
 import { Uploads } from "../../src/registry/Uploads.js"
@@ -38,14 +39,18 @@ describe("retention", () => {
       const pending = yield* orphan("pending")
       yield* stageUpload("pending")
 
+      const doomedBytes = ((yield* (yield* BlobStore).stat(v2 as Sha256))?.size ?? 0) + ((yield* (yield* BlobStore).stat(stray as Sha256))?.size ?? 0)
       const report = yield* retention
       expect(report.versions.map((v) => `${v.component}:${v.version}`)).toEqual(["code:v2"])
+      // what the janitor's deploy_registry_janitor_freed_bytes_total adds
+      expect(report.freedBytes).toBe(doomedBytes)
+      expect(doomedBytes).toBeGreaterThan(0)
       expect([...report.blobs].sort()).toEqual([v2, stray].sort())
       expect([...(yield* (yield* BlobStore).list)].sort()).toEqual([v1, v3, v4, lone, pending].sort())
       expect((yield* run("showcomp -name code")).output).not.toMatch(/v2/)
 
       // nothing left to do: a second run removes nothing
-      expect(yield* retention).toEqual({ versions: [], blobs: [] })
+      expect(yield* retention).toEqual({ versions: [], blobs: [], freedBytes: 0 })
       // the removed version makes rollback to the state that used it fail clearly
       const r = yield* run("rollback -name q")
       expect(r).toMatchObject({ exitCode: 1 })
