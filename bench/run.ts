@@ -6,12 +6,13 @@ import { log, publish, runStandalone, type Bench } from "./lib/main.js"
 import { environment, type BenchResult, type Row } from "./lib/report.js"
 import { capacity } from "./capacity.js"
 import { download } from "./download.js"
+import { metrics } from "./metrics.js"
 import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
 import { watchers } from "./watchers.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -27,7 +28,8 @@ const runAll: Bench = async (argv) => {
     smallfiles: ["-runs", runs, ...(quick ? ["-count", "2000", "-entries", "20000"] : [])],
     propagation: quick ? ["-changes", "5"] : [],
     watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
-    capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])]
+    capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])],
+    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])]
   }
   const started = Date.now()
   const rows: Row[] = []

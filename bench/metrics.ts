@@ -1,0 +1,141 @@
+// Metrics benchmark (docs/metrics.md):
+//  - a /metrics scrape of a registry that knows 5,000 hosts in 100 configurations (target < 100 ms)
+//  - handshakes/s and exec round trips with -metrics against the same build without it (goal: within 3%)
+//   node --import tsx bench/metrics.ts [-runs 5] [-window 3s] [-hosts 5000] [-configs 100] [-scrapes 20] [-c 16] [-procs 2]
+import { readFileSync } from "node:fs"
+import { createRequire } from "node:module"
+import { rm } from "node:fs/promises"
+import * as path from "node:path"
+import { tinyTarGz } from "./lib/data.js"
+import { parseFlags } from "./lib/flags.js"
+import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
+import { waitFor } from "./lib/proc.js"
+import { addVersionViaSftp, startRegistry, type Registry } from "./lib/registry.js"
+import { environment, row, type Row } from "./lib/report.js"
+import { summarize } from "./lib/stats.js"
+import { tempDir } from "../test/support/keys.js"
+import { closeClient, execOk, openClient, runLoadProcs, type Target } from "./load.js"
+
+const metricsUrl = async (reg: Registry): Promise<string> => {
+  let url = ""
+  await waitFor("the metrics address", () => {
+    const m = /metrics on (http:\/\/\S+\/metrics)/.exec(reg.log())
+    if (m) url = m[1]!
+    return m !== null
+  })
+  return url
+}
+
+const target = (reg: Registry, cipher: string): Target => ({
+  host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath),
+  keyPath: reg.operator.privatePath, fingerprint: reg.fingerprint, cipher
+})
+
+// better-sqlite3 (the registry's own driver) ships no types; what this file uses of it:
+interface Db {
+  prepare(sql: string): { run(...params: ReadonlyArray<unknown>): unknown }
+  transaction(f: () => void): () => void
+  close(): void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: string) => Db
+
+const STATES = ["current", "behind", "failed", "deploying", "offline"] as const
+
+export const metrics: Bench = async (argv) => {
+  const f = parseFlags(argv, ["runs", "window", "hosts", "configs", "scrapes", "c", "procs", "cipher"])
+  const runs = f.int("runs", 5)
+  const windowMs = f.duration("window", "3s")
+  const hosts = f.int("hosts", 5000)
+  const configs = f.int("configs", 100)
+  const scrapes = f.int("scrapes", 20)
+  const hsConc = f.int("c", 16)
+  const procs = f.int("procs", 2)
+  const cipher = f.str("cipher", "aes128-gcm@openssh.com")
+  const started = Date.now()
+  const cleanup = new Cleanup()
+  const rows: Row[] = []
+  try {
+    // 1. A registry with `configs` configurations, then `hosts` host rows written into its database while
+    //    it is stopped (as many agents' reports would leave them), then started again with -metrics.
+    const data = path.join(await tempDir("bench-metrics-"), "data")
+    cleanup.add(() => rm(path.dirname(data), { recursive: true, force: true }))
+    const setup = await startRegistry({ cipher, dataDir: data })
+    const layer = await tinyTarGz("metrics-v1", "v1\n")
+    await addVersionViaSftp(setup, layer.path, layer.sha256, "m", "v1")
+    const c = await openClient(target(setup, cipher))
+    for (let i = 0; i < configs; i++) await execOk(c, `addconf -name m${i} -layer m:v1`)
+    const hash = /Hash:\s+([0-9a-f]{64})/.exec(await execOk(c, "showconf -name m0 -v"))![1]!
+    closeClient(c)
+    await setup.stop()
+    const db = new Database(path.join(data, "state.db"))
+    const now = new Date().toISOString()
+    const insert = db.prepare(`INSERT INTO host_status (configuration, host, kind, fingerprint, address, agent_version, hash, outcome, since, last_report, last_seen)
+      VALUES (?, ?, 'agent', 'SHA256:bench', '10.0.0.1', '0.1.0', ?, ?, ?, ?, ?)`)
+    db.transaction(() => {
+      for (let h = 0; h < hosts; h++) {
+        const state = STATES[h % STATES.length]!
+        insert.run(`m${h % configs}`, `host-${h}`, state === "behind" ? "0".repeat(64) : hash, state === "failed" ? "failed" : "deployed", now, now, now)
+      }
+    })()
+    db.close()
+
+    const reg = await startRegistry({ cipher, dataDir: data, extraArgs: ["-metrics", "127.0.0.1:0"] })
+    cleanup.add(() => reg.stop())
+    const url = await metricsUrl(reg)
+    const first = await fetch(url).then((r) => r.text())
+    const series = first.split("\n").filter((l) => l.startsWith("deploy_registry_hosts{")).length
+    if (series !== configs * 5) throw new Error(`expected ${configs * 5} host series, got ${series}`)
+    const ms: number[] = []
+    for (let i = 0; i < scrapes; i++) {
+      const t0 = performance.now()
+      const body = await fetch(url).then((r) => r.text())
+      ms.push(performance.now() - t0)
+      if (!body.includes("deploy_registry_hosts{")) throw new Error("scrape without host series")
+    }
+    log(`metrics: /metrics with ${hosts} hosts, ${configs} configurations: median ${summarize(ms).median.toFixed(1)} ms, ${(first.length / 1024).toFixed(0)} KiB`)
+    rows.push(row({
+      metric: `/metrics scrape, ${hosts} hosts in ${configs} configurations`, unit: "ms", ours: summarize(ms), target: { kind: "ours<=", value: 100 },
+      note: `${(first.length / 1024).toFixed(0)} KiB, ${first.split("\n").length} lines; over HTTP from this process`
+    }))
+
+    // 2. The same build with and without -metrics, windows interleaved so load drifts hit both alike.
+    const plain = await startRegistry({ cipher })
+    cleanup.add(() => plain.stop())
+    const withM = await startRegistry({ cipher, extraArgs: ["-metrics", "127.0.0.1:0"] })
+    cleanup.add(() => withM.stop())
+    const tPlain = target(plain, cipher)
+    const tWith = target(withM, cipher)
+    const hs = { plain: [] as number[], with: [] as number[] }
+    const ex = { plain: [] as number[], with: [] as number[] }
+    for (let i = 0; i < runs; i++) {
+      for (const [k, t] of [["plain", tPlain], ["with", tWith]] as const) {
+        const h = await runLoadProcs({ target: t, mode: "handshake", command: "configurations", concurrency: hsConc, durationMs: windowMs, procs })
+        hs[k].push(h.rps)
+        const e = await runLoadProcs({ target: t, mode: "exec", command: "configurations", concurrency: 1, durationMs: windowMs, procs: 1 })
+        ex[k].push(e.rps)
+        log(`  ${k}: handshakes ${h.rps.toFixed(0)}/s, exec ${e.rps.toFixed(0)}/s`)
+      }
+    }
+    rows.push(row({
+      metric: "handshakes (connect + exec) with -metrics", unit: "/s", referenceName: "same build without -metrics",
+      reference: summarize(hs.plain), ours: summarize(hs.with), target: { kind: "ratio>=", value: 0.97 }
+    }))
+    rows.push(row({
+      metric: "exec round trips, one connection, with -metrics", unit: "req/s", referenceName: "same build without -metrics",
+      reference: summarize(ex.plain), ours: summarize(ex.with), target: { kind: "ratio>=", value: 0.97 }
+    }))
+    return {
+      name: "metrics",
+      startedAt: new Date(started).toISOString(),
+      durationMs: Date.now() - started,
+      environment: await environment(),
+      settings: { runs, windowMs, hosts, configs, scrapes, handshakeConcurrency: hsConc, procs, cipher },
+      rows,
+      extra: { scrapeMs: ms, handshakes: hs, exec: ex }
+    }
+  } finally {
+    await cleanup.run()
+  }
+}
+
+runStandalone(import.meta.url, metrics)
