@@ -2,6 +2,7 @@
 //  - a /metrics scrape of a registry that knows 5,000 hosts in 100 configurations (target < 100 ms)
 //  - handshakes/s and exec round trips with -metrics against the same build without it (goal: within 3%)
 //   node --import tsx bench/metrics.ts [-runs 5] [-window 3s] [-hosts 5000] [-configs 100] [-scrapes 20] [-c 16] [-procs 2]
+//     [-baseline OTHER/dist/registry/main.js]  (the reference: another build, e.g. one from before metrics were recorded)
 import { readFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { rm } from "node:fs/promises"
@@ -42,7 +43,8 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new (file: 
 const STATES = ["current", "behind", "failed", "deploying", "offline"] as const
 
 export const metrics: Bench = async (argv) => {
-  const f = parseFlags(argv, ["runs", "window", "hosts", "configs", "scrapes", "c", "procs", "cipher"])
+  const f = parseFlags(argv, ["runs", "window", "hosts", "configs", "scrapes", "c", "procs", "cipher", "baseline"])
+  const baseline = f.str("baseline", "")
   const runs = f.int("runs", 5)
   const windowMs = f.duration("window", "3s")
   const hosts = f.int("hosts", 5000)
@@ -99,7 +101,7 @@ export const metrics: Bench = async (argv) => {
     }))
 
     // 2. The same build with and without -metrics, windows interleaved so load drifts hit both alike.
-    const plain = await startRegistry({ cipher })
+    const plain = await startRegistry({ cipher, ...(baseline !== "" ? { program: baseline } : {}) })
     cleanup.add(() => plain.stop())
     const withM = await startRegistry({ cipher, extraArgs: ["-metrics", "127.0.0.1:0"] })
     cleanup.add(() => withM.stop())
@@ -117,11 +119,11 @@ export const metrics: Bench = async (argv) => {
       }
     }
     rows.push(row({
-      metric: "handshakes (connect + exec) with -metrics", unit: "/s", referenceName: "same build without -metrics",
+      metric: "handshakes (connect + exec) with -metrics", unit: "/s", referenceName: baseline !== "" ? `${baseline} without -metrics` : "same build without -metrics",
       reference: summarize(hs.plain), ours: summarize(hs.with), target: { kind: "ratio>=", value: 0.97 }
     }))
     rows.push(row({
-      metric: "exec round trips, one connection, with -metrics", unit: "req/s", referenceName: "same build without -metrics",
+      metric: "exec round trips, one connection, with -metrics", unit: "req/s", referenceName: baseline !== "" ? `${baseline} without -metrics` : "same build without -metrics",
       reference: summarize(ex.plain), ours: summarize(ex.with), target: { kind: "ratio>=", value: 0.97 }
     }))
     return {
@@ -129,7 +131,7 @@ export const metrics: Bench = async (argv) => {
       startedAt: new Date(started).toISOString(),
       durationMs: Date.now() - started,
       environment: await environment(),
-      settings: { runs, windowMs, hosts, configs, scrapes, handshakeConcurrency: hsConc, procs, cipher },
+      settings: { runs, windowMs, hosts, configs, scrapes, handshakeConcurrency: hsConc, procs, cipher, baseline },
       rows,
       extra: { scrapeMs: ms, handshakes: hs, exec: ex }
     }
