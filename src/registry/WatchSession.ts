@@ -10,6 +10,7 @@ import { quote } from "../domain/LogText.js"
 import { decodeAgentLine, MAX_LINE_BYTES, parseWatch, type WatchEvent } from "../domain/Report.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano } from "../domain/Time.js"
+import { lineReader } from "../ssh/LineReader.js"
 import { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
 import { Storage } from "./Storage.js"
@@ -110,7 +111,6 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
 
       // Lines from the agent. A report goes to HostStatus's queue (synchronous: it only enqueues).
       let heard = Date.now()
-      let partial = ""
       const lines = bucket(LINES_BURST, LINES_PER_SECOND)
       const reports = bucket(REPORTS_BURST, REPORTS_PER_SECOND)
       const onLine = (line: string) => {
@@ -126,18 +126,13 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         if (!reports()) return send({ type: "refused", message: "too many reports; this one was dropped" })
         Effect.runSync(hosts.report(l.report, link))
       }
-      channel.on("data", (b: Buffer) => {
-        heard = Date.now()
-        partial += b.toString("utf8")
-        let nl: number
-        while ((nl = partial.indexOf("\n")) >= 0) {
-          const line = partial.slice(0, nl)
-          partial = partial.slice(nl + 1)
-          if (Buffer.byteLength(line) > MAX_LINE_BYTES) return end("it sent a line longer than the limit")
+      channel.on(
+        "data",
+        lineReader(MAX_LINE_BYTES, (line) => {
+          heard = Date.now()
           if (line.trim() !== "") onLine(line)
-        }
-        if (Buffer.byteLength(partial) > MAX_LINE_BYTES) end("it sent a line longer than the limit")
-      })
+        }, () => end("it sent a line longer than the limit"))
+      )
       channel.once("end", () => end("closed"))
       channel.once("close", () => end("closed"))
       const timer = setInterval(() => {
