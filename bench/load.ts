@@ -46,7 +46,8 @@ export const openClient = (t: Target): Promise<Client> =>
     sock.setNoDelay(true)
     const c = new ssh2.Client()
     c.once("ready", () => resolve(c))
-    c.once("error", (e) => {
+    // `on`, not `once`: ssh2 may emit a second error (e.g. "lost before handshake") after the first.
+    c.on("error", (e) => {
       sock.destroy()
       reject(e)
     })

@@ -13,6 +13,7 @@ import { join } from "../domain/ShellWords.js"
 import { VERSION } from "../domain/Version.js"
 import { connect } from "../ssh/Connection.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
+import { lineReader } from "../ssh/LineReader.js"
 import { AgentConfig } from "./AgentConfig.js"
 import { watchConnected } from "./AgentMetrics.js"
 import { AgentLog } from "./AgentLog.js"
@@ -88,39 +89,37 @@ export const make = Effect.gen(function* () {
       const end = (e: Ended) => Deferred.unsafeDone(ended, Exit.succeed(e))
       let heard = Date.now()
       let first = true
-      let partial = ""
       let errorText = ""
-      ch.on("data", (b: Buffer) => {
-        heard = Date.now()
-        partial += b.toString("utf8")
-        let nl: number
-        while ((nl = partial.indexOf("\n")) >= 0) {
-          const line = partial.slice(0, nl)
-          partial = partial.slice(nl + 1)
-          if (line === '{"type":"ping"}') continue
-          const ev = decodeWatchEvent(line)
-          if (ev._tag === "Left") {
-            // Not an event: the registry's one-line refusal of the command (then exit status 1).
-            errorText = line.slice(0, 300)
-            continue
-          }
-          const e = ev.right
-          if (e.type === "state") {
-            if (first) log.line("info", `watching configuration ${cfg.name} on the registry (now ${e.hash})`)
-            first = false
-            if (e.hash !== running()) {
-              log.line("info", `registry: configuration ${cfg.name} is now ${e.hash}`)
-              wake()
-            }
-          } else if (e.type === "deleted") {
-            first = false
-            log.line("warn", `registry: configuration ${cfg.name} does not exist (deleted)`)
-          } else if (e.type === "refused") {
-            log.line("warn", `registry refused a report: ${e.message}`)
-          }
+      const onLine = (line: string) => {
+        if (line === '{"type":"ping"}') return
+        const ev = decodeWatchEvent(line)
+        if (ev._tag === "Left") {
+          // Not an event: the registry's one-line refusal of the command (then exit status 1).
+          errorText = line.slice(0, 300)
+          return
         }
-        if (partial.length > MAX_LINE_BYTES) end({ _tag: "Lost", message: "the registry sent a line longer than the limit", wasUp: !first })
-      })
+        const e = ev.right
+        if (e.type === "state") {
+          if (first) log.line("info", `watching configuration ${cfg.name} on the registry (now ${e.hash})`)
+          first = false
+          if (e.hash !== running()) {
+            log.line("info", `registry: configuration ${cfg.name} is now ${e.hash}`)
+            wake()
+          }
+        } else if (e.type === "deleted") {
+          first = false
+          log.line("warn", `registry: configuration ${cfg.name} does not exist (deleted)`)
+        } else if (e.type === "refused") {
+          log.line("warn", `registry refused a report: ${e.message}`)
+        }
+      }
+      ch.on(
+        "data",
+        lineReader(MAX_LINE_BYTES, (line) => {
+          heard = Date.now()
+          onLine(line)
+        }, () => end({ _tag: "Lost", message: "the registry sent a line longer than the limit", wasUp: !first }))
+      )
       ch.stderr.on("data", () => undefined)
       ch.once("close", () =>
         end(first && errorText !== "" ? { _tag: "Refused", message: errorText } : { _tag: "Lost", message: "the registry closed the watch session", wasUp: !first })

@@ -7,20 +7,19 @@
 // Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
 // path reaches anything outside the view. Every change is refused. A scoped key (AgentScope.ts) sees
 // only its configurations and their recent blobs; the rest is "no such file", exactly as a missing one.
-import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
+import { Effect, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
-import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
-import { encodeDocument } from "../domain/Document.js"
-import type { StorageError } from "../domain/Errors.js"
+import type { FileEntry, SFTPWrapper } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
 import {
-  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, longname, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
+  advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
 } from "../ssh/SftpProtocol.js"
 import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import type { ConfigScope } from "../domain/ConfigScope.js"
 import { agentScope } from "./AgentScope.js"
-import { resolveViewPath, type ViewPath } from "./AgentViewPath.js"
+import { viewFiles } from "./AgentViewFiles.js"
+import { resolveViewPath } from "./AgentViewPath.js"
 import { BlobStore } from "./BlobStore.js"
 import { Signatures } from "./Signatures.js"
 import { BUSY, type HandleBudget } from "./Limits.js"
@@ -34,14 +33,6 @@ type Handle =
   | { readonly _tag: "Dir"; entries: Array<FileEntry> | undefined }
 
 const READDIR_BATCH = 100
-/**
- * Listings being built, per Storage (one registry): concurrent OPENDIRs of one directory share one build,
- * so a pipelined flood of OPENDIR costs one listing, not one per request.
- */
-const encodedByStorage = new WeakMap<object, Map<string, { key: string; data: Buffer }>>()
-/** Encoded documents kept per registry (each a few KiB). */
-const ENCODED_CACHE = 10_000
-const building = new WeakMap<object, Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>>()
 /**
  * File READs in flight per session. OpenSSH's sftp keeps 64 requests outstanding; libuv reads 4 at a time
  * anyway, so the rest wait here as numbers rather than as 255 KiB buffers, and the few buffers are reused.
@@ -187,96 +178,7 @@ export const serveAgentView = (
           )
         )
 
-      const encoded = encodedByStorage.get(storage) ?? new Map<string, { key: string; data: Buffer }>()
-      encodedByStorage.set(storage, encoded)
-      // Encoding is most of a document's cost; a changed document has a new hash and time, so a new key.
-      const documentBytes = (name: string) =>
-        storage.document(name).pipe(
-          Effect.map(Option.map((doc) => {
-            const key = `${doc.Hash}@${doc.Mtime.getTime()}`
-            let hit = encoded.get(name)
-            if (hit?.key !== key) {
-              hit = { key, data: Buffer.from(encodeDocument(doc)) }
-              if (encoded.size >= ENCODED_CACHE) encoded.delete(encoded.keys().next().value!)
-              encoded.set(name, hit)
-            }
-            return { data: hit.data, mtime: doc.Mtime, hash: doc.Hash }
-          }))
-        )
-
-      // The signatures of a configuration a key may not read are as absent as the configuration.
-      const fileBytes = (v: { readonly _tag: "Config" | "Signatures"; readonly name: string }): Effect.Effect<
-        Option.Option<{ readonly data: Buffer; readonly mtime: Date; readonly hash?: string }>,
-        StorageError
-      > =>
-        !scope.mayReadConfiguration(v.name) ? Effect.succeed(Option.none())
-          : v._tag === "Config" ? documentBytes(v.name)
-          : Effect.map(signatures.current(v.name), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
-            data: Buffer.from(JSON.stringify(doc)),
-            mtime: new Date(Math.max(0, ...doc.Signatures.map((g) => Date.parse(g.Time))))
-          }))))
-
-      /** Attributes of a view path, or undefined if it does not exist. */
-      const attrsOf = (v: ViewPath): Effect.Effect<Attributes | undefined, { readonly message: string }> => {
-        switch (v._tag) {
-          case "Dir":
-            return Effect.succeed(dirAttrs())
-          case "Config":
-          case "Signatures":
-            return fileBytes(v).pipe(
-              Effect.map(Option.match({ onNone: () => undefined, onSome: (d) => fileAttrs(d.data.length, d.mtime) }))
-            )
-          case "Blob":
-            return Effect.flatMap(scope.mayReadBlob(v.hash), (ok) => ok ? blobs.stat(v.hash) : Effect.succeed(undefined)).pipe(
-              Effect.map((i) => (i ? fileAttrs(i.size, i.mtime) : undefined)))
-        }
-      }
-
-      const listing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> => {
-        const entry = (filename: string, attrs: Attributes): FileEntry => ({ filename, longname: longname(filename, attrs), attrs })
-        switch (dir) {
-          case "/":
-            return Effect.succeed([entry("configs", dirAttrs()), entry("files", dirAttrs())])
-          case "/configs":
-            return storage.configurationNames.pipe(
-              Effect.flatMap((names) =>
-                Effect.forEach(names.filter(scope.mayReadConfiguration), (name) =>
-                  documentBytes(name).pipe(
-                    Effect.map(Option.map((d) => entry(`${name}.json`, fileAttrs(d.data.length, d.mtime))))
-                  ))
-              ),
-              Effect.map((xs) => xs.flatMap((o) => (Option.isSome(o) ? [o.value] : [])))
-            )
-          case "/files":
-            return Effect.all([blobs.list, scope.readableBlobs]).pipe(
-              Effect.flatMap(([hashes, readable]) =>
-                Effect.forEach(hashes.filter((h) => readable === undefined || readable.has(h)).sort(), (h) =>
-                  blobs.stat(h).pipe(Effect.map((i) => (i ? [entry(h, fileAttrs(i.size, i.mtime))] : []))), { concurrency: 8 })
-              ),
-              Effect.map((xs) => xs.flat())
-            )
-        }
-      }
-
-      const inProgress = building.get(storage) ?? new Map<string, Deferred.Deferred<Array<FileEntry>, { readonly message: string }>>()
-      building.set(storage, inProgress)
-      const sharedListing = (dir: "/" | "/configs" | "/files"): Effect.Effect<Array<FileEntry>, { readonly message: string }> =>
-        Effect.suspend(() => {
-          // Shared only between sessions that may see the same things.
-          const key = scope.key === undefined ? dir : `${dir}\0${scope.key}`
-          const current = inProgress.get(key)
-          if (current !== undefined) return Deferred.await(current)
-          const d = Deferred.unsafeMake<Array<FileEntry>, { readonly message: string }>(FiberId.none)
-          inProgress.set(key, d)
-          // Uninterruptible: other sessions wait for this build even if this one ends.
-          return Effect.uninterruptible(
-            Effect.exit(listing(dir)).pipe(
-              Effect.tap(() => Effect.sync(() => inProgress.delete(key))),
-              Effect.tap((exit) => Deferred.done(d, exit)),
-              Effect.flatMap((exit) => exit)
-            )
-          )
-        })
+      const { fileBytes, attrsOf, sharedListing } = viewFiles(storage, blobs, signatures, scope)
 
       sftp.on("REALPATH", (reqId: number, p: string) => {
         const n = normalizePath(p)

@@ -8,8 +8,10 @@ import { Deferred, Effect, Either, Exit, Option, Queue } from "effect"
 import type { ServerChannel } from "ssh2"
 import { quote } from "../domain/LogText.js"
 import { decodeAgentLine, MAX_LINE_BYTES, parseWatch, type WatchEvent } from "../domain/Report.js"
+import type { ConfigScope } from "../domain/ConfigScope.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano } from "../domain/Time.js"
+import { lineReader } from "../ssh/LineReader.js"
 import { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
 import { Storage } from "./Storage.js"
@@ -61,8 +63,12 @@ export const isWatchCommand = (command: string): boolean => {
   return Either.isRight(words) && words.right[0] === "watch"
 }
 
-/** Serves one `watch` exec on `channel` for the agent on `link` (one watch per connection). */
-export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, options: WatchOptions) =>
+/**
+ * Serves one `watch` exec on `channel` for the agent on `link` (one watch per connection). A key scoped
+ * by `configurations=` (AgentScope.ts) that names another configuration is answered as for one that does
+ * not exist, and nothing it says is recorded: names must not leak, nor status be written for them.
+ */
+export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, options: WatchOptions, scope?: ConfigScope) =>
   Effect.scoped(
     Effect.gen(function* () {
       const words = split(command)
@@ -76,11 +82,12 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
 
       // Subscribed before the current state is read: a change committed in between is not missed.
       const events = yield* feed.subscribe
+      const hidden = scope !== undefined && !scope.allows(req.name)
       link.host = req.host
       link.configuration = req.name
       link.version = req.version
       const who = `agent ${quote(req.host)} (${link.fingerprint} from ${link.address})`
-      yield* hosts.attach({ fingerprint: link.fingerprint, address: link.address, host: req.host, configuration: req.name, version: req.version })
+      if (!hidden) yield* hosts.attach({ fingerprint: link.fingerprint, address: link.address, host: req.host, configuration: req.name, version: req.version })
 
       const ended = yield* Deferred.make<string>()
       const end = (why: string) => Deferred.unsafeDone(ended, Exit.succeed(why))
@@ -90,7 +97,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         if (channel.writableLength > MAX_BUFFERED) end("it does not read its events")
       }
 
-      const doc = yield* storage.document(req.name).pipe(Effect.orElseSucceed(() => Option.none()))
+      const doc = hidden ? Option.none() : yield* storage.document(req.name).pipe(Effect.orElseSucceed(() => Option.none()))
       send(
         Option.isSome(doc)
           ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
@@ -99,7 +106,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
-            e.name !== req.name
+            e.name !== req.name || hidden
               ? Effect.void
               : Effect.sync(() =>
                   send(e._tag === "State" ? { type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) } : { type: "deleted", name: e.name })
@@ -110,7 +117,6 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
 
       // Lines from the agent. A report goes to HostStatus's queue (synchronous: it only enqueues).
       let heard = Date.now()
-      let partial = ""
       const lines = bucket(LINES_BURST, LINES_PER_SECOND)
       const reports = bucket(REPORTS_BURST, REPORTS_PER_SECOND)
       const onLine = (line: string) => {
@@ -124,20 +130,15 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
           return send({ type: "refused", message: "a report must name the host and configuration of its watch" })
         }
         if (!reports()) return send({ type: "refused", message: "too many reports; this one was dropped" })
-        Effect.runSync(hosts.report(l.report, link))
+        if (!hidden) Effect.runSync(hosts.report(l.report, link))
       }
-      channel.on("data", (b: Buffer) => {
-        heard = Date.now()
-        partial += b.toString("utf8")
-        let nl: number
-        while ((nl = partial.indexOf("\n")) >= 0) {
-          const line = partial.slice(0, nl)
-          partial = partial.slice(nl + 1)
-          if (Buffer.byteLength(line) > MAX_LINE_BYTES) return end("it sent a line longer than the limit")
+      channel.on(
+        "data",
+        lineReader(MAX_LINE_BYTES, (line) => {
+          heard = Date.now()
           if (line.trim() !== "") onLine(line)
-        }
-        if (Buffer.byteLength(partial) > MAX_LINE_BYTES) end("it sent a line longer than the limit")
-      })
+        }, () => end("it sent a line longer than the limit"))
+      )
       channel.once("end", () => end("closed"))
       channel.once("close", () => end("closed"))
       const timer = setInterval(() => {

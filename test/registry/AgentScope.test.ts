@@ -165,4 +165,32 @@ describe("scoped agent keys", () => {
     expect(secret.deployed).toBe(false)
     expect(secret).toEqual(await agentRun("nosuch"))
   })
+
+  it("a watch of a configuration outside the scope is answered as a missing one; its reports are not recorded, its changes not sent", async () => {
+    const watchLines = async (name: string, report?: Record<string, unknown>) => {
+      const c = await connectClient(reg.port, "deploy-agent", { privateKeyPath: keys.a.privatePath })
+      clients.push(c)
+      const ch = await new Promise<import("ssh2").ClientChannel>((res, rej) =>
+        c.exec(`watch -name ${name} -host spy-host -version 1`, (err, ch) => (err ? rej(err) : res(ch))))
+      let text = ""
+      ch.on("data", (b: Buffer) => (text += b.toString()))
+      const until = async (pred: () => boolean) => {
+        for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 25))
+      }
+      await until(() => text.includes("\n"))
+      if (report !== undefined) ch.write(`${JSON.stringify({ type: "report", report: { host: "spy-host", agentVersion: "1", configuration: name, hash: "", outcome: "failed", reason: "<b>x</b>", ...report } })}\n`)
+      await run(reg, `changeconf -name secret -component secretc -version v1`).catch(() => "")
+      await new Promise((r) => setTimeout(r, 300))
+      c.end()
+      return text.split("\n").filter((l) => l !== "" && !l.includes('"ping"')).map((l) => l.replace(name, "NAME"))
+    }
+    const hidden = await watchLines("secret", {})
+    expect(hidden).toEqual(await watchLines("nosuch"))
+    expect(hidden).toEqual(['{"type":"deleted","name":"NAME"}'])
+    // The same key may watch what it may read, and is told its state.
+    expect((await watchLines("p1"))[0]).toMatch(/^\{"type":"state","name":"NAME","hash":"[0-9a-f]{64}"/)
+    await new Promise((r) => setTimeout(r, 500)) // HostStatus writes are coalesced
+    expect(await run(reg, "status -name secret")).not.toContain("spy-host")
+    expect(await run(reg, "status -name p1")).toContain("spy-host")
+  })
 })
