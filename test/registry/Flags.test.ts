@@ -24,6 +24,20 @@ describe("registry flags", () => {
     expect(Duration.toMillis(f.deadline)).toBe(90 * 60_000)
   })
 
+  it("-metrics: off by default, loopback only unless -metrics-public", () => {
+    expect(serve([]).metrics).toBeUndefined()
+    expect(serve(["-metrics", "127.0.0.1:9110"]).metrics).toEqual({ host: "127.0.0.1", port: 9110 })
+    expect(serve(["-metrics", "[::1]:0"]).metrics).toEqual({ host: "::1", port: 0 })
+    expect(serve(["-metrics", "localhost:9110"]).metrics).toEqual({ host: "localhost", port: 9110 })
+    for (const addr of [":9110", "0.0.0.0:9110", "10.1.2.3:9110", "[::]:9110", "example.org:9110"]) {
+      const r = parseArgs(["-metrics", addr])
+      expect(r._tag).toBe("Usage")
+      expect(r._tag === "Usage" && r.message).toMatch(/not a loopback address; add -metrics-public/)
+      expect(serve(["-metrics", addr, "-metrics-public"]).metrics).toBeDefined()
+    }
+    expect(parseArgs(["-metrics", "9110"])).toMatchObject({ _tag: "Usage", message: expect.stringMatching(/expected host:port/) })
+  })
+
   it("dev mode moves the defaults into ./.dev-registry; explicit flags win", () => {
     expect(serve(["-dev"])).toMatchObject({ dev: true, dir: ".dev-registry", opauth: ".dev-registry/operator.keys", srvauth: ".dev-registry/service.keys" })
     expect(serve(["-dev", "-dir", "/x"])).toMatchObject({ dir: "/x", opauth: "/x/operator.keys" })
