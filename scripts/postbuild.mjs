@@ -42,6 +42,10 @@ for (const file of Object.values(pkg.bin)) {
   chmodSync(file, 0o755)
 }
 
+// The metrics exporter (src/metrics/LoadExposition.ts requires it at run time, only with -metrics or
+// -metrics-file): its own bundle, so the programs' bundles (and their start-up) stay without it.
+await bundle("dist/metrics/Exposition.js", "dist/metrics/exposition.bundle.cjs", { format: "cjs" })
+
 const workers = readdirSync("dist", { recursive: true }).filter((f) => f.endsWith(".worker.js")).map((f) => join("dist", f))
 for (const file of workers) {
   // Already a bundle: bundling it again would break it.

@@ -53,7 +53,7 @@ export const MetricsFileLive = (file: string, configuration: string): Layer.Laye
     Effect.gen(function* () {
       const log = yield* AgentLog
       const state = yield* StateFile
-      const { makeExposition } = yield* Effect.promise(() => import("../metrics/Exposition.js"))
+      const { makeExposition } = yield* Effect.promise(() => import("../metrics/LoadExposition.js"))
       const exposition = yield* makeExposition({ name: "deploy-agent", version: VERSION })
       const write = Effect.gen(function* () {
         const deployed = yield* Effect.orElseSucceed(state.read, () => Option.none())

@@ -1,14 +1,12 @@
 // Effect's metrics in the Prometheus text format, through the maintained libraries: @effect/opentelemetry
 // turns Effect's metric registry into an OpenTelemetry MetricProducer, OpenTelemetry's PrometheusExporter
 // (as a pull MetricReader, its own HTTP server off) collects it and its serializer writes the text.
-// Loaded only by programs asked for metrics (a dynamic import), so start-up without them does not pay.
+// Loaded only by programs asked for metrics (LoadExposition.ts), so start-up without them does not pay.
 import * as OtelMetrics from "@effect/opentelemetry/Metrics"
 import * as OtelResource from "@effect/opentelemetry/Resource"
 import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
-import { Effect, type Scope } from "effect"
+import { Effect } from "effect"
 
-export const TEXT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-export const OPENMETRICS_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 export interface Exposition {
   /**
@@ -41,21 +39,26 @@ export const toOpenMetrics = (text: string): string => {
   return `${body.endsWith("\n") || body === "" ? body : body + "\n"}# EOF\n`
 }
 
-/** Registers the producer with a pull reader for the scope's lifetime. */
-export const makeExposition = (service: { readonly name: string; readonly version: string }): Effect.Effect<Exposition, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, withoutTargetInfo: true })
-    const producer = yield* OtelMetrics.makeProducer
-    yield* OtelMetrics.registerProducer(producer, () => exporter)
-    const serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
-    return {
-      render: async (openMetrics: boolean, only?: (name: string) => boolean) => {
-        const { resourceMetrics } = await exporter.collect()
-        if (only !== undefined) {
-          for (const scope of resourceMetrics.scopeMetrics) scope.metrics = scope.metrics.filter((m) => only(m.descriptor.name))
-        }
-        const text = tidy(serializer.serialize(resourceMetrics))
-        return openMetrics ? toOpenMetrics(text) : text.endsWith("\n") ? text : text + "\n"
+/**
+ * A pull reader over Effect's global metric registry. Plain promises, no Effect crossing this module's
+ * edge: the build bundles this module on its own (dist/metrics/exposition.bundle.cjs, with its own copy of
+ * effect, which finds the same registry through effect's global store), so the programs' bundles do
+ * not carry the OpenTelemetry libraries (LoadExposition.ts).
+ */
+export const createExposition = (service: { readonly name: string; readonly version: string }): Exposition & { readonly close: () => Promise<void> } => {
+  const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, withoutTargetInfo: true })
+  const producer = Effect.runSync(Effect.provide(OtelMetrics.makeProducer, OtelResource.layer({ serviceName: service.name, serviceVersion: service.version })))
+  exporter.setMetricProducer(producer)
+  const serializer = new PrometheusSerializer(undefined, false, undefined, true, true)
+  return {
+    render: async (openMetrics: boolean, only?: (name: string) => boolean) => {
+      const { resourceMetrics } = await exporter.collect()
+      if (only !== undefined) {
+        for (const scope of resourceMetrics.scopeMetrics) scope.metrics = scope.metrics.filter((m) => only(m.descriptor.name))
       }
-    }
-  }).pipe(Effect.provide(OtelResource.layer({ serviceName: service.name, serviceVersion: service.version })))
+      const text = tidy(serializer.serialize(resourceMetrics))
+      return openMetrics ? toOpenMetrics(text) : text.endsWith("\n") ? text : text + "\n"
+    },
+    close: () => exporter.shutdown()
+  }
+}

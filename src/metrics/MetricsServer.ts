@@ -5,7 +5,7 @@ import { Effect, Runtime, type Scope } from "effect"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { StartupError } from "../domain/StartupError.js"
-import { makeExposition, OPENMETRICS_TYPE, TEXT_TYPE } from "./Exposition.js"
+import { makeExposition, OPENMETRICS_TYPE, TEXT_TYPE } from "./LoadExposition.js"
 import { makeProcessSampler } from "./ProcessMetrics.js"
 
 export interface MetricsServerOptions {
