@@ -45,8 +45,8 @@ it("runs each program's --version from the unpacked tree with node alone", async
   }
 })
 
-it("starts a registry from it (SQLite and SSH native modules load)", async () => {
-  const child = spawn(process.execPath, [path.join(unpacked, "dist/registry/main.js"), "-dev", "-addr", "127.0.0.1:0", "-dir", path.join(tmp, "data")], {
+it("starts a registry from it (SQLite and SSH native modules load; the metrics exporter's bundle too)", async () => {
+  const child = spawn(process.execPath, [path.join(unpacked, "dist/registry/main.js"), "-dev", "-addr", "127.0.0.1:0", "-dir", path.join(tmp, "data"), "-metrics", "127.0.0.1:0"], {
     cwd: tmp,
     env,
     stdio: ["ignore", "pipe", "pipe"]
@@ -56,11 +56,15 @@ it("starts a registry from it (SQLite and SSH native modules load)", async () =>
   child.stderr.on("data", (b: Buffer) => (out += b.toString()))
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()))
   const deadline = Date.now() + 60_000
-  while (!out.includes("dev registry ready") && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  const ready = () => out.includes("dev registry ready") && out.includes("metrics on http://")
+  while (!ready() && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  const url = /metrics on (http:\/\/\S+)/.exec(out)?.[1]
+  const metrics = url === undefined ? "" : await fetch(url).then((r) => r.text())
   child.kill("SIGTERM")
   await exited
   expect(out, out).toContain("dev registry ready")
   expect(out).toMatch(/host key fingerprint: SHA256:/)
+  expect(metrics).toContain("# TYPE deploy_registry_connections_total counter")
 })
 
 it("install.sh links the four programs into BINDIR", async () => {
