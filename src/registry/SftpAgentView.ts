@@ -11,6 +11,7 @@ import { Deferred, Effect, FiberId, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { Attributes, FileEntry, SFTPWrapper } from "ssh2"
 import { encodeDocument } from "../domain/Document.js"
+import type { ConfigurationDocument } from "../domain/Document.js"
 import type { StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import {
@@ -59,7 +60,9 @@ export const serveAgentView = (
   who: Principal,
   budget: HandleBudget,
   configurations?: ConfigScope,
-  documentRead?: (name: string, hash: string) => void
+  documentRead?: (name: string, hash: string) => void,
+  /** The document this connection's host is served (a rollout serves hosts differently); default: the current one. */
+  documentOf?: (name: string) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
 ): Effect.Effect<void, never, Storage | BlobStore | Signatures> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -191,7 +194,7 @@ export const serveAgentView = (
       encodedByStorage.set(storage, encoded)
       // Encoding is most of a document's cost; a changed document has a new hash and time, so a new key.
       const documentBytes = (name: string) =>
-        storage.document(name).pipe(
+        (documentOf ?? storage.document)(name).pipe(
           Effect.map(Option.map((doc) => {
             const key = `${doc.Hash}@${doc.Mtime.getTime()}`
             let hit = encoded.get(name)

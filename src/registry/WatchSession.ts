@@ -12,7 +12,7 @@ import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano } from "../domain/Time.js"
 import { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
-import { Storage } from "./Storage.js"
+import { Rollouts } from "./Rollouts.js"
 
 export interface WatchOptions {
   /** false: refuse the exec, as the original Go registry does (agents then poll). */
@@ -72,7 +72,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       if (link.host !== undefined) return yield* fail(channel, "one watch per connection")
       const feed = yield* ChangeFeed
       const hosts = yield* HostStatus
-      const storage = yield* Storage
+      const rollouts = yield* Rollouts
 
       // Subscribed before the current state is read: a change committed in between is not missed.
       const events = yield* feed.subscribe
@@ -90,20 +90,35 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         if (channel.writableLength > MAX_BUFFERED) end("it does not read its events")
       }
 
-      const doc = yield* storage.document(req.name).pipe(Effect.orElseSucceed(() => Option.none()))
-      send(
-        Option.isSome(doc)
-          ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
-          : { type: "deleted", name: req.name }
-      )
+      // What this host is served: during a rollout it depends on its wave (Rollouts). A state already
+      // sent is not sent again (a rollout step that does not concern this host).
+      let last: string | undefined
+      const sendServed = Effect.gen(function* () {
+        const doc = yield* rollouts.document(req.name, req.host).pipe(Effect.orElseSucceed(() => Option.none()))
+        const key = Option.isSome(doc) ? `${doc.value.Hash}` : "deleted"
+        if (key === last) return
+        last = key
+        send(
+          Option.isSome(doc)
+            ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
+            : { type: "deleted", name: req.name }
+        )
+      })
+      yield* sendServed
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
-            e.name !== req.name
-              ? Effect.void
-              : Effect.sync(() =>
-                  send(e._tag === "State" ? { type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) } : { type: "deleted", name: e.name })
-                )
+            e.name !== req.name ? Effect.void
+              // Without a rollout the event is what the host gets (no read per watcher and change).
+              : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
+                  last = e.hash
+                  send({ type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) })
+                })
+              : e._tag === "Deleted" ? Effect.sync(() => {
+                  last = "deleted"
+                  send({ type: "deleted", name: e.name })
+                })
+              : sendServed
           )
         )
       )
@@ -125,6 +140,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         }
         if (!reports()) return send({ type: "refused", message: "too many reports; this one was dropped" })
         Effect.runSync(hosts.report(l.report, link))
+        Effect.runSync(rollouts.wake)
       }
       channel.on("data", (b: Buffer) => {
         heard = Date.now()
