@@ -156,10 +156,15 @@ export const make = (options: RolloutOptions) =>
       })
 
     // The driver: after a report (wake) or every tickMs, each live rollout takes one step.
+    // The timer on the host's clock (soak times are wall-clock times in reports), cleared with the scope.
+    yield* Effect.acquireRelease(
+      Effect.sync(() => setInterval(() => Effect.runSync(Queue.offer(wakeQ, undefined)), options.tickMs)),
+      (t) => Effect.sync(() => clearInterval(t))
+    )
     yield* Effect.forkScoped(
       Effect.forever(
         Effect.gen(function* () {
-          yield* Effect.ignore(Effect.timeout(Queue.take(wakeQ), options.tickMs))
+          yield* Queue.take(wakeQ)
           for (const name of [...live.keys()]) {
             yield* lock.withPermits(1)(tickOne(name)).pipe(
               Effect.catchAllCause((cause) => Effect.logError(`rollout of ${JSON.stringify(name)}: step failed`, cause))

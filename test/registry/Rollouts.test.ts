@@ -112,6 +112,12 @@ describe("rollout", () => {
     expect(s.Waves[0]!.Hosts).toEqual([{ Host: "a1", State: "failed" }])
     expect(s.Waves.slice(1).every((w) => w.Admitted === undefined)).toBe(true)
     await until(async () => (await hostsOf(f)).a1?.Outcome === "rolled-back", "a1 reported rolled-back")
+    if (process.env.ROLLOUT_HALT) {
+      // The figure: from the canary's rolled-back report (as stored) to the stored "reverted" step.
+      const report = Date.parse(((await hostsOf(f)).a1 as { LastReport: string }).LastReport)
+      const halt = Date.parse(s.Events.find((e) => e.Text.startsWith("reverted"))!.Time)
+      await fs.writeFile(process.env.ROLLOUT_HALT, `${halt - report} ms\n${await run(f.reg, `rollout -name ${f.name} -status`)}`)
+    }
     expect(await f.deploys("a1")).toEqual([f.hash.good1, f.hash.bad, f.hash.good1])
     for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
     expect(await currentHash(f)).toBe(f.hash.good1)
