@@ -76,7 +76,7 @@ const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 
   throw new Error(`timed out waiting for: ${what}`)
 }
 
-type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string }
+type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string; LastReport?: string }
 /** Every host's status row satisfies `pred`. */
 const allHosts = (f: Fleet, hosts: ReadonlyArray<string>, pred: (h: HostJson | undefined) => boolean) => async () => {
   const s = await hostsOf(f)
@@ -114,7 +114,7 @@ describe("rollout", () => {
     await until(async () => (await hostsOf(f)).a1?.Outcome === "rolled-back", "a1 reported rolled-back")
     if (process.env.ROLLOUT_HALT) {
       // The figure: from the canary's rolled-back report (as stored) to the stored "reverted" step.
-      const report = Date.parse(((await hostsOf(f)).a1 as { LastReport: string }).LastReport)
+      const report = Date.parse((await hostsOf(f)).a1!.LastReport!)
       const halt = Date.parse(s.Events.find((e) => e.Text.startsWith("reverted"))!.Time)
       await fs.writeFile(process.env.ROLLOUT_HALT, `${halt - report} ms\n${await run(f.reg, `rollout -name ${f.name} -status`)}`)
     }
