@@ -4,6 +4,7 @@ import { Either } from "effect"
 import { UnknownCommand, UsageError } from "./Errors.js"
 import { flag, type FlagSpec, flagUsage, parseFlags, type RawFlags } from "./Flags.js"
 import { armoredSignature, signatureBody, type SignedState, signedState } from "./SignedState.js"
+import { type RolloutCommand, rolloutArgv, rolloutFlags, validateRollout } from "./RolloutCommand.js"
 import { rfc3339Seconds } from "./Time.js"
 import {
   type ComponentName,
@@ -94,6 +95,11 @@ export const catalogue = [
     summary: "remove a host from a configuration's status",
     flags: [f("name", "configuration name"), f("host", "host name as status shows it")]
   },
+  {
+    name: "rollout",
+    summary: "roll a change out in waves (docs/rollouts.md), or show (-status), -pause, -resume, -abort one",
+    flags: rolloutFlags
+  },
   { name: "help", summary: "show this command list", flags: [] }
 ] as const satisfies ReadonlyArray<{ name: string; summary: string; flags: ReadonlyArray<FlagSpec> }>
 
@@ -131,6 +137,7 @@ export type Command =
   | { readonly _tag: "verify" }
   | { readonly _tag: "status"; readonly name?: ConfigurationName; readonly json: boolean }
   | { readonly _tag: "forget"; readonly name: ConfigurationName; readonly host: string }
+  | RolloutCommand
   | { readonly _tag: "help" }
 
 const usage = (message: string) => new UsageError({ message })
@@ -263,6 +270,8 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
         if (/\p{Cc}/u.test(h!)) return yield* Either.left(usage("host cannot contain control characters"))
         return { _tag: "forget", name: yield* confName(n!), host: h! } as const
       }
+      case "rollout":
+        return yield* validateRollout(raw, layerList)
       case "help":
         return { _tag: "help" } as const
     }
@@ -291,6 +300,7 @@ export const toArgv = (cmd: Command): Array<string> => {
     const { name, hash, time } = cmd.state
     return ["addsig", `-name=${name}`, `-hash=${hash}`, `-time=${rfc3339Seconds(time)}`, `-signature=${signatureBody(cmd.signature)}`]
   }
+  if (cmd._tag === "rollout") return rolloutArgv(cmd)
   const out: Array<string> = [cmd._tag]
   for (const [k, v] of Object.entries(cmd)) {
     if (k === "_tag" || v === undefined || v === false) continue

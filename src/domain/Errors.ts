@@ -119,6 +119,21 @@ export class RollbackUnavailable extends Schema.TaggedError<RollbackUnavailable>
   message: Schema.String
 }) {}
 
+/** A change (changeconf, bumpconf, replaceconf, rollback, another rollout) while a rollout of the configuration runs. */
+export class RolloutInProgress extends Schema.TaggedError<RolloutInProgress>()("RolloutInProgress", {
+  name: Schema.String,
+  to: Schema.String
+}) {
+  get message() {
+    return `configuration "${this.name}" has a rollout to ${this.to} in progress; see rollout -name ${this.name} -status, or end it with -abort`
+  }
+}
+
+/** A rollout command about a rollout that does not exist or cannot do that. */
+export class RolloutRefused extends Schema.TaggedError<RolloutRefused>()("RolloutRefused", {
+  message: Schema.String
+}) {}
+
 /** A signature `addsig` will not attach (does not verify, another state, older than the state). */
 export class SignatureRejected extends Schema.TaggedError<SignatureRejected>()("SignatureRejected", {
   message: Schema.String
@@ -157,5 +172,7 @@ export type CommandError =
   | StaleExpect
   | RollbackUnavailable
   | SignatureRejected
+  | RolloutInProgress
+  | RolloutRefused
   | StorageError
   | LayerRefused

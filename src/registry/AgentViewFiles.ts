@@ -3,7 +3,7 @@
 // listings (built once for all sessions that may see the same things, however many ask at once).
 import { Deferred, Effect, FiberId, Option } from "effect"
 import type { Attributes, FileEntry } from "ssh2"
-import { encodeDocument } from "../domain/Document.js"
+import { type ConfigurationDocument, encodeDocument } from "../domain/Document.js"
 import type { StorageError } from "../domain/Errors.js"
 import { dirAttrs, fileAttrs, longname } from "../ssh/SftpProtocol.js"
 import type { AgentScope } from "./AgentScope.js"
@@ -26,13 +26,15 @@ export const viewFiles = (
   storage: Storage["Type"],
   blobs: BlobStore["Type"],
   signatures: Signatures["Type"],
-  scope: AgentScope
+  scope: AgentScope,
+  /** This session's document of a configuration (a rollout serves hosts by wave); else the current one. */
+  documentOf?: (name: string) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
 ) => {
   const encoded = encodedByStorage.get(storage) ?? new Map<string, { key: string; data: Buffer }>()
   encodedByStorage.set(storage, encoded)
   // Encoding is most of a document's cost; a changed document has a new hash and time, so a new key.
-  const documentBytes = (name: string) =>
-    storage.document(name).pipe(
+  const documentBytes = (name: string, read: (name: string) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError> = storage.document) =>
+    read(name).pipe(
       Effect.map(Option.map((doc) => {
         const key = `${doc.Hash}@${doc.Mtime.getTime()}`
         let hit = encoded.get(name)
@@ -51,7 +53,7 @@ export const viewFiles = (
     StorageError
   > =>
     !scope.mayReadConfiguration(v.name) ? Effect.succeed(Option.none())
-      : v._tag === "Config" ? documentBytes(v.name)
+      : v._tag === "Config" ? documentBytes(v.name, documentOf)
       : Effect.map(signatures.current(v.name), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
         data: Buffer.from(JSON.stringify(doc)),
         mtime: new Date(Math.max(0, ...doc.Signatures.map((g) => Date.parse(g.Time))))

@@ -6,10 +6,14 @@ import { Context, Effect, Layer, PubSub, type Queue, type Scope } from "effect"
 import type { Sha256 } from "../domain/Names.js"
 import { type Change, type StateInfo, Storage } from "./Storage.js"
 
-/** A configuration's new current state, or its deletion. */
+/**
+ * A configuration's new current state, its deletion, or (Served) a rollout step that changed which
+ * hosts are served which state (watchers ask Rollouts what their host gets now).
+ */
 export type ChangeEvent =
   | { readonly _tag: "State"; readonly name: string; readonly hash: Sha256; readonly time: Date }
   | { readonly _tag: "Deleted"; readonly name: string }
+  | { readonly _tag: "Served"; readonly name: string }
 
 export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   ChangeFeed,

@@ -19,6 +19,7 @@ import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano, rfc3339Seconds } from "../domain/Time.js"
 import { BlobStore } from "./BlobStore.js"
 import { HostStatus } from "./HostStatus.js"
+import { Rollouts } from "./Rollouts.js"
 import { renderConfiguration, renderSummary } from "./StatusView.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
 import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
@@ -103,6 +104,7 @@ export const make = Effect.gen(function* () {
   const verdicts = yield* LayerVerdicts
   const signatures = yield* Signatures
   const hosts = yield* HostStatus
+  const rollouts = yield* Rollouts
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -222,9 +224,13 @@ export const make = Effect.gen(function* () {
           ? Effect.map(Effect.zip(storage.currentStates, hosts.rows()), ([states, rows]) =>
               ok(renderSummary(states.map((s) => ({ name: s.configuration, hash: s.hash })), rows, tabwrite, cmd.json))
             )
-          : Effect.map(Effect.zip(storage.current(cmd.name), hosts.rows(cmd.name)), ([state, rows]) =>
-              ok(renderConfiguration(state.configuration, state.hash, rows, tabwrite, cmd.json))
-            )
+          : Effect.map(Effect.zip(storage.current(cmd.name), hosts.rows(cmd.name)), ([state, rows]) => {
+              const text = renderConfiguration(state.configuration, state.hash, rows, tabwrite, cmd.json)
+              const rollout = cmd.json ? undefined : rollouts.summary(state.configuration)
+              return ok(rollout === undefined ? text : `${text}${rollout}\n`)
+            })
+      case "rollout":
+        return Effect.map(rollouts.run(cmd, who), ok)
       case "forget":
         return Effect.flatMap(hosts.forget(cmd.name, cmd.host), (found) =>
           found ? Effect.succeed(ok()) : Effect.fail(new UsageError({ message: `host ${JSON.stringify(cmd.host)} not found in configuration ${JSON.stringify(cmd.name)}` }))
@@ -271,5 +277,5 @@ export const make = Effect.gen(function* () {
   return CommandInterpreter.of({ run })
 })
 
-/** Requires Storage, BlobStore, Uploads, LayerVerdicts, Signatures and HostStatus. */
+/** Requires Storage, BlobStore, Uploads, LayerVerdicts, Signatures, HostStatus and Rollouts. */
 export const CommandInterpreterLive = Layer.effect(CommandInterpreter, make)

@@ -21,6 +21,8 @@ export interface RegistryFlags {
   readonly limits: FlagLimits
   /** Agent sessions: `watch` allowed (hidden -watch=false refuses it, as the Go registry), ping interval. */
   readonly watch: { readonly enabled: boolean; readonly pingMs: number }
+  /** How often the rollout driver looks at live rollouts without a report (hidden -rollout-tick). */
+  readonly rolloutTickMs: number
 }
 
 export type ParsedArgs =
@@ -51,7 +53,8 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "srvauth", kind: "string", default: "/etc/deploy-registry/service.keys", description: "authorized_keys for services (user deploy-agent)" },
   // Not in -h: for tests (a registry that refuses watch as the Go one does; shorter keepalives).
   { name: "watch", kind: "bool", default: "true", description: "allow agents' watch sessions", hidden: true },
-  { name: "watch-ping", kind: "duration", default: "15s", description: "ping interval of watch sessions (a peer silent for 2 is dead)", hidden: true }
+  { name: "watch-ping", kind: "duration", default: "15s", description: "ping interval of watch sessions (a peer silent for 2 is dead)", hidden: true },
+  { name: "rollout-tick", kind: "duration", default: "1s", description: "how often the rollout driver looks at live rollouts", hidden: true }
 ]
 
 export const usage = (): string => {
@@ -209,7 +212,8 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
       watch: {
         enabled: get("watch") === "true",
         pingMs: Duration.toMillis(parseGoDuration(get("watch-ping"))!)
-      }
+      },
+      rolloutTickMs: Math.max(10, Duration.toMillis(parseGoDuration(get("rollout-tick"))!))
     }
   }
 }

@@ -88,10 +88,37 @@ const signatures = Effect.gen(function* () {
   )`
 })
 
+// Staged rollouts (Rollouts.ts): the whole RolloutState as JSON (RolloutPlan's plain data), the target
+// layers (a state that is not current until the rollout completes), who started it; at most one
+// active rollout per configuration. rollout_events: what each step changed, for -status and history.
+const rollouts = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`CREATE TABLE rollouts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    configuration TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    target_hash TEXT NOT NULL,
+    target_layers TEXT NOT NULL,
+    started TEXT NOT NULL,
+    who_user TEXT NOT NULL,
+    who_fingerprint TEXT NOT NULL,
+    who_comment TEXT NOT NULL
+  )`
+  yield* sql`CREATE UNIQUE INDEX rollouts_active ON rollouts (configuration) WHERE active = 1`
+  yield* sql`CREATE TABLE rollout_events (
+    rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
+    time TEXT NOT NULL,
+    text TEXT NOT NULL
+  )`
+  yield* sql`CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id)`
+})
+
 export const migrations = Migrator.fromRecord({
   "1_initial": initial,
   "2_host_status": hostStatus,
-  "3_signatures": signatures
+  "3_signatures": signatures,
+  "4_rollouts": rollouts
 })
 
 /** Runs the pending migrations (in one transaction); returns the ones applied. */

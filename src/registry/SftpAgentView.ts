@@ -10,6 +10,8 @@
 import { Effect, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { FileEntry, SFTPWrapper } from "ssh2"
+import type { ConfigurationDocument } from "../domain/Document.js"
+import type { StorageError } from "../domain/Errors.js"
 import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
@@ -50,7 +52,9 @@ export const serveAgentView = (
   who: Principal,
   budget: HandleBudget,
   configurations?: ConfigScope,
-  documentRead?: (name: string, hash: string) => void
+  documentRead?: (name: string, hash: string) => void,
+  /** The document this connection's host is served (a rollout serves hosts differently); default: the current one. */
+  documentOf?: (name: string) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
 ): Effect.Effect<void, never, Storage | BlobStore | Signatures> =>
   Effect.scoped(
     Effect.gen(function* () {
@@ -178,7 +182,7 @@ export const serveAgentView = (
           )
         )
 
-      const { fileBytes, attrsOf, sharedListing } = viewFiles(storage, blobs, signatures, scope)
+      const { fileBytes, attrsOf, sharedListing } = viewFiles(storage, blobs, signatures, scope, documentOf)
 
       sftp.on("REALPATH", (reqId: number, p: string) => {
         const n = normalizePath(p)

@@ -21,6 +21,7 @@ import type { BlobStore } from "./BlobStore.js"
 import { CommandInterpreter } from "./CommandInterpreter.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
+import { Rollouts } from "./Rollouts.js"
 import { serveAgentView } from "./SftpAgentView.js"
 import { serveUpload } from "./SftpUpload.js"
 import { authFailuresBy, bump, bytesBy, connectionsBy, connectionsOpenBy, sftpSessionsBy, watchersConnected } from "./RegistryMetrics.js"
@@ -52,7 +53,7 @@ export class SshServer extends Context.Tag("registry/SshServer")<
   { readonly address: { readonly host: string; readonly port: number } }
 >() {}
 
-type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore | Signatures | ChangeFeed | HostStatus
+type Services = Auth | CommandInterpreter | Uploads | Storage | BlobStore | Signatures | ChangeFeed | HostStatus | Rollouts
 
 interface Login {
   readonly role: Role
@@ -98,6 +99,7 @@ const make = (opts: SshServerOptions) =>
     const hostKey = yield* HostKey
     const auth = yield* Auth
     const hostStatus = yield* HostStatus
+    const rollouts = yield* Rollouts
     const watch = opts.watch ?? defaultWatchOptions
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
@@ -282,7 +284,9 @@ const make = (opts: SshServerOptions) =>
                 const open = sftpSessionsBy[operator ? "operator" : "agent"]
                 bump(open)
                 const closed = Effect.sync(() => bump(open, -1))
-                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe), closed))
+                // The host is known once this connection's watch named it (read at each open: the watch may come later).
+                const documentOf = (name: string) => rollouts.document(name, agent?.configuration === name ? agent.host : undefined)
+                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe, documentOf), closed))
               })
               session.on("subsystem", (_acc, rej) => rej())
             })

@@ -11,7 +11,7 @@ import type { LayerRef } from "../domain/Commands.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type {
   ComponentInUse, ComponentNotFound, ConfigurationExists, ConfigurationNotFound, DuplicateComponent, LayerNotFound,
-  RollbackUnavailable, StaleExpect, VersionExists, VersionInUse, VersionNotFound
+  RollbackUnavailable, RolloutInProgress, StaleExpect, VersionExists, VersionInUse, VersionNotFound
 } from "../domain/Errors.js"
 import { StorageError } from "../domain/Errors.js"
 import type { ComponentName, ConfigurationName, Sha256, Version } from "../domain/Names.js"
@@ -56,20 +56,20 @@ export class Storage extends Context.Tag("registry/Storage")<
       version: Version,
       who: Principal,
       expect?: Sha256
-    ) => Effect.Effect<Change, ConfigurationNotFound | LayerNotFound | VersionNotFound | StaleExpect | StorageError>
+    ) => Effect.Effect<Change, ConfigurationNotFound | LayerNotFound | VersionNotFound | StaleExpect | RolloutInProgress | StorageError>
     /** Points one layer at the component's newest version; no change (and no new state) if it is there already (fault 8). */
     readonly bumpConfiguration: (
       name: ConfigurationName,
       component: ComponentName,
       who: Principal,
       expect?: Sha256
-    ) => Effect.Effect<Change, ConfigurationNotFound | LayerNotFound | StaleExpect | StorageError>
+    ) => Effect.Effect<Change, ConfigurationNotFound | LayerNotFound | StaleExpect | RolloutInProgress | StorageError>
     readonly replaceConfiguration: (
       name: ConfigurationName,
       layers: ReadonlyArray<LayerRef>,
       who: Principal,
       expect?: Sha256
-    ) => Effect.Effect<Change, ConfigurationNotFound | DuplicateComponent | VersionNotFound | StaleExpect | StorageError>
+    ) => Effect.Effect<Change, ConfigurationNotFound | DuplicateComponent | VersionNotFound | StaleExpect | RolloutInProgress | StorageError>
     /**
      * Makes a past state current again, as a new state. Without `to`: the newest earlier state whose
      * hash differs from the current one (so two rollbacks in a row toggle). With `to`: the newest
@@ -80,7 +80,7 @@ export class Storage extends Context.Tag("registry/Storage")<
       to: Sha256 | undefined,
       who: Principal,
       expect?: Sha256
-    ) => Effect.Effect<Change, ConfigurationNotFound | RollbackUnavailable | StaleExpect | StorageError>
+    ) => Effect.Effect<Change, ConfigurationNotFound | RollbackUnavailable | StaleExpect | RolloutInProgress | StorageError>
     readonly current: (name: string) => Effect.Effect<StateInfo, ConfigurationNotFound | StorageError>
     /** Every state of the configuration, newest first. */
     /** Newest first; `limit`: only that many. */

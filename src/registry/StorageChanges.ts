@@ -12,6 +12,7 @@ import {
   DuplicateComponent,
   LayerNotFound,
   RollbackUnavailable,
+  RolloutInProgress,
   StaleExpect,
   VersionExists,
   VersionInUse,
@@ -62,6 +63,9 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
     transaction(
       Effect.gen(function* () {
         const before = yield* currentState(name)
+        // A plain change during a rollout would change what the rollout reverts to: refused.
+        const [active] = yield* sql<{ target_hash: string }>`SELECT target_hash FROM rollouts WHERE configuration = ${name} AND active = 1`
+        if (active !== undefined) return yield* new RolloutInProgress({ name, to: active.target_hash })
         if (expect !== undefined && expect !== before.hash) {
           return yield* new StaleExpect({ name, expected: expect, actual: before.hash })
         }

@@ -14,7 +14,7 @@ import { rfc3339Nano } from "../domain/Time.js"
 import { lineReader } from "../ssh/LineReader.js"
 import { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
-import { Storage } from "./Storage.js"
+import { Rollouts } from "./Rollouts.js"
 
 export interface WatchOptions {
   /** false: refuse the exec, as the original Go registry does (agents then poll). */
@@ -78,7 +78,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       if (link.host !== undefined) return yield* fail(channel, "one watch per connection")
       const feed = yield* ChangeFeed
       const hosts = yield* HostStatus
-      const storage = yield* Storage
+      const rollouts = yield* Rollouts
 
       // Subscribed before the current state is read: a change committed in between is not missed.
       const events = yield* feed.subscribe
@@ -97,20 +97,35 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         if (channel.writableLength > MAX_BUFFERED) end("it does not read its events")
       }
 
-      const doc = hidden ? Option.none() : yield* storage.document(req.name).pipe(Effect.orElseSucceed(() => Option.none()))
-      send(
-        Option.isSome(doc)
-          ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
-          : { type: "deleted", name: req.name }
-      )
+      // What this host is served: during a rollout it depends on its wave (Rollouts). A state already
+      // sent is not sent again (a rollout step that does not concern this host).
+      let last: string | undefined
+      const sendServed = Effect.gen(function* () {
+        const doc = hidden ? Option.none() : yield* rollouts.document(req.name, req.host).pipe(Effect.orElseSucceed(() => Option.none()))
+        const key = Option.isSome(doc) ? `${doc.value.Hash}` : "deleted"
+        if (key === last) return
+        last = key
+        send(
+          Option.isSome(doc)
+            ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
+            : { type: "deleted", name: req.name }
+        )
+      })
+      yield* sendServed
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
-            e.name !== req.name || hidden
-              ? Effect.void
-              : Effect.sync(() =>
-                  send(e._tag === "State" ? { type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) } : { type: "deleted", name: e.name })
-                )
+            e.name !== req.name || hidden ? Effect.void
+              // Without a rollout the event is what the host gets (no read per watcher and change).
+              : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
+                  last = e.hash
+                  send({ type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) })
+                })
+              : e._tag === "Deleted" ? Effect.sync(() => {
+                  last = "deleted"
+                  send({ type: "deleted", name: e.name })
+                })
+              : sendServed
           )
         )
       )
@@ -130,7 +145,10 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
           return send({ type: "refused", message: "a report must name the host and configuration of its watch" })
         }
         if (!reports()) return send({ type: "refused", message: "too many reports; this one was dropped" })
-        if (!hidden) Effect.runSync(hosts.report(l.report, link))
+        if (!hidden) {
+          Effect.runSync(hosts.report(l.report, link))
+          Effect.runSync(rollouts.wake)
+        }
       }
       channel.on(
         "data",

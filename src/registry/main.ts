@@ -14,6 +14,7 @@ import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDi
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
 import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
+import { RolloutsLive } from "./Rollouts.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { HostStatusLive } from "./HostStatus.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
@@ -87,7 +88,9 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
     // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
-    const Metadata = Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive).pipe(
+    const Metadata = RolloutsLive({ tickMs: flags.rolloutTickMs }).pipe(
+      Layer.provideMerge(Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive))
+    ).pipe(
       Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
       Layer.provideMerge(SqlLive(flags.dir))
     )

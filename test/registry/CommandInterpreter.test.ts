@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Rollouts } from "../../src/registry/Rollouts.js"
 import { Effect, FastCheck as fc, Layer, Logger, LogLevel, TestClock } from "effect"
 import { unlink, writeFile } from "node:fs/promises"
 import { commandList, commandUsage, specOf } from "../../src/domain/Commands.js"
@@ -291,7 +292,8 @@ describe("CommandInterpreter", () => {
               Layer.mock(Uploads, {}),
               Layer.mock(LayerVerdicts, {}),
               SignaturesNone,
-              Layer.mock(HostStatus, {})
+              Layer.mock(HostStatus, {}),
+              Layer.mock(Rollouts, { live: () => false, summary: () => undefined })
             )
           )
         )

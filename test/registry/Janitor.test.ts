@@ -17,6 +17,7 @@ import { SqlMemory } from "../../src/registry/Sql.js"
 import { SignaturesNone } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
+import { Rollouts } from "../../src/registry/Rollouts.js"
 import { tempDir } from "../support/keys.js"
 import { layerOf } from "../support/layers.js"
 
@@ -30,7 +31,7 @@ const who = new Principal({ user: "alice", fingerprint: "SHA256:test", comment: 
 
 const core = (dir: string, maxVersions: number) =>
   CommandInterpreterLive.pipe(
-    Layer.provideMerge(Layer.mergeAll(HostStatusLive.pipe(Layer.provideMerge(StorageLive), Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline, SignaturesNone)),
+    Layer.provideMerge(Layer.mergeAll(HostStatusLive.pipe(Layer.provideMerge(StorageLive), Layer.provide(SqlMemory)), BlobStoreLive, UploadsLive, LayerVerdictsInline, SignaturesNone, Layer.mock(Rollouts, { live: () => false, summary: () => undefined }))),
     Layer.provideMerge(RegistryConfig.make(dir, { maxVersions, uploadTtl: "10 minutes" }))
   )
 

@@ -14,12 +14,13 @@ import { CommandInterpreter, CommandInterpreterLive } from "../../src/registry/C
 import { HostStatus, HostStatusLive } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
+import { Rollouts, RolloutsLive } from "../../src/registry/Rollouts.js"
 import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
 import { Signatures, SignaturesLive } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 
-export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures | ChangeFeed | HostStatus
+export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures | ChangeFeed | HostStatus | Rollouts
 
 export interface CoreOptions {
   /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
@@ -32,7 +33,7 @@ export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<C
   const config = RegistryConfig.make(dir, options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions })
   const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
   // As main.ts wires it: Storage publishing to the change feed; HostStatus after the migrations.
-  const storage = HostStatusLive.pipe(
+  const storage = RolloutsLive().pipe(Layer.provideMerge(HostStatusLive)).pipe(
     Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
     Layer.provideMerge(sql)
   )

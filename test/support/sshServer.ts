@@ -1,5 +1,6 @@
 // An in-process SshServer for unit tests of the SSH edge: real ssh2 server and host key, Auth over
 // generated keys, a recording CommandInterpreter, and whatever Uploads/Storage/BlobStore layers the test gives.
+import { RolloutsNone } from "../../src/registry/Rollouts.js"
 import { Context, Effect, Exit, Layer, Option, Scope } from "effect"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
@@ -104,7 +105,8 @@ export const startInProcess = async (
     store,
     ChangeFeedLive,
     // These tests serve no watch sessions; the SFTP view only reports document reads.
-    Layer.mock(HostStatus, { documentRead: () => Effect.void })
+    Layer.mock(HostStatus, { documentRead: () => Effect.void }),
+    RolloutsNone.pipe(Layer.provide(opts.storage ?? fixedStorage([])))
   )
   const scope = Effect.runSync(Scope.make())
   const ctx = await Effect.runPromise(

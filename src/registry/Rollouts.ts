@@ -1,0 +1,327 @@
+// Staged rollouts (docs/rollouts.md "On the registry"): the `rollout` command, its storage (table
+// rollouts, migration 4), which state each host is served, and the driver: one fiber, woken by reports
+// and a timer, that moves every live rollout with RolloutPlan.step and stores each step in one
+// transaction. A rollout that completes makes its target the configuration's current state.
+import { SqlClient } from "@effect/sql"
+import { Context, Effect, Layer, Option, Queue, Schema } from "effect"
+import { configHash } from "../domain/ConfigHash.js"
+import type { ConfigurationDocument } from "../domain/Document.js"
+import {
+  ConfigurationNotFound, DuplicateComponent, LayerNotFound, RolloutInProgress, RolloutRefused, StaleExpect, StorageError, VersionNotFound
+} from "../domain/Errors.js"
+import type { Sha256 } from "../domain/Names.js"
+import { Principal } from "../domain/Principal.js"
+import { HostView, type RolloutChange, type RolloutEvent, RolloutSpec, RolloutState, Tick, Pause, Resume, Abort } from "../domain/Rollout.js"
+import type { RolloutCommand, RolloutTarget } from "../domain/RolloutCommand.js"
+import { ChangeFeed } from "./ChangeFeed.js"
+import { HostStatus, type HostRow } from "./HostStatus.js"
+import { parseWaves, plan, served, step } from "./RolloutPlan.js"
+import { renderRollout, type RolloutRecord } from "./RolloutView.js"
+import { insertState, type LayerInfo, type StateInfo, Storage } from "./Storage.js"
+import { toDocument } from "./StorageRows.js"
+
+export type RolloutError =
+  | RolloutRefused | RolloutInProgress | StaleExpect | ConfigurationNotFound | VersionNotFound | LayerNotFound | DuplicateComponent | StorageError
+
+export class Rollouts extends Context.Tag("registry/Rollouts")<
+  Rollouts,
+  {
+    /** `rollout …`: start, -status, -pause, -resume, -abort; the command's output. */
+    readonly run: (cmd: RolloutCommand, who: Principal) => Effect.Effect<string, RolloutError>
+    /** The document `host` is served (undefined: a host without a watch session on this configuration). */
+    readonly document: (name: string, host: string | undefined) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
+    /** A live rollout of the configuration (the watch stream then asks `document` at every event). */
+    readonly live: (name: string) => boolean
+    /** One line for `status -name`, when the configuration has a live rollout. */
+    readonly summary: (name: string) => string | undefined
+    /** A report arrived: the driver looks at the fleet now. */
+    readonly wake: Effect.Effect<void>
+  }
+>() {}
+
+export interface RolloutOptions {
+  /** The driver looks at every live rollout this often (soak times end between reports). */
+  readonly tickMs: number
+}
+
+/** A rollout that serves something: running, paused or halted (reverted, aborted, completed are over). */
+const isLive = (s: RolloutState) => s.phase === "running" || s.phase === "paused" || s.phase === "halted"
+
+interface Live {
+  readonly id: number
+  readonly state: RolloutState
+  /** The target as a state that is not current yet (id -1). */
+  readonly target: StateInfo
+}
+
+interface Row {
+  readonly id: number
+  readonly configuration: string
+  readonly active: number
+  readonly state: string
+  readonly target_hash: string
+  readonly target_layers: string
+  readonly started: string
+  readonly who_user: string
+  readonly who_fingerprint: string
+  readonly who_comment: string
+}
+
+const encodeState = (s: RolloutState) => JSON.stringify(Schema.encodeSync(RolloutState)(s))
+const decodeState = (s: string) => Schema.decodeUnknownSync(RolloutState)(JSON.parse(s))
+
+const layersJson = (ls: ReadonlyArray<LayerInfo>) =>
+  JSON.stringify(ls.map((l) => ({ component: l.component, version: l.version, hash: l.hash, ctime: l.ctime.toISOString() })))
+const layersOf = (s: string): ReadonlyArray<LayerInfo> =>
+  (JSON.parse(s) as Array<{ component: string; version: string; hash: string; ctime: string }>).map((l) => ({
+    component: l.component, version: l.version, hash: l.hash as Sha256, ctime: new Date(l.ctime)
+  }))
+
+const whoOf = (r: Row) => new Principal({ user: r.who_user, fingerprint: r.who_fingerprint, comment: r.who_comment }, true)
+
+const liveOf = (r: Row): Live => ({
+  id: r.id,
+  state: decodeState(r.state),
+  target: { id: -1, configuration: r.configuration, hash: r.target_hash as Sha256, time: new Date(r.started), who: whoOf(r), layers: layersOf(r.target_layers) }
+})
+
+/** What the registry knows of the configuration's agents, as the plan sees it. */
+export const hostViews = (rows: ReadonlyArray<HostRow>): Array<HostView> =>
+  rows.filter((r) => r.kind === "agent").map((r) => {
+    const outcome = r.outcome === "deployed" || r.outcome === "failed" || r.outcome === "rolled-back" ? r.outcome : undefined
+    return new HostView({
+      host: r.host,
+      online: r.connected,
+      ...(r.hash !== "" ? { running: r.hash } : {}),
+      ...(r.target !== "" ? { attempted: r.target } : {}),
+      ...(outcome !== undefined ? { outcome } : {}),
+      ...(outcome === "deployed" && r.hash !== "" ? { healthySince: Date.parse(r.since) } : {})
+    })
+  })
+
+const changeText = (c: RolloutChange): string =>
+  c._tag === "WaveAdmitted" ? `wave ${c.wave} admitted: ${c.hosts.length === 0 ? "(no host)" : c.hosts.join(", ")}`
+    : c._tag === "HostFailed" ? `host ${c.host} failed: ${c.outcome}`
+    : `${c.phase}${c.reason !== undefined ? `: ${c.reason}` : ""}`
+
+export const make = (options: RolloutOptions) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const storage = yield* Storage
+    const hosts = yield* HostStatus
+    const feed = yield* ChangeFeed
+    const dbError = (cause: unknown) => new StorageError({ reason: "database failure", cause })
+    const lock = yield* Effect.makeSemaphore(1)
+    const wakeQ = yield* Queue.sliding<void>(1)
+
+    // Resumed where they were: every step was stored.
+    const live = new Map<string, Live>()
+    for (const r of yield* sql<Row>`SELECT * FROM rollouts WHERE active = 1`.pipe(Effect.mapError(dbError))) live.set(r.configuration, liveOf(r))
+
+    const events = (id: number, at: number, texts: ReadonlyArray<string>) =>
+      texts.length === 0 ? Effect.void
+        : sql`INSERT INTO rollout_events ${sql.insert(texts.map((text) => ({ rollout_id: id, time: new Date(at).toISOString(), text })))}`
+
+    /** One step of the rollout of `name`, stored in one transaction, then told to the watchers. */
+    const apply = (name: string, event: (now: number) => RolloutEvent) =>
+      Effect.gen(function* () {
+        const a = live.get(name)
+        if (a === undefined) return undefined
+        const now = Date.now()
+        const { state, changes } = step(a.state, event(now))
+        if (changes.length === 0) return state
+        const completed = state.phase === "completed"
+        yield* sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql`UPDATE rollouts SET state = ${encodeState(state)}, active = ${isLive(state) ? 1 : 0} WHERE id = ${a.id}`
+            yield* events(a.id, now, changes.map(changeText))
+            if (!completed) return
+            const [conf] = yield* sql<{ id: number }>`SELECT id FROM configurations WHERE name = ${name}`
+            if (conf === undefined) return
+            const stateId = yield* insertState(sql, conf.id, { ...a.target, time: new Date(now) })
+            yield* sql`UPDATE configurations SET state_id = ${stateId} WHERE id = ${conf.id}`
+          })
+        ).pipe(Effect.mapError(dbError))
+        if (isLive(state)) live.set(name, { ...a, state })
+        else live.delete(name)
+        for (const c of changes) yield* Effect.logInfo(`rollout of ${JSON.stringify(name)}: ${changeText(c)}`)
+        yield* feed.publish(completed ? { _tag: "State", name, hash: a.target.hash, time: new Date(now) } : { _tag: "Served", name })
+        return state
+      })
+
+    const tickOne = (name: string) =>
+      Effect.flatMap(hosts.rows(name), (rows) => {
+        const views = hostViews(rows)
+        return apply(name, (now) => new Tick({ now, hosts: views }))
+      })
+
+    // The driver: after a report (wake) or every tickMs, each live rollout takes one step.
+    // The timer on the host's clock (soak times are wall-clock times in reports), cleared with the scope.
+    yield* Effect.acquireRelease(
+      Effect.sync(() => setInterval(() => Effect.runSync(Queue.offer(wakeQ, undefined)), options.tickMs)),
+      (t) => Effect.sync(() => clearInterval(t))
+    )
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.gen(function* () {
+          yield* Queue.take(wakeQ)
+          for (const name of [...live.keys()]) {
+            yield* lock.withPermits(1)(tickOne(name)).pipe(
+              Effect.catchAllCause((cause) => Effect.logError(`rollout of ${JSON.stringify(name)}: step failed`, cause))
+            )
+          }
+        })
+      )
+    )
+
+    /** The target's layers, from the current state and the command. */
+    const targetLayers = (cur: StateInfo, t: RolloutTarget) =>
+      Effect.gen(function* () {
+        const version = (component: string, v: string) =>
+          storage.versions(component).pipe(
+            Effect.catchTag("ComponentNotFound", () => Effect.succeed([])),
+            Effect.flatMap((vs) => {
+              const hit = vs.find((x) => x.version === v)
+              return hit !== undefined ? Effect.succeed(hit) : Effect.fail(new VersionNotFound({ component, version: v }))
+            })
+          )
+        switch (t._tag) {
+          case "Change": {
+            const i = cur.layers.findIndex((l) => l.component === t.component)
+            if (i < 0) return yield* new LayerNotFound({ configuration: cur.configuration, component: t.component })
+            const v = yield* version(t.component, t.version)
+            return cur.layers.map((l, j) => (j === i ? v : l))
+          }
+          case "Layers": {
+            const seen = new Set<string>()
+            for (const l of t.layers) {
+              if (seen.has(l.component)) return yield* new DuplicateComponent({ component: l.component })
+              seen.add(l.component)
+            }
+            return yield* Effect.forEach(t.layers, (l) => version(l.component, l.version))
+          }
+          case "To": {
+            const past = (yield* storage.history(cur.configuration)).find((s) => s.hash === t.hash)
+            if (past === undefined) return yield* new RolloutRefused({ message: `configuration "${cur.configuration}" never had hash ${t.hash}` })
+            for (const l of past.layers) {
+              const v = yield* version(l.component, l.version).pipe(Effect.orElseSucceed(() => undefined))
+              if (v?.hash !== l.hash) {
+                return yield* new RolloutRefused({ message: `cannot roll out ${t.hash}: version "${l.version}" of component "${l.component}" was removed or changed` })
+              }
+            }
+            return past.layers
+          }
+        }
+      })
+
+    const start = (cmd: RolloutCommand, who: Principal) =>
+      Effect.gen(function* () {
+        const name = cmd.name
+        // Hosts first: reading them waits for HostStatus's writer, which must not wait for our transaction.
+        const fleet = hostViews(yield* hosts.rows(name)).map((h) => h.host)
+        const started = yield* sql.withTransaction(
+          Effect.gen(function* () {
+            const [running] = yield* sql<{ target_hash: string }>`SELECT target_hash FROM rollouts WHERE configuration = ${name} AND active = 1`
+            if (running !== undefined) return yield* new RolloutInProgress({ name, to: running.target_hash })
+            const cur = yield* storage.current(name)
+            if (cmd.expect !== undefined && cmd.expect !== cur.hash) return yield* new StaleExpect({ name, expected: cmd.expect, actual: cur.hash })
+            const layers = yield* targetLayers(cur, cmd.target!)
+            const hash = configHash(layers.map((l) => l.hash)) as Sha256
+            if (hash === cur.hash) return yield* new RolloutRefused({ message: `configuration "${name}" is already at ${hash}; nothing to roll out` })
+            const now = Date.now()
+            const waves = parseWaves(cmd.waves)
+            if (waves._tag === "Left") return yield* new RolloutRefused({ message: waves.left })
+            const spec = new RolloutSpec({
+              configuration: name, from: cur.hash, to: hash, waves: waves.right, soakMs: cmd.soakMs, maxFailures: cmd.maxFailures,
+              onFailure: cmd.onFailure, canary: cmd.canary
+            })
+            const state = plan(spec, fleet, now)
+            const [row] = yield* sql<Row>`INSERT INTO rollouts ${sql.insert({
+              configuration: name, active: 1, state: encodeState(state), target_hash: hash, target_layers: layersJson(layers),
+              started: new Date(now).toISOString(), who_user: who.user, who_fingerprint: who.fingerprint, who_comment: who.comment
+            })} RETURNING *`
+            yield* events(row!.id, now, [
+              `started by ${who.label}: ${cur.hash} -> ${hash}; waves ${cmd.waves}, soak ${cmd.soak}, max-failures ${cmd.maxFailures}, on-failure ${cmd.onFailure}`,
+              changeText({ _tag: "WaveAdmitted", wave: 1, hosts: state.waves[0]?.hosts ?? [], at: now })
+            ])
+            return liveOf(row!)
+          })
+        ).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(dbError(e))))
+        live.set(name, started)
+        yield* Effect.logInfo(`rollout of ${JSON.stringify(name)} to ${started.target.hash} started by ${who.label}`)
+        yield* feed.publish({ _tag: "Served", name })
+        yield* Queue.offer(wakeQ, undefined)
+        const w = started.state.waves
+        return `rollout of "${name}" to ${started.target.hash} started: ${w.length} wave(s); wave 1: ${w[0]!.hosts.join(", ") || "(no host: hosts without a session get it in the last wave)"}\n`
+      })
+
+    /** The newest rollout of the configuration, live or over, with its events. */
+    const record = (name: string) =>
+      Effect.gen(function* () {
+        const [row] = yield* sql<Row>`SELECT * FROM rollouts WHERE configuration = ${name} ORDER BY id DESC LIMIT 1`
+        if (row === undefined) return undefined
+        const evs = yield* sql<{ time: string; text: string }>`SELECT time, text FROM rollout_events WHERE rollout_id = ${row.id} ORDER BY rowid`
+        return { ...liveOf(row), started: new Date(row.started), events: evs } satisfies RolloutRecord
+      }).pipe(Effect.mapError(dbError))
+
+    const control = (cmd: RolloutCommand, who: Principal) =>
+      Effect.gen(function* () {
+        const name = cmd.name
+        const a = live.get(name)
+        if (a === undefined) return yield* new RolloutRefused({ message: `configuration "${name}" has no rollout in progress` })
+        const before = a.state.phase
+        const after = yield* apply(name, (now) =>
+          cmd.action === "pause" ? new Pause({ now }) : cmd.action === "resume" ? new Resume({ now }) : new Abort({ now, by: who.label })
+        )
+        if (after === undefined || after.phase === before) {
+          return yield* new RolloutRefused({ message: `the rollout of "${name}" is ${before}; -${cmd.action} changes nothing` })
+        }
+        return `rollout of "${name}": ${after.phase}\n`
+      })
+
+    const run = (cmd: RolloutCommand, who: Principal): Effect.Effect<string, RolloutError> => {
+      if (cmd.action === "status") {
+        return Effect.gen(function* () {
+          yield* storage.current(cmd.name)
+          const r = yield* record(cmd.name)
+          if (r === undefined) return yield* new RolloutRefused({ message: `configuration "${cmd.name}" has had no rollout` })
+          const views = hostViews(yield* hosts.rows(cmd.name))
+          return renderRollout(r, views, Date.now(), cmd.json)
+        })
+      }
+      return lock.withPermits(1)(cmd.action === "start" ? start(cmd, who) : control(cmd, who))
+    }
+
+    const document = (name: string, host: string | undefined) => {
+      const a = live.get(name)
+      return a !== undefined && served(a.state, host) === a.target.hash
+        ? Effect.succeed(Option.some(toDocument(a.target)))
+        : storage.document(name)
+    }
+
+    const summary = (name: string) => {
+      const a = live.get(name)
+      if (a === undefined) return undefined
+      const admitted = a.state.waves.filter((w) => w.admittedAt !== undefined).length
+      return `rollout to ${a.target.hash}: ${a.state.phase}, wave ${admitted} of ${a.state.waves.length} (rollout -name ${name} -status)`
+    }
+
+    return Rollouts.of({ run, document, live: (name) => live.has(name), summary, wake: Queue.offer(wakeQ, undefined).pipe(Effect.asVoid) })
+  })
+
+/** Requires SqlClient (migrated), Storage, HostStatus and ChangeFeed; the driver runs while the layer lives. */
+export const RolloutsLive = (options: RolloutOptions = { tickMs: 1000 }) => Layer.scoped(Rollouts, make(options))
+
+/** No rollouts: every host is served the current state (tests of servers that do not roll out). */
+export const RolloutsNone = Layer.effect(
+  Rollouts,
+  Effect.map(Storage, (storage) =>
+    Rollouts.of({
+      run: () => Effect.fail(new RolloutRefused({ message: "rollouts are not available here" })),
+      document: (name) => storage.document(name),
+      live: () => false,
+      summary: () => undefined,
+      wake: Effect.void
+    })
+  )
+)

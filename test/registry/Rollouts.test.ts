@@ -1,0 +1,184 @@
+// Staged rollouts end to end: the BUILT registry (`npm run build` first) with four BUILT agents
+// (-host a1…a4, each with a deploy script that logs what it deploys and a health check that passes only
+// for "good" releases). Agents poll hourly: every deploy comes from the watch stream, i.e. from what the
+// rollout serves each host. Short -soak and a hidden short -rollout-tick keep it to seconds.
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { configHash } from "../../src/domain/ConfigHash.js"
+import { tarGz } from "../agent/fixtures.js"
+import { addVersion, exec, run } from "../agent/operator.js"
+import { tempDir } from "../agent/support.js"
+import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { startRegistry, type TestRegistry } from "../support/registry.js"
+
+const dirs: Array<string> = []
+const registries: Array<TestRegistry> = []
+const agents: Array<RunningAgent> = []
+
+afterEach(() => {
+  for (const a of agents.splice(0)) a.child.kill("SIGKILL")
+})
+afterAll(async () => {
+  for (const r of registries) await r.stop("SIGKILL")
+  for (const d of dirs) await fs.rm(d, { recursive: true, force: true })
+})
+
+const HOSTS = ["a1", "a2", "a3", "a4"] as const
+
+interface Fleet {
+  readonly reg: TestRegistry
+  readonly name: string
+  readonly hash: Record<string, string>
+  /** Hashes each host's deploy script ran for, in order. */
+  readonly deploys: (host: string) => Promise<Array<string>>
+}
+
+let counter = 0
+/** A registry with releases good1, good2, good3 and bad (its check fails), a configuration at good1, and four agents running it. */
+const fleet = async (): Promise<Fleet> => {
+  const reg = await startRegistry({ extraArgs: ["-watch-ping", "500ms", "-rollout-tick", "100ms"] })
+  registries.push(reg)
+  dirs.push(reg.dir)
+  const hash: Record<string, string> = {}
+  for (const v of ["good1", "good2", "good3", "bad"]) {
+    hash[v] = configHash([await addVersion(reg, "code", v, tarGz([{ path: "f", type: "file", content: v }]))])
+  }
+  const name = `r${++counter}`
+  await run(reg, `addconf -name ${name} -layer code:good1`)
+  const dir = await tempDir("rollout-fleet-")
+  dirs.push(dir)
+  const check = path.join(dir, "check.sh")
+  await fs.writeFile(check, `#!/bin/sh\ngrep -q good "$NEWROOT/f" || { echo "release is bad" >&2; exit 1; }\n`, { mode: 0o755 })
+  for (const h of HOSTS) {
+    const script = path.join(dir, `${h}.deploy.sh`)
+    await fs.writeFile(script, `#!/bin/sh\necho "$NEWID" >> ${path.join(dir, `${h}.deploys`)}\n`, { mode: 0o755 })
+    agents.push(
+      spawnAgent(
+        ["-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name, "-dir", path.join(dir, h),
+          "-script", script, "-check", check, "-host", h, "-poll", "1h", "-ping", "500ms", "-reconnect", "200ms"],
+        dir
+      )
+    )
+  }
+  const deploys = async (h: string) => (await fs.readFile(path.join(dir, `${h}.deploys`), "utf8").catch(() => "")).split("\n").filter((l) => l !== "")
+  const f = { reg, name, hash, deploys }
+  await until(allHosts(f, HOSTS, (h) => h?.Hash === hash.good1 && h.Connected === true), "all hosts run good1")
+  return f
+}
+
+const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) => {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (await cond()) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`timed out waiting for: ${what}`)
+}
+
+type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string; LastReport?: string }
+/** Every host's status row satisfies `pred`. */
+const allHosts = (f: Fleet, hosts: ReadonlyArray<string>, pred: (h: HostJson | undefined) => boolean) => async () => {
+  const s = await hostsOf(f)
+  return hosts.every((h) => pred(s[h]))
+}
+
+const hostsOf = async (f: Fleet): Promise<Record<string, HostJson>> => {
+  const s = JSON.parse(await run(f.reg, `status -name ${f.name} -json`)) as { Hosts: Array<HostJson> }
+  return Object.fromEntries(s.Hosts.map((h) => [h.Host, h]))
+}
+
+interface StatusJson {
+  Phase: string
+  Reason?: string
+  Waves: Array<{ Wave: number; Admitted?: string; Hosts: Array<{ Host: string; State: string }> }>
+  Events: Array<{ Time: string; Text: string }>
+}
+const rolloutStatus = async (f: Fleet) => JSON.parse(await run(f.reg, `rollout -name ${f.name} -status -json`)) as StatusJson
+const currentHash = async (f: Fleet) => /Hash:\t([0-9a-f]{64})/.exec(await run(f.reg, `showconf -name ${f.name} -v`))![1]!
+
+describe("rollout", () => {
+  it("a release whose check fails on the canary is rolled back there, the rollout reverts, a2-a4 never run it", async () => {
+    const f = await fleet()
+    const out = await run(f.reg, `rollout -name ${f.name} -component code -version bad -canary a1 -waves 1,50%,100% -soak 1s`)
+    expect(out).toContain(`rollout of "${f.name}" to ${f.hash.bad} started: 3 wave(s); wave 1: a1`)
+    // A plain change during the rollout is refused, naming it.
+    const refused = await exec(f.reg, `changeconf -name ${f.name} -component code -version good2`)
+    expect(refused.code).toBe(1)
+    expect(refused.output).toContain(`has a rollout to ${f.hash.bad} in progress`)
+    await until(async () => (await rolloutStatus(f)).Phase === "reverted", "the rollout reverted")
+    const s = await rolloutStatus(f)
+    expect(s.Reason).toContain("a1")
+    expect(s.Waves[0]!.Hosts).toEqual([{ Host: "a1", State: "failed" }])
+    expect(s.Waves.slice(1).every((w) => w.Admitted === undefined)).toBe(true)
+    await until(async () => (await hostsOf(f)).a1?.Outcome === "rolled-back", "a1 reported rolled-back")
+    if (process.env.ROLLOUT_HALT) {
+      // The figure: from the canary's rolled-back report (as stored) to the stored "reverted" step.
+      const report = Date.parse((await hostsOf(f)).a1!.LastReport!)
+      const halt = Date.parse(s.Events.find((e) => e.Text.startsWith("reverted"))!.Time)
+      await fs.writeFile(process.env.ROLLOUT_HALT, `${halt - report} ms\n${await run(f.reg, `rollout -name ${f.name} -status`)}`)
+    }
+    expect(await f.deploys("a1")).toEqual([f.hash.good1, f.hash.bad, f.hash.good1])
+    for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
+    expect(await currentHash(f)).toBe(f.hash.good1)
+    // Over: plain changes work again.
+    await run(f.reg, `changeconf -name ${f.name} -component code -version good2`)
+  }, 90_000)
+
+  it("a good release goes through every wave and becomes the current state", async () => {
+    const f = await fleet()
+    await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,50%,100% -soak 500ms`)
+    const transcript: Array<string> = []
+    let seen = 0
+    await until(async () => {
+      const s = await rolloutStatus(f)
+      const admitted = s.Waves.filter((w) => w.Admitted !== undefined).length
+      if (admitted > seen) {
+        seen = admitted
+        transcript.push(await run(f.reg, `rollout -name ${f.name} -status`))
+      }
+      return s.Phase === "completed"
+    }, "the rollout completed")
+    transcript.push(await run(f.reg, `rollout -name ${f.name} -status`))
+    if (process.env.ROLLOUT_TRANSCRIPT) await fs.writeFile(process.env.ROLLOUT_TRANSCRIPT, transcript.join("\n"))
+    const s = await rolloutStatus(f)
+    expect(s.Waves.map((w) => w.Hosts.length)).toEqual([1, 1, 2])
+    expect(s.Waves.flatMap((w) => w.Hosts.map((h) => h.State))).toEqual(["healthy", "healthy", "healthy", "healthy"])
+    expect(s.Events.map((e) => /^(started by|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started by", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
+    expect(await currentHash(f)).toBe(f.hash.good2)
+    const history = await run(f.reg, `history -name ${f.name}`)
+    expect(history.split("\n")[0]).toContain(f.hash.good2)
+    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
+    for (const h of HOSTS) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
+  }, 90_000)
+
+  it("-abort mid-rollout gives everyone the old state again", async () => {
+    const f = await fleet()
+    await run(f.reg, `rollout -name ${f.name} -component code -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
+    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
+    expect((await rolloutStatus(f)).Waves[1]!.Admitted).toBeUndefined()
+    expect(await run(f.reg, `rollout -name ${f.name} -pause`)).toBe(`rollout of "${f.name}": paused\n`)
+    expect((await exec(f.reg, `rollout -name ${f.name} -pause`)).output).toContain("changes nothing")
+    expect(await run(f.reg, `rollout -name ${f.name} -resume`)).toBe(`rollout of "${f.name}": running\n`)
+    expect(await run(f.reg, `rollout -name ${f.name} -abort`)).toBe(`rollout of "${f.name}": aborted\n`)
+    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good1), "everyone runs good1 again")
+    for (const h of ["a1", "a2"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good3, f.hash.good1])
+    for (const h of ["a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
+    expect(await currentHash(f)).toBe(f.hash.good1)
+    expect((await rolloutStatus(f)).Phase).toBe("aborted")
+  }, 90_000)
+
+  it("a registry killed mid-rollout resumes it where it was", async () => {
+    const f = await fleet()
+    await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,100% -soak 3s`)
+    await until(async () => (await hostsOf(f)).a1?.Hash === f.hash.good2, "a1 runs good2")
+    await f.reg.stop("SIGKILL")
+    await f.reg.restart()
+    const s = await rolloutStatus(f)
+    expect(s.Phase).toBe("running")
+    expect(s.Waves[0]!.Admitted).toBeDefined()
+    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the resumed rollout completed")
+    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
+    for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
+  }, 90_000)
+})
