@@ -2,7 +2,7 @@
 // its waves, its phase, what hosts report, the events that move it and what each step changed.
 // Plain data (times are epoch milliseconds), so a rollout can be stored and resumed after a restart;
 // the transitions are in src/registry/RolloutPlan.ts.
-import { Schema } from "effect"
+import { Either, Schema } from "effect"
 
 /** Most waves a rollout may have, and most hosts named with -canary. */
 export const MAX_WAVES = 100
@@ -92,3 +92,21 @@ export type RolloutChange = typeof RolloutChange.Type
 /** One host's place in the rollout, for `rollout -status`. */
 export const HostRolloutState = Schema.Literal("waiting", "updating", "soaking", "healthy", "failed", "offline", "reverted")
 export type HostRolloutState = typeof HostRolloutState.Type
+
+/** `-waves 1,10%,50%,100%`: cumulative host counts or fleet percentages, in rollout order. */
+export const parseWaves = (s: string): Either.Either<readonly [WaveSize, ...Array<WaveSize>], string> => {
+  const parts = s.split(",").map((p) => p.trim())
+  if (parts.length > MAX_WAVES) return Either.left(`-waves: at most ${MAX_WAVES} waves`)
+  const sizes: Array<WaveSize> = []
+  for (const p of parts) {
+    const pct = /^(\d+(?:\.\d+)?)%$/.exec(p)
+    if (pct !== null) {
+      const percent = Number(pct[1])
+      if (!(percent > 0 && percent <= 100)) return Either.left(`-waves: "${p}" is not a percentage in (0, 100]`)
+      sizes.push({ _tag: "Percent", percent })
+    } else if (/^\d+$/.test(p) && Number(p) > 0 && Number.isSafeInteger(Number(p))) {
+      sizes.push({ _tag: "Hosts", count: Number(p) })
+    } else return Either.left(`-waves: "${p}" is neither a host count nor a percentage (e.g. 1,10%,50%,100%)`)
+  }
+  return Either.right(sizes as unknown as readonly [WaveSize, ...Array<WaveSize>])
+}

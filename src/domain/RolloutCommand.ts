@@ -6,7 +6,7 @@ import { flag, parseGoDuration, type RawFlags } from "./Flags.js"
 import { type ComponentName, componentNameProblem, type ConfigurationName, configurationNameProblem, type Sha256, sha256Problem, type Version, versionProblem } from "./Names.js"
 import { MAX_CANARIES, type OnFailure } from "./Rollout.js"
 import { hostNameProblem } from "./Report.js"
-import { parseWaves } from "../registry/RolloutPlan.js"
+import { parseWaves } from "./Rollout.js"
 
 export const rolloutFlags = [
   flag("name", "configuration name"),

@@ -2,13 +2,11 @@
 // wave sizes from -waves, a deterministic wave order, admission after -soak, failures against
 // -max-failures, halt/revert, pause/resume/abort, which hash each host is served, and the status.
 // No I/O and no clock: the caller passes `now` and what it knows of the hosts, and stores the state.
-import { Either } from "effect"
 import { createHash } from "node:crypto"
 import {
   type HostRolloutState,
   type HostView,
   isFinished,
-  MAX_WAVES,
   type RolloutChange,
   type RolloutEvent,
   type RolloutPhase,
@@ -18,23 +16,7 @@ import {
   type WaveSize
 } from "../domain/Rollout.js"
 
-/** `-waves 1,10%,50%,100%`: cumulative host counts or fleet percentages, in rollout order. */
-export const parseWaves = (s: string): Either.Either<readonly [WaveSize, ...Array<WaveSize>], string> => {
-  const parts = s.split(",").map((p) => p.trim())
-  if (parts.length > MAX_WAVES) return Either.left(`-waves: at most ${MAX_WAVES} waves`)
-  const sizes: Array<WaveSize> = []
-  for (const p of parts) {
-    const pct = /^(\d+(?:\.\d+)?)%$/.exec(p)
-    if (pct !== null) {
-      const percent = Number(pct[1])
-      if (!(percent > 0 && percent <= 100)) return Either.left(`-waves: "${p}" is not a percentage in (0, 100]`)
-      sizes.push({ _tag: "Percent", percent })
-    } else if (/^\d+$/.test(p) && Number(p) > 0 && Number.isSafeInteger(Number(p))) {
-      sizes.push({ _tag: "Hosts", count: Number(p) })
-    } else return Either.left(`-waves: "${p}" is neither a host count nor a percentage (e.g. 1,10%,50%,100%)`)
-  }
-  return Either.right(sizes as unknown as readonly [WaveSize, ...Array<WaveSize>])
-}
+export { parseWaves } from "../domain/Rollout.js"
 
 /** A host's stable place among the others: sha256(configuration NUL host), the same after a restart. */
 const orderKey = (configuration: string, host: string) => createHash("sha256").update(`${configuration}\0${host}`).digest("hex")
