@@ -5,8 +5,8 @@
 // -restart, a registry restart (SIGTERM, start on the same port and data) until every watcher is back
 // (reconnect after a random 0–30 s, as the agent; -spread), with an operator command timed throughout.
 // Targets at 5,000 watchers: idle CPU < 5%, RSS < 1 GiB, fan-out < 2 s, all back < 60 s, commands < 1 s.
-//   node --import tsx bench/watchers.ts [-n 1000] [-idle 10s] [-c 20] [-restart] [-spread 30s]
-import { spawn } from "node:child_process"
+//   node --import tsx bench/watchers.ts [-n 1000] [-idle 10s] [-c 20] [-restart] [-spread 30s] [-pin]
+import { execFileSync, spawn } from "node:child_process"
 import { closeSync, openSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import type { Client, ClientChannel } from "ssh2"
@@ -29,13 +29,19 @@ interface Watcher {
 }
 
 export const watchers: Bench = async (argv) => {
-  const f = parseFlags(argv, ["n", "idle", "c", "cipher", "spread"], ["restart"])
+  const f = parseFlags(argv, ["n", "idle", "c", "cipher", "spread"], ["restart", "pin"])
   const n = f.int("n", 1000)
   const idleMs = f.duration("idle", "10s")
   const concurrency = f.int("c", 20)
   const cipher = f.str("cipher", "aes128-gcm@openssh.com")
   const restart = f.bool("restart")
   const spreadMs = f.duration("spread", "30s") // the agent's default -reconnect
+  // -pin: the registry on CPU 0, this load generator (and the operator's ssh) on CPU 1, so the figures
+  // are the registry's and not two programs fighting for one core (agents are other machines).
+  const pin = (p: number, cpu: number) => {
+    if (f.bool("pin")) execFileSync("taskset", ["-a", "-pc", String(cpu), String(p)], { stdio: "ignore" })
+  }
+  pin(process.pid, 1)
   const started = Date.now()
   const cleanup = new Cleanup()
   const rows: Row[] = []
@@ -45,6 +51,7 @@ export const watchers: Bench = async (argv) => {
     const reg = await startRegistry({ cipher, extraArgs: limits })
     cleanup.add(() => reg.stop())
     let pid = reg.pid
+    pin(pid, 0)
     const v1 = await tinyTarGz("watch-v1", "v1\n")
     const v2 = await tinyTarGz("watch-v2", "v2\n")
     await addVersionViaSftp(reg, v1.path, v1.sha256, "w", "v1")
@@ -164,6 +171,7 @@ export const watchers: Bench = async (argv) => {
       closeSync(fd)
       cleanup.add(async () => void (await stopChild(child)))
       pid = child.pid!
+      pin(pid, 0)
       const reconnect = reconnectAll(spreadMs)
       const cmdMs: number[] = []
       let done = false
