@@ -4,25 +4,16 @@
 import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { ctlMain } from "../ctl/harness.js"
 import { type RunningAgent, spawnAgent } from "../support/agent.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { tarGz } from "./fixtures.js"
 import { addVersion, run } from "./operator.js"
 import { tempDir } from "./support.js"
+import { testResources } from "../support/resources.js"
 
-const dirs: Array<string> = []
-const registries: Array<TestRegistry> = []
-const agents: Array<RunningAgent> = []
-
-afterEach(() => {
-  for (const a of agents.splice(0)) a.child.kill("SIGKILL")
-})
-afterAll(async () => {
-  for (const r of registries) await r.stop("SIGKILL")
-  for (const d of dirs) await fs.rm(d, { recursive: true, force: true })
-})
+const { dirs, registries, agents } = testResources()
 
 const registry = async (extra: Array<string> = []) => {
   const r = await startRegistry({ extraArgs: ["-watch-ping", "500ms", ...extra] })

@@ -4,25 +4,16 @@
 // rollout serves each host. Short -soak and a hidden short -rollout-tick keep it to seconds.
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { afterAll, afterEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { tarGz } from "../agent/fixtures.js"
 import { addVersion, exec, run } from "../agent/operator.js"
 import { tempDir } from "../agent/support.js"
-import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { spawnAgent } from "../support/agent.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
+import { testResources } from "../support/resources.js"
 
-const dirs: Array<string> = []
-const registries: Array<TestRegistry> = []
-const agents: Array<RunningAgent> = []
-
-afterEach(() => {
-  for (const a of agents.splice(0)) a.child.kill("SIGKILL")
-})
-afterAll(async () => {
-  for (const r of registries) await r.stop("SIGKILL")
-  for (const d of dirs) await fs.rm(d, { recursive: true, force: true })
-})
+const { dirs, registries, agents } = testResources()
 
 const HOSTS = ["a1", "a2", "a3", "a4"] as const
 
