@@ -42,6 +42,10 @@ export const outcomeOf = (e: unknown): Outcome => {
 
 const clip = (s: string, max = 500) => (s.length > max ? `${s.slice(0, max - 1)}…` : s)
 
+/** A failing step's last lines as a report carries them (within Report's bounds), or nothing. */
+const reportLines = (l: ReadonlyArray<string> | undefined) =>
+  l === undefined || l.length === 0 ? {} : { lines: l.slice(-MAX_REPORT_LINES).map((x) => clip(x, MAX_REPORT_LINE_CHARS)) }
+
 export const make = Effect.gen(function* () {
   const cfg = yield* AgentConfig
   const session = yield* AgentSession
@@ -70,8 +74,6 @@ export const make = Effect.gen(function* () {
   /** A cycle that ended with a result: what runs now, and what became of the registry's hash. */
   const settled = (r: CycleResult, timing: { readonly started: DateTime.Utc; readonly durationMs: number }) =>
     Effect.gen(function* () {
-      const lines = (l: ReadonlyArray<string>) =>
-        l.length === 0 ? {} : { lines: l.slice(-MAX_REPORT_LINES).map((x) => clip(x, MAX_REPORT_LINE_CHARS)) }
       switch (r._tag) {
         case "Unchanged":
         case "Deployed":
@@ -82,7 +84,7 @@ export const make = Effect.gen(function* () {
         case "DeployFailed": {
           running = r._tag === "RolledBack" ? r.restored : r.previous
           const f = r.failure
-          return yield* send({ outcome: outcomeOfResult(r), target: r.hash as Sha256, reason: clip(`${f.Step} failed: ${f.Status}`), ...lines(f.Lines), ...timing })
+          return yield* send({ outcome: outcomeOfResult(r), target: r.hash as Sha256, reason: clip(`${f.Step} failed: ${f.Status}`), ...reportLines(f.Lines), ...timing })
         }
         case "Held":
         case "Refused": {
@@ -92,7 +94,7 @@ export const make = Effect.gen(function* () {
           if (lastSent === `${outcome} ${running ?? ""}` && heldTarget === r.hash) return
           heldTarget = r.hash
           const reason = r._tag === "Refused" ? r.reason : `${r.record.Failure.Step} failed: ${r.record.Failure.Status}`
-          return yield* send({ outcome, target: r.hash as Sha256, reason: clip(reason), ...(r._tag === "Held" ? lines(r.record.Failure.Lines) : {}), ...timing })
+          return yield* send({ outcome, target: r.hash as Sha256, reason: clip(reason), ...(r._tag === "Held" ? reportLines(r.record.Failure.Lines) : {}), ...timing })
         }
       }
     })
@@ -114,7 +116,7 @@ export const make = Effect.gen(function* () {
         outcome: failure === undefined ? "failed" : outcomeOf(failure),
         target: t as Sha256,
         reason: clip(message),
-        ...(lines !== undefined && lines.length > 0 ? { lines: lines.slice(-MAX_REPORT_LINES).map((x) => clip(x, MAX_REPORT_LINE_CHARS)) } : {}),
+        ...reportLines(lines),
         ...timing
       })
     })
