@@ -7,6 +7,7 @@
 import { createRequire } from "node:module"
 import * as net from "node:net"
 import type { Connection, ParsedKey, SFTPWrapper } from "ssh2"
+import { generateEd25519 } from "./KeyGen.js"
 
 /** The ssh2 release the accesses below were written for and tested against. */
 export const SSH2_VERSION = "1.17.0"
@@ -106,7 +107,8 @@ export const checkSsh2 = (): string | undefined => {
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
     const { utils } = require("ssh2") as typeof import("ssh2")
-    const key = utils.parseKey(utils.generateKeyPairSync("ed25519").private) as ParsedKey | Error
+    // generateEd25519, not ssh2's generator directly: about 1 key in 256 from it does not parse (KeyGen.ts).
+    const key = utils.parseKey(generateEd25519().private) as ParsedKey | Error
     if (key instanceof Error) return broken(`ssh2 cannot parse its own key: ${key.message}`).message
     keySymbol(key, "privatePem")
     keyHashAlgorithm(key)
