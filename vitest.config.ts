@@ -28,6 +28,8 @@ export default defineConfig({
     // checkout's build evicts the others' cache there, and tests that give a program a fresh HOME would
     // compile its bundle at every start.
     env: { DEPLOY_TOOLS_CACHE: path.join(path.dirname(fileURLToPath(import.meta.url)), "node_modules", ".cache", "deploy-tools") },
+    // `TEST_CPU_LOG=FILE npm test`: one line of CPU seconds per test file (test/support/cpuLog.ts).
+    setupFiles: process.env.TEST_CPU_LOG ? ["test/support/cpuLog.ts"] : [],
     projects: [
       { extends: true, test: { name: "default", include: ["test/**/*.test.ts"], exclude: reliability } },
       { extends: true, test: { name: "reliability", include: reliability } }
