@@ -1,11 +1,12 @@
 // deployctl's signing of configuration states (`deployctl sign`, and `-sign` on the commands that make
-// a state): read the current hash, build the canonical text (SignedState.ts), sign it with -key or the
-// ssh-agent key (Signer.ts), or take a signature made elsewhere (`ssh-keygen -Y sign -n deploy-tools`
-// over the text -print-message printed), and attach it with the registry's `addsig`.
+// a state): read the hash to sign (the current one, -hash H, or the target of the rollout just started),
+// build the canonical text (SignedState.ts), sign it with -key or the ssh-agent key (Signer.ts), or take
+// a signature made elsewhere (`ssh-keygen -Y sign -n deploy-tools` over the text -print-message printed),
+// and attach it with the registry's `addsig` (which takes the current state or a live rollout's target).
 import { Effect } from "effect"
 import { promises as fs } from "node:fs"
 import type { Client } from "ssh2"
-import type { ConfigurationName } from "../domain/Names.js"
+import { type ConfigurationName, sha256Problem } from "../domain/Names.js"
 import { parseSignedMessage, SignedState, signingTime } from "../domain/SignedState.js"
 import { exec } from "../ssh/Exec.js"
 import { sign, type SigningKey } from "../ssh/Signer.js"
@@ -14,6 +15,9 @@ import { FileError } from "./ArchiveCheck.js"
 
 export interface SignArgs {
   readonly name: string
+  /** The state to sign: its hash (-hash), the live rollout's target (`rollout -sign`), else the current one. */
+  readonly hash?: string
+  readonly rolloutTarget?: boolean
   /** Print the text to sign and attach nothing. */
   readonly printMessage?: boolean
   /** A signature made elsewhere; its message is `messageFile`, else this file without `.sig`. */
@@ -40,6 +44,20 @@ export const currentHash = (client: Client, name: string, payload: (argv: Readon
     }
   })
 
+/** The target of the configuration's live rollout, from `rollout -status -json` (the registry's own error passes through). */
+export const rolloutTarget = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string): Effect.Effect<{ readonly hash: string; readonly failed?: undefined } | { readonly failed: string }, SshError> =>
+  Effect.map(exec(client, payload(["rollout", `-name=${name}`, "-status", "-json"])), (r) => {
+    const out = Buffer.from(r.stdout).toString("utf8")
+    if (r.code !== 0) return { failed: out.trim() || `rollout -status failed (${r.code})` } as const
+    try {
+      const s = JSON.parse(out) as { To?: unknown; Phase?: unknown }
+      if (s.Phase !== "running" && s.Phase !== "paused" && s.Phase !== "halted") return { failed: `the rollout of "${name}" is ${String(s.Phase)}; nothing to sign` } as const
+      return typeof s.To === "string" ? ({ hash: s.To } as const) : ({ failed: "rollout -status -json has no To" } as const)
+    } catch {
+      return { failed: "rollout -status -json did not print JSON" } as const
+    }
+  })
+
 /** What to attach: the state signed and the armored signature; or the message alone (-print-message). */
 export const prepare = (
   client: Client,
@@ -57,8 +75,10 @@ export const prepare = (
       if (state.name !== args.name) return { usage: `${messageFile} is for configuration "${state.name}", not "${args.name}"` }
       return { state, signature }
     }
-    const cur = yield* currentHash(client, args.name as ConfigurationName, payload)
+    const cur = args.hash !== undefined ? { hash: args.hash.toLowerCase() }
+      : yield* (args.rolloutTarget === true ? rolloutTarget : currentHash)(client, args.name as ConfigurationName, payload)
     if (cur.failed !== undefined) return { failed: cur.failed }
+    if (sha256Problem(cur.hash) !== undefined) return { usage: `-hash: ${sha256Problem(cur.hash)}` }
     const state = new SignedState({ name: args.name, hash: cur.hash, time: signingTime() })
     if (args.printMessage) return { print: state.message }
     if (key === undefined) return { usage: "no key to sign with: pass -key FILE or start ssh-agent and ssh-add a key" }

@@ -135,7 +135,7 @@ describe("rollout", () => {
     const s = await rolloutStatus(f)
     expect(s.Waves.map((w) => w.Hosts.length)).toEqual([1, 1, 2])
     expect(s.Waves.flatMap((w) => w.Hosts.map((h) => h.State))).toEqual(["healthy", "healthy", "healthy", "healthy"])
-    expect(s.Events.map((e) => /^(started by|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started by", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
+    expect(s.Events.map((e) => /^(started|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
     expect(await currentHash(f)).toBe(f.hash.good2)
     const history = await run(f.reg, `history -name ${f.name}`)
     expect(history.split("\n")[0]).toContain(f.hash.good2)
