@@ -54,6 +54,12 @@ export interface RolloutOfState {
 export interface RolloutOptions {
   /** The driver looks at every live rollout this often (soak times end between reports). */
   readonly tickMs: number
+  /**
+   * After a (re)start, every host counts as online this long (default 35 ticks, at most 35 s: agents
+   * reconnect within a random 0-30 s). Offline hosts do not block a wave, and right after a restart
+   * every host is offline: without this, a resumed rollout would admit every wave at once.
+   */
+  readonly resumeGraceMs?: number
 }
 
 /** A rollout that serves something: running, paused or halted (reverted, aborted, completed are over). */
@@ -178,9 +184,10 @@ export const make = (options: RolloutOptions) =>
         return state
       })
 
+    const graceUntil = Date.now() + (options.resumeGraceMs ?? Math.min(35_000, 35 * options.tickMs))
     const tickOne = (name: string) =>
       Effect.flatMap(hosts.rows(name), (rows) => {
-        const views = hostViews(rows)
+        const views = Date.now() < graceUntil ? hostViews(rows).map((v) => new HostView({ ...v, online: true })) : hostViews(rows)
         return apply(name, DRIVER, (now) => new Tick({ now, hosts: views }))
       })
 
