@@ -204,6 +204,8 @@ describe("rollout", () => {
     await run(f.reg, `rollout -name ${f.name} -component code -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
     await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
     expect((await rolloutStatus(f)).Waves[1]!.Admitted).toBeUndefined()
+    // The target's version is in use while hosts may still download it.
+    expect(await exec(f.reg, "delver -name code -version good3")).toEqual({ code: 1, output: `version is used by configuration "${f.name}"\n` })
     expect(await run(f.reg, `rollout -name ${f.name} -pause`)).toBe(`rollout of "${f.name}": paused\n`)
     expect((await exec(f.reg, `rollout -name ${f.name} -pause`)).output).toContain("changes nothing")
     expect(await run(f.reg, `rollout -name ${f.name} -resume`)).toBe(`rollout of "${f.name}": running\n`)
