@@ -31,32 +31,31 @@ export type SignProblem = { readonly usage: string } | { readonly failed: string
 const readText = (file: string) =>
   Effect.tryPromise({ try: () => fs.readFile(file, "utf8"), catch: (cause) => new FileError({ file, reason: (cause as NodeJS.ErrnoException).code ?? String(cause), cause }) })
 
-/** The configuration's current hash, from `showconf -json` (the registry's own error passes through). */
-export const currentHash = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string): Effect.Effect<{ readonly hash: string; readonly failed?: undefined } | { readonly failed: string }, SshError> =>
-  Effect.map(exec(client, payload(["showconf", `-name=${name}`, "-json"])), (r) => {
+type HashAnswer = { readonly hash: string; readonly failed?: undefined } | { readonly failed: string }
+
+/** A hash read from a registry command's `-json` answer by `pick` (the registry's own error passes through). */
+const hashFrom = (client: Client, argv: ReadonlyArray<string>, payload: (argv: ReadonlyArray<string>) => string, pick: (doc: Record<string, unknown>) => HashAnswer): Effect.Effect<HashAnswer, SshError> =>
+  Effect.map(exec(client, payload(argv)), (r) => {
     const out = Buffer.from(r.stdout).toString("utf8")
-    if (r.code !== 0) return { failed: out.trim() || `showconf failed (${r.code})` } as const
+    const what = argv.filter((a) => !a.startsWith("-name=")).join(" ")
+    if (r.code !== 0) return { failed: out.trim() || `${what} failed (${r.code})` } as const
     try {
-      const hash = (JSON.parse(out) as { Hash?: unknown }).Hash
-      return typeof hash === "string" ? ({ hash } as const) : ({ failed: "showconf -json has no Hash" } as const)
+      return pick(JSON.parse(out) as Record<string, unknown>)
     } catch {
-      return { failed: "showconf -json did not print JSON" } as const
+      return { failed: `${what} did not print JSON` } as const
     }
   })
 
-/** The target of the configuration's live rollout, from `rollout -status -json` (the registry's own error passes through). */
-export const rolloutTarget = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string): Effect.Effect<{ readonly hash: string; readonly failed?: undefined } | { readonly failed: string }, SshError> =>
-  Effect.map(exec(client, payload(["rollout", `-name=${name}`, "-status", "-json"])), (r) => {
-    const out = Buffer.from(r.stdout).toString("utf8")
-    if (r.code !== 0) return { failed: out.trim() || `rollout -status failed (${r.code})` } as const
-    try {
-      const s = JSON.parse(out) as { To?: unknown; Phase?: unknown }
-      if (s.Phase !== "running" && s.Phase !== "paused" && s.Phase !== "halted") return { failed: `the rollout of "${name}" is ${String(s.Phase)}; nothing to sign` } as const
-      return typeof s.To === "string" ? ({ hash: s.To } as const) : ({ failed: "rollout -status -json has no To" } as const)
-    } catch {
-      return { failed: "rollout -status -json did not print JSON" } as const
-    }
-  })
+/** The configuration's current hash, from `showconf -json`. */
+export const currentHash = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string) =>
+  hashFrom(client, ["showconf", `-name=${name}`, "-json"], payload, (d) =>
+    typeof d.Hash === "string" ? { hash: d.Hash } : { failed: "showconf -json has no Hash" })
+
+/** The target of the configuration's live rollout, from `rollout -status -json`. */
+export const rolloutTarget = (client: Client, name: string, payload: (argv: ReadonlyArray<string>) => string) =>
+  hashFrom(client, ["rollout", `-name=${name}`, "-status", "-json"], payload, (d) =>
+    d.Phase !== "running" && d.Phase !== "paused" && d.Phase !== "halted" ? { failed: `the rollout of "${name}" is ${String(d.Phase)}; nothing to sign` }
+      : typeof d.To === "string" ? { hash: d.To } : { failed: "rollout -status -json has no To" })
 
 /** What to attach: the state signed and the armored signature; or the message alone (-print-message). */
 export const prepare = (
