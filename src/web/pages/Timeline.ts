@@ -60,7 +60,9 @@ export const legend = (): Html =>
   html`<ul class="legend">${timelineOutcomes.map((o) => html`<li><svg width="12" height="12" aria-hidden="true"><rect class="outcome-${o}" width="12" height="12"/></svg> ${o}</li>`)}</ul>`
 
 export const timelinePage = (data: TimelineData, ctx: PageContext): string => {
-  const counts = timelineOutcomes.map((o) => [o, data.entries.reduce((n, e) => (e.Outcome === o ? n + 1 : n), 0)] as const)
+  const start = ctx.now.getTime() - DAY
+  const inWindow = data.entries.filter((e) => new Date(e.Time).getTime() >= start)
+  const counts = timelineOutcomes.map((o) => [o, inWindow.reduce((n, e) => (e.Outcome === o ? n + 1 : n), 0)] as const)
   return layout(
     {
       title: `${data.name} timeline`,
