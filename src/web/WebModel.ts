@@ -49,11 +49,8 @@ export class ConfigurationStatus extends Schema.Class<ConfigurationStatus>("Conf
   Hosts: Schema.Array(HostEntry)
 }) {}
 
-export class HistoryLayer extends Schema.Class<HistoryLayer>("HistoryLayer")({
-  Name: Schema.String,
-  Version: Schema.String,
-  Hash: Schema.String
-}) {}
+export const HistoryLayer = Schema.Struct({ Name: Schema.String, Version: Schema.String, Hash: Schema.String })
+export type HistoryLayer = typeof HistoryLayer.Type
 
 /** One state of `history -name N -json` (newest first). */
 export class HistoryEntry extends Schema.Class<HistoryEntry>("HistoryEntry")({
