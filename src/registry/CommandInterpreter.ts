@@ -10,6 +10,7 @@
 //                "Signatures":[{"Fingerprint":"SHA256:…","Time":"…"}] (signed states only)}, …] newest first
 //   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
 //   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
+//   status -name N -timeline: [{"Host","Time","Hash","Outcome"}, …] the last 24 h, by host then time (Timeline.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
@@ -24,6 +25,8 @@ import { renderConfiguration, renderSummary } from "./StatusView.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
 import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
 import { Signatures, type StateSignature } from "./Signatures.js"
+import { renderTimeline } from "./TimelineView.js"
+import { Timeline } from "./Timeline.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -105,6 +108,8 @@ export const make = Effect.gen(function* () {
   const signatures = yield* Signatures
   const hosts = yield* HostStatus
   const rollouts = yield* Rollouts
+  // Kept when wired (main.ts); unit tests may build the interpreter without it (then it is empty).
+  const timeline = yield* Effect.serviceOption(Timeline)
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -220,6 +225,13 @@ export const make = Effect.gen(function* () {
           ? Effect.as(storage.deleteConfiguration(cmd.name), ok())
           : Effect.fail(new ForceRequired())
       case "status":
+        if (cmd.timeline === true && cmd.name !== undefined) {
+          const name = cmd.name
+          return Effect.zipRight(
+            storage.current(name),
+            Option.match(timeline, { onNone: () => Effect.succeed([]), onSome: (t) => t.entries(name) })
+          ).pipe(Effect.map((entries) => ok(renderTimeline(entries, tabwrite, cmd.json))))
+        }
         return cmd.name === undefined
           ? Effect.map(Effect.zip(storage.currentStates, hosts.rows()), ([states, rows]) =>
               ok(renderSummary(states.map((s) => ({ name: s.configuration, hash: s.hash })), rows, tabwrite, cmd.json))
@@ -231,6 +243,8 @@ export const make = Effect.gen(function* () {
             })
       case "rollout":
         return Effect.map(rollouts.run(cmd, who), ok)
+      case "events":
+        return Effect.fail(new UsageError({ message: "events streams over an exec channel only: ssh … events (or deployctl web)" }))
       case "forget":
         return Effect.flatMap(hosts.forget(cmd.name, cmd.host), (found) =>
           found ? Effect.succeed(ok()) : Effect.fail(new UsageError({ message: `host ${JSON.stringify(cmd.host)} not found in configuration ${JSON.stringify(cmd.name)}` }))

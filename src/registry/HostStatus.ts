@@ -3,9 +3,10 @@
 // only poll read. Writes are queued and coalesced: one writer fiber takes everything queued and writes
 // it in one transaction, so 5,000 agents reporting at once cost a few transactions, not 5,000.
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer, Queue, type Scope } from "effect"
+import { Context, Deferred, Effect, Layer, Option, Queue, type Scope } from "effect"
 import { StorageError } from "../domain/Errors.js"
 import type { Report } from "../domain/Report.js"
+import { type HostChange, HostEvents } from "./HostEvents.js"
 
 /** Who is on one connection: the key, the address and, once it opened a watch, the host it says it is. */
 export interface AgentLink {
@@ -100,6 +101,9 @@ export const make = Effect.gen(function* () {
   let batchDone = yield* Deferred.make<void>()
   const wake = yield* Queue.sliding<void>(1)
   const now = () => new Date().toISOString()
+  // Published for `events` and the timeline when wired (main.ts); unit tests may leave it out.
+  const events = yield* Effect.serviceOption(HostEvents)
+  const changed = (c: Omit<HostChange, "at">) => Option.isSome(events) ? events.value.publish({ ...c, at: new Date() }) : Effect.void
 
   const enqueue = (op: Op, id: string) =>
     Effect.suspend(() => {
@@ -168,7 +172,10 @@ export const make = Effect.gen(function* () {
       Effect.suspend(() => {
         const k = keyOf(link.configuration, link.host)
         live.set(k, (live.get(k) ?? 0) + 1)
-        return enqueue({ _tag: "attach", link, at: now() }, `a${k}`)
+        return Effect.zipRight(
+          enqueue({ _tag: "attach", link, at: now() }, `a${k}`),
+          changed({ configuration: link.configuration, host: link.host, connected: true })
+        )
       }),
       () =>
         Effect.suspend(() => {
@@ -176,11 +183,18 @@ export const make = Effect.gen(function* () {
           const n = (live.get(k) ?? 1) - 1
           if (n > 0) live.set(k, n)
           else live.delete(k)
-          return enqueue({ _tag: "detach", configuration: link.configuration, host: link.host, at: now() }, `d${k}`)
+          return Effect.zipRight(
+            enqueue({ _tag: "detach", configuration: link.configuration, host: link.host, at: now() }, `d${k}`),
+            changed({ configuration: link.configuration, host: link.host, connected: n > 0 })
+          )
         })
     )
 
-  const report = (r: Report, link: AgentLink) => enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`)
+  const report = (r: Report, link: AgentLink) =>
+    Effect.zipRight(
+      enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`),
+      Effect.suspend(() => changed({ configuration: r.configuration, host: r.host, connected: live.has(keyOf(r.configuration, r.host)), report: r }))
+    )
 
   const documentRead = (link: AgentLink, configuration: string, hash: string) =>
     link.host !== undefined ? Effect.void : enqueue({ _tag: "poll", link, configuration, hash, at: now() }, `p${keyOf(configuration, link.fingerprint)}`)

@@ -17,6 +17,9 @@ import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
 import { RolloutsLive } from "./Rollouts.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { HostStatusLive } from "./HostStatus.js"
+import { HostEventsLive } from "./HostEvents.js"
+import { OperatorEventsLive } from "./OperatorEvents.js"
+import { TimelineLive } from "./Timeline.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
@@ -92,10 +95,13 @@ const serve = (flags: RegistryFlags) =>
       Layer.provideMerge(Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive))
     ).pipe(
       Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
-      Layer.provideMerge(SqlLive(flags.dir))
+      Layer.provideMerge(SqlLive(flags.dir)),
+      Layer.provideMerge(HostEventsLive) // HostStatus publishes host changes when it is there
     )
+    // Followers of the feeds: the 24 h timeline and the operators' `events` stream.
+    const Followers = Layer.mergeAll(TimelineLive, OperatorEventsLive).pipe(Layer.provideMerge(Metadata))
     const Core = CommandInterpreterLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(Metadata, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
+      Layer.provideMerge(Layer.mergeAll(Followers, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
     const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
