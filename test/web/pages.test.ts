@@ -207,7 +207,7 @@ describe("fragments, errors, timeline", () => {
   it("full pages load only /assets, and mark which configuration they show", () => {
     const out = page()
     expect([...out.matchAll(/(?:src|href)="([^"]*)"/g)].map((m) => m[1]).filter((u) => !u!.startsWith("/") && !u!.startsWith("?"))).toEqual([])
-    expect(out).toContain('<main id="live" data-config="p1">')
+    expect(out).toContain('<main id="live" data-config="p1" data-path="/c/p1">')
     expect(out).not.toMatch(/ style=/)
     expect(errorPage(404, XSS, ctx())).toContain("&lt;img")
   })
