@@ -181,11 +181,16 @@ describe("deployctl web: pages, buttons and events", () => {
     await run(reg, "rollout -name web1 -component code -version v3 -waves 1,100%")
     const phase = async () => (JSON.parse(await run(reg, "rollout -name web1 -status -json")) as { Phase: string }).Phase
     const csrf = csrfOf((await request(web, "GET", "/c/web1", { headers: { cookie } })).body)
+    const fleet = async () => (await request(web, "GET", "/", { headers: { cookie } })).body
+    await expect.poll(fleet, { timeout: 5_000 }).toContain("phase-running")
     for (const [step, expected] of [["pause", "paused"], ["resume", "running"], ["abort", "aborted"]] as const) {
       const r = await post(web, cookie, `/c/web1/rollout/${step}`, { csrf })
       expect(r.status).toBe(303)
       expect(await phase()).toBe(expected)
+      // The fleet page's rollout column follows (its cached details are dropped by the registry's events).
+      if (expected !== "aborted") await expect.poll(fleet, { timeout: 5_000 }).toContain(`phase-${expected}`)
     }
+    await expect.poll(fleet, { timeout: 5_000 }).not.toContain("phase-")
     // Over: the registry refuses another step; the page says why (409).
     const again = await post(web, cookie, "/c/web1/rollout/pause", { csrf })
     expect(again.status).toBe(409)
