@@ -11,8 +11,9 @@ import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
 import { watchers } from "./watchers.js"
+import { web } from "./web.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics, web }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -29,7 +30,8 @@ const runAll: Bench = async (argv) => {
     propagation: quick ? ["-changes", "5"] : [],
     watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])],
-    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])]
+    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])],
+    web: ["-runs", quick ? "5" : "20"]
   }
   const started = Date.now()
   const rows: Row[] = []

@@ -21,8 +21,11 @@ export const HostState = Schema.Literal("current", "behind", "deploying", "faile
 export type HostState = typeof HostState.Type
 export const hostStates: ReadonlyArray<HostState> = HostState.literals
 
-/** One host of `status -name N -json`. Host, Reason and Lines come from agent keys: untrusted text. */
-export class HostEntry extends Schema.Class<HostEntry>("HostEntry")({
+/**
+ * One host of `status -name N -json`. Host, Reason and Lines come from agent keys: untrusted text.
+ * A struct, not a class: 5,000 of them are decoded per configuration page, twice as fast without classes.
+ */
+export const HostEntry = Schema.Struct({
   Host: Schema.String,
   Kind: Schema.Literal("agent", "poll"),
   State: HostState,
@@ -40,14 +43,16 @@ export class HostEntry extends Schema.Class<HostEntry>("HostEntry")({
   Address: Schema.String,
   Started: Schema.String,
   DurationMs: Schema.Number
-}) {}
+})
+export type HostEntry = typeof HostEntry.Type
 
 /** `status -name N -json`. */
-export class ConfigurationStatus extends Schema.Class<ConfigurationStatus>("ConfigurationStatus")({
+export const ConfigurationStatus = Schema.Struct({
   Name: Schema.String,
   Hash: Schema.String,
   Hosts: Schema.Array(HostEntry)
-}) {}
+})
+export type ConfigurationStatus = typeof ConfigurationStatus.Type
 
 export const HistoryLayer = Schema.Struct({ Name: Schema.String, Version: Schema.String, Hash: Schema.String })
 export type HistoryLayer = typeof HistoryLayer.Type

@@ -7,8 +7,7 @@ export const H3 = "3".repeat(64)
 export const NOW = new Date("2026-12-03T12:00:00.000Z")
 export const XSS = `<img src=x onerror="alert(1)">`
 
-export const host = (name: string, state: HostState, over: Partial<HostEntry> = {}): HostEntry =>
-  new HostEntry({
+export const host = (name: string, state: HostState, over: Partial<HostEntry> = {}): HostEntry => ({
     Host: name,
     Kind: "agent",
     State: state,
@@ -27,13 +26,13 @@ export const host = (name: string, state: HostState, over: Partial<HostEntry> = 
     Started: "",
     DurationMs: 0,
     ...over
-  })
+})
 
 /** `n` hosts named host-00000…, states cycling through every state. */
 export const manyHosts = (n: number): ReadonlyArray<HostEntry> =>
   Array.from({ length: n }, (_, i) => host(`host-${String(i).padStart(5, "0")}`, hostStates[i % hostStates.length]!))
 
-export const status = (hosts: ReadonlyArray<HostEntry>, name = "p1", hash = H1) => new ConfigurationStatus({ Name: name, Hash: hash, Hosts: hosts })
+export const status = (hosts: ReadonlyArray<HostEntry>, name = "p1", hash = H1): ConfigurationStatus => ({ Name: name, Hash: hash, Hosts: hosts })
 
 export const state = (hash: string, layers: ReadonlyArray<readonly [string, string]>, current = false, time = "2026-12-03T10:00:00.000Z") =>
   new HistoryEntry({

@@ -20,6 +20,7 @@ const concerns = (ev: RegistryEvent, config: string): boolean =>
 const fragmentUrl = (): string => {
   const u = new URL(window.location.href)
   u.searchParams.set("fragment", "1")
+  u.searchParams.delete("done") // the notice of a button already shown stays out of live updates
   u.hash = ""
   return u.toString()
 }

@@ -44,7 +44,7 @@ export const timelineSvg = (entries: ReadonlyArray<TimelineEntry>, now: Date): H
   const x = (t: number) => (LABEL + ((t - start) / (end - start)) * PLOT).toFixed(1)
   const height = TOP + Math.max(1, rows.length) * ROW + 6
   const ticks = Array.from({ length: 9 }, (_, i) => start + (i * DAY) / 8)
-  return html`<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${LABEL + PLOT + 10} ${height}" width="${LABEL + PLOT + 10}" height="${height}" role="img" aria-label="deploy outcomes per host over the last 24 hours">
+  return html`<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${LABEL + PLOT + 24} ${height}" width="${LABEL + PLOT + 24}" height="${height}" role="img" aria-label="deploy outcomes per host over the last 24 hours">
 ${ticks.map((t) => html`<line class="tick" x1="${x(t)}" y1="${TOP - 4}" x2="${x(t)}" y2="${height}"/><text class="ticklabel" x="${x(t)}" y="12" text-anchor="middle">${new Date(t).toISOString().slice(11, 16)}</text>`)}
 ${rows.map((r, i) => {
   const y = TOP + i * ROW
