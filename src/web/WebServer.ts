@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url"
 import { configurationNameProblem, sha256Problem } from "../domain/Names.js"
 import type { RegistryLink } from "./RegistryLink.js"
 import { makeSession, securityHeaders } from "./Session.js"
-import { type Action, configurationData, type DataError, fleetData, runAction, timelineData } from "./WebServerData.js"
+import { type Action, configurationData, type DataError, fleetData, makeFleetCache, runAction, timelineData } from "./WebServerData.js"
 import type { ConfigurationData, FleetData, PageContext, TimelineData } from "./WebModel.js"
 
 /** The page renderers (src/web/pages, wired in WebServerPages.ts). */
@@ -140,6 +140,10 @@ export const serveWeb = (link: RegistryLink["Type"], options: WebOptions): Effec
     const port = (server.address() as net.AddressInfo).port
     const s = makeSession({ host: options.host, port })
     const runFork = yield* FiberSet.makeRuntime<never>()
+    // The fleet page's per-configuration details, dropped by the events that change them.
+    const fleetCache = makeFleetCache()
+    const cacheEvents = yield* link.events
+    yield* Effect.forkScoped(Effect.forever(Effect.map(cacheEvents.takeBetween(1, 1024), (ls) => { for (const l of ls) fleetCache.forget(l) })))
 
     const ctxOf = (url: URL, extra: Partial<PageContext> = {}): PageContext => {
       const query = new URLSearchParams(url.searchParams)
@@ -186,7 +190,10 @@ export const serveWeb = (link: RegistryLink["Type"], options: WebOptions): Effec
             for (;;) {
               const ls = yield* lines.takeBetween(1, 256)
               // Lines are one JSON object each; a stray CR or LF would end the SSE field early.
-              for (const l of ls) res.write(`data: ${l.replace(/[\r\n]/g, "")}\n\n`)
+              for (const l of ls) {
+                fleetCache.forget(l) // before the tab hears of it: its next read must not get what the event changed
+                res.write(`data: ${l.replace(/[\r\n]/g, "")}\n\n`)
+              }
               if (res.writableLength > MAX_SSE_UNREAD) return
             }
           })
@@ -249,7 +256,7 @@ export const serveWeb = (link: RegistryLink["Type"], options: WebOptions): Effec
           return action(req, res, url, name, undefined)
         }
         if (req.method !== "GET" && req.method !== "HEAD") return Effect.sync(() => send(res, 405, "method not allowed\n", "text/plain; charset=utf-8", { Allow: "GET, POST" }))
-        if (parts.length === 1 && first === "") return page(res, url, fleetData(link), pages.fleet)
+        if (parts.length === 1 && first === "") return page(res, url, fleetData(link, fleetCache), pages.fleet)
         if (parts.length === 1 && first === "events") return events(req, res)
         if (first === "assets" && parts.length === 2) {
           const asset = assets.get(name ?? "")

@@ -2,7 +2,7 @@
 // (status -json, status -name N -json, history -name N -json, rollout -name N -status -json,
 // status -name N -timeline -json), decoded with WebModel's schemas, and the commands the buttons run.
 // A registry refusal (exit 1) keeps its one-line message for the page.
-import { Data, Effect, Either, type ParseResult } from "effect"
+import { Data, Effect, type ParseResult } from "effect"
 import { type Command, type CommandName, validate } from "../domain/Commands.js"
 import type { UsageError } from "../domain/Errors.js"
 import type { ExecResult } from "../ssh/Exec.js"
@@ -10,7 +10,7 @@ import type { SshError } from "../ssh/SshError.js"
 import type { RegistryLink } from "./RegistryLink.js"
 import {
   type ConfigurationData, decodeConfigurationStatus, decodeFleetStatus, decodeHistory, decodeRolloutStatus, decodeTimeline,
-  type FleetData, type RolloutStatus, type TimelineData
+  type FleetData, type HistoryEntry, type RolloutStatus, type TimelineData
 } from "./WebModel.js"
 
 /** The registry said no (its message), or answered what we cannot read. */
@@ -52,24 +52,58 @@ const rolloutOf = (link: RegistryLink["Type"], name: string): Effect.Effect<Roll
     Effect.catchTag("Refused", () => Effect.succeed(undefined))
   )
 
-export const fleetData = (link: RegistryLink["Type"]): Effect.Effect<FleetData, DataError> =>
+/**
+ * Each configuration's last change and rollout for the fleet page, kept between page loads: the fleet
+ * page is read again after every event, and reading these is two commands per configuration. An event
+ * drops what it may have changed (see `forget`); a new events stream drops everything.
+ */
+export const makeFleetCache = () => {
+  const details = new Map<string, { readonly last: HistoryEntry | undefined; readonly rollout: RolloutStatus | undefined }>()
+  /** Applies one `events` line. */
+  const forget = (line: string) => {
+    let e: { Event?: unknown; Name?: unknown }
+    try {
+      e = JSON.parse(line) as typeof e
+    } catch {
+      return
+    }
+    if (e.Event === "reconnected") return details.clear()
+    if (typeof e.Name !== "string") return
+    const d = details.get(e.Name)
+    // A host's report moves a running rollout's progress; otherwise only states and steps change these.
+    if (e.Event !== "host" || (d?.rollout !== undefined && live.has(d.rollout.Phase))) details.delete(e.Name)
+  }
+  return { details, forget }
+}
+export type FleetCache = ReturnType<typeof makeFleetCache>
+const live = new Set(["running", "paused", "halted"])
+
+export const fleetData = (link: RegistryLink["Type"], cache: FleetCache): Effect.Effect<FleetData, DataError> =>
   Effect.gen(function* () {
     const summaries = yield* Effect.flatMap(ask(link, "status", {}, ["json"]), decoded(decodeFleetStatus))
     const configurations = yield* Effect.forEach(
       summaries,
-      (summary, i) =>
-        i >= FLEET_DETAIL
-          ? Effect.succeed({ summary, last: undefined, rollout: undefined })
-          : Effect.all({
-              last: ask(link, "history", { name: summary.Name, n: "1" }, ["json"]).pipe(
-                Effect.flatMap(decoded(decodeHistory)),
-                Effect.map((h) => h[0]),
-                Effect.catchTag("Refused", () => Effect.succeed(undefined)) // deleted meanwhile
-              ),
-              rollout: rolloutOf(link, summary.Name)
-            }).pipe(Effect.map(({ last, rollout }) => ({ summary, last, rollout }))),
+      (summary, i) => {
+        const known = cache.details.get(summary.Name)
+        if (known !== undefined) return Effect.succeed({ summary, ...known })
+        if (i >= FLEET_DETAIL) return Effect.succeed({ summary, last: undefined, rollout: undefined })
+        return Effect.all({
+          last: ask(link, "history", { name: summary.Name, n: "1" }, ["json"]).pipe(
+            Effect.flatMap(decoded(decodeHistory)),
+            Effect.map((h) => h[0]),
+            Effect.catchTag("Refused", () => Effect.succeed(undefined)) // deleted meanwhile
+          ),
+          rollout: rolloutOf(link, summary.Name)
+        }).pipe(
+          Effect.tap((d) => Effect.sync(() => cache.details.set(summary.Name, d))),
+          Effect.map((d) => ({ summary, ...d }))
+        )
+      },
       { concurrency: 4 }
     )
+    // Configurations gone from the registry leave the cache too.
+    const names = new Set(summaries.map((c) => c.Name))
+    for (const n of cache.details.keys()) if (!names.has(n)) cache.details.delete(n)
     return { configurations }
   })
 
@@ -95,8 +129,3 @@ export const runAction = (link: RegistryLink["Type"], a: Action): Effect.Effect<
   a._tag === "rollback"
     ? ask(link, "rollback", { name: a.name, to: a.hash, expect: a.expect })
     : ask(link, "rollout", { name: a.name }, [a.step])
-
-/** A command line that cannot be valid (bad hash, bad name) as a page message. */
-export const usageMessage = (e: DataError) => (e._tag === "UsageError" ? e.message : undefined)
-
-export const isValid = (c: ReturnType<typeof command>) => Either.isRight(c)

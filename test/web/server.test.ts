@@ -177,10 +177,64 @@ describe("deployctl web: pages, buttons and events", () => {
     b.close()
   }, 30_000)
 
+  it("pauses, resumes and aborts a rollout from the page", async () => {
+    await run(reg, "rollout -name web1 -component code -version v3 -waves 1,100%")
+    const phase = async () => (JSON.parse(await run(reg, "rollout -name web1 -status -json")) as { Phase: string }).Phase
+    const csrf = csrfOf((await request(web, "GET", "/c/web1", { headers: { cookie } })).body)
+    const fleet = async () => (await request(web, "GET", "/", { headers: { cookie } })).body
+    await expect.poll(fleet, { timeout: 5_000 }).toContain("phase-running")
+    for (const [step, expected] of [["pause", "paused"], ["resume", "running"], ["abort", "aborted"]] as const) {
+      const r = await post(web, cookie, `/c/web1/rollout/${step}`, { csrf })
+      expect(r.status).toBe(303)
+      expect(await phase()).toBe(expected)
+      // The fleet page's rollout column follows (its cached details are dropped by the registry's events).
+      if (expected !== "aborted") await expect.poll(fleet, { timeout: 5_000 }).toContain(`phase-${expected}`)
+    }
+    await expect.poll(fleet, { timeout: 5_000 }).not.toContain("phase-")
+    // Over: the registry refuses another step; the page says why (409).
+    const again = await post(web, cookie, "/c/web1/rollout/pause", { csrf })
+    expect(again.status).toBe(409)
+    expect((await post(web, cookie, "/c/web1/rollout/explode", { csrf })).status).toBe(404)
+  }, 30_000)
+
   it("stops cleanly on Ctrl-C", async () => {
     const other = await startWeb(reg)
     const code = await other.stop("SIGINT")
     expect(code).toBe(130)
     expect(other.stderr()).not.toMatch(/internal error|Error:/)
   }, 30_000)
+})
+
+describe("deployctl web: a registry that ends its connection (-deadline)", () => {
+  it("reconnects for the next page and the event stream, which tells the tabs to read again", async () => {
+    const short = await startRegistry({ extraArgs: ["-deadline", "2s"] })
+    try {
+      await addVersion(short, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
+      await addVersion(short, "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
+      await run(short, "addconf -name d1 -layer code:v1")
+      const w = await startWeb(short)
+      try {
+        const c = await login(w)
+        const http = await import("node:http")
+        const u = new URL(w.origin)
+        let data = ""
+        const req = http.request({ host: u.hostname, port: Number(u.port), path: "/events", headers: { cookie: c, host: w.host }, setHost: false }, (res) => {
+          res.on("data", (b: Buffer) => (data += b.toString()))
+        })
+        req.on("error", () => undefined)
+        req.end()
+        await expect.poll(() => data, { timeout: 15_000 }).toContain('data: {"Event":"reconnected"}')
+        expect(w.stderr()).toMatch(/events stream|reconnecting|retrying/)
+        expect((await request(w, "GET", "/c/d1", { headers: { cookie: c } })).status).toBe(200)
+        await run(short, "changeconf -name d1 -component code -version v2")
+        await expect.poll(() => data, { timeout: 10_000 }).toMatch(/data: \{"Event":"state","Name":"d1"/)
+        req.destroy()
+      } finally {
+        await w.stop("SIGKILL")
+      }
+    } finally {
+      await short.stop()
+      await fs.rm(short.dir, { recursive: true, force: true })
+    }
+  }, 60_000)
 })
