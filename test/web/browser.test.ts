@@ -175,7 +175,7 @@ describe.skipIf(CHROMIUM === undefined)("deployctl web in chromium", () => {
     const c = await agent(HOSTILE, `echo '${HOSTILE}' >&2; exit 1`)
     await waitLine(c, /deploy script failed/)
     await page.goto(`${base}/c/p1?state=failed`)
-    await page.locator("td.host", { hasText: "onerror" }).waitFor({ timeout: 15_000 })
+    await page.locator("td.host", { hasText: "onerror" }).waitFor({ timeout: 20_000 })
     expect(await page.locator("td.host", { hasText: "onerror" }).textContent()).toBe(HOSTILE)
     expect(await page.locator("td.message").first().textContent()).toContain(HOSTILE)
     expect(await page.locator("main img").count()).toBe(0)

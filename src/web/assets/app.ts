@@ -72,8 +72,11 @@ if (main !== null && typeof EventSource !== "undefined") {
   }
   source.addEventListener("message", onEvent)
   for (const name of ["state", "deleted", "served", "host"]) source.addEventListener(name, onEvent as EventListener)
+  // An event between this page's rendering and the stream's opening (or while it reconnects) is lost:
+  // read the page again once the stream is open, so nothing that happened meanwhile is missed.
   source.addEventListener("open", () => {
     if (indicator !== null) indicator.hidden = false
+    void refresh(main, page)
   })
   source.addEventListener("error", () => {
     if (indicator !== null) indicator.hidden = true
