@@ -158,17 +158,25 @@ describe.skipIf(CHROMIUM === undefined)("deployctl web in chromium", () => {
     await expect.poll(() => page.locator(".notice-ok").textContent()).toMatch(/Rolled back/)
   })
 
-  it("a stale Rollback (changed meanwhile) is refused with a message", async () => {
-    const stale = await context.newPage()
-    await stale.route("**/events", (r) => r.abort()) // this page gets no live update: it stays stale
+  it("a stale Rollback (changed meanwhile) is refused with a message; with JavaScript off", async () => {
+    // The same session in a browser with JavaScript off: the page is complete, and gets no live update (stale).
+    const noScript = await browser.newContext({ javaScriptEnabled: false })
+    await noScript.addCookies(await context.cookies(base))
+    noScript.on("request", (r) => void requests.push(r.url()))
+    const stale = await noScript.newPage()
     await stale.goto(`${base}/c/p1`)
+    expect(await stale.locator("table.hosts tbody tr").count()).toBe(2)
+    expect(await stale.locator("table.history tbody tr").count()).toBe(3) // addconf, changeconf, rollback
+    // the state filter is a plain link
+    await Promise.all([stale.waitForURL(`${base}/c/p1?state=current#hosts`), stale.locator("a", { hasText: /^current \(2\)$/ }).click()])
+    expect(await stale.locator("table.hosts tbody tr").count()).toBe(2)
     await run(reg, "changeconf -name p1 -component code -version v3")
     const h3 = await hashOf("p1")
     const res = await Promise.all([stale.waitForResponse((r) => r.request().method() === "POST"), stale.locator("table.history tbody tr").nth(1).getByRole("button", { name: "Rollback" }).click()])
     expect(res[0].status()).toBe(409)
     await expect.poll(() => stale.locator(".notice-error").textContent()).toMatch(/expect|changed|current/i)
     expect(await hashOf("p1")).toBe(h3)
-    await stale.close()
+    await noScript.close()
   })
 
   it("a host name and message with markup show as text and run nothing", async () => {
