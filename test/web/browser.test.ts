@@ -84,7 +84,10 @@ const request = (pathname: string, opts: { method?: string; headers?: Record<str
 
 const cookieHeader = async () => (await context.cookies(base)).map((c) => `${c.name}=${c.value}`).join("; ")
 
-describe.skipIf(CHROMIUM === undefined)("deployctl web in chromium", () => {
+const title = CHROMIUM === undefined ? "deployctl web in chromium (SKIPPED: no chromium binary at /usr/bin/chromium; apt-get install chromium)" : "deployctl web in chromium"
+if (CHROMIUM === undefined) console.warn(`[browser] ${title}`)
+
+describe.skipIf(CHROMIUM === undefined)(title, () => {
   beforeAll(async () => {
     reg = await startRegistry({ extraArgs: ["-watch-ping", "500ms"] })
     dirs.push(reg.dir)
