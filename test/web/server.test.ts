@@ -76,6 +76,7 @@ describe("deployctl web: security", () => {
     expect((await post(web, cookie, "/c/web1/rollback", { ...form, csrf: "x".repeat(43) })).status).toBe(403)
     expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "http://evil.example" })).status).toBe(403)
     expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "null" })).status).toBe(403)
+    expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "null", "sec-fetch-site": "cross-site" })).status).toBe(403)
     const noOrigin = await request(web, "POST", "/c/web1/rollback", {
       headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams(form).toString()
