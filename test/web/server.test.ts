@@ -206,6 +206,28 @@ describe("deployctl web: pages, buttons and events", () => {
   }, 30_000)
 })
 
+describe("deployctl events", () => {
+  it("prints the registry's event lines until interrupted", async () => {
+    const { spawn } = await import("node:child_process")
+    const { ctlMain } = await import("./serverProcess.js")
+    const child = spawn(process.execPath, [ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "events"], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    child.stdout.on("data", (b: Buffer) => (out += b.toString()))
+    const closed = new Promise<number | null>((r) => child.once("close", r))
+    try {
+      // Until it is connected, changes are not its; keep changing until one shows.
+      await expect.poll(async () => {
+        await run(reg, "changeconf -name web1 -component code -version v3")
+        await run(reg, "changeconf -name web1 -component code -version v2")
+        return out
+      }, { timeout: 15_000 }).toMatch(/^\{"Event":"state","Name":"web1","Hash":"[0-9a-f]{64}","Time":"[^"]+"\}$/m)
+    } finally {
+      child.kill("SIGINT")
+    }
+    expect(await closed).toBe(130)
+  }, 30_000)
+})
+
 describe("deployctl web: a registry that ends its connection (-deadline)", () => {
   it("reconnects for the next page and the event stream, which tells the tabs to read again", async () => {
     const short = await startRegistry({ extraArgs: ["-deadline", "2s"] })
