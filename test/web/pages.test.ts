@@ -169,6 +169,15 @@ describe("configuration page: history", () => {
     expect(out).toContain("<strong>current</strong>")
   })
 
+  it("shows the 100 newest states; the oldest shown still says what changed", () => {
+    const many = Array.from({ length: 101 }, (_, i) => state(`${i}`.padStart(64, "0"), [["code", `v${101 - i}`]], i === 0))
+    const out = page([], "", { history: many })
+    expect(out.match(/<tr class="(?:current)?">/g)).toHaveLength(100)
+    expect(out).toContain('<li class="changed">code v1 → v2</li>')
+    expect(out).not.toContain("first state")
+    expect(out).toContain("Older states are not shown")
+  })
+
   it("escapes component names, versions and who", () => {
     const bad = state(H2, [[XSS, XSS]], false)
     const out = page([], "", { history: [{ ...bad, Who: { ...bad.Who, Comment: XSS } } as typeof bad, state(H3, [["x", "1"]])] })
@@ -207,7 +216,7 @@ describe("fragments, errors, timeline", () => {
   it("full pages load only /assets, and mark which configuration they show", () => {
     const out = page()
     expect([...out.matchAll(/(?:src|href)="([^"]*)"/g)].map((m) => m[1]).filter((u) => !u!.startsWith("/") && !u!.startsWith("?"))).toEqual([])
-    expect(out).toContain('<main id="live" data-config="p1">')
+    expect(out).toContain('<main id="live" data-config="p1" data-path="/c/p1">')
     expect(out).not.toMatch(/ style=/)
     expect(errorPage(404, XSS, ctx())).toContain("&lt;img")
   })

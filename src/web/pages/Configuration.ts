@@ -26,6 +26,7 @@ export const configurationPage = (data: ConfigurationData, ctx: PageContext): st
     {
       title: status.Name,
       config: status.Name,
+      path: path("c", status.Name),
       body: html`<h1>${status.Name}</h1>
 <p class="summary">Current state <code class="current-hash" title="${status.Hash}">${shortHash(status.Hash)}</code> ·
 ${summary.Hosts} host(s): ${hostStates.map((s, i) => html`${i > 0 && ", "}<span class="state-${s}">${count(s)} ${s}</span>`)} ·

@@ -51,6 +51,7 @@ export const fleetPage = (data: FleetData, ctx: PageContext): string =>
     {
       title: "Fleet",
       config: "",
+      path: "/",
       body: html`<h1>Fleet</h1>
 ${data.configurations.length === 0
   ? html`<p class="muted">No configuration yet (<code>deployctl addconf</code> makes one).</p>`

@@ -5,7 +5,10 @@ import { type Html, html, path } from "../Html.js"
 import type { HistoryEntry, HistoryLayer } from "../WebModel.js"
 import { shortHash, when, who } from "./Format.js"
 
-/** At most this many states are shown (newest first); the rest is counted. */
+/**
+ * At most this many states are shown (newest first). Given one more, the oldest shown still says what
+ * changed (the server asks `history -n 101`).
+ */
 export const MAX_HISTORY = 100
 
 export type Change =
@@ -67,6 +70,6 @@ ${history.length === 0
 </tr>`
     )}</tbody>
 </table>
-${history.length > shown.length && html`<p class="muted">${history.length - shown.length} older state(s) not shown (<code>deployctl history -name …</code> lists them all).</p>`}`}
+${history.length > shown.length && html`<p class="muted">Older states are not shown (<code>deployctl history -name …</code> lists them all).</p>`}`}
 </section>`
 }

@@ -67,6 +67,7 @@ export const timelinePage = (data: TimelineData, ctx: PageContext): string => {
     {
       title: `${data.name} timeline`,
       config: data.name,
+      path: `${path("c", data.name)}/timeline`,
       body: html`<h1>${data.name}: the last 24 h</h1>
 <p>Deploy outcomes per host, UTC, up to ${when(ctx.now.toISOString())}: ${counts.map(([o, n], i) => html`${i > 0 && ", "}${n} ${o}`)}. <a href="${path("c", data.name)}">Back to the configuration</a></p>
 ${legend()}
