@@ -3,7 +3,9 @@
 // - One-time token: the first URL carries ?token=…; it is exchanged once for an HttpOnly SameSite=Strict
 //   session cookie and the browser is sent to the same URL without it. No valid cookie: 401.
 // - CSRF: every state change is a POST with the session's CSRF token (a form field) and an Origin that is
-//   our own (else 403). GET never changes anything.
+//   our own (else 403). GET never changes anything. Under `Referrer-Policy: no-referrer` browsers send
+//   `Origin: null` with a form POST even from our own page; that one is taken as ours only together with
+//   `Sec-Fetch-Site: same-origin`, which the browser sets and no page can.
 // Secrets are random 32 bytes, compared in constant time.
 import { randomBytes, timingSafeEqual } from "node:crypto"
 import * as net from "node:net"
@@ -63,6 +65,8 @@ export interface Request {
   readonly url: URL
   readonly host: string | undefined
   readonly origin: string | undefined
+  /** The browser's Sec-Fetch-Site header. */
+  readonly fetchSite?: string | undefined
   readonly cookie: string | undefined
 }
 
@@ -93,7 +97,8 @@ export const makeSession = (listen: { readonly host: string; readonly port: numb
     }
     const cookie = cookieValue(req.cookie, COOKIE)
     if (cookie === undefined || !same(cookie, session)) return { _tag: "Refused", status: 401, reason: "no session: open the link deployctl web printed" }
-    if (req.method !== "GET" && req.method !== "HEAD" && req.origin !== origin) {
+    const sameOrigin = req.origin === origin || (req.origin === "null" && req.fetchSite === "same-origin")
+    if (req.method !== "GET" && req.method !== "HEAD" && !sameOrigin) {
       return { _tag: "Refused", status: 403, reason: "a change must come from this page (Origin)" }
     }
     return { _tag: "Ok" }

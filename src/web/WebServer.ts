@@ -238,6 +238,7 @@ export const serveWeb = (link: RegistryLink["Type"], options: WebOptions): Effec
           url,
           host: req.headers.host,
           origin: req.headers.origin,
+          fetchSite: typeof req.headers["sec-fetch-site"] === "string" ? req.headers["sec-fetch-site"] : undefined,
           cookie: req.headers.cookie
         })
         if (verdict._tag === "Refused") return Effect.sync(() => send(res, verdict.status, `${verdict.reason}\n`, "text/plain; charset=utf-8"))

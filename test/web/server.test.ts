@@ -76,6 +76,7 @@ describe("deployctl web: security", () => {
     expect((await post(web, cookie, "/c/web1/rollback", { ...form, csrf: "x".repeat(43) })).status).toBe(403)
     expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "http://evil.example" })).status).toBe(403)
     expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "null" })).status).toBe(403)
+    expect((await post(web, cookie, "/c/web1/rollback", form, { origin: "null", "sec-fetch-site": "cross-site" })).status).toBe(403)
     const noOrigin = await request(web, "POST", "/c/web1/rollback", {
       headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams(form).toString()
@@ -202,6 +203,28 @@ describe("deployctl web: pages, buttons and events", () => {
     const code = await other.stop("SIGINT")
     expect(code).toBe(130)
     expect(other.stderr()).not.toMatch(/internal error|Error:/)
+  }, 30_000)
+})
+
+describe("deployctl events", () => {
+  it("prints the registry's event lines until interrupted", async () => {
+    const { spawn } = await import("node:child_process")
+    const { ctlMain } = await import("./serverProcess.js")
+    const child = spawn(process.execPath, [ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "events"], { stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    child.stdout.on("data", (b: Buffer) => (out += b.toString()))
+    const closed = new Promise<number | null>((r) => child.once("close", r))
+    try {
+      // Until it is connected, changes are not its; keep changing until one shows.
+      await expect.poll(async () => {
+        await run(reg, "changeconf -name web1 -component code -version v3")
+        await run(reg, "changeconf -name web1 -component code -version v2")
+        return out
+      }, { timeout: 15_000 }).toMatch(/^\{"Event":"state","Name":"web1","Hash":"[0-9a-f]{64}","Time":"[^"]+"\}$/m)
+    } finally {
+      child.kill("SIGINT")
+    }
+    expect(await closed).toBe(130)
   }, 30_000)
 })
 

@@ -39,6 +39,11 @@ describe("web session", () => {
     expect(s.check(req({ cookie, method: "POST" }))).toMatchObject({ status: 403 })
     expect(s.check(req({ cookie, method: "POST", origin: "http://[::1]:8081" }))).toMatchObject({ status: 403 })
     expect(s.check(req({ cookie, method: "POST", origin: "http://[::1]:8080" }))).toEqual({ _tag: "Ok" })
+    // A form post from our page under no-referrer: Origin null, and the browser's own Sec-Fetch-Site.
+    expect(s.check(req({ cookie, method: "POST", origin: "null", fetchSite: "same-origin" }))).toEqual({ _tag: "Ok" })
+    expect(s.check(req({ cookie, method: "POST", origin: "null", fetchSite: "cross-site" }))).toMatchObject({ status: 403 })
+    expect(s.check(req({ cookie, method: "POST", origin: "null" }))).toMatchObject({ status: 403 })
+    expect(s.check(req({ cookie, method: "POST", fetchSite: "same-origin" }))).toMatchObject({ status: 403 })
     expect(s.csrfOk(new URLSearchParams({ csrf: s.csrf }))).toBe(true)
     expect(s.csrfOk(new URLSearchParams({ csrf: "" }))).toBe(false)
     expect(s.csrfOk(new URLSearchParams())).toBe(false)
