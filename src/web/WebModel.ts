@@ -64,7 +64,9 @@ export class HistoryEntry extends Schema.Class<HistoryEntry>("HistoryEntry")({
   Who: Schema.Struct({ User: Schema.String, Fingerprint: Schema.String, Comment: Schema.String }),
   Layers: Schema.Array(HistoryLayer),
   Current: Schema.Boolean,
-  Signatures: Schema.optional(Schema.Array(Schema.Struct({ Fingerprint: Schema.String, Time: Schema.String })))
+  Signatures: Schema.optional(Schema.Array(Schema.Struct({ Fingerprint: Schema.String, Time: Schema.String }))),
+  /** Only on a rollout's target (src/registry/HistoryView.ts). */
+  Rollout: Schema.optional(Schema.Struct({ Phase: Schema.String, Reason: Schema.optional(Schema.String), From: Schema.String }))
 }) {}
 export const History = Schema.Array(HistoryEntry)
 

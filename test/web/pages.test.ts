@@ -3,6 +3,9 @@
 // controls, the timeline's bounds, and the decoders against the registry's own JSON renderers.
 import { Effect, FastCheck as fc } from "effect"
 import { describe, expect, it } from "vitest"
+import { Principal } from "../../src/domain/Principal.js"
+import type { Sha256 } from "../../src/domain/Names.js"
+import { historyJson } from "../../src/registry/HistoryView.js"
 import type { HostRow } from "../../src/registry/HostStatus.js"
 import { renderConfiguration, renderSummary } from "../../src/registry/StatusView.js"
 import { escape, html, raw } from "../../src/web/Html.js"
@@ -12,7 +15,7 @@ import { changes } from "../../src/web/pages/HistoryTable.js"
 import { PAGE_SIZE } from "../../src/web/pages/HostsTable.js"
 import { errorPage } from "../../src/web/pages/Layout.js"
 import { MAX_ROWS, timelinePage } from "../../src/web/pages/Timeline.js"
-import { ConfigSummary, decodeConfigurationStatus, decodeFleetStatus, decodeRegistryEvent, TimelineEntry } from "../../src/web/WebModel.js"
+import { ConfigSummary, decodeConfigurationStatus, decodeFleetStatus, decodeHistory, decodeRegistryEvent, TimelineEntry } from "../../src/web/WebModel.js"
 import { ctx, H1, H2, H3, host, manyHosts, NOW, rollout, state, status, XSS } from "./pagesFixtures.js"
 
 /** Host names of the hosts table, in the order shown (entities decoded back). */
@@ -178,6 +181,12 @@ describe("configuration page: history", () => {
     expect(out).toContain("Older states are not shown")
   })
 
+  it("marks a rollout's target with its phase", () => {
+    const target = state(H2, [["code", "v2"]], false)
+    const out = page([], "", { history: [{ ...target, Rollout: { Phase: "running", From: H1 } } as typeof target, state(H1, [["code", "v1"]], true)] })
+    expect(out).toContain('<span class="phase phase-running" title="">rollout running</span>')
+  })
+
   it("escapes component names, versions and who", () => {
     const bad = state(H2, [[XSS, XSS]], false)
     const out = page([], "", { history: [{ ...bad, Who: { ...bad.Who, Comment: XSS } } as typeof bad, state(H3, [["x", "1"]])] })
@@ -245,11 +254,17 @@ describe("WebModel decodes what the registry prints", () => {
   })
   const tab = () => ""
 
-  it("status -name N -json and status -json", async () => {
+  it("status -name N -json, status -json, history -json (with a rollout target), an events line", async () => {
     const one = await Effect.runPromise(decodeConfigurationStatus(renderConfiguration("p1", H1, [row("a", H1), row(XSS, H2)], tab, true)))
     expect(one.Hosts.map((h) => [h.Host, h.State])).toEqual([["a", "current"], [XSS, "behind"]])
     const all = await Effect.runPromise(decodeFleetStatus(renderSummary([{ name: "p1", hash: H1 }], [row("a", H1)], tab, true)))
     expect(all[0]!.Current).toBe(1)
+    const who = new Principal({ user: "operator", fingerprint: "SHA256:op", comment: XSS })
+    const st = (id: number, hash: string) => ({ id, configuration: "p1", hash: hash as Sha256, time: NOW, who, layers: [{ component: "code", version: `v${id}`, hash: H3 as Sha256, ctime: NOW }] })
+    const hist = await Effect.runPromise(
+      decodeHistory(historyJson({ states: [st(2, H2), st(1, H1)], currentId: 1, signatures: new Map(), rollouts: new Map([[2, { phase: "running", from: H1, events: [{ time: NOW.toISOString(), text: "started", actor: "x" }] }]]) }))
+    )
+    expect(hist.map((h) => [h.Hash, h.Current, h.Rollout?.Phase])).toEqual([[H2, false, "running"], [H1, true, undefined]])
     const ev = await Effect.runPromise(decodeRegistryEvent('{"Event":"host","Name":"p1","Host":"a","State":"current","Hash":"x"}'))
     expect(ev.Event).toBe("host")
   })

@@ -63,7 +63,7 @@ ${history.length === 0
       (e, i) => html`<tr class="${e.Current ? "current" : ""}">
 <td>${when(e.Time)}</td>
 <td title="${e.Who.Fingerprint}">${who(e.Who)}</td>
-<td><code title="${e.Hash}">${shortHash(e.Hash)}</code>${e.Signatures !== undefined && e.Signatures.length > 0 && html` <span class="signed" title="${e.Signatures.map((s) => s.Fingerprint).join(", ")}">signed</span>`}</td>
+<td><code title="${e.Hash}">${shortHash(e.Hash)}</code>${e.Signatures !== undefined && e.Signatures.length > 0 && html` <span class="signed" title="${e.Signatures.map((s) => s.Fingerprint).join(", ")}">signed</span>`}${e.Rollout !== undefined && html` <span class="phase phase-${e.Rollout.Phase}" title="${e.Rollout.Reason ?? ""}">rollout ${e.Rollout.Phase}</span>`}</td>
 <td>${e.Layers.map((l, j) => html`${j > 0 && ", "}<span class="layer">${l.Name}:${l.Version}</span>`)}</td>
 <td>${whatChanged(e, history[i + 1])}</td>
 <td>${e.Current ? html`<strong>current</strong>` : e.Hash === current ? "" : rollbackForm(name, e, current, csrf)}</td>
