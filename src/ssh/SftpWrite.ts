@@ -11,6 +11,7 @@ import { Effect, Stream } from "effect"
 import type { SFTPWrapper } from "ssh2"
 import { closedError, closeHandle, DEFAULT_IN_FLIGHT, isOpen, onClose, openHandle, requestSize, sftpError } from "./Sftp.js"
 import type { SshError } from "./SshError.js"
+import { whenWindow, writeRequest } from "./Ssh2Internals.js"
 
 export interface UploadOptions {
   /** Bytes per WRITE request; clamped to what the session negotiated (limits@openssh.com). */
@@ -64,27 +65,39 @@ export const upload = <E, R>(
         })
       })
 
+    // Sends `buf` as the next WRITE once fewer than maxInFlight are outstanding and the peer's window
+    // takes it whole (writeRequest frames it straight into SSH packets; ssh2 would copy it and queue
+    // what the window cannot take). The bytes are copied before this resumes: the caller may reuse buf.
     const send = (buf: Buffer) =>
-      Effect.zipRight(
-        waitUntil(() => inFlight < maxInFlight),
-        Effect.suspend(() => {
-          if (!isOpen(sftp)) return Effect.fail((failure ??= closedError(`write ${remotePath}`)))
-          const len = buf.length
-          inFlight++
-          // ssh2 copies `buf` into its packet synchronously, so the caller may reuse it.
-          sftp.write(handle!, buf, 0, len, offset, (err) => {
-            inFlight--
-            if (err) failure ??= sftpError(`write ${remotePath}`, err)
-            else {
-              acked += len
-              options.onProgress?.(acked)
+      Effect.async<void, SshError>((resume) => {
+        const attempt = () => {
+          if (failure) return resume(Effect.fail(failure))
+          if (inFlight < maxInFlight) {
+            if (!isOpen(sftp)) return resume(Effect.fail((failure ??= closedError(`write ${remotePath}`))))
+            const len = buf.length
+            const sent = writeRequest(sftp, handle!, buf, offset, (err) => {
+              inFlight--
+              if (err) failure ??= sftpError(`write ${remotePath}`, err)
+              else {
+                acked += len
+                options.onProgress?.(acked)
+              }
+              notify()
+            })
+            if (sent) {
+              inFlight++
+              offset += len
+              return resume(Effect.void)
             }
-            notify()
-          })
-          offset += len
-          return Effect.void
+            whenWindow(sftp, notify)
+          }
+          wake = attempt
+        }
+        attempt()
+        return Effect.sync(() => {
+          wake = undefined
         })
-      )
+      })
 
     // Whole requests inside a source chunk are sent as views of it; bytes that straddle chunks
     // are gathered in one owned buffer (each byte copied at most once, no allocation per chunk).
@@ -99,7 +112,7 @@ export const upload = <E, R>(
           accLen += take
           off = take
           if (accLen < chunkSize) return
-          yield* send(acc) // ssh2 copies synchronously: acc is free again when send returns
+          yield* send(acc) // copied into packets before send returns: acc is free again
           accLen = 0
         }
         while (bytes.length - off >= chunkSize) {

@@ -9,6 +9,10 @@ import * as net from "node:net"
 import type { Connection, ParsedKey, SFTPWrapper } from "ssh2"
 import { generateEd25519 } from "./KeyGen.js"
 
+const requireSsh2 = createRequire(import.meta.url)
+/** ssh2's own send of a built packet (queued during a key exchange, else encrypted and written). */
+const { sendPacket } = requireSsh2("ssh2/lib/protocol/utils.js") as { sendPacket: (proto: unknown, packet: Buffer) => void }
+
 /** The ssh2 release the accesses below were written for and tested against. */
 export const SSH2_VERSION = "1.17.0"
 
@@ -31,12 +35,23 @@ export const fastPaths = {
   /** Requests read from the channel through the backpressure hook (interceptPush). */
   pushes: 0,
   /** Sessions ended with exit-status and EOF (endAsSshd). */
-  sshdEnds: 0
+  sshdEnds: 0,
+  /** Client WRITE requests framed straight into SSH packets, one copy of the data (writeRequest). */
+  directWrites: 0,
+  /** Client WRITE requests handed to ssh2's write() instead: a peer whose whole window is too small. */
+  copiedWrites: 0
 }
 
 // --- the shapes -----------------------------------------------------------------------------------------
 
+interface PacketWriter {
+  /** Where the payload starts in what alloc returns (5, or 0 during a key exchange, when packets queue). */
+  allocStart: number
+  alloc: (payloadLen: number) => Buffer
+  finalize: (packet: Buffer) => Buffer
+}
 interface ProtocolInternals {
+  _packetRW: { write: PacketWriter }
   channelData: (id: number, data: Buffer) => void
   channelWindowAdjust: (id: number, n: number) => void
   exitStatus: (id: number, status: number) => void
@@ -51,6 +66,8 @@ interface SftpInternals {
   push: (data: Buffer | null) => unknown
   _maxReadLen: unknown
   _maxWriteLen: unknown
+  _writeReqid: number
+  _requests: Record<number, { cb: (err?: Error | null) => void }>
 }
 const PROTOCOL_METHODS = ["channelData", "channelWindowAdjust", "exitStatus", "channelEOF"] as const
 const isChannelInfo = (c: unknown): boolean =>
@@ -65,6 +82,15 @@ const sftpProblem = (s: SftpInternals): string | undefined => {
   if (!isChannelInfo(s.incoming) || !isChannelInfo(s.outgoing)) return "SFTPWrapper.incoming/outgoing lost state or window"
   if (typeof s.outgoing.id !== "number" || typeof s.outgoing.packetSize !== "number") return "SFTPWrapper.outgoing lost id or packetSize"
   if (typeof s.push !== "function") return "SFTPWrapper.push is not a function"
+  if (typeof s._writeReqid !== "number" || typeof s._requests !== "object" || s._requests === null) return "SFTPWrapper._writeReqid/_requests are gone"
+  return undefined
+}
+
+/** What is wrong with a protocol's packet writer, or undefined (read only once a connection exists). */
+const writerProblem = (proto: ProtocolInternals): string | undefined => {
+  const w = (proto as { _packetRW?: { write?: Partial<PacketWriter> } })._packetRW?.write
+  if (typeof w !== "object" || w === null) return "_protocol._packetRW.write is missing"
+  if (typeof w.allocStart !== "number" || typeof w.alloc !== "function" || typeof w.finalize !== "function") return "_protocol._packetRW.write lost allocStart/alloc/finalize"
   return undefined
 }
 const checkedSftp = new WeakSet<object>()
@@ -105,6 +131,7 @@ export const checkSsh2 = (): string | undefined => {
     if (problem !== undefined) return broken(problem).message
     if (s._protocol !== protocol || s.outgoing !== chan.outgoing || s.incoming !== chan.incoming) return broken("SFTPWrapper no longer keeps its channel's fields").message
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
+    if (typeof sendPacket !== "function") return broken("ssh2/lib/protocol/utils.js sendPacket is gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
     const { utils } = require("ssh2") as typeof import("ssh2")
     // generateEd25519, not ssh2's generator directly: about 1 key in 256 from it does not parse (KeyGen.ts).
@@ -148,6 +175,83 @@ export const channelOpen = (sftp: SFTPWrapper): boolean => {
   const s = sftp as unknown as Partial<SftpInternals>
   if (!isChannelInfo(s.outgoing) || !isChannelInfo(s.incoming)) throw broken("SFTPWrapper.incoming/outgoing lost state or window")
   return s.outgoing!.state === "open" && s.incoming!.state !== "closed"
+}
+
+const CHANNEL_DATA = 94 // SSH_MSG_CHANNEL_DATA
+const SFTP_WRITE = 6 // SSH_FXP_WRITE
+const checkedWriters = new WeakSet<object>()
+
+/**
+ * Sends one SFTP WRITE request of `data` at `position`, framed straight into the SSH packets that ssh2
+ * encrypts and writes: each byte of `data` is copied once, into its packet. ssh2's write() first copies
+ * the whole request into a new buffer, then each 32 KiB piece again into its packet: without this an
+ * upload pays a second copy and a request-sized allocation for every byte (the client's CPU, not the
+ * network, limits deployctl's upload on a shared machine). `cb` gets ssh2's answer, as from write().
+ *
+ * Returns false, sending nothing, when the request cannot go out whole now because the peer's window is
+ * short and the peer is sure to adjust it (windowAdjustDue): the caller waits with whenWindow and calls
+ * again. A peer whose whole window is too small for the request gets it through ssh2's write() instead,
+ * which queues and splits it (counted as copiedWrites). Like ssh2, nothing is sent on a closed channel:
+ * the caller checks that first.
+ */
+export const writeRequest = (
+  sftp: SFTPWrapper,
+  handle: Buffer,
+  data: Buffer,
+  position: number,
+  cb: (err?: Error | null) => void
+): boolean => {
+  const s = internals(sftp)
+  const out = s.outgoing
+  const headerLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4
+  const total = headerLen + data.length
+  if (data.length > maxWriteLen(sftp)) throw new Error(`writeRequest: ${data.length} bytes, more than the session's ${maxWriteLen(sftp)}`)
+  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= total || out.packetSize <= 0) {
+    if (windowAdjustDue(sftp)) return false
+    fastPaths.copiedWrites++
+    sftp.write(handle, data, 0, data.length, position, cb)
+    return true
+  }
+  const proto = s._protocol
+  if (!checkedWriters.has(proto)) {
+    const problem = writerProblem(proto)
+    if (problem !== undefined) throw broken(problem)
+    checkedWriters.add(proto)
+  }
+  // The request's header, as ssh2's write() lays it out (reqid numbering shared with ssh2's requests).
+  const header = Buffer.allocUnsafe(headerLen)
+  header.writeUInt32BE(total - 4, 0)
+  header[4] = SFTP_WRITE
+  // ssh2's numbering (a signed 32-bit counter), keyed as its STATUS handler reads the id: unsigned.
+  const reqid = (s._writeReqid = (s._writeReqid + 1) & (2 ** 32 - 1)) >>> 0
+  header.writeUInt32BE(reqid, 5)
+  header.writeUInt32BE(handle.length, 9)
+  handle.copy(header, 13)
+  header.writeUInt32BE(Math.floor(position / 2 ** 32), 13 + handle.length)
+  header.writeUInt32BE(position >>> 0, 17 + handle.length)
+  header.writeUInt32BE(data.length, 21 + handle.length)
+  s._requests[reqid] = { cb }
+  // CHANNEL_DATA packets of at most packetSize bytes of the SFTP stream, as ssh2's channelData builds one.
+  const w = proto._packetRW.write
+  for (let sent = 0; sent < total; ) {
+    const n = Math.min(total - sent, out.packetSize)
+    let p = w.allocStart
+    const packet = w.alloc(9 + n)
+    packet[p] = CHANNEL_DATA
+    packet.writeUInt32BE(out.id, p + 1)
+    packet.writeUInt32BE(n, p + 5)
+    p += 9
+    const end = sent + n
+    if (sent < headerLen) {
+      p += header.copy(packet, p, sent, Math.min(headerLen, end))
+    }
+    if (end > headerLen) data.copy(packet, p, Math.max(0, sent - headerLen), end - headerLen)
+    out.window -= n
+    sendPacket(proto, w.finalize(packet))
+    sent = end
+  }
+  fastPaths.directWrites++
+  return true
 }
 
 // --- server side: the connection ------------------------------------------------------------------------
