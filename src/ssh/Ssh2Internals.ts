@@ -206,7 +206,8 @@ export const writeRequest = (
   const headerLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4
   const total = headerLen + data.length
   if (data.length > maxWriteLen(sftp)) throw new Error(`writeRequest: ${data.length} bytes, more than the session's ${maxWriteLen(sftp)}`)
-  if (s._buffer.length !== 0 || out.state !== "open" || out.window <= total || out.packetSize <= 0) {
+  // peerWindow, not out.window: it remembers the largest window granted, which windowAdjustDue needs.
+  if (s._buffer.length !== 0 || out.state !== "open" || peerWindow(sftp) <= total || out.packetSize <= 0) {
     if (windowAdjustDue(sftp)) return false
     fastPaths.copiedWrites++
     sftp.write(handle, data, 0, data.length, position, cb)
