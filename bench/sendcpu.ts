@@ -16,11 +16,62 @@ import { fingerprint } from "../src/ssh/Fingerprint.js"
 import { parseFlags } from "./lib/flags.js"
 import { log, runStandalone, type Bench } from "./lib/main.js"
 import { cpuMs } from "./lib/proc.js"
-import { startRegistry } from "./lib/registry.js"
+import { startRegistry, type Registry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { summarize } from "./lib/stats.js"
 
 const MiB = 2 ** 20
+
+/**
+ * Client CPU per MiB of upload() against `reg`, interleaved with ssh2's write() (the old path) and a bare
+ * writeRequest loop (the framing alone, without upload()'s Stream and fiber): rows for the upload benchmark.
+ */
+export const clientCpuRows = async (reg: Registry, size: number, runs: number): Promise<Row[]> => {
+  // deployctl's own connection (src/ssh/Connection.ts: TCP_NODELAY, a tick's writes in one writev).
+  const scope = Effect.runSync(Scope.make())
+  try {
+    const client = await Effect.runPromise(Scope.extend(connect({
+      host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath),
+      verifyHostKey: (k) => fingerprint(k) === reg.fingerprint, hostKeyRefused: (seen) => `host key ${seen}`
+    }), scope))
+    // Pieces of 8 requests, as deployctl reads the file (src/ctl/Upload.ts).
+    const piece = randomBytes(8 * 255 * 1024)
+    const count = Math.max(1, Math.round(size / piece.length))
+    const mib = (count * piece.length) / MiB
+    const source = Stream.range(1, count).pipe(Stream.map(() => piece))
+    const session = <A>(f: (sftp: SFTPWrapper) => Effect.Effect<A, unknown>) => Effect.scoped(Effect.flatMap(openSftp(client), f))
+    const REF = "ssh2 write()"
+    const RAW = "writeRequest loop"
+    const variants: Record<string, (name: string) => Effect.Effect<unknown, unknown>> = {
+      "upload()": (name) => session((sftp) => upload(sftp, name, source)),
+      [REF]: (name) => session((sftp) => writeLoop(sftp, name, piece, count, false)),
+      [RAW]: (name) => session((sftp) => writeLoop(sftp, name, piece, count, true))
+    }
+    const cpu: Record<string, number[]> = {}
+    const regCpu: Record<string, number[]> = {}
+    // Interleaved (A B C A B C …) so the machine's load hits each alike; one round first, not counted (JIT warm-up).
+    for (let i = -1; i < runs; i++) {
+      for (const [k, run] of Object.entries(variants)) {
+        const c0 = process.cpuUsage()
+        const r0 = cpuMs(reg.pid)
+        await Effect.runPromise(run(`sendcpu-${i + 1}-${k.length}.bin`))
+        const c = process.cpuUsage(c0)
+        if (i < 0) continue
+        ;(cpu[k] ??= []).push((c.user + c.system) / 1000 / mib)
+        ;(regCpu[k] ??= []).push((cpuMs(reg.pid) - r0) / mib)
+      }
+    }
+    log(`sendcpu: WRITE requests framed into packets ${fastPaths.directWrites}, through ssh2's write() ${fastPaths.copiedWrites}`)
+    const note = `this process only (framing, copies, encryption, writes, GC), ${mib.toFixed(0)} MiB from memory`
+    return [
+      row({ metric: "upload(): client CPU per MiB", unit: "ms", referenceName: "ssh2's write(), 12 in flight", reference: summarize(cpu[REF]!), ours: summarize(cpu["upload()"]!), target: { kind: "ratio<=", value: 1 }, note }),
+      row({ metric: "bare writeRequest loop: client CPU per MiB", unit: "ms", referenceName: REF, reference: summarize(cpu[REF]!), ours: summarize(cpu[RAW]!), note: "the framing alone: what upload()'s Stream and fiber add is the difference to upload()" }),
+      row({ metric: "upload(): registry CPU per MiB", unit: "ms", referenceName: REF, reference: summarize(regCpu[REF]!), ours: summarize(regCpu["upload()"]!) })
+    ]
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
 
 export const sendcpu: Bench = async (argv) => {
   const f = parseFlags(argv, ["size", "runs", "cipher"])
@@ -30,52 +81,7 @@ export const sendcpu: Bench = async (argv) => {
   const started = Date.now()
   const reg = await startRegistry({ cipher })
   try {
-    // deployctl's own connection (src/ssh/Connection.ts: TCP_NODELAY, a tick's writes in one writev).
-    const scope = Effect.runSync(Scope.make())
-    const client = await Effect.runPromise(Scope.extend(connect({
-      host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath),
-      verifyHostKey: (k) => fingerprint(k) === reg.fingerprint, hostKeyRefused: (seen) => `host key ${seen}`
-    }), scope))
-    // Pieces of 8 requests, as deployctl reads the file (src/ctl/Upload.ts).
-    const piece = randomBytes(8 * 255 * 1024)
-    const count = Math.ceil(size / piece.length)
-    const mib = (count * piece.length) / MiB
-    const source = Stream.range(1, count).pipe(Stream.map(() => piece))
-    const variants: Record<string, (name: string) => Effect.Effect<unknown, unknown>> = {
-      ours: (name) => Effect.scoped(Effect.flatMap(openSftp(client), (sftp) => upload(sftp, name, source))),
-      "ssh2 write()": (name) => Effect.scoped(Effect.flatMap(openSftp(client), (sftp) => viaSsh2Write(sftp, name, piece, count))),
-      raw: (name) => Effect.scoped(Effect.flatMap(openSftp(client), (sftp) => viaSsh2Write(sftp, name, piece, count, true)))
-    }
-    const cpu: Record<string, number[]> = { ours: [], "ssh2 write()": [], raw: [] }
-    const reg_: Record<string, number[]> = { ours: [], "ssh2 write()": [], raw: [] }
-    const wall: Record<string, number[]> = { ours: [], "ssh2 write()": [], raw: [] }
-    // Interleaved (A B A B …) so the machine's load hits both alike; one round first, not counted (JIT warm-up).
-    for (let i = -1; i < runs; i++) {
-      for (const [k, run] of Object.entries(variants)) {
-        const c0 = process.cpuUsage()
-        const r0 = cpuMs(reg.pid)
-        const t0 = performance.now()
-        await Effect.runPromise(run(`sendcpu-${i + 1}-${k.length}.bin`))
-        const t = performance.now() - t0
-        const c = process.cpuUsage(c0)
-        if (i < 0) continue
-        cpu[k]!.push((c.user + c.system) / 1000 / mib)
-        reg_[k]!.push((cpuMs(reg.pid) - r0) / mib)
-        wall[k]!.push(mib / (t / 1000))
-        log(`sendcpu: ${k} run ${i + 1}: client ${cpu[k]!.at(-1)!.toFixed(2)} ms/MiB, registry ${reg_[k]!.at(-1)!.toFixed(2)} ms/MiB, ${wall[k]!.at(-1)!.toFixed(0)} MiB/s`)
-      }
-    }
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-    log(`sendcpu: WRITE requests framed into packets ${fastPaths.directWrites}, through ssh2's write() ${fastPaths.copiedWrites}`)
-    const ref = "ssh2 write()"
-    const rows: Row[] = [
-      row({
-        metric: "upload(): client CPU per MiB", unit: "ms", referenceName: "ssh2's write(), 12 in flight", reference: summarize(cpu[ref]!), ours: summarize(cpu["ours"]!),
-        target: { kind: "ratio<=", value: 1 }, note: "this process only: framing, copies, encryption, writes, GC"
-      }),
-      row({ metric: "upload(): registry CPU per MiB", unit: "ms", referenceName: ref, reference: summarize(reg_[ref]!), ours: summarize(reg_["ours"]!) }),
-      row({ metric: "upload(): throughput (both on this machine)", unit: "MiB/s", referenceName: ref, reference: summarize(wall[ref]!), ours: summarize(wall["ours"]!) })
-    ]
+    const rows = await clientCpuRows(reg, size, runs)
     return {
       name: "sendcpu",
       startedAt: new Date(started).toISOString(),
@@ -91,10 +97,11 @@ export const sendcpu: Bench = async (argv) => {
 }
 
 /**
- * The upload as it was before writeRequest, as the reference: ssh2's write() (which builds each request in
- * a new buffer and copies it again into packets, queueing what the window cannot take), 12 in flight.
+ * `count` pieces written with 12 requests in flight from callbacks: through ssh2's write() (the upload as
+ * it was before writeRequest: each request built in a new buffer, copied again into packets, what the
+ * window cannot take queued), or through writeRequest (waiting for the window when it is short).
  */
-const viaSsh2Write = (sftp: SFTPWrapper, name: string, piece: Buffer, count: number, direct = false) =>
+const writeLoop = (sftp: SFTPWrapper, name: string, piece: Buffer, count: number, direct: boolean) =>
   Effect.async<void, Error>((resume) => {
     sftp.open(name, "w", (err, handle) => {
       if (err) return resume(Effect.fail(err))
