@@ -11,7 +11,8 @@ import { Effect, Stream } from "effect"
 import type { SFTPWrapper } from "ssh2"
 import { closedError, closeHandle, DEFAULT_IN_FLIGHT, isOpen, onClose, openHandle, requestSize, sftpError } from "./Sftp.js"
 import type { SshError } from "./SshError.js"
-import { whenWindow, writeRequest } from "./Ssh2Internals.js"
+import { whenWindow } from "./Ssh2Internals.js"
+import { writeRequest } from "./Ssh2InternalsWrite.js"
 
 export interface UploadOptions {
   /** Bytes per WRITE request; clamped to what the session negotiated (limits@openssh.com). */

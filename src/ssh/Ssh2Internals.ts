@@ -1,4 +1,5 @@
-// Every use of ssh2's private fields and hooks, in one place. ssh2 is pinned to SSH2_VERSION in package.json
+// Every use of ssh2's private fields and hooks, in one place (with Ssh2InternalsWrite.ts, the client's WRITE
+// framing, split off for length). ssh2 is pinned to SSH2_VERSION in package.json
 // for this reason, and checkSsh2 (run by the registry at start-up) refuses any other version or a changed
 // shape. Each accessor says what breaks without it and throws, naming the field, if the field is not what
 // it expects: never a silent fallback. test/ssh/Ssh2Internals.test.ts checks the shape of each against the
@@ -11,12 +12,12 @@ import { generateEd25519 } from "./KeyGen.js"
 
 const requireSsh2 = createRequire(import.meta.url)
 /** ssh2's own send of a built packet (queued during a key exchange, else encrypted and written). */
-const { sendPacket } = requireSsh2("ssh2/lib/protocol/utils.js") as { sendPacket: (proto: unknown, packet: Buffer) => void }
+export const { sendPacket } = requireSsh2("ssh2/lib/protocol/utils.js") as { sendPacket: (proto: unknown, packet: Buffer) => void }
 
 /** The ssh2 release the accesses below were written for and tested against. */
 export const SSH2_VERSION = "1.17.0"
 
-const broken = (what: string): Error =>
+export const broken = (what: string): Error =>
   new Error(`ssh2 internals changed: ${what} (this build expects ssh2 ${SSH2_VERSION}; see src/ssh/Ssh2Internals.ts)`)
 
 /**
@@ -39,7 +40,9 @@ export const fastPaths = {
   /** Client WRITE requests framed straight into SSH packets, one copy of the data (writeRequest). */
   directWrites: 0,
   /** Client WRITE requests handed to ssh2's write() instead: a peer whose whole window is too small. */
-  copiedWrites: 0
+  copiedWrites: 0,
+  /** Client WRITE requests whose packets were built in a reused buffer (packetSlab), not one new buffer per packet. */
+  pooledWrites: 0
 }
 
 // --- the shapes -----------------------------------------------------------------------------------------
@@ -50,14 +53,17 @@ interface PacketWriter {
   alloc: (payloadLen: number) => Buffer
   finalize: (packet: Buffer) => Buffer
 }
-interface ProtocolInternals {
+export interface ProtocolInternals {
   _packetRW: { write: PacketWriter }
+  /** Defined while a key exchange runs: packets are then queued, not encrypted. */
+  _kexinit: unknown
+  _cipher: { allocPacket: (payloadLen: number) => Buffer }
   channelData: (id: number, data: Buffer) => void
   channelWindowAdjust: (id: number, n: number) => void
   exitStatus: (id: number, status: number) => void
   channelEOF: (id: number) => void
 }
-interface SftpInternals {
+export interface SftpInternals {
   _protocol: ProtocolInternals
   /** ssh2's queue of replies waiting for the peer's window. */
   _buffer: Array<Buffer>
@@ -87,14 +93,14 @@ const sftpProblem = (s: SftpInternals): string | undefined => {
 }
 
 /** What is wrong with a protocol's packet writer, or undefined (read only once a connection exists). */
-const writerProblem = (proto: ProtocolInternals): string | undefined => {
+export const writerProblem = (proto: ProtocolInternals): string | undefined => {
   const w = (proto as { _packetRW?: { write?: Partial<PacketWriter> } })._packetRW?.write
   if (typeof w !== "object" || w === null) return "_protocol._packetRW.write is missing"
   if (typeof w.allocStart !== "number" || typeof w.alloc !== "function" || typeof w.finalize !== "function") return "_protocol._packetRW.write lost allocStart/alloc/finalize"
   return undefined
 }
 const checkedSftp = new WeakSet<object>()
-const internals = (sftp: SFTPWrapper): SftpInternals => {
+export const internals = (sftp: SFTPWrapper): SftpInternals => {
   const s = sftp as unknown as SftpInternals
   if (!checkedSftp.has(sftp)) {
     const problem = sftpProblem(s)
@@ -175,84 +181,6 @@ export const channelOpen = (sftp: SFTPWrapper): boolean => {
   const s = sftp as unknown as Partial<SftpInternals>
   if (!isChannelInfo(s.outgoing) || !isChannelInfo(s.incoming)) throw broken("SFTPWrapper.incoming/outgoing lost state or window")
   return s.outgoing!.state === "open" && s.incoming!.state !== "closed"
-}
-
-const CHANNEL_DATA = 94 // SSH_MSG_CHANNEL_DATA
-const SFTP_WRITE = 6 // SSH_FXP_WRITE
-const checkedWriters = new WeakSet<object>()
-
-/**
- * Sends one SFTP WRITE request of `data` at `position`, framed straight into the SSH packets that ssh2
- * encrypts and writes: each byte of `data` is copied once, into its packet. ssh2's write() first copies
- * the whole request into a new buffer, then each 32 KiB piece again into its packet: without this an
- * upload pays a second copy and a request-sized allocation for every byte (the client's CPU, not the
- * network, limits deployctl's upload on a shared machine). `cb` gets ssh2's answer, as from write().
- *
- * Returns false, sending nothing, when the request cannot go out whole now because the peer's window is
- * short and the peer is sure to adjust it (windowAdjustDue): the caller waits with whenWindow and calls
- * again. A peer whose whole window is too small for the request gets it through ssh2's write() instead,
- * which queues and splits it (counted as copiedWrites). Like ssh2, nothing is sent on a closed channel:
- * the caller checks that first.
- */
-export const writeRequest = (
-  sftp: SFTPWrapper,
-  handle: Buffer,
-  data: Buffer,
-  position: number,
-  cb: (err?: Error | null) => void
-): boolean => {
-  const s = internals(sftp)
-  const out = s.outgoing
-  const headerLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4
-  const total = headerLen + data.length
-  if (data.length > maxWriteLen(sftp)) throw new Error(`writeRequest: ${data.length} bytes, more than the session's ${maxWriteLen(sftp)}`)
-  // peerWindow, not out.window: it remembers the largest window granted, which windowAdjustDue needs.
-  if (s._buffer.length !== 0 || out.state !== "open" || peerWindow(sftp) <= total || out.packetSize <= 0) {
-    if (windowAdjustDue(sftp)) return false
-    fastPaths.copiedWrites++
-    sftp.write(handle, data, 0, data.length, position, cb)
-    return true
-  }
-  const proto = s._protocol
-  if (!checkedWriters.has(proto)) {
-    const problem = writerProblem(proto)
-    if (problem !== undefined) throw broken(problem)
-    checkedWriters.add(proto)
-  }
-  // The request's header, as ssh2's write() lays it out (reqid numbering shared with ssh2's requests).
-  const header = Buffer.allocUnsafe(headerLen)
-  header.writeUInt32BE(total - 4, 0)
-  header[4] = SFTP_WRITE
-  // ssh2's numbering (a signed 32-bit counter), keyed as its STATUS handler reads the id: unsigned.
-  const reqid = (s._writeReqid = (s._writeReqid + 1) & (2 ** 32 - 1)) >>> 0
-  header.writeUInt32BE(reqid, 5)
-  header.writeUInt32BE(handle.length, 9)
-  handle.copy(header, 13)
-  header.writeUInt32BE(Math.floor(position / 2 ** 32), 13 + handle.length)
-  header.writeUInt32BE(position >>> 0, 17 + handle.length)
-  header.writeUInt32BE(data.length, 21 + handle.length)
-  s._requests[reqid] = { cb }
-  // CHANNEL_DATA packets of at most packetSize bytes of the SFTP stream, as ssh2's channelData builds one.
-  const w = proto._packetRW.write
-  for (let sent = 0; sent < total; ) {
-    const n = Math.min(total - sent, out.packetSize)
-    let p = w.allocStart
-    const packet = w.alloc(9 + n)
-    packet[p] = CHANNEL_DATA
-    packet.writeUInt32BE(out.id, p + 1)
-    packet.writeUInt32BE(n, p + 5)
-    p += 9
-    const end = sent + n
-    if (sent < headerLen) {
-      p += header.copy(packet, p, sent, Math.min(headerLen, end))
-    }
-    if (end > headerLen) data.copy(packet, p, Math.max(0, sent - headerLen), end - headerLen)
-    out.window -= n
-    sendPacket(proto, w.finalize(packet))
-    sent = end
-  }
-  fastPaths.directWrites++
-  return true
 }
 
 // --- server side: the connection ------------------------------------------------------------------------
@@ -361,7 +289,7 @@ export const repliesHeld = (sftp: SFTPWrapper): boolean => {
 
 const largestWindow = new WeakMap<SFTPWrapper, number>()
 /** The peer's window now, remembering the largest it has granted. */
-const peerWindow = (sftp: SFTPWrapper): number => {
+export const peerWindow = (sftp: SFTPWrapper): number => {
   const w = internals(sftp).outgoing.window
   if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
   return w

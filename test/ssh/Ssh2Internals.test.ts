@@ -18,9 +18,10 @@ import { openSftp, requestSize } from "../../src/ssh/Sftp.js"
 import { upload } from "../../src/ssh/SftpWrite.js"
 import { MAX_IO } from "../../src/ssh/SftpProtocol.js"
 import {
-  channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, replyRoom, signWithKeyObject, writeRequest,
+  channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, replyRoom, signWithKeyObject,
   SSH2_VERSION
 } from "../../src/ssh/Ssh2Internals.js"
+import { writeRequest } from "../../src/ssh/Ssh2InternalsWrite.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { fixedStorage, generateKey, type InProcessServer, startInProcess } from "../support/sshServer.js"
 import { connectFake, type FakeServer, startFakeServer } from "./fakeServer.js"
@@ -174,6 +175,8 @@ describe("ssh2 internals, server side", () => {
     })
     expect(d.directWrites).toBe(requests)
     expect(d.copiedWrites).toBe(0)
+    // ssh2's native AES-GCM (the registry's first cipher): every request's packets in a pooled buffer
+    expect(d.pooledWrites).toBe(requests)
     expect(d.windowWakes).toBeGreaterThan(0)
   })
 })
