@@ -121,7 +121,9 @@ export const RegistryEvent = Schema.Union(
   Schema.Struct({ Event: Schema.Literal("deleted"), Name: Schema.String }),
   Schema.Struct({ Event: Schema.Literal("served"), Name: Schema.String }),
   Schema.Struct({ Event: Schema.Literal("host"), Name: Schema.String, Host: Schema.String, State: Schema.String, Hash: Schema.String }),
-  Schema.Struct({ Event: Schema.Literal("ping") })
+  Schema.Struct({ Event: Schema.Literal("ping") }),
+  /** Not the registry's: deployctl web's own, after its connection to the registry came back (RegistryLink.ts). */
+  Schema.Struct({ Event: Schema.Literal("reconnected") })
 )
 export type RegistryEvent = typeof RegistryEvent.Type
 

@@ -13,9 +13,9 @@ interface RegistryEvent {
 const main = document.getElementById("live")
 const indicator = document.getElementById("live-state")
 
-/** Whether an event line changes what this page shows. */
+/** Whether an event line changes what this page shows ("reconnected": the server lost the registry for a while, anything may have changed). */
 const concerns = (ev: RegistryEvent, config: string): boolean =>
-  ev.Event !== undefined && ev.Event !== "ping" && (config === "" || ev.Name === config)
+  ev.Event === "reconnected" || (ev.Event !== undefined && ev.Event !== "ping" && (config === "" || ev.Name === config))
 
 /** The page's own path with the query it was asked with (none when it is a POST's answer, e.g. a refused rollback). */
 const fragmentUrl = (page: string): string => {
