@@ -12,6 +12,8 @@ export interface RegistryFlags {
   readonly dir: string
   readonly opauth: string
   readonly srvauth: string
+  /** -hostkey: the host key file every replica shares; undefined: `<dir>/host_key`, generated when missing. */
+  readonly hostkey?: string
   readonly maxver: number
   readonly deadline: Duration.Duration
   readonly dev: boolean
@@ -39,6 +41,7 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "deadline", kind: "duration", default: "30m", description: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
   { name: "dev", kind: "bool", default: "false", description: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
   { name: "dir", kind: "string", default: "/var/lib/deploy-registry", description: "data directory (created, mode 0700, if missing)" },
+  { name: "hostkey", kind: "string", default: "", description: "host key file, which must exist (default <dir>/host_key, generated on first start); replicas share one so agents' -fp holds" },
   { name: "max-conns", kind: "int", default: String(L.maxConns), description: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
   { name: "max-conns-per-source", kind: "int", default: String(L.maxConnsPerSource), description: "max. connections at once from one address" },
   { name: "max-handles", kind: "int", default: String(L.maxHandles), description: "max. open SFTP files and listings per connection (64 per session)" },
@@ -197,6 +200,7 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
     _tag: "Serve",
     flags: {
       addr, host, port, dir, opauth, srvauth, dev,
+      ...(values.has("hostkey") ? { hostkey: values.get("hostkey")! } : {}),
       ...(metrics !== undefined ? { metrics } : {}),
       maxver: Number(get("maxver")),
       limits: {

@@ -98,7 +98,7 @@ const serve = (flags: RegistryFlags) =>
       Layer.provideMerge(Layer.mergeAll(Metadata, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
       Layer.provideMerge(config)
     )
-    const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
+    const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir, flags.hostkey))
     // The exporter's modules load only when asked for (start-up without -metrics does not pay for them).
     const metrics = flags.metrics
     const Metrics = metrics === undefined
