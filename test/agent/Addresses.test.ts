@@ -1,7 +1,6 @@
 // The BUILT agent with several registry addresses (-addr a,b; `npm run build` first): two registries
 // sharing one host key (test/support/replicas.ts). The agent starts at a random one, moves past one
 // that is down, and its watch session moves to the other when the one it holds dies (kill -9).
-import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { type RunningAgent, spawnAgent } from "../support/agent.js"
