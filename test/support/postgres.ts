@@ -3,7 +3,7 @@
 // shutdown and removal at the end. kill/restart let a test take the database away under load.
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { type ChildProcess, execFileSync, spawn, type SpawnOptions } from "node:child_process"
 import { existsSync, readdirSync } from "node:fs"
 import { chown, mkdtemp, rm } from "node:fs/promises"
@@ -11,6 +11,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
+import { SqlMemory, SqlPostgres } from "../../src/registry/Sql.js"
 
 /** The directory holding initdb and postgres: PATH first, then Debian's /usr/lib/postgresql/<major>/bin (newest). */
 export const postgresBinDir = (): string | undefined => {
@@ -176,4 +177,29 @@ export const usePostgres = (): (() => TestPostgres) => {
     if (server === undefined) throw new Error("PostgreSQL is not running (usePostgres outside its describe?)")
     return server
   }
+}
+
+/** One database dialect the registry runs on, for `describe.each(testDialects())`. */
+export interface TestDialect {
+  readonly dialect: "sqlite" | "postgres"
+  /** Why this dialect's tests are skipped here, if they are. */
+  readonly skip: string | undefined
+  /** A fresh, empty database per build: SQLite in memory, or a new PostgreSQL database (its URL in `db`). */
+  readonly sql: Layer.Layer<SqlClient.SqlClient, unknown>
+  /** undefined for SQLite; a new PostgreSQL database's URL per run. */
+  readonly db: Effect.Effect<string | undefined>
+}
+
+/**
+ * SQLite and PostgreSQL (one server for the calling file, started only when the binaries exist). Call
+ * at the top of a test file; each test that builds `sql` gets its own database.
+ */
+export const testDialects = (): ReadonlyArray<TestDialect> => {
+  const missing = postgresMissing()
+  const pg = missing === undefined ? usePostgres() : undefined
+  const pgDb = Effect.promise(() => pg!().createDatabase())
+  return [
+    { dialect: "sqlite", skip: undefined, sql: SqlMemory, db: Effect.succeed(undefined) },
+    { dialect: "postgres", skip: missing, sql: Layer.unwrapEffect(Effect.map(pgDb, SqlPostgres)), db: pgDb }
+  ]
 }
