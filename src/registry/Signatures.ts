@@ -86,10 +86,13 @@ export const make = Effect.gen(function* () {
         if (state.time.getTime() < made.getTime() - CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is before the state was made (${rfc3339Seconds(made)}); sign it anew` })
         }
-        const [{ n }] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
+        const [{ n }] = yield* sql<{ n: number }>`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
         if (n >= MAX_SIGNATURES_PER_STATE) return yield* new SignatureRejected({ message: `state already has ${n} signatures, the most kept` })
         const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date(now).toISOString(), added_by_fingerprint: who.fingerprint }
-        yield* sql`INSERT OR REPLACE INTO signatures ${sql.insert(row)}`
+        // An upsert both SQLite and PostgreSQL speak (INSERT OR REPLACE is SQLite's only).
+        yield* sql`INSERT INTO signatures ${sql.insert(row)} ON CONFLICT (state_id, fingerprint) DO UPDATE SET
+          signed_at = excluded.signed_at, signature = excluded.signature, added_at = excluded.added_at,
+          added_by_fingerprint = excluded.added_by_fingerprint`
         return toSignature(row)
       }))),
     ofStates,
