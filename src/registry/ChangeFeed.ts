@@ -8,12 +8,15 @@ import { type Change, type StateInfo, Storage } from "./Storage.js"
 
 /**
  * A configuration's new current state, its deletion, or (Served) a rollout step that changed which
- * hosts are served which state (watchers ask Rollouts what their host gets now).
+ * hosts are served which state (watchers ask Rollouts what their host gets now). Resync: events may
+ * have been missed (PgChangeFeed.ts: the LISTEN connection was renewed); every subscriber reads again
+ * what it keeps. Events carry names and hashes, not documents (they cross replicas as NOTIFY payloads).
  */
 export type ChangeEvent =
   | { readonly _tag: "State"; readonly name: string; readonly hash: Sha256; readonly time: Date }
   | { readonly _tag: "Deleted"; readonly name: string }
   | { readonly _tag: "Served"; readonly name: string }
+  | { readonly _tag: "Resync" }
 
 export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   ChangeFeed,
@@ -24,6 +27,7 @@ export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   }
 >() {}
 
+/** One process (SQLite): an in-process PubSub. Replicas on PostgreSQL use PgChangeFeed.ts. */
 export const ChangeFeedLive = Layer.scoped(
   ChangeFeed,
   Effect.gen(function* () {

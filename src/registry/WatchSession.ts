@@ -115,7 +115,9 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
-            e.name !== req.name || hidden ? Effect.void
+            hidden ? Effect.void
+              : e._tag === "Resync" ? sendServed // events may have been missed: read what this host is served
+              : e.name !== req.name ? Effect.void
               // Without a rollout the event is what the host gets (no read per watcher and change).
               : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
                   last = e.hash

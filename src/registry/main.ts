@@ -13,7 +13,9 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
-import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
+import { ChangeFeedStorage } from "./ChangeFeed.js"
+import { LeadershipLive } from "./Leadership.js"
+import { ChangeFeedFor } from "./PgChangeFeed.js"
 import { RolloutsLive } from "./Rollouts.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { HostStatusLive } from "./HostStatus.js"
@@ -91,7 +93,8 @@ const serve = (flags: RegistryFlags) =>
     const Metadata = RolloutsLive({ tickMs: flags.rolloutTickMs }).pipe(
       Layer.provideMerge(Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive))
     ).pipe(
-      Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
+      // Replicas on PostgreSQL: events cross them by LISTEN/NOTIFY, and one leader drives rollouts and the janitor.
+      Layer.provideMerge(Layer.merge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedFor())), LeadershipLive())),
       Layer.provideMerge(SqlLive(flags.dir))
     )
     const Core = CommandInterpreterLive.pipe(
