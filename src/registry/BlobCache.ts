@@ -9,7 +9,7 @@
 import { Effect, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
-import { link, mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises"
+import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises"
 import * as path from "node:path"
 import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
@@ -19,7 +19,7 @@ import { io } from "./BlobStore.js"
 export interface BlobCache {
   /** Path of the verified cached copy of `hash`, filled from `source` on a miss (one fill per hash at a time). */
   readonly local: (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => Effect.Effect<string, StorageError>
-  /** Adds a file already known to hash to `hash` (a just-adopted upload) by hard link; the original stays. */
+  /** Moves in a file already known to hash to `hash` (a just-adopted upload, same filesystem); never fails. */
   readonly seed: (file: string, hash: Sha256) => Effect.Effect<void>
   readonly remove: (hash: Sha256) => Effect.Effect<void, StorageError>
   /** Bytes held now (tests, metrics). */
@@ -135,10 +135,12 @@ export const make = (dir: string, maxBytes: number) =>
 
     const seed = (file: string, hash: Sha256) =>
       Effect.promise(async () => {
-        if (sha256Problem(hash) !== undefined || entries.has(hash)) return
+        if (sha256Problem(hash) !== undefined) return
         try {
-          await link(file, path.join(root, hash))
-          await admit(hash, (await stat(file)).size)
+          if (entries.has(hash)) return void (await unlink(file))
+          const { size } = await stat(file)
+          await rename(file, path.join(root, hash))
+          await admit(hash, size)
         } catch {
           // A cache that could not be seeded fills on first read.
         }

@@ -58,8 +58,8 @@ export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
       )
     )
 
-  // Inside the caller's transaction (addver). The staged upload stays where it is (claimable until the
-  // version commits; the upload sweep removes it) and seeds this replica's cache by hard link.
+  // Inside the caller's transaction (addver). Then the staged upload moves into this replica's cache, so
+  // it is consumed as the disk store's rename consumes it (retention keeps blobs of pending uploads).
   const adopt = (tempPath: string, hash: Sha256) =>
     Effect.gen(function* () {
       const h = yield* checked(hash)
