@@ -6,10 +6,13 @@
 // `verify -db` is clean. Short in CI; REPLICAS_LONG=1 runs more rounds and agents. The figures (rounds,
 // acknowledged changes, losses) are printed in the test log.
 import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { tarGz } from "../agent/fixtures.js"
 import { addVersion, exec, run } from "../agent/operator.js"
+import { ctlMain } from "../ctl/harness.js"
 import { type RunningAgent, spawnAgent } from "../support/agent.js"
 import { postgresMissing, usePostgres } from "../support/postgres.js"
 import { registryMain, startRegistry, tempDir, type TestRegistry } from "../support/registry.js"
@@ -89,10 +92,18 @@ describe.skipIf(postgresMissing() !== undefined)("three replicas on PostgreSQL",
       n++
       await round(n, alive[n % alive.length]!, "changes on rotating replicas")
     }
-    // kill -9 of the replica holding the most watch sessions: its agents move to the others.
+    // kill -9 of the replica holding the most watch sessions, in the middle of an upload to it: its agents
+    // move to the others; the upload is either acknowledged (and kept) or leaves nothing behind (verify).
     const victim = [...alive].sort((x, y) => watching(y) - watching(x))[0]!
     expect(watching(victim)).toBeGreaterThan(0)
+    const work = await tempDir("replica-upload-")
+    res.dirs.push(work)
+    await writeFile(path.join(work, "big.tar.gz"), tarGz([{ path: "big", type: "file", content: randomBytes(24 << 20).toString("base64") }]))
+    const upload = node([ctlMain, "-addr", victim.addr, "-fp", first.fingerprint, "-key", first.operator.privatePath,
+      "addver", "-name", "big", "-version", "v1", "-file", path.join(work, "big.tar.gz")])
+    await new Promise((r) => setTimeout(r, 400))
     await victim.stop("SIGKILL")
+    const uploaded = (await upload).code === 0
     alive = alive.filter((r) => r !== victim)
     n++
     await round(n, alive[0]!, "after kill -9 of a replica")
@@ -112,9 +123,11 @@ describe.skipIf(postgresMissing() !== undefined)("three replicas on PostgreSQL",
     // Nothing acknowledged is lost: every state is in the history, the last one is current, verify is clean.
     const history = JSON.parse(await run(replicas[0]!, "history -name p1 -json")) as Array<{ Hash: string }>
     const lost = acknowledged.filter((h) => !history.some((s) => s.Hash === h))
+    const bigVersions = await exec(replicas[0]!, "showcomp -name big")
+    if (uploaded) lost.push(...(bigVersions.code === 0 ? [] : ["the acknowledged upload big v1"]))
     expect(await hashOf(replicas[2]!)).toBe(acknowledged.at(-1))
     const verified = await node([registryMain, "verify", "-db", url])
-    console.log(`replicas: ${n} rounds, ${acknowledged.length} acknowledged changes, ${lost.length} lost, ${AGENTS} agents converged each round; verify: ${verified.out.trim()}`)
+    console.log(`replicas: ${n} rounds, ${acknowledged.length + (uploaded ? 1 : 0)} acknowledged changes (upload killed mid-way: ${uploaded ? "acknowledged first" : "not acknowledged"}), ${lost.length} lost, ${AGENTS} agents converged each round; verify: ${verified.out.trim()}`)
     expect(lost).toEqual([])
     expect(verified.code, verified.out).toBe(0)
     for (const r of replicas) await r.stop("SIGKILL")
