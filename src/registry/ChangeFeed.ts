@@ -7,15 +7,18 @@ import type { Sha256 } from "../domain/Names.js"
 import { type Change, type StateInfo, Storage } from "./Storage.js"
 
 /**
- * A configuration's new current state, its deletion, or (Served) a rollout step that changed which
- * hosts are served which state (watchers ask Rollouts what their host gets now). Resync: events may
- * have been missed (PgChangeFeed.ts: the LISTEN connection was renewed); every subscriber reads again
- * what it keeps. Events carry names and hashes, not documents (they cross replicas as NOTIFY payloads).
+ * A configuration's new current state, its deletion, (Served) a rollout step that changed which
+ * hosts are served which state (watchers ask Rollouts what their host gets now), or (Signed) a new
+ * signature of a state. Resync: events may have been missed (PgChangeFeed.ts: the LISTEN connection
+ * was renewed); every subscriber reads again what it keeps. Events carry names and hashes, not
+ * documents (they cross replicas as NOTIFY payloads).
  */
 export type ChangeEvent =
   | { readonly _tag: "State"; readonly name: string; readonly hash: Sha256; readonly time: Date }
   | { readonly _tag: "Deleted"; readonly name: string }
   | { readonly _tag: "Served"; readonly name: string }
+  /** A signature was attached to the state with `hash` (Signatures.ts): its watchers are sent it again. */
+  | { readonly _tag: "Signed"; readonly name: string; readonly hash: Sha256 }
   | { readonly _tag: "Resync" }
 
 export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<

@@ -116,7 +116,11 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
             hidden ? Effect.void
-              : e._tag === "Resync" ? sendServed // events may have been missed: read what this host is served
+              // Events may have been missed (a renewed LISTEN, PgChangeFeed.ts): what this host is served, sent again.
+              : e._tag === "Resync" ? Effect.suspend(() => {
+                  last = undefined
+                  return sendServed
+                })
               : e.name !== req.name ? Effect.void
               // Without a rollout the event is what the host gets (no read per watcher and change).
               : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
@@ -126,6 +130,12 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
               : e._tag === "Deleted" ? Effect.sync(() => {
                   last = "deleted"
                   send({ type: "deleted", name: e.name })
+                })
+              // A new signature of what this host is served: sent again, so an agent that refused it as unsigned looks again.
+              : e._tag === "Signed" ? Effect.suspend(() => {
+                  if (last !== e.hash) return Effect.void
+                  last = undefined
+                  return sendServed
                 })
               : sendServed
           )
