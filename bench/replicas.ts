@@ -3,15 +3,15 @@
 // /configs/<name>.json over SFTP, load.ts agent-poll) by one replica, then by three replicas sharing the
 // database and the host key, the same total concurrency spread over them. On a machine with fewer cores
 // than replicas the ratio shows the cost of the split, not a gain: read it with the core count.
-//   node --import tsx bench/replicas.ts [-runs 3] [-window 5s] [-pollc 24] [-procs 3]
+//   node --import tsx bench/replicas.ts -db postgres://user@host:port/emptydb [-runs 3] [-window 5s] [-pollc 24] [-procs 3]
+// (-db: an empty database of a PostgreSQL you started; test/support/postgres.ts is vitest-bound.)
 import { readFileSync } from "node:fs"
 import { tinyTarGz } from "./lib/data.js"
-import { parseFlags } from "./lib/flags.js"
+import { parseFlags, UsageError } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { environment, row } from "./lib/report.js"
 import { summarize } from "./lib/stats.js"
 import { addVersion, run } from "../test/agent/operator.js"
-import { startPostgres } from "../test/support/postgres.js"
 import { startRegistry, type TestRegistry } from "../test/support/registry.js"
 import { startSibling } from "../test/support/replicas.js"
 import { mergeLoad, runLoadProcs, type LoadResult } from "./load.js"
@@ -29,7 +29,9 @@ const pollsOn = (regs: ReadonlyArray<TestRegistry>, concurrency: number, procs: 
   ).then(mergeLoad)
 
 export const replicas: Bench = async (argv) => {
-  const f = parseFlags(argv, ["runs", "window", "pollc", "procs"])
+  const f = parseFlags(argv, ["runs", "window", "pollc", "procs", "db"])
+  const url = f.str("db", "")
+  if (url === "") throw new UsageError("bench/replicas.ts needs -db postgres://… (an empty database)")
   const runs = f.int("runs", 3)
   const windowMs = f.duration("window", "5s")
   const conc = f.int("pollc", 24)
@@ -37,25 +39,20 @@ export const replicas: Bench = async (argv) => {
   const started = Date.now()
   const cleanup = new Cleanup()
   try {
-    const pg = await startPostgres()
-    cleanup.add(() => pg.stop())
-    const setup = async (n: number) => {
-      const url = await pg.createDatabase()
-      const first = await startRegistry({ extraArgs: ["-db", url] })
-      cleanup.add(() => first.stop("SIGKILL"))
-      const regs = [first]
-      for (let i = 1; i < n; i++) {
-        const r = await startSibling(first, ["-db", url])
-        cleanup.add(() => r.stop("SIGKILL"))
-        regs.push(r)
-      }
-      const layer = await tinyTarGz("bench", "bench")
-      await addVersion(first, "code", "v1", readFileSync(layer.path))
-      await run(first, "addconf -name bench -layer code:v1")
-      return regs
+    // One database, three replicas; "one" polls the first only, "three" all of them.
+    const first = await startRegistry({ extraArgs: ["-db", url] })
+    cleanup.add(() => first.stop("SIGKILL"))
+    const all = [first]
+    for (let i = 1; i < 3; i++) {
+      const r = await startSibling(first, ["-db", url])
+      cleanup.add(() => r.stop("SIGKILL"))
+      all.push(r)
     }
-    const one = await setup(1)
-    const three = await setup(3)
+    const layer = await tinyTarGz("bench", "bench")
+    await addVersion(first, "code", "v1", readFileSync(layer.path))
+    await run(first, "addconf -name bench -layer code:v1")
+    const one = [first]
+    const three = all
     const rps: Record<"one" | "three", Array<number>> = { one: [], three: [] }
     for (let i = 0; i < runs; i++) {
       // Interleaved, so a change of the machine's load hits both alike.
