@@ -143,5 +143,27 @@ export const migrations = Migrator.fromRecord({
   "4_rollouts": rollouts
 })
 
-/** Runs the pending migrations (in one transaction); returns the ones applied. */
-export const migrate = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+
+/**
+ * Runs the pending migrations (in one transaction); returns the ones applied. On PostgreSQL, replicas
+ * starting together would race to create the migrator's table (its table lock covers only what comes
+ * after): it is created first, the same DDL as the migrator's, under an advisory lock.
+ */
+export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  isPostgres(sql)
+    ? Effect.zipRight(
+        sql.withTransaction(
+          Effect.zipRight(
+            sql`SELECT pg_advisory_xact_lock(hashtext('deploy-registry migrations'))`,
+            sql`CREATE TABLE IF NOT EXISTS schema_migrations (
+              migration_id integer primary key,
+              created_at timestamp with time zone not null default now(),
+              name text not null
+            )`
+          )
+        ),
+        migrateNow
+      )
+    : migrateNow
+)
