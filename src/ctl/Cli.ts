@@ -43,14 +43,15 @@ const waitFlag: FlagSpec = {
 
 const signFlag: FlagSpec = { name: "sign", kind: "bool", description: "sign the new state (deployctl sign) with -key or the ssh-agent key" }
 /** The commands that make a state and take -sign. */
-const SIGNABLE: ReadonlySet<string> = new Set(["changeconf", "bumpconf", "replaceconf", "rollback"])
+const SIGNABLE: ReadonlySet<string> = new Set(["changeconf", "bumpconf", "replaceconf", "rollback", "rollout"])
 
 /** deployctl's own commands, beside the catalogue's. */
 const signSpec = {
   name: "sign" as CommandName,
-  summary: "sign the configuration's current state (SSHSIG, namespace deploy-tools) and attach the signature",
+  summary: "sign the configuration's current state, or a rollout's target (SSHSIG, namespace deploy-tools), and attach the signature",
   flags: [
     { name: "name", kind: "string", description: "configuration name" },
+    { name: "hash", kind: "string", description: "sign this state (the current one, or the target of the rollout in progress) instead of the current one" },
     { name: "print-message", kind: "bool", description: "only print the text to sign (for ssh-keygen -Y sign -n deploy-tools or a hardware key)" },
     { name: "signature", kind: "string", description: "attach this signature file made elsewhere instead of signing" },
     { name: "message", kind: "string", description: "the text -signature signs (default: the signature file without .sig)" }
@@ -202,8 +203,9 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
           if (name === "") return yield* new UsageError({ message: "name should be set" })
           const signature = raw.strings.get("signature")
           const message = raw.strings.get("message")
+          const hash = raw.strings.get("hash")
           return yield* remote.sign(globals, {
-            name, printMessage: raw.bools.has("print-message"),
+            name, printMessage: raw.bools.has("print-message"), ...(hash !== undefined ? { hash } : {}),
             ...(signature !== undefined ? { signatureFile: signature } : {}), ...(message !== undefined ? { messageFile: message } : {})
           })
         }
@@ -214,7 +216,11 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
           return yield* remote.statusWait(globals, command.name, command.json)
         }
         const command = yield* validate(parsed.command as CommandName, raw)
-        if (raw.bools.has("sign") && "name" in command && command.name !== undefined) return yield* remote.sign(globals, { name: command.name }, command)
+        if (raw.bools.has("sign") && "name" in command && command.name !== undefined) {
+          // A rollout signs its target (a pending state), once it has started.
+          if (command._tag === "rollout" && command.action !== "start") return yield* new UsageError({ message: "-sign only when starting a rollout" })
+          return yield* remote.sign(globals, { name: command.name, ...(command._tag === "rollout" ? { rolloutTarget: true } : {}) }, command)
+        }
         return yield* remote.run(globals, command)
       }
     }

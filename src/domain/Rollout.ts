@@ -69,7 +69,8 @@ export class HostView extends Schema.Class<HostView>("HostView")({
   online: Schema.Boolean,
   running: Schema.optional(Schema.String),
   attempted: Schema.optional(Schema.String),
-  outcome: Schema.optional(Schema.Literal("deployed", "failed", "rolled-back")),
+  /** refused: an agent with -trust refused the hash (unsigned, …): not a failure, the wave waits for a signature. */
+  outcome: Schema.optional(Schema.Literal("deployed", "failed", "rolled-back", "refused")),
   healthySince: Schema.optional(Schema.Number)
 }) {}
 
@@ -90,8 +91,15 @@ export const RolloutChange = Schema.Union(
 export type RolloutChange = typeof RolloutChange.Type
 
 /** One host's place in the rollout, for `rollout -status`. */
-export const HostRolloutState = Schema.Literal("waiting", "updating", "soaking", "healthy", "failed", "offline", "reverted")
+export const HostRolloutState = Schema.Literal("waiting", "updating", "refused", "soaking", "healthy", "failed", "offline", "reverted")
 export type HostRolloutState = typeof HostRolloutState.Type
+
+/** Host names written into one event or reason text at most: a rollout of 5,000 hosts keeps its texts short. */
+export const MAX_NAMED_HOSTS = 10
+
+/** `a, b, c` or, past MAX_NAMED_HOSTS, `a, b, …, j and 4990 more` (-status lists every host). */
+export const hostList = (hosts: ReadonlyArray<string>): string =>
+  hosts.length <= MAX_NAMED_HOSTS ? hosts.join(", ") : `${hosts.slice(0, MAX_NAMED_HOSTS).join(", ")} and ${hosts.length - MAX_NAMED_HOSTS} more`
 
 /** `-waves 1,10%,50%,100%`: cumulative host counts or fleet percentages, in rollout order. */
 export const parseWaves = (s: string): Either.Either<readonly [WaveSize, ...Array<WaveSize>], string> => {

@@ -54,10 +54,14 @@ export const viewFiles = (
   > =>
     !scope.mayReadConfiguration(v.name) ? Effect.succeed(Option.none())
       : v._tag === "Config" ? documentBytes(v.name, documentOf)
-      : Effect.map(signatures.current(v.name), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
-        data: Buffer.from(JSON.stringify(doc)),
-        mtime: new Date(Math.max(0, ...doc.Signatures.map((g) => Date.parse(g.Time))))
-      }))))
+      // The signatures of the state this session is served (a rollout's target to the hosts of its waves).
+      : Effect.flatMap((documentOf ?? storage.document)(v.name), Option.match({
+        onNone: () => Effect.succeed(Option.none()),
+        onSome: (served) => Effect.map(signatures.served(v.name, served.Hash), (d) => Option.fromNullable(d).pipe(Option.map((doc) => ({
+          data: Buffer.from(JSON.stringify(doc)),
+          mtime: new Date(Math.max(0, ...doc.Signatures.map((g) => Date.parse(g.Time))))
+        }))))
+      }))
 
   /** Attributes of a view path, or undefined if it does not exist. */
   const attrsOf = (v: ViewPath): Effect.Effect<Attributes | undefined, { readonly message: string }> => {

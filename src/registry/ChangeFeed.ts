@@ -7,13 +7,16 @@ import type { Sha256 } from "../domain/Names.js"
 import { type Change, type StateInfo, Storage } from "./Storage.js"
 
 /**
- * A configuration's new current state, its deletion, or (Served) a rollout step that changed which
- * hosts are served which state (watchers ask Rollouts what their host gets now).
+ * A configuration's new current state, its deletion, (Served) a rollout step that changed which
+ * hosts are served which state (watchers ask Rollouts what their host gets now), or (Signed) a new
+ * signature of a state.
  */
 export type ChangeEvent =
   | { readonly _tag: "State"; readonly name: string; readonly hash: Sha256; readonly time: Date }
   | { readonly _tag: "Deleted"; readonly name: string }
   | { readonly _tag: "Served"; readonly name: string }
+  /** A signature was attached to the state with `hash` (Signatures.ts): its watchers are sent it again. */
+  | { readonly _tag: "Signed"; readonly name: string; readonly hash: Sha256 }
 
 export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   ChangeFeed,

@@ -7,8 +7,10 @@
 //   showconf:  the configuration document agents read ({"Name","Mtime","Hash","Layers":[{"Name","Version","File","Hash","Ctime"}]})
 //   history:   [{"Time":"…","Hash":"…","Who":{"User":"…","Fingerprint":"SHA256:…","Comment":"…"},
 //                "Layers":[{"Name":"code","Version":"v01","Hash":"<sha256>"}],"Current":true|false,
-//                "Signatures":[{"Fingerprint":"SHA256:…","Time":"…"}] (signed states only)}, …] newest first
-//   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":")
+//                "Signatures":[{"Fingerprint":"SHA256:…","Time":"…"}] (signed states only),
+//                "Rollout":{"Phase","Reason"?,"From","Events":[{"Time","By"?,"Text"}]} (rollout targets only)}, …] newest first
+//   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":";
+//    a rollout target's row is followed by its events, lines starting with "rollout ": HistoryView.ts)
 //   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
@@ -23,7 +25,8 @@ import { Rollouts } from "./Rollouts.js"
 import { renderConfiguration, renderSummary } from "./StatusView.js"
 import { LayerVerdicts } from "./LayerVerdicts.js"
 import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
-import { Signatures, type StateSignature } from "./Signatures.js"
+import { historyJson, historyText } from "./HistoryView.js"
+import { Signatures } from "./Signatures.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -66,15 +69,6 @@ const lines = (xs: ReadonlyArray<string>) => xs.map((x) => `${x}\n`).join("")
 const json = (v: unknown) => `${JSON.stringify(v)}\n`
 
 const ok = (output = ""): CommandResult => ({ output, exitCode: 0 })
-
-const historyJson = (s: StateInfo, current: boolean, sigs: ReadonlyArray<StateSignature>) => ({
-  Time: rfc3339Nano(s.time),
-  Hash: s.hash,
-  Who: { User: s.who.user, Fingerprint: s.who.fingerprint, Comment: s.who.comment },
-  Layers: s.layers.map((l) => ({ Name: l.component, Version: l.version, Hash: l.hash })),
-  Current: current,
-  ...(sigs.length > 0 ? { Signatures: sigs.map((g) => ({ Fingerprint: g.fingerprint, Time: rfc3339Seconds(g.signedAt) })) } : {})
-})
 
 /** What a rollback changed, one row per component whose version changed, was added or removed. */
 const diff = (before: StateInfo, after: StateInfo): string => {
@@ -170,23 +164,9 @@ export const make = Effect.gen(function* () {
       case "history":
         return Effect.gen(function* () {
           const [states, current] = yield* Effect.zip(storage.history(cmd.name, cmd.n), storage.current(cmd.name))
-          const sigs = yield* signatures.ofStates(states.map((s) => s.id))
-          const of = (s: StateInfo) => sigs.get(s.id) ?? []
-          return ok(
-            cmd.json
-              ? json(states.map((s) => historyJson(s, s.id === current.id, of(s))))
-              : tabwrite(
-                  states.map((s) => [
-                    rfc3339Seconds(s.time),
-                    s.hash,
-                    s.who.label,
-                    s.layers.map((l) => `${l.component}:${l.version}`).join(" "),
-                    // Only signed states get the column: unsigned histories print as before.
-                    ...(of(s).length > 0 ? [`signed by ${of(s).map((g) => g.fingerprint).join(",")}`] : []),
-                    ...(s.id === current.id ? ["(current)"] : [])
-                  ])
-                )
-          )
+          const ids = states.map((s) => s.id)
+          const h = { states, currentId: current.id, signatures: yield* signatures.ofStates(ids), rollouts: yield* rollouts.ofStates(ids) }
+          return ok(cmd.json ? historyJson(h) : historyText(h, tabwrite))
         })
       case "addsig":
         return Effect.map(signatures.attach(cmd.state, cmd.signature, who), (g) =>

@@ -136,11 +136,25 @@ const rollouts = Effect.gen(function* () {
   yield* sql`CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id)`
 })
 
+// Rollouts, second part (docs/rollouts.md "Storage"): the target is a stored state from the start
+// (target_state_id: pending, not current, until the rollout completes; signable meanwhile), the phase as
+// a column (which states were never current; metrics), and who made each step (actor: an operator's
+// label, or "driver" for the registry's own steps), for `history`.
+const rolloutEvents = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
+  yield* sql`ALTER TABLE rollouts ADD COLUMN target_state_id INTEGER NOT NULL DEFAULT 0`
+  yield* sql`ALTER TABLE rollouts ADD COLUMN phase ${d.text} NOT NULL DEFAULT ''`
+  yield* sql`CREATE INDEX rollouts_target ON rollouts (target_state_id)`
+  yield* sql`ALTER TABLE rollout_events ADD COLUMN actor ${d.text} NOT NULL DEFAULT ''`
+})
+
 export const migrations = Migrator.fromRecord({
   "1_initial": initial,
   "2_host_status": hostStatus,
   "3_signatures": signatures,
-  "4_rollouts": rollouts
+  "4_rollouts": rollouts,
+  "5_rollout_events": rolloutEvents
 })
 
 const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })

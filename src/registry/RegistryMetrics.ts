@@ -104,3 +104,20 @@ export const propagationSeconds = Metric.histogram(
   MetricBoundaries.fromIterable([1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600]),
   "seconds from a configuration's commit to a host reporting it deployed"
 )
+
+// Rollouts (docs/rollouts.md): the live ones by phase, set by Rollouts at every step; and how they ended.
+export const ROLLOUT_LIVE_PHASES = ["running", "paused", "halted"] as const
+const rolloutsGauge = Metric.gauge(P + "rollouts", { description: "rollouts in progress by state (running, paused, halted: waiting for an operator)" })
+const rolloutsBy = byLabels(ROLLOUT_LIVE_PHASES, (s) => Metric.tagged(rolloutsGauge, "state", s))
+/** Sets every live state's count (0 included) from the phases of the live rollouts. */
+export const setLiveRollouts = (phases: ReadonlyArray<string>): void => {
+  for (const s of ROLLOUT_LIVE_PHASES) rolloutsBy[s].unsafeUpdate(phases.filter((p) => p === s).length, [])
+}
+export const ROLLOUT_ENDS = ["completed", "reverted", "aborted"] as const
+const rolloutsEnded = counter("rollouts_ended_total", "rollouts ended, by outcome (completed, reverted, aborted)")
+const rolloutsEndedBy = byLabels(ROLLOUT_ENDS, (o) => Metric.tagged(rolloutsEnded, "outcome", o))
+export const rolloutEnded = (outcome: (typeof ROLLOUT_ENDS)[number]): void => bump(rolloutsEndedBy[outcome])
+/** The ended counters at 0 from the first scrape (increase() needs the zero). */
+export const touchRolloutsEnded = (): void => {
+  for (const m of Object.values(rolloutsEndedBy)) bump(m, 0)
+}

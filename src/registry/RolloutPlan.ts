@@ -4,6 +4,7 @@
 // No I/O and no clock: the caller passes `now` and what it knows of the hosts, and stores the state.
 import { createHash } from "node:crypto"
 import {
+  hostList,
   type HostRolloutState,
   type HostView,
   isFinished,
@@ -135,7 +136,7 @@ const tick = (s0: RolloutState, now: number, hosts: ReadonlyArray<HostView>): St
   }
   s = new RolloutState({ ...s, failed })
   if (failed.length > s.spec.maxFailures) {
-    const reason = `${failed.length} host(s) failed (max ${s.spec.maxFailures}): ${failed.join(", ")}`
+    const reason = `${failed.length} host(s) failed (max ${s.spec.maxFailures}): ${hostList(failed)}`
     const r = withPhase(s, s.spec.onFailure === "revert" ? "reverted" : "halted", now, reason)
     return { state: r.state, changes: [...changes, ...r.changes] }
   }
@@ -178,6 +179,7 @@ const hostState = (s: RolloutState, host: string, v: HostView | undefined, now: 
   }
   if (v === undefined || !v.online) return { host, state: "offline" }
   if (healthy(s.spec, v, now)) return { host, state: "healthy" }
+  if (v.attempted === s.spec.to && v.outcome === "refused") return { host, state: "refused" }
   if (v.running === s.spec.to && v.outcome === "deployed" && v.healthySince !== undefined)
     return { host, state: "soaking", soakLeftMs: s.spec.soakMs - (now - v.healthySince) }
   return { host, state: "updating" }
@@ -193,7 +195,7 @@ export const status = (s: RolloutState, hosts: ReadonlyArray<HostView>, now: num
   }))
   const current = waves[admittedCount(s) - 1]
   const waitingFor =
-    isFinished(s.phase) || current === undefined ? [] : current.hosts.filter((h) => h.state === "soaking" || h.state === "updating")
+    isFinished(s.phase) || current === undefined ? [] : current.hosts.filter((h) => h.state === "soaking" || h.state === "updating" || h.state === "refused")
   const offline = waves.flatMap((w) => w.hosts).filter((h) => h.state === "offline").map((h) => h.host)
   return { phase: s.phase, ...(s.reason !== undefined ? { reason: s.reason } : {}), waves, waitingFor, offline, failed: s.failed }
 }

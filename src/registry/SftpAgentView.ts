@@ -2,7 +2,7 @@
 //   /configs/            one `<name>.json` per configuration, byte order
 //   /configs/<name>.json the configuration document (served from a snapshot buffer)
 //   /files/<sha256>      a stored blob (positioned reads on an fd, 255 KiB at most per READ)
-//   /signatures/<name>.json  the current state's signatures (Signatures.ts); not listed anywhere, so a
+//   /signatures/<name>.json  the signatures of the state the connection is served (Signatures.ts); not listed anywhere, so a
 //                        Go agent sees the view it always saw
 // Client paths are resolved against `/` with POSIX rules and then matched exactly, so no spelling of a
 // path reaches anything outside the view. Every change is refused. A scoped key (AgentScope.ts) sees

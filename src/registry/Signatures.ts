@@ -1,16 +1,21 @@
 // Operators' signatures of configuration states (SSHSIG over SignedState's text). `addsig` attaches one
-// to the configuration's current state after checking it: it verifies (any key: whom to trust is each
-// agent's decision, by its -trust file), it names the current hash, and it was made after the state
-// was (minus CLOCK_SKEW): an old signature cannot be replayed onto a rollback, which is signed anew.
-// Agents read them beside the document (`/signatures/<name>.json`); `history` shows them.
+// to a state the configuration serves: the current one, or the pending target of its live rollout
+// (docs/rollouts.md), after checking it: it verifies (any key: whom to trust is each agent's decision, by
+// its -trust file), it names that state's hash, and it was made after the state was (minus CLOCK_SKEW):
+// an old signature cannot be replayed onto a rollback, which is signed anew. Agents read the signatures
+// of the state they are served beside its document (`/signatures/<name>.json`); `history` shows them.
+// A signature attached is told to the watchers (ChangeFeed `Signed`), so that an agent that refused the
+// state as unsigned looks again.
 import { SqlClient } from "@effect/sql"
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import { ConfigurationNotFound, SignatureRejected, type StorageError } from "../domain/Errors.js"
+import type { Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import type { SignedState } from "../domain/SignedState.js"
 import { rfc3339Seconds } from "../domain/Time.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { verify } from "../ssh/SshSig.js"
+import { ChangeFeed } from "./ChangeFeed.js"
 import { orStorage } from "./StorageRows.js"
 
 /** Signatures kept per state (one per key): what `/signatures/<name>.json` can grow to is bounded. */
@@ -28,7 +33,7 @@ export interface StateSignature {
   readonly signature: string
 }
 
-/** What agents read at `/signatures/<name>.json`: the current state's hash and its signatures. */
+/** What agents read at `/signatures/<name>.json`: the served state's hash and its signatures. */
 export interface SignaturesDocument {
   readonly Name: string
   readonly Hash: string
@@ -43,6 +48,11 @@ export class Signatures extends Context.Tag("registry/Signatures")<
     readonly ofStates: (ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, ReadonlyArray<StateSignature>>, StorageError>
     /** The current state's hash and signatures, or None-like undefined when there is no such configuration. */
     readonly current: (name: string) => Effect.Effect<SignaturesDocument | undefined, StorageError>
+    /**
+     * The signatures of the state with `hash` that the configuration serves (current, or its live
+     * rollout's target); none listed for a hash it does not serve. Undefined: no such configuration.
+     */
+    readonly served: (name: string, hash: string) => Effect.Effect<SignaturesDocument | undefined, StorageError>
   }
 >() {}
 
@@ -57,8 +67,15 @@ const toSignature = (r: Row): StateSignature => ({ fingerprint: r.fingerprint, s
 
 export const make = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const feed = yield* Effect.serviceOption(ChangeFeed)
   const currentState = (name: string) =>
     sql<{ id: number; hash: string; time: string }>`SELECT s.id, s.hash, s.time FROM configurations c JOIN states s ON s.id = c.state_id WHERE c.name = ${name}`
+  /** The state with `hash` the configuration serves: its current state, or the target of its live rollout. */
+  const servedState = (name: string, hash: string) =>
+    sql<{ id: number; hash: string; time: string }>`SELECT s.id, s.hash, s.time FROM configurations c JOIN states s ON s.configuration_id = c.id
+      WHERE c.name = ${name} AND s.hash = ${hash}
+        AND (s.id = c.state_id OR s.id IN (SELECT r.target_state_id FROM rollouts r WHERE r.configuration = ${name} AND r.active = 1))
+      ORDER BY s.id DESC LIMIT 1`
   const ofStates = (ids: ReadonlyArray<number>) =>
     orStorage(
       Effect.map(
@@ -70,14 +87,21 @@ export const make = Effect.gen(function* () {
         }
       )
     )
+  const document = (name: string, hash: string, stateId: number | undefined) =>
+    Effect.map(stateId === undefined ? Effect.succeed(new Map<number, ReadonlyArray<StateSignature>>()) : ofStates([stateId]), (m): SignaturesDocument => ({
+      Name: name,
+      Hash: hash,
+      Signatures: (stateId === undefined ? [] : m.get(stateId) ?? []).map((s) => ({ Time: rfc3339Seconds(s.signedAt), Signature: s.signature }))
+    }))
   return Signatures.of({
     attach: (state, signature, who) =>
       orStorage(sql.withTransaction(Effect.gen(function* () {
         const v = verify(signature, Buffer.from(state.message))
         if (v._tag === "Invalid") return yield* new SignatureRejected({ message: `signature does not verify: ${v.reason}` })
-        const [cur] = yield* currentState(state.name)
-        if (cur === undefined) return yield* new ConfigurationNotFound({ name: state.name })
-        if (cur.hash !== state.hash) return yield* new SignatureRejected({ message: `configuration "${state.name}" has hash ${cur.hash}, not the signed ${state.hash}; nothing attached` })
+        const [current] = yield* currentState(state.name)
+        if (current === undefined) return yield* new ConfigurationNotFound({ name: state.name })
+        const [cur] = yield* servedState(state.name, state.hash)
+        if (cur === undefined) return yield* new SignatureRejected({ message: `configuration "${state.name}" has hash ${current.hash}, not the signed ${state.hash}, and no rollout to it in progress; nothing attached` })
         const now = yield* Clock.currentTimeMillis
         if (state.time.getTime() > now + CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is in the future` })
@@ -89,19 +113,27 @@ export const make = Effect.gen(function* () {
         const [{ n }] = yield* sql<{ n: number }>`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
         if (n >= MAX_SIGNATURES_PER_STATE) return yield* new SignatureRejected({ message: `state already has ${n} signatures, the most kept` })
         const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date(now).toISOString(), added_by_fingerprint: who.fingerprint }
-        // An upsert both SQLite and PostgreSQL speak (INSERT OR REPLACE is SQLite's only).
-        yield* sql`INSERT INTO signatures ${sql.insert(row)} ON CONFLICT (state_id, fingerprint) DO UPDATE SET
-          signed_at = excluded.signed_at, signature = excluded.signature, added_at = excluded.added_at,
-          added_by_fingerprint = excluded.added_by_fingerprint`
+        yield* sql`INSERT INTO signatures ${sql.insert(row)}
+          ON CONFLICT (state_id, fingerprint) DO UPDATE SET signed_at = excluded.signed_at, signature = excluded.signature,
+            added_at = excluded.added_at, added_by_fingerprint = excluded.added_by_fingerprint`
         return toSignature(row)
-      }))),
+      })).pipe(
+        // After the commit: watchers served this hash hear of it (an agent that refused it looks again).
+        Effect.tap(() => Option.match(feed, { onNone: () => Effect.void, onSome: (f) => f.publish({ _tag: "Signed", name: state.name, hash: state.hash as Sha256 }) }))
+      )),
     ofStates,
     current: (name) =>
       orStorage(Effect.gen(function* () {
         const [cur] = yield* currentState(name)
         if (cur === undefined) return undefined
-        const sigs = (yield* ofStates([cur.id])).get(cur.id) ?? []
-        return { Name: name, Hash: cur.hash, Signatures: sigs.map((s) => ({ Time: rfc3339Seconds(s.signedAt), Signature: s.signature })) }
+        return yield* document(name, cur.hash, cur.id)
+      })),
+    served: (name, hash) =>
+      orStorage(Effect.gen(function* () {
+        const [cur] = yield* currentState(name)
+        if (cur === undefined) return undefined
+        const [st] = yield* servedState(name, hash)
+        return yield* document(name, hash, st?.id)
       }))
   })
 })
@@ -113,5 +145,6 @@ export const SignaturesLive = Layer.effect(Signatures, make)
 export const SignaturesNone = Layer.succeed(Signatures, {
   attach: (state) => Effect.fail(new ConfigurationNotFound({ name: state.name })),
   ofStates: () => Effect.succeed(new Map()),
-  current: () => Effect.succeed(undefined)
+  current: () => Effect.succeed(undefined),
+  served: () => Effect.succeed(undefined)
 })

@@ -28,7 +28,7 @@ import {
 } from "./StorageRows.js"
 
 export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
-  const { currentState, findVersion, statesFrom, stateColumns, usedBy } = reads
+  const { currentState, findVersion, servedBy, statesFrom, stateColumns, usedBy } = reads
   const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => orStorage(sql.withTransaction(effect))
 
   const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
@@ -139,11 +139,15 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
   const replaceConfiguration = (name: ConfigurationName, refs: ReadonlyArray<LayerRef>, who: Principal, expect?: Sha256) =>
     modify(name, who, expect, () => orStorage(resolve(refs)))
 
+  // A rollout's target that never became current (reverted, aborted) is not a state to go back to.
+  const wasCurrent = sql`NOT EXISTS (SELECT 1 FROM rollouts r WHERE r.target_state_id = s.id AND r.phase <> 'completed')`
+
   const rollback = (name: ConfigurationName, to: Sha256 | undefined, who: Principal, expect?: Sha256) =>
     modify(name, who, expect, (cur) =>
       Effect.gen(function* () {
         const rows = yield* sql<StateRow>`SELECT ${stateColumns} FROM states s JOIN configurations c ON c.id = s.configuration_id
           WHERE c.name = ${name} AND s.id < ${cur.id} AND s.hash ${to === undefined ? sql`<>` : sql`=`} ${to ?? cur.hash}
+            AND ${wasCurrent}
           ORDER BY s.id DESC LIMIT 1`
         const [target] = yield* statesFrom(rows)
         if (target === undefined) {
@@ -206,7 +210,7 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
       Effect.gen(function* () {
         const doomed = yield* sql<VersionRow>`SELECT v.id, v.component, v.version, v.hash, v.ctime FROM versions v
           WHERE (SELECT CAST(COUNT(*) AS INTEGER) FROM versions w WHERE w.component = v.component AND w.id > v.id) >= ${Math.max(0, keep)}
-            AND NOT EXISTS (SELECT 1 FROM configurations c JOIN state_layers l ON l.state_id = c.state_id
+            AND NOT EXISTS (SELECT 1 FROM configurations c JOIN state_layers l ON ${servedBy}
                             WHERE l.component = v.component AND l.version = v.version)
           ORDER BY v.component, v.id`
         for (const ids of chunks(doomed.map((d) => d.id))) yield* sql`DELETE FROM versions WHERE ${sql.in("id", ids)}`

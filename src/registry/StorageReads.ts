@@ -53,10 +53,13 @@ export const makeReads = (sql: SqlClient.SqlClient) => {
       (rows) => Option.map(Option.fromNullable(rows[0]), toVersion)
     )
 
-  /** The first configuration (byte order) whose current state uses the component (and version). */
+  /** The states a configuration serves: its current one and its live rollout's target (joined as `c`). */
+  const servedBy = sql`(l.state_id = c.state_id OR l.state_id IN (SELECT r.target_state_id FROM rollouts r WHERE r.configuration = c.name AND r.active = 1))`
+
+  /** The first configuration (byte order) whose current state (or live rollout's target) uses the component (and version). */
   const usedBy = (component: string, version?: string) =>
     Effect.map(
-      sql<{ name: string }>`SELECT c.name FROM configurations c JOIN state_layers l ON l.state_id = c.state_id
+      sql<{ name: string }>`SELECT c.name FROM configurations c JOIN state_layers l ON ${servedBy}
         WHERE l.component = ${component} ${version === undefined ? sql`` : sql`AND l.version = ${version}`}
         ORDER BY c.name LIMIT 1`,
       (rows) => rows[0]?.name
@@ -123,7 +126,7 @@ export const makeReads = (sql: SqlClient.SqlClient) => {
   )
 
   return {
-    statesFrom, stateColumns, currentState, findVersion, usedBy,
+    statesFrom, stateColumns, currentState, findVersion, usedBy, servedBy,
     configurationNames, current, document, componentNames, versions, allVersions, history, currentStates, allStates
   }
 }

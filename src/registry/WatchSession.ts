@@ -125,6 +125,12 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
                   last = "deleted"
                   send({ type: "deleted", name: e.name })
                 })
+              // A new signature of what this host is served: sent again, so an agent that refused it as unsigned looks again.
+              : e._tag === "Signed" ? Effect.suspend(() => {
+                  if (last !== e.hash) return Effect.void
+                  last = undefined
+                  return sendServed
+                })
               : sendServed
           )
         )

@@ -127,6 +127,40 @@ describe("deploy-registry -metrics", () => {
     }
   })
 
+  it("counts rollouts by state as they start, pause and end, without names", async () => {
+    await addVersion(reg, "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
+    const before = (await scrape()).body
+    for (const state of ["running", "paused", "halted"]) expect(sample(before, `deploy_registry_rollouts{state="${state}"}`)).toBe(0)
+    expect(sample(before, 'deploy_registry_rollouts_ended_total{outcome="aborted"}')).toBe(0)
+    await run(reg, "addconf -name m2 -layer code:v1")
+    // One watching host that never reports the target healthy: the rollout stays in its first wave.
+    const agent = await connectClient(reg.port, "deploy-agent", { privateKeyPath: reg.agent.privatePath })
+    agent.on("error", () => undefined)
+    const channel = await new Promise<import("ssh2").ClientChannel>((resolve, reject) =>
+      agent.exec("watch -name m2 -host h1 -version 0.1.0", (err, ch) => (err ? reject(err) : resolve(ch)))
+    )
+    let got = ""
+    channel.on("data", (b: Buffer) => (got += b.toString()))
+    await until("the first state line", async () => (got.includes('"type":"state"') ? true : undefined))
+    await run(reg, "rollout -name m2 -component code -version v2 -canary h1 -soak 1h")
+    expect(sample((await scrape()).body, 'deploy_registry_rollouts{state="running"}')).toBe(1)
+    await run(reg, "rollout -name m2 -pause")
+    const paused = (await scrape()).body
+    expect(sample(paused, 'deploy_registry_rollouts{state="running"}')).toBe(0)
+    expect(sample(paused, 'deploy_registry_rollouts{state="paused"}')).toBe(1)
+    await run(reg, "rollout -name m2 -abort")
+    const ended = (await scrape()).body
+    for (const state of ["running", "paused", "halted"]) expect(sample(ended, `deploy_registry_rollouts{state="${state}"}`)).toBe(0)
+    expect(sample(ended, 'deploy_registry_rollouts_ended_total{outcome="aborted"}')).toBe(1)
+    // Bounded labels: no configuration or host on the rollout series (configurations are labels elsewhere).
+    const rolloutSeries = ended.split("\n").filter((l) => l.startsWith("deploy_registry_rollouts"))
+    expect(rolloutSeries).toHaveLength(6)
+    for (const l of rolloutSeries) expect(l).not.toMatch(/m2|h1|configuration/)
+    expect(ended).not.toContain("h1")
+    expect((await promtool(["check", "metrics"], ended)).code).toBe(0)
+    agent.end()
+  })
+
   it("a real prometheus scrapes it: up == 1 and the command counter moves", async () => {
     const dir = await tempDir("prometheus-")
     const port = await freePort()
@@ -171,6 +205,49 @@ describe("docs/metrics.md alert rules", () => {
     const r = await promtool(["check", "rules", file])
     await rm(dir, { recursive: true, force: true })
     expect(r.stdout).toMatch(/SUCCESS: \d+ rules found/)
+    expect(r.code).toBe(0)
+  })
+
+  it("promtool test rules: a halted rollout and a reverted one fire their alerts, a running one does not", async () => {
+    const dir = await tempDir("rules-test-")
+    await writeFile(path.join(dir, "deploy-tools.rules.yml"), alertRules())
+    const halted = (labels: string) => `{alertname: DeployRolloutHalted, severity: warning, state: halted${labels}}`
+    await writeFile(path.join(dir, "test.yml"), [
+      "rule_files: [deploy-tools.rules.yml]",
+      "evaluation_interval: 1m",
+      "tests:",
+      "  - interval: 1m",
+      "    input_series:",
+      "      - series: 'deploy_registry_rollouts{state=\"halted\",instance=\"r\"}'",
+      "        values: '0 0 1 1 1 1'",
+      "      - series: 'deploy_registry_rollouts{state=\"running\",instance=\"r\"}'",
+      "        values: '1 1 1 1 1 1'",
+      "      - series: 'deploy_registry_rollouts_ended_total{outcome=\"reverted\",instance=\"r\"}'",
+      "        values: '0 0 0 1 1 1'",
+      "    alert_rule_test:",
+      "      - eval_time: 2m",
+      "        alertname: DeployRolloutHalted",
+      "        exp_alerts: []",
+      "      - eval_time: 4m",
+      "        alertname: DeployRolloutHalted",
+      "        exp_alerts:",
+      "          - exp_labels: " + halted(", instance: r"),
+      "            exp_annotations: {summary: 'ROLLOUT_HALTED'}",
+      "      - eval_time: 2m",
+      "        alertname: DeployRolloutReverted",
+      "        exp_alerts: []",
+      "      - eval_time: 5m",
+      "        alertname: DeployRolloutReverted",
+      "        exp_alerts:",
+      "          - exp_labels: {alertname: DeployRolloutReverted, severity: warning, outcome: reverted, instance: r}",
+      "            exp_annotations: {summary: 'ROLLOUT_REVERTED'}",
+      ""
+    ].join("\n")
+      .replace("ROLLOUT_HALTED", "1 rollout(s) on r halted on failures; their admitted hosts keep the new state (deployctl status, rollout -name … -status, then -abort)")
+      .replace("ROLLOUT_REVERTED", "a rollout on r was reverted on failures within the last hour (history -name …)"))
+    const r = await promtool(["test", "rules", path.join(dir, "test.yml")])
+    await rm(dir, { recursive: true, force: true })
+    expect(r.stdout + r.stderr).toMatch(/SUCCESS/)
     expect(r.code).toBe(0)
   })
 })

@@ -44,7 +44,9 @@ describe("migrations", () => {
           Effect.orDie(migrate).pipe(Effect.provide(SqlPostgres(url))),
           Effect.orDie(migrate).pipe(Effect.provide(SqlPostgres(url)))
         ], { concurrency: 2 })
-        expect([...a!, ...b!].map(([id]) => id).sort()).toEqual([1, 2, 3, 4].slice(0, a!.length + b!.length))
+        const applied = [...a!, ...b!].map(([id]) => id).sort((x, y) => x - y)
+        expect(applied.length).toBeGreaterThanOrEqual(5)
+        expect(applied).toEqual(applied.map((_, i) => i + 1)) // each migration once, none skipped
         const sql = yield* SqlClient.SqlClient
         const int8 = yield* sql<{ t: string; c: string }>`SELECT table_name AS t, column_name AS c FROM information_schema.columns
           WHERE table_schema = 'public' AND data_type = 'bigint' AND NOT (table_name = 'blobs' AND column_name = 'size')`

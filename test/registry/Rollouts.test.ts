@@ -1,7 +1,8 @@
 // Staged rollouts end to end: the BUILT registry (`npm run build` first) with four BUILT agents
 // (-host a1…a4, each with a deploy script that logs what it deploys and a health check that passes only
 // for "good" releases). Agents poll hourly: every deploy comes from the watch stream, i.e. from what the
-// rollout serves each host. Short -soak and a hidden short -rollout-tick keep it to seconds.
+// rollout serves each host. Short -soak and a hidden short -rollout-tick keep it to seconds. Also: the
+// rollout in `history`, and agents with -trust (signed targets, the BUILT deployctl signing them).
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -10,7 +11,7 @@ import { tarGz } from "../agent/fixtures.js"
 import { addVersion, exec, run } from "../agent/operator.js"
 import { tempDir } from "../agent/support.js"
 import { spawnAgent } from "../support/agent.js"
-import { startRegistry, type TestRegistry } from "../support/registry.js"
+import { repoRoot, runProgram, startRegistry, type TestRegistry } from "../support/registry.js"
 import { testResources } from "../support/resources.js"
 
 const { dirs, registries, agents } = testResources()
@@ -26,8 +27,19 @@ interface Fleet {
 }
 
 let counter = 0
-/** A registry with releases good1, good2, good3 and bad (its check fails), a configuration at good1, and four agents running it. */
-const fleet = async (): Promise<Fleet> => {
+/** The BUILT deployctl as the registry's operator (its key signs too). */
+const deployctl = (reg: TestRegistry, ...args: Array<string>) =>
+  runProgram(process.execPath, [path.join(repoRoot, "dist/ctl/main.js"), "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, ...args], {
+    env: { PATH: process.env.PATH, HOME: reg.dir }
+  })
+
+/**
+ * A registry with releases good1, good2, good3 and bad (its check fails), a configuration at good1, and
+ * agents (a1…a4 unless `hosts`) running it; with `trust`, agents take -trust with the operator's key and
+ * good1 is signed first.
+ */
+const fleet = async (opts: { readonly hosts?: ReadonlyArray<string>; readonly trust?: boolean } = {}): Promise<Fleet> => {
+  const hosts = opts.hosts ?? HOSTS
   const reg = await startRegistry({ extraArgs: ["-watch-ping", "500ms", "-rollout-tick", "100ms"] })
   registries.push(reg)
   dirs.push(reg.dir)
@@ -41,20 +53,28 @@ const fleet = async (): Promise<Fleet> => {
   dirs.push(dir)
   const check = path.join(dir, "check.sh")
   await fs.writeFile(check, `#!/bin/sh\ngrep -q good "$NEWROOT/f" || { echo "release is bad" >&2; exit 1; }\n`, { mode: 0o755 })
-  for (const h of HOSTS) {
+  const trust: Array<string> = []
+  if (opts.trust === true) {
+    const allowed = path.join(dir, "allowed_signers")
+    await fs.writeFile(allowed, `ops namespaces="deploy-tools" ${reg.operator.publicLine}\n`)
+    trust.push("-trust", allowed)
+    const signed = await deployctl(reg, "sign", "-name", name)
+    if (signed.code !== 0) throw new Error(`sign: ${signed.stdout}${signed.stderr}`)
+  }
+  for (const h of hosts) {
     const script = path.join(dir, `${h}.deploy.sh`)
     await fs.writeFile(script, `#!/bin/sh\necho "$NEWID" >> ${path.join(dir, `${h}.deploys`)}\n`, { mode: 0o755 })
     agents.push(
       spawnAgent(
         ["-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.agent.privatePath, "-name", name, "-dir", path.join(dir, h),
-          "-script", script, "-check", check, "-host", h, "-poll", "1h", "-ping", "500ms", "-reconnect", "200ms"],
+          "-script", script, "-check", check, "-host", h, "-poll", "1h", "-ping", "500ms", "-reconnect", "200ms", ...trust],
         dir
       )
     )
   }
   const deploys = async (h: string) => (await fs.readFile(path.join(dir, `${h}.deploys`), "utf8").catch(() => "")).split("\n").filter((l) => l !== "")
   const f = { reg, name, hash, deploys }
-  await until(allHosts(f, HOSTS, (h) => h?.Hash === hash.good1 && h.Connected === true), "all hosts run good1")
+  await until(allHosts(f, hosts, (h) => h?.Hash === hash.good1 && h.Connected === true), "all hosts run good1")
   return f
 }
 
@@ -67,7 +87,7 @@ const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 
   throw new Error(`timed out waiting for: ${what}`)
 }
 
-type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string; LastReport?: string }
+type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string; LastReport?: string; Reason?: string }
 /** Every host's status row satisfies `pred`. */
 const allHosts = (f: Fleet, hosts: ReadonlyArray<string>, pred: (h: HostJson | undefined) => boolean) => async () => {
   const s = await hostsOf(f)
@@ -83,8 +103,15 @@ interface StatusJson {
   Phase: string
   Reason?: string
   Waves: Array<{ Wave: number; Admitted?: string; Hosts: Array<{ Host: string; State: string }> }>
-  Events: Array<{ Time: string; Text: string }>
+  Events: Array<{ Time: string; By?: string; Text: string }>
 }
+interface HistoryJson {
+  Hash: string
+  Current: boolean
+  Signatures?: Array<{ Fingerprint: string }>
+  Rollout?: { Phase: string; Reason?: string; From: string; Events: Array<{ Time: string; By?: string; Text: string }> }
+}
+const historyOf = async (f: Fleet) => JSON.parse(await run(f.reg, `history -name ${f.name} -json`)) as Array<HistoryJson>
 const rolloutStatus = async (f: Fleet) => JSON.parse(await run(f.reg, `rollout -name ${f.name} -status -json`)) as StatusJson
 const currentHash = async (f: Fleet) => /Hash:\t([0-9a-f]{64})/.exec(await run(f.reg, `showconf -name ${f.name} -v`))![1]!
 
@@ -112,13 +139,36 @@ describe("rollout", () => {
     expect(await f.deploys("a1")).toEqual([f.hash.good1, f.hash.bad, f.hash.good1])
     for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
     expect(await currentHash(f)).toBe(f.hash.good1)
-    // Over: plain changes work again.
+    // In history: the target stays as a state that never was current, with its rollout's events.
+    const [target, old] = await historyOf(f)
+    expect(target).toMatchObject({ Hash: f.hash.bad, Current: false, Rollout: { Phase: "reverted", From: f.hash.good1 } })
+    expect(old).toMatchObject({ Hash: f.hash.good1, Current: true })
+    expect(target!.Rollout!.Events.map((e) => [e.By === "driver" ? "driver" : "operator", e.Text.replace(/:.*/, "")])).toEqual([
+      ["operator", "started"], ["driver", "wave 1 admitted"], ["driver", "host a1 failed"], ["driver", "reverted"]
+    ])
+    const text = (await run(f.reg, `history -name ${f.name}`)).split("\n")
+    expect(text[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.bad}   .*code:bad +rollout reverted$`))
+    expect(text.slice(1, 5).map((l) => l.replace(/^rollout \S+Z /, ""))).toEqual([
+      expect.stringMatching(new RegExp(`^started: ${f.hash.good1} -> ${f.hash.bad}; waves 1,50%,100%, soak 1s, max-failures 0, on-failure revert, canary a1 \\(by SHA256:`)),
+      "wave 1 admitted: a1 (by driver)",
+      "host a1 failed: rolled-back (by driver)",
+      "reverted: 1 host(s) failed (max 0): a1 (by driver)"
+    ])
+    expect(text[5]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good1}   .*code:good1   \\(current\\)$`))
+    // Over: plain changes work again; a rollback goes back to what was current, never to the reverted target.
     await run(f.reg, `changeconf -name ${f.name} -component code -version good2`)
+    await run(f.reg, `rollback -name ${f.name}`)
+    expect(await currentHash(f)).toBe(f.hash.good1)
   }, 90_000)
 
   it("a good release goes through every wave and becomes the current state", async () => {
     const f = await fleet()
     await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,50%,100% -soak 500ms`)
+    // The target is a pending state: in history, not current anywhere until the rollout completes.
+    const pending = await historyOf(f)
+    expect(pending.map((s) => [s.Hash, s.Current, s.Rollout?.Phase])).toEqual([[f.hash.good2, false, "running"], [f.hash.good1, true, undefined]])
+    expect(await currentHash(f)).toBe(f.hash.good1)
+    expect(JSON.parse(await run(f.reg, `showconf -name ${f.name} -json`)).Hash).toBe(f.hash.good1)
     const transcript: Array<string> = []
     let seen = 0
     await until(async () => {
@@ -135,10 +185,16 @@ describe("rollout", () => {
     const s = await rolloutStatus(f)
     expect(s.Waves.map((w) => w.Hosts.length)).toEqual([1, 1, 2])
     expect(s.Waves.flatMap((w) => w.Hosts.map((h) => h.State))).toEqual(["healthy", "healthy", "healthy", "healthy"])
-    expect(s.Events.map((e) => /^(started by|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started by", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
+    expect(s.Events.map((e) => /^(started|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
     expect(await currentHash(f)).toBe(f.hash.good2)
-    const history = await run(f.reg, `history -name ${f.name}`)
-    expect(history.split("\n")[0]).toContain(f.hash.good2)
+    const history = (await run(f.reg, `history -name ${f.name}`)).split("\n")
+    expect(history[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good2}   .*code:good2   rollout completed   \\(current\\)$`))
+    expect(history.slice(1, 6).map((l) => /^rollout \S+Z (started|wave \d admitted|completed).* \(by (driver|SHA256:.*)\)$/.exec(l)?.slice(1, 3).map((x) => x.startsWith("SHA256:") ? "operator" : x))).toEqual([
+      ["started", "operator"], ["wave 1 admitted", "driver"], ["wave 2 admitted", "driver"], ["wave 3 admitted", "driver"], ["completed", "driver"]
+    ])
+    expect(history[6]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good1}   `))
+    const [done] = await historyOf(f)
+    expect(done).toMatchObject({ Hash: f.hash.good2, Current: true, Rollout: { Phase: "completed" } })
     await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
     for (const h of HOSTS) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
@@ -148,6 +204,8 @@ describe("rollout", () => {
     await run(f.reg, `rollout -name ${f.name} -component code -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
     await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
     expect((await rolloutStatus(f)).Waves[1]!.Admitted).toBeUndefined()
+    // The target's version is in use while hosts may still download it.
+    expect(await exec(f.reg, "delver -name code -version good3")).toEqual({ code: 1, output: `version is used by configuration "${f.name}"\n` })
     expect(await run(f.reg, `rollout -name ${f.name} -pause`)).toBe(`rollout of "${f.name}": paused\n`)
     expect((await exec(f.reg, `rollout -name ${f.name} -pause`)).output).toContain("changes nothing")
     expect(await run(f.reg, `rollout -name ${f.name} -resume`)).toBe(`rollout of "${f.name}": running\n`)
@@ -157,6 +215,11 @@ describe("rollout", () => {
     for (const h of ["a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
     expect(await currentHash(f)).toBe(f.hash.good1)
     expect((await rolloutStatus(f)).Phase).toBe("aborted")
+    // Each operator step in history, by whom.
+    const [target] = await historyOf(f)
+    expect(target!.Rollout!.Events.filter((e) => e.By !== "driver").map((e) => [e.Text.replace(/:.*/, ""), e.By?.startsWith("SHA256:")])).toEqual([
+      ["started", true], ["paused", true], ["running", true], ["aborted", true]
+    ])
   }, 90_000)
 
   it("a registry killed mid-rollout resumes it where it was", async () => {
@@ -172,4 +235,34 @@ describe("rollout", () => {
     await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
     for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
+
+  it("with -trust: a signed target is deployed in its wave; an unsigned one makes the wave wait until it is signed", async () => {
+    const f = await fleet({ hosts: ["a1", "a2"], trust: true })
+    // Unsigned: a1 (wave 1) refuses it; the rollout waits (no failure, no next wave) and a2 never gets it.
+    const out = await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,100% -soak 300ms`)
+    expect(out).toContain(`deployctl sign -name ${f.name} -hash ${f.hash.good2}`)
+    await until(async () => (await hostsOf(f)).a1?.Outcome === "refused", "a1 refused the unsigned target")
+    expect((await hostsOf(f)).a1?.Reason).toMatch(/unsigned/)
+    await until(async () => (await rolloutStatus(f)).Waves[0]!.Hosts[0]!.State === "refused", "-status shows a1 refused")
+    await new Promise((r) => setTimeout(r, 1500)) // well past the soak: still waiting
+    const waiting = await rolloutStatus(f)
+    expect(waiting.Phase).toBe("running")
+    expect(waiting.Waves[1]!.Admitted).toBeUndefined()
+    expect(await f.deploys("a1")).toEqual([f.hash.good1])
+    // Signed while it rolls out (the pending state, by hash): a1 is sent it again, deploys, and the rest follow.
+    const signed = await deployctl(f.reg, "sign", "-name", f.name, "-hash", f.hash.good2)
+    expect(signed.code, signed.stdout + signed.stderr).toBe(0)
+    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the signed rollout completed")
+    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good2), "a1 and a2 run good2")
+    expect(await f.deploys("a2")).toEqual([f.hash.good1, f.hash.good2])
+    // rollout -sign: signed as it starts; a1 deploys it in wave 1 without refusing it first.
+    const started = await deployctl(f.reg, "rollout", "-name", f.name, "-component", "code", "-version", "good3", "-canary", "a1", "-waves", "1,100%", "-soak", "300ms", "-sign")
+    expect(started.code, started.stdout + started.stderr).toBe(0)
+    expect(started.stdout).toMatch(/signature by SHA256:\S+ attached/)
+    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the -sign rollout completed")
+    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
+    const [target] = await historyOf(f)
+    expect(target).toMatchObject({ Hash: f.hash.good3, Current: true, Signatures: [{ Fingerprint: expect.stringMatching(/^SHA256:/) }], Rollout: { Phase: "completed" } })
+    for (const h of ["a1", "a2"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2, f.hash.good3])
+  }, 120_000)
 })
