@@ -3,15 +3,16 @@
 // /configs/<name>.json over SFTP, load.ts agent-poll) by one replica, then by three replicas sharing the
 // database and the host key, the same total concurrency spread over them. On a machine with fewer cores
 // than replicas the ratio shows the cost of the split, not a gain: read it with the core count.
-//   node --import tsx bench/replicas.ts -db postgres://user@host:port/emptydb [-runs 3] [-window 5s] [-pollc 24] [-procs 3]
-// (-db: an empty database of a PostgreSQL you started; test/support/postgres.ts is vitest-bound.)
+//   node --import tsx bench/replicas.ts [-db postgres://user@host:port/emptydb] [-runs 3] [-window 5s] [-pollc 24] [-procs 3]
+// (without -db: a private PostgreSQL from test/support/postgresServer.ts)
 import { readFileSync } from "node:fs"
 import { tinyTarGz } from "./lib/data.js"
-import { parseFlags, UsageError } from "./lib/flags.js"
+import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
 import { environment, row } from "./lib/report.js"
 import { summarize } from "./lib/stats.js"
 import { addVersion, run } from "../test/agent/operator.js"
+import { startPostgres } from "../test/support/postgresServer.js"
 import { startRegistry, type TestRegistry } from "../test/support/registry.js"
 import { startSibling } from "../test/support/replicas.js"
 import { mergeLoad, runLoadProcs, type LoadResult } from "./load.js"
@@ -30,8 +31,7 @@ const pollsOn = (regs: ReadonlyArray<TestRegistry>, concurrency: number, procs: 
 
 export const replicas: Bench = async (argv) => {
   const f = parseFlags(argv, ["runs", "window", "pollc", "procs", "db"])
-  const url = f.str("db", "")
-  if (url === "") throw new UsageError("bench/replicas.ts needs -db postgres://… (an empty database)")
+  const given = f.str("db", "")
   const runs = f.int("runs", 3)
   const windowMs = f.duration("window", "5s")
   const conc = f.int("pollc", 24)
@@ -39,6 +39,12 @@ export const replicas: Bench = async (argv) => {
   const started = Date.now()
   const cleanup = new Cleanup()
   try {
+    let url = given
+    if (url === "") {
+      const pg = await startPostgres()
+      cleanup.add(() => pg.stop())
+      url = await pg.createDatabase()
+    }
     // One database, three replicas; "one" polls the first only, "three" all of them.
     const first = await startRegistry({ extraArgs: ["-db", url] })
     cleanup.add(() => first.stop("SIGKILL"))

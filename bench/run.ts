@@ -7,12 +7,13 @@ import { environment, type BenchResult, type Row } from "./lib/report.js"
 import { capacity } from "./capacity.js"
 import { download } from "./download.js"
 import { metrics } from "./metrics.js"
+import { pgblobs } from "./pgblobs.js"
 import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
 import { watchers } from "./watchers.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics, pgblobs }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -29,7 +30,8 @@ const runAll: Bench = async (argv) => {
     propagation: quick ? ["-changes", "5"] : [],
     watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])],
-    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])]
+    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])],
+    pgblobs: ["-runs", runs, "-size", quick ? "16M" : "64M"]
   }
   const started = Date.now()
   const rows: Row[] = []

@@ -142,10 +142,11 @@ const rollouts = Effect.gen(function* () {
 // label, or "driver" for the registry's own steps), for `history`.
 const rolloutEvents = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`ALTER TABLE rollouts ADD COLUMN target_state_id INTEGER NOT NULL DEFAULT 0`
-  yield* sql`ALTER TABLE rollouts ADD COLUMN phase TEXT NOT NULL DEFAULT ''`
+  yield* sql`ALTER TABLE rollouts ADD COLUMN phase ${d.text} NOT NULL DEFAULT ''`
   yield* sql`CREATE INDEX rollouts_target ON rollouts (target_state_id)`
-  yield* sql`ALTER TABLE rollout_events ADD COLUMN actor TEXT NOT NULL DEFAULT ''`
+  yield* sql`ALTER TABLE rollout_events ADD COLUMN actor ${d.text} NOT NULL DEFAULT ''`
 })
 
 export const migrations = Migrator.fromRecord({
@@ -156,5 +157,27 @@ export const migrations = Migrator.fromRecord({
   "5_rollout_events": rolloutEvents
 })
 
-/** Runs the pending migrations (in one transaction); returns the ones applied. */
-export const migrate = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+
+/**
+ * Runs the pending migrations (in one transaction); returns the ones applied. On PostgreSQL, replicas
+ * starting together would race to create the migrator's table (its table lock covers only what comes
+ * after): it is created first, the same DDL as the migrator's, under an advisory lock.
+ */
+export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  isPostgres(sql)
+    ? Effect.zipRight(
+        sql.withTransaction(
+          Effect.zipRight(
+            sql`SELECT pg_advisory_xact_lock(hashtext('deploy-registry migrations'))`,
+            sql`CREATE TABLE IF NOT EXISTS schema_migrations (
+              migration_id integer primary key,
+              created_at timestamp with time zone not null default now(),
+              name text not null
+            )`
+          )
+        ),
+        migrateNow
+      )
+    : migrateNow
+)

@@ -7,7 +7,7 @@
 // `remove` locks it for update and then deletes only if no version references it, in a statement
 // that runs after the lock is granted and so sees every version committed before.
 import { SqlClient } from "@effect/sql"
-import { Effect, Layer, Option, Stream } from "effect"
+import { Chunk, Effect, Layer, Option, Stream } from "effect"
 import { open } from "node:fs/promises"
 import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
@@ -17,6 +17,8 @@ import { RegistryConfig } from "./RegistryConfig.js"
 import { orStorage } from "./StorageRows.js"
 
 export const CHUNK_BYTES = 1024 * 1024
+/** Chunks fetched per query when reading. */
+const READ_CHUNKS = 4
 
 const checked = (hash: string) =>
   sha256Problem(hash) === undefined ? Effect.succeed(hash as Sha256) : Effect.fail(new StorageError({ reason: "invalid blob hash" }))
@@ -37,24 +39,28 @@ export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
       )
     )
 
-  /** One chunk per query, in order; fails if the blob is missing or a chunk is. */
+  /**
+   * READ_CHUNKS chunks per query, in order, the next query overlapping the consumer's work on this
+   * batch; fails if the blob is missing or a chunk is.
+   */
   const stream = (hash: Sha256): Stream.Stream<Uint8Array, StorageError> =>
     Stream.unwrap(
       Effect.map(checked(hash), (h) =>
-        Stream.paginateEffect(0, (n) =>
-          orStorage(sql<{ data: Uint8Array }>`SELECT data FROM blob_chunks WHERE hash = ${h} AND n = ${n}`).pipe(
-            Effect.flatMap(([row]) => {
-              if (row !== undefined) return Effect.succeed([row.data, Option.some(n + 1)] as const)
-              if (n > 0) return Effect.succeed([new Uint8Array(0), Option.none()] as const)
+        Stream.paginateChunkEffect(0, (from) =>
+          orStorage(sql<{ n: number; data: Uint8Array }>`SELECT n, data FROM blob_chunks
+            WHERE hash = ${h} AND n >= ${from} AND n < ${from + READ_CHUNKS} ORDER BY n`).pipe(
+            Effect.flatMap((rows) => {
+              if (rows.some((r, i) => r.n !== from + i)) return Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
+              const next = rows.length === READ_CHUNKS ? Option.some(from + READ_CHUNKS) : Option.none()
+              const batch = Chunk.fromIterable(rows.map((r) => r.data))
+              if (from > 0 || rows.length > 0) return Effect.succeed([batch, next] as const)
               // No chunk 0: an empty blob has its row and no chunks; no row at all is "not found".
               return Effect.flatMap(statBlob(h), (info) =>
-                info === undefined
-                  ? Effect.fail(new StorageError({ reason: "blob not found" }))
-                  : Effect.succeed([new Uint8Array(0), Option.none()] as const)
+                info === undefined ? Effect.fail(new StorageError({ reason: "blob not found" })) : Effect.succeed([batch, next] as const)
               )
             })
           )
-        ).pipe(Stream.filter((b) => b.byteLength > 0))
+        ).pipe(Stream.bufferChunks({ capacity: 2 }))
       )
     )
 
