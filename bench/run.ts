@@ -8,13 +8,14 @@ import { environment, type BenchResult, type Row } from "./lib/report.js"
 import { capacity } from "./capacity.js"
 import { download } from "./download.js"
 import { metrics } from "./metrics.js"
+import { pgblobs } from "./pgblobs.js"
 import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
 import { watchers } from "./watchers.js"
 import { web } from "./web.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics, web }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics, web, pgblobs }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -32,7 +33,8 @@ const runAll: Bench = async (argv) => {
     watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])],
     metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])],
-    web: ["-runs", quick ? "5" : "20"]
+    web: ["-runs", quick ? "5" : "20"],
+    pgblobs: ["-runs", runs, "-size", quick ? "16M" : "64M"]
   }
   const started = Date.now()
   const rows: Row[] = []

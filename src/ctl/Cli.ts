@@ -18,7 +18,7 @@ import { type Globals, type Io, Remote, type RemoteError } from "./Remote.js"
 export const VERSION = PROGRAM_VERSION
 
 export const globalFlags: ReadonlyArray<FlagSpec> = [
-  { name: "addr", kind: "string", description: "registry address host:port (default $DEPLOYCTL_ADDR)" },
+  { name: "addr", kind: "string", description: "registry address host:port; replicas: host:port,host:port,… tried in order (default $DEPLOYCTL_ADDR)" },
   {
     name: "fp",
     kind: "string",

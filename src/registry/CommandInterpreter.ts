@@ -117,7 +117,7 @@ export const make = Effect.gen(function* () {
    */
   const checkLayer = (cmd: Extract<Command, { _tag: "addver" }>) =>
     Effect.gen(function* () {
-      const file = (yield* blobs.has(cmd.hash)) ? blobs.path(cmd.hash) : yield* uploads.find(cmd.hash)
+      const file = (yield* blobs.has(cmd.hash)) ? yield* blobs.local(cmd.hash) : yield* uploads.find(cmd.hash)
       yield* verdicts.check(cmd.hash, file, `${cmd.name}@${cmd.version}`).pipe(
         Effect.catchTag("LayerUnreadable", (e) =>
           Effect.zipRight(

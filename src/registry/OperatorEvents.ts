@@ -34,6 +34,9 @@ const line = (v: unknown) => `${JSON.stringify(v)}\n`
 export const changeLine = (e: ChangeEvent): string =>
   e._tag === "State" ? line({ Event: "state", Name: e.name, Hash: e.hash, Time: rfc3339Nano(e.time) })
     : e._tag === "Deleted" ? line({ Event: "deleted", Name: e.name })
+    : e._tag === "Signed" ? line({ Event: "signed", Name: e.name, Hash: e.hash })
+    // Events may have been missed (PgChangeFeed lost its LISTEN connection): readers read everything again.
+    : e._tag === "Resync" ? line({ Event: "resync" })
     : line({ Event: "served", Name: e.name })
 
 /** Requires ChangeFeed, HostEvents, HostStatus and Storage. */
@@ -50,7 +53,11 @@ export const OperatorEventsLive = Layer.scoped(
     const changes = yield* feed.subscribe
     const hostChanges = yield* hostEvents.subscribe
     const current = new Map<string, string>()
-    for (const s of yield* Effect.orElseSucceed(storage.currentStates, () => [])) current.set(s.configuration, s.hash)
+    const readCurrent = Effect.map(Effect.orElseSucceed(storage.currentStates, () => []), (states) => {
+      current.clear()
+      for (const s of states) current.set(s.configuration, s.hash)
+    })
+    yield* readCurrent
     const known = new Map<string, Known>()
     for (const r of yield* Effect.orElseSucceed(status.rows(), () => [])) {
       if (r.kind === "agent" && known.size < MAX_HOSTS) known.set(keyOf(r.configuration, r.host), { hash: r.hash, target: r.target, outcome: r.outcome })
@@ -59,7 +66,7 @@ export const OperatorEventsLive = Layer.scoped(
     const onChange = (e: ChangeEvent) => {
       if (e._tag === "State") current.set(e.name, e.hash)
       else if (e._tag === "Deleted") current.delete(e.name)
-      return PubSub.publish(out, changeLine(e))
+      return Effect.zipRight(e._tag === "Resync" ? readCurrent : Effect.void, PubSub.publish(out, changeLine(e)))
     }
 
     const onHost = (c: HostChange) => {

@@ -120,6 +120,9 @@ export const RegistryEvent = Schema.Union(
   Schema.Struct({ Event: Schema.Literal("state"), Name: Schema.String, Hash: Schema.String, Time: Schema.String }),
   Schema.Struct({ Event: Schema.Literal("deleted"), Name: Schema.String }),
   Schema.Struct({ Event: Schema.Literal("served"), Name: Schema.String }),
+  Schema.Struct({ Event: Schema.Literal("signed"), Name: Schema.String, Hash: Schema.String }),
+  /** Events may have been missed (replicas: the registry's LISTEN connection came back): read everything again. */
+  Schema.Struct({ Event: Schema.Literal("resync") }),
   Schema.Struct({ Event: Schema.Literal("host"), Name: Schema.String, Host: Schema.String, State: Schema.String, Hash: Schema.String }),
   Schema.Struct({ Event: Schema.Literal("ping") }),
   /** Not the registry's: deployctl web's own, after its connection to the registry came back (RegistryLink.ts). */

@@ -67,7 +67,7 @@ export const makeFleetCache = () => {
     } catch {
       return
     }
-    if (e.Event === "reconnected") return details.clear()
+    if (e.Event === "reconnected" || e.Event === "resync") return details.clear()
     if (typeof e.Name !== "string") return
     const d = details.get(e.Name)
     // A host's report moves a running rollout's progress; otherwise only states and steps change these.

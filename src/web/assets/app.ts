@@ -15,7 +15,7 @@ const indicator = document.getElementById("live-state")
 
 /** Whether an event line changes what this page shows ("reconnected": the server lost the registry for a while, anything may have changed). */
 const concerns = (ev: RegistryEvent, config: string): boolean =>
-  ev.Event === "reconnected" || (ev.Event !== undefined && ev.Event !== "ping" && (config === "" || ev.Name === config))
+  ev.Event === "reconnected" || ev.Event === "resync" || (ev.Event !== undefined && ev.Event !== "ping" && (config === "" || ev.Name === config))
 
 /** The page's own path with the query it was asked with (none when it is a POST's answer, e.g. a refused rollback). */
 const fragmentUrl = (page: string): string => {
