@@ -82,6 +82,7 @@ export const startPostgres = async (): Promise<TestPostgres> => {
   if (asRoot) await chown(dir, nobody.uid, nobody.gid)
   execFileSync(path.join(bin, "initdb"), ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"], {
     ...runAs(),
+    cwd: dir, // nobody may not be able to enter ours (CI works under /root)
     stdio: ["ignore", "ignore", "pipe"]
   })
   const host = "127.0.0.1"
@@ -97,7 +98,7 @@ export const startPostgres = async (): Promise<TestPostgres> => {
       path.join(bin, "postgres"),
       ["-D", data, "-k", dir, "-p", String(port), "-h", host, "-F", "-c", "fsync=off", "-c", "full_page_writes=off",
         "-c", "synchronous_commit=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
-      { ...runAs(), stdio: ["ignore", "ignore", "pipe"] }
+      { ...runAs(), cwd: dir, stdio: ["ignore", "ignore", "pipe"] }
     )
     c.stderr!.on("data", (b: Buffer) => {
       log = (log + b.toString()).slice(-4000)
