@@ -3,9 +3,10 @@
 // change from noise, the same interleaved runs can. No reference: it prints medians and B/A.
 //   git stash && npm run build && rm -rf dist-a && cp -r dist dist-a && git stash pop && npm run build
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what put,get,addver,deploy -runs 7 -size 256M
+//   node --import tsx bench/ab.ts -a dist-a -b dist -what handshake -runs 7    (registry CPU ms per handshake)
 // The builds must lie inside the repository (dist-a/ is ignored), where their bundles find node_modules.
 import { mkdir, rm } from "node:fs/promises"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
 import { randomTarGz } from "./lib/data.js"
@@ -15,8 +16,9 @@ import { sftpGet, sftpPut } from "./lib/openssh.js"
 import { cpuMs, run, warm } from "./lib/proc.js"
 import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Registry } from "./lib/registry.js"
 import { summarize } from "./lib/stats.js"
+import { runLoadProcs } from "./load.js"
 
-const WHAT = ["put", "get", "addver", "deploy"] as const
+const WHAT = ["put", "get", "addver", "deploy", "handshake"] as const
 type What = (typeof WHAT)[number]
 
 export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
@@ -35,7 +37,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const cipher = f.str("cipher", "aes128-gcm@openssh.com")
   const cleanup = new Cleanup()
   try {
-    const data = await randomTarGz(f.size("size", "256M"))
+    const data = await randomTarGz(f.size("size", what.every((w) => w === "handshake") ? "1M" : "256M"))
     const work = await tempDir("bench-ab-")
     cleanup.add(() => rm(work, { recursive: true, force: true }))
     const regs: Record<"A" | "B", Registry> = {} as never
@@ -68,6 +70,16 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
         if (r.code !== 0) throw new Error(`deployctl (${k}) failed: ${(r.stdout + r.stderr).trim()}`)
         return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
       },
+      // A 3 s window of new connections + one `configurations` each (c=8, 2 load processes): "ms" is the
+      // registry's CPU per handshake.
+      handshake: async (k) => {
+        const reg = regs[k]
+        const c0 = cpuMs(reg.pid)
+        const target = { host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath), keyPath: reg.operator.privatePath, fingerprint: reg.fingerprint, cipher }
+        const r = await runLoadProcs({ target, mode: "handshake", command: "configurations", concurrency: 8, durationMs: 3000, procs: 2 })
+        const per = (cpuMs(reg.pid) - c0) / Math.max(1, r.ok)
+        return { ms: per, cpu: per }
+      },
       deploy: async (k, i) => {
         const dir = path.join(work, `agent-${k}-${i}`)
         await mkdir(dir)
@@ -93,7 +105,8 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       }
       const [a, b] = [summarize(ms.A), summarize(ms.B)]
       const [ca, cb] = [summarize(cpu.A), summarize(cpu.B)]
-      const line = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(0)} (${s.min.toFixed(0)}–${s.max.toFixed(0)})`
+      const digits = w === "handshake" ? 2 : 0
+      const line = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`
       process.stdout.write(
         `${w.padEnd(7)} ms A ${line(a)}  B ${line(b)}  B/A ${(b.median / a.median).toFixed(2)}   registry CPU ms A ${line(ca)}  B ${line(cb)}\n`
       )

@@ -2,17 +2,20 @@
 // Each writes bench/results/<name>.json. Flags: [-only upload,download,...] [-runs 5] [-size 256M] [-large 1G]
 // [-quick] (32 MiB files, 3 runs, no large upload, short windows: a smoke test, not a measurement).
 import { parseFlags } from "./lib/flags.js"
-import { log, publish, runStandalone, type Bench } from "./lib/main.js"
+import { readFileSync } from "node:fs"
+import { log, publish, runCli, type Bench } from "./lib/main.js"
 import { environment, type BenchResult, type Row } from "./lib/report.js"
 import { capacity } from "./capacity.js"
 import { download } from "./download.js"
 import { metrics } from "./metrics.js"
+import { pgblobs } from "./pgblobs.js"
 import { propagation } from "./propagation.js"
 import { smallfiles } from "./smallfiles.js"
 import { upload } from "./upload.js"
 import { watchers } from "./watchers.js"
+import { web } from "./web.js"
 
-const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics }
+const all: Record<string, Bench> = { upload, download, smallfiles, propagation, watchers, capacity, metrics, web, pgblobs }
 
 const runAll: Bench = async (argv) => {
   const f = parseFlags(argv, ["only", "runs", "size", "large"], ["quick"])
@@ -29,7 +32,9 @@ const runAll: Bench = async (argv) => {
     propagation: quick ? ["-changes", "5"] : [],
     watchers: quick ? ["-n", "100", "-idle", "3s"] : ["-restart"],
     capacity: ["-runs", runs, ...(quick ? ["-window", "2s", "-ctlruns", "5"] : [])],
-    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])]
+    metrics: ["-runs", runs, ...(quick ? ["-window", "1s", "-scrapes", "5"] : [])],
+    web: ["-runs", quick ? "5" : "20"],
+    pgblobs: ["-runs", runs, "-size", quick ? "16M" : "64M"]
   }
   const started = Date.now()
   const rows: Row[] = []
@@ -59,5 +64,30 @@ const runAll: Bench = async (argv) => {
   }
 }
 
+/**
+ * The flags as typed after `npm run bench`. Without `--`, npm takes `-only x`, `-runs 5`, `-quick` as its
+ * own config (it drops `-only`'s value as invalid and passes only the stray `5`), so `npm run bench -only
+ * upload -runs 5` would run everything with the defaults: read them from npm's own command line instead
+ * (Linux /proc, which the benchmarks need anyway). Run directly, or with `--`, the arguments are as given.
+ */
+const typedArgs = (argv: ReadonlyArray<string>): ReadonlyArray<string> => {
+  if (process.env["npm_lifecycle_event"] !== "bench") return argv
+  try {
+    let pid = process.ppid // sh -c "… bench/run.ts", then npm
+    for (let depth = 0; depth < 4 && pid > 1; depth++) {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((x) => x !== "")
+      const at = cmd.indexOf("bench")
+      if (at > 0 && cmd.slice(0, at).some((x) => x === "run" || x === "run-script")) {
+        const rest = cmd.slice(at + 1)
+        return rest[0] === "--" ? rest.slice(1) : rest
+      }
+      pid = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1])
+    }
+  } catch {
+    // not Linux, or the process is gone: the arguments as npm passed them
+  }
+  return argv
+}
+
 // The summary of every row is printed last and written to bench/results/all.json.
-runStandalone(import.meta.url, runAll)
+runCli(import.meta.url, (argv) => runAll(typedArgs(argv)).then(publish))

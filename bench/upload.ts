@@ -13,6 +13,7 @@ import { cpuMs, readMem, warm, watchMemory } from "./lib/proc.js"
 import { deployctl, haveProgram, startRegistry, type Registry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { startSshd } from "./lib/sshd.js"
+import { clientCpuRows } from "./sendcpu.js"
 import { interleave, summarize } from "./lib/stats.js"
 
 const MiB = 2 ** 20
@@ -105,6 +106,9 @@ export const upload: Bench = async (argv) => {
       ]))
     }
     if (reg) {
+      // Where deployctl's time goes on the client: its upload's CPU per MiB against ssh2's own write() path.
+      log("upload: the client's CPU per MiB of upload() (bench/sendcpu.ts) ...")
+      rows.push(...(await clientCpuRows(reg, Math.min(size, 64 * MiB), runs)))
       const idle = summarize(rss.idle.map((k) => k / 1024))
       rows.push(row({ metric: "registry RSS idle before upload", unit: "MiB", ours: idle }))
       rows.push(row({ metric: "registry peak RSS, sftp put", unit: "MiB", ours: summarize(rss.sftp) }))

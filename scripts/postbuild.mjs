@@ -4,7 +4,7 @@
 // only for scripts. Worker modules (`*.worker.js`, started by path: src/fs/WorkerModule.ts) are bundled
 // in place as ES modules. Native and CommonJS-with-native packages stay external and load from node_modules.
 import { build } from "esbuild"
-import { chmodSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join } from "node:path"
 import pkg from "../package.json" with { type: "json" }
 
@@ -45,6 +45,13 @@ for (const file of Object.values(pkg.bin)) {
 // The metrics exporter (src/metrics/LoadExposition.ts requires it at run time, only with -metrics or
 // -metrics-file): its own bundle, so the programs' bundles (and their start-up) stay without it.
 await bundle("dist/metrics/Exposition.js", "dist/metrics/exposition.bundle.cjs", { format: "cjs" })
+
+// The web view's assets (`deployctl web` serves dist/web/assets/*): the client script bundled for the
+// browser (tsc's ES module output of it is replaced), and the stylesheet copied beside it.
+mkdirSync("dist/web/assets", { recursive: true })
+await bundle("src/web/assets/app.ts", "dist/web/assets/app.js", { platform: "browser", format: "iife", target: "es2020", minify: true })
+copyFileSync("src/web/assets/app.css", "dist/web/assets/app.css.tmp")
+renameSync("dist/web/assets/app.css.tmp", "dist/web/assets/app.css")
 
 const workers = readdirSync("dist", { recursive: true }).filter((f) => f.endsWith(".worker.js")).map((f) => join("dist", f))
 for (const file of workers) {

@@ -48,7 +48,7 @@ export const formatTable = (rows: ReadonlyArray<Row>): string => {
     fmtStat(r.ours),
     r.ratio !== undefined ? `${r.ratio.toFixed(2)}×` : "",
     targetText(r.target),
-    r.pass === undefined ? (r.target ? "n/a" : "") : r.pass ? "PASS" : "MISS"
+    r.pass === undefined ? (r.target ? "n/a" : "") : r.pass ? "✓ PASS" : "✗ MISS"
   ])
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)))
   const line = (c: ReadonlyArray<string>) => c.map((x, i) => x.padEnd(widths[i]!)).join("  ").trimEnd()

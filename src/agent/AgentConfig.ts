@@ -5,9 +5,11 @@ import type { ParsedKey } from "ssh2"
 import type { TrustSettings } from "./TrustPolicy.js"
 
 export interface AgentSettings {
-  /** Registry `host:port`. */
+  /** Registry `host:port` (the first of -addr). */
   readonly host: string
   readonly port: number
+  /** Every -addr address (replicas behind one name, Session.ts moves between them); absent: host:port only. */
+  readonly addresses?: ReadonlyArray<{ readonly host: string; readonly port: number }>
   /** Configuration tracked. */
   readonly name: string
   /** Private key bytes (OpenSSH or PEM). */

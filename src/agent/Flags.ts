@@ -6,7 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { flag as f, type FlagSpec, parseFlags, parseGoDuration } from "../domain/Flags.js"
 import { configurationNameProblem } from "../domain/Names.js"
-import { parseAddress } from "../ssh/Connection.js"
+import { parseAddresses } from "../ssh/ClientConnect.js"
 import { agentKey } from "../ssh/ClientAuth.js"
 import { normalizeFingerprint } from "../ssh/Fingerprint.js"
 import { VERSION } from "../domain/Version.js"
@@ -15,7 +15,7 @@ import type { AgentSettings } from "./AgentConfig.js"
 import { loadTrust } from "./TrustPolicy.js"
 
 export const flags: ReadonlyArray<FlagSpec> = [
-  { ...f("addr", "registry address (host:port)"), default: "localhost:2022" },
+  { ...f("addr", "registry address (host:port; replicas: host:port,host:port,…, tried from a random one)"), default: "localhost:2022" },
   f("name", "configuration to track (required)"),
   f("key", "ssh private key to use (default: the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa, else ./id_ecdsa)"),
   f("cert", "OpenSSH certificate for the key (default: <key>-cert.pub when it exists)"),
@@ -131,8 +131,11 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
   if (get("fp") === "") return Either.left("-fp is required (the registry's host key fingerprint, SHA256:...)")
   const fingerprint = normalizeFingerprint(get("fp"))
   if (fingerprint === undefined) return Either.left(`-fp: malformed fingerprint "${get("fp")}", expected SHA256: and 43 base64 characters`)
-  const address = parseAddress(get("addr"))
-  if (address === undefined) return Either.left(`-addr: malformed address "${get("addr")}", expected host:port`)
+  const addresses = parseAddresses(get("addr"))
+  if (addresses === undefined) {
+    return Either.left(`-addr: malformed address "${get("addr")}", expected host:port${get("addr").includes(",") ? " or host:port,host:port,…" : ""}`)
+  }
+  const address = addresses[0]!
   const poll = parseGoDuration(get("poll"))
   if (poll === undefined || !Duration.greaterThan(poll, Duration.zero)) return Either.left(`-poll: invalid duration "${get("poll")}" (e.g. 30s, 1m, 500ms)`)
   const jitter = parseGoDuration(get("jitter"))
@@ -172,6 +175,7 @@ export const startup = (argv: ReadonlyArray<string>, cwd: string): Either.Either
     settings: {
       host: address.host,
       port: address.port,
+      addresses,
       name,
       privateKey: key.privateKey,
       ...(key.certificate !== undefined ? { certificate: key.certificate.key } : {}),

@@ -12,9 +12,8 @@ import { openSftp } from "../ssh/Sftp.js"
 import { causeOf, isNoSuchFile, readCapped, readInto, type Sink } from "../ssh/SftpRead.js"
 
 export type { Sink }
-import { AgentConfig } from "./AgentConfig.js"
 import type { ServedSignature } from "./TrustPolicy.js"
-import { AgentSession, connectAgent } from "./Session.js"
+import { AgentSession } from "./Session.js"
 
 export interface RegistrySession {
   /** `/configs/<name>.json`, decoded and checked (name and hash agree with the layers). */
@@ -103,10 +102,9 @@ export const makeSession = (sftp: SFTPWrapper, options?: { readonly maxDocumentB
 export const RegistryClientLive = Layer.effect(
   RegistryClient,
   Effect.gen(function* () {
-    const cfg = yield* AgentConfig
     const agentSession = yield* AgentSession
     const fresh = Effect.gen(function* () {
-      const client = yield* connectAgent.pipe(Effect.provideService(AgentConfig, cfg))
+      const client = yield* agentSession.connect
       const sftp = yield* openSftp(client).pipe(Effect.mapError((e) => sftpError("cannot open SFTP session", causeOf(e))))
       return makeSession(sftp)
     })

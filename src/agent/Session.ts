@@ -4,23 +4,28 @@
 // on underneath, so a registry that refuses the exec (the original Go one) or a lost session only
 // costs latency. Keepalive: a ping line every -ping; two silent intervals and the connection is
 // dropped. A lost session reconnects after a random delay (up to -reconnect, then backing off), so a
-// fleet does not reconnect all at once after a registry restart.
+// fleet does not reconnect all at once after a registry restart. With several -addr replicas the agent
+// starts at a random one (a fleet spreads over them), stays with the one that answered, and moves to the
+// next when its session is lost (its replica died); a connection that fails tries the next at once.
 import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Random, type Scope } from "effect"
 import type { Client, ClientChannel } from "ssh2"
 import { RegistryError } from "../domain/AgentErrors.js"
 import { decodeWatchEvent, encodeAgentLine, MAX_LINE_BYTES, type Report } from "../domain/Report.js"
 import { join } from "../domain/ShellWords.js"
 import { VERSION } from "../domain/Version.js"
+import { type Address, connectFirst } from "../ssh/ClientConnect.js"
 import { connect } from "../ssh/Connection.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { lineReader } from "../ssh/LineReader.js"
-import { AgentConfig } from "./AgentConfig.js"
+import { AgentConfig, type AgentSettings } from "./AgentConfig.js"
 import { watchConnected } from "./AgentMetrics.js"
 import { AgentLog } from "./AgentLog.js"
 
 export class AgentSession extends Context.Tag("agent/AgentSession")<
   AgentSession,
   {
+    /** A new connection (a poll without a session), from the address the session last used. */
+    readonly connect: Effect.Effect<Client, RegistryError, Scope.Scope>
     /** The connection of the open watch session, for the cycle's SFTP; none while there is none. */
     readonly held: Effect.Effect<Option.Option<Client>>
     /** Sends now when the session is up; else the last one waits and is sent when it comes up. */
@@ -30,20 +35,29 @@ export class AgentSession extends Context.Tag("agent/AgentSession")<
   }
 >() {}
 
-/** Connects as `deploy-agent` with the pinned host key (as RegistryClient does for a poll). */
-export const connectAgent = Effect.gen(function* () {
-  const cfg = yield* AgentConfig
-  return yield* connect({
-    host: cfg.host,
-    port: cfg.port,
-    username: "deploy-agent",
-    privateKey: cfg.privateKey,
-    ...(cfg.certificate !== undefined ? { certificate: cfg.certificate } : {}),
-    refused: `the registry refused ${cfg.keyDescription ?? "the key"}: add its public key to the registry's service keys file (-srvauth); deploy-agent logs in only with those`,
-    verifyHostKey: (key) => fingerprint(key) === cfg.fingerprint,
-    hostKeyRefused: (seen) => `registry ${cfg.host}:${cfg.port} presented host key ${seen}, not the pinned ${cfg.fingerprint}`
-  }).pipe(Effect.mapError((e) => new RegistryError({ message: e.message })))
-})
+/** Every -addr address, in order. */
+export const addressesOf = (cfg: AgentSettings): ReadonlyArray<Address> => cfg.addresses ?? [{ host: cfg.host, port: cfg.port }]
+
+/**
+ * Connects as `deploy-agent` with the pinned host key, from the address at `start` on (the next when one
+ * cannot be reached: ClientConnect.connectFirst); with the index of the address that answered.
+ */
+export const connectAgentFrom = (start: number) =>
+  Effect.gen(function* () {
+    const cfg = yield* AgentConfig
+    return yield* connectFirst(addressesOf(cfg), start, (a) =>
+      connect({
+        host: a.host,
+        port: a.port,
+        username: "deploy-agent",
+        privateKey: cfg.privateKey,
+        ...(cfg.certificate !== undefined ? { certificate: cfg.certificate } : {}),
+        refused: `the registry refused ${cfg.keyDescription ?? "the key"}: add its public key to the registry's service keys file (-srvauth); deploy-agent logs in only with those`,
+        verifyHostKey: (key) => fingerprint(key) === cfg.fingerprint,
+        hostKeyRefused: (seen) => `registry ${a.host}:${a.port} presented host key ${seen}, not the pinned ${cfg.fingerprint}`
+      })
+    ).pipe(Effect.mapError((e) => new RegistryError({ message: e.message })))
+  })
 
 /** Opens the watch exec; fails with the registry's refusal (no exec, or its one-line error). */
 const openWatch = (client: Client, command: string) =>
@@ -62,6 +76,16 @@ export const make = Effect.gen(function* () {
   const log = yield* AgentLog
   const pingMs = Duration.toMillis(cfg.ping)
   const command = join(["watch", "-name", cfg.name, "-host", cfg.hostName, "-version", VERSION])
+  const addressCount = addressesOf(cfg).length
+  // Where the next connection starts: a random replica at first, then the one that last answered.
+  let preferred = addressCount > 1 ? yield* Random.nextIntBetween(0, addressCount) : 0
+  const connectPreferred = Effect.suspend(() => connectAgentFrom(preferred)).pipe(
+    Effect.provideService(AgentConfig, cfg),
+    Effect.map(([c, index]) => {
+      preferred = index
+      return c
+    })
+  )
   let client: Client | undefined
   let channel: ClientChannel | undefined
   let pending: Report | undefined
@@ -79,7 +103,7 @@ export const make = Effect.gen(function* () {
   /** One session, from connect to its end. */
   const session = (wake: () => void, running: () => string | undefined): Effect.Effect<Ended, never, Scope.Scope> =>
     Effect.gen(function* () {
-      const conn = yield* Effect.either(connectAgent.pipe(Effect.provideService(AgentConfig, cfg)))
+      const conn = yield* Effect.either(connectPreferred)
       if (conn._tag === "Left") return { _tag: "Lost", message: conn.left.message, wasUp: false } as const
       const c = conn.right
       const opened = yield* Effect.either(openWatch(c, command))
@@ -161,6 +185,8 @@ export const make = Effect.gen(function* () {
           if (ended.wasUp) {
             yield* log.warn(`watch session lost: ${ended.message}; reconnecting`)
             failures = 0
+            // Its replica may have died: start with the next one (connectFirst still tries them all).
+            preferred = (preferred + 1) % addressCount
           } else if (failures === 0) yield* log.warn(`cannot open a watch session: ${ended.message}; retrying`)
           // Just lost: uniform in [0, -reconnect] (the fleet spreads out). Each failed connect after that:
           // uniform in [cap/2, cap], the cap 5 s doubling up to 5 minutes (a registry restarting is back soon).
@@ -175,7 +201,7 @@ export const make = Effect.gen(function* () {
       }
     })
 
-  return AgentSession.of({ held: Effect.sync(() => Option.fromNullable(client)), report, run })
+  return AgentSession.of({ connect: connectPreferred, held: Effect.sync(() => Option.fromNullable(client)), report, run })
 })
 
 export const AgentSessionLive = Layer.effect(AgentSession, make)

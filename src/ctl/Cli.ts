@@ -18,7 +18,7 @@ import { type Globals, type Io, Remote, type RemoteError } from "./Remote.js"
 export const VERSION = PROGRAM_VERSION
 
 export const globalFlags: ReadonlyArray<FlagSpec> = [
-  { name: "addr", kind: "string", description: "registry address host:port (default $DEPLOYCTL_ADDR)" },
+  { name: "addr", kind: "string", description: "registry address host:port; replicas: host:port,host:port,… tried in order (default $DEPLOYCTL_ADDR)" },
   {
     name: "fp",
     kind: "string",
@@ -58,6 +58,17 @@ const signSpec = {
   ]
 } satisfies CommandSpec
 
+/** `deployctl web` (src/ctl/Web.ts, docs/web.md). */
+const webSpec = {
+  name: "web" as CommandName,
+  summary: "serve the fleet in a browser: a local web view over this connection (prints the URL to open)",
+  flags: [
+    { name: "listen", kind: "string", description: "address to serve on (default 127.0.0.1:0, a free port)" },
+    { name: "listen-public", kind: "bool", description: "allow a -listen address other machines can reach (plain HTTP)" },
+    { name: "open", kind: "bool", description: "also open the URL in the system's browser" }
+  ]
+} satisfies CommandSpec
+
 /** The flags deployctl takes for a command: the catalogue's, except addver's -hash is -file (and it has -json). */
 export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
   spec.name === "addver" ? [...spec.flags.filter((f) => f.name !== "hash"), fileFlag, jsonFlag]
@@ -69,7 +80,11 @@ const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .ta
 
 export const argvSpec: ArgvSpec = {
   globals: globalFlags,
-  commands: new Map([...catalogue.map((c) => [c.name as string, ctlFlags(c)] as const), [signSpec.name, signSpec.flags] as const])
+  commands: new Map([
+    ...catalogue.map((c) => [c.name as string, ctlFlags(c)] as const),
+    [signSpec.name, signSpec.flags] as const,
+    [webSpec.name, webSpec.flags] as const
+  ])
 }
 
 type Value = Option.Option<string> | boolean | ReadonlyArray<string>
@@ -88,7 +103,7 @@ const option = (flag: FlagSpec): Options.Options<Value> => {
 // The command tree, for completion scripts only: parsing and help are ours.
 const completionTree = Cli.make("deployctl", Object.fromEntries(globalFlags.map((f) => [f.name, option(f)])), () => Effect.void).pipe(
   Cli.withSubcommands(
-    [...catalogue, signSpec].map((spec) =>
+    [...catalogue, signSpec, webSpec].map((spec) =>
       Cli.make(spec.name, Object.fromEntries(ctlFlags(spec).map((f) => [f.name, option(f)])), () => Effect.void).pipe(
         Cli.withDescription(summaryOf(spec))
       )
@@ -105,7 +120,7 @@ export const topHelp = (): string => {
     `deployctl ${VERSION}: manage a deploy-registry over SSH, one subcommand per registry command\n\n` +
     `Usage: deployctl [-r name] [-addr host:port] [-fp SHA256:...] [-key file] <command> [flags]\n\n` +
     `Global flags (before or after the command):\n${globalFlags.map(flagHelp).join("")}\n` +
-    `Commands:\n${[...catalogue, signSpec].map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
+    `Commands:\n${[...catalogue, signSpec, webSpec].map((c) => `  ${c.name.padEnd(width)}${summaryOf(c)}\n`).join("")}\n` +
     `Run deployctl <command> -h (or deployctl help <command>) for a command's flags. Flags are written -name x,\n` +
     `-name=x or --name x, before or after the command. -addr, -fp and -key fall back to $DEPLOYCTL_ADDR,\n` +
     `$DEPLOYCTL_FINGERPRINT, $DEPLOYCTL_KEY, then to the default registry of ~/.config/deploy-tools/deployctl.toml.\n` +
@@ -181,7 +196,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
     const parsed = yield* parseArgv(argvSpec, argv)
     switch (parsed._tag) {
       case "Help": {
-        const spec = [...catalogue, signSpec].find((c) => c.name === parsed.command)
+        const spec = [...catalogue, signSpec, webSpec].find((c) => c.name === parsed.command)
         return yield* Console.log((spec === undefined ? topHelp() : commandHelp(spec)).trimEnd())
       }
       case "Version":
@@ -209,6 +224,10 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
             ...(signature !== undefined ? { signatureFile: signature } : {}), ...(message !== undefined ? { messageFile: message } : {})
           })
         }
+        if (parsed.command === webSpec.name) {
+          return yield* remote.web(globals, { listen: raw.strings.get("listen") ?? "127.0.0.1:0", listenPublic: raw.bools.has("listen-public"), open: raw.bools.has("open") })
+        }
+        if (parsed.command === "events") return yield* remote.events(globals)
         if (parsed.command === "status" && raw.bools.has("wait")) {
           const bools = new Set([...raw.bools].filter((b) => b !== "wait"))
           const command = yield* validate("status", { ...raw, bools })

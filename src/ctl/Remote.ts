@@ -17,6 +17,7 @@ import type { SigningKey } from "../ssh/Signer.js"
 import { prepare, type SignArgs } from "./Sign.js"
 import { waitForStatus } from "./StatusWait.js"
 import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
+import * as Web from "./Web.js"
 
 export interface AddverArgs {
   readonly name: string
@@ -61,6 +62,10 @@ export class Remote extends Context.Tag("ctl/Remote")<
     readonly sign: (globals: Globals, args: SignArgs, after?: Command) => Effect.Effect<void, RemoteError>
     /** `status -name N -wait` (StatusWait.ts): succeeds when every connected host is current; fails (1) when one failed. */
     readonly statusWait: (globals: Globals, name: ConfigurationName, json: boolean) => Effect.Effect<void, RemoteError>
+    /** `deployctl web` (Web.ts): serves the web view until interrupted. */
+    readonly web: (globals: Globals, args: Web.WebArgs) => Effect.Effect<void, RemoteError>
+    /** `deployctl events`: the registry's event lines until interrupted. */
+    readonly events: (globals: Globals) => Effect.Effect<void, RemoteError>
   }
 >() {}
 
@@ -131,6 +136,8 @@ const signingKey = (g: Globals) =>
   })
 
 export const makeRemote = (io: Io): Remote["Type"] => ({
+  web: (globals, args) => Web.web(connectTo(globals), io, args),
+  events: (globals) => Web.events(connectTo(globals), io),
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (op) => send(io, op, command))),
   sign: (globals, args, after) =>
     Effect.scoped(

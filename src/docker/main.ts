@@ -22,7 +22,7 @@ import { ImportTargetLive } from "./ImportTarget.js"
 const flags: ReadonlyArray<FlagSpec> = [
   { name: "name", kind: "string", description: "configuration name (default: the image name, `:` and `/` made `.`)" },
   { name: "layer", kind: "list", description: "component:version appended after the image layers (repeatable)" },
-  { name: "addr", kind: "string", description: "$DEPLOYCTL_ADDR, registry host address (host:port)" },
+  { name: "addr", kind: "string", description: "$DEPLOYCTL_ADDR, registry host address (host:port; replicas: host:port,host:port,… tried in order)" },
   { name: "fp", kind: "string", description: "$DEPLOYCTL_FINGERPRINT, sha256 host key fingerprint (SHA256:...)" },
   { name: "key", kind: "string", description: "ssh private key to use; if not set, ssh-agent is used" },
   { name: "version", kind: "bool", description: "print the version and exit" }

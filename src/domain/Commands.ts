@@ -88,7 +88,8 @@ export const catalogue = [
   {
     name: "status",
     summary: "what every host runs: per configuration counts, or with -name one line per host",
-    flags: [f("name", "configuration name (default: all, one line each)"), json]
+    flags: [f("name", "configuration name (default: all, one line each)"), json,
+      f("timeline", "with -name: each host's deploy outcomes of the last 24 h, oldest first per host", "bool")]
   },
   {
     name: "forget",
@@ -99,6 +100,11 @@ export const catalogue = [
     name: "rollout",
     summary: "roll a change out in waves (docs/rollouts.md), or show (-status), -pause, -resume, -abort one",
     flags: rolloutFlags
+  },
+  {
+    name: "events",
+    summary: "stream changes, host reports and rollout steps as JSON lines until closed (exec only)",
+    flags: []
   },
   { name: "help", summary: "show this command list", flags: [] }
 ] as const satisfies ReadonlyArray<{ name: string; summary: string; flags: ReadonlyArray<FlagSpec> }>
@@ -135,9 +141,10 @@ export type Command =
   | { readonly _tag: "rollback"; readonly name: ConfigurationName; readonly to?: Sha256; readonly expect?: Sha256 }
   | { readonly _tag: "addsig"; readonly state: SignedState; readonly signature: string }
   | { readonly _tag: "verify" }
-  | { readonly _tag: "status"; readonly name?: ConfigurationName; readonly json: boolean }
+  | { readonly _tag: "status"; readonly name?: ConfigurationName; readonly json: boolean; readonly timeline?: boolean }
   | { readonly _tag: "forget"; readonly name: ConfigurationName; readonly host: string }
   | RolloutCommand
+  | { readonly _tag: "events" }
   | { readonly _tag: "help" }
 
 const usage = (message: string) => new UsageError({ message })
@@ -263,7 +270,8 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
         return { _tag: "verify" } as const
       case "status": {
         const n = raw.strings.get("name")
-        return { _tag: "status", ...(n !== undefined ? { name: yield* confName(n) } : {}), json: has("json") } as const
+        if (has("timeline") && n === undefined) return yield* Either.left(usage("-timeline needs -name"))
+        return { _tag: "status", ...(n !== undefined ? { name: yield* confName(n) } : {}), json: has("json"), ...(has("timeline") ? { timeline: true } : {}) } as const
       }
       case "forget": {
         const [n, h] = yield* required(raw, ["name", "host"], "name and host should both be set")
@@ -272,6 +280,8 @@ export const validate = (name: CommandName, raw: RawFlags): Either.Either<Comman
       }
       case "rollout":
         return yield* validateRollout(raw, layerList)
+      case "events":
+        return { _tag: "events" } as const
       case "help":
         return { _tag: "help" } as const
     }

@@ -1,5 +1,5 @@
 // Content-addressed blobs under <dir>/files/<sha256>: written once (temp file, fsync, rename), never modified.
-// A service so that an object store can replace the filesystem later (DESIGN.md).
+// A service so that another store can replace the filesystem: PostgreSQL with -db (PgBlobStore.ts).
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Layer, Stream } from "effect"
 import { createReadStream } from "node:fs"
@@ -21,10 +21,16 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
   {
     readonly has: (hash: Sha256) => Effect.Effect<boolean, StorageError>
     readonly stat: (hash: Sha256) => Effect.Effect<BlobInfo | undefined, StorageError>
-    /** Absolute path of a stored blob, for serving it with positioned reads (SFTP). */
-    readonly path: (hash: Sha256) => string
+    /**
+     * A local file holding the blob, for serving it with positioned reads (SFTP): the stored file itself
+     * here, a verified cached copy when the blobs live elsewhere (PgBlobStore).
+     */
+    readonly local: (hash: Sha256) => Effect.Effect<string, StorageError>
     readonly stream: (hash: Sha256) => Stream.Stream<Uint8Array, StorageError>
-    /** Moves an already fsync'd file whose content hashes to `hash` into the store (rename, then fsync of files/). */
+    /**
+     * Stores an already fsync'd file whose content hashes to `hash`, inside the caller's Storage transaction
+     * (here: rename, then fsync of files/; PgBlobStore: rows of that transaction).
+     */
     readonly adopt: (tempPath: string, hash: Sha256) => Effect.Effect<void, StorageError>
     readonly remove: (hash: Sha256) => Effect.Effect<void, StorageError>
     readonly list: Effect.Effect<ReadonlyArray<Sha256>, StorageError>
@@ -46,10 +52,7 @@ export const make = (dir: string) =>
     const files = path.join(dir, "files")
     yield* io("cannot create the blob directory", () => mkdir(files, { recursive: true }))
 
-    const blobPath = (hash: Sha256) => {
-      if (sha256Problem(hash) !== undefined) throw new Error("invalid blob hash") // a defect: callers pass validated hashes
-      return path.join(files, hash)
-    }
+    const local = (hash: Sha256) => Effect.map(checked(hash), (h) => path.join(files, h))
 
     const statBlob = (hash: Sha256) =>
       Effect.flatMap(checked(hash), () =>
@@ -108,7 +111,7 @@ export const make = (dir: string) =>
       (await readdir(files)).filter((n) => sha256Problem(n) === undefined).sort() as Array<Sha256>
     )
 
-    return BlobStore.of({ has, stat: statBlob, path: blobPath, stream, adopt, remove, list })
+    return BlobStore.of({ has, stat: statBlob, local, stream, adopt, remove, list })
   })
 
 /** Blobs in `<RegistryConfig.dir>/files` (created at start). */

@@ -9,7 +9,9 @@ import { type Change, type StateInfo, Storage } from "./Storage.js"
 /**
  * A configuration's new current state, its deletion, (Served) a rollout step that changed which
  * hosts are served which state (watchers ask Rollouts what their host gets now), or (Signed) a new
- * signature of a state.
+ * signature of a state. Resync: events may have been missed (PgChangeFeed.ts: the LISTEN connection
+ * was renewed); every subscriber reads again what it keeps. Events carry names and hashes, not
+ * documents (they cross replicas as NOTIFY payloads).
  */
 export type ChangeEvent =
   | { readonly _tag: "State"; readonly name: string; readonly hash: Sha256; readonly time: Date }
@@ -17,6 +19,7 @@ export type ChangeEvent =
   | { readonly _tag: "Served"; readonly name: string }
   /** A signature was attached to the state with `hash` (Signatures.ts): its watchers are sent it again. */
   | { readonly _tag: "Signed"; readonly name: string; readonly hash: Sha256 }
+  | { readonly _tag: "Resync" }
 
 export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   ChangeFeed,
@@ -27,6 +30,7 @@ export class ChangeFeed extends Context.Tag("registry/ChangeFeed")<
   }
 >() {}
 
+/** One process (SQLite): an in-process PubSub. Replicas on PostgreSQL use PgChangeFeed.ts. */
 export const ChangeFeedLive = Layer.scoped(
   ChangeFeed,
   Effect.gen(function* () {

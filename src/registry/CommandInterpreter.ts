@@ -12,6 +12,7 @@
 //   (text: the current state's row ends in an extra column "(current)"; layers always contain a ":";
 //    a rollout target's row is followed by its events, lines starting with "rollout ": HistoryView.ts)
 //   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
+//   status -name N -timeline: [{"Host","Time","Hash","Outcome"}, …] the last 24 h, by host then time (Timeline.ts)
 import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
@@ -27,6 +28,8 @@ import { LayerVerdicts } from "./LayerVerdicts.js"
 import { bump, commandBy, type CommandLabel, commandLabel } from "./RegistryMetrics.js"
 import { historyJson, historyText } from "./HistoryView.js"
 import { Signatures } from "./Signatures.js"
+import { renderTimeline } from "./TimelineView.js"
+import { Timeline } from "./Timeline.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { Uploads } from "./Uploads.js"
 import { renderReport, verify } from "./Verify.js"
@@ -99,6 +102,8 @@ export const make = Effect.gen(function* () {
   const signatures = yield* Signatures
   const hosts = yield* HostStatus
   const rollouts = yield* Rollouts
+  // Kept when wired (main.ts); unit tests may build the interpreter without it (then it is empty).
+  const timeline = yield* Effect.serviceOption(Timeline)
 
   /**
    * addver (fault 1): inside one transaction, record the version (fails if it exists: the upload is
@@ -112,7 +117,7 @@ export const make = Effect.gen(function* () {
    */
   const checkLayer = (cmd: Extract<Command, { _tag: "addver" }>) =>
     Effect.gen(function* () {
-      const file = (yield* blobs.has(cmd.hash)) ? blobs.path(cmd.hash) : yield* uploads.find(cmd.hash)
+      const file = (yield* blobs.has(cmd.hash)) ? yield* blobs.local(cmd.hash) : yield* uploads.find(cmd.hash)
       yield* verdicts.check(cmd.hash, file, `${cmd.name}@${cmd.version}`).pipe(
         Effect.catchTag("LayerUnreadable", (e) =>
           Effect.zipRight(
@@ -200,6 +205,13 @@ export const make = Effect.gen(function* () {
           ? Effect.as(storage.deleteConfiguration(cmd.name), ok())
           : Effect.fail(new ForceRequired())
       case "status":
+        if (cmd.timeline === true && cmd.name !== undefined) {
+          const name = cmd.name
+          return Effect.zipRight(
+            storage.current(name),
+            Option.match(timeline, { onNone: () => Effect.succeed([]), onSome: (t) => t.entries(name) })
+          ).pipe(Effect.map((entries) => ok(renderTimeline(entries, tabwrite, cmd.json))))
+        }
         return cmd.name === undefined
           ? Effect.map(Effect.zip(storage.currentStates, hosts.rows()), ([states, rows]) =>
               ok(renderSummary(states.map((s) => ({ name: s.configuration, hash: s.hash })), rows, tabwrite, cmd.json))
@@ -211,6 +223,8 @@ export const make = Effect.gen(function* () {
             })
       case "rollout":
         return Effect.map(rollouts.run(cmd, who), ok)
+      case "events":
+        return Effect.fail(new UsageError({ message: "events streams over an exec channel only: ssh … events (or deployctl web)" }))
       case "forget":
         return Effect.flatMap(hosts.forget(cmd.name, cmd.host), (found) =>
           found ? Effect.succeed(ok()) : Effect.fail(new UsageError({ message: `host ${JSON.stringify(cmd.host)} not found in configuration ${JSON.stringify(cmd.name)}` }))

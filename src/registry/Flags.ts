@@ -12,7 +12,13 @@ export interface RegistryFlags {
   readonly dir: string
   readonly opauth: string
   readonly srvauth: string
+  /** -hostkey: the host key file every replica shares; undefined: `<dir>/host_key`, generated when missing. */
+  readonly hostkey?: string
   readonly maxver: number
+  /** -db (else $DATABASE_URL): PostgreSQL holding metadata and blobs; undefined: SQLite in `dir`. */
+  readonly db?: string
+  /** -cache-max: bytes of the blob cache in `dir`/cache (with -db). */
+  readonly cacheMax: number
   readonly deadline: Duration.Duration
   readonly dev: boolean
   /** -metrics: where /metrics listens (docs/metrics.md); off when undefined. */
@@ -27,7 +33,7 @@ export interface RegistryFlags {
 
 export type ParsedArgs =
   | { readonly _tag: "Serve"; readonly flags: RegistryFlags }
-  | { readonly _tag: "Verify"; readonly dir: string }
+  | { readonly _tag: "Verify"; readonly dir: string; readonly db?: string }
   | { readonly _tag: "Import"; readonly from: string; readonly dir: string }
   | { readonly _tag: "Help"; readonly text: string }
   | { readonly _tag: "Usage"; readonly message: string }
@@ -36,9 +42,12 @@ const DEV_DIR = ".dev-registry"
 
 export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
   { name: "addr", kind: "string", default: "localhost:2022", description: "address to listen (host:port; port 0 picks a free one)" },
+  { name: "cache-max", kind: "size", default: "10G", description: "with -db: largest size of the blob cache in -dir/cache (size; suffix K, M, G or T)" },
+  { name: "db", kind: "string", default: "", description: "PostgreSQL URL (postgres://user@host:5432/db) holding metadata and blobs, for replicas (docs/scale-out.md); default $DATABASE_URL, else SQLite in -dir" },
   { name: "deadline", kind: "duration", default: "30m", description: "max. lifetime of a connection (Go duration: 45s, 30m, 1h)" },
   { name: "dev", kind: "bool", default: "false", description: `development mode: data in ./${DEV_DIR}, keys generated and trusted there` },
   { name: "dir", kind: "string", default: "/var/lib/deploy-registry", description: "data directory (created, mode 0700, if missing)" },
+  { name: "hostkey", kind: "string", default: "", description: "host key file, which must exist (default <dir>/host_key, generated on first start); replicas share one so agents' -fp holds" },
   { name: "max-conns", kind: "int", default: String(L.maxConns), description: "max. connections at once (agents get at most 3/4; at most half the open-file limit)" },
   { name: "max-conns-per-source", kind: "int", default: String(L.maxConnsPerSource), description: "max. connections at once from one address" },
   { name: "max-handles", kind: "int", default: String(L.maxHandles), description: "max. open SFTP files and listings per connection (64 per session)" },
@@ -60,7 +69,7 @@ export const FLAGS: ReadonlyArray<FlagSpec & { readonly default: string }> = [
 export const usage = (): string => {
   const lines = [
     "Usage: deploy-registry [flags]",
-    "       deploy-registry verify -dir DIR",
+    "       deploy-registry verify -dir DIR | -db URL",
     "       deploy-registry import -from GO_DIR -dir DIR",
     "",
     "Flags:"
@@ -99,6 +108,21 @@ export const parseListenAddress = (addr: string): { host: string; port: number }
   return { host: m[1] ?? m[2] ?? "", port }
 }
 
+/** A PostgreSQL connection URL (the only -db there is). */
+export const isPostgresUrl = (s: string): boolean => /^postgres(ql)?:\/\/\S+$/.test(s)
+
+/** -db, else $DATABASE_URL; a usage message when the variable holds something else. */
+const database = (flag: string | undefined, env: Environment): { db?: string } | string => {
+  const db = flag ?? (env.DATABASE_URL === "" ? undefined : env.DATABASE_URL)
+  if (db === undefined) return {}
+  return isPostgresUrl(db) ? { db } : "invalid value in $DATABASE_URL: expected a postgres:// or postgresql:// URL"
+}
+
+/** The environment the flags read: DATABASE_URL stands in for -db. */
+export interface Environment {
+  readonly DATABASE_URL?: string | undefined
+}
+
 /** 127.0.0.0/8, ::1 and localhost; "" (every interface) is not. */
 export const isLoopback = (host: string): boolean =>
   host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
@@ -135,6 +159,7 @@ const problemWith = (f: RawFlag): string | undefined => {
     }
     case "string":
       if (f.value === "") return `${bad}: must not be empty`
+      if (f.spec.name === "db" && !isPostgresUrl(f.value)) return `${bad}: expected a postgres:// or postgresql:// URL`
       if ((f.spec.name === "addr" || f.spec.name === "metrics") && parseListenAddress(f.value) === undefined) return `${bad}: expected host:port`
       return undefined
   }
@@ -159,17 +184,22 @@ const parseImport = (args: ReadonlyArray<string>): ParsedArgs => {
   return { _tag: "Import", from, dir }
 }
 
-export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
+export const parseArgs = (args: ReadonlyArray<string>, env: Environment = {}): ParsedArgs => {
   if (args[0] === "import") return parseImport(args.slice(1))
   if (args[0] === "verify") {
-    const dirSpec = FLAGS.filter((f) => f.name === "dir")
-    const r = readFlags(args.slice(1), dirSpec)
+    const specs = FLAGS.filter((f) => f.name === "dir" || f.name === "db")
+    const r = readFlags(args.slice(1), specs)
     if (typeof r === "string") return { _tag: "Usage", message: r }
     if (r.help) return { _tag: "Help", text: usage() }
     if (r.rest.length > 0) return { _tag: "Usage", message: `unexpected argument "${r.rest[0]}"` }
-    const dir = r.flags.at(-1)?.value ?? FLAGS.find((f) => f.name === "dir")!.default
+    const values = new Map(r.flags.map((f) => [f.spec.name, f.value]))
+    const dir = values.get("dir") ?? FLAGS.find((f) => f.name === "dir")!.default
     if (dir === "") return { _tag: "Usage", message: "invalid value \"\" for flag -dir: must not be empty" }
-    return { _tag: "Verify", dir }
+    const problem = r.flags.map(problemWith).find((p) => p !== undefined)
+    if (problem !== undefined) return { _tag: "Usage", message: problem }
+    const db = database(values.get("db"), env)
+    if (typeof db === "string") return { _tag: "Usage", message: db }
+    return { _tag: "Verify", dir, ...db }
   }
   const r = readFlags(args, FLAGS)
   if (typeof r === "string") return { _tag: "Usage", message: r }
@@ -189,6 +219,8 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
   const srvauth = values.get("srvauth") ?? (dev ? `${dir}/service.keys` : get("srvauth"))
   const addr = get("addr")
   const { host, port } = parseListenAddress(addr)!
+  const db = database(values.get("db"), env)
+  if (typeof db === "string") return { _tag: "Usage", message: db }
   const metrics = values.has("metrics") ? parseListenAddress(values.get("metrics")!)! : undefined
   if (metrics !== undefined && !isLoopback(metrics.host) && values.get("metrics-public") !== "true") {
     return { _tag: "Usage", message: `-metrics ${values.get("metrics")} is not a loopback address; add -metrics-public to serve metrics to the network` }
@@ -197,8 +229,11 @@ export const parseArgs = (args: ReadonlyArray<string>): ParsedArgs => {
     _tag: "Serve",
     flags: {
       addr, host, port, dir, opauth, srvauth, dev,
+      ...(values.has("hostkey") ? { hostkey: values.get("hostkey")! } : {}),
       ...(metrics !== undefined ? { metrics } : {}),
       maxver: Number(get("maxver")),
+      ...db,
+      cacheMax: parseSize(get("cache-max"))!,
       limits: {
         maxConns: Number(get("max-conns")),
         maxConnsPerSource: Number(get("max-conns-per-source")),

@@ -2,10 +2,13 @@
 // times (table host_status, migration 2), which sessions are live now (memory), and what hosts that
 // only poll read. Writes are queued and coalesced: one writer fiber takes everything queued and writes
 // it in one transaction, so 5,000 agents reporting at once cost a few transactions, not 5,000.
+// Replicas on PostgreSQL: a session held by another live replica counts as connected too (ReplicaSessions.ts).
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer, Queue, type Scope } from "effect"
+import { Context, Deferred, Effect, Layer, Option, Queue, type Scope } from "effect"
 import { StorageError } from "../domain/Errors.js"
 import type { Report } from "../domain/Report.js"
+import { type HostChange, HostEvents } from "./HostEvents.js"
+import { makeReplicaSessions, type ReplicaSessionsOptions } from "./ReplicaSessions.js"
 
 /** Who is on one connection: the key, the address and, once it opened a watch, the host it says it is. */
 export interface AgentLink {
@@ -91,8 +94,11 @@ const parseLines = (s: string): ReadonlyArray<string> => {
   }
 }
 
-export const make = Effect.gen(function* () {
+export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const replicas = yield* makeReplicaSessions(options).pipe(
+    Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("host status: sessions on other replicas will not show as connected", cause), undefined))
+  )
   /** Live watch sessions per configuration and host (a host reconnecting may overlap its old session). */
   const live = new Map<string, number>()
   /** Queued writes by kind and row, in arrival order; a newer one of the same kind replaces the older. */
@@ -100,6 +106,9 @@ export const make = Effect.gen(function* () {
   let batchDone = yield* Deferred.make<void>()
   const wake = yield* Queue.sliding<void>(1)
   const now = () => new Date().toISOString()
+  // Published for `events` and the timeline when wired (main.ts); unit tests may leave it out.
+  const events = yield* Effect.serviceOption(HostEvents)
+  const changed = (c: Omit<HostChange, "at">) => Option.isSome(events) ? events.value.publish({ ...c, at: new Date() }) : Effect.void
 
   const enqueue = (op: Op, id: string) =>
     Effect.suspend(() => {
@@ -109,7 +118,16 @@ export const make = Effect.gen(function* () {
       return Queue.offer(wake, undefined)
     })
 
-  const write = (op: Op) => {
+  /** The row write, and on PostgreSQL which replica holds the session (the last one here ends it). */
+  const write = (op: Op) =>
+    replicas === undefined || (op._tag !== "attach" && op._tag !== "detach") ? writeRow(op)
+      : Effect.zipRight(
+          writeRow(op),
+          op._tag === "attach" ? replicas.attach(op.link.configuration, op.link.host)
+            : Effect.suspend(() => (live.has(keyOf(op.configuration, op.host)) ? Effect.void : replicas.detach(op.configuration, op.host)))
+        )
+
+  const writeRow = (op: Op) => {
     switch (op._tag) {
       case "attach":
         return sql`INSERT INTO host_status (configuration, host, kind, fingerprint, address, agent_version, since, last_seen)
@@ -168,7 +186,10 @@ export const make = Effect.gen(function* () {
       Effect.suspend(() => {
         const k = keyOf(link.configuration, link.host)
         live.set(k, (live.get(k) ?? 0) + 1)
-        return enqueue({ _tag: "attach", link, at: now() }, `a${k}`)
+        return Effect.zipRight(
+          enqueue({ _tag: "attach", link, at: now() }, `a${k}`),
+          changed({ configuration: link.configuration, host: link.host, connected: true })
+        )
       }),
       () =>
         Effect.suspend(() => {
@@ -176,16 +197,23 @@ export const make = Effect.gen(function* () {
           const n = (live.get(k) ?? 1) - 1
           if (n > 0) live.set(k, n)
           else live.delete(k)
-          return enqueue({ _tag: "detach", configuration: link.configuration, host: link.host, at: now() }, `d${k}`)
+          return Effect.zipRight(
+            enqueue({ _tag: "detach", configuration: link.configuration, host: link.host, at: now() }, `d${k}`),
+            changed({ configuration: link.configuration, host: link.host, connected: n > 0 })
+          )
         })
     )
 
-  const report = (r: Report, link: AgentLink) => enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`)
+  const report = (r: Report, link: AgentLink) =>
+    Effect.zipRight(
+      enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`),
+      Effect.suspend(() => changed({ configuration: r.configuration, host: r.host, connected: live.has(keyOf(r.configuration, r.host)), report: r }))
+    )
 
   const documentRead = (link: AgentLink, configuration: string, hash: string) =>
     link.host !== undefined ? Effect.void : enqueue({ _tag: "poll", link, configuration, hash, at: now() }, `p${keyOf(configuration, link.fingerprint)}`)
 
-  const toRow = (r: Row): HostRow => ({
+  const toRow = (elsewhere: ReadonlySet<string>) => (r: Row): HostRow => ({
     configuration: r.configuration,
     host: r.host,
     kind: r.kind === "poll" ? "poll" : "agent",
@@ -202,8 +230,9 @@ export const make = Effect.gen(function* () {
     since: r.since,
     lastReport: r.last_report,
     lastSeen: r.last_seen,
-    connected: r.kind !== "poll" && live.has(keyOf(r.configuration, r.host))
+    connected: r.kind !== "poll" && (live.has(keyOf(r.configuration, r.host)) || elsewhere.has(keyOf(r.configuration, r.host)))
   })
+  const none: ReadonlySet<string> = new Set()
 
   const dbError = (cause: unknown) => new StorageError({ reason: "database failure", cause })
 
@@ -214,7 +243,7 @@ export const make = Effect.gen(function* () {
           ? sql<Row>`SELECT * FROM host_status ORDER BY configuration, host`
           : sql<Row>`SELECT * FROM host_status WHERE configuration = ${configuration} ORDER BY host`
       ),
-      Effect.map((rs) => rs.map(toRow)),
+      Effect.flatMap((rs) => Effect.map(replicas === undefined ? Effect.succeed(none) : replicas.elsewhere(configuration), (e) => rs.map(toRow(e)))),
       Effect.mapError(dbError)
     )
 
@@ -229,4 +258,7 @@ export const make = Effect.gen(function* () {
 })
 
 /** Requires SqlClient with the migrations applied (StorageLive runs them). */
-export const HostStatusLive = Layer.scoped(HostStatus, make)
+export const HostStatusLive = Layer.scoped(HostStatus, make())
+
+/** With the replica heartbeat and timeout given (tests). */
+export const HostStatusWith = (options: ReplicaSessionsOptions) => Layer.scoped(HostStatus, make(options))

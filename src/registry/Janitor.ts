@@ -4,6 +4,7 @@
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { quote } from "../domain/LogText.js"
 import type { BlobStore } from "./BlobStore.js"
+import { asLeader } from "./Leadership.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { bump, janitorFreedBytes, janitorRemovedBlobs, janitorRunsBy } from "./RegistryMetrics.js"
 import { retention } from "./Retention.js"
@@ -51,8 +52,9 @@ export const JanitorLive = (
   opts: JanitorOptions = {}
 ): Layer.Layer<never, never, Storage | BlobStore | Uploads | RegistryConfig> =>
   Layer.scopedDiscard(
+    // Replicas on one database: only the leader cleans up (Leadership.ts).
     Effect.all([
-      Effect.forkScoped(every("retention", retentionPass, opts.retentionEvery ?? "5 minutes", janitorRunsBy.retention)),
-      Effect.forkScoped(every("upload sweep", sweepPass, opts.sweepEvery ?? "1 minute", janitorRunsBy.upload_sweep))
+      Effect.forkScoped(asLeader("retention", every("retention", retentionPass, opts.retentionEvery ?? "5 minutes", janitorRunsBy.retention))),
+      Effect.forkScoped(asLeader("upload sweep", every("upload sweep", sweepPass, opts.sweepEvery ?? "1 minute", janitorRunsBy.upload_sweep)))
     ])
   )

@@ -3,45 +3,64 @@
 //
 // States are append-only: a configuration row points at its current state; every change inserts a
 // new state with a copy of its layers (component, version, blob hash, version ctime) so history and
-// rollback stay readable after retention removed a version. Names compare with SQLite's BINARY
-// collation, i.e. byte order of their UTF-8 text.
+// rollback stay readable after retention removed a version. Names compare in byte order of their
+// UTF-8 text (SQLite's BINARY collation). The same migrations run on SQLite and PostgreSQL: what
+// differs (id columns, collation, PostgreSQL's blob tables) comes from SqlDialect.ts.
 import { Migrator, SqlClient } from "@effect/sql"
 import { Effect } from "effect"
+import { ddl, isPostgres } from "./SqlDialect.js"
 
 const initial = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`CREATE TABLE versions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    component TEXT NOT NULL,
-    version TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    ctime TEXT NOT NULL,
+    id ${d.id},
+    component ${d.text} NOT NULL,
+    version ${d.text} NOT NULL,
+    hash ${d.text} NOT NULL,
+    ctime ${d.text} NOT NULL,
     UNIQUE (component, version)
   )`
   yield* sql`CREATE INDEX versions_hash ON versions (hash)`
+  // On PostgreSQL the blobs live in the database too (PgBlobStore.ts): one row per blob, its bytes in
+  // 1 MiB chunks. STORAGE EXTERNAL: layers are gzip already, compressing them again only costs CPU.
+  if (isPostgres(sql)) {
+    yield* sql`CREATE TABLE blobs (
+      hash ${d.text} PRIMARY KEY,
+      size BIGINT NOT NULL,
+      created ${d.text} NOT NULL
+    )`
+    yield* sql`CREATE TABLE blob_chunks (
+      hash ${d.text} NOT NULL REFERENCES blobs (hash) ON DELETE CASCADE,
+      n INTEGER NOT NULL,
+      data BYTEA NOT NULL,
+      PRIMARY KEY (hash, n)
+    )`
+    yield* sql`ALTER TABLE blob_chunks ALTER COLUMN data SET STORAGE EXTERNAL`
+  }
   // AUTOINCREMENT ids: a configuration deleted and created again starts a fresh history.
   yield* sql`CREATE TABLE configurations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL UNIQUE,
+    id ${d.id},
+    name ${d.text} NOT NULL UNIQUE,
     state_id INTEGER NOT NULL
   )`
   yield* sql`CREATE TABLE states (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id ${d.id},
     configuration_id INTEGER NOT NULL,
-    time TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    who_user TEXT NOT NULL,
-    who_fingerprint TEXT NOT NULL,
-    who_comment TEXT NOT NULL
+    time ${d.text} NOT NULL,
+    hash ${d.text} NOT NULL,
+    who_user ${d.text} NOT NULL,
+    who_fingerprint ${d.text} NOT NULL,
+    who_comment ${d.text} NOT NULL
   )`
   yield* sql`CREATE INDEX states_configuration ON states (configuration_id, id)`
   yield* sql`CREATE TABLE state_layers (
     state_id INTEGER NOT NULL REFERENCES states (id),
     position INTEGER NOT NULL,
-    component TEXT NOT NULL,
-    version TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    ctime TEXT NOT NULL,
+    component ${d.text} NOT NULL,
+    version ${d.text} NOT NULL,
+    hash ${d.text} NOT NULL,
+    ctime ${d.text} NOT NULL,
     PRIMARY KEY (state_id, position)
   )`
   yield* sql`CREATE INDEX state_layers_version ON state_layers (component, version)`
@@ -52,23 +71,24 @@ const initial = Effect.gen(function* () {
 // became what it is. Whether a host is connected is not stored: live sessions know it.
 const hostStatus = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`CREATE TABLE host_status (
-    configuration TEXT NOT NULL,
-    host TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    address TEXT NOT NULL,
-    agent_version TEXT NOT NULL DEFAULT '',
-    hash TEXT NOT NULL DEFAULT '',
-    target TEXT NOT NULL DEFAULT '',
-    outcome TEXT NOT NULL DEFAULT '',
-    reason TEXT NOT NULL DEFAULT '',
-    lines TEXT NOT NULL DEFAULT '[]',
-    started TEXT NOT NULL DEFAULT '',
+    configuration ${d.text} NOT NULL,
+    host ${d.text} NOT NULL,
+    kind ${d.text} NOT NULL,
+    fingerprint ${d.text} NOT NULL,
+    address ${d.text} NOT NULL,
+    agent_version ${d.text} NOT NULL DEFAULT '',
+    hash ${d.text} NOT NULL DEFAULT '',
+    target ${d.text} NOT NULL DEFAULT '',
+    outcome ${d.text} NOT NULL DEFAULT '',
+    reason ${d.text} NOT NULL DEFAULT '',
+    lines ${d.text} NOT NULL DEFAULT '[]',
+    started ${d.text} NOT NULL DEFAULT '',
     duration_ms INTEGER NOT NULL DEFAULT 0,
-    since TEXT NOT NULL,
-    last_report TEXT NOT NULL DEFAULT '',
-    last_seen TEXT NOT NULL,
+    since ${d.text} NOT NULL,
+    last_report ${d.text} NOT NULL DEFAULT '',
+    last_seen ${d.text} NOT NULL,
     PRIMARY KEY (configuration, host)
   )`
 })
@@ -77,13 +97,14 @@ const hostStatus = Effect.gen(function* () {
 // state (states are never removed, so signatures survive retention and rollback).
 const signatures = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`CREATE TABLE signatures (
     state_id INTEGER NOT NULL REFERENCES states (id),
-    fingerprint TEXT NOT NULL,
-    signed_at TEXT NOT NULL,
-    signature TEXT NOT NULL,
-    added_at TEXT NOT NULL,
-    added_by_fingerprint TEXT NOT NULL,
+    fingerprint ${d.text} NOT NULL,
+    signed_at ${d.text} NOT NULL,
+    signature ${d.text} NOT NULL,
+    added_at ${d.text} NOT NULL,
+    added_by_fingerprint ${d.text} NOT NULL,
     PRIMARY KEY (state_id, fingerprint)
   )`
 })
@@ -93,23 +114,24 @@ const signatures = Effect.gen(function* () {
 // active rollout per configuration. rollout_events: what each step changed, for -status and history.
 const rollouts = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`CREATE TABLE rollouts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    configuration TEXT NOT NULL,
+    id ${d.id},
+    configuration ${d.text} NOT NULL,
     active INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    target_hash TEXT NOT NULL,
-    target_layers TEXT NOT NULL,
-    started TEXT NOT NULL,
-    who_user TEXT NOT NULL,
-    who_fingerprint TEXT NOT NULL,
-    who_comment TEXT NOT NULL
+    state ${d.text} NOT NULL,
+    target_hash ${d.text} NOT NULL,
+    target_layers ${d.text} NOT NULL,
+    started ${d.text} NOT NULL,
+    who_user ${d.text} NOT NULL,
+    who_fingerprint ${d.text} NOT NULL,
+    who_comment ${d.text} NOT NULL
   )`
   yield* sql`CREATE UNIQUE INDEX rollouts_active ON rollouts (configuration) WHERE active = 1`
-  yield* sql`CREATE TABLE rollout_events (
+  yield* sql`CREATE TABLE rollout_events (${d.rowid}
     rollout_id INTEGER NOT NULL REFERENCES rollouts (id),
-    time TEXT NOT NULL,
-    text TEXT NOT NULL
+    time ${d.text} NOT NULL,
+    text ${d.text} NOT NULL
   )`
   yield* sql`CREATE INDEX rollout_events_rollout ON rollout_events (rollout_id)`
 })
@@ -120,10 +142,11 @@ const rollouts = Effect.gen(function* () {
 // label, or "driver" for the registry's own steps), for `history`.
 const rolloutEvents = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
+  const d = ddl(sql)
   yield* sql`ALTER TABLE rollouts ADD COLUMN target_state_id INTEGER NOT NULL DEFAULT 0`
-  yield* sql`ALTER TABLE rollouts ADD COLUMN phase TEXT NOT NULL DEFAULT ''`
+  yield* sql`ALTER TABLE rollouts ADD COLUMN phase ${d.text} NOT NULL DEFAULT ''`
   yield* sql`CREATE INDEX rollouts_target ON rollouts (target_state_id)`
-  yield* sql`ALTER TABLE rollout_events ADD COLUMN actor TEXT NOT NULL DEFAULT ''`
+  yield* sql`ALTER TABLE rollout_events ADD COLUMN actor ${d.text} NOT NULL DEFAULT ''`
 })
 
 export const migrations = Migrator.fromRecord({
@@ -134,5 +157,27 @@ export const migrations = Migrator.fromRecord({
   "5_rollout_events": rolloutEvents
 })
 
-/** Runs the pending migrations (in one transaction); returns the ones applied. */
-export const migrate = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })
+
+/**
+ * Runs the pending migrations (in one transaction); returns the ones applied. On PostgreSQL, replicas
+ * starting together would race to create the migrator's table (its table lock covers only what comes
+ * after): it is created first, the same DDL as the migrator's, under an advisory lock.
+ */
+export const migrate = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+  isPostgres(sql)
+    ? Effect.zipRight(
+        sql.withTransaction(
+          Effect.zipRight(
+            sql`SELECT pg_advisory_xact_lock(hashtext('deploy-registry migrations'))`,
+            sql`CREATE TABLE IF NOT EXISTS schema_migrations (
+              migration_id integer primary key,
+              created_at timestamp with time zone not null default now(),
+              name text not null
+            )`
+          )
+        ),
+        migrateNow
+      )
+    : migrateNow
+)

@@ -2,7 +2,7 @@
 // Recording is a map update in the global metric registry, cheap enough to stay on when -metrics is off;
 // only the exporter (src/metrics/MetricsEndpoint.ts) is loaded on demand. Every label value comes from a
 // closed set here: never a host name, hash, key or path.
-import { Metric, MetricBoundaries } from "effect"
+import { Metric, MetricBoundaries, MetricKey, type MetricKeyType, MetricLabel } from "effect"
 import { catalogue } from "../domain/Commands.js"
 import type { RejectKind } from "./Auth.js"
 
@@ -11,9 +11,19 @@ export type ConnRole = "operator" | "agent"
 export type ConnOutcome = "login" | "refused" | "timeout" | "closed" | "limit"
 
 const P = "deploy_registry_"
-const counter = (name: string, description: string) => Metric.counter(P + name, { description, incremental: true })
+const counterKey = (name: string, description: string) => MetricKey.counter(P + name, { description, incremental: true })
+const counter = (name: string, description: string) => Metric.fromMetricKey(counterKey(name, description))
 /** An up-down counter: exported as a Prometheus gauge. */
-const level = (name: string, description: string) => Metric.counter(P + name, { description })
+const levelKey = (name: string, description: string) => MetricKey.counter(P + name, { description })
+const level = (name: string, description: string) => Metric.fromMetricKey(levelKey(name, description))
+
+/**
+ * The metric of `key` with `labels`, made from the tagged key. Not Metric.tagged: that merges its tags into
+ * a new array on every update, so Effect made and hashed a new MetricKey for each event (4% of the
+ * registry's CPU per handshake); this one looks its key up once and keeps the hook.
+ */
+const tagged = <Type extends MetricKeyType.MetricKeyType<any, any>>(key: MetricKey.MetricKey<Type>, labels: Record<string, string>) =>
+  Metric.fromMetricKey(MetricKey.taggedWithLabels(key, Object.entries(labels).map(([k, v]) => MetricLabel.make(k, v))))
 
 /** Pre-tagged instances per label combination: no key lookup per event beyond the registry's own. */
 const byLabels = <K extends string, M>(values: ReadonlyArray<K>, make: (v: K) => M): Record<K, M> =>
@@ -26,45 +36,45 @@ const REJECT_KINDS = ["weak_algorithm", "not_listed", "bad_signature", "key_opti
 export const COMMAND_NAMES = [...catalogue.map((c) => c.name), "unknown"] as const
 export type CommandLabel = (typeof COMMAND_NAMES)[number]
 
-const connectionsOpen = level("connections_open", "SSH connections open, by role (pending: before login)")
-export const connectionsOpenBy = byLabels(PHASE_ROLES, (r) => Metric.tagged(connectionsOpen, "role", r))
+const connectionsOpen = levelKey("connections_open", "SSH connections open, by role (pending: before login)")
+export const connectionsOpenBy = byLabels(PHASE_ROLES, (role) => tagged(connectionsOpen, { role }))
 
-const connections = counter("connections_total", "SSH connections by role (none before a login) and how the login phase ended")
+const connections = counterKey("connections_total", "SSH connections by role (none before a login) and how the login phase ended")
 export const connectionsBy = (role: ConnRole | "none", outcome: ConnOutcome) => connectionsTable[role][outcome]
 const connectionsTable = byLabels([...ROLES, "none"] as const, (role) =>
-  byLabels(OUTCOMES, (outcome) => connections.pipe(Metric.tagged("role", role), Metric.tagged("outcome", outcome)))
+  byLabels(OUTCOMES, (outcome) => tagged(connections, { role, outcome }))
 )
 
-const authFailures = counter("auth_failures_total", "refused public-key login attempts by reason")
-export const authFailuresBy = byLabels(REJECT_KINDS, (k) => Metric.tagged(authFailures, "reason", k))
+const authFailures = counterKey("auth_failures_total", "refused public-key login attempts by reason")
+export const authFailuresBy = byLabels(REJECT_KINDS, (reason) => tagged(authFailures, { reason }))
 
-const commands = counter("commands_total", "operator console commands by name and outcome (ok: exit 0)")
-const commandSeconds = Metric.histogram(
+const commands = counterKey("commands_total", "operator console commands by name and outcome (ok: exit 0)")
+const commandSeconds = MetricKey.histogram(
   P + "command_duration_seconds",
   MetricBoundaries.exponential({ start: 0.001, factor: 4, count: 9 }),
   "operator console command duration in seconds"
 )
 export const commandBy = byLabels(COMMAND_NAMES, (name) => ({
-  ok: commands.pipe(Metric.tagged("command", name), Metric.tagged("outcome", "ok")),
-  error: commands.pipe(Metric.tagged("command", name), Metric.tagged("outcome", "error")),
-  seconds: Metric.tagged(commandSeconds, "command", name)
+  ok: tagged(commands, { command: name, outcome: "ok" }),
+  error: tagged(commands, { command: name, outcome: "error" }),
+  seconds: tagged(commandSeconds, { command: name })
 }))
 export const commandLabel = (name: string): CommandLabel =>
   (COMMAND_NAMES as ReadonlyArray<string>).includes(name) ? (name as CommandLabel) : "unknown"
 
-const bytes = counter("bytes_total", "SSH bytes by role and direction (in: received), counted when a connection closes")
+const bytes = counterKey("bytes_total", "SSH bytes by role and direction (in: received), counted when a connection closes")
 export const bytesBy = byLabels([...ROLES, "none"] as const, (role) => ({
-  in: bytes.pipe(Metric.tagged("role", role), Metric.tagged("direction", "in")),
-  out: bytes.pipe(Metric.tagged("role", role), Metric.tagged("direction", "out"))
+  in: tagged(bytes, { role, direction: "in" }),
+  out: tagged(bytes, { role, direction: "out" })
 }))
 
-const sftpSessions = level("sftp_sessions_open", "SFTP sessions open, by role")
-export const sftpSessionsBy = byLabels(ROLES, (r) => Metric.tagged(sftpSessions, "role", r))
+const sftpSessions = levelKey("sftp_sessions_open", "SFTP sessions open, by role")
+export const sftpSessionsBy = byLabels(ROLES, (role) => tagged(sftpSessions, { role }))
 
-const janitorRuns = counter("janitor_runs_total", "janitor runs by task (retention, upload_sweep) and outcome")
+const janitorRuns = counterKey("janitor_runs_total", "janitor runs by task (retention, upload_sweep) and outcome")
 export const janitorRunsBy = byLabels(["retention", "upload_sweep"] as const, (task) => ({
-  ok: janitorRuns.pipe(Metric.tagged("task", task), Metric.tagged("outcome", "ok")),
-  error: janitorRuns.pipe(Metric.tagged("task", task), Metric.tagged("outcome", "error"))
+  ok: tagged(janitorRuns, { task, outcome: "ok" }),
+  error: tagged(janitorRuns, { task, outcome: "error" })
 }))
 export const janitorFreedBytes = counter("janitor_freed_bytes_total", "bytes of blobs removed by retention")
 export const janitorRemovedBlobs = counter("janitor_removed_blobs_total", "blobs removed by retention")

@@ -18,13 +18,20 @@ export const ReportMetricsHostStatus = Layer.scoped(
     const current = new Map<string, { readonly hash: string; readonly time: number }>()
     // Subscribed before the read, so no change falls between them.
     const changes = yield* feed.subscribe
-    for (const s of yield* Effect.orElseSucceed(storage.currentStates, () => [])) current.set(s.configuration, { hash: s.hash, time: s.time.getTime() })
+    const reload = Effect.map(Effect.orElseSucceed(storage.currentStates, () => []), (states) => {
+      current.clear()
+      for (const s of states) current.set(s.configuration, { hash: s.hash, time: s.time.getTime() })
+    })
+    yield* reload
     yield* Effect.forkScoped(
       Effect.forever(
-        Effect.map(Queue.take(changes), (e) => {
-          if (e._tag === "State") current.set(e.name, { hash: e.hash, time: e.time.getTime() })
-          else current.delete(e.name)
-        })
+        Effect.flatMap(Queue.take(changes), (e) =>
+          e._tag === "Resync" ? reload
+            : Effect.sync(() => {
+                if (e._tag === "State") current.set(e.name, { hash: e.hash, time: e.time.getTime() })
+                else if (e._tag === "Deleted") current.delete(e.name)
+              })
+        )
       )
     )
     return HostStatus.of({

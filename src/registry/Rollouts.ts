@@ -15,6 +15,7 @@ import { Principal } from "../domain/Principal.js"
 import { HostView, type RolloutEvent, type RolloutPhase, RolloutSpec, RolloutState, Tick, Pause, Resume, Abort } from "../domain/Rollout.js"
 import type { RolloutCommand, RolloutTarget } from "../domain/RolloutCommand.js"
 import { ChangeFeed } from "./ChangeFeed.js"
+import { asLeader } from "./Leadership.js"
 import { HostStatus, type HostRow } from "./HostStatus.js"
 import { parseWaves, plan, served, step } from "./RolloutPlan.js"
 import { rolloutEnded, setLiveRollouts, touchRolloutsEnded } from "./RegistryMetrics.js"
@@ -197,7 +198,8 @@ export const make = (options: RolloutOptions) =>
       Effect.sync(() => setInterval(() => Effect.runSync(Queue.offer(wakeQ, undefined)), options.tickMs)),
       (t) => Effect.sync(() => clearInterval(t))
     )
-    yield* Effect.forkScoped(
+    // Replicas on one database: only the leader drives (Leadership.ts).
+    yield* Effect.forkScoped(asLeader("rollout driver",
       Effect.forever(
         Effect.gen(function* () {
           yield* Queue.take(wakeQ)
@@ -207,7 +209,7 @@ export const make = (options: RolloutOptions) =>
             )
           }
         })
-      )
+      ))
     )
 
     /** The target's layers, from the current state and the command. */

@@ -245,11 +245,13 @@ export const serveAgentView = (
               Effect.gen(function* () {
                 const info = (yield* scope.mayReadBlob(v.hash)) ? yield* blobs.stat(v.hash) : undefined
                 if (info === undefined) return (noSuchFile(reqId), false)
+                const file = yield* Effect.option(blobs.local(v.hash))
+                if (Option.isNone(file)) return (sftp.status(reqId, STATUS.FAILURE, "cannot open"), false)
                 // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
                 // must still land in `handles`, which the finalizer closes.
                 return yield* Effect.uninterruptible(
                   Effect.async<boolean>((resume) =>
-                    fs.open(blobs.path(v.hash), "r", (e, fd) => {
+                    fs.open(file.value, "r", (e, fd) => {
                       if (e === null) {
                         newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
                         return resume(Effect.succeed(true))

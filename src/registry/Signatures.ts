@@ -110,7 +110,7 @@ export const make = Effect.gen(function* () {
         if (state.time.getTime() < made.getTime() - CLOCK_SKEW_MS) {
           return yield* new SignatureRejected({ message: `signature time ${rfc3339Seconds(state.time)} is before the state was made (${rfc3339Seconds(made)}); sign it anew` })
         }
-        const [{ n }] = yield* sql<{ n: number }>`SELECT COUNT(*) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
+        const [{ n }] = yield* sql<{ n: number }>`SELECT CAST(COUNT(*) AS INTEGER) AS n FROM signatures WHERE state_id = ${cur.id} AND fingerprint != ${fingerprint(v.publicKey)}`
         if (n >= MAX_SIGNATURES_PER_STATE) return yield* new SignatureRejected({ message: `state already has ${n} signatures, the most kept` })
         const row = { state_id: cur.id, fingerprint: fingerprint(v.publicKey), signed_at: state.time.toISOString(), signature, added_at: new Date(now).toISOString(), added_by_fingerprint: who.fingerprint }
         yield* sql`INSERT INTO signatures ${sql.insert(row)}

@@ -1,8 +1,10 @@
 // The SqlClient the registry's metadata lives in: SQLite in <dir>/state.db (WAL, so readers such as
-// `verify` never block the server), or an in-memory database for unit tests.
+// `verify` never block the server), PostgreSQL when -db names one (docs/scale-out.md), or an
+// in-memory database for unit tests.
 import { SqlClient } from "@effect/sql"
+import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Redacted } from "effect"
 import { copyFile, mkdir, mkdtemp, rm, stat } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -59,9 +61,32 @@ const readonlyDatabase = (dir: string) =>
     return open(copy, false)
   })
 
-/** `<dir>/state.db`, creating `dir` when missing (fault 11). `readonly` for tools that only look (verify). */
-export const SqlLive = (dir: string, options: { readonly readonly?: boolean } = {}) =>
-  Layer.unwrapScoped(
+/** A `postgres://` URL (-db, DATABASE_URL) rather than a file. */
+export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//.test(db)
+
+/**
+ * PostgreSQL at `url` (PgClient and SqlClient). The pool reconnects by itself: a database restart fails
+ * the statements in flight, the next ones get fresh connections.
+ */
+export const SqlPostgres = (url: string) =>
+  PgClient.layer({
+    url: Redacted.make(url),
+    applicationName: "deploy-registry",
+    maxConnections: 16,
+    connectTimeout: "10 seconds",
+    idleTimeout: "60 seconds"
+  }).pipe(Layer.mapError((cause) => new StorageError({ reason: "cannot connect to the PostgreSQL database", cause })))
+
+export interface SqlOptions {
+  /** Tools that only look (verify): nothing in the directory changes. */
+  readonly readonly?: boolean
+  /** A PostgreSQL URL: the metadata lives there instead of <dir>/state.db. */
+  readonly db?: string | undefined
+}
+
+/** `<dir>/state.db`, creating `dir` when missing (fault 11), or PostgreSQL when `db` is given. */
+export const SqlLive = (dir: string, options: SqlOptions = {}): Layer.Layer<SqlClient.SqlClient, StorageError> =>
+  options.db !== undefined ? SqlPostgres(options.db) : Layer.unwrapScoped(
     options.readonly
       ? readonlyDatabase(dir)
       : Effect.tryPromise({ try: () => mkdir(dir, { recursive: true }), catch: fsError("cannot create the data directory") }).pipe(

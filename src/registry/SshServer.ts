@@ -3,7 +3,7 @@
 // and hand each socket to ssh2 with injectSocket. Every connection is a fiber in a FiberSet created after
 // the listener, so closing the layer's scope stops accepting, interrupts the connections (their sessions'
 // finalizers discard unfinished uploads and close files) and then closes the listener.
-import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Option } from "effect"
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
@@ -32,6 +32,8 @@ import type { Uploads } from "./Uploads.js"
 import type { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
 import { defaultWatchOptions, isWatchCommand, serveWatch, type WatchOptions } from "./WatchSession.js"
+import { isEventsCommand, serveEvents } from "./EventsSession.js"
+import { OperatorEvents } from "./OperatorEvents.js"
 
 export interface SshServerOptions {
   /** Host to bind; "" binds every interface. */
@@ -100,6 +102,8 @@ const make = (opts: SshServerOptions) =>
     const auth = yield* Auth
     const hostStatus = yield* HostStatus
     const rollouts = yield* Rollouts
+    // The `events` stream, when wired (main.ts); without it `events` is answered by the interpreter (an error).
+    const operatorEvents = yield* Effect.serviceOption(OperatorEvents)
     const watch = opts.watch ?? defaultWatchOptions
     const handshakeTimeout = Duration.decode(opts.handshakeTimeout ?? "20 seconds")
     const deadline = Duration.decode(opts.deadline)
@@ -268,6 +272,8 @@ const make = (opts: SshServerOptions) =>
                 ch.on("error", () => undefined) // a client gone mid-write is not our error
                 // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
                 if (forced !== undefined) runConn(Effect.logInfo(`forced command for ${quote(who.user)} instead of ${quote(info.command)}`))
+                // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
+                else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
                 runConn(runExec(ch, forced ?? info.command, who, term))
               })
               session.on("shell", (acc, rej) => {

@@ -20,6 +20,7 @@ import {
 } from "../domain/Errors.js"
 import type { ComponentName, ConfigurationName, Sha256, Version } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
+import { forUpdate } from "./SqlDialect.js"
 import type { Reads } from "./StorageReads.js"
 import {
   type Change, chunks, duplicateComponent, insertState, type LayerInfo, orStorage, sameLayers, type StateInfo,
@@ -62,6 +63,9 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
   ) =>
     transaction(
       Effect.gen(function* () {
+        // PostgreSQL replicas: hold the configuration row until commit, so a concurrent change waits and
+        // then checks `-expect` against what this one wrote (SQLite's single writer did that implicitly).
+        yield* sql`SELECT id FROM configurations WHERE name = ${name} ${forUpdate(sql)}`
         const before = yield* currentState(name)
         // A plain change during a rollout would change what the rollout reverts to: refused.
         const [active] = yield* sql<{ target_hash: string }>`SELECT target_hash FROM rollouts WHERE configuration = ${name} AND active = 1`
@@ -87,9 +91,11 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
   const addVersion = (component: ComponentName, version: Version, hash: Sha256) =>
     transaction(
       Effect.gen(function* () {
-        if (Option.isSome(yield* findVersion(component, version))) return yield* new VersionExists({ component, version })
         const ctime = yield* now
-        yield* sql`INSERT INTO versions ${sql.insert({ component, version, hash, ctime: ctime.toISOString() })}`
+        // ON CONFLICT: a concurrent addver of the same version (another replica) loses cleanly.
+        const inserted = yield* sql`INSERT INTO versions ${sql.insert({ component, version, hash, ctime: ctime.toISOString() })}
+          ON CONFLICT (component, version) DO NOTHING RETURNING id`
+        if (inserted.length === 0) return yield* new VersionExists({ component, version })
         return { component, version, hash, ctime } satisfies VersionInfo
       })
     )
@@ -100,9 +106,12 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
         const existing = yield* sql`SELECT 1 FROM configurations WHERE name = ${name}`
         if (existing.length > 0) return yield* new ConfigurationExists({ name })
         const layers = yield* resolve(refs)
-        // state_id 0 until the first state exists (states need the configuration's id).
-        const [row] = yield* sql<{ id: number }>`INSERT INTO configurations (name, state_id) VALUES (${name}, 0) RETURNING id`
-        return yield* writeState(row!.id, name, layers, who)
+        // state_id 0 until the first state exists (states need the configuration's id). ON CONFLICT: a
+        // concurrent addconf of the same name (another replica) loses cleanly.
+        const [row] = yield* sql<{ id: number }>`INSERT INTO configurations (name, state_id) VALUES (${name}, 0)
+          ON CONFLICT (name) DO NOTHING RETURNING id`
+        if (row === undefined) return yield* new ConfigurationExists({ name })
+        return yield* writeState(row.id, name, layers, who)
       })
     )
 
@@ -200,7 +209,7 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
     transaction(
       Effect.gen(function* () {
         const doomed = yield* sql<VersionRow>`SELECT v.id, v.component, v.version, v.hash, v.ctime FROM versions v
-          WHERE (SELECT COUNT(*) FROM versions w WHERE w.component = v.component AND w.id > v.id) >= ${Math.max(0, keep)}
+          WHERE (SELECT CAST(COUNT(*) AS INTEGER) FROM versions w WHERE w.component = v.component AND w.id > v.id) >= ${Math.max(0, keep)}
             AND NOT EXISTS (SELECT 1 FROM configurations c JOIN state_layers l ON ${servedBy}
                             WHERE l.component = v.component AND l.version = v.version)
           ORDER BY v.component, v.id`

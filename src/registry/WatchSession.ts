@@ -115,7 +115,13 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       yield* Effect.forkScoped(
         Effect.forever(
           Effect.flatMap(Queue.take(events), (e) =>
-            e.name !== req.name || hidden ? Effect.void
+            hidden ? Effect.void
+              // Events may have been missed (a renewed LISTEN, PgChangeFeed.ts): what this host is served, sent again.
+              : e._tag === "Resync" ? Effect.suspend(() => {
+                  last = undefined
+                  return sendServed
+                })
+              : e.name !== req.name ? Effect.void
               // Without a rollout the event is what the host gets (no read per watcher and change).
               : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
                   last = e.hash

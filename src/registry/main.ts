@@ -3,6 +3,8 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Context, Effect, FiberRef, HashSet, Layer, Logger, LogLevel } from "effect"
 import { promises as fs, constants as fsConstants } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import type { StorageError } from "../domain/Errors.js"
 import type { ImportError } from "../domain/ImportError.js"
 import { escapeUnprintable } from "../domain/LogText.js"
@@ -13,14 +15,20 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
-import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
+import { ChangeFeedStorage } from "./ChangeFeed.js"
+import { LeadershipLive } from "./Leadership.js"
+import { ChangeFeedFor } from "./PgChangeFeed.js"
 import { RolloutsLive } from "./Rollouts.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { HostStatusLive } from "./HostStatus.js"
+import { HostEventsLive } from "./HostEvents.js"
+import { OperatorEventsLive } from "./OperatorEvents.js"
+import { TimelineLive } from "./Timeline.js"
 import { LayerVerdictsLive } from "./LayerVerdicts.js"
 import { devHints, display, prepareDevKeys } from "./DevMode.js"
 import { parseArgs, type RegistryFlags } from "./Flags.js"
 import { JanitorLive } from "./Janitor.js"
+import { PgBlobStoreLive } from "./PgBlobStore.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { ReportMetricsHostStatus } from "./ReportMetrics.js"
 import { SqlLive } from "./Sql.js"
@@ -86,19 +94,26 @@ const serve = (flags: RegistryFlags) =>
       for (const line of dev.lines) yield* Effect.logInfo(line)
     }
 
-    const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver })
+    const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver, db: flags.db, cacheMax: flags.cacheMax })
+    if (flags.db !== undefined) yield* Effect.logInfo(`metadata and blobs in PostgreSQL at ${describeDb(flags.db)}`)
     // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
     const Metadata = RolloutsLive({ tickMs: flags.rolloutTickMs }).pipe(
       Layer.provideMerge(Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive))
     ).pipe(
-      Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
-      Layer.provideMerge(SqlLive(flags.dir))
+      // Replicas on PostgreSQL: events cross them by LISTEN/NOTIFY, and one leader drives rollouts and the janitor.
+      Layer.provideMerge(Layer.merge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedFor())), LeadershipLive())),
+      Layer.provideMerge(SqlLive(flags.dir, { db: flags.db })),
+      Layer.provideMerge(HostEventsLive) // HostStatus publishes host changes when it is there
     )
+    // With -db the blobs live in PostgreSQL too (PgBlobStore, cached in <dir>/cache); else in <dir>/files.
+    const Blobs = flags.db !== undefined ? PgBlobStoreLive : BlobStoreLive
     const Core = CommandInterpreterLive.pipe(
-      Layer.provideMerge(Layer.mergeAll(Metadata, BlobStoreLive, UploadsLive, LayerVerdictsLive)),
+      // TimelineLive and OperatorEventsLive follow the feeds: the 24 h timeline and the operators' `events` stream.
+      Layer.provideMerge(Layer.mergeAll(TimelineLive, OperatorEventsLive, Blobs, UploadsLive, LayerVerdictsLive)),
+      Layer.provideMerge(Metadata),
       Layer.provideMerge(config)
     )
-    const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir))
+    const Edge = Layer.mergeAll(AuthLive({ operatorKeys: flags.opauth, serviceKeys: flags.srvauth }), HostKeyLive(flags.dir, flags.hostkey))
     // The exporter's modules load only when asked for (start-up without -metrics does not pay for them).
     const metrics = flags.metrics
     const Metrics = metrics === undefined
@@ -124,6 +139,38 @@ const serve = (flags: RegistryFlags) =>
     )
   })
 
+/** host:port/database of a PostgreSQL URL, for logs (never the user or password). */
+const describeDb = (url: string) => {
+  try {
+    const u = new URL(url)
+    return `${u.host}${u.pathname}`
+  } catch {
+    return "(unparsable URL)"
+  }
+}
+
+/** verify -db: the database's metadata and blobs; a throwaway cache (the registry's own -dir stays untouched). */
+const verifyDb = (db: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const cacheDir = yield* Effect.acquireRelease(
+        Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "registry-verify-"))),
+        (d) => Effect.promise(() => fs.rm(d, { recursive: true, force: true }))
+      )
+      const report = yield* verify.pipe(
+        Effect.map(renderReport),
+        Effect.provide(
+          Layer.mergeAll(StorageReadOnly, PgBlobStoreLive).pipe(
+            Layer.provide(SqlLive(cacheDir, { readonly: true, db })),
+            Layer.provide(RegistryConfig.make(cacheDir, { db }))
+          )
+        )
+      )
+      process.stdout.write(report.output)
+      if (report.exitCode !== 0) process.exitCode = report.exitCode
+    })
+  )
+
 const verifyDir = (dir: string) =>
   Effect.gen(function* () {
     const found = yield* Effect.promise(() => fs.access(`${dir}/state.db`).then(() => true, () => false))
@@ -143,7 +190,7 @@ const verifyDir = (dir: string) =>
   })
 
 const argv = process.argv.slice(2)
-const parsed = argv.length === 1 && /^--?version$/.test(argv[0]!) ? ({ _tag: "Version" } as const) : parseArgs(argv)
+const parsed = argv.length === 1 && /^--?version$/.test(argv[0]!) ? ({ _tag: "Version" } as const) : parseArgs(argv, process.env)
 switch (parsed._tag) {
   case "Version":
     process.stdout.write(`deploy-registry ${VERSION}\n`)
@@ -160,7 +207,7 @@ switch (parsed._tag) {
   case "Serve": {
     const program: Effect.Effect<void, ImportError | StartupError | StorageError | SshError> =
       parsed._tag === "Verify"
-        ? verifyDir(parsed.dir)
+        ? parsed.db !== undefined ? verifyDb(parsed.db) : verifyDir(parsed.dir)
         : parsed._tag === "Import"
           ? Effect.map(importGoRegistry(parsed.from, parsed.dir), (s) => void process.stdout.write(renderSummary(parsed.from, parsed.dir, s)))
           : serve(parsed.flags)

@@ -1,5 +1,5 @@
 // How an operator tool (deployctl, deploy-from-docker) reaches the registry, defined once:
-// the address `host:port`; the host key pinned by `-fp SHA256:…`, else checked against
+// the address `host:port`, or several replicas' `a:2022,b:2022` tried in order (connectFirst); the host key pinned by `-fp SHA256:…`, else checked against
 // ~/.ssh/known_hosts; `-key FILE`, else $DEPLOYCTL_KEY, else the ssh-agent at $SSH_AUTH_SOCK, else
 // ~/.ssh/id_ed25519, id_ecdsa, id_rsa (ClientAuth.ts); a certificate beside the key (or -cert) is used.
 import { Effect, Either, type Scope } from "effect"
@@ -9,14 +9,55 @@ import * as ClientAuth from "./ClientAuth.js"
 import { connect, parseAddress } from "./Connection.js"
 import { fingerprint, normalizeFingerprint } from "./Fingerprint.js"
 import * as KnownHosts from "./KnownHosts.js"
-import type { SshError } from "./SshError.js"
+import { SshError } from "./SshError.js"
 
-export interface Target {
+export interface Address {
   readonly host: string
   readonly port: number
+}
+
+export interface Target extends Address {
+  /** Every address of `-addr`, in order (host:port above is the first): replicas behind one name. */
+  readonly addresses: ReadonlyArray<Address>
   /** The pinned host key fingerprint (`SHA256:…`, `sha256:` accepted); undefined or "": known_hosts decides. */
   readonly fingerprint: string | undefined
 }
+
+/** `-addr a:2022,b:2022`: one address or several, comma-separated; undefined when any is malformed. */
+export const parseAddresses = (addr: string): ReadonlyArray<Address> | undefined => {
+  const all = addr.split(",").map(parseAddress)
+  return all.length > 0 && all.every((a) => a !== undefined) ? all : undefined
+}
+
+/**
+ * Connects to the first address that answers, from `start` on and wrapping around. Only a connection
+ * failure (refused, unreachable, timed out, closed during the handshake) moves on to the next address: a
+ * host key or login refusal stops at once, since every replica presents one key (`-hostkey`) and trusts
+ * the same keys, so that is a configuration to fix, not a replica to skip. One address fails with its
+ * own error, unchanged; several with one error naming each address's failure. Resolves with the index
+ * of the address that answered.
+ */
+export const connectFirst = <A, R>(
+  addresses: ReadonlyArray<Address>,
+  start: number,
+  one: (a: Address) => Effect.Effect<A, SshError, R>
+): Effect.Effect<readonly [A, number], SshError, R> =>
+  Effect.gen(function* () {
+    const failures: Array<SshError> = []
+    for (let i = 0; i < addresses.length; i++) {
+      const index = (start + i) % addresses.length
+      const r = yield* Effect.either(one(addresses[index]!))
+      if (Either.isRight(r)) return [r.right, index] as const
+      if (r.left.reason !== "Connect") return yield* r.left
+      failures.push(r.left)
+    }
+    if (failures.length === 1) return yield* failures[0]!
+    return yield* new SshError({
+      reason: "Connect",
+      message: `no registry address answered: ${failures.map((f) => f.message).join("; ")}`,
+      cause: failures.at(-1)?.cause
+    })
+  })
 
 /**
  * Checks `-addr` and `-fp` (as given, or from $DEPLOYCTL_ADDR / $DEPLOYCTL_FINGERPRINT) before
@@ -26,8 +67,12 @@ export const parseTarget = (addr: string | undefined, fp: string | undefined): E
   if (addr === undefined || addr === "") {
     return Either.left(new UsageError({ message: "no registry address: pass -addr host:port or set DEPLOYCTL_ADDR" }))
   }
-  const a = parseAddress(addr)
-  if (a === undefined) return Either.left(new UsageError({ message: `invalid registry address "${addr}": want host:port` }))
+  const all = parseAddresses(addr)
+  if (all === undefined) {
+    const want = addr.includes(",") ? "host:port or host:port,host:port,…" : "host:port"
+    return Either.left(new UsageError({ message: `invalid registry address "${addr}": want ${want}` }))
+  }
+  const a = { ...all[0]!, addresses: all }
   if (fp === undefined || fp === "") return Either.right({ ...a, fingerprint: undefined })
   const pinned = normalizeFingerprint(fp)
   if (pinned === undefined) {
@@ -43,8 +88,8 @@ export interface HostKeyPolicy {
   readonly hostKeyRefused: (seen: string) => string
 }
 
-/** The pinned fingerprint exactly, else `<home>/.ssh/known_hosts` (read once, up front). */
-export const hostKeyPolicy = (t: Target, home?: string): Effect.Effect<HostKeyPolicy, SshError> =>
+/** The pinned fingerprint exactly, else `<home>/.ssh/known_hosts` (read once, up front), for one address. */
+export const hostKeyPolicy = (t: Address & { readonly fingerprint: string | undefined }, home?: string): Effect.Effect<HostKeyPolicy, SshError> =>
   Effect.gen(function* () {
     const where = `${t.host}:${t.port}`
     if (t.fingerprint !== undefined && t.fingerprint !== "") {
@@ -78,14 +123,19 @@ export const credentials = (keyFile: string | undefined, agentSocket: string | u
 
 export type Credentials = ReturnType<typeof ClientAuth.connectFields> & { readonly refused?: string }
 
-/** Connects to an already checked target with resolved credentials (scoped). */
+/** Connects to an already checked target with resolved credentials (scoped); its addresses in order. */
 export const connectTarget = (
   t: Target,
   auth: Credentials,
   opts: { readonly username: string; readonly home?: string | undefined }
 ): Effect.Effect<Client, SshError, Scope.Scope> =>
-  Effect.flatMap(hostKeyPolicy(t, opts.home), (policy) =>
-    connect({ host: t.host, port: t.port, username: opts.username, ...policy, ...auth })
+  Effect.map(
+    connectFirst(t.addresses, 0, (a) =>
+      Effect.flatMap(hostKeyPolicy({ ...a, fingerprint: t.fingerprint }, opts.home), (policy) =>
+        connect({ host: a.host, port: a.port, username: opts.username, ...policy, ...auth })
+      )
+    ),
+    ([client]) => client
   )
 
 export interface OperatorOptions {

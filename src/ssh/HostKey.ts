@@ -1,5 +1,7 @@
 // The registry's host key, <dir>/host_key: an OpenSSH-format ed25519 private key generated on first
 // start (mode 0600, written atomically) and reused afterwards. Its fingerprint is what clients pin.
+// `-hostkey FILE` names another file, which must exist: replicas behind one name all load the same key
+// (a replica that generated its own would break every agent's -fp when it answers).
 import { Context, Effect, Layer } from "effect"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
@@ -65,4 +67,19 @@ export const loadOrCreate = (dir: string): Effect.Effect<HostKeyInfo, SshError> 
   )
 }
 
-export const HostKeyLive = (dir: string): Layer.Layer<HostKey, SshError> => Layer.effect(HostKey, loadOrCreate(dir))
+/** Loads `-hostkey FILE`; never generates it (a missing file is an error naming what to do). */
+export const loadFile = (file: string): Effect.Effect<HostKeyInfo, SshError> =>
+  Effect.tryPromise({
+    try: () => fs.readFile(file),
+    catch: (cause) =>
+      keyError(
+        (cause as NodeJS.ErrnoException).code === "ENOENT"
+          ? `host key ${file} (-hostkey) does not exist: copy the key of the first replica there (or create one: ssh-keygen -t ed25519 -N '' -f ${file})`
+          : `cannot read host key ${file}: ${(cause as Error).message}`,
+        cause
+      )
+  }).pipe(Effect.flatMap((content) => describe(file, content, false)))
+
+/** `-hostkey FILE` when given, else `<dir>/host_key` (generated on first start). */
+export const HostKeyLive = (dir: string, file?: string): Layer.Layer<HostKey, SshError> =>
+  Layer.effect(HostKey, file === undefined ? loadOrCreate(dir) : loadFile(file))

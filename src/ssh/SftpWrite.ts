@@ -11,6 +11,8 @@ import { Effect, Stream } from "effect"
 import type { SFTPWrapper } from "ssh2"
 import { closedError, closeHandle, DEFAULT_IN_FLIGHT, isOpen, onClose, openHandle, requestSize, sftpError } from "./Sftp.js"
 import type { SshError } from "./SshError.js"
+import { whenWindow } from "./Ssh2Internals.js"
+import { writeRequest } from "./Ssh2InternalsWrite.js"
 
 export interface UploadOptions {
   /** Bytes per WRITE request; clamped to what the session negotiated (limits@openssh.com). */
@@ -41,79 +43,103 @@ export const upload = <E, R>(
     let acked = 0
     let inFlight = 0
     let failure: SshError | undefined
-    let wake: (() => void) | undefined // resumes a fiber waiting for room / for the last ack
+    // Bytes that straddle source chunks are gathered here (each byte copied at most once, no allocation
+    // per chunk); whole requests inside a chunk are sent as views of it.
     const acc = Buffer.allocUnsafe(chunkSize)
     let accLen = 0
+    // The source chunk being sent, and the fiber waiting for it (or for the last ack) to be done.
+    let cur: Buffer | undefined
+    let curOff = 0
+    let waiter: (() => void) | undefined
+    let final = false // the source ended: send what acc holds, however short
 
-    const notify = () => {
-      const w = wake
-      wake = undefined
-      w?.()
+    const onAck = (len: number) => (err?: Error | null) => {
+      inFlight--
+      if (err) failure ??= sftpError(`write ${remotePath}`, err)
+      else {
+        acked += len
+        options.onProgress?.(acked)
+      }
+      pump()
     }
-    // Waits until `ready()` holds or a write failed.
-    const waitUntil = (ready: () => boolean) =>
+    // Sends `buf` as the next WRITE if fewer than maxInFlight are outstanding and the peer's window takes it
+    // whole (writeRequest frames it straight into SSH packets, copying it before it returns); otherwise
+    // false, and pump runs again at the next ack or window adjustment.
+    const trySend = (buf: Buffer): boolean => {
+      if (failure !== undefined || inFlight >= maxInFlight) return false
+      if (!isOpen(sftp)) {
+        failure ??= closedError(`write ${remotePath}`)
+        return false
+      }
+      if (!writeRequest(sftp, handle!, buf, offset, onAck(buf.length))) {
+        whenWindow(sftp, pump)
+        return false
+      }
+      inFlight++
+      offset += buf.length
+      return true
+    }
+    // Sends what it can of the current chunk, in callbacks (acks, window), not in a fiber per request;
+    // wakes the waiting fiber once the chunk is all sent or gathered, or a write failed.
+    function pump(): void {
+      for (;;) {
+        if (accLen === chunkSize || (final && accLen > 0)) {
+          if (!trySend(acc.subarray(0, accLen))) break
+          accLen = 0
+          continue
+        }
+        if (cur === undefined) break
+        const rest = cur.length - curOff
+        if (rest === 0) {
+          cur = undefined
+          break
+        }
+        if (accLen > 0 || rest < chunkSize) {
+          const take = Math.min(chunkSize - accLen, rest)
+          acc.set(cur.subarray(curOff, curOff + take), accLen)
+          accLen += take
+          curOff += take
+          continue
+        }
+        if (!trySend(cur.subarray(curOff, curOff + chunkSize))) break
+        curOff += chunkSize
+      }
+      if (waiter !== undefined) {
+        const w = waiter
+        waiter = undefined
+        w()
+      }
+    }
+    // Waits until `done()` holds (checked after each pump) or a write failed.
+    const waitUntil = (done: () => boolean) =>
       Effect.async<void, SshError>((resume) => {
         const check = () => {
           if (failure) resume(Effect.fail(failure))
-          else if (ready()) resume(Effect.void)
-          else wake = check
+          else if (done()) resume(Effect.void)
+          else waiter = check
         }
-        check()
+        waiter = check
+        pump()
         return Effect.sync(() => {
-          wake = undefined
+          waiter = undefined
+          cur = undefined
         })
       })
 
-    const send = (buf: Buffer) =>
-      Effect.zipRight(
-        waitUntil(() => inFlight < maxInFlight),
-        Effect.suspend(() => {
-          if (!isOpen(sftp)) return Effect.fail((failure ??= closedError(`write ${remotePath}`)))
-          const len = buf.length
-          inFlight++
-          // ssh2 copies `buf` into its packet synchronously, so the caller may reuse it.
-          sftp.write(handle!, buf, 0, len, offset, (err) => {
-            inFlight--
-            if (err) failure ??= sftpError(`write ${remotePath}`, err)
-            else {
-              acked += len
-              options.onProgress?.(acked)
-            }
-            notify()
-          })
-          offset += len
-          return Effect.void
-        })
-      )
-
-    // Whole requests inside a source chunk are sent as views of it; bytes that straddle chunks
-    // are gathered in one owned buffer (each byte copied at most once, no allocation per chunk).
-    // Nothing references a source chunk once push() returns, so sources may reuse their buffers.
+    // Nothing references a source chunk once push() returns (sent requests were copied into packets,
+    // the rest into acc), so sources may reuse or hand on their buffers.
     const push = (chunk: Uint8Array): Effect.Effect<void, SshError> =>
-      Effect.gen(function* () {
-        const bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-        let off = 0
-        if (accLen > 0) {
-          const take = Math.min(chunkSize - accLen, bytes.length)
-          acc.set(bytes.subarray(0, take), accLen)
-          accLen += take
-          off = take
-          if (accLen < chunkSize) return
-          yield* send(acc) // ssh2 copies synchronously: acc is free again when send returns
-          accLen = 0
-        }
-        while (bytes.length - off >= chunkSize) {
-          yield* send(bytes.subarray(off, off + chunkSize))
-          off += chunkSize
-        }
-        if (off < bytes.length) {
-          acc.set(bytes.subarray(off), 0)
-          accLen = bytes.length - off
-        }
+      Effect.suspend(() => {
+        cur = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+        curOff = 0
+        return waitUntil(() => cur === undefined)
       })
 
-    const finish = Effect.suspend(() => (accLen > 0 ? send(acc.subarray(0, accLen)) : Effect.void)).pipe(
-      Effect.zipRight(waitUntil(() => inFlight === 0)),
+    // The last partial request, then every ack, then CLOSE.
+    const finish = Effect.suspend(() => {
+      final = true
+      return waitUntil(() => accLen === 0 && inFlight === 0)
+    }).pipe(
       Effect.zipRight(Effect.suspend(() => closeHandle(sftp, handle!))),
       Effect.map(() => acked)
     )
@@ -121,7 +147,7 @@ export const upload = <E, R>(
     // Writes in flight are failed by ssh2 when the channel closes; this also wakes a fiber waiting for room.
     const stopWatching = onClose(sftp, () => {
       failure ??= closedError(`write ${remotePath}`)
-      notify()
+      pump()
     })
     return openHandle(sftp, remotePath, options.flags ?? "w").pipe(
       Effect.tap((h) => {

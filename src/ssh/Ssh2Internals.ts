@@ -1,4 +1,5 @@
-// Every use of ssh2's private fields and hooks, in one place. ssh2 is pinned to SSH2_VERSION in package.json
+// Every use of ssh2's private fields and hooks, in one place (with Ssh2InternalsWrite.ts, the client's WRITE
+// framing, split off for length). ssh2 is pinned to SSH2_VERSION in package.json
 // for this reason, and checkSsh2 (run by the registry at start-up) refuses any other version or a changed
 // shape. Each accessor says what breaks without it and throws, naming the field, if the field is not what
 // it expects: never a silent fallback. test/ssh/Ssh2Internals.test.ts checks the shape of each against the
@@ -9,10 +10,14 @@ import * as net from "node:net"
 import type { Connection, ParsedKey, SFTPWrapper } from "ssh2"
 import { generateEd25519 } from "./KeyGen.js"
 
+const requireSsh2 = createRequire(import.meta.url)
+/** ssh2's own send of a built packet (queued during a key exchange, else encrypted and written). */
+export const { sendPacket } = requireSsh2("ssh2/lib/protocol/utils.js") as { sendPacket: (proto: unknown, packet: Buffer) => void }
+
 /** The ssh2 release the accesses below were written for and tested against. */
 export const SSH2_VERSION = "1.17.0"
 
-const broken = (what: string): Error =>
+export const broken = (what: string): Error =>
   new Error(`ssh2 internals changed: ${what} (this build expects ssh2 ${SSH2_VERSION}; see src/ssh/Ssh2Internals.ts)`)
 
 /**
@@ -31,18 +36,34 @@ export const fastPaths = {
   /** Requests read from the channel through the backpressure hook (interceptPush). */
   pushes: 0,
   /** Sessions ended with exit-status and EOF (endAsSshd). */
-  sshdEnds: 0
+  sshdEnds: 0,
+  /** Client WRITE requests framed straight into SSH packets, one copy of the data (writeRequest). */
+  directWrites: 0,
+  /** Client WRITE requests handed to ssh2's write() instead: a peer whose whole window is too small. */
+  copiedWrites: 0,
+  /** Client WRITE requests whose packets were built in a reused buffer (packetSlab), not one new buffer per packet. */
+  pooledWrites: 0
 }
 
 // --- the shapes -----------------------------------------------------------------------------------------
 
-interface ProtocolInternals {
+interface PacketWriter {
+  /** Where the payload starts in what alloc returns (5, or 0 during a key exchange, when packets queue). */
+  allocStart: number
+  alloc: (payloadLen: number) => Buffer
+  finalize: (packet: Buffer) => Buffer
+}
+export interface ProtocolInternals {
+  _packetRW: { write: PacketWriter }
+  /** Defined while a key exchange runs: packets are then queued, not encrypted. */
+  _kexinit: unknown
+  _cipher: { allocPacket: (payloadLen: number) => Buffer }
   channelData: (id: number, data: Buffer) => void
   channelWindowAdjust: (id: number, n: number) => void
   exitStatus: (id: number, status: number) => void
   channelEOF: (id: number) => void
 }
-interface SftpInternals {
+export interface SftpInternals {
   _protocol: ProtocolInternals
   /** ssh2's queue of replies waiting for the peer's window. */
   _buffer: Array<Buffer>
@@ -51,6 +72,8 @@ interface SftpInternals {
   push: (data: Buffer | null) => unknown
   _maxReadLen: unknown
   _maxWriteLen: unknown
+  _writeReqid: number
+  _requests: Record<number, { cb: (err?: Error | null) => void }>
 }
 const PROTOCOL_METHODS = ["channelData", "channelWindowAdjust", "exitStatus", "channelEOF"] as const
 const isChannelInfo = (c: unknown): boolean =>
@@ -65,10 +88,19 @@ const sftpProblem = (s: SftpInternals): string | undefined => {
   if (!isChannelInfo(s.incoming) || !isChannelInfo(s.outgoing)) return "SFTPWrapper.incoming/outgoing lost state or window"
   if (typeof s.outgoing.id !== "number" || typeof s.outgoing.packetSize !== "number") return "SFTPWrapper.outgoing lost id or packetSize"
   if (typeof s.push !== "function") return "SFTPWrapper.push is not a function"
+  if (typeof s._writeReqid !== "number" || typeof s._requests !== "object" || s._requests === null) return "SFTPWrapper._writeReqid/_requests are gone"
+  return undefined
+}
+
+/** What is wrong with a protocol's packet writer, or undefined (read only once a connection exists). */
+export const writerProblem = (proto: ProtocolInternals): string | undefined => {
+  const w = (proto as { _packetRW?: { write?: Partial<PacketWriter> } })._packetRW?.write
+  if (typeof w !== "object" || w === null) return "_protocol._packetRW.write is missing"
+  if (typeof w.allocStart !== "number" || typeof w.alloc !== "function" || typeof w.finalize !== "function") return "_protocol._packetRW.write lost allocStart/alloc/finalize"
   return undefined
 }
 const checkedSftp = new WeakSet<object>()
-const internals = (sftp: SFTPWrapper): SftpInternals => {
+export const internals = (sftp: SFTPWrapper): SftpInternals => {
   const s = sftp as unknown as SftpInternals
   if (!checkedSftp.has(sftp)) {
     const problem = sftpProblem(s)
@@ -105,6 +137,7 @@ export const checkSsh2 = (): string | undefined => {
     if (problem !== undefined) return broken(problem).message
     if (s._protocol !== protocol || s.outgoing !== chan.outgoing || s.incoming !== chan.incoming) return broken("SFTPWrapper no longer keeps its channel's fields").message
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
+    if (typeof sendPacket !== "function") return broken("ssh2/lib/protocol/utils.js sendPacket is gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
     const { utils } = require("ssh2") as typeof import("ssh2")
     // generateEd25519, not ssh2's generator directly: about 1 key in 256 from it does not parse (KeyGen.ts).
@@ -256,7 +289,7 @@ export const repliesHeld = (sftp: SFTPWrapper): boolean => {
 
 const largestWindow = new WeakMap<SFTPWrapper, number>()
 /** The peer's window now, remembering the largest it has granted. */
-const peerWindow = (sftp: SFTPWrapper): number => {
+export const peerWindow = (sftp: SFTPWrapper): number => {
   const w = internals(sftp).outgoing.window
   if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
   return w

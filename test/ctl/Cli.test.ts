@@ -15,6 +15,8 @@ interface Call {
   addver?: { name: string; version: string; file: string; json?: boolean }
   sign?: SignArgs
   statusWait?: { name: string; json: boolean }
+  web?: { listen: string; listenPublic: boolean; open: boolean }
+  events?: boolean
 }
 
 const plain = (g: Globals) => ({
@@ -31,7 +33,9 @@ const runCli = async (argv: Array<string>, env: Record<string, string> = {}) => 
     run: (globals, command) => Effect.sync(() => void calls.push({ globals: plain(globals), command })),
     addver: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), addver: { ...args } })),
     sign: (globals, args, after) => Effect.sync(() => void calls.push({ globals: plain(globals), sign: { ...args }, ...(after ? { command: after } : {}) })),
-    statusWait: (globals, name, json) => Effect.sync(() => void calls.push({ globals: plain(globals), statusWait: { name, json } }))
+    statusWait: (globals, name, json) => Effect.sync(() => void calls.push({ globals: plain(globals), statusWait: { name, json } })),
+    web: (globals, args) => Effect.sync(() => void calls.push({ globals: plain(globals), web: { ...args } })),
+    events: (globals) => Effect.sync(() => void calls.push({ globals: plain(globals), events: true }))
   })
   const sink = { write: (c: Uint8Array | string, cb?: () => void) => ((err += String(c)), cb?.(), true) }
   const quiet = await Effect.runPromise(
@@ -130,7 +134,7 @@ describe("deployctl command tree", () => {
       out = ""
       const code = await main(argv, { stdout: { write: () => true }, stderr: { isTTY: false, write: () => true } }).pipe(
         (p) => Effect.flatMap(capture, (c) => Effect.withConsole(p, c)),
-        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent"), sign: () => Effect.die("sent"), statusWait: () => Effect.die("sent") })),
+        Effect.provide(Layer.succeed(Remote, { run: () => Effect.die("sent"), addver: () => Effect.die("sent"), sign: () => Effect.die("sent"), statusWait: () => Effect.die("sent"), web: () => Effect.die("sent"), events: () => Effect.die("sent") })),
         Effect.provide(NodeContext.layer),
         Effect.runPromise
       )

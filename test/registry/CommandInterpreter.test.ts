@@ -288,7 +288,7 @@ describe("CommandInterpreter", () => {
           Layer.provide(
             Layer.mergeAll(
               Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
-              Layer.mock(BlobStore, { path: () => "" }),
+              Layer.mock(BlobStore, { local: () => Effect.succeed("") }),
               Layer.mock(Uploads, {}),
               Layer.mock(LayerVerdicts, {}),
               SignaturesNone,

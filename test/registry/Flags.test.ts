@@ -80,6 +80,22 @@ describe("registry flags", () => {
     expect(parseArgs(["verify", "-dir", "/d"])).toEqual({ _tag: "Verify", dir: "/d" })
     expect(parseArgs(["verify", "-addr", "x:1"])._tag).toBe("Usage")
   })
+
+  it("-db (else $DATABASE_URL) takes a postgres:// URL; without either, SQLite in -dir", () => {
+    const url = "postgres://registry@db.internal:5432/deploy"
+    expect(serve([]).db).toBeUndefined()
+    expect(serve(["-db", url]).db).toBe(url)
+    expect(serve([]).cacheMax).toBe(10 * 1024 ** 3)
+    expect(serve(["-cache-max", "512M"]).cacheMax).toBe(512 * 1024 ** 2)
+    const fromEnv = parseArgs([], { DATABASE_URL: "postgresql://h/d" })
+    expect(fromEnv._tag === "Serve" && fromEnv.flags.db).toBe("postgresql://h/d")
+    const flagWins = parseArgs(["-db", url], { DATABASE_URL: "postgresql://h/d" })
+    expect(flagWins._tag === "Serve" && flagWins.flags.db).toBe(url)
+    expect(parseArgs(["-db", "/var/lib/x.db"])).toMatchObject({ _tag: "Usage", message: expect.stringMatching(/expected a postgres:\/\/ or postgresql:\/\/ URL/) })
+    expect(parseArgs([], { DATABASE_URL: "mysql://h/d" })).toMatchObject({ _tag: "Usage", message: expect.stringMatching(/DATABASE_URL/) })
+    expect(parseArgs(["verify", "-db", url])).toEqual({ _tag: "Verify", dir: "/var/lib/deploy-registry", db: url })
+    expect(usage()).toContain("  -db string\n")
+  })
 })
 
 describe("parsers", () => {

@@ -4,7 +4,8 @@ import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { retention } from "../../src/registry/Retention.js"
 import { Uploads } from "../../src/registry/Uploads.js"
-import { layerOf, run, sha256, stageUpload, TestCore } from "../support/layers.js"
+import { layerOf, run, sha256, stageUpload, TestCoreOn } from "../support/layers.js"
+import { testDialects } from "../support/postgres.js"
 
 const addver = (component: string, version: string, content: string) =>
   Effect.gen(function* () {
@@ -22,7 +23,9 @@ const orphan = (content: string) =>
     return h
   })
 
-describe("retention", () => {
+describe.each(testDialects())("retention on $dialect", (dialect) => {
+  if (dialect.skip !== undefined) return void it.skip(dialect.skip, () => {})
+  const TestCore = (options: { maxVersions: number }) => TestCoreOn(dialect, options)
   it.scoped("keeps the N newest versions per component and those in current use; then drops unreferenced blobs", () =>
     Effect.gen(function* () {
       const v1 = yield* addver("code", "v1", "one")

@@ -4,11 +4,12 @@ import { Effect, Either, Layer, Option, TestClock } from "effect"
 import * as path from "node:path"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import type { ComponentName, ConfigurationName, Sha256, Version } from "../../src/domain/Names.js"
-import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
+import { SqlLive } from "../../src/registry/Sql.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { alice, bob, dumpTables, tempDirScoped } from "../support/layers.js"
+import { testDialects } from "../support/postgres.js"
 
-const Mem = StorageLive.pipe(Layer.provideMerge(SqlMemory))
+const dialects = testDialects()
 const onFile = (dir: string) => StorageLive.pipe(Layer.provideMerge(SqlLive(dir)))
 
 const c = (s: string) => s as ComponentName
@@ -28,7 +29,10 @@ const seed = Effect.gen(function* () {
   return s
 })
 
-describe("Storage", () => {
+describe.each(dialects)("Storage on $dialect", ({ skip, sql }) => {
+  // A fresh database per test: SQLite in memory, or a new PostgreSQL database.
+  const Mem = StorageLive.pipe(Layer.provideMerge(sql))
+  if (skip !== undefined) return void it.skip(skip, () => {})
   it.effect("records versions, oldest first, and refuses duplicates", () =>
     Effect.gen(function* () {
       const s = yield* seed
@@ -240,6 +244,9 @@ describe("Storage", () => {
     }).pipe(Effect.provide(Mem))
   )
 
+})
+
+describe("Storage on a SQLite file", () => {
   it.scoped("a file database keeps everything across a reopen", () =>
     Effect.gen(function* () {
       const dir = path.join(yield* tempDirScoped(), "not", "yet") // created on open (fault 11)

@@ -8,7 +8,8 @@ import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlLive } from "../../src/registry/Sql.js"
 import { StorageReadOnly } from "../../src/registry/Storage.js"
 import { renderReport, verify } from "../../src/registry/Verify.js"
-import { coreLayer, dumpTables, run, sha256, stageUpload, tempDirScoped } from "../support/layers.js"
+import { coreLayer, dumpTables, run, sha256, stageUpload, tempDirScoped, TestCoreOn } from "../support/layers.js"
+import { testDialects } from "../support/postgres.js"
 
 /** verify wired as `deploy-registry verify -dir D` wires it. */
 const standalone = (dir: string) =>
@@ -120,6 +121,26 @@ describe("verify", () => {
       const e = yield* Effect.flip(verify.pipe(Effect.provide(standalone(dir))))
       expect(e.message).toBe("internal error: no database in the data directory")
       expect(yield* listing(dir)).not.toContain("state.db")
+    })
+  )
+})
+
+const postgres = testDialects().find((d) => d.dialect === "postgres")!
+
+describe.skipIf(postgres.skip !== undefined)("verify on PostgreSQL (blobs in the database)", () => {
+  it.scoped("finds nothing wrong in a sound registry; reports a tampered and a missing blob", () =>
+    Effect.gen(function* () {
+      yield* Effect.gen(function* () {
+        const { code, conf } = yield* populate
+        expect(yield* verify).toEqual({ problems: [], blobs: 2, versions: 2, configurations: 1 })
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`UPDATE blob_chunks SET data = ${Buffer.from("tampered")} WHERE hash = ${code}`
+        yield* sql`DELETE FROM blobs WHERE hash = ${conf}`
+        expect((yield* verify).problems).toEqual([
+          `blob ${code}: content has sha256 ${sha256("tampered")}`,
+          `version "v1" of component "conf": blob ${conf} is missing`
+        ])
+      }).pipe(Effect.provide(TestCoreOn(postgres)))
     })
   )
 })

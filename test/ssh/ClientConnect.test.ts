@@ -5,7 +5,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import ssh2 from "ssh2"
 import { afterAll, beforeAll, describe, expect } from "vitest"
-import { connectOperator, hostKeyPolicy, parseTarget } from "../../src/ssh/ClientConnect.js"
+import { connectFirst, connectOperator, hostKeyPolicy, parseTarget } from "../../src/ssh/ClientConnect.js"
+import { SshError } from "../../src/ssh/SshError.js"
 import { fingerprint } from "../../src/ssh/Fingerprint.js"
 import { exec } from "../../src/ssh/Exec.js"
 import { type FakeServer, startFakeServer } from "./fakeServer.js"
@@ -38,12 +39,22 @@ const errorOf = <A, E>(exit: Exit.Exit<A, E>) =>
 describe("parseTarget", () => {
   it("checks the address and the fingerprint, accepting sha256: in any case", () => {
     const fp = fingerprint(Buffer.from("x"))
-    expect(parseTarget("127.0.0.1:2200", fp.replace("SHA256", "sha256"))).toEqual(Either.right({ host: "127.0.0.1", port: 2200, fingerprint: fp }))
-    expect(parseTarget("reg", "")).toEqual(Either.right({ host: "reg", port: 2022, fingerprint: undefined }))
+    const one = (host: string, port: number) => ({ host, port, addresses: [{ host, port }] })
+    expect(parseTarget("127.0.0.1:2200", fp.replace("SHA256", "sha256"))).toEqual(Either.right({ ...one("127.0.0.1", 2200), fingerprint: fp }))
+    expect(parseTarget("reg", "")).toEqual(Either.right({ ...one("reg", 2022), fingerprint: undefined }))
     const msg = (e: Either.Either<unknown, { message: string }>) => (Either.isLeft(e) ? e.left.message : "ok")
     expect(msg(parseTarget(undefined, undefined))).toBe("no registry address: pass -addr host:port or set DEPLOYCTL_ADDR")
     expect(msg(parseTarget("a:b:c", undefined))).toBe('invalid registry address "a:b:c": want host:port')
     expect(msg(parseTarget("reg:1", "SHA256:short"))).toMatch(/^invalid fingerprint "SHA256:short"/)
+  })
+
+  it("takes several addresses, comma-separated, in order", () => {
+    expect(parseTarget("a:1,[::1]:2,c", undefined)).toEqual(
+      Either.right({ host: "a", port: 1, fingerprint: undefined, addresses: [{ host: "a", port: 1 }, { host: "::1", port: 2 }, { host: "c", port: 2022 }] })
+    )
+    const msg = (e: Either.Either<unknown, { message: string }>) => (Either.isLeft(e) ? e.left.message : "ok")
+    expect(msg(parseTarget("a:1,", undefined))).toBe('invalid registry address "a:1,": want host:port or host:port,host:port,…')
+    expect(msg(parseTarget("a:1,b:x", undefined))).toBe('invalid registry address "a:1,b:x": want host:port or host:port,host:port,…')
   })
 })
 
@@ -75,6 +86,33 @@ describe("hostKeyPolicy", () => {
   )
 })
 
+describe("connectFirst", () => {
+  const addrs = [1, 2, 3].map((port) => ({ host: "h", port }))
+  const fail = (reason: SshError["reason"], port: number) => Effect.fail(new SshError({ reason, message: `m${port}` }))
+
+  it.effect("moves on after a connection failure only, from the start index, wrapping around", () =>
+    Effect.gen(function* () {
+      const tried: Array<number> = []
+      const r = yield* connectFirst(addrs, 2, (a) => (tried.push(a.port), a.port === 2 ? Effect.succeed("ok") : fail("Connect", a.port)))
+      expect(r).toEqual(["ok", 1])
+      expect(tried).toEqual([3, 1, 2])
+      const stop: Array<number> = []
+      const e = yield* Effect.flip(connectFirst(addrs, 0, (a) => (stop.push(a.port), fail(a.port === 1 ? "Connect" : "HostKey", a.port))))
+      expect(stop).toEqual([1, 2])
+      expect(e).toMatchObject({ reason: "HostKey", message: "m2" })
+    })
+  )
+
+  it.effect("one address fails with its own error; several name every failure", () =>
+    Effect.gen(function* () {
+      const single = yield* Effect.flip(connectFirst(addrs.slice(0, 1), 0, (a) => fail("Connect", a.port)))
+      expect(single.message).toBe("m1")
+      const all = yield* Effect.flip(connectFirst(addrs, 1, (a) => fail("Connect", a.port)))
+      expect(all).toMatchObject({ reason: "Connect", message: "no registry address answered: m2; m3; m1" })
+    })
+  )
+})
+
 describe("connectOperator", () => {
   const base = () => ({ addr: `127.0.0.1:${server.port}`, keyFile, agentSocket: undefined, home: path.join(dir, "home"), username: "op" })
 
@@ -91,6 +129,9 @@ describe("connectOperator", () => {
       expect(errorOf(wrong)).toMatchObject({ _tag: "SshError", message: expect.stringMatching(/^host key mismatch for 127\.0\.0\.1:/) })
       const unknown = yield* Effect.exit(connectOperator({ ...base(), fp: undefined }))
       expect(errorOf(unknown)?.message).toMatch(/^unknown host 127\.0\.0\.1:\d+ /)
+      // A dead address first: the next one answers (deployctl tries them in order).
+      const second = yield* connectOperator({ ...base(), addr: `127.0.0.1:1,127.0.0.1:${server.port}`, fp: fingerprint(server.hostKeyBlob) })
+      expect((yield* exec(second, "echo hi")).stdout.toString()).toBe("hi\n")
       const noAddr = yield* Effect.exit(connectOperator({ ...base(), addr: "", fp: undefined }))
       expect(errorOf(noAddr)).toMatchObject({ _tag: "UsageError" })
       const noKey = yield* Effect.exit(connectOperator({ ...base(), keyFile: undefined, fp: undefined }))

@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import { promises as fs } from "node:fs"
 import * as path from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { loadOrCreate } from "../../src/ssh/HostKey.js"
+import { loadFile, loadOrCreate } from "../../src/ssh/HostKey.js"
 import { keygenFingerprint, tempDir } from "../support/keys.js"
 
 const dirs: Array<string> = []
@@ -47,5 +47,17 @@ describe("HostKey", () => {
     const dir = path.join(await fresh(), "missing")
     const err = await Effect.runPromise(Effect.flip(loadOrCreate(dir)))
     expect(err.message).toMatch(/^cannot create host key .*missing\/host_key/)
+  })
+
+  it("-hostkey FILE: another registry's key is loaded as is, never generated when missing", async () => {
+    const dir = await fresh()
+    const first = await Effect.runPromise(loadOrCreate(dir))
+    const shared = await Effect.runPromise(loadFile(path.join(dir, "host_key")))
+    expect(shared.fingerprint).toBe(first.fingerprint)
+    expect(shared.created).toBe(false)
+    const missing = path.join(dir, "other_key")
+    const err = await Effect.runPromise(Effect.flip(loadFile(missing)))
+    expect(err.message).toBe(`host key ${missing} (-hostkey) does not exist: copy the key of the first replica there (or create one: ssh-keygen -t ed25519 -N '' -f ${missing})`)
+    expect(await fs.readdir(dir)).toEqual(["host_key"])
   })
 })

@@ -2,7 +2,7 @@
 // the installed ssh2, and has the value that makes our fast paths run. An ssh2 upgrade that moves one
 // fails here, by name, instead of quietly slowing transfers down or leaving requests unanswered.
 import { it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import { createHash, createPrivateKey, randomBytes } from "node:crypto"
 import { promises as fs, readFileSync } from "node:fs"
 import { createRequire } from "node:module"
@@ -14,12 +14,14 @@ import pkg from "../../package.json" with { type: "json" }
 import type { Sha256 } from "../../src/domain/Names.js"
 import { BlobStore } from "../../src/registry/BlobStore.js"
 import { generateEd25519 } from "../../src/ssh/KeyGen.js"
-import { openSftp } from "../../src/ssh/Sftp.js"
+import { openSftp, requestSize } from "../../src/ssh/Sftp.js"
+import { upload } from "../../src/ssh/SftpWrite.js"
 import { MAX_IO } from "../../src/ssh/SftpProtocol.js"
 import {
   channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, replyRoom, signWithKeyObject,
   SSH2_VERSION
 } from "../../src/ssh/Ssh2Internals.js"
+import { writeRequest } from "../../src/ssh/Ssh2InternalsWrite.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { fixedStorage, generateKey, type InProcessServer, startInProcess } from "../support/sshServer.js"
 import { connectFake, type FakeServer, startFakeServer } from "./fakeServer.js"
@@ -79,6 +81,7 @@ describe("ssh2 internals, server side", () => {
     expect(() => channelOpen(moved)).toThrow(/incoming\/outgoing/)
     expect(() => connectionSocket(moved)).toThrow(/_sock/)
     expect(() => replyRoom(moved)).toThrow(/_protocol/)
+    expect(() => writeRequest(moved, Buffer.alloc(4), Buffer.alloc(1), 0, () => undefined)).toThrow(/_protocol/)
     expect(() => keyHashAlgorithm(Object.create(null) as never)).toThrow(/Hash Algorithm/)
   })
 
@@ -159,5 +162,21 @@ describe("ssh2 internals, server side", () => {
     expect(d.rewrittenPackets).toBe(1)
     expect(d.windowAdjusts).toBeGreaterThan(0)
     expect(d.sshdEnds).toBe(1)
+  })
+
+  it("an upload with upload(): every WRITE is framed straight into SSH packets, none through ssh2's copying write()", async () => {
+    const size = blob.length
+    let requests = 0
+    const d = await counted("alice", async (s) => {
+      requests = Math.ceil(size / requestSize(s))
+      // more than the registry's 2 MiB window, so the upload also waits for the window on the way
+      const n = await Effect.runPromise(upload(s, "canary-upload.bin", Stream.make(blob.subarray(0, 1000), blob.subarray(1000))))
+      expect(n).toBe(size)
+    })
+    expect(d.directWrites).toBe(requests)
+    expect(d.copiedWrites).toBe(0)
+    // ssh2's native AES-GCM (the registry's first cipher): every request's packets in a pooled buffer
+    expect(d.pooledWrites).toBe(requests)
+    expect(d.windowWakes).toBeGreaterThan(0)
   })
 })

@@ -15,7 +15,8 @@ import { HostStatus, HostStatusLive } from "../../src/registry/HostStatus.js"
 import { LayerVerdicts, LayerVerdictsInline } from "../../src/registry/LayerVerdicts.js"
 import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { Rollouts, RolloutsLive } from "../../src/registry/Rollouts.js"
-import { SqlLive, SqlMemory } from "../../src/registry/Sql.js"
+import { PgBlobStoreLive } from "../../src/registry/PgBlobStore.js"
+import { SqlLive, SqlMemory, SqlPostgres } from "../../src/registry/Sql.js"
 import { Signatures, SignaturesLive } from "../../src/registry/Signatures.js"
 import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
@@ -23,21 +24,24 @@ import { Uploads, UploadsLive } from "../../src/registry/Uploads.js"
 export type Core = Storage | BlobStore | Uploads | CommandInterpreter | RegistryConfig | SqlClient.SqlClient | LayerVerdicts | Signatures | ChangeFeed | HostStatus | Rollouts
 
 export interface CoreOptions {
-  /** "memory" (default): a private :memory: database; "file": <dir>/state.db. */
-  readonly db?: "memory" | "file"
+  /** "memory" (default): a private :memory: database; "file": <dir>/state.db; `postgres`: that database, blobs in it too. */
+  readonly db?: "memory" | "file" | { readonly postgres: string }
   readonly maxVersions?: number
 }
 
 /** The whole core on `dir` (which the caller owns). */
 export const coreLayer = (dir: string, options: CoreOptions = {}): Layer.Layer<Core, unknown> => {
-  const config = RegistryConfig.make(dir, options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions })
-  const sql = options.db === "file" ? SqlLive(dir) : SqlMemory
+  const postgres = typeof options.db === "object" ? options.db.postgres : undefined
+  const config = RegistryConfig.make(dir, { ...(options.maxVersions === undefined ? {} : { maxVersions: options.maxVersions }), db: postgres })
+  const sql = postgres !== undefined ? SqlPostgres(postgres) : options.db === "file" ? SqlLive(dir) : SqlMemory
   // As main.ts wires it: Storage publishing to the change feed; HostStatus after the migrations.
   const storage = RolloutsLive().pipe(Layer.provideMerge(HostStatusLive)).pipe(
     Layer.provideMerge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedLive))),
     Layer.provideMerge(sql)
   )
-  const files = Layer.mergeAll(BlobStoreLive, UploadsLive).pipe(Layer.provideMerge(config))
+  // As main.ts: with PostgreSQL the blobs live in it (after the migrations, which Storage runs).
+  const blobs = postgres !== undefined ? PgBlobStoreLive.pipe(Layer.provide(storage)) : BlobStoreLive
+  const files = Layer.mergeAll(blobs, UploadsLive).pipe(Layer.provideMerge(config))
   const base = Layer.mergeAll(storage, SignaturesLive.pipe(Layer.provide(storage)), files, LayerVerdictsInline)
   return CommandInterpreterLive.pipe(Layer.provideMerge(base))
 }
@@ -48,6 +52,10 @@ export const tempDirScoped = (prefix = "registry-test-"): Effect.Effect<string, 
     Effect.promise(() => mkdtemp(path.join(os.tmpdir(), prefix))),
     (dir) => Effect.promise(() => rm(dir, { recursive: true, force: true }))
   )
+
+/** The core on `dialect`'s fresh database (SQLite in memory, or a new PostgreSQL database with the blobs in it). */
+export const TestCoreOn = (dialect: { readonly db: Effect.Effect<string | undefined> }, options: Omit<CoreOptions, "db"> = {}) =>
+  Layer.unwrapEffect(Effect.map(dialect.db, (url) => TestCore(url === undefined ? options : { ...options, db: { postgres: url } })))
 
 /** The core on a fresh temp dir (removed when the layer is released). */
 export const TestCore = (options: CoreOptions = {}): Layer.Layer<Core, unknown> =>

@@ -119,7 +119,9 @@ export const startRegistry = async (
 
   let current = await launch(dir, "127.0.0.1:0", extra)
   const port = current.port
-  const { stdout: hostPub } = await run("ssh-keygen", ["-y", "-f", path.join(dir, "host_key")])
+  const hostKeyAt = extra.indexOf("-hostkey")
+  const hostKeyFile = hostKeyAt >= 0 ? extra[hostKeyAt + 1]! : path.join(dir, "host_key")
+  const { stdout: hostPub } = await run("ssh-keygen", ["-y", "-f", hostKeyFile])
   const knownHosts = path.join(keysDir, "known_hosts")
   await writeFile(knownHosts, `[127.0.0.1]:${port} ${hostPub.trim().split(/\s+/).slice(0, 2).join(" ")}\n`)
   let previousLogs = ""

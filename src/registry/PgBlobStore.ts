@@ -1,0 +1,120 @@
+// Blobs in PostgreSQL (-db): one `blobs` row per blob, its bytes in 1 MiB `blob_chunks` rows, so
+// replicas share them without a shared filesystem. Written inside the caller's transaction (addver:
+// the blob and its version commit together, a replica dying mid-way leaves nothing), read a chunk per
+// query (never a whole blob in memory), served through the replica's BlobCache.
+//
+// Retention races addver across replicas: addver's `has` takes a share lock on the blob row, and
+// `remove` locks it for update and then deletes only if no version references it, in a statement
+// that runs after the lock is granted and so sees every version committed before.
+import { SqlClient } from "@effect/sql"
+import { Chunk, Effect, Layer, Option, Stream } from "effect"
+import { open } from "node:fs/promises"
+import { StorageError } from "../domain/Errors.js"
+import { type Sha256, sha256Problem } from "../domain/Names.js"
+import { type BlobCache, make as makeCache } from "./BlobCache.js"
+import { type BlobInfo, BlobStore, io } from "./BlobStore.js"
+import { RegistryConfig } from "./RegistryConfig.js"
+import { orStorage } from "./StorageRows.js"
+
+export const CHUNK_BYTES = 1024 * 1024
+/** Chunks fetched per query when reading. */
+const READ_CHUNKS = 4
+
+const checked = (hash: string) =>
+  sha256Problem(hash) === undefined ? Effect.succeed(hash as Sha256) : Effect.fail(new StorageError({ reason: "invalid blob hash" }))
+
+export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
+  const has = (hash: Sha256) =>
+    Effect.flatMap(checked(hash), (h) =>
+      orStorage(Effect.map(sql`SELECT 1 FROM blobs WHERE hash = ${h} FOR SHARE`, (rows) => rows.length > 0))
+    )
+
+  const statBlob = (hash: Sha256) =>
+    Effect.flatMap(checked(hash), (h) =>
+      orStorage(
+        Effect.map(
+          sql<{ size: string | number; created: string }>`SELECT size, created FROM blobs WHERE hash = ${h}`,
+          ([row]): BlobInfo | undefined => row && { hash: h, size: Number(row.size), mtime: new Date(row.created) }
+        )
+      )
+    )
+
+  /**
+   * READ_CHUNKS chunks per query, in order, the next query overlapping the consumer's work on this
+   * batch; fails if the blob is missing or a chunk is.
+   */
+  const stream = (hash: Sha256): Stream.Stream<Uint8Array, StorageError> =>
+    Stream.unwrap(
+      Effect.map(checked(hash), (h) =>
+        Stream.paginateChunkEffect(0, (from) =>
+          orStorage(sql<{ n: number; data: Uint8Array }>`SELECT n, data FROM blob_chunks
+            WHERE hash = ${h} AND n >= ${from} AND n < ${from + READ_CHUNKS} ORDER BY n`).pipe(
+            Effect.flatMap((rows) => {
+              if (rows.some((r, i) => r.n !== from + i)) return Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
+              const next = rows.length === READ_CHUNKS ? Option.some(from + READ_CHUNKS) : Option.none()
+              const batch = Chunk.fromIterable(rows.map((r) => r.data))
+              if (from > 0 || rows.length > 0) return Effect.succeed([batch, next] as const)
+              // No chunk 0: an empty blob has its row and no chunks; no row at all is "not found".
+              return Effect.flatMap(statBlob(h), (info) =>
+                info === undefined ? Effect.fail(new StorageError({ reason: "blob not found" })) : Effect.succeed([batch, next] as const)
+              )
+            })
+          )
+        ).pipe(Stream.bufferChunks({ capacity: 2 }))
+      )
+    )
+
+  // Inside the caller's transaction (addver). Then the staged upload moves into this replica's cache, so
+  // it is consumed as the disk store's rename consumes it (retention keeps blobs of pending uploads).
+  const adopt = (tempPath: string, hash: Sha256) =>
+    Effect.gen(function* () {
+      const h = yield* checked(hash)
+      const fh = yield* io("cannot read the uploaded layer", () => open(tempPath, "r"))
+      yield* Effect.gen(function* () {
+        const { size } = yield* io("cannot read the uploaded layer", () => fh.stat())
+        const created = new Date().toISOString()
+        const fresh = yield* orStorage(sql`INSERT INTO blobs (hash, size, created) VALUES (${h}, ${size}, ${created})
+          ON CONFLICT (hash) DO NOTHING RETURNING hash`)
+        if (fresh.length === 0) return // another replica stored it meanwhile: written once
+        for (let n = 0, offset = 0; offset < size; n++, offset += CHUNK_BYTES) {
+          const buf = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, size - offset))
+          const { bytesRead } = yield* io("cannot read the uploaded layer", () => fh.read(buf, 0, buf.length, offset))
+          if (bytesRead !== buf.length) return yield* new StorageError({ reason: "the uploaded layer changed while stored" })
+          yield* orStorage(sql`INSERT INTO blob_chunks (hash, n, data) VALUES (${h}, ${n}, ${buf})`)
+        }
+      }).pipe(Effect.ensuring(Effect.promise(() => fh.close())))
+      yield* cache.seed(tempPath, h)
+    })
+
+  const remove = (hash: Sha256) =>
+    Effect.gen(function* () {
+      const h = yield* checked(hash)
+      yield* orStorage(
+        sql.withTransaction(
+          Effect.gen(function* () {
+            yield* sql`SELECT 1 FROM blobs WHERE hash = ${h} FOR UPDATE`
+            yield* sql`DELETE FROM blobs WHERE hash = ${h} AND NOT EXISTS (SELECT 1 FROM versions WHERE hash = ${h})`
+          })
+        )
+      )
+      yield* cache.remove(h)
+    })
+
+  const list = orStorage(
+    Effect.map(sql<{ hash: Sha256 }>`SELECT hash FROM blobs ORDER BY hash`, (rows) => rows.map((r) => r.hash))
+  )
+
+  const local = (hash: Sha256) => Effect.flatMap(checked(hash), (h) => cache.local(h, stream(h)))
+
+  return BlobStore.of({ has, stat: statBlob, local, stream, adopt, remove, list })
+}
+
+/** Blobs in the PostgreSQL database of SqlClient, cached under `<RegistryConfig.dir>/cache` (capped at `cacheMax`). */
+export const PgBlobStoreLive = Layer.effect(
+  BlobStore,
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const { dir, cacheMax } = yield* RegistryConfig
+    return make(sql, yield* makeCache(dir, cacheMax))
+  })
+)

@@ -1,0 +1,143 @@
+// A registry on PostgreSQL (-db) end to end, as the BUILT programs (`npm run build` first): deployctl
+// uploads and configures, an agent deploys, a second replica (own -dir, empty cache) serves the same
+// blobs, `verify -db` is clean; a registry killed in the middle of an upload or of addver's
+// transaction leaves nothing in the database.
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import { spawn } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { existsSync } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { SqlPostgres } from "../../src/registry/Sql.js"
+import { tarGz } from "../agent/fixtures.js"
+import { ctlMain } from "../ctl/harness.js"
+import { exec } from "../agent/operator.js"
+import { spawnAgent } from "../support/agent.js"
+import { postgresMissing, usePostgres } from "../support/postgres.js"
+import { registryMain, startRegistry, tempDir, type TestRegistry } from "../support/registry.js"
+import { testResources } from "../support/resources.js"
+
+const node = (args: ReadonlyArray<string>, cwd?: string) =>
+  new Promise<{ code: number | null; out: string }>((resolve) => {
+    const c = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    c.stdout.on("data", (b: Buffer) => (out += b.toString()))
+    c.stderr.on("data", (b: Buffer) => (out += b.toString()))
+    c.once("exit", (code) => resolve({ code, out }))
+  })
+
+/** One query against the test database. */
+const query = <A extends object>(url: string, text: string) =>
+  Effect.runPromise(
+    Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<A>(text)).pipe(Effect.provide(SqlPostgres(url)))
+  )
+
+const counts = async (url: string) =>
+  (await query<{ blobs: number; chunks: number; versions: number }>(url,
+    "SELECT (SELECT COUNT(*) FROM blobs)::int AS blobs, (SELECT COUNT(*) FROM blob_chunks)::int AS chunks, (SELECT COUNT(*) FROM versions)::int AS versions"))[0]!
+
+describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres://…", () => {
+  const pg = usePostgres()
+  const res = testResources()
+  const registry = async (url: string, dir?: string) => {
+    const reg = await startRegistry({ ...(dir === undefined ? {} : { dir }), extraArgs: ["-db", url] })
+    res.registries.push(reg)
+    res.dirs.push(reg.dir)
+    return reg
+  }
+
+  /** An agent run once for `name` against `reg`; returns the unpacked file's content. */
+  const deployOnce = async (reg: TestRegistry, keyOf: TestRegistry, name: string, hash: string) => {
+    const site = await tempDir("pg-site-")
+    res.dirs.push(site)
+    const script = path.join(site, "deploy.sh")
+    await fs.writeFile(script, "#!/bin/sh\necho deployed $NEWID\n", { mode: 0o755 })
+    const a = spawnAgent(["-addr", reg.addr, "-fp", reg.fingerprint, "-key", keyOf.agent.privatePath, "-name", name,
+      "-dir", path.join(site, "work"), "-script", script, "-state", path.join(site, "state.json"), "-once"], site)
+    res.agents.push(a)
+    const { code } = await a.exited
+    expect(code, a.log()).toBe(0)
+    return fs.readFile(path.join(site, "work", "unpacked", hash, "app", "main.js"), "utf8")
+  }
+
+  it("deployctl addver/addconf, an agent deploys, a second replica serves the same blobs, verify -db is clean", async () => {
+    const url = await pg().createDatabase()
+    const reg = await registry(url)
+    const work = await tempDir("pg-work-")
+    res.dirs.push(work)
+    await fs.writeFile(path.join(work, "app.tar.gz"), tarGz([{ path: "app/main.js", content: "v1 on postgres" }]))
+    const ctl = (...args: Array<string>) =>
+      node([ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, ...args], work)
+    expect((await ctl("addver", "-name", "app", "-version", "v01", "-file", "app.tar.gz")).code).toBe(0)
+    expect((await ctl("addconf", "-name", "site", "-layer", "app:v01")).code).toBe(0)
+    const shown = await ctl("showconf", "-name", "site", "-json")
+    const hash = JSON.parse(shown.out).Hash as string
+    // Metadata and blobs are in PostgreSQL, not in -dir.
+    expect(existsSync(path.join(reg.dir, "state.db"))).toBe(false)
+    expect(await counts(url)).toMatchObject({ blobs: 1, versions: 1 })
+    expect(await deployOnce(reg, reg, "site", hash)).toBe("v1 on postgres")
+
+    // Another replica: its own -dir (own host key, empty cache; the same key files), the same database.
+    const otherDir = await tempDir("deploy-registry-")
+    for (const f of ["test-keys", "operator.keys", "service.keys"]) await fs.cp(path.join(reg.dir, f), path.join(otherDir, f), { recursive: true })
+    const other = await registry(url, otherDir)
+    expect((await exec(other, "configurations")).output).toBe("site\n")
+    expect(await deployOnce(other, reg, "site", hash)).toBe("v1 on postgres")
+
+    const verified = await node([registryMain, "verify", "-db", url])
+    expect(verified.out).toMatch(/^ok/m)
+    expect(verified.code).toBe(0)
+  })
+
+  it("a registry killed mid-upload or inside addver's transaction leaves nothing; the upload then succeeds", async () => {
+    const url = await pg().createDatabase()
+    const reg = await registry(url)
+    const work = await tempDir("pg-work-")
+    res.dirs.push(work)
+    // ~20 MiB that gzip cannot shrink: dozens of chunk rows, so the kill lands inside the transaction.
+    const big = tarGz([{ path: "app/main.js", content: "big" }, { path: "app/noise", content: randomBytes(20 * 1024 * 1024) }])
+    await fs.writeFile(path.join(work, "big.tar.gz"), big)
+    const addver = () =>
+      node([ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "addver", "-name", "app", "-version", "v01", "-file", "big.tar.gz"], work)
+    const until = async (what: string, ready: () => Promise<boolean>) => {
+      for (let i = 0; !(await ready()); i++) {
+        if (i > 4000) throw new Error(`never saw ${what}:\n${reg.log()}`)
+        await new Promise((r) => setTimeout(r, 5))
+      }
+    }
+
+    // 1. Killed while the SFTP upload streams in (a temp file in uploads/ has bytes).
+    const first = addver()
+    await until("an upload in progress", async () => {
+      const names = await fs.readdir(path.join(reg.dir, "uploads")).catch(() => [] as Array<string>)
+      for (const n of names.filter((n) => n.startsWith(".tmp-"))) {
+        if (((await fs.stat(path.join(reg.dir, "uploads", n)).catch(() => undefined))?.size ?? 0) > 0) return true
+      }
+      return false
+    })
+    await reg.stop("SIGKILL")
+    expect((await first).code).not.toBe(0)
+    expect(await counts(url)).toEqual({ blobs: 0, chunks: 0, versions: 0 })
+
+    // 2. Killed while addver writes the blob's chunks (seen in pg_stat_activity), before its commit.
+    await reg.restart()
+    const second = addver()
+    await until("addver writing chunks", async () =>
+      (await query<{ n: number }>(url,
+        "SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE application_name = 'deploy-registry' AND query LIKE 'INSERT INTO blob_chunks%'"))[0]!.n > 0)
+    await reg.stop("SIGKILL")
+    expect((await second).code).not.toBe(0)
+    expect(await counts(url)).toEqual({ blobs: 0, chunks: 0, versions: 0 })
+
+    // 3. After a restart the same addver goes through, and verify is clean.
+    await reg.restart()
+    const third = await addver()
+    expect(third.code, third.out + reg.log()).toBe(0)
+    expect(await counts(url)).toEqual({ blobs: 1, chunks: Math.ceil(big.length / (1024 * 1024)), versions: 1 })
+    const verified = await node([registryMain, "verify", "-db", url])
+    expect(verified.code, verified.out).toBe(0)
+  })
+
+})
