@@ -2,13 +2,30 @@
 // hundreds of effect modules), then put a small launcher at the bin path that runs the bundle through
 // V8's code cache (src/launch/CodeCache.ts). The bundle is CommonJS because Node 20 has a code cache
 // only for scripts. Worker modules (`*.worker.js`, started by path: src/fs/WorkerModule.ts) are bundled
-// in place as ES modules. Native and CommonJS-with-native packages stay external and load from node_modules.
+// in place as ES modules. ssh2's JavaScript is in the bundles (loading its ~60 files from node_modules cost
+// ~70 ms of every start); native addons (.node files, cpu-features, better-sqlite3) load from node_modules.
 import { build } from "esbuild"
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
-import { basename, dirname, join } from "node:path"
+import { basename, dirname, join, resolve, sep } from "node:path"
 import pkg from "../package.json" with { type: "json" }
 
-const external = ["ssh2", "better-sqlite3", "cpu-features"]
+const external = ["better-sqlite3", "cpu-features"]
+/**
+ * A bundled package's `require("./build/Release/x.node")` stays a require, rewritten to the package path
+ * (`ssh2/lib/protocol/crypto/build/Release/sshcrypto.node`) so it resolves from node_modules at run time,
+ * wherever the bundle is installed. The require sits in ssh2's own try/catch (JavaScript fallback).
+ */
+const nativeAddons = {
+  name: "native-addons",
+  setup(b) {
+    b.onResolve({ filter: /\.node$/ }, (args) => {
+      const file = resolve(args.resolveDir, args.path)
+      const at = file.lastIndexOf(`${sep}node_modules${sep}`)
+      if (at === -1) throw new Error(`native addon outside node_modules: ${file}`)
+      return { path: file.slice(at + "/node_modules/".length).split(sep).join("/"), external: true }
+    })
+  }
+}
 const BUNDLE = "main.bundle.cjs"
 const launcher = `#!/usr/bin/env node
 // Written by scripts/postbuild.mjs: runs ${BUNDLE}, the bundled program, through V8's code cache.
@@ -21,7 +38,7 @@ const esmBanner = "import { createRequire as __createRequire } from 'node:module
 /** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
 const bundle = async (entry, out, options) => {
   const tmp = `dist/.bundle-${process.pid}/${out.replaceAll("/", "_")}/${basename(out)}`
-  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, sourcemap: "linked", logLevel: "warning", ...options })
+  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons], sourcemap: "linked", logLevel: "warning", ...options })
   renameSync(tmp, out)
   renameSync(`${tmp}.map`, `${out}.map`)
 }

@@ -5,14 +5,20 @@
 // it expects: never a silent fallback. test/ssh/Ssh2Internals.test.ts checks the shape of each against the
 // installed ssh2 and that each fast path below is taken (counted in `fastPaths`), so an upgrade that moves
 // one fails that test by name instead of silently slowing a transfer or hanging a request.
-import { createRequire } from "node:module"
+// ssh2's files are imported statically (types in Ssh2Modules.d.ts), never through a run-time require: the
+// programs' bundles carry ssh2 (scripts/postbuild.mjs), and a require would load a second copy from
+// node_modules whose classes are not the ones the bundle's connections use.
 import * as net from "node:net"
 import type { Connection, ParsedKey, SFTPWrapper } from "ssh2"
+import ssh2 from "ssh2"
+import ssh2Package from "ssh2/package.json" with { type: "json" }
+import Protocol from "ssh2/lib/protocol/Protocol.js"
+import ssh2Sftp from "ssh2/lib/protocol/SFTP.js"
+import ssh2Utils from "ssh2/lib/protocol/utils.js"
 import { generateEd25519 } from "./KeyGen.js"
 
-const requireSsh2 = createRequire(import.meta.url)
 /** ssh2's own send of a built packet (queued during a key exchange, else encrypted and written). */
-export const { sendPacket } = requireSsh2("ssh2/lib/protocol/utils.js") as { sendPacket: (proto: unknown, packet: Buffer) => void }
+export const sendPacket = ssh2Utils.sendPacket as (proto: unknown, packet: Buffer) => void
 
 /** The ssh2 release the accesses below were written for and tested against. */
 export const SSH2_VERSION = "1.17.0"
@@ -123,13 +129,11 @@ const keySymbol = (key: ParsedKey, which: keyof typeof KEY_SYMBOLS): symbol => {
  * read. Cheap (one ed25519 key made); run once at start-up.
  */
 export const checkSsh2 = (): string | undefined => {
-  const require = createRequire(import.meta.url)
   try {
-    const { version } = require("ssh2/package.json") as { version: string }
+    const { version } = ssh2Package
     if (version !== SSH2_VERSION) return `ssh2 ${version} is installed; this build expects ssh2 ${SSH2_VERSION} (see src/ssh/Ssh2Internals.ts)`
-    const Protocol = require("ssh2/lib/protocol/Protocol.js") as { prototype: Record<string, unknown> }
     for (const m of PROTOCOL_METHODS) if (typeof Protocol.prototype[m] !== "function") return broken(`Protocol.${m} is gone`).message
-    const { SFTP } = require("ssh2/lib/protocol/SFTP.js") as { SFTP: new (client: unknown, chan: unknown, cfg: unknown) => SftpInternals }
+    const SFTP = ssh2Sftp.SFTP as new (client: unknown, chan: unknown, cfg: unknown) => SftpInternals
     const protocol = Object.create(Protocol.prototype) as object
     const chan = { type: "session", incoming: { id: 0, window: 1, packetSize: 1, state: "open" }, outgoing: { id: 0, window: 1, packetSize: 1, state: "open" } }
     const s = new SFTP({ _protocol: protocol }, chan, { server: true })
@@ -139,7 +143,7 @@ export const checkSsh2 = (): string | undefined => {
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
     if (typeof sendPacket !== "function") return broken("ssh2/lib/protocol/utils.js sendPacket is gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
-    const { utils } = require("ssh2") as typeof import("ssh2")
+    const { utils } = ssh2
     // generateEd25519, not ssh2's generator directly: about 1 key in 256 from it does not parse (KeyGen.ts).
     const key = utils.parseKey(generateEd25519().private) as ParsedKey | Error
     if (key instanceof Error) return broken(`ssh2 cannot parse its own key: ${key.message}`).message
