@@ -38,9 +38,26 @@ const esmBanner = "import { createRequire as __createRequire } from 'node:module
 /** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
 const bundle = async (entry, out, options) => {
   const tmp = `dist/.bundle-${process.pid}/${out.replaceAll("/", "_")}/${basename(out)}`
-  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons], sourcemap: "linked", logLevel: "warning", ...options })
+  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons, pgNoCloudflareProbe], sourcemap: "linked", logLevel: "warning", ...options })
   renameSync(tmp, out)
   renameSync(`${tmp}.map`, `${out}.map`)
+}
+/**
+ * pg (under @effect/sql-pg) decides at load whether it runs on Cloudflare Workers by constructing a fetch
+ * `Response`, which loads Node's whole fetch implementation: ~50 ms of CPU at every registry start, SQLite or
+ * not. The bundles run on Node only, so that probe is dropped (if pg's text changes, the build says so and
+ * the bundle keeps the probe: slower, still correct).
+ */
+const PG_PROBE = "typeof Response === 'function'"
+const pgNoCloudflareProbe = {
+  name: "pg-no-cloudflare-probe",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]pg[\\/]lib[\\/]stream\.js$/ }, (args) => {
+      const text = readFileSync(args.path, "utf8")
+      if (!text.includes(PG_PROBE)) return { contents: text, loader: "js", warnings: [{ text: `pg's Cloudflare probe changed; not dropped (${args.path})` }] }
+      return { contents: text.replace(PG_PROBE, "false /* Node only: deploy-tools scripts/postbuild.mjs */"), loader: "js" }
+    })
+  }
 }
 
 for (const file of Object.values(pkg.bin)) {
