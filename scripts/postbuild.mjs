@@ -2,8 +2,9 @@
 // hundreds of effect modules), then put a small launcher at the bin path that runs the bundle through
 // V8's code cache (src/launch/CodeCache.ts). The bundle is CommonJS because Node 20 has a code cache
 // only for scripts. Worker modules (`*.worker.js`, started by path: src/fs/WorkerModule.ts) are bundled
-// in place as ES modules. ssh2's JavaScript is in the bundles (loading its ~60 files from node_modules cost
-// ~70 ms of every start); native addons (.node files, cpu-features, better-sqlite3) load from node_modules.
+// in place as ES modules. ssh2's JavaScript is in the bundles (loading it and its dependencies from
+// node_modules cost ~70 ms of every start); native addons (.node files, cpu-features, better-sqlite3) load
+// from node_modules.
 import { build } from "esbuild"
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { basename, dirname, join, resolve, sep } from "node:path"
