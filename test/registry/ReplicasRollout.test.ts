@@ -1,8 +1,8 @@
 // A staged rollout across three registry replicas on one real PostgreSQL database (the BUILT programs:
 // `npm run build` first). Agents (-host h0…h5, a deploy script that logs what and when it deploys, a
 // -check health check as in Rollouts.test.ts) are given all three addresses and spread over them. The
-// rollout is started on a replica that does not lead: the leader drives it, and hosts watching any
-// replica get the target only once their wave is admitted. The leader is killed with kill -9 mid-rollout:
+// rollout is started on a replica that does not lead: the leader drives it, -pause/-resume work on any
+// replica, and hosts watching any replica get the target only once their wave is admitted. The leader is killed with kill -9 mid-rollout:
 // another replica takes over and completes it; history lists it once with each wave admitted once, and
 // `verify -db` is clean. The figures are printed in the test log.
 import { spawn } from "node:child_process"
@@ -77,6 +77,10 @@ describe.skipIf(postgresMissing() !== undefined)("a rollout across three replica
     // Started on a follower; steps by the leader, which must know it from the database.
     await run(followers[0]!, "rollout -name p1 -component code -version good2 -waves 1,2,4,100% -soak 1s")
     const status = async (reg: TestRegistry) => JSON.parse(await run(reg, "rollout -name p1 -status -json")) as StatusJson
+    // -pause and -resume act on the stored row from any replica.
+    expect(await run(followers[1]!, "rollout -name p1 -pause")).toContain("paused")
+    expect((await status(leader)).Phase).toBe("paused")
+    expect(await run(leader, "rollout -name p1 -resume")).toContain("running")
     await until(async () => (await status(followers[1]!)).Waves.filter((w) => w.Admitted !== undefined).length >= 2, "wave 2 admitted by the leader")
     const before = await status(followers[1]!)
     expect(before.Phase).toBe("running")
