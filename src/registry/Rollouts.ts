@@ -1,7 +1,8 @@
 // Staged rollouts (docs/rollouts.md "On the registry"): the `rollout` command, its storage (table
-// rollouts, migrations 4 and 5), which state each host is served, and the driver: one fiber, woken by
-// reports and a timer, that moves every live rollout with RolloutPlan.step and stores each step, with
-// its events, in one transaction. The target is a stored state from the start (pending: signable, never
+// rollouts, migrations 4 and 5; rows in RolloutStore.ts), which state each host is served, and the
+// driver: one fiber on the leader, woken by reports and a timer, that moves every live rollout with
+// RolloutPlan.step and stores each step, computed from the locked stored row, with its events, in one
+// transaction (replicas: docs/scale-out.md). The target is a stored state from the start (pending: signable, never
 // current); a rollout that completes makes it the configuration's current state.
 import { SqlClient } from "@effect/sql"
 import { Context, Effect, Layer, Option, Queue } from "effect"
