@@ -1,3 +1,5 @@
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 /**
@@ -22,6 +24,12 @@ export default defineConfig({
     // One module graph per worker, not per file: a fresh graph (effect, ssh2, the sources) cost ~1.5 s of
     // every file's time. Tests keep no state in modules or globals that another file could see.
     isolate: false,
+    // The built programs' V8 code cache (src/launch/CodeCache.ts) in this checkout, not in ~/.cache: every
+    // checkout's build evicts the others' cache there, and tests that give a program a fresh HOME would
+    // compile its bundle at every start.
+    env: { DEPLOY_TOOLS_CACHE: path.join(path.dirname(fileURLToPath(import.meta.url)), "node_modules", ".cache", "deploy-tools") },
+    // `TEST_CPU_LOG=FILE npm test`: one line of CPU seconds per test file (test/support/cpuLog.ts).
+    setupFiles: process.env.TEST_CPU_LOG ? ["test/support/cpuLog.ts"] : [],
     projects: [
       { extends: true, test: { name: "default", include: ["test/**/*.test.ts"], exclude: reliability } },
       { extends: true, test: { name: "reliability", include: reliability } }

@@ -25,6 +25,10 @@ const registry = async (extra: Array<string> = []) => {
   return r
 }
 
+/** The default registry, shared by the tests that need nothing else (each uses configurations of its own). */
+let shared: Promise<TestRegistry> | undefined
+const sharedRegistry = () => (shared ??= registry())
+
 let counter = 0
 /** An agent on `name` polling hourly, 300 ms keepalive, quick reconnects; `script` is the deploy script's body. */
 const agent = async (reg: TestRegistry, name: string, host: string, script = "exit 0", extra: Array<string> = []) => {
@@ -66,7 +70,7 @@ const deployctl = (reg: TestRegistry, args: Array<string>) =>
 
 describe("watch", () => {
   it("a change reaches an agent that polls hourly at once; status and status -wait see it current", async () => {
-    const reg = await registry()
+    const reg = await sharedRegistry()
     const name = `w${++counter}`
     await run(reg, `addconf -name ${name} -layer code:v1`)
     const a = await agent(reg, name, "web1")
@@ -87,7 +91,7 @@ describe("watch", () => {
   }, 60_000)
 
   it("a failed deploy is reported with the script's last lines, and status -wait exits 1", async () => {
-    const reg = await registry()
+    const reg = await sharedRegistry()
     const name = `w${++counter}`
     await run(reg, `addconf -name ${name} -layer code:v1`)
     const a = await agent(reg, name, "web2", 'if [ -n "$OLDID" ]; then echo "migration 7 failed" >&2; exit 3; fi')
@@ -101,6 +105,7 @@ describe("watch", () => {
   }, 60_000)
 })
 
+// Its last test freezes and restarts the shared registry: keep that one last in the file.
 describe("fallback and recovery", () => {
   it("against a registry that refuses watch, the agent polls as before", async () => {
     const reg = await registry(["-watch=false"])
@@ -118,7 +123,7 @@ describe("fallback and recovery", () => {
   }, 60_000)
 
   it("detects a registry that stopped answering, and reconnects after a restart", async () => {
-    const reg = await registry()
+    const reg = await sharedRegistry()
     const name = `w${++counter}`
     await run(reg, `addconf -name ${name} -layer code:v1`)
     const a = await agent(reg, name, "web3")
@@ -142,8 +147,9 @@ describe("fallback and recovery", () => {
     const after = a.log().length
     await run(reg, `changeconf -name ${name} -component code -version v3`)
     await waitLine(a, new RegExp(`deployed configuration ${name} ${await hashOf(reg, name)}`), after)
-    // The restarted registry knows the host again from the report resent on reconnect.
-    const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }
-    expect(s.Hosts).toEqual([expect.objectContaining({ Host: "web3", State: "current", Connected: true })])
+    // The restarted registry knows the host again from the report resent on reconnect (the report of the
+    // deploy follows its log line, so poll for it).
+    const hosts = async () => (JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }).Hosts
+    await expect.poll(hosts, { timeout: 20_000 }).toEqual([expect.objectContaining({ Host: "web3", State: "current", Connected: true })])
   }, 90_000)
 })

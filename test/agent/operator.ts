@@ -1,45 +1,99 @@
 // Puts layers into a real test registry as its operator: SFTP upload, then `addver`/`addconf`/... over exec.
 import * as fs from "node:fs"
+import * as net from "node:net"
 import { writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import ssh2 from "ssh2"
-import type { Client } from "ssh2"
+import type { Client, ClientChannel, SFTPWrapper } from "ssh2"
 import { fingerprint } from "../../src/ssh/Fingerprint.js"
 import type { TestRegistry } from "../support/registry.js"
 import { sha256 } from "./fixtures.js"
 
+/** An operator connection whose socket does not keep the test process alive while idle. */
 const connect = (reg: TestRegistry): Promise<Client> =>
   new Promise((resolve, reject) => {
+    const sock = net.connect({ host: "127.0.0.1", port: reg.port })
+    sock.unref()
+    sock.once("error", reject)
     const c = new ssh2.Client()
     c.once("ready", () => resolve(c))
       .once("error", reject)
       .connect({
-        host: "127.0.0.1",
-        port: reg.port,
+        sock,
         username: "operator",
         privateKey: fs.readFileSync(reg.operator.privatePath),
         hostVerifier: (key: Buffer) => fingerprint(key) === reg.fingerprint
       })
   })
 
-export const exec = async (reg: TestRegistry, command: string): Promise<{ code: number; output: string }> => {
-  const c = await connect(reg)
+// One operator connection per registry, kept open across commands: a handshake per command cost the
+// registry and the test process ~20 ms of CPU each, and tests that poll `status` every 100 ms paid it
+// ten times a second. A connection the registry closed (stopped, restarted) is dropped and replaced.
+// Each command or upload is a channel of its own; past 8 at once (the registry allows 10 sessions per
+// connection) another connection is opened.
+interface Pooled {
+  readonly client: Promise<Client>
+  busy: number
+  closed: boolean
+}
+const pools = new WeakMap<TestRegistry, Array<Pooled>>()
+const MAX_CHANNELS = 8
+
+/** Failed before the registry saw the request (no channel): safe to send again on a new connection. */
+class NoChannel extends Error {}
+
+const withConnection = async <A>(reg: TestRegistry, use: (c: Client) => Promise<A>, retry = true): Promise<A> => {
+  let pool = pools.get(reg)
+  if (pool === undefined) pools.set(reg, (pool = []))
+  let entry = pool.find((p) => !p.closed && p.busy < MAX_CHANNELS)
+  if (entry === undefined) {
+    const e: Pooled = { client: connect(reg), busy: 0, closed: false }
+    const drop = () => {
+      e.closed = true
+      const i = pool.indexOf(e)
+      if (i >= 0) pool.splice(i, 1)
+    }
+    pool.push(e)
+    e.client.then((c) => void c.on("close", drop).on("error", drop), drop)
+    entry = e
+  }
+  entry.busy++
   try {
-    return await new Promise((resolve, reject) => {
-      c.exec(command, (err, ch) => {
-        if (err) return reject(err)
-        let output = ""
-        let code = -1
-        ch.on("data", (b: Buffer) => (output += b.toString()))
-        ch.stderr.on("data", (b: Buffer) => (output += b.toString()))
-        ch.on("exit", (status: number) => (code = status))
-        ch.on("close", () => resolve({ code, output }))
-      })
-    })
+    return await use(await entry.client)
+  } catch (e) {
+    // The registry closed this connection (restarted) before we heard of it.
+    if (!(e instanceof NoChannel) || !retry) throw e
+    entry.closed = true
+    return withConnection(reg, use, false)
   } finally {
-    c.end()
+    entry.busy--
   }
 }
+
+/**
+ * Opens a channel with `open` and hands it to `use` at once (its events may follow in the same tick);
+ * a failure to open it is NoChannel.
+ */
+const channel = <Ch, A>(open: (cb: (err: Error | undefined, ch: Ch) => void) => void, use: (ch: Ch, done: (a: A) => void, fail: (e: Error) => void) => void): Promise<A> =>
+  new Promise((resolve, reject) => {
+    try {
+      open((err, ch) => (err ? reject(new NoChannel(err.message)) : use(ch, resolve, reject)))
+    } catch (e) {
+      reject(new NoChannel(e instanceof Error ? e.message : String(e)))
+    }
+  })
+
+export const exec = (reg: TestRegistry, command: string): Promise<{ code: number; output: string }> =>
+  withConnection(reg, (c) =>
+    channel<ClientChannel, { code: number; output: string }>((cb) => c.exec(command, cb), (ch, done) => {
+      let output = ""
+      let code = -1
+      ch.on("data", (b: Buffer) => (output += b.toString()))
+      ch.stderr.on("data", (b: Buffer) => (output += b.toString()))
+      ch.on("exit", (status: number) => (code = status))
+      ch.on("close", () => done({ code, output }))
+    })
+  )
 
 export const run = async (reg: TestRegistry, command: string): Promise<string> => {
   const r = await exec(reg, command)
@@ -48,20 +102,14 @@ export const run = async (reg: TestRegistry, command: string): Promise<string> =
 }
 
 export const upload = async (reg: TestRegistry, bytes: Buffer): Promise<string> => {
-  const c = await connect(reg)
-  try {
-    await new Promise<void>((resolve, reject) =>
-      c.sftp((err, sftp) => {
-        if (err) return reject(err)
-        sftp.writeFile("/upload.tar.gz", bytes, (e) => {
-          sftp.end()
-          return e ? reject(e) : resolve()
-        })
+  await withConnection(reg, (c) =>
+    channel<SFTPWrapper, void>((cb) => c.sftp(cb), (sftp, done, fail) =>
+      sftp.writeFile("/upload.tar.gz", bytes, (e) => {
+        sftp.end()
+        return e ? fail(e) : done()
       })
     )
-  } finally {
-    c.end()
-  }
+  )
   return sha256(bytes)
 }
 

@@ -26,14 +26,16 @@ const env = (extra: Env = {}): Env => {
 const ctl = (e: Env, ...args: Array<string>) => fx.spawnCtl(args, e).done
 
 beforeAll(async () => {
-  fx = await setup()
-  keys = path.join(fx.work, "keys")
-  await mkdir(keys)
-  stranger = await makeKey(keys, "stranger")
-  ca = await makeKey(keys, "ca", "ops-ca")
-  await writeFile(path.join(fx.reg.dir, "operator.keys"), `${fx.reg.operator.publicLine}\ncert-authority ${ca.publicLine}\n`)
-  await writeFile(path.join(fx.reg.dir, "service.keys"), `${fx.reg.agent.publicLine}\ncert-authority ${ca.publicLine}\n`)
-  await fx.reg.restart()
+  fx = await setup({
+    beforeStart: async (r) => {
+      keys = path.join(r.keysDir, "more")
+      await mkdir(keys)
+      stranger = await makeKey(keys, "stranger")
+      ca = await makeKey(keys, "ca", "ops-ca")
+      await writeFile(path.join(r.dir, "operator.keys"), `${r.operator.publicLine}\ncert-authority ${ca.publicLine}\n`)
+      await writeFile(path.join(r.dir, "service.keys"), `${r.agent.publicLine}\ncert-authority ${ca.publicLine}\n`)
+    }
+  })
 }, 60_000)
 afterAll(() => fx?.cleanup())
 

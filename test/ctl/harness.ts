@@ -11,7 +11,7 @@ import { promisify } from "node:util"
 import { main } from "../../src/ctl/Cli.js"
 import { type Io, makeRemote, Remote } from "../../src/ctl/Remote.js"
 import { tempDir } from "../support/keys.js"
-import { repoRoot, startRegistry, type TestRegistry } from "../support/registry.js"
+import { type RegistrySetup, repoRoot, startRegistry, type TestRegistry } from "../support/registry.js"
 
 export const run = promisify(execFile)
 export const ctlMain = path.join(repoRoot, "dist/ctl/main.js")
@@ -46,8 +46,9 @@ export interface Fixture {
   cleanup: () => Promise<void>
 }
 
-export const setup = async (): Promise<Fixture> => {
-  const reg = await startRegistry()
+/** `beforeStart`: as startRegistry's (trust more keys before the registry first starts). */
+export const setup = async (opts: { beforeStart?: (setup: RegistrySetup) => Promise<void> } = {}): Promise<Fixture> => {
+  const reg = await startRegistry(opts)
   const work = await tempDir("deployctl-work-")
   const emptyHome = await tempDir("deployctl-home-")
   const children = new Set<ChildProcess>()

@@ -99,7 +99,7 @@ afterAll(async () => {
 const dfd = (archive: Buffer): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   new Promise((resolve, reject) => {
     const args = ["-addr", `127.0.0.1:${server.port}`, "-fp", fingerprint(server.hostKeyBlob), "-key", key]
-    const child = spawn(process.execPath, [main, ...args], { env: { PATH: process.env.PATH, HOME: work }, stdio: ["pipe", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [main, ...args], { env: { PATH: process.env.PATH, HOME: work, DEPLOY_TOOLS_CACHE: process.env.DEPLOY_TOOLS_CACHE }, stdio: ["pipe", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()))

@@ -35,7 +35,7 @@ interface Result {
 const dfd = (archive: Buffer, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv = {}): Promise<Result> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [main, ...args], {
-      env: { PATH: process.env.PATH, HOME: work, ...env },
+      env: { PATH: process.env.PATH, HOME: work, DEPLOY_TOOLS_CACHE: process.env.DEPLOY_TOOLS_CACHE, ...env },
       stdio: ["pipe", "pipe", "pipe"]
     })
     let stdout = ""

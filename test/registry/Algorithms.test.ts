@@ -3,7 +3,7 @@
 // so the offer can never again promise something that fails (diffie-hellman-group-exchange-sha256 did).
 // Also the user key signature algorithms that EXT_INFO server-sig-algs advertises.
 import { execFile, execFileSync } from "node:child_process"
-import { mkdir, rm } from "node:fs/promises"
+import { appendFile, mkdir, readFile, rm } from "node:fs/promises"
 import * as path from "node:path"
 import { promisify } from "node:util"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -15,8 +15,16 @@ const supported = (what: string) => new Set(execFileSync("ssh", ["-Q", what], { 
 
 const started: Array<TestRegistry> = []
 let reg: TestRegistry
+let rsaKey: string
 beforeAll(async () => {
-  reg = await startRegistry()
+  // The RSA user key of the server-sig-algs tests is trusted from the start (no restart).
+  reg = await startRegistry({
+    beforeStart: async ({ dir, keysDir }) => {
+      rsaKey = path.join(keysDir, "rsa-user")
+      await run("ssh-keygen", ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "rsa-user", "-f", rsaKey])
+      await appendFile(path.join(dir, "operator.keys"), await readFile(`${rsaKey}.pub`, "utf8"))
+    }
+  })
   started.push(reg)
 }, 60_000)
 afterAll(async () => {
@@ -93,15 +101,6 @@ describe("every offered algorithm works with OpenSSH", () => {
 })
 
 describe("user key signature algorithms (server-sig-algs)", () => {
-  let rsaKey: string
-  beforeAll(async () => {
-    rsaKey = path.join(reg.dir, "test-keys", "rsa-user")
-    await run("ssh-keygen", ["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "rsa-user", "-f", rsaKey])
-    const { readFile, appendFile } = await import("node:fs/promises")
-    await appendFile(path.join(reg.dir, "operator.keys"), await readFile(`${rsaKey}.pub`, "utf8"))
-    await reg.restart()
-  }, 60_000)
-
   it.each(["rsa-sha2-512", "rsa-sha2-256"])("an RSA key limited to %s logs in", async (a) => {
     const r = await login(reg, [`PubkeyAcceptedAlgorithms=${a}`], rsaKey)
     expect(r.stderr).toBe("")

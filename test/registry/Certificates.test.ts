@@ -42,21 +42,23 @@ const logged = async (re: RegExp) => {
 }
 
 beforeAll(async () => {
-  reg = await startRegistry()
-  dir = path.join(reg.dir, "test-keys")
-  ca = await makeKey(dir, "ca", "the-ca")
-  teamCa = await makeKey(dir, "team-ca", "team-ca")
-  strangerCa = await makeKey(dir, "stranger-ca", "stranger-ca")
-  rsaCa = await keyOfType("rsa-ca", ["-t", "rsa", "-b", "2048"])
-  ecdsaCa = await keyOfType("ecdsa-ca", ["-t", "ecdsa", "-b", "384"])
-  const pub = (p: string) => readFile(`${p}.pub`, "utf8").then((t) => t.trim())
-  await writeFile(
-    path.join(reg.dir, "operator.keys"),
-    `${reg.operator.publicLine}\ncert-authority ${ca.publicLine}\ncert-authority,principals="deployers,ops" ${teamCa.publicLine}\n` +
-      `cert-authority ${await pub(rsaCa)}\nCert-Authority ${await pub(ecdsaCa)}\n`
-  )
-  await writeFile(path.join(reg.dir, "service.keys"), `${reg.agent.publicLine}\ncert-authority ${ca.publicLine}\n`)
-  await reg.restart()
+  reg = await startRegistry({
+    beforeStart: async (r) => {
+      dir = r.keysDir
+      ca = await makeKey(dir, "ca", "the-ca")
+      teamCa = await makeKey(dir, "team-ca", "team-ca")
+      strangerCa = await makeKey(dir, "stranger-ca", "stranger-ca")
+      rsaCa = await keyOfType("rsa-ca", ["-t", "rsa", "-b", "2048"])
+      ecdsaCa = await keyOfType("ecdsa-ca", ["-t", "ecdsa", "-b", "384"])
+      const pub = (p: string) => readFile(`${p}.pub`, "utf8").then((t) => t.trim())
+      await writeFile(
+        path.join(r.dir, "operator.keys"),
+        `${r.operator.publicLine}\ncert-authority ${ca.publicLine}\ncert-authority,principals="deployers,ops" ${teamCa.publicLine}\n` +
+          `cert-authority ${await pub(rsaCa)}\nCert-Authority ${await pub(ecdsaCa)}\n`
+      )
+      await writeFile(path.join(r.dir, "service.keys"), `${r.agent.publicLine}\ncert-authority ${ca.publicLine}\n`)
+    }
+  })
 }, 60_000)
 afterAll(async () => {
   if (process.env.SHOW_LOG) console.log(reg?.log())

@@ -30,14 +30,15 @@ const logged = async (re: RegExp) => {
 }
 
 beforeAll(async () => {
-  reg = await startRegistry()
-  const dir = path.join(reg.dir, "test-keys")
-  for (const name of Object.keys(lines)) k[name] = await makeKey(dir, name)
-  await writeFile(
-    path.join(reg.dir, "operator.keys"),
-    [reg.operator.publicLine, ...Object.entries(lines).map(([name, opts]) => `${opts} ${k[name]!.publicLine}`)].join("\n") + "\n"
-  )
-  await reg.restart()
+  reg = await startRegistry({
+    beforeStart: async ({ dir, keysDir, operator }) => {
+      for (const name of Object.keys(lines)) k[name] = await makeKey(keysDir, name)
+      await writeFile(
+        path.join(dir, "operator.keys"),
+        [operator.publicLine, ...Object.entries(lines).map(([name, opts]) => `${opts} ${k[name]!.publicLine}`)].join("\n") + "\n"
+      )
+    }
+  })
 }, 60_000)
 afterAll(async () => {
   await reg?.stop()

@@ -88,11 +88,23 @@ const launch = (dir: string, addr: string, extraArgs: ReadonlyArray<string>): Pr
     void exited.then((code) => fail(new Error(`registry exited (${code}) before listening:\n${out}`)))
   })
 
+/** What `beforeStart` gets: the data directory, its test-keys directory and the two keys trusted by default. */
+export interface RegistrySetup {
+  readonly dir: string
+  readonly keysDir: string
+  readonly operator: KeyPair
+  readonly agent: KeyPair
+}
+
 /**
  * Spawns `node dist/registry/main.js -addr 127.0.0.1:0 -dir D -opauth D/operator.keys -srvauth D/service.keys`.
- * Keys live in D/test-keys (reused when D already has them). The caller stops it and removes `dir`.
+ * Keys live in D/test-keys (reused when D already has them). `beforeStart` runs once the default keys files
+ * are written and before the first start (to trust more keys, say, without a restart). The caller stops it
+ * and removes `dir`.
  */
-export const startRegistry = async (opts: { dir?: string; extraArgs?: string[] } = {}): Promise<TestRegistry> => {
+export const startRegistry = async (
+  opts: { dir?: string; extraArgs?: string[]; beforeStart?: (setup: RegistrySetup) => Promise<void> } = {}
+): Promise<TestRegistry> => {
   const dir = opts.dir ?? (await tempDir("deploy-registry-"))
   const keysDir = path.join(dir, "test-keys")
   await mkdir(keysDir, { recursive: true, mode: 0o700 })
@@ -103,6 +115,7 @@ export const startRegistry = async (opts: { dir?: string; extraArgs?: string[] }
   if (!existsSync(path.join(dir, "operator.keys"))) await writeFile(path.join(dir, "operator.keys"), operator.publicLine + "\n")
   if (!existsSync(path.join(dir, "service.keys"))) await writeFile(path.join(dir, "service.keys"), agent.publicLine + "\n")
   const extra = opts.extraArgs ?? []
+  await opts.beforeStart?.({ dir, keysDir, operator, agent })
 
   let current = await launch(dir, "127.0.0.1:0", extra)
   const port = current.port

@@ -1,6 +1,8 @@
 // The web view in a real browser (the issue's "A browser test"): the BUILT registry, two agents
 // (-host a, -host b), `deployctl web`, and Debian's headless chromium driven by playwright-core. Each
-// check of the issue is one test, in order, on the same registry and browser. Writes docs/web.png.
+// check of the issue is one test, in order, on the same registry and browser. Takes the screenshot;
+// `WEB_SCREENSHOT=docs npx vitest run test/web/browser.test.ts` writes it to docs/web.png (else to a temp
+// file, so a test run leaves the checkout as it was).
 // Run `npm run build` first.
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
@@ -227,7 +229,9 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     expect(h["referrer-policy"]).toMatch(/^(no-referrer|same-origin)$/)
     expect(requests.length).toBeGreaterThan(5)
     expect(requests.filter((u) => !u.startsWith(`${base}/`))).toEqual([])
-    await page.screenshot({ path: path.join(repoRoot, "docs/web.png") })
+    const shot = process.env.WEB_SCREENSHOT === "docs" ? path.join(repoRoot, "docs/web.png") : path.join(dirs[dirs.push(await tempDir("web-shot-")) - 1]!, "web.png")
+    await page.screenshot({ path: shot })
+    expect((await fs.readFile(shot)).subarray(1, 4).toString()).toBe("PNG")
   })
 
   it("Ctrl-C stops deployctl web cleanly", async () => {

@@ -1,0 +1,66 @@
+// Opt-in measurement (`TEST_CPU_LOG=FILE npm test`, see vitest.config.ts): appends one JSON line per test
+// file with the CPU seconds of the test process and of the programs it started, its wall seconds, and
+// the programs started by name (count and CPU). Wall time is noise on a shared 2-core machine; CPU is
+// what the suite costs. Children's CPU is counted once they exit and are reaped (`cutime`/`cstime`);
+// per program it is sampled from /proc while it runs, so a very short-lived one may show as 0.
+import { appendFileSync, readFileSync } from "node:fs"
+import { createRequire, syncBuiltinESMExports } from "node:module"
+import { relative } from "node:path"
+import { afterAll, beforeAll } from "vitest"
+
+const TICK = 100 // USER_HZ
+const cpu = (pid: number | "self") => {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return { self: (Number(f[11]) + Number(f[12])) / TICK, children: (Number(f[13]) + Number(f[14])) / TICK }
+}
+
+interface Started { n: number; cpu: number }
+const state = globalThis as { __cpuLogPrograms?: Map<string, Started> }
+// Once per worker (isolate: false): wrap child_process.spawn, which execFile and exec call too.
+if (state.__cpuLogPrograms === undefined) {
+  const programs = (state.__cpuLogPrograms = new Map())
+  const cp = createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process")
+  const spawn = cp.spawn
+  cp.spawn = function (this: unknown, cmd: string, ...rest: Array<unknown>) {
+    const child = (spawn as (...a: Array<unknown>) => ReturnType<typeof spawn>).call(this, cmd, ...rest)
+    const args = Array.isArray(rest[0]) ? (rest[0] as Array<string>) : []
+    const name = cmd === process.execPath ? (args.find((a) => /\.(c|m)?[jt]s$/.test(a)) ?? "node").replace(/^.*\/(dist|scripts)\//, "$1/") : cmd.replace(/^.*\//, "")
+    let last = 0
+    const sample = () => {
+      try {
+        const c = cpu(child.pid!)
+        last = c.self + c.children
+      } catch {
+        // gone
+      }
+    }
+    const timer = setInterval(sample, 100).unref()
+    child.stdout?.on("data", sample)
+    child.stderr?.on("data", sample)
+    child.once("exit", () => {
+      clearInterval(timer)
+      const p = programs.get(name) ?? { n: 0, cpu: 0 }
+      p.n++
+      p.cpu += last
+      programs.set(name, p)
+    })
+    return child
+  } as typeof spawn
+  syncBuiltinESMExports()
+}
+
+let start = cpu("self")
+let t0 = 0
+let file = ""
+beforeAll((suite) => {
+  start = cpu("self")
+  t0 = Date.now()
+  state.__cpuLogPrograms!.clear()
+  file = relative(process.cwd(), (suite as { filepath?: string }).filepath ?? suite.name)
+})
+afterAll(() => {
+  const end = cpu("self")
+  const programs = Object.fromEntries([...state.__cpuLogPrograms!].map(([k, v]) => [k, { n: v.n, cpu: +v.cpu.toFixed(2) }]))
+  const line = { file, self: +(end.self - start.self).toFixed(2), children: +(end.children - start.children).toFixed(2), wall: (Date.now() - t0) / 1000, programs }
+  appendFileSync(process.env.TEST_CPU_LOG!, JSON.stringify(line) + "\n")
+})
