@@ -1,18 +1,19 @@
 // Staged rollouts (docs/rollouts.md "On the registry"): the `rollout` command, its storage (table
-// rollouts, migrations 4 and 5), which state each host is served, and the driver: one fiber, woken by
-// reports and a timer, that moves every live rollout with RolloutPlan.step and stores each step, with
-// its events, in one transaction. The target is a stored state from the start (pending: signable, never
+// rollouts, migrations 4 and 5; rows in RolloutStore.ts), which state each host is served, and the
+// driver: one fiber on the leader, woken by reports and a timer, that moves every live rollout with
+// RolloutPlan.step and stores each step, computed from the locked stored row, with its events, in one
+// transaction (replicas: docs/scale-out.md). The target is a stored state from the start (pending: signable, never
 // current); a rollout that completes makes it the configuration's current state.
 import { SqlClient } from "@effect/sql"
-import { Context, Effect, Layer, Option, Queue, Schema } from "effect"
+import { Context, Effect, Layer, Option, Queue } from "effect"
 import { configHash } from "../domain/ConfigHash.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import {
   ConfigurationNotFound, DuplicateComponent, LayerNotFound, RolloutInProgress, RolloutRefused, StaleExpect, StorageError, VersionNotFound
 } from "../domain/Errors.js"
 import type { Sha256 } from "../domain/Names.js"
-import { Principal } from "../domain/Principal.js"
-import { HostView, type RolloutEvent, type RolloutPhase, RolloutSpec, RolloutState, Tick, Pause, Resume, Abort } from "../domain/Rollout.js"
+import type { Principal } from "../domain/Principal.js"
+import { HostView, type RolloutEvent, type RolloutPhase, RolloutSpec, Tick, Pause, Resume, Abort } from "../domain/Rollout.js"
 import type { RolloutCommand, RolloutTarget } from "../domain/RolloutCommand.js"
 import { ChangeFeed } from "./ChangeFeed.js"
 import { asLeader } from "./Leadership.js"
@@ -20,7 +21,9 @@ import { HostStatus, type HostRow } from "./HostStatus.js"
 import { parseWaves, plan, served, step } from "./RolloutPlan.js"
 import { rolloutEnded, setLiveRollouts, touchRolloutsEnded } from "./RegistryMetrics.js"
 import { DRIVER, eventLine, eventRows, renderRollout, type RolloutEventRow, type RolloutRecord, startedText } from "./RolloutView.js"
-import { insertState, type LayerInfo, type StateInfo, Storage } from "./Storage.js"
+import { decodeState, encodeState, insertTarget, isLive, layersJson, type Live, liveOf, liveRow, loadLive, type Row } from "./RolloutStore.js"
+import { isPostgres } from "./SqlDialect.js"
+import { type StateInfo, Storage } from "./Storage.js"
 import { chunks, toDocument } from "./StorageRows.js"
 
 export type RolloutError =
@@ -63,48 +66,6 @@ export interface RolloutOptions {
   readonly resumeGraceMs?: number
 }
 
-/** A rollout that serves something: running, paused or halted (reverted, aborted, completed are over). */
-const isLive = (s: RolloutState) => s.phase === "running" || s.phase === "paused" || s.phase === "halted"
-
-interface Live {
-  readonly id: number
-  readonly state: RolloutState
-  /** The target: a stored state, not current until the rollout completes. */
-  readonly target: StateInfo
-}
-
-interface Row {
-  readonly id: number
-  readonly configuration: string
-  readonly active: number
-  readonly state: string
-  readonly target_hash: string
-  readonly target_layers: string
-  readonly target_state_id: number
-  readonly started: string
-  readonly who_user: string
-  readonly who_fingerprint: string
-  readonly who_comment: string
-}
-
-const encodeState = (s: RolloutState) => JSON.stringify(Schema.encodeSync(RolloutState)(s))
-const decodeState = (s: string) => Schema.decodeUnknownSync(RolloutState)(JSON.parse(s))
-
-const layersJson = (ls: ReadonlyArray<LayerInfo>) =>
-  JSON.stringify(ls.map((l) => ({ component: l.component, version: l.version, hash: l.hash, ctime: l.ctime.toISOString() })))
-const layersOf = (s: string): ReadonlyArray<LayerInfo> =>
-  (JSON.parse(s) as Array<{ component: string; version: string; hash: string; ctime: string }>).map((l) => ({
-    component: l.component, version: l.version, hash: l.hash as Sha256, ctime: new Date(l.ctime)
-  }))
-
-const whoOf = (r: Row) => new Principal({ user: r.who_user, fingerprint: r.who_fingerprint, comment: r.who_comment }, true)
-
-const liveOf = (r: Row): Live => ({
-  id: r.id,
-  state: decodeState(r.state),
-  target: { id: r.target_state_id, configuration: r.configuration, hash: r.target_hash as Sha256, time: new Date(r.started), who: whoOf(r), layers: layersOf(r.target_layers) }
-})
-
 /** What the registry knows of the configuration's agents, as the plan sees it. */
 export const hostViews = (rows: ReadonlyArray<HostRow>): Array<HostView> =>
   rows.filter((r) => r.kind === "agent").map((r) => {
@@ -119,14 +80,6 @@ export const hostViews = (rows: ReadonlyArray<HostRow>): Array<HostView> =>
     })
   })
 
-/** Inserts the target as a stored state of the configuration (not current); its id. */
-const insertTarget = (sql: SqlClient.SqlClient, name: string, target: Omit<StateInfo, "id">) =>
-  Effect.gen(function* () {
-    const [conf] = yield* sql<{ id: number }>`SELECT id FROM configurations WHERE name = ${name}`
-    if (conf === undefined) return 0
-    return yield* insertState(sql, conf.id, target)
-  })
-
 export const make = (options: RolloutOptions) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -137,55 +90,77 @@ export const make = (options: RolloutOptions) =>
     const lock = yield* Effect.makeSemaphore(1)
     const wakeQ = yield* Queue.sliding<void>(1)
 
-    // Resumed where they were: every step was stored. A rollout started before migration 5 gets its
-    // target stored now, so that it can be signed and is served with its signatures.
-    const live = new Map<string, Live>()
-    for (const r of yield* sql<Row>`SELECT * FROM rollouts WHERE active = 1`.pipe(Effect.mapError(dbError))) {
-      let row = r
-      if (r.target_state_id === 0) {
-        const l = liveOf(r)
-        const id = yield* sql.withTransaction(Effect.tap(insertTarget(sql, r.configuration, l.target), (id) =>
-          sql`UPDATE rollouts SET target_state_id = ${id}, phase = ${l.state.phase} WHERE id = ${r.id}`)).pipe(Effect.mapError(dbError))
-        row = { ...r, target_state_id: id }
-      }
-      live.set(r.configuration, liveOf(row))
-    }
+    // Resumed where they were: every step was stored. This map is a copy for serving and `summary`;
+    // the stored row is the truth. Replicas on PostgreSQL reload a configuration's rollout on its feed
+    // events (a step made on another replica), everything on Resync, and at each tick of the driver.
+    const shared = isPostgres(sql)
+    const live = yield* loadLive(sql).pipe(Effect.mapError(dbError))
     const phases = () => setLiveRollouts([...live.values()].map((a) => a.state.phase))
     phases()
     touchRolloutsEnded()
+    const keep = (name: string, a: Live | undefined) => {
+      if (a !== undefined) live.set(name, a)
+      else live.delete(name)
+      phases()
+    }
+    const reload = (name: string) => Effect.map(liveRow(sql, name), (a) => keep(name, a))
+    const reloadAll = Effect.map(loadLive(sql), (all) => {
+      for (const name of live.keys()) if (!all.has(name)) live.delete(name)
+      for (const [name, a] of all) live.set(name, a)
+      phases()
+    })
+    if (shared) {
+      const changes = yield* feed.subscribe
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(changes.take, (e) =>
+        (e._tag === "Resync" ? reloadAll : e._tag === "Signed" ? Effect.void : reload(e.name)).pipe(
+          Effect.catchAllCause((cause) => Effect.logWarning("rollouts: reloading from the database failed", cause))
+        ))))
+    }
 
     const events = (id: number, at: number, rows: ReadonlyArray<{ readonly text: string; readonly actor: string }>) =>
       rows.length === 0 ? Effect.void
         : sql`INSERT INTO rollout_events ${sql.insert(rows.map((r) => ({ rollout_id: id, time: new Date(at).toISOString(), text: r.text, actor: r.actor })))}`
 
-    /** One step of the rollout of `name` made by `actor`, stored with its events in one transaction, then told to the watchers. */
+    /**
+     * One step of the rollout of `name` made by `actor`, computed from the stored row (locked on
+     * PostgreSQL: the leader's tick and an operator's -pause on another replica are serial), stored with
+     * its events in one transaction, then told to the watchers. The phase before and after; undefined:
+     * no live rollout.
+     */
     const apply = (name: string, actor: string, event: (now: number) => RolloutEvent) =>
       Effect.gen(function* () {
-        const a = live.get(name)
-        if (a === undefined) return undefined
         const now = Date.now()
-        const { state, changes } = step(a.state, event(now))
-        if (changes.length === 0) return state
-        const completed = state.phase === "completed"
-        const rows = eventRows(changes, actor, a.state.failed.length)
-        yield* sql.withTransaction(
+        const done = yield* sql.withTransaction(
           Effect.gen(function* () {
+            const a = yield* liveRow(sql, name, true)
+            if (a === undefined) return undefined
+            const { state, changes } = step(a.state, event(now))
+            const rows = eventRows(changes, actor, a.state.failed.length)
+            if (changes.length === 0) return { a, state, rows }
             yield* sql`UPDATE rollouts SET state = ${encodeState(state)}, active = ${isLive(state) ? 1 : 0}, phase = ${state.phase} WHERE id = ${a.id}`
             yield* events(a.id, now, rows)
             // The pending target becomes current (its time stays the rollout's start: signatures made since hold).
-            if (completed) yield* sql`UPDATE configurations SET state_id = ${a.target.id} WHERE name = ${name}`
+            if (state.phase === "completed") yield* sql`UPDATE configurations SET state_id = ${a.target.id} WHERE name = ${name}`
+            return { a, state, rows }
           })
         ).pipe(Effect.mapError(dbError))
-        if (isLive(state)) live.set(name, { ...a, state })
-        else live.delete(name)
-        phases()
+        if (done === undefined) {
+          keep(name, undefined)
+          return undefined
+        }
+        const { a, state, rows } = done
+        keep(name, isLive(state) ? { ...a, state } : undefined)
+        if (rows.length === 0) return { before: a.state.phase, after: state }
         if (state.phase === "completed" || state.phase === "reverted" || state.phase === "aborted") rolloutEnded(state.phase)
         for (const r of rows) yield* Effect.logInfo(`rollout of ${JSON.stringify(name)}: ${eventLine({ ...r, time: "" })}`)
-        yield* feed.publish(completed ? { _tag: "State", name, hash: a.target.hash, time: a.target.time } : { _tag: "Served", name })
-        return state
+        yield* feed.publish(state.phase === "completed" ? { _tag: "State", name, hash: a.target.hash, time: a.target.time } : { _tag: "Served", name })
+        return { before: a.state.phase, after: state }
       })
 
-    const graceUntil = Date.now() + (options.resumeGraceMs ?? Math.min(35_000, 35 * options.tickMs))
+    // After a start, and on PostgreSQL whenever this replica becomes the leader, every host counts as
+    // online for a while (RolloutOptions.resumeGraceMs): agents of a dead leader are reconnecting.
+    const graceMs = options.resumeGraceMs ?? Math.min(35_000, 35 * options.tickMs)
+    let graceUntil = Date.now() + graceMs
     const tickOne = (name: string) =>
       Effect.flatMap(hosts.rows(name), (rows) => {
         const views = Date.now() < graceUntil ? hostViews(rows).map((v) => new HostView({ ...v, online: true })) : hostViews(rows)
@@ -200,16 +175,20 @@ export const make = (options: RolloutOptions) =>
     )
     // Replicas on one database: only the leader drives (Leadership.ts).
     yield* Effect.forkScoped(asLeader("rollout driver",
-      Effect.forever(
+      Effect.zipRight(Effect.sync(() => {
+        graceUntil = Math.max(graceUntil, Date.now() + graceMs)
+      }), Effect.forever(
         Effect.gen(function* () {
           yield* Queue.take(wakeQ)
+          // Rollouts started, or stepped, by other replicas (and all of them, for a new leader).
+          if (shared) yield* reloadAll.pipe(Effect.catchAllCause((cause) => Effect.logWarning("rollouts: reloading from the database failed", cause)))
           for (const name of [...live.keys()]) {
             yield* lock.withPermits(1)(tickOne(name)).pipe(
               Effect.catchAllCause((cause) => Effect.logError(`rollout of ${JSON.stringify(name)}: step failed`, cause))
             )
           }
         })
-      ))
+      )))
     )
 
     /** The target's layers, from the current state and the command. */
@@ -288,8 +267,7 @@ export const make = (options: RolloutOptions) =>
             return liveOf(row!)
           })
         ).pipe(Effect.catchTag("SqlError", (e) => Effect.fail(dbError(e))))
-        live.set(name, started)
-        phases()
+        keep(name, started)
         yield* Effect.logInfo(`rollout of ${JSON.stringify(name)} to ${started.target.hash} started by ${who.label}`)
         yield* feed.publish({ _tag: "Served", name })
         yield* Queue.offer(wakeQ, undefined)
@@ -310,16 +288,15 @@ export const make = (options: RolloutOptions) =>
     const control = (cmd: RolloutCommand, who: Principal) =>
       Effect.gen(function* () {
         const name = cmd.name
-        const a = live.get(name)
-        if (a === undefined) return yield* new RolloutRefused({ message: `configuration "${name}" has no rollout in progress` })
-        const before = a.state.phase
-        const after = yield* apply(name, who.label, (now) =>
+        // The stored row, whichever replica started or steps it.
+        const r = yield* apply(name, who.label, (now) =>
           cmd.action === "pause" ? new Pause({ now }) : cmd.action === "resume" ? new Resume({ now }) : new Abort({ now, by: who.label })
         )
-        if (after === undefined || after.phase === before) {
-          return yield* new RolloutRefused({ message: `the rollout of "${name}" is ${before}; -${cmd.action} changes nothing` })
+        if (r === undefined) return yield* new RolloutRefused({ message: `configuration "${name}" has no rollout in progress` })
+        if (r.after.phase === r.before) {
+          return yield* new RolloutRefused({ message: `the rollout of "${name}" is ${r.before}; -${cmd.action} changes nothing` })
         }
-        return `rollout of "${name}": ${after.phase}\n`
+        return `rollout of "${name}": ${r.after.phase}\n`
       })
 
     const run = (cmd: RolloutCommand, who: Principal): Effect.Effect<string, RolloutError> => {
@@ -335,12 +312,16 @@ export const make = (options: RolloutOptions) =>
       return lock.withPermits(1)(cmd.action === "start" ? start(cmd, who) : control(cmd, who))
     }
 
-    const document = (name: string, host: string | undefined) => {
-      const a = live.get(name)
-      return a !== undefined && served(a.state, host) === a.target.hash
+    const servedOf = (name: string, host: string | undefined, a: Live | undefined) =>
+      a !== undefined && served(a.state, host) === a.target.hash
         ? Effect.succeed(Option.some(toDocument(a.target)))
         : storage.document(name)
-    }
+    // PostgreSQL: the stored row, read by each watcher as it reads the current state: a watcher may see
+    // another replica's event before this replica's copy is reloaded.
+    const document = (name: string, host: string | undefined) =>
+      shared
+        ? Effect.flatMap(Effect.tap(liveRow(sql, name).pipe(Effect.mapError(dbError)), (a) => keep(name, a)), (a) => servedOf(name, host, a))
+        : servedOf(name, host, live.get(name))
 
     const summary = (name: string) => {
       const a = live.get(name)
