@@ -15,9 +15,8 @@ import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
 import { AuthLive } from "./Auth.js"
 import { BlobStoreLive } from "./BlobStore.js"
-import { ChangeFeedStorage } from "./ChangeFeed.js"
+import { ChangeFeedLive, ChangeFeedStorage } from "./ChangeFeed.js"
 import { LeadershipLive } from "./Leadership.js"
-import { ChangeFeedFor } from "./PgChangeFeed.js"
 import { RolloutsLive } from "./Rollouts.js"
 import { CommandInterpreterLive } from "./CommandInterpreter.js"
 import { HostStatusLive } from "./HostStatus.js"
@@ -96,12 +95,16 @@ const serve = (flags: RegistryFlags) =>
 
     const config = RegistryConfig.make(flags.dir, { maxVersions: flags.maxver, db: flags.db, cacheMax: flags.cacheMax })
     if (flags.db !== undefined) yield* Effect.logInfo(`metadata and blobs in PostgreSQL at ${describeDb(flags.db)}`)
+    // The feed crosses replicas on PostgreSQL (LISTEN/NOTIFY); its module (and pg) load only with -db.
+    const Feed = flags.db === undefined
+      ? ChangeFeedLive
+      : Layer.unwrapEffect(Effect.map(Effect.promise(() => import("./PgChangeFeed.js")), (m) => m.ChangeFeedFor()))
     // Storage publishes every committed change to the feed (watch sessions); HostStatus after the migrations.
     const Metadata = RolloutsLive({ tickMs: flags.rolloutTickMs }).pipe(
       Layer.provideMerge(Layer.mergeAll(ReportMetricsHostStatus.pipe(Layer.provide(HostStatusLive)), SignaturesLive))
     ).pipe(
       // Replicas on PostgreSQL: events cross them by LISTEN/NOTIFY, and one leader drives rollouts and the janitor.
-      Layer.provideMerge(Layer.merge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(ChangeFeedFor())), LeadershipLive())),
+      Layer.provideMerge(Layer.merge(ChangeFeedStorage.pipe(Layer.provide(StorageLive), Layer.provideMerge(Feed)), LeadershipLive())),
       Layer.provideMerge(SqlLive(flags.dir, { db: flags.db })),
       Layer.provideMerge(HostEventsLive) // HostStatus publishes host changes when it is there
     )
