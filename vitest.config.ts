@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url"
 import { defineConfig } from "vitest/config"
 
 /**
- * The reliability tier: crash loops, fault injection and soak-style waits (minutes each under
+ * The reliability tier: crash loops, fault injection (the replica kill tests among them) and soak-style waits (minutes each under
  * `npm run test:reliability`; CI runs them on a short budget after `npm test`). Everything else is the
  * default tier (`npm test`: unit and integration tests).
  */
@@ -11,7 +11,11 @@ const reliability = [
   "test/reliability/agent-crash.test.ts",
   "test/reliability/registry-crash.test.ts",
   "test/reliability/agent-faults.test.ts",
-  "test/reliability/stalled-handshakes.test.ts"
+  "test/reliability/stalled-handshakes.test.ts",
+  // Replicas on PostgreSQL under kill -9 (of a replica mid-upload, of the leader mid-rollout, of the database):
+  // crash tests of issue 20 (three replicas, a PostgreSQL and their agents: ~20-50 s each on two cores).
+  "test/registry/Replicas.test.ts",
+  "test/registry/ReplicasRollout.test.ts"
 ]
 
 export default defineConfig({
