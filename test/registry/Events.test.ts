@@ -2,10 +2,11 @@
 // (`status -name N -timeline`, Timeline.ts), against the BUILT registry (`npm run build` first) with raw
 // ssh2 clients playing an operator and an agent.
 import * as fs from "node:fs/promises"
-import type { Client, ClientChannel } from "ssh2"
+import type { Client } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { addVersion, exec, run } from "../agent/operator.js"
 import { tarGz } from "../agent/fixtures.js"
+import { jsonLinesExec } from "../support/jsonLines.js"
 import { clientExec, connectClient, startRegistry, type TestRegistry } from "../support/registry.js"
 
 let reg: TestRegistry
@@ -29,51 +30,6 @@ const client = async (user: string, key: string) => {
   return c
 }
 
-interface Lines {
-  channel: ClientChannel
-  lines: Array<Record<string, unknown>>
-  next: (pred: (l: Record<string, unknown>) => boolean) => Promise<Record<string, unknown>>
-  closed: Promise<number | null>
-  send: (v: unknown) => void
-}
-
-/** An exec whose stdout is JSON lines. */
-const stream = (c: Client, command: string): Promise<Lines> =>
-  new Promise((resolve, reject) =>
-    c.exec(command, (err, ch) => {
-      if (err) return reject(err)
-      const lines: Array<Record<string, unknown>> = []
-      const waiters: Array<() => void> = []
-      let buf = ""
-      let code: number | null = null
-      ch.on("exit", (c2: number | null) => (code = c2))
-      ch.on("data", (b: Buffer) => {
-        buf += b.toString()
-        let nl: number
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          lines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>)
-          buf = buf.slice(nl + 1)
-        }
-        for (const w of waiters.splice(0)) w()
-      })
-      const closed = new Promise<number | null>((r) => ch.once("close", () => r(code)))
-      const next = (pred: (l: Record<string, unknown>) => boolean) =>
-        new Promise<Record<string, unknown>>((res, rej) => {
-          const timer = setTimeout(() => rej(new Error(`no matching line in ${JSON.stringify(lines)}`)), 15_000)
-          const check = () => {
-            const hit = lines.find(pred)
-            if (hit) {
-              clearTimeout(timer)
-              return res(hit)
-            }
-            waiters.push(check)
-          }
-          check()
-        })
-      resolve({ channel: ch, lines, next, closed, send: (v) => ch.write(`${JSON.stringify(v)}\n`) })
-    })
-  )
-
 const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
 
 const report = (name: string, host: string, hash: string, outcome: string, extra: Record<string, unknown> = {}) => ({
@@ -83,13 +39,13 @@ const report = (name: string, host: string, hash: string, outcome: string, extra
 
 describe("events", () => {
   it("streams committed changes, deletions, agent sessions and reports with the host's state, and pings", async () => {
-    const ev = await stream(await client("operator", reg.operator.privatePath), "events")
+    const ev = await jsonLinesExec(await client("operator", reg.operator.privatePath), "events")
     await run(reg, "addconf -name e1 -layer code:v1")
     const h1 = await hashOf("e1")
     expect(await ev.next((l) => l.Event === "state" && l.Name === "e1")).toEqual({ Event: "state", Name: "e1", Hash: h1, Time: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/) })
 
     // An agent opens its session (behind: it has not deployed), reports deployed (current), goes away (offline).
-    const agent = await stream(await client("deploy-agent", reg.agent.privatePath), "watch -name e1 -host web1 -version 0.1.0")
+    const agent = await jsonLinesExec(await client("deploy-agent", reg.agent.privatePath), "watch -name e1 -host web1 -version 0.1.0")
     const ping = setInterval(() => agent.send({ type: "ping" }), 100)
     expect(await ev.next((l) => l.Event === "host" && l.Host === "web1")).toEqual({ Event: "host", Name: "e1", Host: "web1", State: "behind", Hash: "" })
     agent.send(report("e1", "web1", h1, "deployed", { target: h1 }))
@@ -126,9 +82,9 @@ describe("timeline", () => {
   it("keeps each host's outcomes of the last 24 h and serves them as status -timeline", async () => {
     await run(reg, "addconf -name t1 -layer code:v1")
     const h1 = await hashOf("t1")
-    const ev = await stream(await client("operator", reg.operator.privatePath), "events")
-    const a = await stream(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host a -version 0.1.0")
-    const b = await stream(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host '<img src=x>' -version 0.1.0")
+    const ev = await jsonLinesExec(await client("operator", reg.operator.privatePath), "events")
+    const a = await jsonLinesExec(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host a -version 0.1.0")
+    const b = await jsonLinesExec(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host '<img src=x>' -version 0.1.0")
     a.send(report("t1", "a", "", "deploying", { target: h1 }))
     a.send(report("t1", "a", h1, "deployed", { target: h1 }))
     b.send(report("t1", "<img src=x>", "", "unpack-refused", { target: h1 }))

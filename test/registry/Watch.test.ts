@@ -1,10 +1,11 @@
 // The registry's side of agent sessions (WatchSession.ts, HostStatus.ts, `status`/`forget`), against
 // the BUILT registry (`npm run build` first) with a raw ssh2 client playing the agent.
 import * as fs from "node:fs/promises"
-import type { Client, ClientChannel } from "ssh2"
+import type { Client } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { addVersion, exec, run } from "../agent/operator.js"
 import { tarGz } from "../agent/fixtures.js"
+import { type JsonLines, jsonLinesExec } from "../support/jsonLines.js"
 import { clientExec, clientSftp, connectClient, startRegistry, type TestRegistry } from "../support/registry.js"
 
 let reg: TestRegistry
@@ -28,56 +29,13 @@ const agentClient = async () => {
   return c
 }
 
-interface Watch {
-  channel: ClientChannel
-  lines: Array<Record<string, unknown>>
-  /** Resolves with the first line (from index `from`) that matches. */
-  next: (pred: (l: Record<string, unknown>) => boolean, from?: number) => Promise<Record<string, unknown>>
-  closed: Promise<void>
-  send: (v: unknown) => void
-}
-
-const watch = (c: Client, command: string): Promise<Watch> =>
-  new Promise((resolve, reject) =>
-    c.exec(command, (err, ch) => {
-      if (err) return reject(err)
-      const lines: Array<Record<string, unknown>> = []
-      const waiters: Array<() => void> = []
-      let buf = ""
-      ch.on("data", (b: Buffer) => {
-        buf += b.toString()
-        let nl: number
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          lines.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>)
-          buf = buf.slice(nl + 1)
-        }
-        for (const w of waiters.splice(0)) w()
-      })
-      const closed = new Promise<void>((r) => ch.once("close", () => r()))
-      const next = (pred: (l: Record<string, unknown>) => boolean, from = 0) =>
-        new Promise<Record<string, unknown>>((res, rej) => {
-          const timer = setTimeout(() => rej(new Error(`no matching line in ${JSON.stringify(lines)}`)), 15_000)
-          const check = () => {
-            const hit = lines.slice(from).find(pred)
-            if (hit) {
-              clearTimeout(timer)
-              return res(hit)
-            }
-            waiters.push(check)
-          }
-          check()
-        })
-      resolve({ channel: ch, lines, next, closed, send: (v) => ch.write(`${JSON.stringify(v)}\n`) })
-    })
-  )
-
 const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
 
 const statusJson = async (name: string) =>
   JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hash: string; Hosts: Array<Record<string, unknown>> }
 
 /** Keeps the session alive as an agent does. */
-const pinging = (w: Watch) => {
+const pinging = (w: JsonLines) => {
   const t = setInterval(() => w.send({ type: "ping" }), 100)
   void w.closed.then(() => clearInterval(t))
   return () => clearInterval(t)
@@ -93,7 +51,7 @@ describe("watch", () => {
     await run(reg, "addconf -name w1 -layer code:v1")
     await run(reg, "addconf -name other -layer code:v1")
     const h1 = await hashOf("w1")
-    const w = await watch(await agentClient(), "watch -name w1 -host web1 -version 0.1.0")
+    const w = await jsonLinesExec(await agentClient(), "watch -name w1 -host web1 -version 0.1.0")
     const stop = pinging(w)
     expect(await w.next((l) => l.type === "state")).toMatchObject({ type: "state", name: "w1", hash: h1 })
     await run(reg, "changeconf -name other -component code -version v2")
@@ -120,7 +78,7 @@ describe("watch", () => {
     const bad = await clientExec(c, "watch -name w2 -host 'a\x01b' -version 1")
     expect(bad.code).toBe(1)
     expect(bad.stdout).toMatch(/host cannot contain control characters/)
-    const w = await watch(c, "watch -name w2 -host web1 -version 1")
+    const w = await jsonLinesExec(c, "watch -name w2 -host web1 -version 1")
     await w.next((l) => l.type === "state")
     const second = await clientExec(c, "watch -name w2 -host web2 -version 1")
     expect(second).toMatchObject({ code: 1, stdout: "one watch per connection\n" })
@@ -129,7 +87,7 @@ describe("watch", () => {
 
   it("closes the session of an agent that stops answering", async () => {
     await run(reg, "addconf -name w3 -layer code:v1")
-    const w = await watch(await agentClient(), "watch -name w3 -host silent -version 1")
+    const w = await jsonLinesExec(await agentClient(), "watch -name w3 -host silent -version 1")
     await w.next((l) => l.type === "state")
     // Never a line from this agent: three ping intervals later the registry ends the channel.
     await w.closed
@@ -141,8 +99,8 @@ describe("reports and status", () => {
   it("stores reports, refuses invalid ones, and tells current, failed, behind and offline hosts apart", async () => {
     await run(reg, "addconf -name s1 -layer code:v1")
     const h1 = await hashOf("s1")
-    const a = await watch(await agentClient(), "watch -name s1 -host web1 -version 0.1.0")
-    const b = await watch(await agentClient(), "watch -name s1 -host web2 -version 0.1.0")
+    const a = await jsonLinesExec(await agentClient(), "watch -name s1 -host web1 -version 0.1.0")
+    const b = await jsonLinesExec(await agentClient(), "watch -name s1 -host web2 -version 0.1.0")
     const stops = [pinging(a), pinging(b)]
     await a.next((l) => l.type === "state")
     a.send(report("s1", "web1", h1))
