@@ -3,12 +3,12 @@
 // that is down, and its watch session moves to the other when the one it holds dies (kill -9).
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
-import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { spawnAgent, waitLine } from "../support/agent.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { addrList, deadAddr, startSibling } from "../support/replicas.js"
 import { testResources } from "../support/resources.js"
 import { tarGz } from "./fixtures.js"
-import { addVersion, run } from "./operator.js"
+import { addVersion, run, currentHash } from "./operator.js"
 import { tempDir } from "./support.js"
 
 const { dirs, registries, agents } = testResources()
@@ -44,13 +44,6 @@ const agent = async (addr: string, reg: TestRegistry, name: string, host: string
   return a
 }
 
-const waitLine = async (a: RunningAgent, re: RegExp, from = 0) => {
-  const hit = await Promise.race([a.waitForLine(re, from), new Promise<false>((r) => setTimeout(() => r(false), 30_000))])
-  if (!hit) throw new Error(`agent log never matched ${re}:\n${a.log()}`)
-}
-
-const hashOf = async (reg: TestRegistry, name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
-
 /** Whether `host` holds a watch session on `reg` now. */
 const connectedTo = async (reg: TestRegistry, name: string, host: string) => {
   const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<{ Host: string; Connected?: boolean }> }
@@ -61,25 +54,25 @@ describe("deploy-agent -addr a,b", () => {
   it("its watch session moves to the other registry when the one it holds is killed; a change there deploys", async () => {
     const [a, b] = await pair("p1")
     const ag = await agent(addrList(a, b), a, "p1", "web1")
-    await waitLine(ag, /watching configuration p1/)
+    await waitLine(ag, /watching configuration p1/, 0, 30_000)
     const held = (await connectedTo(a, "p1", "web1")) ? a : b
     const other = held === a ? b : a
     expect(await connectedTo(other, "p1", "web1")).toBe(false)
     const from = ag.log().length
     await held.stop("SIGKILL")
-    await waitLine(ag, /watch session lost/, from)
-    await waitLine(ag, /watching configuration p1/, from)
+    await waitLine(ag, /watch session lost/, from, 30_000)
+    await waitLine(ag, /watching configuration p1/, from, 30_000)
     expect(await connectedTo(other, "p1", "web1")).toBe(true)
     await run(other, "changeconf -name p1 -component code -version v3")
-    await waitLine(ag, new RegExp(`deployed configuration p1 ${await hashOf(other, "p1")}`), from)
+    await waitLine(ag, new RegExp(`deployed configuration p1 ${await currentHash(other, "p1")}`), from, 30_000)
   }, 90_000)
 
   it("moves past an address that is down, in either position, with one -fp", async () => {
     const [a] = await pair("p2")
     for (const addr of [`${deadAddr},${a.addr}`, `${a.addr},${deadAddr}`]) {
       const ag = await agent(addr, a, "p2", "web2")
-      await waitLine(ag, /deployed configuration p2 /)
-      await waitLine(ag, /watching configuration p2/)
+      await waitLine(ag, /deployed configuration p2 /, 0, 30_000)
+      await waitLine(ag, /watching configuration p2/, 0, 30_000)
       ag.child.kill("SIGKILL")
       await ag.exited
     }

@@ -6,10 +6,10 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { ctlMain } from "../ctl/harness.js"
-import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { spawnAgent, waitLine } from "../support/agent.js"
 import { startRegistry, type TestRegistry } from "../support/registry.js"
 import { tarGz } from "./fixtures.js"
-import { addVersion, run } from "./operator.js"
+import { addVersion, run, currentHash } from "./operator.js"
 import { tempDir } from "./support.js"
 import { testResources } from "../support/resources.js"
 
@@ -44,14 +44,6 @@ const agent = async (reg: TestRegistry, name: string, host: string, script = "ex
   return a
 }
 
-/** Resolves when the agent's log (from `from`) matches; fails with the log after 20 s. */
-const waitLine = async (a: RunningAgent, re: RegExp, from = 0) => {
-  const hit = await Promise.race([a.waitForLine(re, from), new Promise<false>((r) => setTimeout(() => r(false), 20_000))])
-  if (!hit) throw new Error(`agent log never matched ${re}:\n${a.log()}`)
-}
-
-const hashOf = async (reg: TestRegistry, name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
-
 const deployctl = (reg: TestRegistry, args: Array<string>) =>
   new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
     const child = spawn(process.execPath, [ctlMain, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, ...args], {
@@ -78,7 +70,7 @@ describe("watch", () => {
     await waitLine(a, /watching configuration/)
     const from = a.log().length
     await run(reg, `changeconf -name ${name} -component code -version v2`)
-    const h2 = await hashOf(reg, name)
+    const h2 = await currentHash(reg, name)
     await waitLine(a, new RegExp(`deployed configuration ${name} ${h2}`), from)
 
     const ok = await deployctl(reg, ["status", "-name", name, "-wait"])
@@ -116,7 +108,7 @@ describe("fallback and recovery", () => {
     await waitLine(a, /deployed configuration/)
     const from = a.log().length
     await run(reg, `changeconf -name ${name} -component code -version v2`)
-    await waitLine(a, new RegExp(`deployed configuration ${name} ${await hashOf(reg, name)}`), from)
+    await waitLine(a, new RegExp(`deployed configuration ${name} ${await currentHash(reg, name)}`), from)
     // What the registry saw of it: a host that polls, by its key.
     const s = JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }
     expect(s.Hosts).toEqual([expect.objectContaining({ Kind: "poll", Host: reg.agent.fingerprint })])
@@ -146,7 +138,7 @@ describe("fallback and recovery", () => {
     await waitLine(a, /watching configuration/, from)
     const after = a.log().length
     await run(reg, `changeconf -name ${name} -component code -version v3`)
-    await waitLine(a, new RegExp(`deployed configuration ${name} ${await hashOf(reg, name)}`), after)
+    await waitLine(a, new RegExp(`deployed configuration ${name} ${await currentHash(reg, name)}`), after)
     // The restarted registry knows the host again from the report resent on reconnect (the report of the
     // deploy follows its log line, so poll for it).
     const hosts = async () => (JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hosts: Array<Record<string, unknown>> }).Hosts

@@ -101,6 +101,10 @@ export const run = async (reg: TestRegistry, command: string): Promise<string> =
   return r.output
 }
 
+/** The configuration's current hash (`showconf -v`). */
+export const currentHash = async (reg: TestRegistry, name: string): Promise<string> =>
+  /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
+
 export const upload = async (reg: TestRegistry, bytes: Buffer): Promise<string> => {
   await withConnection(reg, (c) =>
     channel<SFTPWrapper, void>((cb) => c.sftp(cb), (sftp, done, fail) =>

@@ -4,7 +4,7 @@
 import * as fs from "node:fs/promises"
 import type { Client } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { addVersion, exec, run } from "../agent/operator.js"
+import { addVersion, exec, run, currentHash } from "../agent/operator.js"
 import { tarGz } from "../agent/fixtures.js"
 import { jsonLinesExec } from "../support/jsonLines.js"
 import { clientExec, connectClient, startRegistry, type TestRegistry } from "../support/registry.js"
@@ -30,8 +30,6 @@ const client = async (user: string, key: string) => {
   return c
 }
 
-const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
-
 const report = (name: string, host: string, hash: string, outcome: string, extra: Record<string, unknown> = {}) => ({
   type: "report",
   report: { host, agentVersion: "0.1.0", configuration: name, hash, outcome, ...extra }
@@ -41,7 +39,7 @@ describe("events", () => {
   it("streams committed changes, deletions, agent sessions and reports with the host's state, and pings", async () => {
     const ev = await jsonLinesExec(await client("operator", reg.operator.privatePath), "events")
     await run(reg, "addconf -name e1 -layer code:v1")
-    const h1 = await hashOf("e1")
+    const h1 = await currentHash(reg, "e1")
     expect(await ev.next((l) => l.Event === "state" && l.Name === "e1")).toEqual({ Event: "state", Name: "e1", Hash: h1, Time: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/) })
 
     // An agent opens its session (behind: it has not deployed), reports deployed (current), goes away (offline).
@@ -52,7 +50,7 @@ describe("events", () => {
     expect(await ev.next((l) => l.Event === "host" && l.State === "current")).toEqual({ Event: "host", Name: "e1", Host: "web1", State: "current", Hash: h1 })
 
     await run(reg, "changeconf -name e1 -component code -version v2")
-    const h2 = await hashOf("e1")
+    const h2 = await currentHash(reg, "e1")
     await ev.next((l) => l.Event === "state" && l.Hash === h2)
     agent.send(report("e1", "web1", h1, "failed", { target: h2, reason: "exit status 1" }))
     expect(await ev.next((l) => l.Event === "host" && l.State === "failed")).toMatchObject({ Host: "web1", Hash: h1 })
@@ -81,7 +79,7 @@ describe("events", () => {
 describe("timeline", () => {
   it("keeps each host's outcomes of the last 24 h and serves them as status -timeline", async () => {
     await run(reg, "addconf -name t1 -layer code:v1")
-    const h1 = await hashOf("t1")
+    const h1 = await currentHash(reg, "t1")
     const ev = await jsonLinesExec(await client("operator", reg.operator.privatePath), "events")
     const a = await jsonLinesExec(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host a -version 0.1.0")
     const b = await jsonLinesExec(await client("deploy-agent", reg.agent.privatePath), "watch -name t1 -host '<img src=x>' -version 0.1.0")

@@ -3,7 +3,7 @@
 import * as fs from "node:fs/promises"
 import type { Client } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { addVersion, exec, run } from "../agent/operator.js"
+import { addVersion, exec, run, currentHash } from "../agent/operator.js"
 import { tarGz } from "../agent/fixtures.js"
 import { type JsonLines, jsonLinesExec } from "../support/jsonLines.js"
 import { clientExec, clientSftp, connectClient, startRegistry, type TestRegistry } from "../support/registry.js"
@@ -29,8 +29,6 @@ const agentClient = async () => {
   return c
 }
 
-const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
-
 const statusJson = async (name: string) =>
   JSON.parse(await run(reg, `status -name ${name} -json`)) as { Hash: string; Hosts: Array<Record<string, unknown>> }
 
@@ -50,13 +48,13 @@ describe("watch", () => {
   it("streams the current state at once, then every committed change of its configuration, and the deletion", async () => {
     await run(reg, "addconf -name w1 -layer code:v1")
     await run(reg, "addconf -name other -layer code:v1")
-    const h1 = await hashOf("w1")
+    const h1 = await currentHash(reg, "w1")
     const w = await jsonLinesExec(await agentClient(), "watch -name w1 -host web1 -version 0.1.0")
     const stop = pinging(w)
     expect(await w.next((l) => l.type === "state")).toMatchObject({ type: "state", name: "w1", hash: h1 })
     await run(reg, "changeconf -name other -component code -version v2")
     await run(reg, "changeconf -name w1 -component code -version v2")
-    const h2 = await hashOf("w1")
+    const h2 = await currentHash(reg, "w1")
     expect(await w.next((l) => l.type === "state" && l.hash === h2)).toMatchObject({ name: "w1" })
     await run(reg, "rollback -name w1")
     await w.next((l) => l.type === "state" && l.hash === h1)
@@ -98,7 +96,7 @@ describe("watch", () => {
 describe("reports and status", () => {
   it("stores reports, refuses invalid ones, and tells current, failed, behind and offline hosts apart", async () => {
     await run(reg, "addconf -name s1 -layer code:v1")
-    const h1 = await hashOf("s1")
+    const h1 = await currentHash(reg, "s1")
     const a = await jsonLinesExec(await agentClient(), "watch -name s1 -host web1 -version 0.1.0")
     const b = await jsonLinesExec(await agentClient(), "watch -name s1 -host web2 -version 0.1.0")
     const stops = [pinging(a), pinging(b)]
@@ -148,7 +146,7 @@ describe("reports and status", () => {
 
   it("shows a host that only polls by its key, with the hash it was served", async () => {
     await run(reg, "addconf -name p1 -layer code:v1")
-    const h1 = await hashOf("p1")
+    const h1 = await currentHash(reg, "p1")
     const sftp = await clientSftp(await agentClient())
     await new Promise<void>((res, rej) => sftp.readFile("/configs/p1.json", (e) => (e ? rej(e) : res())))
     const s = await statusJson("p1")

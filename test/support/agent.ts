@@ -44,3 +44,11 @@ export const spawnAgent = (args: ReadonlyArray<string>, cwd: string): RunningAge
     })
   return { child, log: () => out, exited, waitForLine }
 }
+
+/** Resolves when the agent's log (from `from`) matches; fails with the log after `ms`. */
+export const waitLine = async (a: RunningAgent, re: RegExp, from = 0, ms = 20_000): Promise<void> => {
+  let timer: NodeJS.Timeout | undefined
+  const hit = await Promise.race([a.waitForLine(re, from), new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)))])
+  clearTimeout(timer)
+  if (!hit) throw new Error(`agent log never matched ${re}:\n${a.log()}`)
+}

@@ -12,9 +12,9 @@ import * as path from "node:path"
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { tarGz } from "../agent/fixtures.js"
-import { addVersion, run } from "../agent/operator.js"
+import { addVersion, run, currentHash } from "../agent/operator.js"
 import { ctlMain } from "../ctl/harness.js"
-import { type RunningAgent, spawnAgent } from "../support/agent.js"
+import { type RunningAgent, spawnAgent, waitLine } from "../support/agent.js"
 import { repoRoot, startRegistry, tempDir, type TestRegistry } from "../support/registry.js"
 import { COOKIE } from "../../src/web/Session.js"
 
@@ -33,8 +33,6 @@ const dirs: Array<string> = []
 const requests: Array<string> = []
 const dialogs: Array<string> = []
 
-const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
-
 const agent = async (host: string, script = "exit 0") => {
   const dir = await tempDir("web-agent-")
   dirs.push(dir)
@@ -46,11 +44,6 @@ const agent = async (host: string, script = "exit 0") => {
   )
   agents.push(a)
   return a
-}
-
-const waitLine = async (a: RunningAgent, re: RegExp, from = 0) => {
-  const hit = await Promise.race([a.waitForLine(re, from), new Promise<false>((r) => setTimeout(() => r(false), 20_000))])
-  if (!hit) throw new Error(`agent log never matched ${re}:\n${a.log()}`)
 }
 
 /** `deployctl web -listen 127.0.0.1:0`: resolves with its first stdout line, the URL with the token. */
@@ -148,7 +141,7 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     await expect.poll(() => page.locator(".current-hash").textContent(), { timeout: 10_000, interval: 10 }).not.toBe(before)
     const ms = Date.now() - t0
     console.log(`[browser] changeconf returned → new hash shown on the open page in ${ms} ms`)
-    expect(await page.locator(".current-hash").textContent()).toBe((await hashOf("p1")).slice(0, 12))
+    expect(await page.locator(".current-hash").textContent()).toBe((await currentHash(reg, "p1")).slice(0, 12))
     expect(await page.evaluate(() => (window as unknown as { __sameDocument?: boolean }).__sameDocument)).toBe(true)
     // the hosts follow, still without reload
     await expect.poll(() => page.locator("table.hosts .state-current").count(), { timeout: 15_000 }).toBe(2)
@@ -158,7 +151,7 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     const h1Row = page.locator("table.history tbody tr").last() // the first state, code:v1
     const h1 = (await h1Row.locator("input[name=hash]").getAttribute("value"))!
     await Promise.all([page.waitForURL(/\/c\/p1\?done=rollback/), h1Row.getByRole("button", { name: "Rollback" }).click()])
-    expect(await hashOf("p1")).toBe(h1)
+    expect(await currentHash(reg, "p1")).toBe(h1)
     expect(await run(reg, "showconf -name p1")).toMatch(/code:v1|code\s+v1/)
     await expect.poll(() => page.locator(".notice-ok").textContent()).toMatch(/Rolled back/)
   })
@@ -176,11 +169,11 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     await Promise.all([stale.waitForURL(`${base}/c/p1?state=current#hosts`), stale.locator("a", { hasText: /^current \(2\)$/ }).click()])
     expect(await stale.locator("table.hosts tbody tr").count()).toBe(2)
     await run(reg, "changeconf -name p1 -component code -version v3")
-    const h3 = await hashOf("p1")
+    const h3 = await currentHash(reg, "p1")
     const res = await Promise.all([stale.waitForResponse((r) => r.request().method() === "POST"), stale.locator("table.history tbody tr").nth(1).getByRole("button", { name: "Rollback" }).click()])
     expect(res[0].status()).toBe(409)
     await expect.poll(() => stale.locator(".notice-error").textContent()).toMatch(/expect|changed|current/i)
-    expect(await hashOf("p1")).toBe(h3)
+    expect(await currentHash(reg, "p1")).toBe(h3)
     await noScript.close()
   })
 
@@ -208,7 +201,7 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     expect((await request("/", { headers: { cookie, host: `evil.example:${new URL(base).port}` } })).status).toBe(421)
     expect((await request("/", { headers: { cookie } })).status).toBe(200)
     const csrf = (await page.locator("input[name=csrf]").first().getAttribute("value"))!
-    const hash = await hashOf("p1")
+    const hash = await currentHash(reg, "p1")
     const form = (fields: Record<string, string>) => new URLSearchParams(fields).toString()
     const post = (headers: Record<string, string>, body: string) =>
       request("/c/p1/rollback", { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded", ...headers }, body })
@@ -216,7 +209,7 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     expect((await post({ origin: base }, form({ csrf: "x".repeat(csrf.length), hash, expect: hash }))).status).toBe(403)
     expect((await post({ origin: "http://evil.example" }, form({ csrf, hash, expect: hash }))).status).toBe(403)
     expect((await request("/c/p1/rollout/abort", { method: "POST", headers: { cookie, "content-type": "application/x-www-form-urlencoded" }, body: form({ csrf }) })).status).toBe(403)
-    expect(await hashOf("p1")).toBe(hash)
+    expect(await currentHash(reg, "p1")).toBe(hash)
   })
 
   it("the CSP header is present and the page loads nothing from another origin; screenshot", async () => {

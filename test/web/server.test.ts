@@ -4,7 +4,7 @@
 import * as fs from "node:fs/promises"
 import type { Client } from "ssh2"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { addVersion, run } from "../agent/operator.js"
+import { addVersion, run, currentHash } from "../agent/operator.js"
 import { tarGz } from "../agent/fixtures.js"
 import { connectClient, startRegistry, type TestRegistry } from "../support/registry.js"
 import { csrfOf, login, post, request, type RunningWeb, startWeb } from "./serverProcess.js"
@@ -15,8 +15,6 @@ let cookie: string
 const clients: Array<Client> = []
 
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-
-const hashOf = async (name: string) => /Hash:\t([0-9a-f]{64})/.exec(await run(reg, `showconf -name ${name} -v`))![1]!
 
 beforeAll(async () => {
   reg = await startRegistry({ extraArgs: ["-watch-ping", "1s"] })
@@ -67,7 +65,7 @@ describe("deployctl web: security", () => {
   })
 
   it("refuses a POST without the CSRF token, from another origin or without one (403), and changes nothing", async () => {
-    const before = await hashOf("web1")
+    const before = await currentHash(reg, "web1")
     const history = JSON.parse(await run(reg, "history -name web1 -json")) as Array<{ Hash: string }>
     const older = history[1]!.Hash
     const csrf = csrfOf((await request(web, "GET", "/c/web1", { headers: { cookie } })).body)
@@ -84,7 +82,7 @@ describe("deployctl web: security", () => {
     expect(noOrigin.status).toBe(403)
     expect((await post(web, "deployctl_web=guess", "/c/web1/rollback", form)).status).toBe(401)
     expect((await request(web, "GET", "/c/web1/rollback", { headers: { cookie } })).status).toBe(404) // GET changes nothing
-    expect(await hashOf("web1")).toBe(before)
+    expect(await currentHash(reg, "web1")).toBe(before)
   })
 
   it("refuses a non-loopback -listen unless -listen-public is given", async () => {
@@ -103,7 +101,7 @@ describe("deployctl web: pages, buttons and events", () => {
   it("reads the fleet, a configuration with its hosts and the timeline from the registry", async () => {
     const agent = await connectClient(reg.port, "deploy-agent", { privateKeyPath: reg.agent.privatePath })
     clients.push(agent)
-    const h = await hashOf("web1")
+    const h = await currentHash(reg, "web1")
     await new Promise<void>((resolve, reject) =>
       agent.exec("watch -name web1 -host '<img src=x onerror=alert(1)>' -version 0.1.0", (err, ch) => {
         if (err) return reject(err)
@@ -135,7 +133,7 @@ describe("deployctl web: pages, buttons and events", () => {
   }, 30_000)
 
   it("rolls back from the page with -expect; a stale page is refused with the registry's message (409)", async () => {
-    const current = await hashOf("web1")
+    const current = await currentHash(reg, "web1")
     const history = JSON.parse(await run(reg, "history -name web1 -json")) as Array<{ Hash: string }>
     const older = history.find((s) => s.Hash !== current)!.Hash
     const page = await request(web, "GET", "/c/web1", { headers: { cookie } })
@@ -145,12 +143,12 @@ describe("deployctl web: pages, buttons and events", () => {
     const stale = await post(web, cookie, "/c/web1/rollback", { csrf, hash: older, expect: current })
     expect(stale.status).toBe(409)
     expect(stale.body).toMatch(/not the expected/)
-    const now = await hashOf("web1")
+    const now = await currentHash(reg, "web1")
     expect(now).not.toBe(current)
     const ok = await post(web, cookie, "/c/web1/rollback", { csrf, hash: older, expect: now })
     expect(ok.status).toBe(303)
     expect(ok.headers.location).toBe("/c/web1?done=rollback")
-    expect(await hashOf("web1")).toBe(older)
+    expect(await currentHash(reg, "web1")).toBe(older)
     const bad = await post(web, cookie, "/c/web1/rollback", { csrf, hash: "zz", expect: now })
     expect(bad.status).toBe(400)
   }, 30_000)
@@ -172,7 +170,7 @@ describe("deployctl web: pages, buttons and events", () => {
     expect(a.headers["content-type"]).toMatch(/^text\/event-stream/)
     // (The rollback above left it at v1.)
     await run(reg, "changeconf -name web1 -component code -version v2")
-    const h = await hashOf("web1")
+    const h = await currentHash(reg, "web1")
     for (const t of [a, b]) await expect.poll(() => t.data(), { timeout: 5_000 }).toMatch(new RegExp(`data: \\{"Event":"state","Name":"web1","Hash":"${h}"`))
     a.close()
     b.close()
