@@ -31,6 +31,7 @@ import type { Signatures } from "./Signatures.js"
 import type { Uploads } from "./Uploads.js"
 import type { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
+import { makeWatchFanout } from "./WatchFanout.js"
 import { defaultWatchOptions, isWatchCommand, serveWatch, type WatchOptions } from "./WatchSession.js"
 import { isEventsCommand, serveEvents } from "./EventsSession.js"
 import { OperatorEvents } from "./OperatorEvents.js"
@@ -102,6 +103,8 @@ const make = (opts: SshServerOptions) =>
     const auth = yield* Auth
     const hostStatus = yield* HostStatus
     const rollouts = yield* Rollouts
+    // One subscriber to the change feed for all watch sessions: a read per configuration and event, shared.
+    const fanout = yield* makeWatchFanout
     // The `events` stream, when wired (main.ts); without it `events` is answered by the interpreter (an error).
     const operatorEvents = yield* Effect.serviceOption(OperatorEvents)
     const watch = opts.watch ?? defaultWatchOptions
@@ -266,7 +269,7 @@ const make = (opts: SshServerOptions) =>
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
                 // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, watch, configurations))) : rej()
+                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
                 if (forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error
