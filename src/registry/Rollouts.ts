@@ -22,7 +22,7 @@ import { parseWaves, plan, served, step } from "./RolloutPlan.js"
 import { rolloutEnded, setLiveRollouts, touchRolloutsEnded } from "./RegistryMetrics.js"
 import { DRIVER, eventLine, eventRows, renderRollout, type RolloutEventRow, type RolloutRecord, startedText } from "./RolloutView.js"
 import { decodeState, encodeState, insertTarget, isLive, layersJson, type Live, liveOf, liveRow, loadLive, type Row } from "./RolloutStore.js"
-import { isPostgres } from "./SqlDialect.js"
+import { forUpdate, isPostgres } from "./SqlDialect.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { chunks, toDocument } from "./StorageRows.js"
 
@@ -243,6 +243,10 @@ export const make = (options: RolloutOptions) =>
         const fleet = hostViews(yield* hosts.rows(name)).map((h) => h.host)
         const started = yield* sql.withTransaction(
           Effect.gen(function* () {
+            // Replicas: the configuration's row held until commit, as changes do (StorageChanges.ts), so a
+            // `rollout` started at once on another replica waits, then sees this one and is told so, as on
+            // one registry (without it, the loser hit the unique index: "database failure").
+            yield* sql`SELECT id FROM configurations WHERE name = ${name} ${forUpdate(sql)}`
             const [running] = yield* sql<{ target_hash: string }>`SELECT target_hash FROM rollouts WHERE configuration = ${name} AND active = 1`
             if (running !== undefined) return yield* new RolloutInProgress({ name, to: running.target_hash })
             const cur = yield* storage.current(name)
