@@ -38,7 +38,7 @@ export class Rollouts extends Context.Tag("registry/Rollouts")<
     readonly document: (name: string, host: string | undefined) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
     /** What every host is served now, in one read: the watch sessions of a configuration share it (WatchFanout.ts). */
     readonly serving: (name: string) => Effect.Effect<Serving, StorageError>
-    /** A live rollout of the configuration (the watch stream then asks `document` at every event). */
+    /** A live rollout of the configuration (its watch sessions then ask `serving` at every event). */
     readonly live: (name: string) => boolean
     /** One line for `status -name`, when the configuration has a live rollout. */
     readonly summary: (name: string) => string | undefined
