@@ -18,7 +18,7 @@ import { startRegistry } from "../support/registry.js"
 import { testResources } from "../support/resources.js"
 
 /** Watch sessions on one replica: the reads of one change must not grow with them. */
-const N = 60
+const N = 50
 
 const query = <A extends object>(url: string, text: string) =>
   Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql.unsafe<A>(text)).pipe(Effect.provide(SqlPostgres(url))))
