@@ -37,7 +37,7 @@ export const makeReplicaSessions = (
     const me = randomBytes(8).toString("hex")
     const heartbeat = Duration.millis(options.heartbeatMs ?? 5000)
     const timeoutS = (options.timeoutMs ?? 15_000) / 1000
-    // Tables `replicas` and `replica_sessions`: migration 6 (Migrations.ts), on PostgreSQL only.
+    // Tables `replicas` and `replica_sessions`: migration `replicas` (Migrations.ts), PostgreSQL only.
     const beat = Effect.gen(function* () {
       yield* sql`INSERT INTO replicas (id) VALUES (${me}) ON CONFLICT (id) DO UPDATE SET heartbeat = now()`
       const gone = sql`SELECT id FROM replicas WHERE heartbeat < now() - make_interval(secs => ${timeoutS * 10})`
