@@ -72,7 +72,8 @@ export const gzipHeaderLength = (b: Buffer): number | undefined | string => {
 
 /**
  * Inflates the single gzip member read from `source`, handing the tar stream to `onData` in order
- * (a returned promise holds reading back until it settles). Rejects with LayerRefused for anything
+ * (a returned promise holds reading back until it settles). A chunk of `source` is read only until
+ * the next one is asked for: the source may reuse its memory then (LayerCheck.ts reads into a ring). Rejects with LayerRefused for anything
  * but one well-formed member plus zero padding, or with what `source` or `onData` threw.
  */
 export const gunzip = async (
@@ -137,9 +138,14 @@ export const gunzip = async (
       return toTail(start, buf)
     }
     retained.push({ start, buf })
+    // Until zlib took all of `buf` in (its write callback), or the deflate data ended in it (the reader ends).
+    await Promise.race([new Promise((r) => z.write(buf, r)), reader])
     const consumed = headerLength + z.bytesWritten
     while (retained.length > 0 && retained[0]!.start + retained[0]!.buf.length <= consumed) retained.shift()
-    if (!z.write(buf)) await Promise.race([new Promise((r) => z.once("drain", r)), reader])
+    // The source may reuse `buf` once the next chunk is asked for: what is still needed is copied.
+    if (readerDone) {
+      if (readerError === undefined && tail === undefined) for (const r of retained.splice(0)) toTail(r.start, r.buf)
+    } else if (retained.length > 0) retained.splice(0, retained.length, ...retained.map((r) => ({ start: r.start, buf: Buffer.from(r.buf) })))
   }
   try {
     for await (const chunk of source) {

@@ -4,7 +4,7 @@
 // worker thread, so a server or a CLI busy with other work is not held up by inflating and parsing.
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
-import { createReadStream } from "node:fs"
+import { type FileHandle, open } from "node:fs/promises"
 import type { Worker } from "node:worker_threads"
 import { startWorker } from "../fs/WorkerModule.js"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
@@ -34,17 +34,42 @@ const reason = (e: unknown) => (e instanceof Error ? e.message : String(e))
 export const asLayerFailure = (label: string, e: unknown): LayerRefused | LayerUnreadable =>
   e instanceof LayerRefused || e instanceof LayerUnreadable ? e : new LayerUnreadable({ layer: label, reason: reason(e) })
 
+/** Bytes per read, and reads in flight ahead of the reader: see chunks. */
+const READ_SIZE = 1 << 20
+const RING = 2
+
+/**
+ * The file's bytes, READ_SIZE at a time, in RING buffers reused round robin: a new buffer per read
+ * (what createReadStream does) leaves a GiB of dead ArrayBuffers for V8 to collect lazily, which the
+ * process's RSS shows (docs/bench.md). So each chunk is only valid until the next one is asked for
+ * (gunzip copies what it keeps longer); the next read runs while the reader works on this one.
+ */
 async function* chunks(file: string, label: string, opts: ReadOptions): AsyncGenerator<Buffer> {
-  const input = createReadStream(file, { highWaterMark: 1 << 20, ...(opts.signal ? { signal: opts.signal } : {}) })
+  const unreadable = (e: unknown) =>
+    new LayerUnreadable({ layer: label, reason: opts.signal?.aborted ? "interrupted" : `${file}: ${reason(e)}` })
+  const ring = Array.from({ length: RING }, () => Buffer.allocUnsafeSlow(READ_SIZE))
+  let handle: FileHandle | undefined
+  let next: Promise<number> | undefined
   try {
-    for await (const chunk of input as AsyncIterable<Buffer>) {
+    handle = await open(file, "r")
+    const fh = handle
+    const read = (n: number) => fh.read(ring[n % RING]!, 0, READ_SIZE, null).then((r) => r.bytesRead)
+    next = read(0)
+    for (let n = 0; ; n++) {
+      if (opts.signal?.aborted) throw opts.signal.reason
+      const got = await next
+      next = undefined
+      if (got === 0) return
+      const chunk = ring[n % RING]!.subarray(0, got)
+      next = read(n + 1)
       opts.onInput?.(chunk)
       yield chunk
     }
   } catch (e) {
-    throw new LayerUnreadable({ layer: label, reason: opts.signal?.aborted ? "interrupted" : `${file}: ${reason(e)}` })
+    throw e instanceof LayerUnreadable ? e : unreadable(e)
   } finally {
-    input.destroy()
+    await next?.catch(() => {}) // a read into the ring must not outlive it
+    await handle?.close().catch(() => {})
   }
 }
 
@@ -119,11 +144,11 @@ export interface WorkerInput {
   readonly hash: boolean
 }
 
-/** The worker's whole job (LayerCheck.worker.ts runs it). */
-export const runCheck = async (input: WorkerInput): Promise<WorkerReply> => {
+/** The worker's whole job (LayerCheck.worker.ts runs it; `room` as in ReadOptions). */
+export const runCheck = async (input: WorkerInput, room?: ReadOptions["room"]): Promise<WorkerReply> => {
   const hash = input.hash ? createHash("sha256") : undefined
   try {
-    const r = await readLayer(input.file, input.label, ignore, hash ? { onInput: (c) => hash.update(c) } : {})
+    const r = await readLayer(input.file, input.label, ignore, { ...(hash ? { onInput: (c: Buffer) => hash.update(c) } : {}), ...(room ? { room } : {}) })
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     const f = asLayerFailure(input.label, e)

@@ -24,7 +24,7 @@ type FeedMessage = { readonly buffer: ArrayBuffer; readonly length: number } | "
 type Taken = { readonly taken: 1 }
 
 /** The worker's side: reads the chunks as they come, acknowledging each, and replies once. */
-export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "postMessage">): Promise<WorkerReply> => {
+export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "postMessage">, room?: () => undefined): Promise<WorkerReply> => {
   const hash = input.hash ? createHash("sha256") : undefined
   const queue: Array<Buffer> = []
   let ended = false
@@ -47,7 +47,7 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
   }
   const ignore = { entry: () => {}, data: () => {}, entryEnd: () => {} }
   try {
-    const r = await readLayerFrom(source(), input.label, ignore)
+    const r = await readLayerFrom(source(), input.label, ignore, room)
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     const f = asLayerFailure(input.label, e)
