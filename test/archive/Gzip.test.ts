@@ -96,3 +96,54 @@ describe("gunzip", () => {
     expect(reads).toBeLessThan(big.length / 4096 / 4)
   })
 })
+
+/**
+ * The harshest source the contract allows: one buffer, overwritten with the next chunk (and 0xaa
+ * beyond it) as soon as the next chunk is asked for. A gunzip that kept a chunk without copying it
+ * (the trailer, when the deflate data ends inside it) would read the scribbled bytes.
+ */
+async function* reusing(b: Buffer, step: number) {
+  const buf = Buffer.alloc(step)
+  for (let i = 0; i < b.length; i += step) {
+    buf.fill(0xaa)
+    const n = b.copy(buf, 0, i, i + step)
+    yield buf.subarray(0, n)
+  }
+  buf.fill(0xaa)
+}
+
+const inflateReusing = async (b: Buffer, step: number): Promise<Buffer | string> => {
+  const out: Array<Buffer> = []
+  try {
+    await gunzip(reusing(b, step), "l", (c) => void out.push(Buffer.from(c)))
+    return Buffer.concat(out)
+  } catch (e) {
+    if (e instanceof LayerRefused) return e.message
+    throw e
+  }
+}
+
+describe("gunzip over a source that reuses its buffer", () => {
+  const z = gzipSync(payload)
+  const end = z.length - 8 // where the deflate data ends and the trailer starts
+  const cases: ReadonlyArray<readonly [string, Buffer]> = [
+    ["one member", z],
+    ["zero padding", Buffer.concat([z, Buffer.alloc(5000)])],
+    ["a second member", Buffer.concat([z, gzipSync(Buffer.from("more"))])],
+    ["data after the member", Buffer.concat([z, Buffer.alloc(300), Buffer.from("x")])],
+    ["truncated trailer", z.subarray(0, z.length - 3)],
+    ["truncated deflate data", z.subarray(0, z.length - 20)]
+  ]
+  // Chunk ends at the deflate end, inside the trailer, at its end, and elsewhere.
+  const steps = [end, end - 1, end + 1, end + 4, z.length, Math.ceil(end / 2), Math.ceil((end + 3) / 3), 4096, 65536]
+
+  for (const [name, bytes] of cases) {
+    it(`${name}: the same bytes or the same refusal as a source of fresh buffers, whatever the cut`, async () => {
+      for (const step of steps) {
+        const want = await inflate(bytes, step)
+        const got = await inflateReusing(bytes, step)
+        expect(typeof want === "string" ? got : same(got, want), `step ${step}`).toBe(typeof want === "string" ? want : true)
+      }
+    })
+  }
+})
