@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { createHash } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import { mkdtemp, rm, writeFile } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { crc32, deflateRawSync } from "node:zlib"
 import { checkLayerFile, checkLayerInWorker, readLayer } from "../../src/archive/LayerCheck.js"
 import { LayerRefused, LayerUnreadable } from "../../src/domain/ArchiveErrors.js"
 import { dir, file, gz, pax, tar } from "../support/tar.js"
@@ -61,5 +62,36 @@ describe("LayerCheck", () => {
     expect(refused).toEqual(Exit.fail(new LayerRefused({ layer: "code@v2", entry: "", reason: "zstd-compressed; only gzip is accepted" })))
     const gone = await Effect.runPromiseExit(checkLayerInWorker("/nonexistent/x", "code@v3"))
     expect(Exit.isFailure(gone) && gone.cause._tag === "Fail" && gone.cause.error._tag).toBe("LayerUnreadable")
+  })
+
+  it("reads files larger than its ring of read buffers, the deflate end at a read boundary or not", async () => {
+    const MiB = 1 << 20
+    const content = randomBytes(4 * MiB - 40_000) // incompressible: the deflate data ends just short of 4 MiB
+    const plain = tar(file("big", content), file("small", "x"))
+    const raw = deflateRawSync(plain)
+    const trailer = Buffer.alloc(8)
+    trailer.writeUInt32LE(crc32(plain), 0)
+    trailer.writeUInt32LE(plain.length, 4)
+    // A gzip header with an FEXTRA field of `extra` bytes moves the deflate end where we want it.
+    const member = (extra: number) => {
+      const head = Buffer.from([0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 3, extra & 0xff, extra >> 8])
+      return Buffer.concat([head, Buffer.alloc(extra), raw, trailer])
+    }
+    const boundary = Math.ceil((12 + raw.length) / MiB) * MiB
+    const extraFor = (deflateEnd: number) => deflateEnd - 12 - raw.length
+    const ends = [boundary, boundary - 4, boundary - 8, boundary + 3]
+    expect(ends.map(extraFor).every((e) => e >= 0 && e <= 0xffff)).toBe(true)
+    for (const at of ends) {
+      const extra = extraFor(at)
+      const m = member(extra)
+      const sha = createHash("sha256").update(m).digest("hex")
+      const checked = await withFile(m, (p) => Effect.runPromise(checkLayerInWorker(p, "l", { hash: true })))
+      expect(checked, `deflate end at ${at}`).toEqual({ entries: 2, bytes: m.length, hash: sha })
+      const padded = Buffer.concat([m, Buffer.alloc(MiB + 7)])
+      expect(await withFile(padded, (p) => Effect.runPromise(checkLayerFile(p, "l"))), `padded, end at ${at}`).toEqual({ entries: 2, bytes: padded.length })
+      const more = Buffer.concat([m, Buffer.alloc(MiB), Buffer.from("x")])
+      const exit = await withFile(more, (p) => Effect.runPromiseExit(checkLayerFile(p, "l")))
+      expect(exit, `data after, end at ${at}`).toEqual(Exit.fail(new LayerRefused({ layer: "l", entry: "", reason: "data after the gzip stream" })))
+    }
   })
 })
