@@ -22,7 +22,7 @@ export interface LayerRead {
 
 export interface ReadOptions {
   readonly signal?: AbortSignal
-  /** Every chunk of the file, in order (to hash it on the way). */
+  /** Every chunk of the file, in order (to hash it on the way); valid only during the call (see chunks). */
   readonly onInput?: (chunk: Buffer) => void
   /** Asked after each inflated chunk went through the parser: a promise holds reading back until it settles. */
   readonly room?: () => Promise<void> | undefined
