@@ -23,7 +23,7 @@ type FeedMessage = { readonly buffer: ArrayBuffer; readonly length: number } | "
 /** Worker → main, besides the final WorkerReply: one chunk was taken up. */
 type Taken = { readonly taken: 1 }
 
-/** The worker's side: reads the chunks as they come, acknowledging each, and replies once. */
+/** The worker's side: reads the chunks as they come, acknowledging each, and replies once (`room` as readLayerFrom's). */
 export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "postMessage">, room?: () => undefined): Promise<WorkerReply> => {
   const hash = input.hash ? createHash("sha256") : undefined
   const queue: Array<Buffer> = []
