@@ -32,6 +32,7 @@ declare module "pg" {
   }
   export class Pool extends EventEmitter {
     constructor(config: PoolConfig)
+    connect(): Promise<Client & { release(err?: unknown): void }>
     query(text: string): Promise<unknown>
     end(): Promise<void>
   }
