@@ -61,6 +61,8 @@ export interface TestPostgres {
   readonly createDatabase: () => Promise<string>
   /** Sends `signal` to the postmaster and waits for it to exit (SIGKILL: a crash; SIGINT: fast shutdown). */
   readonly kill: (signal?: NodeJS.Signals) => Promise<void>
+  /** Sends `signal` to the postmaster without waiting (SIGSTOP/SIGCONT: new connections wait, open ones work). */
+  readonly signal: (signal: NodeJS.Signals) => void
   /** Starts the server again on the same directory and port; resolves when it accepts connections. */
   readonly restart: () => Promise<void>
   /** Fast shutdown and removal of the data directory. */
@@ -141,6 +143,7 @@ export const startPostgres = async (): Promise<TestPostgres> => {
       return url(name)
     },
     kill,
+    signal: (signal) => void child?.kill(signal),
     restart: async () => {
       const deadline = Date.now() + 30_000
       for (;;) {
