@@ -9,8 +9,8 @@
 //   its connect and its listener; a client after its user let go but before it is closed). The owner of
 //   a client still learns of the failure: its next query fails, and the pool drops clients it cannot use.
 // - A connection attempt gives up after CONNECT_MS, so no fiber waits on a database that does not answer.
-// - TCP keepalive notices a peer that vanished without closing the connection (a partition, a host lost)
-//   within KEEPALIVE_MS of silence plus the kernel's probes.
+// - TCP keepalive notices a peer that vanished without closing the connection (a partition, a host lost):
+//   probes start after KEEPALIVE_MS of silence; the kernel's probe interval and count do the rest.
 // - The server ends a transaction left idle for IDLE_IN_TRANSACTION_MS, so a replica cut off while it
 //   holds a row lock (`FOR UPDATE`) cannot stall the others longer than that.
 import pg, { type ClientConfig, type Pool } from "pg"
