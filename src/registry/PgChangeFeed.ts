@@ -76,6 +76,8 @@ export const PgChangeFeedLive = (options: PgChangeFeedOptions = {}): Layer.Layer
       )
 
       let sessions = 0
+      /** Whether the last attempt failed (the database is away: one warning, not one per second). */
+      let failing = false
       /**
        * One LISTEN connection of our own (not the pool's, not PgClient.listen's, which keeps quiet when its
        * connection fails): from LISTEN until the connection ends or errs, or three pings in a row did not
@@ -119,6 +121,7 @@ export const PgChangeFeedLive = (options: PgChangeFeedOptions = {}): Layer.Layer
               if (w.ping !== undefined) heard = Date.now()
               if (w.ping === undefined || up) return Effect.void
               up = true
+              failing = false
               // The first ping back proves the LISTEN; then watchers read again what they may have missed.
               return Effect.zipRight(sessions++ === 0 ? Effect.void : Effect.logInfo("change feed: LISTEN renewed; watchers resync"), local({ _tag: "Resync" }))
             }
@@ -136,7 +139,11 @@ export const PgChangeFeedLive = (options: PgChangeFeedOptions = {}): Layer.Layer
           })
           yield* Effect.raceFirst(pings, Effect.zipRight(Deferred.await(lost), Effect.logWarning("change feed: the LISTEN connection failed; renewing it")))
         })
-      ).pipe(Effect.catchAllCause((cause) => Effect.logWarning("change feed: LISTEN failed; retrying", cause)))
+      ).pipe(
+        Effect.catchAllCause((cause) =>
+          failing ? Effect.void : Effect.zipRight(Effect.sync(() => (failing = true)), Effect.logWarning("change feed: LISTEN failed; retrying every ping interval", cause))
+        )
+      )
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(listenSession, Effect.sleep(Duration.millis(pingMs)))))
 
       return ChangeFeed.of({
