@@ -228,6 +228,9 @@ describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres:/
       expect(failed.output).toMatch(/^internal error[^\n]*\n$/)
       await holder.end()
     } finally {
+      // Nothing stays paused after a failure (a stopped postmaster would not stop at the end).
+      pg().signal("SIGCONT")
+      for (const r of replicas) r.signal("SIGCONT")
       loading = false
       await Promise.all(loads)
     }
