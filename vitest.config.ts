@@ -23,8 +23,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // Integration tests spawn registries and agents; two cores are all we have.
-    maxWorkers: 2,
-    minWorkers: 1,
+    maxWorkers: 4,
+    minWorkers: 4,
     // One module graph per worker, not per file: a fresh graph (effect, ssh2, the sources) cost ~1.5 s of
     // every file's time. Tests keep no state in modules or globals that another file could see.
     isolate: false,

@@ -139,9 +139,11 @@ describe("scoped agent keys", () => {
       const secret = await get("secret")
       const nosuch = await get("nosuch")
       expect(secret.code).not.toBe(0)
-      // What the server answered, without OpenSSH's own "Connection closed." (printed or not as its exit races the close).
-      const answer = (stderr: string, name: string) => stderr.replace(name, "NAME").split("\n").filter((l) => !l.startsWith("Connection closed")).join("\n").trim()
-      expect(answer(secret.stderr, "secret")).toBe(answer(nosuch.stderr, "nosuch"))
+      // What the server answered: the lines sftp prints for its replies, without OpenSSH's own "Connected to"
+      // and "Connection closed." (printed or not, and in either order, as its exit races the close).
+      const answer = (stderr: string, name: string) =>
+        stderr.replace(name, "NAME").split(/\r?\n/).filter((l) => l.trim() !== "" && !/^(Connected to |Connection closed)/.test(l)).join("\n").trim()
+      expect(answer(secret.stderr, "secret"), `${secret.stderr}\n---\n${nosuch.stderr}`).toBe(answer(nosuch.stderr, "nosuch"))
       expect(answer(secret.stderr, "secret")).toContain('File "/configs/NAME.json" not found.')
       expect((await get("p1")).code).toBe(0)
       expect(JSON.parse(await fs.readFile(path.join(work, "p1.json"), "utf8")).Name).toBe("p1")
