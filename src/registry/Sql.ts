@@ -79,7 +79,11 @@ export const SqlPostgres = (url: string): Layer.Layer<PgClient.PgClient | SqlCli
         // The first connection proves the URL (a registry that cannot reach its database does not start).
         acquire: Effect.acquireRelease(
           Effect.flatMap(Effect.sync(() => makePool(url)), (pool) =>
-            Effect.tryPromise({ try: () => pool.query("SELECT 1"), catch: (cause) => new SqlError({ cause, message: "cannot connect" }) }).pipe(
+            Effect.tryPromise({
+              try: () => pool.query("SELECT 1"),
+              // The driver's reason (refused, unknown database, authentication) is what the operator needs.
+              catch: (cause) => new SqlError({ cause, message: cause instanceof Error ? cause.message : "cannot connect" })
+            }).pipe(
               Effect.timeoutFail({ duration: CONNECT_MS, onTimeout: () => new SqlError({ message: "connection timed out" }) }),
               Effect.tapError(() => Effect.promise(() => pool.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))),
               Effect.as(pool)
