@@ -10,6 +10,24 @@ import { type Sha256, sha256Problem } from "../domain/Names.js"
 import { fsyncDir } from "../fs/Atomic.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 
+/** A blob still arriving in a local file (a cache fill); see BlobCache.ts. */
+export interface Filling {
+  /**
+   * Calls `f` once bytes [0, end) of the file may be served: written, and either more bytes follow or the
+   * whole blob was verified (so the end of a blob is never served before its hash matched); with the
+   * error if the fill failed.
+   */
+  readonly whenReady: (end: number, f: (error: StorageError | undefined) => void) => void
+  /** The file's path once the fill succeeded (it is renamed there from the path being filled). */
+  readonly final: string
+}
+
+/** A local file to serve a blob from with positioned reads, and its fill when it is still arriving. */
+export interface Served {
+  readonly path: string
+  readonly filling: Filling | undefined
+}
+
 export interface BlobInfo {
   readonly hash: Sha256
   readonly size: number
@@ -26,6 +44,8 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
      * here, a verified cached copy when the blobs live elsewhere (PgBlobStore).
      */
     readonly local: (hash: Sha256) => Effect.Effect<string, StorageError>
+    /** As `local`, without waiting for a cache fill: SFTP serves the bytes as they arrive (Filling). */
+    readonly serve: (hash: Sha256) => Effect.Effect<Served, StorageError>
     readonly stream: (hash: Sha256) => Stream.Stream<Uint8Array, StorageError>
     /**
      * Stores an already fsync'd file whose content hashes to `hash`, inside the caller's Storage transaction
@@ -111,7 +131,9 @@ export const make = (dir: string) =>
       (await readdir(files)).filter((n) => sha256Problem(n) === undefined).sort() as Array<Sha256>
     )
 
-    return BlobStore.of({ has, stat: statBlob, local, stream, adopt, remove, list })
+    const serve = (hash: Sha256) => Effect.map(local(hash), (p): Served => ({ path: p, filling: undefined }))
+
+    return BlobStore.of({ has, stat: statBlob, local, serve, stream, adopt, remove, list })
   })
 
 /** Blobs in `<RegistryConfig.dir>/files` (created at start). */

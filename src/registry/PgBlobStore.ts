@@ -1,7 +1,7 @@
 // Blobs in PostgreSQL (-db): one `blobs` row per blob, its bytes in 1 MiB `blob_chunks` rows, so
 // replicas share them without a shared filesystem. Written inside the caller's transaction (addver:
-// the blob and its version commit together, a replica dying mid-way leaves nothing), read a chunk per
-// query (never a whole blob in memory), served through the replica's BlobCache.
+// the blob and its version commit together, a replica dying mid-way leaves nothing), read a few chunks
+// per binary COPY (never a whole blob in memory), served through the replica's BlobCache.
 //
 // Retention races addver across replicas: addver's `has` takes a share lock on the blob row, and
 // `remove` locks it for update and then deletes only if no version references it, in a statement
@@ -14,10 +14,11 @@ import { type Sha256, sha256Problem } from "../domain/Names.js"
 import { type BlobCache, make as makeCache } from "./BlobCache.js"
 import { type BlobInfo, BlobStore, io } from "./BlobStore.js"
 import { RegistryConfig } from "./RegistryConfig.js"
+import { copyOutRows } from "./PgCopyOut.js"
 import { orStorage } from "./StorageRows.js"
 
 export const CHUNK_BYTES = 1024 * 1024
-/** Chunks fetched per query when reading. */
+/** Chunks fetched per COPY when reading (two batches ahead at most: bounded memory per fill). */
 const READ_CHUNKS = 4
 
 const checked = (hash: string) =>
@@ -40,19 +41,22 @@ export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
     )
 
   /**
-   * READ_CHUNKS chunks per query, in order, the next query overlapping the consumer's work on this
-   * batch; fails if the blob is missing or a chunk is.
+   * READ_CHUNKS chunks per COPY (binary: PgCopyOut.ts), in order, the next batch fetched while the
+   * consumer works on this one; fails if the blob is missing or a chunk is.
    */
   const stream = (hash: Sha256): Stream.Stream<Uint8Array, StorageError> =>
     Stream.unwrap(
       Effect.map(checked(hash), (h) =>
         Stream.paginateChunkEffect(0, (from) =>
-          orStorage(sql<{ n: number; data: Uint8Array }>`SELECT n, data FROM blob_chunks
-            WHERE hash = ${h} AND n >= ${from} AND n < ${from + READ_CHUNKS} ORDER BY n`).pipe(
+          // `h` is 64 hex digits (checked) and `from` an integer: nothing else reaches the statement.
+          copyOutRows(sql, `COPY (SELECT n, data FROM blob_chunks WHERE hash = '${h}' AND n >= ${from} AND n < ${from + READ_CHUNKS}
+            ORDER BY n) TO STDOUT (FORMAT binary)`).pipe(
             Effect.flatMap((rows) => {
-              if (rows.some((r, i) => r.n !== from + i)) return Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
+              if (rows.some((r, i) => r.length !== 2 || r[0]?.length !== 4 || r[0].readInt32BE(0) !== from + i || r[1] === null)) {
+                return Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
+              }
               const next = rows.length === READ_CHUNKS ? Option.some(from + READ_CHUNKS) : Option.none()
-              const batch = Chunk.fromIterable(rows.map((r) => r.data))
+              const batch = Chunk.fromIterable(rows.map((r) => r[1] as Uint8Array))
               if (from > 0 || rows.length > 0) return Effect.succeed([batch, next] as const)
               // No chunk 0: an empty blob has its row and no chunks; no row at all is "not found".
               return Effect.flatMap(statBlob(h), (info) =>
@@ -105,8 +109,9 @@ export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
   )
 
   const local = (hash: Sha256) => Effect.flatMap(checked(hash), (h) => cache.local(h, stream(h)))
+  const serve = (hash: Sha256) => Effect.flatMap(checked(hash), (h) => cache.serve(h, stream(h)))
 
-  return BlobStore.of({ has, stat: statBlob, local, stream, adopt, remove, list })
+  return BlobStore.of({ has, stat: statBlob, local, serve, stream, adopt, remove, list })
 }
 
 /** Blobs in the PostgreSQL database of SqlClient, cached under `<RegistryConfig.dir>/cache` (capped at `cacheMax`). */

@@ -1,11 +1,12 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Layer, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Layer, Queue, Stream, Take } from "effect"
 import { readdir, readFile, stat, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { make as makeCache } from "../../src/registry/BlobCache.js"
-import { BlobStore, make } from "../../src/registry/BlobStore.js"
+import { BlobStore, type Filling, make } from "../../src/registry/BlobStore.js"
+import type { StorageError } from "../../src/domain/Errors.js"
 import { migrate } from "../../src/registry/Migrations.js"
 import { CHUNK_BYTES, make as makePg } from "../../src/registry/PgBlobStore.js"
 import { sha256, tempDirScoped } from "../support/layers.js"
@@ -208,5 +209,68 @@ describe.skipIf(postgres.skip !== undefined)("BlobStore on PostgreSQL: cache and
       expect(yield* store.has(hash)).toBe(false)
       expect(yield* sql`SELECT 1 FROM blob_chunks`).toEqual([])
     })
+  )
+})
+
+describe("BlobCache: a fill is served while it arrives", () => {
+  /** A source the test feeds chunk by chunk; `end` finishes it. */
+  const feed = Effect.gen(function* () {
+    const q = yield* Queue.unbounded<Take.Take<Uint8Array, StorageError>>()
+    return {
+      source: Stream.flattenTake(Stream.fromQueue(q)),
+      push: (b: Uint8Array) => Queue.offer(q, Take.of(b)),
+      end: Queue.offer(q, Take.end)
+    }
+  })
+  const ready = (f: Filling, end: number) =>
+    Effect.async<StorageError | undefined>((resume) => f.whenReady(end, (e) => resume(Effect.succeed(e))))
+  /** Whether `whenReady(end)` has answered by the time the fill is idle (a few turns of the event loop). */
+  const answered = (f: Filling, end: number) =>
+    Effect.gen(function* () {
+      let done = false
+      f.whenReady(end, () => void (done = true))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      return done
+    })
+
+  it.live("early bytes are served before the rest arrives; the end only once the hash matched", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const cache = yield* makeCache(dir, 1024 ** 3)
+      const [a, b] = [Buffer.alloc(1000, 1), Buffer.alloc(500, 2)]
+      const hash = sha256(Buffer.concat([a, b]))
+      const { source, push, end } = yield* feed
+      const served = yield* cache.serve(hash, source)
+      const f = served.filling!
+      expect(f).toBeDefined()
+      yield* push(a)
+      expect(yield* ready(f, 999)).toBeUndefined()
+      expect(yield* Effect.promise(() => readFile(served.path))).toEqual(a)
+      yield* push(b)
+      // Every byte written, the hash not checked yet: the blob's end is held back.
+      expect(yield* answered(f, 1500)).toBe(false)
+      // A second request joins the same fill.
+      expect((yield* cache.serve(hash, Stream.die("fetched twice"))).filling).toBe(f)
+      yield* end
+      expect(yield* ready(f, 1500)).toBeUndefined()
+      expect(yield* Effect.promise(() => readFile(f.final))).toEqual(Buffer.concat([a, b]))
+      expect((yield* cache.serve(hash, Stream.die("fetched twice"))).filling).toBeUndefined()
+    }))
+  )
+
+  it.live("a fill whose bytes do not hash to its name fails its readers and leaves no file", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const cache = yield* makeCache(dir, 1024 ** 3)
+      const hash = sha256("genuine")
+      const { source, push, end } = yield* feed
+      const f = (yield* cache.serve(hash, source)).filling!
+      yield* push(Buffer.from("forged!"))
+      expect(yield* answered(f, 7)).toBe(false)
+      yield* end
+      expect((yield* ready(f, 7))?.reason).toBe("a stored blob does not match its hash")
+      expect(yield* ready(f, 1)).toBeDefined()
+      expect(yield* Effect.promise(() => readdir(path.join(dir, "cache")))).toEqual([])
+    }))
   )
 })
