@@ -1,7 +1,7 @@
 // Content-addressed blobs under <dir>/files/<sha256>: written once (temp file, fsync, rename), never modified.
 // A service so that another store can replace the filesystem: PostgreSQL with -db (PgBlobStore.ts).
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, type Duration, Effect, Layer, Stream } from "effect"
 import { createReadStream } from "node:fs"
 import { mkdir, readdir, rename, stat, unlink } from "node:fs/promises"
 import * as path from "node:path"
@@ -28,6 +28,28 @@ export interface Served {
   readonly filling: Filling | undefined
 }
 
+/**
+ * Where an upload's bytes also go while they arrive, so that `adopt` need not write them then
+ * (PostgreSQL: staged chunk rows, PgUploadStage.ts; on disk nothing: the staged file is the blob).
+ */
+export interface UploadStage {
+  /** The upload's next bytes, in order; copied (they may be a view into a packet). */
+  readonly push: (bytes: Uint8Array) => void
+  /** Calls `f` once the bytes pushed and not yet stored are within the stage's bound (at once if they are, or if the stage gave up). */
+  readonly whenRoom: (f: () => void) => void
+  /**
+   * All `size` bytes, hashing to `hash`, were pushed: stores the rest and records the staged upload as
+   * complete. Never fails: a stage that could not (the database away) is dropped, and `adopt` then
+   * writes the blob from the staged file.
+   */
+  readonly complete: (hash: Sha256, size: number) => Effect.Effect<void>
+  /** The upload will not complete this way (interrupted, failed, bytes out of order): its staged rows go. Never fails. */
+  readonly abandon: Effect.Effect<void>
+}
+
+/** The stage of a store that keeps nothing while an upload arrives. */
+export const noStage: UploadStage = { push: () => undefined, whenRoom: (f) => f(), complete: () => Effect.void, abandon: Effect.void }
+
 export interface BlobInfo {
   readonly hash: Sha256
   readonly size: number
@@ -49,9 +71,14 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
     readonly stream: (hash: Sha256) => Stream.Stream<Uint8Array, StorageError>
     /**
      * Stores an already fsync'd file whose content hashes to `hash`, inside the caller's Storage transaction
-     * (here: rename, then fsync of files/; PgBlobStore: rows of that transaction).
+     * (here: rename, then fsync of files/; PgBlobStore: the upload's staged rows linked to the blob, or
+     * rows written from the file, in that transaction).
      */
     readonly adopt: (tempPath: string, hash: Sha256) => Effect.Effect<void, StorageError>
+    /** A stage for an upload starting now (UploadStage). */
+    readonly stageUpload: Effect.Effect<UploadStage>
+    /** Removes staged uploads (not their local files: Uploads) started or completed longer than `ttl` ago; how many. */
+    readonly sweepStaged: (ttl: Duration.Duration) => Effect.Effect<number, StorageError>
     readonly remove: (hash: Sha256) => Effect.Effect<void, StorageError>
     readonly list: Effect.Effect<ReadonlyArray<Sha256>, StorageError>
   }
@@ -133,7 +160,9 @@ export const make = (dir: string) =>
 
     const serve = (hash: Sha256) => Effect.map(local(hash), (p): Served => ({ path: p, filling: undefined }))
 
-    return BlobStore.of({ has, stat: statBlob, local, serve, stream, adopt, remove, list })
+    return BlobStore.of({
+      has, stat: statBlob, local, serve, stream, adopt, stageUpload: Effect.succeed(noStage), sweepStaged: () => Effect.succeed(0), remove, list
+    })
   })
 
 /** Blobs in `<RegistryConfig.dir>/files` (created at start). */

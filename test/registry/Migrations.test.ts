@@ -13,7 +13,7 @@ const schema = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql.onDialectOrElse({
     pg: () => sql<{ t: string; c: string }>`SELECT table_name AS t, column_name AS c FROM information_schema.columns
-      WHERE table_schema = 'public' AND table_name NOT IN ('blobs', 'blob_chunks', 'schema_migrations')`,
+      WHERE table_schema = 'public' AND table_name NOT IN ('blobs', 'blob_chunks', 'staged_uploads', 'schema_migrations')`,
     orElse: () => sql<{ t: string; c: string }>`SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p
       WHERE m.type = 'table' AND m.name NOT IN ('sqlite_sequence', 'schema_migrations')`
   })
