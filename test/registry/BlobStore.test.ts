@@ -1,11 +1,11 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Layer, Queue, Stream, Take } from "effect"
+import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Queue, Stream, Take } from "effect"
 import { readdir, readFile, stat, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { make as makeCache } from "../../src/registry/BlobCache.js"
-import { BlobStore, type Filling, make } from "../../src/registry/BlobStore.js"
+import { BlobStore, type Filling, make, type UploadStage } from "../../src/registry/BlobStore.js"
 import type { StorageError } from "../../src/domain/Errors.js"
 import { migrate } from "../../src/registry/Migrations.js"
 import { CHUNK_BYTES, make as makePg } from "../../src/registry/PgBlobStore.js"
@@ -272,5 +272,116 @@ describe("BlobCache: a fill is served while it arrives", () => {
       expect(yield* ready(f, 1)).toBeDefined()
       expect(yield* Effect.promise(() => readdir(path.join(dir, "cache")))).toEqual([])
     }))
+  )
+})
+
+describe.skipIf(postgres.skip !== undefined)("BlobStore on PostgreSQL: uploads staged as they arrive", () => {
+  const stagedRows = (sql: SqlClient.SqlClient) =>
+    Effect.map(
+      sql<{ uploads: number; chunks: number; complete: number }>`SELECT (SELECT COUNT(*) FROM staged_uploads)::int AS uploads,
+        (SELECT COUNT(*) FROM staged_uploads WHERE hash IS NOT NULL)::int AS complete,
+        (SELECT COUNT(*) FROM blob_chunks WHERE upload IS NOT NULL)::int AS chunks`,
+      (rows) => rows[0]!
+    )
+  const bytes = (n: number, seed: number) => {
+    const b = Buffer.alloc(n)
+    for (let i = 0; i < n; i++) b[i] = (i * seed) & 0xff
+    return b
+  }
+  /** Pushes `data` in 255 KiB pieces, as SFTP WRITEs arrive. */
+  const pushAll = (stage: UploadStage, data: Buffer) => {
+    for (let at = 0; at < data.length; at += 255 * 1024) stage.push(data.subarray(at, at + 255 * 1024))
+  }
+  const hasRoom = (stage: UploadStage) => {
+    let room = false
+    stage.whenRoom(() => void (room = true))
+    return room
+  }
+
+  it.scoped("addver's adopt links the staged chunks (not written again); a stage whose bytes did not all arrive is dropped", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const data = bytes(CHUNK_BYTES * 2 + 4321, 31)
+      const hash = sha256(data)
+      const stage = yield* store.stageUpload
+      pushAll(stage, data)
+      yield* stage.complete(hash, data.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 3 })
+      expect(yield* store.has(hash)).toBe(false) // staged is not stored
+      const tmp = path.join(dir, "incoming")
+      yield* Effect.promise(() => writeFile(tmp, data))
+      yield* sql.withTransaction(store.adopt(tmp, hash))
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+      expect(Buffer.concat(Chunk.toArray(yield* Stream.runCollect(store.stream(hash)))).equals(data)).toBe(true)
+
+      // One byte short of what the upload says it was: nothing stays staged, adopt writes from the file.
+      const other = bytes(CHUNK_BYTES + 10, 7)
+      const short = yield* store.stageUpload
+      pushAll(short, other.subarray(0, other.length - 1))
+      yield* short.complete(sha256(other), other.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+      yield* Effect.promise(() => writeFile(tmp, other))
+      yield* sql.withTransaction(store.adopt(tmp, sha256(other)))
+      expect(Buffer.concat(Chunk.toArray(yield* Stream.runCollect(store.stream(sha256(other))))).equals(other)).toBe(true)
+    })
+  )
+
+  it.scopedLive("a database slower than the upload holds it back (no room), and a stage far behind gives up instead of buffering", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const stage = yield* store.stageUpload
+      stage.push(bytes(CHUNK_BYTES, 3))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).chunks === 0; i++) yield* Effect.sleep("20 millis")
+      // Another transaction holds the staged row: chunk inserts (foreign key) wait for it.
+      const release = yield* Deferred.make<void>()
+      const locked = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(sql.withTransaction(
+        sql`SELECT 1 FROM staged_uploads FOR UPDATE`.pipe(Effect.zipRight(Deferred.succeed(locked, undefined)), Effect.zipRight(Deferred.await(release)))
+      ))
+      yield* Deferred.await(locked)
+      for (let i = 0; i < 6; i++) stage.push(bytes(CHUNK_BYTES, 5 + i))
+      expect(hasRoom(stage)).toBe(false)
+      const room = yield* Deferred.make<void>()
+      stage.whenRoom(() => Deferred.unsafeDone(room, Exit.void))
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      yield* Deferred.await(room)
+      const data = Buffer.concat([bytes(CHUNK_BYTES, 3), ...Array.from({ length: 6 }, (_, i) => bytes(CHUNK_BYTES, 5 + i))])
+      yield* stage.complete(sha256(data), data.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 7 })
+
+      // Far behind (the database stuck): past its bound the stage drops itself and its rows.
+      const stuck = yield* store.stageUpload
+      stuck.push(bytes(CHUNK_BYTES, 9))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).uploads < 2; i++) yield* Effect.sleep("20 millis")
+      const release2 = yield* Deferred.make<void>()
+      const locked2 = yield* Deferred.make<void>()
+      const holder2 = yield* Effect.fork(sql.withTransaction(
+        sql`SELECT 1 FROM staged_uploads WHERE hash IS NULL FOR UPDATE`.pipe(Effect.zipRight(Deferred.succeed(locked2, undefined)), Effect.zipRight(Deferred.await(release2)))
+      ))
+      yield* Deferred.await(locked2)
+      for (let i = 0; i < 40; i++) stuck.push(bytes(CHUNK_BYTES, 11))
+      expect(hasRoom(stuck)).toBe(true) // given up: no more waiting on it
+      yield* Deferred.succeed(release2, undefined)
+      yield* Fiber.join(holder2)
+      yield* stuck.complete(sha256("whatever"), CHUNK_BYTES * 41)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 7 })
+    })
+  )
+
+  it.scopedLive("the janitor's sweep removes staged uploads older than the TTL, with their chunks", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const stage = yield* store.stageUpload // a replica killed mid-upload: never completed
+      stage.push(bytes(CHUNK_BYTES * 2, 13))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).chunks < 2; i++) yield* Effect.sleep("20 millis")
+      expect(yield* store.sweepStaged(Duration.hours(1))).toBe(0)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 0, chunks: 2 })
+      expect(yield* store.sweepStaged(Duration.zero)).toBe(1)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+    })
   )
 })
