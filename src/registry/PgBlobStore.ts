@@ -8,7 +8,7 @@
 // `remove` locks it for update and then deletes only if no version references it, in a statement
 // that runs after the lock is granted and so sees every version committed before.
 import { SqlClient } from "@effect/sql"
-import { Chunk, Duration, Effect, Layer, Option, Stream } from "effect"
+import { Duration, Effect, Layer, Stream } from "effect"
 import { open } from "node:fs/promises"
 import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
@@ -20,7 +20,7 @@ import { CHUNK_BYTES, makeStage } from "./PgUploadStage.js"
 import { orStorage } from "./StorageRows.js"
 
 export { CHUNK_BYTES }
-/** Chunks fetched per COPY when reading (two batches ahead at most: bounded memory per fill). */
+/** Chunks fetched per COPY when reading (two batches at most in memory per reader). */
 const READ_CHUNKS = 4
 
 const checked = (hash: string) =>
@@ -42,32 +42,35 @@ export const make = (sql: SqlClient.SqlClient, cache: BlobCache) => {
       )
     )
 
+  /** Chunks [from, from + count) of `h` by one binary COPY; fails unless they are all there, in order. */
+  const batch = (h: Sha256, from: number, count: number) =>
+    // `h` is 64 hex digits (checked) and the numbers integers: nothing else reaches the statement.
+    copyOutRows(sql, `COPY (SELECT n, data FROM blob_chunks WHERE hash = '${h}' AND n >= ${from} AND n < ${from + count}
+      ORDER BY n) TO STDOUT (FORMAT binary)`).pipe(
+      Effect.flatMap((rows) =>
+        rows.length !== count || rows.some((r, i) => r.length !== 2 || r[0]?.length !== 4 || r[0].readInt32BE(0) !== from + i || r[1] === null)
+          ? Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
+          : Effect.succeed(rows.map((r) => r[1] as Uint8Array))
+      )
+    )
+
   /**
-   * READ_CHUNKS chunks per COPY (binary: PgCopyOut.ts), in order, the next batch fetched while the
-   * consumer works on this one; fails if the blob is missing or a chunk is.
+   * READ_CHUNKS chunks per COPY (binary: PgCopyOut.ts), two batches fetched at once (the server reads
+   * one while it sends the other), emitted in order; fails if the blob is missing or a chunk is.
    */
   const stream = (hash: Sha256): Stream.Stream<Uint8Array, StorageError> =>
     Stream.unwrap(
-      Effect.map(checked(hash), (h) =>
-        Stream.paginateChunkEffect(0, (from) =>
-          // `h` is 64 hex digits (checked) and `from` an integer: nothing else reaches the statement.
-          copyOutRows(sql, `COPY (SELECT n, data FROM blob_chunks WHERE hash = '${h}' AND n >= ${from} AND n < ${from + READ_CHUNKS}
-            ORDER BY n) TO STDOUT (FORMAT binary)`).pipe(
-            Effect.flatMap((rows) => {
-              if (rows.some((r, i) => r.length !== 2 || r[0]?.length !== 4 || r[0].readInt32BE(0) !== from + i || r[1] === null)) {
-                return Effect.fail(new StorageError({ reason: "a stored blob is missing a chunk" }))
-              }
-              const next = rows.length === READ_CHUNKS ? Option.some(from + READ_CHUNKS) : Option.none()
-              const batch = Chunk.fromIterable(rows.map((r) => r[1] as Uint8Array))
-              if (from > 0 || rows.length > 0) return Effect.succeed([batch, next] as const)
-              // No chunk 0: an empty blob has its row and no chunks; no row at all is "not found".
-              return Effect.flatMap(statBlob(h), (info) =>
-                info === undefined ? Effect.fail(new StorageError({ reason: "blob not found" })) : Effect.succeed([batch, next] as const)
-              )
-            })
-          )
-        ).pipe(Stream.bufferChunks({ capacity: 2 }))
-      )
+      Effect.gen(function* () {
+        const h = yield* checked(hash)
+        const info = yield* statBlob(h)
+        if (info === undefined) return yield* new StorageError({ reason: "blob not found" })
+        const chunks = Math.ceil(info.size / CHUNK_BYTES)
+        const batches = Math.ceil(chunks / READ_CHUNKS)
+        return (batches === 0 ? Stream.empty : Stream.range(0, batches - 1)).pipe(
+          Stream.mapEffect((b) => batch(h, b * READ_CHUNKS, Math.min(READ_CHUNKS, chunks - b * READ_CHUNKS)), { concurrency: 2 }),
+          Stream.mapConcat((rows) => rows)
+        )
+      })
     )
 
   /**
