@@ -142,7 +142,7 @@ export const make = (dir: string, maxBytes: number) =>
     // A daemon: the session that started it may end; others may be reading it.
     const start = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => {
       const f = new Fill(path.join(root, `${TMP}${randomBytes(8).toString("hex")}`), path.join(root, hash))
-      const done = Effect.runPromise(Effect.ignore(fill(hash, source, f))).finally(() => pending.delete(hash))
+      const done = Effect.runPromiseExit(fill(hash, source, f)).then(() => void pending.delete(hash))
       pending.set(hash, { fill: f, done })
       return f
     }

@@ -6,7 +6,7 @@
 // (SftpUpload holds back its WRITE replies), past STAGE_MAX the stage gives up; any database failure
 // also only drops the stage, and addver then writes the blob from the staged file as before.
 import type { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Either, Exit } from "effect"
 import { randomBytes } from "node:crypto"
 import type { Sha256 } from "../domain/Names.js"
 import type { UploadStage } from "./BlobStore.js"
@@ -25,7 +25,9 @@ const INSERTS = 2
 
 export const makeStage = (sql: SqlClient.SqlClient): UploadStage => {
   const id = `upload-${randomBytes(12).toString("hex")}`
-  const run = <A>(eff: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.either(eff))
+  /** Never rejects: any failure (a defect too) is a Left, which only drops the stage. */
+  const run = <A>(eff: Effect.Effect<A, unknown>) =>
+    Effect.runPromiseExit(eff).then((exit) => (Exit.isSuccess(exit) ? Either.right(exit.value) : Either.left(exit.cause)))
   /** The staged_uploads row, inserted with the first chunk; false if it could not be. */
   let started: Promise<boolean> | undefined
   const begin = () =>
