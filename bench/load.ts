@@ -6,7 +6,8 @@
 //        [-user operator] [-command configurations] [-path /configs/x.json] [-c 8] [-duration 10s] \
 //        [-interval 1s] [-cipher aes128-gcm@openssh.com] [-procs 1] [-json]
 import { spawn } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readFileSync, rmSync } from "node:fs"
+import * as path from "node:path"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 import ssh2 from "ssh2"
@@ -80,11 +81,25 @@ export const execOk = async (c: Client, command: string): Promise<string> => {
   return r.stdout
 }
 
+/** One operation's limit: a connection the server dropped without ssh2 noticing must count as an error, not hang the run. */
+const OP_DEADLINE_MS = 20_000
+
+const withDeadline = <A>(what: string, p: Promise<A>, onTimeout: () => void): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout()
+      reject(new Error(`${what}: no answer within ${OP_DEADLINE_MS / 1000} s`))
+    }, OP_DEADLINE_MS)
+  })
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer))
+}
+
 /** New connection, one exec, close. */
 export const handshakeExec = async (t: Target, command: string): Promise<void> => {
   const c = await openClient(t)
   try {
-    await execOk(c, command)
+    await withDeadline(command, execOk(c, command), () => c.destroy())
   } finally {
     closeClient(c)
   }
@@ -94,7 +109,7 @@ export const handshakeExec = async (t: Target, command: string): Promise<void> =
 export const agentPoll = async (t: Target, path: string): Promise<Buffer> => {
   const c = await openClient(t)
   try {
-    return await new Promise<Buffer>((resolve, reject) => {
+    return await withDeadline(path, new Promise<Buffer>((resolve, reject) => {
       c.sftp((err, sftp) => {
         if (err) return reject(err)
         sftp.readFile(path, (e, data) => {
@@ -103,7 +118,7 @@ export const agentPoll = async (t: Target, path: string): Promise<Buffer> => {
           else resolve(data)
         })
       })
-    })
+    }), () => c.destroy())
   } finally {
     closeClient(c)
   }
@@ -161,7 +176,7 @@ export const runLoad = async (o: LoadOptions): Promise<LoadResult> => {
   const one = async (w: number): Promise<void> => {
     switch (o.mode) {
       case "exec":
-        await execOk(shared!, command)
+        await withDeadline(command, execOk(shared!, command), () => shared!.destroy())
         return
       case "handshake":
         return handshakeExec(o.target, command)
@@ -237,14 +252,31 @@ export const mergeLoad = (rs: ReadonlyArray<LoadResult>): LoadResult => {
  * Runs the load from `procs` separate node processes (this file as CLI with -json), so the client side
  * is not capped by one event loop; returns the merged result.
  */
+/**
+ * This file bundled into plain JavaScript once per benchmark process, for the load workers: started with
+ * `--import tsx`, a worker's main thread sometimes blocked for good in a futex wait (tsx's module hooks,
+ * Node 20) in the middle of a window, its connections left unread until the registry's login timeout
+ * closed them, and the whole benchmark hung. The bundle also spares each worker tsx's start-up.
+ */
+let workerScript: Promise<string> | undefined
+const loadWorkerScript = (): Promise<string> =>
+  (workerScript ??= (async () => {
+    const self = fileURLToPath(import.meta.url)
+    const out = path.join(path.dirname(self), "..", "node_modules", ".cache", "deploy-tools-bench", `load-${process.pid}.mjs`)
+    const { build } = await import("esbuild")
+    await build({ entryPoints: [self], bundle: true, platform: "node", format: "esm", packages: "external", outfile: out, logLevel: "silent" })
+    process.once("exit", () => rmSync(out, { force: true }))
+    return out
+  })())
+
 export const runLoadProcs = async (o: LoadOptions & { readonly procs: number }): Promise<LoadResult> => {
   if (o.procs <= 1) return runLoad(o)
-  const self = fileURLToPath(import.meta.url)
+  const self = await loadWorkerScript()
   const keyFile = o.target.keyPath
   if (!keyFile) throw new Error("runLoadProcs needs target.keyPath")
   const perProc = Math.max(1, Math.round(o.concurrency / o.procs))
   const args = [
-    "--import", "tsx", self, "-json",
+    self, "-json",
     "-addr", `${o.target.host}:${o.target.port}`,
     "-user", o.target.username,
     "-key", keyFile,

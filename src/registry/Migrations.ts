@@ -149,6 +149,26 @@ const rolloutEvents = Effect.gen(function* () {
   yield* sql`ALTER TABLE rollout_events ADD COLUMN actor ${d.text} NOT NULL DEFAULT ''`
 })
 
+// Replicas on PostgreSQL (ReplicaSessions.ts): each replica's heartbeat on the database's clock and the
+// watch sessions it holds, for "connected" across replicas. PostgreSQL only: SQLite is one process,
+// which knows its own sessions, and has no clock type (timestamptz, now()) for a heartbeat; so
+// Migrations.test compares the other tables across dialects. IF NOT EXISTS: replicas before this
+// migration created them at start; their id columns then get the byte order every text column has.
+const replicas = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  if (!isPostgres(sql)) return
+  const d = ddl(sql)
+  yield* sql`CREATE TABLE IF NOT EXISTS replicas (id ${d.text} PRIMARY KEY, heartbeat TIMESTAMPTZ NOT NULL DEFAULT now())`
+  yield* sql`CREATE TABLE IF NOT EXISTS replica_sessions (
+    configuration ${d.text} NOT NULL,
+    host ${d.text} NOT NULL,
+    replica ${d.text} NOT NULL,
+    PRIMARY KEY (configuration, host, replica)
+  )`
+  yield* sql`ALTER TABLE replicas ALTER COLUMN id TYPE ${d.text}`
+  yield* sql`ALTER TABLE replica_sessions ALTER COLUMN replica TYPE ${d.text}`
+})
+
 // Uploads streamed into PostgreSQL as they arrive (PgUploadStage.ts): a staged upload's chunks are
 // blob_chunks rows keyed by its id (`upload`), invisible to readers (no `blobs` row names them) until
 // addver's transaction links them to the blob (an UPDATE of their key; the bytes are not rewritten).
@@ -178,7 +198,8 @@ export const migrations = Migrator.fromRecord({
   "3_signatures": signatures,
   "4_rollouts": rollouts,
   "5_rollout_events": rolloutEvents,
-  "6_staged_uploads": stagedUploads
+  "6_replicas": replicas,
+  "7_staged_uploads": stagedUploads
 })
 
 const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })

@@ -1,6 +1,6 @@
 // An upload streamed into PostgreSQL as it arrives (BlobStore's UploadStage): its in-order bytes are cut
 // into 1 MiB chunks inserted as blob_chunks rows keyed by a fresh upload id (a `staged_uploads` row,
-// migration 6), so that addver only links them to the blob in its transaction (PgBlobStore.adopt).
+// Migrations.ts), so that addver only links them to the blob in its transaction (PgBlobStore.adopt).
 // Until then nothing names them: a replica killed mid-upload leaves rows no reader sees, which the
 // janitor removes (sweepStaged). Bounded: past STAGE_AHEAD chunks not yet stored the upload waits
 // (SftpUpload holds back its WRITE replies), past STAGE_MAX the stage gives up; any database failure

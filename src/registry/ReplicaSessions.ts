@@ -37,10 +37,7 @@ export const makeReplicaSessions = (
     const me = randomBytes(8).toString("hex")
     const heartbeat = Duration.millis(options.heartbeatMs ?? 5000)
     const timeoutS = (options.timeoutMs ?? 15_000) / 1000
-    // Created here rather than in the shared migrations: only replicas on PostgreSQL have them.
-    yield* sql`CREATE TABLE IF NOT EXISTS replicas (id TEXT PRIMARY KEY, heartbeat TIMESTAMPTZ NOT NULL DEFAULT now())`
-    yield* sql`CREATE TABLE IF NOT EXISTS replica_sessions (configuration TEXT COLLATE "C" NOT NULL, host TEXT COLLATE "C" NOT NULL,
-      replica TEXT NOT NULL, PRIMARY KEY (configuration, host, replica))`
+    // Tables `replicas` and `replica_sessions`: migration `replicas` (Migrations.ts), PostgreSQL only.
     const beat = Effect.gen(function* () {
       yield* sql`INSERT INTO replicas (id) VALUES (${me}) ON CONFLICT (id) DO UPDATE SET heartbeat = now()`
       const gone = sql`SELECT id FROM replicas WHERE heartbeat < now() - make_interval(secs => ${timeoutS * 10})`

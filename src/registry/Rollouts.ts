@@ -22,7 +22,7 @@ import { parseWaves, plan, served, step } from "./RolloutPlan.js"
 import { rolloutEnded, setLiveRollouts, touchRolloutsEnded } from "./RegistryMetrics.js"
 import { DRIVER, eventLine, eventRows, renderRollout, type RolloutEventRow, type RolloutRecord, startedText } from "./RolloutView.js"
 import { decodeState, encodeState, insertTarget, isLive, layersJson, type Live, liveOf, liveRow, loadLive, type Row } from "./RolloutStore.js"
-import { isPostgres } from "./SqlDialect.js"
+import { forUpdate, isPostgres } from "./SqlDialect.js"
 import { type StateInfo, Storage } from "./Storage.js"
 import { chunks, toDocument } from "./StorageRows.js"
 
@@ -36,7 +36,9 @@ export class Rollouts extends Context.Tag("registry/Rollouts")<
     readonly run: (cmd: RolloutCommand, who: Principal) => Effect.Effect<string, RolloutError>
     /** The document `host` is served (undefined: a host without a watch session on this configuration). */
     readonly document: (name: string, host: string | undefined) => Effect.Effect<Option.Option<ConfigurationDocument>, StorageError>
-    /** A live rollout of the configuration (the watch stream then asks `document` at every event). */
+    /** What every host is served now, in one read: the watch sessions of a configuration share it (WatchFanout.ts). */
+    readonly serving: (name: string) => Effect.Effect<Serving, StorageError>
+    /** A live rollout of the configuration (its watch sessions then ask `serving` at every event). */
     readonly live: (name: string) => boolean
     /** One line for `status -name`, when the configuration has a live rollout. */
     readonly summary: (name: string) => string | undefined
@@ -46,6 +48,9 @@ export class Rollouts extends Context.Tag("registry/Rollouts")<
     readonly ofStates: (ids: ReadonlyArray<number>) => Effect.Effect<ReadonlyMap<number, RolloutOfState>, StorageError>
   }
 >() {}
+
+/** The document each host is served (none: the configuration does not exist), as read at one moment. */
+export type Serving = (host: string | undefined) => Option.Option<ConfigurationDocument>
 
 /** A rollout as `history` shows it beside its target state. */
 export interface RolloutOfState {
@@ -238,6 +243,10 @@ export const make = (options: RolloutOptions) =>
         const fleet = hostViews(yield* hosts.rows(name)).map((h) => h.host)
         const started = yield* sql.withTransaction(
           Effect.gen(function* () {
+            // Replicas: the configuration's row held until commit, as changes do (StorageChanges.ts), so a
+            // `rollout` started at once on another replica waits, then sees this one and is told so, as on
+            // one registry (without it, the loser hit the unique index: "database failure").
+            yield* sql`SELECT id FROM configurations WHERE name = ${name} ${forUpdate(sql)}`
             const [running] = yield* sql<{ target_hash: string }>`SELECT target_hash FROM rollouts WHERE configuration = ${name} AND active = 1`
             if (running !== undefined) return yield* new RolloutInProgress({ name, to: running.target_hash })
             const cur = yield* storage.current(name)
@@ -312,16 +321,20 @@ export const make = (options: RolloutOptions) =>
       return lock.withPermits(1)(cmd.action === "start" ? start(cmd, who) : control(cmd, who))
     }
 
-    const servedOf = (name: string, host: string | undefined, a: Live | undefined) =>
-      a !== undefined && served(a.state, host) === a.target.hash
-        ? Effect.succeed(Option.some(toDocument(a.target)))
-        : storage.document(name)
-    // PostgreSQL: the stored row, read by each watcher as it reads the current state: a watcher may see
-    // another replica's event before this replica's copy is reloaded.
+    const getsTarget = (a: Live | undefined, host: string | undefined): a is Live => a !== undefined && served(a.state, host) === a.target.hash
+    // PostgreSQL: the stored row, read with the current state: a watcher may see another replica's event
+    // before this replica's copy is reloaded. SQLite: the copy, always current.
+    const liveNow = (name: string) =>
+      shared ? Effect.tap(liveRow(sql, name).pipe(Effect.mapError(dbError)), (a) => keep(name, a)) : Effect.succeed(live.get(name))
     const document = (name: string, host: string | undefined) =>
-      shared
-        ? Effect.flatMap(Effect.tap(liveRow(sql, name).pipe(Effect.mapError(dbError)), (a) => keep(name, a)), (a) => servedOf(name, host, a))
-        : servedOf(name, host, live.get(name))
+      Effect.flatMap(liveNow(name), (a) => (getsTarget(a, host) ? Effect.succeed(Option.some(toDocument(a.target))) : storage.document(name)))
+    const serving = (name: string) =>
+      Effect.flatMap(liveNow(name), (a) =>
+        Effect.map(storage.document(name), (current): Serving => {
+          const target = a === undefined ? current : Option.some(toDocument(a.target))
+          return (host) => (getsTarget(a, host) ? target : current)
+        })
+      )
 
     const summary = (name: string) => {
       const a = live.get(name)
@@ -348,7 +361,7 @@ export const make = (options: RolloutOptions) =>
         return out as ReadonlyMap<number, RolloutOfState>
       }).pipe(Effect.mapError(dbError))
 
-    return Rollouts.of({ run, document, live: (name) => live.has(name), summary, wake: Queue.offer(wakeQ, undefined).pipe(Effect.asVoid), ofStates })
+    return Rollouts.of({ run, document, serving, live: (name) => live.has(name), summary, wake: Queue.offer(wakeQ, undefined).pipe(Effect.asVoid), ofStates })
   })
 
 /** Requires SqlClient (migrated), Storage, HostStatus and ChangeFeed; the driver runs while the layer lives. */
@@ -361,6 +374,7 @@ export const RolloutsNone = Layer.effect(
     Rollouts.of({
       run: () => Effect.fail(new RolloutRefused({ message: "rollouts are not available here" })),
       document: (name) => storage.document(name),
+      serving: (name) => Effect.map(storage.document(name), (doc): Serving => () => doc),
       live: () => false,
       summary: () => undefined,
       wake: Effect.void,

@@ -3,7 +3,7 @@
 // and hand each socket to ssh2 with injectSocket. Every connection is a fiber in a FiberSet created after
 // the listener, so closing the layer's scope stops accepting, interrupts the connections (their sessions'
 // finalizers discard unfinished uploads and close files) and then closes the listener.
-import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Option } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Option, Scope } from "effect"
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
@@ -31,6 +31,7 @@ import type { Signatures } from "./Signatures.js"
 import type { Uploads } from "./Uploads.js"
 import type { ChangeFeed } from "./ChangeFeed.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
+import { makeWatchFanout } from "./WatchFanout.js"
 import { defaultWatchOptions, isWatchCommand, serveWatch, type WatchOptions } from "./WatchSession.js"
 import { isEventsCommand, serveEvents } from "./EventsSession.js"
 import { OperatorEvents } from "./OperatorEvents.js"
@@ -102,6 +103,8 @@ const make = (opts: SshServerOptions) =>
     const auth = yield* Auth
     const hostStatus = yield* HostStatus
     const rollouts = yield* Rollouts
+    // One subscriber to the change feed for all watch sessions: a read per configuration and event, shared.
+    const fanout = yield* makeWatchFanout
     // The `events` stream, when wired (main.ts); without it `events` is answered by the interpreter (an error).
     const operatorEvents = yield* Effect.serviceOption(OperatorEvents)
     const watch = opts.watch ?? defaultWatchOptions
@@ -165,6 +168,10 @@ const make = (opts: SshServerOptions) =>
           const from = peer(socket)
           const acceptedAt = Date.now()
           const runConn = yield* FiberSet.makeRuntime<Services>()
+          // Plain scope finalizers: Effect.addFinalizer diffs every FiberRef of the fiber when it runs, a
+          // measurable part of a handshake's CPU for callbacks that only release counters.
+          const scope = yield* Effect.scope
+          const release = (f: () => void) => Scope.addFinalizer(scope, Effect.sync(f))
           // Plain timers and callbacks settle these (not races and timeouts: fewer fibers per connection).
           const loggedIn = yield* Deferred.make<Login | "closed" | "timeout">()
           const closed = yield* Deferred.make<"closed" | "deadline">()
@@ -183,22 +190,20 @@ const make = (opts: SshServerOptions) =>
           socket.on("error", () => undefined)
           const handshakeTimer = setTimeout(() => Deferred.unsafeDone(loggedIn, Exit.succeed("timeout")), Duration.toMillis(handshakeTimeout))
           let deadlineTimer: NodeJS.Timeout | undefined
-          yield* Effect.addFinalizer(() =>
-            Effect.sync(() => {
-              clearTimeout(handshakeTimer)
-              clearTimeout(deadlineTimer)
-              attachers.delete(socket)
-              try {
-                conn?.end()
-              } catch {
-                // already gone
-              }
-              socket.destroy()
-              const counted = bytesBy[login?.role ?? "none"]
-              bump(counted.in, socket.bytesRead)
-              bump(counted.out, socket.bytesWritten)
-            })
-          )
+          yield* release(() => {
+            clearTimeout(handshakeTimer)
+            clearTimeout(deadlineTimer)
+            attachers.delete(socket)
+            try {
+              conn?.end()
+            } catch {
+              // already gone
+            }
+            socket.destroy()
+            const counted = bytesBy[login?.role ?? "none"]
+            bump(counted.in, socket.bytesRead)
+            bump(counted.out, socket.bytesWritten)
+          })
 
           attachers.set(socket, (c) => {
             conn = c
@@ -266,7 +271,7 @@ const make = (opts: SshServerOptions) =>
               session.on("signal", rejectAll)
               session.on("exec", (acc, rej, info) => {
                 // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, watch, configurations))) : rej()
+                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
                 if (forced === "internal-sftp") return rej()
                 const ch = acc()
                 ch.on("error", () => undefined) // a client gone mid-write is not our error
@@ -316,11 +321,11 @@ const make = (opts: SshServerOptions) =>
               bump(connectionsBy("agent", "limit"))
               return yield* Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`)
             }
-            yield* Effect.addFinalizer(() => Effect.sync(() => budgets.agentConns.give()))
+            yield* release(() => budgets.agentConns.give())
           }
           bump(connectionsBy(who.role, "login"))
           bump(connectionsOpenBy[who.role])
-          yield* Effect.addFinalizer(() => Effect.sync(() => bump(connectionsOpenBy[who.role], -1)))
+          yield* release(() => bump(connectionsOpenBy[who.role], -1))
           const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
           yield* Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
           // -deadline counts from the accept, like the handshake limit.

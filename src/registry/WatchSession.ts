@@ -1,6 +1,7 @@
 // The one exec an agent key may run: `watch -name CONF -host H -version V` (docs/design.md "Agent
 // sessions"). The registry streams one JSON line per event on stdout: the current state at once, then
-// every committed change (ChangeFeed), deletion too, and a ping every interval; the agent sends report
+// every committed change (ChangeFeed, through WatchFanout.ts: one read per configuration and event for
+// all its sessions), deletion too, and a ping every interval; the agent sends report
 // and ping lines on stdin. Either side that hears nothing for two intervals takes the peer for dead.
 // What an agent can make us hold is bounded: line length, lines and reports per second, and the
 // output waiting for an agent that stopped reading.
@@ -12,9 +13,11 @@ import type { ConfigScope } from "../domain/ConfigScope.js"
 import { split } from "../domain/ShellWords.js"
 import { rfc3339Nano } from "../domain/Time.js"
 import { lineReader } from "../ssh/LineReader.js"
-import { ChangeFeed } from "./ChangeFeed.js"
+import type { ConfigurationDocument } from "../domain/Document.js"
+import type { StorageError } from "../domain/Errors.js"
 import { type AgentLink, HostStatus } from "./HostStatus.js"
-import { Rollouts } from "./Rollouts.js"
+import { Rollouts, type Serving } from "./Rollouts.js"
+import type { WatchFanout, WatchUpdate } from "./WatchFanout.js"
 
 export interface WatchOptions {
   /** false: refuse the exec, as the original Go registry does (agents then poll). */
@@ -68,7 +71,7 @@ export const isWatchCommand = (command: string): boolean => {
  * by `configurations=` (AgentScope.ts) that names another configuration is answered as for one that does
  * not exist, and nothing it says is recorded: names must not leak, nor status be written for them.
  */
-export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, options: WatchOptions, scope?: ConfigScope) =>
+export const serveWatch = (channel: ServerChannel, command: string, link: AgentLink, fanout: WatchFanout, options: WatchOptions, scope?: ConfigScope) =>
   Effect.scoped(
     Effect.gen(function* () {
       const words = split(command)
@@ -76,13 +79,12 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       if (Either.isLeft(parsed)) return yield* fail(channel, parsed.left)
       const req = parsed.right
       if (link.host !== undefined) return yield* fail(channel, "one watch per connection")
-      const feed = yield* ChangeFeed
       const hosts = yield* HostStatus
       const rollouts = yield* Rollouts
 
       // Subscribed before the current state is read: a change committed in between is not missed.
-      const events = yield* feed.subscribe
       const hidden = scope !== undefined && !scope.allows(req.name)
+      const updates = hidden ? undefined : yield* fanout.subscribe(req.name)
       link.host = req.host
       link.configuration = req.name
       link.version = req.version
@@ -100,8 +102,7 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
       // What this host is served: during a rollout it depends on its wave (Rollouts). A state already
       // sent is not sent again (a rollout step that does not concern this host).
       let last: string | undefined
-      const sendServed = Effect.gen(function* () {
-        const doc = hidden ? Option.none() : yield* rollouts.document(req.name, req.host).pipe(Effect.orElseSucceed(() => Option.none()))
+      const show = (doc: Option.Option<ConfigurationDocument>) => {
         const key = Option.isSome(doc) ? `${doc.value.Hash}` : "deleted"
         if (key === last) return
         last = key
@@ -110,37 +111,45 @@ export const serveWatch = (channel: ServerChannel, command: string, link: AgentL
             ? { type: "state", name: req.name, hash: doc.value.Hash, mtime: rfc3339Nano(doc.value.Mtime) }
             : { type: "deleted", name: req.name }
         )
-      })
-      yield* sendServed
-      yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.flatMap(Queue.take(events), (e) =>
-            hidden ? Effect.void
-              // Events may have been missed (a renewed LISTEN, PgChangeFeed.ts): what this host is served, sent again.
-              : e._tag === "Resync" ? Effect.suspend(() => {
-                  last = undefined
-                  return sendServed
-                })
-              : e.name !== req.name ? Effect.void
-              // Without a rollout the event is what the host gets (no read per watcher and change).
-              : e._tag === "State" && !rollouts.live(req.name) ? Effect.sync(() => {
-                  last = e.hash
-                  send({ type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) })
-                })
-              : e._tag === "Deleted" ? Effect.sync(() => {
-                  last = "deleted"
-                  send({ type: "deleted", name: e.name })
-                })
-              // A new signature of what this host is served: sent again, so an agent that refused it as unsigned looks again.
-              : e._tag === "Signed" ? Effect.suspend(() => {
-                  if (last !== e.hash) return Effect.void
-                  last = undefined
-                  return sendServed
-                })
-              : sendServed
-          )
-        )
-      )
+      }
+      // A read that failed (the database away) is not a deletion: nothing is sent; the next event, or the
+      // resync after an outage, reads again.
+      const showServing = (read: Effect.Effect<Serving, StorageError>) =>
+        Effect.matchEffect(read, {
+          onFailure: (e) => Effect.logWarning(`watch of ${who}: reading what it is served failed (${e.reason}); it is told at the next change`),
+          onSuccess: (serving) => Effect.sync(() => show(serving(req.host)))
+        })
+      if (hidden) show(Option.none())
+      else {
+        // The first read failing, the agent is told nothing at all: closed, it reconnects and reads again.
+        const first = yield* Effect.either(rollouts.document(req.name, req.host))
+        if (Either.isRight(first)) show(first.right)
+        else {
+          yield* Effect.logWarning(`watch of ${who}: reading its document failed (${first.left.reason})`)
+          end("its document could not be read")
+        }
+      }
+      const onUpdate = ({ event: e, serving }: WatchUpdate) =>
+        // Events may have been missed (a renewed LISTEN, PgChangeFeed.ts): what this host is served, sent again.
+        e._tag === "Resync" ? Effect.suspend(() => {
+            last = undefined
+            return serving === undefined ? Effect.void : showServing(serving)
+          })
+        : e._tag === "Deleted" ? Effect.sync(() => show(Option.none()))
+        // A new signature of what this host is served: sent again, so an agent that refused it as unsigned looks again.
+        : e._tag === "Signed" ? Effect.suspend(() => {
+            if (last !== e.hash || serving === undefined) return Effect.void
+            last = undefined
+            return showServing(serving)
+          })
+        // Without a rollout the event is what the host gets (no read at all).
+        : serving === undefined ? Effect.sync(() => {
+            if (e._tag !== "State") return
+            last = e.hash
+            send({ type: "state", name: e.name, hash: e.hash, mtime: rfc3339Nano(e.time) })
+          })
+        : showServing(serving)
+      if (updates !== undefined) yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(updates), onUpdate)))
 
       // Lines from the agent. A report goes to HostStatus's queue (synchronous: it only enqueues).
       let heard = Date.now()

@@ -1,7 +1,7 @@
-import { SqlClient } from "@effect/sql"
+import { Migrator, SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import { migrate } from "../../src/registry/Migrations.js"
+import { migrate, migrations } from "../../src/registry/Migrations.js"
 import { SqlPostgres } from "../../src/registry/Sql.js"
 import { testDialects } from "../support/postgres.js"
 
@@ -13,7 +13,7 @@ const schema = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql.onDialectOrElse({
     pg: () => sql<{ t: string; c: string }>`SELECT table_name AS t, column_name AS c FROM information_schema.columns
-      WHERE table_schema = 'public' AND table_name NOT IN ('blobs', 'blob_chunks', 'staged_uploads', 'schema_migrations')`,
+      WHERE table_schema = 'public' AND table_name NOT IN ('blobs', 'blob_chunks', 'staged_uploads', 'schema_migrations', 'replicas', 'replica_sessions')`,
     orElse: () => sql<{ t: string; c: string }>`SELECT m.name AS t, p.name AS c FROM sqlite_master m, pragma_table_info(m.name) p
       WHERE m.type = 'table' AND m.name NOT IN ('sqlite_sequence', 'schema_migrations')`
   })
@@ -55,5 +55,39 @@ describe("migrations", () => {
           WHERE table_schema = 'public' AND data_type = 'text' AND table_name <> 'schema_migrations' AND collation_name IS DISTINCT FROM 'C'`
         expect(notC).toEqual([])
       }).pipe(Effect.provide(Layer.unwrapEffect(Effect.map(postgres.db, (u) => SqlPostgres(u!)))))
+  )
+
+  it.effect.skipIf(postgres.skip !== undefined)(
+    "on PostgreSQL: a database whose replicas made `replicas` and `replica_sessions` themselves migrates cleanly, rows kept",
+    () =>
+      Effect.gen(function* () {
+        // The schema before the migration, and the tables as replicas made them at start then.
+        const old = yield* postgres.db
+        const before = Migrator.make({})({ loader: Effect.map(migrations, (ms) => ms.filter(([, name]) => name !== "replicas")), table: "schema_migrations" })
+        const columns = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ t: string; c: string; type: string; coll: string | null; dflt: string | null }>`SELECT table_name AS t, column_name AS c,
+            data_type AS type, collation_name AS coll, column_default AS dflt FROM information_schema.columns
+            WHERE table_schema = 'public' AND table_name IN ('replicas', 'replica_sessions') ORDER BY table_name, column_name`)
+        const applied = yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.orDie(before)
+          yield* sql`CREATE TABLE IF NOT EXISTS replicas (id TEXT PRIMARY KEY, heartbeat TIMESTAMPTZ NOT NULL DEFAULT now())`
+          yield* sql`CREATE TABLE IF NOT EXISTS replica_sessions (configuration TEXT COLLATE "C" NOT NULL, host TEXT COLLATE "C" NOT NULL,
+            replica TEXT NOT NULL, PRIMARY KEY (configuration, host, replica))`
+          yield* sql`INSERT INTO replicas (id) VALUES ('r1')`
+          yield* sql`INSERT INTO replica_sessions (configuration, host, replica) VALUES ('web', 'h1', 'r1')`
+          const applied = yield* Effect.orDie(migrate)
+          expect(yield* sql`SELECT s.host FROM replica_sessions s JOIN replicas r ON r.id = s.replica`).toEqual([{ host: "h1" }])
+          return { applied, cols: yield* columns }
+        }).pipe(Effect.provide(SqlPostgres(old!)))
+        expect(applied.applied.map(([, name]) => name)).toEqual(["replicas"])
+        // The same tables as a database made by the migrations from scratch.
+        const fresh = yield* Effect.zipRight(Effect.orDie(migrate), columns).pipe(Effect.provide(Layer.unwrapEffect(Effect.map(postgres.db, (u) => SqlPostgres(u!)))))
+        expect(fresh.map((c) => c.t)).toEqual(["replica_sessions", "replica_sessions", "replica_sessions", "replicas", "replicas"])
+        expect(applied.cols).toEqual(fresh)
+        // SQLite: no such tables (one process; nothing would write them).
+        const sqlite = yield* Effect.zipRight(Effect.orDie(migrate), schema).pipe(Effect.provide(dialects.find((d) => d.dialect === "sqlite")!.sql))
+        expect(Object.keys(sqlite).filter((t) => t.startsWith("replica"))).toEqual([])
+      })
   )
 })
