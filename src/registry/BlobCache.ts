@@ -8,7 +8,7 @@
 // a replica runs at the speed of the source instead of waiting for the whole blob. Size-capped with
 // least-recently-used eviction; evicting a file an SFTP handle has open is harmless (the open file stays
 // readable until closed).
-import { Cause, Effect, Exit, Option, Stream } from "effect"
+import { Cause, Effect, Exit, Option, Runtime, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises"
@@ -139,10 +139,15 @@ export const make = (dir: string, maxBytes: number) =>
     /** Fills in progress, one per hash: concurrent requests for a blob join it instead of fetching it again. */
     const pending = new Map<string, { fill: Fill; done: Promise<void> }>()
 
-    // A daemon: the session that started it may end; others may be reading it.
+    // A daemon: the session that started it may end; others may be reading it. Run with the registry's
+    // runtime (its logger): a blob that cannot be cached is the admin's concern, agents only see a failure.
+    const runtime = yield* Effect.runtime<never>()
     const start = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => {
       const f = new Fill(path.join(root, `${TMP}${randomBytes(8).toString("hex")}`), path.join(root, hash))
-      const done = Effect.runPromiseExit(fill(hash, source, f)).then(() => void pending.delete(hash))
+      const logged = fill(hash, source, f).pipe(
+        Effect.tapError((e) => Effect.logError(`blob ${hash} cannot be cached: ${e.reason}`))
+      )
+      const done = Runtime.runPromiseExit(runtime)(logged).then(() => void pending.delete(hash))
       pending.set(hash, { fill: f, done })
       return f
     }

@@ -1,7 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Queue, Stream, Take } from "effect"
-import { readdir, readFile, stat, writeFile } from "node:fs/promises"
+import { randomBytes } from "node:crypto"
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { make as makeCache } from "../../src/registry/BlobCache.js"
@@ -9,8 +10,10 @@ import { BlobStore, type Filling, make, type UploadStage } from "../../src/regis
 import type { StorageError } from "../../src/domain/Errors.js"
 import { migrate } from "../../src/registry/Migrations.js"
 import { CHUNK_BYTES, make as makePg } from "../../src/registry/PgBlobStore.js"
+import { SqlPostgres } from "../../src/registry/Sql.js"
 import { sha256, tempDirScoped } from "../support/layers.js"
 import { testDialects } from "../support/postgres.js"
+import { sftp, startRegistry, tempDir } from "../support/registry.js"
 
 const dialects = testDialects()
 const postgres = dialects.find((d) => d.dialect === "postgres")!
@@ -384,4 +387,48 @@ describe.skipIf(postgres.skip !== undefined)("BlobStore on PostgreSQL: uploads s
       expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
     })
   )
+})
+
+describe.skipIf(postgres.skip !== undefined)("a replica serving PostgreSQL blobs over SFTP (the built registry: `npm run build` first)", () => {
+  it("a cold download is served from the fill; one whose stored bytes do not match its hash fails and leaves no cache file", async () => {
+    const url = (await Effect.runPromise(postgres.db))!
+    const reg = await startRegistry({ extraArgs: ["-db", url] })
+    const work = await tempDir("pg-get-")
+    try {
+      // Written straight into the database (a fill does not care who wrote it): one genuine blob, and
+      // one whose second chunk was altered after it was stored.
+      const good = randomBytes(5 * CHUNK_BYTES + 777)
+      const bad = randomBytes(3 * CHUNK_BYTES + 5)
+      const insert = (hash: string, data: Buffer) =>
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`INSERT INTO blobs (hash, size, created) VALUES (${hash}, ${data.length}, ${new Date().toISOString()})`
+          for (let n = 0; n * CHUNK_BYTES < data.length; n++) {
+            yield* sql`INSERT INTO blob_chunks (hash, n, data) VALUES (${hash}, ${n}, ${data.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)})`
+          }
+        })
+      const altered = Buffer.from(bad)
+      altered[CHUNK_BYTES + 10]! ^= 0xff
+      await Effect.runPromise(Effect.zipRight(insert(sha256(good), good), insert(sha256(bad), altered)).pipe(Effect.provide(SqlPostgres(url))))
+      const get = (hash: string) =>
+        sftp(reg, "deploy-agent@127.0.0.1", { key: reg.agent.privatePath, batch: true, input: `get /files/${hash} ${hash}\n`, cwd: work })
+      const cached = async () => (await readdir(path.join(reg.dir, "cache"))).filter((n) => !n.startsWith("."))
+
+      const ok = await get(sha256(good))
+      expect(ok.code, ok.stderr).toBe(0)
+      expect((await readFile(path.join(work, sha256(good)))).equals(good)).toBe(true)
+      expect(await cached()).toEqual([sha256(good)])
+
+      const failed = await get(sha256(bad))
+      expect(failed.code).not.toBe(0)
+      const got = await readFile(path.join(work, sha256(bad))).catch(() => Buffer.alloc(0))
+      expect(got.length).toBeLessThan(bad.length) // never the whole (altered) blob
+      expect(await cached()).toEqual([sha256(good)])
+      expect(reg.log()).toMatch(/does not match its hash/)
+    } finally {
+      await reg.stop()
+      await rm(work, { recursive: true, force: true })
+      await rm(reg.dir, { recursive: true, force: true })
+    }
+  })
 })
