@@ -5,15 +5,20 @@
 // restart (kill -9, fast shutdown, while they are paused, while a change waits on a row lock) by
 // themselves, within RECOVERY_MS.
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Fiber, Layer } from "effect"
+import { createHash } from "node:crypto"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import { sweepPass } from "../../src/registry/Janitor.js"
+import { PgBlobStoreLive } from "../../src/registry/PgBlobStore.js"
 import { clientConfig, RegistryPgClient } from "../../src/registry/PgConnection.js"
+import { RegistryConfig } from "../../src/registry/RegistryConfig.js"
 import { SqlPostgres } from "../../src/registry/Sql.js"
+import { UploadsLive } from "../../src/registry/Uploads.js"
 import { tarGz } from "../agent/fixtures.js"
 import { ctlMain } from "../ctl/harness.js"
 import { addVersion, exec } from "../agent/operator.js"
@@ -45,9 +50,28 @@ const ROUNDS = Number(process.env.PG_RESTART_ROUNDS ?? 1)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** What readers see: blobs, their chunks (staged uploads' chunks are not theirs), versions. */
 const counts = async (url: string) =>
   (await query<{ blobs: number; chunks: number; versions: number }>(url,
-    "SELECT (SELECT COUNT(*) FROM blobs)::int AS blobs, (SELECT COUNT(*) FROM blob_chunks)::int AS chunks, (SELECT COUNT(*) FROM versions)::int AS versions"))[0]!
+    "SELECT (SELECT COUNT(*) FROM blobs)::int AS blobs, (SELECT COUNT(*) FROM blob_chunks WHERE upload IS NULL)::int AS chunks, (SELECT COUNT(*) FROM versions)::int AS versions"))[0]!
+
+/** Uploads streamed into the database and not (yet) linked to a blob: rows, and their chunks. */
+const staged = async (url: string) =>
+  (await query<{ uploads: number; chunks: number }>(url,
+    "SELECT (SELECT COUNT(*) FROM staged_uploads)::int AS uploads, (SELECT COUNT(*) FROM blob_chunks WHERE upload IS NOT NULL)::int AS chunks"))[0]!
+
+/** The leader janitor's upload sweep against `url`, with a TTL of 0 (everything staged so far is old enough). */
+const sweepNow = async (url: string) => {
+  const dir = await tempDir("pg-sweep-")
+  try {
+    const config = RegistryConfig.make(dir, { uploadTtl: 0 })
+    return await Effect.runPromise(sweepPass.pipe(
+      Effect.provide(Layer.mergeAll(PgBlobStoreLive, UploadsLive).pipe(Layer.provideMerge(Layer.merge(SqlPostgres(url), config))))
+    ))
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true })
+  }
+}
 
 describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres://…", () => {
   const pg = usePostgres()
@@ -102,7 +126,7 @@ describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres:/
     expect(verified.code).toBe(0)
   })
 
-  it("a registry killed mid-upload or inside addver's transaction leaves nothing; the upload then succeeds", async () => {
+  it("a registry killed mid-upload or inside addver's transaction leaves nothing visible, the janitor sweeps what it staged; the upload then succeeds", async () => {
     const url = await pg().createDatabase()
     const reg = await registry(url)
     const work = await tempDir("pg-work-")
@@ -119,26 +143,38 @@ describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres:/
       }
     }
 
-    // 1. Killed while the SFTP upload streams in (a temp file in uploads/ has bytes).
+    // 1. Killed while the SFTP upload streams in: a temp file in uploads/ has bytes, and chunks are
+    // staged in the database already.
     const first = addver()
-    await until("an upload in progress", async () => {
+    await until("an upload in progress, streaming into the database", async () => {
       const names = await fs.readdir(path.join(reg.dir, "uploads")).catch(() => [] as Array<string>)
+      let local = false
       for (const n of names.filter((n) => n.startsWith(".tmp-"))) {
-        if (((await fs.stat(path.join(reg.dir, "uploads", n)).catch(() => undefined))?.size ?? 0) > 0) return true
+        if (((await fs.stat(path.join(reg.dir, "uploads", n)).catch(() => undefined))?.size ?? 0) > 0) local = true
       }
-      return false
+      return local && (await staged(url)).chunks > 0
     })
     await reg.stop("SIGKILL")
     expect((await first).code).not.toBe(0)
     expect(await counts(url)).toEqual({ blobs: 0, chunks: 0, versions: 0 })
+    // What the killed upload staged is no reader's; the janitor's sweep removes it.
+    expect((await staged(url)).uploads).toBe(1)
+    expect(await sweepNow(url)).toBeGreaterThanOrEqual(1)
+    expect(await staged(url)).toEqual({ uploads: 0, chunks: 0 })
 
-    // 2. Killed while addver writes the blob's chunks (seen in pg_stat_activity), before its commit.
+    // 2. Killed inside addver's transaction (it recorded the version and waits to insert the blob's row
+    // behind the test's own uncommitted insert of it, seen in pg_stat_activity), before its commit.
     await reg.restart()
+    const hash = createHash("sha256").update(big).digest("hex")
+    const blocker = Effect.runFork(Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      sql.withTransaction(Effect.zipRight(sql`INSERT INTO blobs (hash, size, created) VALUES (${hash}, 0, '')`, Effect.never))
+    ).pipe(Effect.provide(SqlPostgres(url))))
     const second = addver()
-    await until("addver writing chunks", async () =>
+    await until("addver inside its transaction", async () =>
       (await query<{ n: number }>(url,
-        "SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE application_name = 'deploy-registry' AND query LIKE 'INSERT INTO blob_chunks%'"))[0]!.n > 0)
+        "SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE application_name = 'deploy-registry' AND query LIKE 'INSERT INTO blobs%' AND wait_event_type = 'Lock'"))[0]!.n > 0)
     await reg.stop("SIGKILL")
+    await Effect.runPromise(Fiber.interrupt(blocker))
     expect((await second).code).not.toBe(0)
     expect(await counts(url)).toEqual({ blobs: 0, chunks: 0, versions: 0 })
 
@@ -149,6 +185,12 @@ describe.skipIf(postgresMissing() !== undefined)("deploy-registry -db postgres:/
     expect(await counts(url)).toEqual({ blobs: 1, chunks: Math.ceil(big.length / (1024 * 1024)), versions: 1 })
     const verified = await node([registryMain, "verify", "-db", url])
     expect(verified.code, verified.out).toBe(0)
+    // addver linked its own staged upload; the one killed in addver (step 2) is left, complete: swept,
+    // the blob's chunks stay.
+    expect((await staged(url)).uploads).toBe(1)
+    await sweepNow(url)
+    expect(await staged(url)).toEqual({ uploads: 0, chunks: 0 })
+    expect(await counts(url)).toEqual({ blobs: 1, chunks: Math.ceil(big.length / (1024 * 1024)), versions: 1 })
   })
 
 
