@@ -18,13 +18,21 @@ const reliability = [
   "test/registry/ReplicasRollout.test.ts"
 ]
 
+/**
+ * Workers: four for the default tier, whose files mostly wait on their children (two left the cores idle a
+ * third of the time); two for `npm run test:reliability` alone, as before: its crash loops and soaks are
+ * timed against the load they make. min = max: with fewer, tinypool tears idle workers down while the last
+ * files still run, and that ended a run with its unhandled "Terminating worker thread" (exit 1).
+ */
+const args = process.argv.join(" ")
+const workers = /--project[= ]reliability\b/.test(args) && !/--project[= ]default\b/.test(args) ? 2 : 4
+
 export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Integration tests spawn registries and agents; two cores are all we have.
-    maxWorkers: 2,
-    minWorkers: 1,
+    maxWorkers: workers,
+    minWorkers: workers,
     // One module graph per worker, not per file: a fresh graph (effect, ssh2, the sources) cost ~1.5 s of
     // every file's time. Tests keep no state in modules or globals that another file could see.
     isolate: false,

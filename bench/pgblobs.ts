@@ -1,8 +1,9 @@
 // Benchmark: a registry with its blobs in PostgreSQL (-db) against the SQLite/disk registry, same run,
-// same files. Upload = `deployctl addver -file` (SFTP upload + check + addver, which on PostgreSQL also
-// writes the blob's chunks in addver's transaction); download = OpenSSH `sftp get /files/<sha>` as
-// deploy-agent: from the replica that took the upload (its cache holds the blob) and from a fresh
-// replica on the same database (cold cache: the first read streams the chunks out of PostgreSQL).
+// same files. Upload = `deployctl addver -file` (SFTP upload + check + addver; on PostgreSQL the upload
+// also streams the blob's chunks into staged rows as it arrives, which addver's transaction links to
+// the blob); download = OpenSSH `sftp get /files/<sha>` as deploy-agent: from the replica that took the
+// upload (its cache holds the blob) and from a fresh replica on the same database (cold cache: the
+// chunks come out of PostgreSQL by binary COPY and are served while they fill the cache).
 //   node --import tsx bench/pgblobs.ts [-size 64M] [-runs 3] [-cipher aes128-gcm@openssh.com]
 import { rm } from "node:fs/promises"
 import * as path from "node:path"
@@ -71,11 +72,11 @@ export const pgblobs: Bench = async (argv) => {
 
     rows.push(row({ metric: "deployctl addver → disk registry", unit: "MB/s", ours: up.disk }))
     rows.push(row({ metric: "deployctl addver → PostgreSQL blobs", unit: "MB/s", referenceName: "disk registry", reference: up.disk, ours: up.postgres,
-      note: "includes writing the blob's 1 MiB chunks in addver's transaction" }))
+      note: "the upload streams the blob's 1 MiB chunks into PostgreSQL as it arrives (held back when the database lags); addver links them" }))
     rows.push(row({ metric: "sftp get ← disk registry", unit: "MB/s", ours: down.disk }))
     rows.push(row({ metric: "sftp get ← PostgreSQL replica, cached", unit: "MB/s", referenceName: "disk registry", reference: down.disk, ours: down["postgres, cached"] }))
     rows.push(row({ metric: "sftp get ← PostgreSQL replica, cold cache", unit: "MB/s", referenceName: "disk registry", reference: down.disk, ours: down["postgres, cold cache"],
-      note: "a fresh replica: the first read fills its cache from PostgreSQL (verified) before serving" }))
+      note: "a fresh replica: the first read is served while it fills the cache from PostgreSQL (its end only once the hash matched)" }))
     for (const r of rows) if (r.ratio !== undefined) log(`pgblobs: ${r.metric}: ${r.ours.median.toFixed(1)} MB/s, ratio to disk ${r.ratio.toFixed(2)}`)
     return {
       name: "pgblobs",

@@ -3,10 +3,12 @@
 //
 // Content-addressed and verified: a file enters the cache only when its bytes hash to its name, and a
 // file found at start (left by an earlier process, possibly cut short by a crash) is hashed again on
-// first use. Written as a temp file renamed into place, so a reader never sees a partial file. Size-capped
-// with least-recently-used eviction; evicting a file an SFTP handle has open is harmless (the open file
-// stays readable until closed).
-import { Effect, Stream } from "effect"
+// first use. Written as a temp file renamed into place. A fill is served while it arrives (`serve`: SFTP
+// reads wait for their bytes, the end of the blob only for its verified hash), so the first download on
+// a replica runs at the speed of the source instead of waiting for the whole blob. Size-capped with
+// least-recently-used eviction; evicting a file an SFTP handle has open is harmless (the open file stays
+// readable until closed).
+import { Cause, Effect, Exit, Option, Runtime, Stream } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import { createReadStream } from "node:fs"
 import { mkdir, open, readdir, rename, rm, stat, unlink } from "node:fs/promises"
@@ -14,11 +16,13 @@ import * as path from "node:path"
 import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
 import { removeLeftovers } from "../fs/Atomic.js"
-import { io } from "./BlobStore.js"
+import { type Filling, io, type Served } from "./BlobStore.js"
 
 export interface BlobCache {
   /** Path of the verified cached copy of `hash`, filled from `source` on a miss (one fill per hash at a time). */
   readonly local: (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => Effect.Effect<string, StorageError>
+  /** As `local`, but returns at once with the fill in progress (started from `source` on a miss, or joined). */
+  readonly serve: (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => Effect.Effect<Served, StorageError>
   /** Moves in a file already known to hash to `hash` (a just-adopted upload, same filesystem); never fails. */
   readonly seed: (file: string, hash: Sha256) => Effect.Effect<void>
   readonly remove: (hash: Sha256) => Effect.Effect<void, StorageError>
@@ -27,6 +31,29 @@ export interface BlobCache {
 }
 
 const TMP = ".tmp-"
+
+/** A fill in progress: how far its file is written, and the reads waiting for more. */
+class Fill implements Filling {
+  written = 0
+  verified = false
+  error: StorageError | undefined = undefined
+  private waiters: Array<{ end: number; f: (error: StorageError | undefined) => void }> = []
+  constructor(readonly path: string, readonly final: string) {}
+  private ready(end: number) {
+    return this.error !== undefined || this.verified || this.written > end
+  }
+  whenReady(end: number, f: (error: StorageError | undefined) => void) {
+    if (this.ready(end)) return f(this.error)
+    this.waiters.push({ end, f })
+  }
+  /** After more bytes were written, or the fill ended (verified, or `error`). */
+  wake() {
+    const now = this.waiters.filter((w) => this.ready(w.end))
+    if (now.length === 0) return
+    this.waiters = this.waiters.filter((w) => !this.ready(w.end))
+    for (const w of now) w.f(this.error)
+  }
+}
 
 const sha256OfFile = (file: string) =>
   new Promise<string>((resolve, reject) => {
@@ -78,59 +105,86 @@ export const make = (dir: string, maxBytes: number) =>
       await evict()
     }
 
-    /** Streams `source` into a temp file while hashing; renames it into place only if the hash matches. */
-    const fill = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) =>
-      Effect.acquireUseRelease(
-        Effect.sync(() => path.join(root, `${TMP}${randomBytes(8).toString("hex")}`)),
-        (tmp) =>
-          Effect.gen(function* () {
-            const fh = yield* io("cannot write the blob cache", () => open(tmp, "wx", 0o600))
-            const digest = createHash("sha256")
-            let size = 0
-            yield* Stream.runForEach(source, (chunk) =>
-              io("cannot write the blob cache", async () => {
-                digest.update(chunk)
-                size += chunk.byteLength
-                await fh.write(chunk)
-              })
-            ).pipe(Effect.ensuring(Effect.promise(() => fh.close())))
-            if (digest.digest("hex") !== hash) return yield* new StorageError({ reason: "a stored blob does not match its hash" })
-            yield* io("cannot write the blob cache", () => rename(tmp, path.join(root, hash)))
-            yield* Effect.promise(() => admit(hash, size))
-          }),
-        (tmp) => Effect.promise(() => rm(tmp, { force: true }))
+    /**
+     * Streams `source` into the fill's temp file while hashing, telling waiting readers of each write;
+     * renames it into place only if the hash matches (else the file goes and the readers get the error).
+     */
+    const fill = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>, f: Fill) =>
+      Effect.gen(function* () {
+        const fh = yield* io("cannot write the blob cache", () => open(f.path, "wx", 0o600))
+        const digest = createHash("sha256")
+        yield* Stream.runForEach(source, (chunk) =>
+          io("cannot write the blob cache", async () => {
+            digest.update(chunk)
+            await fh.write(chunk)
+            f.written += chunk.byteLength
+            f.wake()
+          })
+        ).pipe(Effect.ensuring(Effect.promise(() => fh.close())))
+        if (digest.digest("hex") !== hash) return yield* new StorageError({ reason: "a stored blob does not match its hash" })
+        yield* io("cannot write the blob cache", () => rename(f.path, f.final))
+        yield* Effect.promise(() => admit(hash, f.written))
+      }).pipe(
+        Effect.onExit((exit) =>
+          Effect.promise(() => rm(f.path, { force: true })).pipe(
+            Effect.zipRight(Effect.sync(() => {
+              if (Exit.isSuccess(exit)) f.verified = true
+              else f.error = Option.getOrElse(Cause.failureOption(exit.cause), () => new StorageError({ reason: "cannot fill the blob cache", cause: Cause.squash(exit.cause) }))
+              f.wake()
+            }))
+          )
+        )
       )
 
-    const pending = new Map<string, Promise<void>>()
+    /** Fills in progress, one per hash: concurrent requests for a blob join it instead of fetching it again. */
+    const pending = new Map<string, { fill: Fill; done: Promise<void> }>()
 
-    const local = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<string, StorageError> =>
+    // A daemon: the session that started it may end; others may be reading it. Run with the registry's
+    // runtime (its logger): a blob that cannot be cached is the admin's concern, agents only see a failure.
+    const runtime = yield* Effect.runtime<never>()
+    const start = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>) => {
+      const f = new Fill(path.join(root, `${TMP}${randomBytes(8).toString("hex")}`), path.join(root, hash))
+      const logged = fill(hash, source, f).pipe(
+        Effect.tapError((e) => Effect.logError(`blob ${hash} cannot be cached: ${e.reason}`))
+      )
+      const done = Runtime.runPromiseExit(runtime)(logged).then(() => void pending.delete(hash))
+      pending.set(hash, { fill: f, done })
+      return f
+    }
+
+    const serve = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<Served & { joined: boolean }, StorageError> =>
       Effect.gen(function* () {
         if (sha256Problem(hash) !== undefined) return yield* new StorageError({ reason: "invalid blob hash" })
         const file = path.join(root, hash)
         const inFlight = pending.get(hash)
-        if (inFlight !== undefined) {
-          yield* Effect.promise(() => inFlight.catch(() => undefined))
-          return yield* local(hash, source)
-        }
+        if (inFlight !== undefined) return { path: inFlight.fill.path, filling: inFlight.fill, joined: true }
         const e = entries.get(hash)
         if (e !== undefined) {
           entries.delete(hash)
           entries.set(hash, e)
-          if (e.verified) return file
+          if (e.verified) return { path: file, filling: undefined, joined: false }
           const ok = yield* io("cannot read the blob cache", () => sha256OfFile(file).then((h) => h === hash, () => false))
           if (ok) {
             e.verified = true
-            return file
+            return { path: file, filling: undefined, joined: false }
           }
           yield* io("cannot clean the blob cache", () => drop(hash))
+          const raced = pending.get(hash) // another request started a fill while this one hashed
+          if (raced !== undefined) return { path: raced.fill.path, filling: raced.fill, joined: true }
         }
-        // One fill per hash: concurrent requests for the same blob wait for it instead of fetching it again.
-        const run = Effect.runPromise(Effect.either(fill(hash, source)))
-        const done = run.then(() => undefined)
-        pending.set(hash, done)
-        const result = yield* Effect.promise(() => run).pipe(Effect.ensuring(Effect.sync(() => pending.delete(hash))))
-        if (result._tag === "Left") return yield* result.left
-        return file
+        const f = start(hash, source)
+        return { path: f.path, filling: f, joined: false }
+      })
+
+    /** The whole fill: waits for it; a joined fill that failed is tried again once, as this caller's own. */
+    const local = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<string, StorageError> =>
+      Effect.gen(function* () {
+        const s = yield* serve(hash, source)
+        if (s.filling === undefined) return s.path
+        const f = s.filling
+        const error = yield* Effect.async<StorageError | undefined>((resume) => f.whenReady(Number.MAX_SAFE_INTEGER, (e) => resume(Effect.succeed(e))))
+        if (error === undefined) return f.final
+        return yield* (s.joined ? local(hash, source) : Effect.fail(error))
       })
 
     const seed = (file: string, hash: Sha256) =>
@@ -148,5 +202,11 @@ export const make = (dir: string, maxBytes: number) =>
 
     const remove = (hash: Sha256) => io("cannot clean the blob cache", () => drop(hash))
 
-    return { local, seed, remove, size: () => total } satisfies BlobCache
+    return {
+      local,
+      serve: (hash, source) => Effect.map(serve(hash, source), (s): Served => ({ path: s.path, filling: s.filling })),
+      seed,
+      remove,
+      size: () => total
+    } satisfies BlobCache
   })

@@ -1,7 +1,7 @@
 // Content-addressed blobs under <dir>/files/<sha256>: written once (temp file, fsync, rename), never modified.
 // A service so that another store can replace the filesystem: PostgreSQL with -db (PgBlobStore.ts).
 import * as NodeStream from "@effect/platform-node/NodeStream"
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, type Duration, Effect, Layer, Stream } from "effect"
 import { createReadStream } from "node:fs"
 import { mkdir, readdir, rename, stat, unlink } from "node:fs/promises"
 import * as path from "node:path"
@@ -9,6 +9,46 @@ import { StorageError } from "../domain/Errors.js"
 import { type Sha256, sha256Problem } from "../domain/Names.js"
 import { fsyncDir } from "../fs/Atomic.js"
 import { RegistryConfig } from "./RegistryConfig.js"
+
+/** A blob still arriving in a local file (a cache fill); see BlobCache.ts. */
+export interface Filling {
+  /**
+   * Calls `f` once bytes [0, end) of the file may be served: written, and either more bytes follow or the
+   * whole blob was verified (so the end of a blob is never served before its hash matched); with the
+   * error if the fill failed.
+   */
+  readonly whenReady: (end: number, f: (error: StorageError | undefined) => void) => void
+  /** The file's path once the fill succeeded (it is renamed there from the path being filled). */
+  readonly final: string
+}
+
+/** A local file to serve a blob from with positioned reads, and its fill when it is still arriving. */
+export interface Served {
+  readonly path: string
+  readonly filling: Filling | undefined
+}
+
+/**
+ * Where an upload's bytes also go while they arrive, so that `adopt` need not write them then
+ * (PostgreSQL: staged chunk rows, PgUploadStage.ts; on disk nothing: the staged file is the blob).
+ */
+export interface UploadStage {
+  /** The upload's next bytes, in order; copied (they may be a view into a packet). */
+  readonly push: (bytes: Uint8Array) => void
+  /** Calls `f` once the bytes pushed and not yet stored are within the stage's bound (at once if they are, or if the stage gave up). */
+  readonly whenRoom: (f: () => void) => void
+  /**
+   * All `size` bytes, hashing to `hash`, were pushed: stores the rest and records the staged upload as
+   * complete. Never fails: a stage that could not (the database away) is dropped, and `adopt` then
+   * writes the blob from the staged file.
+   */
+  readonly complete: (hash: Sha256, size: number) => Effect.Effect<void>
+  /** The upload will not complete this way (interrupted, failed, bytes out of order): its staged rows go. Never fails. */
+  readonly abandon: Effect.Effect<void>
+}
+
+/** The stage of a store that keeps nothing while an upload arrives. */
+export const noStage: UploadStage = { push: () => undefined, whenRoom: (f) => f(), complete: () => Effect.void, abandon: Effect.void }
 
 export interface BlobInfo {
   readonly hash: Sha256
@@ -26,12 +66,19 @@ export class BlobStore extends Context.Tag("registry/BlobStore")<
      * here, a verified cached copy when the blobs live elsewhere (PgBlobStore).
      */
     readonly local: (hash: Sha256) => Effect.Effect<string, StorageError>
+    /** As `local`, without waiting for a cache fill: SFTP serves the bytes as they arrive (Filling). */
+    readonly serve: (hash: Sha256) => Effect.Effect<Served, StorageError>
     readonly stream: (hash: Sha256) => Stream.Stream<Uint8Array, StorageError>
     /**
      * Stores an already fsync'd file whose content hashes to `hash`, inside the caller's Storage transaction
-     * (here: rename, then fsync of files/; PgBlobStore: rows of that transaction).
+     * (here: rename, then fsync of files/; PgBlobStore: the upload's staged rows linked to the blob, or
+     * rows written from the file, in that transaction).
      */
     readonly adopt: (tempPath: string, hash: Sha256) => Effect.Effect<void, StorageError>
+    /** A stage for an upload starting now (UploadStage). */
+    readonly stageUpload: Effect.Effect<UploadStage>
+    /** Removes staged uploads (not their local files: Uploads) started or completed longer than `ttl` ago; how many. */
+    readonly sweepStaged: (ttl: Duration.Duration) => Effect.Effect<number, StorageError>
     readonly remove: (hash: Sha256) => Effect.Effect<void, StorageError>
     readonly list: Effect.Effect<ReadonlyArray<Sha256>, StorageError>
   }
@@ -111,7 +158,11 @@ export const make = (dir: string) =>
       (await readdir(files)).filter((n) => sha256Problem(n) === undefined).sort() as Array<Sha256>
     )
 
-    return BlobStore.of({ has, stat: statBlob, local, stream, adopt, remove, list })
+    const serve = (hash: Sha256) => Effect.map(local(hash), (p): Served => ({ path: p, filling: undefined }))
+
+    return BlobStore.of({
+      has, stat: statBlob, local, serve, stream, adopt, stageUpload: Effect.succeed(noStage), sweepStaged: () => Effect.succeed(0), remove, list
+    })
   })
 
 /** Blobs in `<RegistryConfig.dir>/files` (created at start). */

@@ -3,7 +3,7 @@
 // on a fixed spacing; a failed run is logged and retried on the next tick; closing the scope stops them.
 import { Duration, Effect, Layer, Schedule } from "effect"
 import { quote } from "../domain/LogText.js"
-import type { BlobStore } from "./BlobStore.js"
+import { BlobStore } from "./BlobStore.js"
 import { asLeader } from "./Leadership.js"
 import { RegistryConfig } from "./RegistryConfig.js"
 import { bump, janitorFreedBytes, janitorRemovedBlobs, janitorRunsBy } from "./RegistryMetrics.js"
@@ -32,13 +32,19 @@ export const retentionPass = retention.pipe(
   )
 )
 
-/** One sweep of uploads older than the TTL; logs how many went. */
+/**
+ * One sweep of uploads older than the TTL, and of uploads staged in the blob store (PostgreSQL) that
+ * were started or completed longer ago than that (a replica killed mid-upload leaves them); logs how many went.
+ */
 export const sweepPass = Effect.gen(function* () {
   const uploads = yield* Uploads
+  const blobs = yield* BlobStore
   const { uploadTtl } = yield* RegistryConfig
   const n = yield* uploads.sweep(new Date(Date.now() - Duration.toMillis(uploadTtl)))
   if (n > 0) yield* Effect.logInfo(`removed ${n} unclaimed upload(s) older than ${Duration.format(uploadTtl)}`)
-  return n
+  const staged = yield* blobs.sweepStaged(uploadTtl)
+  if (staged > 0) yield* Effect.logInfo(`removed ${staged} staged upload(s) in the database older than ${Duration.format(uploadTtl)}`)
+  return n + staged
 })
 
 const every = <A, E, R>(name: string, task: Effect.Effect<A, E, R>, spacing: Duration.DurationInput, runs: (typeof janitorRunsBy)[keyof typeof janitorRunsBy]) =>

@@ -46,7 +46,9 @@ export const LeadershipAdvisory = (options: AdvisoryOptions = {}): Layer.Layer<L
       /** One connection: try the lock until it is ours, then hold it while the connection answers. */
       const term = Effect.scoped(
         Effect.gen(function* () {
-          const conn = yield* sql.reserve
+          // Uninterruptible while it waits for the pool (bounded by its connect timeout): a connection handed
+          // over to an interrupted fiber would never go back.
+          const conn = yield* Effect.uninterruptible(sql.reserve)
           const query = (text: string) => conn.executeUnprepared(text, [], undefined)
           // Back in the pool, the connection must not keep the lock (nobody would lead).
           yield* Effect.addFinalizer(() => query("SELECT pg_advisory_unlock_all()").pipe(Effect.timeout("2 seconds"), Effect.ignore))

@@ -169,13 +169,37 @@ const replicas = Effect.gen(function* () {
   yield* sql`ALTER TABLE replica_sessions ALTER COLUMN replica TYPE ${d.text}`
 })
 
+// Uploads streamed into PostgreSQL as they arrive (PgUploadStage.ts): a staged upload's chunks are
+// blob_chunks rows keyed by its id (`upload`), invisible to readers (no `blobs` row names them) until
+// addver's transaction links them to the blob (an UPDATE of their key; the bytes are not rewritten).
+// So blob_chunks.hash no longer references blobs (a staged key is not a blob): removing a blob deletes
+// its chunks itself. Deleting a staged upload (abandoned, or swept by the janitor) deletes its chunks.
+// `hash` is set when the upload completes; times are the database's clock (replicas' clocks may differ).
+// PostgreSQL only (test/registry/Migrations.test.ts compares the other tables across dialects).
+const stagedUploads = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  if (!isPostgres(sql)) return
+  const d = ddl(sql)
+  yield* sql`CREATE TABLE staged_uploads (
+    id ${d.text} PRIMARY KEY,
+    hash ${d.text},
+    created TIMESTAMPTZ NOT NULL DEFAULT now(),
+    completed TIMESTAMPTZ
+  )`
+  yield* sql`CREATE INDEX staged_uploads_hash ON staged_uploads (hash)`
+  yield* sql`ALTER TABLE blob_chunks DROP CONSTRAINT IF EXISTS blob_chunks_hash_fkey`
+  yield* sql`ALTER TABLE blob_chunks ADD COLUMN upload ${d.text} REFERENCES staged_uploads (id) ON DELETE CASCADE`
+  yield* sql`CREATE INDEX blob_chunks_upload ON blob_chunks (upload) WHERE upload IS NOT NULL`
+})
+
 export const migrations = Migrator.fromRecord({
   "1_initial": initial,
   "2_host_status": hostStatus,
   "3_signatures": signatures,
   "4_rollouts": rollouts,
   "5_rollout_events": rolloutEvents,
-  "6_replicas": replicas
+  "6_replicas": replicas,
+  "7_staged_uploads": stagedUploads
 })
 
 const migrateNow = Migrator.make({})({ loader: migrations, table: "schema_migrations" })

@@ -6,15 +6,17 @@
 //   never waits on them and two changes arrive in the order they were committed.
 // - Any ChangeEvent kind is carried (JSON; Dates kept as Dates): events hold names and hashes, never
 //   documents. One that would not fit PostgreSQL's 8000-byte payload is sent as a resync instead.
-// - The LISTEN connection is proven alive by a ping this replica sends itself on the channel every
-//   `pingMs`; three silent intervals (a database restart, a dropped connection) and it LISTENs again on
-//   a new connection, then publishes Resync locally: whatever was sent meanwhile is read again by the
-//   watchers instead of being missed.
+// - The LISTEN connection is this feed's own (PgConnection.ts limits). It is renewed at once when it
+//   ends or errs (a database restart), and when a ping this replica sends itself on the channel every
+//   `pingMs` has not come back for three intervals (a connection that looks open but delivers nothing);
+//   while the database is away a new one is tried every `pingMs`. Once renewed, it publishes Resync
+//   locally: whatever was sent meanwhile is read again by the watchers instead of being missed.
 import { SqlClient } from "@effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import { Duration, Effect, Layer, PubSub, Queue, Schedule, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Layer, PubSub, Queue, Redacted, Schedule } from "effect"
 import { randomBytes } from "node:crypto"
 import { ChangeFeed, type ChangeEvent, ChangeFeedLive } from "./ChangeFeed.js"
+import { clientConfig, identifier, RegistryPgClient } from "./PgConnection.js"
 
 /** The one channel of every replica on a database. */
 export const CHANNEL = "deploy_registry_changes"
@@ -74,9 +76,38 @@ export const PgChangeFeedLive = (options: PgChangeFeedOptions = {}): Layer.Layer
       )
 
       let sessions = 0
-      /** One LISTEN connection, from LISTEN until three pings in a row did not come back. */
+      /** Whether the last attempt failed (the database is away: one warning, not one per second). */
+      let failing = false
+      /**
+       * One LISTEN connection of our own (not the pool's, not PgClient.listen's, which keeps quiet when its
+       * connection fails): from LISTEN until the connection ends or errs, or three pings in a row did not
+       * come back (a connection that looks open but no longer delivers).
+       */
       const listenSession = Effect.scoped(
         Effect.gen(function* () {
+          const url = pg.config.url
+          if (url === undefined) return yield* Effect.dieMessage("change feed: the PgClient has no URL")
+          // Uninterruptible while it connects (acquireRelease), bounded by CONNECT_MS; closed with the session.
+          const client = yield* Effect.acquireRelease(
+            Effect.tryPromise(async () => {
+              const c = new RegistryPgClient(clientConfig(Redacted.value(url)))
+              await c.connect().catch((e: unknown) => {
+                void c.end().catch(() => undefined)
+                throw e
+              })
+              return c
+            }),
+            (c) => Effect.promise(() => c.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))
+          )
+          const lost = yield* Deferred.make<void>()
+          const payloads = yield* Queue.unbounded<string>()
+          client.on("notification", (msg: { readonly channel: string; readonly payload?: string }) => {
+            if (msg.channel === CHANNEL && msg.payload) Queue.unsafeOffer(payloads, msg.payload)
+          })
+          client.once("error", () => Deferred.unsafeDone(lost, Exit.void))
+          client.once("end", () => Deferred.unsafeDone(lost, Exit.void))
+          yield* Effect.tryPromise(() => client.query(`LISTEN ${identifier(CHANNEL)}`))
+
           let heard = Date.now()
           let up = false
           const onPayload = (text: string) => {
@@ -90,22 +121,29 @@ export const PgChangeFeedLive = (options: PgChangeFeedOptions = {}): Layer.Layer
               if (w.ping !== undefined) heard = Date.now()
               if (w.ping === undefined || up) return Effect.void
               up = true
+              failing = false
               // The first ping back proves the LISTEN; then watchers read again what they may have missed.
               return Effect.zipRight(sessions++ === 0 ? Effect.void : Effect.logInfo("change feed: LISTEN renewed; watchers resync"), local({ _tag: "Resync" }))
             }
             if (w.resync === true) return local({ _tag: "Resync" })
             return w.e === undefined ? Effect.void : local(decodeEvent(w.e))
           }
-          const listening = yield* Effect.forkScoped(Stream.runForEach(pg.listen(CHANNEL), onPayload).pipe(Effect.either))
-          let n = 0
-          for (;;) {
-            yield* notify(JSON.stringify({ o: origin, ping: ++n } satisfies Wire)).pipe(Effect.ignore)
-            yield* Effect.sleep(Duration.millis(pingMs))
-            if (listening.unsafePoll() !== null) return yield* Effect.logWarning("change feed: the LISTEN connection failed; renewing it")
-            if (Date.now() - heard > 3 * pingMs) return yield* Effect.logWarning("change feed: no ping back on the LISTEN connection; renewing it")
-          }
+          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(payloads), onPayload)))
+          const pings = Effect.gen(function* () {
+            let n = 0
+            for (;;) {
+              yield* notify(JSON.stringify({ o: origin, ping: ++n } satisfies Wire)).pipe(Effect.ignore)
+              yield* Effect.sleep(Duration.millis(pingMs))
+              if (Date.now() - heard > 3 * pingMs) return yield* Effect.logWarning("change feed: no ping back on the LISTEN connection; renewing it")
+            }
+          })
+          yield* Effect.raceFirst(pings, Effect.zipRight(Deferred.await(lost), Effect.logWarning("change feed: the LISTEN connection failed; renewing it")))
         })
-      ).pipe(Effect.catchAllCause((cause) => Effect.logWarning("change feed: LISTEN failed; retrying", cause)))
+      ).pipe(
+        Effect.catchAllCause((cause) =>
+          failing ? Effect.void : Effect.zipRight(Effect.sync(() => (failing = true)), Effect.logWarning("change feed: LISTEN failed; retrying every ping interval", cause))
+        )
+      )
       yield* Effect.forkScoped(Effect.forever(Effect.zipRight(listenSession, Effect.sleep(Duration.millis(pingMs)))))
 
       return ChangeFeed.of({

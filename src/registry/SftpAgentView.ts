@@ -22,7 +22,7 @@ import type { ConfigScope } from "../domain/ConfigScope.js"
 import { agentScope } from "./AgentScope.js"
 import { viewFiles } from "./AgentViewFiles.js"
 import { resolveViewPath } from "./AgentViewPath.js"
-import { BlobStore } from "./BlobStore.js"
+import { BlobStore, type Filling } from "./BlobStore.js"
 import { Signatures } from "./Signatures.js"
 import { BUSY, type HandleBudget } from "./Limits.js"
 import { Storage } from "./Storage.js"
@@ -31,7 +31,7 @@ export { resolveViewPath, type ViewPath } from "./AgentViewPath.js"
 
 type Handle =
   | { readonly _tag: "Buffer"; readonly data: Buffer; readonly mtime: Date }
-  | { readonly _tag: "File"; readonly fd: number; readonly size: number; readonly mtime: Date }
+  | { readonly _tag: "File"; readonly fd: number; readonly size: number; readonly mtime: Date; readonly filling: Filling | undefined }
   | { readonly _tag: "Dir"; entries: Array<FileEntry> | undefined }
 
 const READDIR_BATCH = 100
@@ -99,20 +99,24 @@ export const serveAgentView = (
           const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
           inFlight++
           reserved += need
-          fs.read(h.fd, buf, DATA_HEADER, len, offset, (err, bytesRead) => {
-            readDone(h) // the fd is no longer in use
-            ordered.later(reqId, () => {
-              inFlight--
-              reserved -= need
-              if (!ended) {
-                if (err) sftp.status(reqId, STATUS.FAILURE)
-                else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
-                else sendData(sftp, reqId, buf, bytesRead)
-              }
-              pool.push(buf)
-              pumpReads()
+          const read = (fillError: StorageError | undefined) =>
+            fs.read(h.fd, buf, DATA_HEADER, fillError === undefined ? len : 0, offset, (err, bytesRead) => {
+              readDone(h) // the fd is no longer in use
+              ordered.later(reqId, () => {
+                inFlight--
+                reserved -= need
+                if (!ended) {
+                  if (err || fillError) sftp.status(reqId, STATUS.FAILURE)
+                  else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
+                  else sendData(sftp, reqId, buf, bytesRead)
+                }
+                pool.push(buf)
+                pumpReads()
+              })
             })
-          })
+          // A blob still arriving (a cache fill): the read waits for its bytes.
+          if (h.filling === undefined) read(undefined)
+          else h.filling.whenReady(offset + len, read)
         }
       }
 
@@ -245,23 +249,28 @@ export const serveAgentView = (
               Effect.gen(function* () {
                 const info = (yield* scope.mayReadBlob(v.hash)) ? yield* blobs.stat(v.hash) : undefined
                 if (info === undefined) return (noSuchFile(reqId), false)
-                const file = yield* Effect.option(blobs.local(v.hash))
+                const file = yield* Effect.option(blobs.serve(v.hash))
                 if (Option.isNone(file)) return (sftp.status(reqId, STATUS.FAILURE, "cannot open"), false)
+                const { filling } = file.value
                 // Uninterruptible from open to registration: an fd opened for a session that ended meanwhile
                 // must still land in `handles`, which the finalizer closes.
                 return yield* Effect.uninterruptible(
-                  Effect.async<boolean>((resume) =>
-                    fs.open(file.value, "r", (e, fd) => {
+                  Effect.async<boolean>((resume) => {
+                    const opened = (e: NodeJS.ErrnoException | null, fd: number) => {
+                      // A fill that just ended was renamed into place.
+                      if (e?.code === "ENOENT" && filling !== undefined && path !== filling.final) return fs.open((path = filling.final), "r", opened)
                       if (e === null) {
-                        newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime })
+                        newHandle(reqId, { _tag: "File", fd, size: info.size, mtime: info.mtime, filling: path === file.value.path ? filling : undefined })
                         return resume(Effect.succeed(true))
                       }
                       // Out of descriptors is the registry's trouble, never "no such file".
                       if (e.code === "ENOENT") noSuchFile(reqId)
                       else sftp.status(reqId, STATUS.FAILURE, e.code === "EMFILE" || e.code === "ENFILE" ? BUSY : "cannot open")
                       resume(Effect.succeed(false))
-                    })
-                  )
+                    }
+                    let path = file.value.path
+                    fs.open(path, "r", opened)
+                  })
                 )
               })
             )

@@ -1,7 +1,9 @@
 // The operator's upload-only SFTP: any path opened for writing becomes a fresh temp file from
 // Uploads; bytes are hashed as they arrive (a bounded reorder buffer absorbs the out-of-order writes
-// of ssh2's fastPut; past it we re-read the file at CLOSE, SSH2.md pitfall 5); CLOSE fsyncs and
-// records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
+// of ssh2's fastPut; past it we re-read the file at CLOSE, SSH2.md pitfall 5) and, in the same order,
+// handed to the blob store's UploadStage (PostgreSQL: staged chunk rows; a WRITE is acknowledged once
+// the stage has room, so a slower database slows the client instead of filling memory); CLOSE fsyncs
+// and records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
 // ends with files still open discards them: an interrupted upload is never claimable.
 import { Effect, FiberSet } from "effect"
 import { createHash, type Hash } from "node:crypto"
@@ -13,6 +15,7 @@ import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, 
 import { type Budgets, BUSY, type Counter, type HandleBudget, MAX_WRITE_GAP } from "./Limits.js"
 import { recentPaths } from "./RecentPaths.js"
 import { orderReplies } from "../ssh/SftpSession.js"
+import { BlobStore, type UploadStage } from "./BlobStore.js"
 import { Uploads } from "./Uploads.js"
 
 /** Out-of-order bytes held for hashing per open file; beyond this, hash by re-reading at CLOSE. */
@@ -23,6 +26,8 @@ interface OpenUpload {
   readonly path: string
   readonly tempPath: string
   readonly fd: number
+  /** Where the in-order bytes also go (BlobStore.stageUpload); completed at CLOSE only if every byte went. */
+  readonly stage: UploadStage
   readonly hash: Hash
   /** Bytes [0, hashed) went through `hash` in order. */
   hashed: number
@@ -104,6 +109,7 @@ const trackWrite = (u: OpenUpload, offset: number, data: Buffer, reorder: Counte
   if (!u.streaming) return
   if (offset === u.hashed) {
     u.hash.update(data) // synchronous: `data` (a view into the packet) need not be copied
+    u.stage.push(data) // copies
     u.hashed += data.length
     let next = u.ahead.get(u.hashed)
     while (next !== undefined) {
@@ -111,6 +117,7 @@ const trackWrite = (u: OpenUpload, offset: number, data: Buffer, reorder: Counte
       u.aheadBytes -= next.length
       reorder.give(next.length)
       u.hash.update(next)
+      u.stage.push(next)
       u.hashed += next.length
       next = u.ahead.get(u.hashed)
     }
@@ -138,13 +145,14 @@ const openFile = (path: string) =>
   Effect.async<number, Error>((resume) => fs.open(path, "w", 0o600, (e, fd) => resume(e ? Effect.fail(e) : Effect.succeed(fd))))
 
 /** Serves one upload-only SFTP session until the client ends it. */
-export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget, budgets: Budgets): Effect.Effect<void, never, Uploads> =>
+export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBudget, budgets: Budgets): Effect.Effect<void, never, Uploads | BlobStore> =>
   Effect.scoped(
     Effect.gen(function* () {
       // Synchronously, before anything can yield: the client's INIT may already be in the same packet batch.
       const ordered = orderReplies(sftp)
       advertiseLimits(sftp, ordered.later)
       const uploads = yield* Uploads
+      const blobs = yield* BlobStore
       const open = new Map<number, OpenUpload>()
       /** Handles of (empty) directory listings: `lftp mirror -R` and rclone list the target first. */
       const dirs = new Set<number>()
@@ -169,7 +177,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
       yield* Effect.addFinalizer(() =>
         Effect.forEach(
           [...open.values()],
-          (u) => idle(u).pipe(Effect.zipRight(closeFd(u.fd)), Effect.zipRight(uploads.discard(u.tempPath)), Effect.ensuring(Effect.sync(() => release(u)))),
+          (u) => idle(u).pipe(Effect.zipRight(closeFd(u.fd)), Effect.zipRight(uploads.discard(u.tempPath)), Effect.zipRight(u.stage.abandon), Effect.ensuring(Effect.sync(() => release(u)))),
           { discard: true }
         ).pipe(
           Effect.tap(() => open.size > 0 ? Effect.logInfo(`upload by ${who.label} interrupted; discarded`) : Effect.void),
@@ -254,7 +262,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
               Effect.tapError(() => uploads.discard(tempPath))
             )
             open.set(id, {
-              path, tempPath, fd, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
+              path, tempPath, fd, stage: yield* blobs.stageUpload, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
               streaming: true, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
             })
             sftp.handle(reqId, handleBytes(id))
@@ -307,7 +315,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             sftp.status(reqId, STATUS.FAILURE, failureMessage(err))
           } else {
             u.size = Math.max(u.size, offset + data.length)
-            sftp.status(reqId, STATUS.OK)
+            u.stage.whenRoom(() => sftp.status(reqId, STATUS.OK))
           }
           if (u.inFlight === 0) for (const f of u.idle.splice(0)) f()
         })
@@ -345,6 +353,8 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             const trusted = u.streaming && u.ahead.size === 0 && u.hashed === u.size
             stopStreaming(u, budgets.reorder)
             const hash = trusted ? (u.hash.digest("hex") as Sha256) : yield* hashFile(u.tempPath)
+            // Before the upload is claimable, so that addver finds its staged chunks.
+            yield* trusted ? u.stage.complete(hash, u.size) : u.stage.abandon
             // Once the temp file is handed over, finish: an interruption must not leave it half-recorded.
             yield* Effect.uninterruptible(
               closeFd(u.fd).pipe(
@@ -366,7 +376,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
                   yield* Effect.logError(`upload by ${who.label} failed: ${logReason(e)}`)
                 }
                 if (open.delete(id)) {
-                  yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)), Effect.ensuring(Effect.sync(() => release(u))))
+                  yield* closeFd(u.fd).pipe(Effect.zipRight(uploads.discard(u.tempPath)), Effect.zipRight(u.stage.abandon), Effect.ensuring(Effect.sync(() => release(u))))
                 }
                 sftp.status(reqId, STATUS.FAILURE, failureMessage(e))
               })

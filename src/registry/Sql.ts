@@ -2,9 +2,10 @@
 // `verify` never block the server), PostgreSQL when -db names one (docs/scale-out.md), or an
 // in-memory database for unit tests.
 import { SqlClient } from "@effect/sql"
+import { SqlError } from "@effect/sql/SqlError"
 import type { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
-import { Effect, Layer, Redacted } from "effect"
+import { Effect, Layer } from "effect"
 import { copyFile, mkdir, mkdtemp, rm, stat } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -65,19 +66,31 @@ const readonlyDatabase = (dir: string) =>
 export const isPostgresUrl = (db: string) => /^postgres(ql)?:\/\//.test(db)
 
 /**
- * PostgreSQL at `url` (PgClient and SqlClient). The pool reconnects by itself: a database restart fails
- * the statements in flight, the next ones get fresh connections.
+ * PostgreSQL at `url` (PgClient and SqlClient), on a pool of RegistryPgClients (PgConnection.ts: the
+ * limits of every connection). The pool reconnects by itself: a database restart fails the statements
+ * in flight, the next ones get fresh connections; the registry survives it without a restart.
  */
 export const SqlPostgres = (url: string): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, StorageError> =>
   // Loaded only when asked for: pg and @effect/sql-pg cost ~70 ms of every start on SQLite otherwise.
   Layer.unwrapEffect(
-    Effect.map(Effect.promise(() => import("@effect/sql-pg")), ({ PgClient }) =>
-      PgClient.layer({
-        url: Redacted.make(url),
+    Effect.map(Effect.promise(() => Promise.all([import("@effect/sql-pg"), import("./PgConnection.js")])), ([{ PgClient }, { CONNECT_MS, makePool }]) =>
+      PgClient.layerFromPool({
         applicationName: "deploy-registry",
-        maxConnections: 16,
-        connectTimeout: "10 seconds",
-        idleTimeout: "60 seconds"
+        // The first connection proves the URL (a registry that cannot reach its database does not start).
+        acquire: Effect.acquireRelease(
+          Effect.flatMap(Effect.sync(() => makePool(url)), (pool) =>
+            Effect.tryPromise({
+              try: () => pool.query("SELECT 1"),
+              // The driver's reason (refused, unknown database, authentication) is what the operator needs.
+              catch: (cause) => new SqlError({ cause, message: cause instanceof Error ? cause.message : "cannot connect" })
+            }).pipe(
+              Effect.timeoutFail({ duration: CONNECT_MS, onTimeout: () => new SqlError({ message: "connection timed out" }) }),
+              Effect.tapError(() => Effect.promise(() => pool.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))),
+              Effect.as(pool)
+            )
+          ),
+          (pool) => Effect.promise(() => pool.end().catch(() => undefined)).pipe(Effect.timeoutOption("1 second"))
+        )
       })
     )
   ).pipe(Layer.mapError((cause) => new StorageError({ reason: "cannot connect to the PostgreSQL database", cause })))

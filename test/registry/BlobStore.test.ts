@@ -1,15 +1,19 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Layer, Stream } from "effect"
-import { readdir, readFile, stat, writeFile } from "node:fs/promises"
+import { Chunk, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Queue, Stream, Take } from "effect"
+import { randomBytes } from "node:crypto"
+import { readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import * as path from "node:path"
 import type { Sha256 } from "../../src/domain/Names.js"
 import { make as makeCache } from "../../src/registry/BlobCache.js"
-import { BlobStore, make } from "../../src/registry/BlobStore.js"
+import { BlobStore, type Filling, make, type UploadStage } from "../../src/registry/BlobStore.js"
+import type { StorageError } from "../../src/domain/Errors.js"
 import { migrate } from "../../src/registry/Migrations.js"
 import { CHUNK_BYTES, make as makePg } from "../../src/registry/PgBlobStore.js"
+import { SqlPostgres } from "../../src/registry/Sql.js"
 import { sha256, tempDirScoped } from "../support/layers.js"
 import { testDialects } from "../support/postgres.js"
+import { sftp, startRegistry, tempDir } from "../support/registry.js"
 
 const dialects = testDialects()
 const postgres = dialects.find((d) => d.dialect === "postgres")!
@@ -209,4 +213,222 @@ describe.skipIf(postgres.skip !== undefined)("BlobStore on PostgreSQL: cache and
       expect(yield* sql`SELECT 1 FROM blob_chunks`).toEqual([])
     })
   )
+})
+
+describe("BlobCache: a fill is served while it arrives", () => {
+  /** A source the test feeds chunk by chunk; `end` finishes it. */
+  const feed = Effect.gen(function* () {
+    const q = yield* Queue.unbounded<Take.Take<Uint8Array, StorageError>>()
+    return {
+      source: Stream.flattenTake(Stream.fromQueue(q)),
+      push: (b: Uint8Array) => Queue.offer(q, Take.of(b)),
+      end: Queue.offer(q, Take.end)
+    }
+  })
+  const ready = (f: Filling, end: number) =>
+    Effect.async<StorageError | undefined>((resume) => f.whenReady(end, (e) => resume(Effect.succeed(e))))
+  /** Whether `whenReady(end)` has answered by the time the fill is idle (a few turns of the event loop). */
+  const answered = (f: Filling, end: number) =>
+    Effect.gen(function* () {
+      let done = false
+      f.whenReady(end, () => void (done = true))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+      return done
+    })
+
+  it.live("early bytes are served before the rest arrives; the end only once the hash matched", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const cache = yield* makeCache(dir, 1024 ** 3)
+      const [a, b] = [Buffer.alloc(1000, 1), Buffer.alloc(500, 2)]
+      const hash = sha256(Buffer.concat([a, b]))
+      const { source, push, end } = yield* feed
+      const served = yield* cache.serve(hash, source)
+      const f = served.filling!
+      expect(f).toBeDefined()
+      yield* push(a)
+      expect(yield* ready(f, 999)).toBeUndefined()
+      expect(yield* Effect.promise(() => readFile(served.path))).toEqual(a)
+      yield* push(b)
+      // Every byte written, the hash not checked yet: the blob's end is held back.
+      expect(yield* answered(f, 1500)).toBe(false)
+      // A second request joins the same fill.
+      expect((yield* cache.serve(hash, Stream.die("fetched twice"))).filling).toBe(f)
+      yield* end
+      expect(yield* ready(f, 1500)).toBeUndefined()
+      expect(yield* Effect.promise(() => readFile(f.final))).toEqual(Buffer.concat([a, b]))
+      expect((yield* cache.serve(hash, Stream.die("fetched twice"))).filling).toBeUndefined()
+    }))
+  )
+
+  it.live("a fill whose bytes do not hash to its name fails its readers and leaves no file", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const cache = yield* makeCache(dir, 1024 ** 3)
+      const hash = sha256("genuine")
+      const { source, push, end } = yield* feed
+      const f = (yield* cache.serve(hash, source)).filling!
+      yield* push(Buffer.from("forged!"))
+      expect(yield* answered(f, 7)).toBe(false)
+      yield* end
+      expect((yield* ready(f, 7))?.reason).toBe("a stored blob does not match its hash")
+      expect(yield* ready(f, 1)).toBeDefined()
+      expect(yield* Effect.promise(() => readdir(path.join(dir, "cache")))).toEqual([])
+    }))
+  )
+})
+
+describe.skipIf(postgres.skip !== undefined)("BlobStore on PostgreSQL: uploads staged as they arrive", () => {
+  const stagedRows = (sql: SqlClient.SqlClient) =>
+    Effect.map(
+      sql<{ uploads: number; chunks: number; complete: number }>`SELECT (SELECT COUNT(*) FROM staged_uploads)::int AS uploads,
+        (SELECT COUNT(*) FROM staged_uploads WHERE hash IS NOT NULL)::int AS complete,
+        (SELECT COUNT(*) FROM blob_chunks WHERE upload IS NOT NULL)::int AS chunks`,
+      (rows) => rows[0]!
+    )
+  const bytes = (n: number, seed: number) => {
+    const b = Buffer.alloc(n)
+    for (let i = 0; i < n; i++) b[i] = (i * seed) & 0xff
+    return b
+  }
+  /** Pushes `data` in 255 KiB pieces, as SFTP WRITEs arrive. */
+  const pushAll = (stage: UploadStage, data: Buffer) => {
+    for (let at = 0; at < data.length; at += 255 * 1024) stage.push(data.subarray(at, at + 255 * 1024))
+  }
+  const hasRoom = (stage: UploadStage) => {
+    let room = false
+    stage.whenRoom(() => void (room = true))
+    return room
+  }
+
+  it.scoped("addver's adopt links the staged chunks (not written again); a stage whose bytes did not all arrive is dropped", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const data = bytes(CHUNK_BYTES * 2 + 4321, 31)
+      const hash = sha256(data)
+      const stage = yield* store.stageUpload
+      pushAll(stage, data)
+      yield* stage.complete(hash, data.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 3 })
+      expect(yield* store.has(hash)).toBe(false) // staged is not stored
+      const tmp = path.join(dir, "incoming")
+      yield* Effect.promise(() => writeFile(tmp, data))
+      yield* sql.withTransaction(store.adopt(tmp, hash))
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+      expect(Buffer.concat(Chunk.toArray(yield* Stream.runCollect(store.stream(hash)))).equals(data)).toBe(true)
+
+      // One byte short of what the upload says it was: nothing stays staged, adopt writes from the file.
+      const other = bytes(CHUNK_BYTES + 10, 7)
+      const short = yield* store.stageUpload
+      pushAll(short, other.subarray(0, other.length - 1))
+      yield* short.complete(sha256(other), other.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+      yield* Effect.promise(() => writeFile(tmp, other))
+      yield* sql.withTransaction(store.adopt(tmp, sha256(other)))
+      expect(Buffer.concat(Chunk.toArray(yield* Stream.runCollect(store.stream(sha256(other))))).equals(other)).toBe(true)
+    })
+  )
+
+  it.scopedLive("a database slower than the upload holds it back (no room), and a stage far behind gives up instead of buffering", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const stage = yield* store.stageUpload
+      stage.push(bytes(CHUNK_BYTES, 3))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).chunks === 0; i++) yield* Effect.sleep("20 millis")
+      // Another transaction holds the staged row: chunk inserts (foreign key) wait for it.
+      const release = yield* Deferred.make<void>()
+      const locked = yield* Deferred.make<void>()
+      const holder = yield* Effect.fork(sql.withTransaction(
+        sql`SELECT 1 FROM staged_uploads FOR UPDATE`.pipe(Effect.zipRight(Deferred.succeed(locked, undefined)), Effect.zipRight(Deferred.await(release)))
+      ))
+      yield* Deferred.await(locked)
+      for (let i = 0; i < 6; i++) stage.push(bytes(CHUNK_BYTES, 5 + i))
+      expect(hasRoom(stage)).toBe(false)
+      const room = yield* Deferred.make<void>()
+      stage.whenRoom(() => Deferred.unsafeDone(room, Exit.void))
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(holder)
+      yield* Deferred.await(room)
+      const data = Buffer.concat([bytes(CHUNK_BYTES, 3), ...Array.from({ length: 6 }, (_, i) => bytes(CHUNK_BYTES, 5 + i))])
+      yield* stage.complete(sha256(data), data.length)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 7 })
+
+      // Far behind (the database stuck): past its bound the stage drops itself and its rows.
+      const stuck = yield* store.stageUpload
+      stuck.push(bytes(CHUNK_BYTES, 9))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).uploads < 2; i++) yield* Effect.sleep("20 millis")
+      const release2 = yield* Deferred.make<void>()
+      const locked2 = yield* Deferred.make<void>()
+      const holder2 = yield* Effect.fork(sql.withTransaction(
+        sql`SELECT 1 FROM staged_uploads WHERE hash IS NULL FOR UPDATE`.pipe(Effect.zipRight(Deferred.succeed(locked2, undefined)), Effect.zipRight(Deferred.await(release2)))
+      ))
+      yield* Deferred.await(locked2)
+      for (let i = 0; i < 40; i++) stuck.push(bytes(CHUNK_BYTES, 11))
+      expect(hasRoom(stuck)).toBe(true) // given up: no more waiting on it
+      yield* Deferred.succeed(release2, undefined)
+      yield* Fiber.join(holder2)
+      yield* stuck.complete(sha256("whatever"), CHUNK_BYTES * 41)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 1, chunks: 7 })
+    })
+  )
+
+  it.scopedLive("the janitor's sweep removes staged uploads older than the TTL, with their chunks", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const { store, sql } = yield* pgStore(dir)
+      const stage = yield* store.stageUpload // a replica killed mid-upload: never completed
+      stage.push(bytes(CHUNK_BYTES * 2, 13))
+      for (let i = 0; i < 200 && (yield* stagedRows(sql)).chunks < 2; i++) yield* Effect.sleep("20 millis")
+      expect(yield* store.sweepStaged(Duration.hours(1))).toBe(0)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 1, complete: 0, chunks: 2 })
+      expect(yield* store.sweepStaged(Duration.zero)).toBe(1)
+      expect(yield* stagedRows(sql)).toEqual({ uploads: 0, complete: 0, chunks: 0 })
+    })
+  )
+})
+
+describe.skipIf(postgres.skip !== undefined)("a replica serving PostgreSQL blobs over SFTP (the built registry: `npm run build` first)", () => {
+  it("a cold download is served from the fill; one whose stored bytes do not match its hash fails and leaves no cache file", async () => {
+    const url = (await Effect.runPromise(postgres.db))!
+    const reg = await startRegistry({ extraArgs: ["-db", url] })
+    const work = await tempDir("pg-get-")
+    try {
+      // Written straight into the database (a fill does not care who wrote it): one genuine blob, and
+      // one whose second chunk was altered after it was stored.
+      const good = randomBytes(5 * CHUNK_BYTES + 777)
+      const bad = randomBytes(3 * CHUNK_BYTES + 5)
+      const insert = (hash: string, data: Buffer) =>
+        Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`INSERT INTO blobs (hash, size, created) VALUES (${hash}, ${data.length}, ${new Date().toISOString()})`
+          for (let n = 0; n * CHUNK_BYTES < data.length; n++) {
+            yield* sql`INSERT INTO blob_chunks (hash, n, data) VALUES (${hash}, ${n}, ${data.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)})`
+          }
+        })
+      const altered = Buffer.from(bad)
+      altered[CHUNK_BYTES + 10]! ^= 0xff
+      await Effect.runPromise(Effect.zipRight(insert(sha256(good), good), insert(sha256(bad), altered)).pipe(Effect.provide(SqlPostgres(url))))
+      const get = (hash: string) =>
+        sftp(reg, "deploy-agent@127.0.0.1", { key: reg.agent.privatePath, batch: true, input: `get /files/${hash} ${hash}\n`, cwd: work })
+      const cached = async () => (await readdir(path.join(reg.dir, "cache"))).filter((n) => !n.startsWith("."))
+
+      const ok = await get(sha256(good))
+      expect(ok.code, ok.stderr).toBe(0)
+      expect((await readFile(path.join(work, sha256(good)))).equals(good)).toBe(true)
+      expect(await cached()).toEqual([sha256(good)])
+
+      const failed = await get(sha256(bad))
+      expect(failed.code).not.toBe(0)
+      const got = await readFile(path.join(work, sha256(bad))).catch(() => Buffer.alloc(0))
+      expect(got.length).toBeLessThan(bad.length) // never the whole (altered) blob
+      expect(await cached()).toEqual([sha256(good)])
+      expect(reg.log()).toMatch(/does not match its hash/)
+    } finally {
+      await reg.stop()
+      await rm(work, { recursive: true, force: true })
+      await rm(reg.dir, { recursive: true, force: true })
+    }
+  })
 })

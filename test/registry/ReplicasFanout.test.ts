@@ -39,7 +39,9 @@ describe.skipIf(postgresMissing() !== undefined)("two replicas on PostgreSQL", (
     await pg().restart()
     url = await pg().createDatabase()
     await query(url, "CREATE EXTENSION pg_stat_statements")
-    const args = ["-db", url, "-watch-ping", "2s"]
+    // A session ends after two silent intervals: 10 s, so a test process starved under a loaded suite (50
+    // sessions, pings from one timer) is not taken for a dead agent and cut off mid-test (seen with 2 s).
+    const args = ["-db", url, "-watch-ping", "5s"]
     a = await startRegistry({ extraArgs: args })
     res.registries.push(a)
     res.dirs.push(a.dir)

@@ -33,10 +33,14 @@ export const jsonLinesExec = (c: Client, command: string): Promise<JsonLines> =>
         }
         for (const w of waiters.splice(0)) w()
       })
-      const closed = new Promise<number | null>((r) => ch.once("close", () => r(code)))
+      let ended = false
+      const closed = new Promise<number | null>((r) => ch.once("close", () => {
+        ended = true
+        r(code)
+      }))
       const next = (pred: (l: JsonLine) => boolean, from = 0) =>
         new Promise<JsonLine>((res, rej) => {
-          const timer = setTimeout(() => rej(new Error(`no matching line in ${JSON.stringify(lines)}`)), 15_000)
+          const timer = setTimeout(() => rej(new Error(`no matching line${ended ? ` (the channel closed, exit ${code})` : ""} in ${JSON.stringify(lines)}`)), 15_000)
           const check = () => {
             const hit = lines.slice(from).find(pred)
             if (hit) {

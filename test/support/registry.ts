@@ -36,6 +36,8 @@ export interface TestRegistry {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
   /** same dir, same port */
   restart: () => Promise<void>
+  /** sends the signal without waiting (SIGSTOP/SIGCONT: the registry paused, as an overloaded host would) */
+  signal: (signal: NodeJS.Signals) => void
 }
 
 // Children still running when the test process exits are killed, so a failed test leaks nothing.
@@ -145,7 +147,8 @@ export const startRegistry = async (
       await reg.stop()
       previousLogs += current.output()
       current = await launch(dir, `127.0.0.1:${port}`, extra)
-    }
+    },
+    signal: (signal) => void current.child.kill(signal)
   }
   return reg
 }

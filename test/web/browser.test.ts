@@ -162,11 +162,14 @@ describe.skipIf(CHROMIUM === undefined)(title, () => {
     await noScript.addCookies(await context.cookies(base))
     noScript.on("request", (r) => void requests.push(r.url()))
     const stale = await noScript.newPage()
-    await stale.goto(`${base}/c/p1`)
+    // Both hosts redeploy after the previous test's rollback: load the page once both report current
+    // (without JavaScript it never updates itself).
+    const current = stale.locator("a", { hasText: /^current \(2\)$/ })
+    await expect.poll(async () => (await stale.goto(`${base}/c/p1`), await current.count()), { timeout: 20_000 }).toBe(1)
     expect(await stale.locator("table.hosts tbody tr").count()).toBe(2)
     expect(await stale.locator("table.history tbody tr").count()).toBe(3) // addconf, changeconf, rollback
     // the state filter is a plain link
-    await Promise.all([stale.waitForURL(`${base}/c/p1?state=current#hosts`), stale.locator("a", { hasText: /^current \(2\)$/ }).click()])
+    await Promise.all([stale.waitForURL(`${base}/c/p1?state=current#hosts`), current.click()])
     expect(await stale.locator("table.hosts tbody tr").count()).toBe(2)
     await run(reg, "changeconf -name p1 -component code -version v3")
     const h3 = await currentHash(reg, "p1")

@@ -229,10 +229,13 @@ describe("deployctl events", () => {
 describe("deployctl web: a registry that ends its connection (-deadline)", () => {
   it("reconnects for the next page and the event stream, which tells the tabs to read again", async () => {
     const short = await startRegistry({ extraArgs: ["-deadline", "2s"] })
+    // A connection of its own per operator step: the kept-open one (operator.ts) would outlive -deadline
+    // and be closed under a command on a busy machine.
+    const fresh = () => ({ ...short })
     try {
-      await addVersion(short, "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
-      await addVersion(short, "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
-      await run(short, "addconf -name d1 -layer code:v1")
+      await addVersion(fresh(), "code", "v1", tarGz([{ path: "a", type: "file", content: "1" }]))
+      await addVersion(fresh(), "code", "v2", tarGz([{ path: "a", type: "file", content: "2" }]))
+      await run(fresh(), "addconf -name d1 -layer code:v1")
       const w = await startWeb(short)
       try {
         const c = await login(w)
@@ -247,7 +250,7 @@ describe("deployctl web: a registry that ends its connection (-deadline)", () =>
         await expect.poll(() => data, { timeout: 15_000 }).toContain('data: {"Event":"reconnected"}')
         expect(w.stderr()).toMatch(/events stream|reconnecting|retrying/)
         expect((await request(w, "GET", "/c/d1", { headers: { cookie: c } })).status).toBe(200)
-        await run(short, "changeconf -name d1 -component code -version v2")
+        await run(fresh(), "changeconf -name d1 -component code -version v2")
         await expect.poll(() => data, { timeout: 10_000 }).toMatch(/data: \{"Event":"state","Name":"d1"/)
         req.destroy()
       } finally {
