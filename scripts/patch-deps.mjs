@@ -118,14 +118,27 @@ const randomFillSync = (() => {
     // DER it builds, once each per handshake, on both ends. Through OpenSSL 3's encoders and decoders each
     // costs ~0.3-0.45 ms (more than the X25519 itself); the raw key as JWK takes 3 µs to export and 45 µs to
     // import. Same keys, same checks (a peer key of the wrong length is refused by the import).
+    // The JWK is made by the key generation itself (publicKeyEncoding), NOT by `publicKey.export({ format:
+    // 'jwk' })`: on Node 20 that export holds the key's mutex while it allocates, a garbage collection then
+    // runs the finished KeyGenJob's destructor, which takes the same mutex, and the process deadlocks for good
+    // (seen in the benchmark's load generator; test/ssh/X25519Deadlock.test.ts). Inside the generation the
+    // job is still referenced, so its destructor cannot run.
+    name: "ssh2 x25519 key generation",
+    package: "ssh2",
+    version: "1.17.0",
+    file: "lib/protocol/kex.js",
+    from: `        this._keys = generateKeyPairSync('x25519');`,
+    to: `        this._keys = generateKeyPairSync('x25519', { publicKeyEncoding: { format: 'jwk' } }); // patched by deploy-tools scripts/patch-deps.mjs`
+  },
+  {
     name: "ssh2 x25519 public key export",
     package: "ssh2",
     version: "1.17.0",
     file: "lib/protocol/kex.js",
     from: `      const key = this._keys.publicKey.export({ type: 'spki', format: 'der' });
       return key.slice(-32); // HACK: avoids parsing DER/BER header`,
-    to: `      // raw key via JWK, not DER (patched by deploy-tools scripts/patch-deps.mjs)
-      return Buffer.from(this._keys.publicKey.export({ format: 'jwk' }).x, 'base64url');`
+    to: `      // raw key from the JWK made with the key (patched by deploy-tools scripts/patch-deps.mjs)
+      return Buffer.from(this._keys.publicKey.x, 'base64url');`
   },
   {
     name: "ssh2 x25519 public key import",
