@@ -253,10 +253,10 @@ export const mergeLoad = (rs: ReadonlyArray<LoadResult>): LoadResult => {
  * is not capped by one event loop; returns the merged result.
  */
 /**
- * This file bundled into plain JavaScript once per benchmark process, for the load workers: started with
- * `--import tsx`, a worker's main thread sometimes blocked for good in a futex wait (tsx's module hooks,
- * Node 20) in the middle of a window, its connections left unread until the registry's login timeout
- * closed them, and the whole benchmark hung. The bundle also spares each worker tsx's start-up.
+ * This file bundled into plain JavaScript once per benchmark process, for the load workers: it spares each
+ * worker tsx's start-up and transforms. (Workers that hung for good in a futex wait were Node 20's JWK export
+ * deadlock in ssh2's key exchange, fixed in scripts/patch-deps.mjs; the per-operation limit above makes any
+ * other hang an error instead of a stuck benchmark.)
  */
 let workerScript: Promise<string> | undefined
 const loadWorkerScript = (): Promise<string> =>
