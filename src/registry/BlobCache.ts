@@ -37,8 +37,20 @@ class Fill implements Filling {
   written = 0
   verified = false
   error: StorageError | undefined = undefined
+  /** The file at `path` exists (the fill opened it) or the fill ended. */
+  created = false
   private waiters: Array<{ end: number; f: (error: StorageError | undefined) => void }> = []
+  private creation: Array<() => void> = []
   constructor(readonly path: string, readonly final: string) {}
+  whenCreated(f: () => void) {
+    if (this.created) return f()
+    this.creation.push(f)
+  }
+  /** The file exists, or the fill ended (verified or failed): whoever waits for it may open a path now. */
+  markCreated() {
+    this.created = true
+    for (const f of this.creation.splice(0)) f()
+  }
   private ready(end: number) {
     return this.error !== undefined || this.verified || this.written > end
   }
@@ -112,6 +124,7 @@ export const make = (dir: string, maxBytes: number) =>
     const fill = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>, f: Fill) =>
       Effect.gen(function* () {
         const fh = yield* io("cannot write the blob cache", () => open(f.path, "wx", 0o600))
+        f.markCreated()
         const digest = createHash("sha256")
         yield* Stream.runForEach(source, (chunk) =>
           io("cannot write the blob cache", async () => {
@@ -131,6 +144,7 @@ export const make = (dir: string, maxBytes: number) =>
               if (Exit.isSuccess(exit)) f.verified = true
               else f.error = Option.getOrElse(Cause.failureOption(exit.cause), () => new StorageError({ reason: "cannot fill the blob cache", cause: Cause.squash(exit.cause) }))
               f.wake()
+              f.markCreated()
             }))
           )
         )
@@ -152,12 +166,28 @@ export const make = (dir: string, maxBytes: number) =>
       return f
     }
 
+    /**
+     * A fill's path once its file exists: the fill opens it asynchronously, and an open of the path before
+     * that was ENOENT, which an agent was told as "blob not found" (a cold replica, a small blob). A fill that
+     * already ended is served from its final path, or fails with its error.
+     */
+    const opened = (f: Fill, joined: boolean) =>
+      Effect.async<Served & { joined: boolean }, StorageError>((resume) =>
+        f.whenCreated(() =>
+          resume(
+            f.error !== undefined ? Effect.fail(f.error)
+            : f.verified ? Effect.succeed({ path: f.final, filling: undefined, joined })
+            : Effect.succeed({ path: f.path, filling: f, joined })
+          )
+        )
+      )
+
     const serve = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<Served & { joined: boolean }, StorageError> =>
       Effect.gen(function* () {
         if (sha256Problem(hash) !== undefined) return yield* new StorageError({ reason: "invalid blob hash" })
         const file = path.join(root, hash)
         const inFlight = pending.get(hash)
-        if (inFlight !== undefined) return { path: inFlight.fill.path, filling: inFlight.fill, joined: true }
+        if (inFlight !== undefined) return yield* opened(inFlight.fill, true)
         const e = entries.get(hash)
         if (e !== undefined) {
           entries.delete(hash)
@@ -170,21 +200,24 @@ export const make = (dir: string, maxBytes: number) =>
           }
           yield* io("cannot clean the blob cache", () => drop(hash))
           const raced = pending.get(hash) // another request started a fill while this one hashed
-          if (raced !== undefined) return { path: raced.fill.path, filling: raced.fill, joined: true }
+          if (raced !== undefined) return yield* opened(raced.fill, true)
         }
-        const f = start(hash, source)
-        return { path: f.path, filling: f, joined: false }
+        return yield* opened(start(hash, source), false)
       })
 
     /** The whole fill: waits for it; a joined fill that failed is tried again once, as this caller's own. */
-    const local = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>): Effect.Effect<string, StorageError> =>
+    const local = (hash: Sha256, source: Stream.Stream<Uint8Array, StorageError>, again = true): Effect.Effect<string, StorageError> =>
       Effect.gen(function* () {
-        const s = yield* serve(hash, source)
-        if (s.filling === undefined) return s.path
-        const f = s.filling
+        // A fill that failed before its file existed fails serve itself: once more, after it left `pending`.
+        const retry = (e: StorageError) =>
+          again ? Effect.flatMap(Effect.promise(() => pending.get(hash)?.done ?? Promise.resolve()), () => local(hash, source, false)) : Effect.fail(e)
+        const s = yield* Effect.either(serve(hash, source))
+        if (s._tag === "Left") return yield* retry(s.left)
+        if (s.right.filling === undefined) return s.right.path
+        const f = s.right.filling
         const error = yield* Effect.async<StorageError | undefined>((resume) => f.whenReady(Number.MAX_SAFE_INTEGER, (e) => resume(Effect.succeed(e))))
         if (error === undefined) return f.final
-        return yield* (s.joined ? local(hash, source) : Effect.fail(error))
+        return yield* (s.right.joined ? local(hash, source, again) : Effect.fail(error))
       })
 
     const seed = (file: string, hash: Sha256) =>

@@ -236,6 +236,28 @@ describe("BlobCache: a fill is served while it arrives", () => {
       return done
     })
 
+  // The fill opens its file asynchronously: a path handed out before that was ENOENT to the SFTP open, and the
+  // agent was told "blob not found" (seen in Replicas.test: a cold replica, a small blob, round 1).
+  it.live("the path of a fill exists when serve returns it, before any byte arrived", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDirScoped()
+      const cache = yield* makeCache(dir, 1024 ** 3)
+      const body = Buffer.alloc(100, 7)
+      const { source, push, end } = yield* feed
+      const served = yield* cache.serve(sha256(body), source)
+      expect(served.filling).toBeDefined()
+      expect((yield* Effect.promise(() => stat(served.path))).isFile()).toBe(true)
+      const joined = yield* cache.serve(sha256(body), Stream.die("fetched twice"))
+      expect((yield* Effect.promise(() => stat(joined.path))).isFile()).toBe(true)
+      yield* push(body)
+      yield* end
+      expect(yield* ready(served.filling!, 100)).toBeUndefined()
+      // Ended: served from its final path, no fill.
+      const after = yield* cache.serve(sha256(body), Stream.die("fetched twice"))
+      expect(after.filling).toBeUndefined()
+      expect(yield* Effect.promise(() => readFile(after.path))).toEqual(body)
+    })))
+
   it.live("early bytes are served before the rest arrives; the end only once the hash matched", () =>
     Effect.scoped(Effect.gen(function* () {
       const dir = yield* tempDirScoped()
