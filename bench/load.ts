@@ -297,9 +297,13 @@ export const runLoadProcs = async (o: LoadOptions & { readonly procs: number }):
         const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
         let out = ""
         let err = ""
+        // A worker whose event loop is stuck (the per-operation limit cannot fire then) is killed, not waited for.
+        const stuck = setTimeout(() => child.kill("SIGKILL"), o.durationMs + 2 * OP_DEADLINE_MS)
         child.stdout.on("data", (d: Buffer) => (out += d.toString()))
         child.stderr.on("data", (d: Buffer) => (err += d.toString()))
-        child.once("close", (code) => {
+        child.once("close", (code, signal) => {
+          clearTimeout(stuck)
+          if (signal === "SIGKILL") return reject(new Error(`load worker stuck: killed after ${(o.durationMs + 2 * OP_DEADLINE_MS) / 1000} s`))
           if (code !== 0) return reject(new Error(`load worker exited ${code}: ${err.trim()}`))
           try {
             resolve(JSON.parse(out) as LoadResult)
