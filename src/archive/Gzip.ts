@@ -73,8 +73,9 @@ export const gzipHeaderLength = (b: Buffer): number | undefined | string => {
 /**
  * Inflates the single gzip member read from `source`, handing the tar stream to `onData` in order
  * (a returned promise holds reading back until it settles). A chunk of `source` is read only until
- * the next one is asked for: the source may reuse its memory then (LayerCheck.ts reads into a ring). Rejects with LayerRefused for anything
- * but one well-formed member plus zero padding, or with what `source` or `onData` threw.
+ * the next one is asked for: the source may reuse its memory then (LayerCheck.ts reads into a ring).
+ * Rejects with LayerRefused for anything but one well-formed member plus zero padding, or with what
+ * `source` or `onData` threw.
  */
 export const gunzip = async (
   source: AsyncIterable<Buffer>,
