@@ -2,11 +2,11 @@
 // hundreds of effect modules), then put a small launcher at the bin path that runs the bundle through
 // V8's code cache (src/launch/CodeCache.ts). The bundle is CommonJS because Node 20 has a code cache
 // only for scripts. Worker modules (`*.worker.js`, started by path: src/fs/WorkerModule.ts) are bundled
-// in place as ES modules. ssh2's JavaScript is in the bundles (loading it and its dependencies from
+// the same way, each with a CommonJS launcher. ssh2's JavaScript is in the bundles (loading it and its dependencies from
 // node_modules cost ~70 ms of every start); native addons (.node files, cpu-features, better-sqlite3) load
 // from node_modules.
 import { build } from "esbuild"
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { basename, dirname, join, resolve, sep } from "node:path"
 import pkg from "../package.json" with { type: "json" }
 
@@ -34,7 +34,11 @@ import { runBundle } from "../launch/CodeCache.js"
 
 runBundle(import.meta.url, ${JSON.stringify(BUNDLE)})
 `
-const esmBanner = "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);"
+/** Below this size a worker bundle runs without the code cache (measured: the launcher cost ~3 ms more per start). */
+const SMALL_WORKER = 64 * 1024
+const workerLauncher = (bundle) => `// Written by scripts/postbuild.mjs: runs ${bundle}, the bundled worker, through V8's code cache.
+require("../launch/CodeCache.cjs").runWorkerBundle(require("node:path").join(__dirname, ${JSON.stringify(bundle)}))
+`
 
 /** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
 const bundle = async (entry, out, options) => {
@@ -88,11 +92,33 @@ await bundle("src/web/assets/app.ts", "dist/web/assets/app.js", { platform: "bro
 copyFileSync("src/web/assets/app.css", "dist/web/assets/app.css.tmp")
 renameSync("dist/web/assets/app.css.tmp", "dist/web/assets/app.css")
 
+// Workers (`*.worker.js` from tsc, started by WorkerModule.ts as `*.worker.cjs`): each is bundled as
+// CommonJS to `<name>.worker.bundle.cjs` and started by a launcher `<name>.worker.cjs` that runs it through
+// the code cache, as the programs are (an ES module worker was compiled at every start: ~30 ms of the
+// archive check's; a CommonJS entry also spares the worker Node's ES module loader). tsc's `.worker.js` is
+// removed, so a second postbuild after one tsc finds nothing to redo.
+await bundle("src/launch/CodeCache.ts", "dist/launch/CodeCache.cjs", { format: "cjs" })
 const workers = readdirSync("dist", { recursive: true }).filter((f) => f.endsWith(".worker.js")).map((f) => join("dist", f))
 for (const file of workers) {
-  // Already a bundle: bundling it again would break it.
-  if (readFileSync(file, "utf8").includes("__createRequire")) continue
-  // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-  await bundle(file, file, { format: "esm", banner: { js: esmBanner } })
+  const base = basename(file, ".js")
+  const entry = join(dirname(file), `${base}.cjs`)
+  const inner = join(dirname(file), `${base}.bundle.cjs`)
+  const cjs = {
+    format: "cjs",
+    define: { "import.meta.url": "__bundleUrl" },
+    banner: { js: 'const __bundleUrl = require("node:url").pathToFileURL(__filename).href;' }
+  }
+  await bundle(file, inner, cjs)
+  if (statSync(inner).size < SMALL_WORKER) {
+    // Compiles in less time than the cache takes to look up (FileHasher's, TreeWriter's): the bundle is the entry.
+    await bundle(file, entry, cjs)
+    rmSync(inner)
+    rmSync(`${inner}.map`)
+  } else {
+    writeFileSync(`${entry}.tmp`, workerLauncher(`${base}.bundle.cjs`))
+    renameSync(`${entry}.tmp`, entry)
+  }
+  rmSync(file, { force: true })
+  rmSync(`${file}.map`, { force: true })
 }
 rmSync(`dist/.bundle-${process.pid}`, { recursive: true, force: true })

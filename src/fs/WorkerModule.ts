@@ -1,8 +1,9 @@
 // Starts a worker thread from a real module (`*.worker.ts`), compiled and type-checked like the rest.
 // Every module sits one folder deep, under src/ as TypeScript and under dist/ when built, and the
-// bundled programs are one folder deep too (dist/agent/main.bundle.cjs): so `../<folder>/<name>.worker.js`
+// bundled programs are one folder deep too (dist/agent/main.bundle.cjs): so `../<folder>/<name>.worker.cjs`
 // relative to the caller's module URL finds the worker both from a bundle and from tsc's output (the
-// build bundles each worker in place: scripts/postbuild.mjs). Under the TypeScript sources (vitest,
+// build bundles each worker and puts a CommonJS launcher there that runs it through V8's code cache:
+// scripts/postbuild.mjs, src/launch/CodeCache.ts). Under the TypeScript sources (vitest,
 // `node --import tsx`) the caller's URL ends in `.ts`: the worker is then bundled once per process with
 // esbuild (a dev dependency) into a temp directory, which starts far faster than a worker loading tsx.
 import { mkdtempSync, rmSync } from "node:fs"
@@ -44,7 +45,7 @@ const bundleSource = (callerUrl: string, source: string): URL => {
 
 /** `module` is `<folder>/<name>.worker`, e.g. `fs/FileHasher.worker`; `callerUrl` is the caller's `import.meta.url`. */
 export const workerUrl = (callerUrl: string, module: string): URL =>
-  callerUrl.endsWith(".ts") ? bundleSource(callerUrl, fileURLToPath(new URL(`../${module}.ts`, callerUrl))) : new URL(`../${module}.js`, callerUrl)
+  callerUrl.endsWith(".ts") ? bundleSource(callerUrl, fileURLToPath(new URL(`../${module}.ts`, callerUrl))) : new URL(`../${module}.cjs`, callerUrl)
 
 /** A worker running `module` (see workerUrl); throws as `new Worker` does when it cannot start. */
 export const startWorker = (callerUrl: string, module: string, options: WorkerOptions = {}): Worker => new Worker(workerUrl(callerUrl, module), options)

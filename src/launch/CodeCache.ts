@@ -3,6 +3,8 @@
 // the cache, V8 deserializes instead. Node 22's module.enableCompileCache would do this for ESM, but Node
 // 20 has no code cache for ES modules, so the bundles are CommonJS and run through vm.Script, which takes
 // and produces cached data on every Node we support.
+// Worker threads start the same way (runWorkerBundle, from a CommonJS launcher beside each worker bundle:
+// scripts/postbuild.mjs), so a worker such as the archive check no longer compiles its ~0.8 MB each start.
 // The cache is an optimisation only: any problem with it (no HOME, a read-only or foreign directory, a
 // stale or corrupt file) means compiling as before, never an error. Cached data is code, so it is used
 // only from a directory that belongs to this user and that no one else can write.
@@ -13,6 +15,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as vm from "node:vm"
+import { threadId } from "node:worker_threads"
 
 /** `$DEPLOY_TOOLS_CACHE`, else `$XDG_CACHE_HOME/deploy-tools`, else `~/.cache/deploy-tools`; undefined without a home. */
 export const cacheDir = (env: NodeJS.ProcessEnv = process.env): string | undefined => {
@@ -34,6 +37,23 @@ const safeDir = (dir: string): string | undefined => {
   }
 }
 
+const shortHash = (parts: ReadonlyArray<unknown>, n: number) => createHash("sha256").update(parts.join("\n")).digest("hex").slice(0, n)
+
+/**
+ * The cache file's name, `<folder>-<bundle>-<runtime>-<file>.v8cache`. Runtime: this Node and its V8 flags
+ * (V8 rejects a cache made under other flags, so each set keeps its own: a program run with and without,
+ * say, --stack-size no longer rewrites one cache at every start). File: V8 checks only the source's
+ * length, so the bundle is named by device, inode, size and its modification and change times in
+ * nanoseconds; any write or replacement changes the ctime, which no user-space call can set back. Cheaper
+ * than hashing the source (~7 ms of the registry's every start).
+ */
+export const cacheName = (file: string, env: NodeJS.ProcessEnv = process.env): { readonly prefix: string; readonly name: string } => {
+  const st = fs.statSync(file, { bigint: true })
+  const runtime = shortHash([process.version, process.arch, process.execArgv.join(" "), env["NODE_OPTIONS"] ?? ""], 8)
+  const prefix = `${path.basename(path.dirname(file))}-${path.basename(file)}-${runtime}-`
+  return { prefix, name: `${prefix}${shortHash([st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs], 16)}.v8cache` }
+}
+
 export interface Loaded {
   /** Whether V8 accepted cached data (so compiling was skipped). */
   readonly usedCache: boolean
@@ -46,9 +66,8 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
   // A shebang is valid at the start of a file, not inside the module wrapper.
   const source = fs.readFileSync(file, "utf8").replace(/^#!.*/, "")
   const usable = dir === undefined ? undefined : safeDir(dir)
-  const key = createHash("sha256").update(`${process.version} ${process.arch}\n`).update(source).digest("hex").slice(0, 16)
-  const prefix = `${path.basename(path.dirname(file))}-${path.basename(file)}-`
-  const cacheFile = usable && path.join(usable, `${prefix}${key}.v8cache`)
+  const { prefix, name } = cacheName(file)
+  const cacheFile = usable && path.join(usable, name)
   let cachedData: Buffer | undefined
   if (cacheFile) {
     try {
@@ -64,12 +83,13 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
   run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file))
   const save = () => {
     if (usedCache || !cacheFile) return
-    const tmp = `${cacheFile}.${process.pid}.tmp`
+    // Workers of one process may save the same cache at once: the thread makes the name unique.
+    const tmp = `${cacheFile}.${process.pid}.${threadId}.tmp`
     try {
       // After the run, so the functions that ran are compiled and in the cache too.
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
       fs.renameSync(tmp, cacheFile)
-      // Caches of other builds of this program are dead weight.
+      // Caches of other builds of this program (under these flags) are dead weight.
       for (const n of fs.readdirSync(usable!)) if (n.startsWith(prefix) && n !== path.basename(cacheFile)) fs.rmSync(path.join(usable!, n), { force: true })
     } catch {
       fs.rmSync(tmp, { force: true })
@@ -77,6 +97,13 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
   }
   return { usedCache, save }
 }
+
+/**
+ * A worker's entry (`<name>.worker.cjs`, written by postbuild): runs the worker bundle `file`. The cache is
+ * saved right after the bundle's first run, not at exit: a worker ends by terminate(), where no exit
+ * handler runs.
+ */
+export const runWorkerBundle = (file: string): void => loadBundle(file, cacheDir()).save()
 
 /** The bin entry: runs `bundle`, which sits beside the launcher at `launcherUrl`; saves the cache at exit. */
 export const runBundle = (launcherUrl: string, bundle: string): void => {
