@@ -101,7 +101,7 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
 /**
  * A worker's entry (`<name>.worker.cjs`, written by postbuild): runs the worker bundle `file`. The cache is
  * saved right after the bundle's first run, not at exit: a worker ends by terminate(), where no exit
- * handler runs.
+ * handler runs (a worker terminated during its first run saves nothing; the next start tries again).
  */
 export const runWorkerBundle = (file: string): void => loadBundle(file, cacheDir()).save()
 

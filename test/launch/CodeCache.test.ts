@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process"
-import { chmodSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
+import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { cacheDir } from "../../src/launch/CodeCache.js"
@@ -23,8 +23,8 @@ const child = `import { loadBundle } from ${JSON.stringify(path.join(repoRoot, "
 const l = loadBundle(process.argv[1], process.argv[2])
 l.save()
 console.log(JSON.stringify({ usedCache: l.usedCache, ran: globalThis.ran }))`
-const loadBundle = (file: string, cache: string): { usedCache: boolean; ran: number } =>
-  JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", child, file, cache], { encoding: "utf8" }))
+const loadBundle = (file: string, cache: string, nodeFlags: ReadonlyArray<string> = []): { usedCache: boolean; ran: number } =>
+  JSON.parse(execFileSync(process.execPath, [...nodeFlags, "--input-type=module", "-e", child, file, cache], { encoding: "utf8" }))
 
 describe("loadBundle", () => {
   it("compiles and runs the bundle the first time, writes the cache, and uses it the next time", async () => {
@@ -62,6 +62,61 @@ describe("loadBundle", () => {
     writeFileSync(file, "globalThis.ran = 1\n")
     expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 1 })
     expect(readdirSync(cache)).toHaveLength(1)
+  })
+
+  it("never runs the old code after the bundle is rewritten in place with the same length and mtime", async () => {
+    // V8 checks only the source's length: a cache named by anything that survives this rewrite would run `ran = 1`.
+    const { dir, file } = await bundle()
+    const cache = path.join(dir, "cache")
+    // Whole seconds: utimes could not restore a finer mtime exactly.
+    const t = 1_700_000_000
+    writeFileSync(file, "globalThis.ran = 1\n")
+    utimesSync(file, t, t)
+    expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 1 })
+    writeFileSync(file, "globalThis.ran = 2\n")
+    utimesSync(file, t, t)
+    expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 2 })
+    expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 2 })
+  })
+
+  it("keeps a cache per set of V8 flags: runs with and without a flag do not rewrite each other's", async () => {
+    const { dir, file } = await bundle()
+    const cache = path.join(dir, "cache")
+    const flag = ["--stack-size=2000"]
+    expect(loadBundle(file, cache, flag).usedCache).toBe(false)
+    expect(loadBundle(file, cache).usedCache).toBe(false)
+    expect(loadBundle(file, cache, flag)).toEqual({ usedCache: true, ran: 6 })
+    expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 6 })
+  })
+})
+
+// A worker started as the built programs start theirs: a CommonJS launcher (as postbuild writes) that
+// runs the worker bundle through the built dist/launch/CodeCache.cjs. It replies after its first run, as
+// the real workers do (they reply once their work is done).
+describe("runWorkerBundle", () => {
+  const launcher = `require(${JSON.stringify(path.join(repoRoot, "dist/launch/CodeCache.cjs"))}).runWorkerBundle(require("node:path").join(__dirname, "w.bundle.cjs"))\n`
+  const starter = `const { Worker } = require("node:worker_threads")
+const w = new Worker(process.argv[1])
+w.once("message", (m) => { console.log(JSON.stringify(m)); w.terminate() })
+w.once("error", (e) => { console.error(e); process.exitCode = 1 })`
+  const startWorker = (entry: string, cache: string): unknown =>
+    JSON.parse(execFileSync(process.execPath, ["-e", starter, entry], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } }))
+
+  it("runs the worker bundle, saves its cache at once (a worker ends by terminate) and uses it the next time", async () => {
+    const dir = await tempDir("codecache-worker-")
+    const cache = path.join(dir, "cache")
+    mkdirSync(path.join(dir, "w"))
+    const body = Array.from({ length: 200 }, (_, i) => `function f${i}(x) { return x * ${i} + ${i} }`).join("\n")
+    writeFileSync(path.join(dir, "w", "w.bundle.cjs"), `${body}\nsetImmediate(() => require("node:worker_threads").parentPort.postMessage({ ran: f3(2), thread: require("node:worker_threads").threadId > 0 }))\n`)
+    writeFileSync(path.join(dir, "w", "w.cjs"), launcher)
+    expect(startWorker(path.join(dir, "w", "w.cjs"), cache)).toEqual({ ran: 9, thread: true })
+    const [name] = readdirSync(cache)
+    expect(name).toMatch(/^w-w\.bundle\.cjs-.*\.v8cache$/)
+    const saved = statSync(path.join(cache, name!)).mtimeMs
+    expect(startWorker(path.join(dir, "w", "w.cjs"), cache)).toEqual({ ran: 9, thread: true })
+    // Used, so not saved again (a rejected cache is replaced).
+    expect(readdirSync(cache)).toEqual([name])
+    expect(statSync(path.join(cache, name!)).mtimeMs).toBe(saved)
   })
 })
 
