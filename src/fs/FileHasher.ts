@@ -4,6 +4,8 @@
 // reads back what has been written (from the page cache), so no buffer is shared or copied between
 // threads: sharing the read buffers made every copy into them several times slower. One worker serves
 // every hash of the process, and does not keep the process alive while no hash is running.
+import { createHash } from "node:crypto"
+import * as fs from "node:fs/promises"
 import type { Worker } from "node:worker_threads"
 import type { HashReply, HashRequest } from "./FileHasher.worker.js"
 import { startWorker } from "./WorkerModule.js"
@@ -47,32 +49,81 @@ const getWorker = (): Worker => {
   return w
 }
 
-/** Starts hashing the file at `file` as it is written (by this process, through another descriptor). */
+/** Whether this process has started the hashing worker (tests: small files never start it). */
+export const workerStarted = (): boolean => worker !== undefined
+
+/**
+ * Up to this size a file is hashed on the main thread at digest, and no worker starts: a worker's start
+ * costs ~30 ms of CPU, hashing 256 KiB well under 1 ms (most layers an agent fetches are small).
+ */
+export const INLINE_MAX = 256 * 1024
+
+/** The first `bytes` bytes of `file`, hashed here; fails as the worker does (FileHasher.worker.ts). */
+const hashHere = async (file: string, bytes: number): Promise<string> => {
+  const h = createHash("sha256")
+  try {
+    const fh = await fs.open(file, "r")
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(bytes, INLINE_MAX) || 1)
+      let pos = 0
+      while (pos < bytes) {
+        const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, bytes - pos), pos)
+        if (bytesRead === 0) throw new Error(`the file ended at ${pos}, expected ${bytes} bytes`)
+        h.update(buf.subarray(0, bytesRead))
+        pos += bytesRead
+      }
+    } finally {
+      await fh.close()
+    }
+  } catch (e) {
+    throw new Error(`hashing failed: ${e instanceof Error ? e.message : String(e)}`)
+  }
+  return h.digest("hex")
+}
+
+/**
+ * Starts hashing the file at `file` as it is written (by this process, through another descriptor). The
+ * worker takes it over once more than INLINE_MAX bytes are written; a smaller file is hashed at digest.
+ */
 export const hashFile = (file: string): FileHash => {
-  const w = getWorker()
-  if (active++ === 0) w.ref()
-  const id = nextId++
+  let w: Worker | undefined
+  let id = -1
   let finished = false
+  const handOver = (bytes: number) => {
+    w = getWorker()
+    if (active++ === 0) w.ref()
+    id = nextId++
+    send(w, { id, op: "open", path: file })
+    send(w, { id, op: "written", bytes })
+  }
   const finish = () => {
     if (finished) return false
     finished = true
-    if (--active === 0) worker?.unref()
+    if (w !== undefined && --active === 0) worker?.unref()
     return true
   }
-  send(w, { id, op: "open", path: file })
   return {
     written: (bytes) => {
-      if (!finished && worker === w) send(w, { id, op: "written", bytes })
+      if (finished) return
+      if (w === undefined) {
+        if (bytes > INLINE_MAX) handOver(bytes)
+      } else if (worker === w) send(w, { id, op: "written", bytes })
     },
     digest: (bytes) =>
       new Promise<string>((resolve, reject) => {
-        if (!finish()) return reject(new Error("hash already finished"))
+        if (finished) return reject(new Error("hash already finished"))
+        if (w === undefined && bytes <= INLINE_MAX) {
+          finish()
+          return void hashHere(file, bytes).then(resolve, reject)
+        }
+        if (w === undefined) handOver(bytes)
+        finish()
         if (worker !== w) return reject(new Error("hashing stopped"))
         waiting.set(id, { resolve, reject })
-        send(w, { id, op: "digest", bytes })
+        send(w!, { id, op: "digest", bytes })
       }),
     abandon: () => {
-      if (finish() && worker === w) send(w, { id, op: "abandon" })
+      if (finish() && w !== undefined && worker === w) send(w, { id, op: "abandon" })
     }
   }
 }

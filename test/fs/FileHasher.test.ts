@@ -5,7 +5,9 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { hashFile } from "../../src/fs/FileHasher.js"
+import { execFileSync } from "node:child_process"
+import { hashFile, INLINE_MAX } from "../../src/fs/FileHasher.js"
+import { repoRoot } from "../support/registry.js"
 
 let dir: string
 beforeEach(async () => {
@@ -59,5 +61,36 @@ describe("hashFile", () => {
     const g = hashFile(path.join(dir, "x"))
     g.abandon()
     await expect(g.digest(1)).rejects.toThrow(/finished/)
+  })
+
+  it("hands a hash to the worker when the file outgrows INLINE_MAX, also at digest", async () => {
+    const a = randomBytes(INLINE_MAX + 1)
+    await fs.writeFile(path.join(dir, "a"), a)
+    const h = hashFile(path.join(dir, "a"))
+    h.written(10)
+    h.written(a.length)
+    expect(await h.digest(a.length)).toBe(sha(a))
+    expect(await hashFile(path.join(dir, "a")).digest(a.length)).toBe(sha(a))
+    await expect(hashFile(path.join(dir, "a")).digest(a.length + 5)).rejects.toThrow(/hashing failed: the file ended at 262145, expected 262150 bytes/)
+  })
+
+  it("starts no worker for files up to INLINE_MAX (a worker costs ~30 ms of CPU to start)", async () => {
+    // A process of its own, so no other test has started the worker; the BUILT module (npm run build first).
+    const small = randomBytes(INLINE_MAX)
+    const big = randomBytes(INLINE_MAX + 1)
+    await fs.writeFile(path.join(dir, "small"), small)
+    await fs.writeFile(path.join(dir, "big"), big)
+    const child = `import { hashFile, workerStarted } from ${JSON.stringify(path.join(repoRoot, "dist/fs/FileHasher.js"))}
+const at = (f) => process.argv[1] + "/" + f
+const alive = setInterval(() => {}, 1000) // the worker is unref'd while its digest is under way
+const s = hashFile(at("small"))
+s.written(${INLINE_MAX})
+const small = await s.digest(${INLINE_MAX})
+const before = workerStarted()
+const big = await hashFile(at("big")).digest(${INLINE_MAX + 1})
+console.log(JSON.stringify({ small, before, big, after: workerStarted() }))
+clearInterval(alive)`
+    const out = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", child, dir], { encoding: "utf8" }))
+    expect(out).toEqual({ small: sha(small), before: false, big: sha(big), after: true })
   })
 })
