@@ -62,7 +62,7 @@ export interface Loaded {
 }
 
 /** Runs the CommonJS bundle at `file` in this context, with cached data from `dir` if usable. */
-export const loadBundle = (file: string, dir: string | undefined): Loaded => {
+export const loadBundle = (file: string, dir: string | undefined, opts: { readonly worker?: boolean } = {}): Loaded => {
   // A shebang is valid at the start of a file, not inside the module wrapper.
   const source = fs.readFileSync(file, "utf8").replace(/^#!.*/, "")
   const usable = dir === undefined ? undefined : safeDir(dir)
@@ -78,15 +78,12 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
   }
   const script = new vm.Script(Module.wrap(source), { filename: file, ...(cachedData ? { cachedData } : {}) })
   const usedCache = cachedData !== undefined && !script.cachedDataRejected
-  const run = script.runInThisContext() as (...args: ReadonlyArray<unknown>) => void
-  const module = { exports: {} }
-  run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file))
   const save = () => {
     if (usedCache || !cacheFile) return
     // Workers of one process may save the same cache at once: the thread makes the name unique.
     const tmp = `${cacheFile}.${process.pid}.${threadId}.tmp`
     try {
-      // After the run, so the functions that ran are compiled and in the cache too.
+      // After the run (a worker's: before), so the functions that ran are compiled and in the cache too.
       fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 })
       fs.renameSync(tmp, cacheFile)
       // Caches of other builds of this program (under these flags) are dead weight.
@@ -95,15 +92,23 @@ export const loadBundle = (file: string, dir: string | undefined): Loaded => {
       fs.rmSync(tmp, { force: true })
     }
   }
-  return { usedCache, save }
+  // A worker saves before its run, and only where there was no cache: see runWorkerBundle.
+  if (opts.worker && cachedData === undefined) save()
+  const run = script.runInThisContext() as (...args: ReadonlyArray<unknown>) => void
+  const module = { exports: {} }
+  run.call(module.exports, module.exports, createRequire(file), module, file, path.dirname(file))
+  return { usedCache, save: opts.worker ? () => {} : save }
 }
 
 /**
- * A worker's entry (`<name>.worker.cjs`, written by postbuild): runs the worker bundle `file`. The cache is
- * saved right after the bundle's first run, not at exit: a worker ends by terminate(), where no exit
- * handler runs (a worker terminated during its first run saves nothing; the next start tries again).
+ * A worker's entry (`<name>.worker.cjs`, written by postbuild): runs the worker bundle `file`. Its cache
+ * is made before the run, and only when there is none. Before: a worker ends by terminate(), where no
+ * exit handler runs. Only when there is none: V8 rejects a cache made under other V8 flags, and a worker
+ * may change the process's flags (the archive check's scavenger sets --expose-gc), so a later worker of
+ * the same process rejects the first one's cache; rewritten then, the cache would carry the changed flags
+ * and every new process would reject it (measured: the registry's second upload rewrote it, and so on).
  */
-export const runWorkerBundle = (file: string): void => loadBundle(file, cacheDir()).save()
+export const runWorkerBundle = (file: string): void => void loadBundle(file, cacheDir(), { worker: true })
 
 /** The bin entry: runs `bundle`, which sits beside the launcher at `launcherUrl`; saves the cache at exit. */
 export const runBundle = (launcherUrl: string, bundle: string): void => {

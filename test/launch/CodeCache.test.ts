@@ -95,28 +95,49 @@ describe("loadBundle", () => {
 // the real workers do (they reply once their work is done).
 describe("runWorkerBundle", () => {
   const launcher = `require(${JSON.stringify(path.join(repoRoot, "dist/launch/CodeCache.cjs"))}).runWorkerBundle(require("node:path").join(__dirname, "w.bundle.cjs"))\n`
+  // Starts the worker `n` times, one after the other, in one process; prints the last reply.
   const starter = `const { Worker } = require("node:worker_threads")
-const w = new Worker(process.argv[1])
-w.once("message", (m) => { console.log(JSON.stringify(m)); w.terminate() })
-w.once("error", (e) => { console.error(e); process.exitCode = 1 })`
-  const startWorker = (entry: string, cache: string): unknown =>
-    JSON.parse(execFileSync(process.execPath, ["-e", starter, entry], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } }))
-
-  it("runs the worker bundle, saves its cache at once (a worker ends by terminate) and uses it the next time", async () => {
+const one = () => new Promise((resolve, reject) => {
+  const w = new Worker(process.argv[1])
+  w.once("message", (m) => w.terminate().then(() => resolve(m)))
+  w.once("error", reject)
+})
+;(async () => { let m; for (let i = 0; i < Number(process.argv[2]); i++) m = await one(); console.log(JSON.stringify(m)) })()`
+  const startWorker = (entry: string, cache: string, n = 1): unknown =>
+    JSON.parse(execFileSync(process.execPath, ["-e", starter, entry, String(n)], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } }))
+  const writeWorker = async (run: string) => {
     const dir = await tempDir("codecache-worker-")
-    const cache = path.join(dir, "cache")
     mkdirSync(path.join(dir, "w"))
     const body = Array.from({ length: 200 }, (_, i) => `function f${i}(x) { return x * ${i} + ${i} }`).join("\n")
-    writeFileSync(path.join(dir, "w", "w.bundle.cjs"), `${body}\nsetImmediate(() => require("node:worker_threads").parentPort.postMessage({ ran: f3(2), thread: require("node:worker_threads").threadId > 0 }))\n`)
+    writeFileSync(path.join(dir, "w", "w.bundle.cjs"), `${body}\n${run}\n`)
     writeFileSync(path.join(dir, "w", "w.cjs"), launcher)
-    expect(startWorker(path.join(dir, "w", "w.cjs"), cache)).toEqual({ ran: 9, thread: true })
-    const [name] = readdirSync(cache)
-    expect(name).toMatch(/^w-w\.bundle\.cjs-.*\.v8cache$/)
-    const saved = statSync(path.join(cache, name!)).mtimeMs
-    expect(startWorker(path.join(dir, "w", "w.cjs"), cache)).toEqual({ ran: 9, thread: true })
-    // Used, so not saved again (a rejected cache is replaced).
-    expect(readdirSync(cache)).toEqual([name])
-    expect(statSync(path.join(cache, name!)).mtimeMs).toBe(saved)
+    return { entry: path.join(dir, "w", "w.cjs"), cache: path.join(dir, "cache") }
+  }
+  const cacheFileOf = (cache: string) => {
+    const names = readdirSync(cache)
+    expect(names).toHaveLength(1)
+    return { name: names[0]!, mtimeMs: statSync(path.join(cache, names[0]!)).mtimeMs }
+  }
+
+  it("runs the worker bundle, saves its cache at once (a worker ends by terminate) and uses it the next time", async () => {
+    const { entry, cache } = await writeWorker(`setImmediate(() => require("node:worker_threads").parentPort.postMessage({ ran: f3(2), thread: require("node:worker_threads").threadId > 0 }))`)
+    expect(startWorker(entry, cache)).toEqual({ ran: 9, thread: true })
+    const saved = cacheFileOf(cache)
+    expect(saved.name).toMatch(/^w-w\.bundle\.cjs-.*\.v8cache$/)
+    expect(startWorker(entry, cache)).toEqual({ ran: 9, thread: true })
+    // Used, so not saved again.
+    expect(cacheFileOf(cache)).toEqual(saved)
+  })
+
+  it("keeps the first cache when a worker changes the V8 flags (as the archive check's scavenger does)", async () => {
+    // The second worker of a process runs under --expose-gc and rejects the cache; had it rewritten it,
+    // every new process would reject that one in turn.
+    const { entry, cache } = await writeWorker(`require("node:v8").setFlagsFromString("--expose-gc")
+require("node:worker_threads").parentPort.postMessage({ ran: f3(2) })`)
+    expect(startWorker(entry, cache, 3)).toEqual({ ran: 9 })
+    const saved = cacheFileOf(cache)
+    expect(startWorker(entry, cache, 3)).toEqual({ ran: 9 })
+    expect(cacheFileOf(cache)).toEqual(saved)
   })
 })
 
