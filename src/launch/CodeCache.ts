@@ -54,6 +54,17 @@ export const cacheName = (file: string, env: NodeJS.ProcessEnv = process.env): {
   return { prefix, name: `${prefix}${shortHash([st.dev, st.ino, st.size, st.mtimeNs, st.ctimeNs], 16)}.v8cache` }
 }
 
+/**
+ * Whether V8's flags are still as they were when the probe was made: V8 takes a cache only under the
+ * flags it was made with, and checks the source only by its length, so a tiny script's cache made now is
+ * taken by a same-length other script later exactly while the flags are unchanged. A worker may change
+ * them for the whole process (the archive check's scavenger sets --expose-gc).
+ */
+const v8FlagsProbe = (): (() => boolean) => {
+  const data = new vm.Script("void 0 /*a*/").createCachedData()
+  return () => !new vm.Script("void 0 /*b*/", { cachedData: data }).cachedDataRejected
+}
+
 export interface Loaded {
   /** Whether V8 accepted cached data (so compiling was skipped). */
   readonly usedCache: boolean
@@ -76,10 +87,12 @@ export const loadBundle = (file: string, dir: string | undefined, opts: { readon
       // no cache yet
     }
   }
+  const flagsAsNow = v8FlagsProbe()
   const script = new vm.Script(Module.wrap(source), { filename: file, ...(cachedData ? { cachedData } : {}) })
   const usedCache = cachedData !== undefined && !script.cachedDataRejected
   const save = () => {
-    if (usedCache || !cacheFile) return
+    // A cache made after the run changed V8's flags would be rejected by every new process.
+    if (usedCache || !cacheFile || !flagsAsNow()) return
     // Workers of one process may save the same cache at once: the thread makes the name unique.
     const tmp = `${cacheFile}.${process.pid}.${threadId}.tmp`
     try {

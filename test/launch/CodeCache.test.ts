@@ -23,8 +23,8 @@ const child = `import { loadBundle } from ${JSON.stringify(path.join(repoRoot, "
 const l = loadBundle(process.argv[1], process.argv[2])
 l.save()
 console.log(JSON.stringify({ usedCache: l.usedCache, ran: globalThis.ran }))`
-const loadBundle = (file: string, cache: string, nodeFlags: ReadonlyArray<string> = []): { usedCache: boolean; ran: number } =>
-  JSON.parse(execFileSync(process.execPath, [...nodeFlags, "--input-type=module", "-e", child, file, cache], { encoding: "utf8" }))
+const loadBundle = (file: string, cache: string, nodeFlags: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}): { usedCache: boolean; ran: number } =>
+  JSON.parse(execFileSync(process.execPath, [...nodeFlags, "--input-type=module", "-e", child, file, cache], { encoding: "utf8", env: { ...process.env, ...env } }))
 
 describe("loadBundle", () => {
   it("compiles and runs the bundle the first time, writes the cache, and uses it the next time", async () => {
@@ -87,6 +87,17 @@ describe("loadBundle", () => {
     expect(loadBundle(file, cache).usedCache).toBe(false)
     expect(loadBundle(file, cache, flag)).toEqual({ usedCache: true, ran: 6 })
     expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 6 })
+  })
+
+  it("saves no cache after the run changed V8's flags (a worker's --expose-gc): no new process would take it", async () => {
+    const { dir, file } = await bundle()
+    writeFileSync(file, `if (process.env.SET_FLAG) require("node:v8").setFlagsFromString("--expose-gc")\nglobalThis.ran = 5\n`)
+    const cache = path.join(dir, "cache")
+    expect(loadBundle(file, cache, [], { SET_FLAG: "1" })).toEqual({ usedCache: false, ran: 5 })
+    expect(readdirSync(cache)).toEqual([])
+    expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 5 })
+    expect(loadBundle(file, cache, [], { SET_FLAG: "1" })).toEqual({ usedCache: true, ran: 5 })
+    expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 5 })
   })
 })
 
