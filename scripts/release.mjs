@@ -62,7 +62,7 @@ rmSync(stage, { recursive: true, force: true })
 mkdirSync(stage, { recursive: true })
 
 // dist/ as built: each bin is a launcher beside its bundle (scripts/postbuild.mjs), which loads
-// dist/launch/ and starts worker modules from tsc's output; source maps stay behind.
+// dist/launch/ and starts the workers' CommonJS bundles (also postbuild's); source maps stay behind.
 cpSync(join(root, "dist"), join(stage, "dist"), { recursive: true, filter: (src) => !src.endsWith(".map") && !basename(src).startsWith(".") })
 for (const file of Object.values(pkg.bin)) chmodSync(join(stage, file), 0o755)
 
