@@ -54,63 +54,80 @@ const hashWhole = (path: string, size: number): Effect.Effect<Sha256, Error> =>
     )
   })
 
+/**
+ * The completed prefix of a file written by possibly reordered, concurrent writes: [0, done) is written
+ * and every write in it completed. `arrived` refuses (false) a write that overlaps the prefix or another
+ * write (the file's bytes there may change after being read), or one past MAX_SPANS pending.
+ */
+export class CompletedPrefix {
+  done = 0
+  /** End of the furthest write accepted: a write starting there overlaps nothing. */
+  private furthest = 0
+  /** Writes beyond `done`, by offset: their end, and whether they completed. */
+  private readonly spans = new Map<number, { readonly end: number; finished: boolean }>()
+
+  get pending(): number {
+    return this.spans.size
+  }
+
+  arrived(offset: number, length: number): boolean {
+    if (length === 0) return true
+    const end = offset + length
+    if (offset < this.done || this.spans.size >= MAX_SPANS) return false
+    if (offset < this.furthest) for (const [start, s] of this.spans) if (start < end && offset < s.end) return false
+    this.spans.set(offset, { end, finished: false })
+    this.furthest = Math.max(this.furthest, end)
+    return true
+  }
+
+  /** The write at `offset` (accepted by `arrived` with this length) completed; returns `done`. */
+  wrote(offset: number, length: number): number {
+    const s = length === 0 ? undefined : this.spans.get(offset)
+    if (s === undefined) return this.done
+    s.finished = true
+    for (let next = this.spans.get(this.done); next !== undefined && next.finished; next = this.spans.get(this.done)) {
+      this.spans.delete(this.done)
+      this.done = next.end
+    }
+    return this.done
+  }
+}
+
 /** Starts hashing the upload written to `path` (the file exists, empty) as its writes complete. */
-export const uploadHash = (path: string): UploadHash => {
+export const uploadHash = (path: string, reportEvery = REPORT_EVERY): UploadHash => {
   let fh: FileHash | undefined
   try {
     fh = hashInWorker(path)
   } catch {
     fh = undefined // no worker: the whole file is hashed at CLOSE
   }
-  /** [0, done) is written, every write in it completed; `reported` of it told to the worker. */
-  let done = 0
+  const prefix = new CompletedPrefix()
   let reported = 0
-  /** End of the furthest write accepted: a write starting there overlaps nothing. */
-  let furthest = 0
-  /** Writes beyond `done`, by offset: their end, and whether they completed. */
-  const spans = new Map<number, { readonly end: number; finished: boolean }>()
-
   const untrust = () => {
     fh?.abandon()
     fh = undefined
-    spans.clear()
-  }
-  const overlaps = (offset: number, end: number) => {
-    if (offset < done) return true
-    if (offset >= furthest) return false
-    for (const [start, s] of spans) if (start < end && offset < s.end) return true
-    return false
   }
   return {
     arrived: (offset, length) => {
-      if (fh === undefined || length === 0) return
-      const end = offset + length
-      if (overlaps(offset, end) || spans.size >= MAX_SPANS) return untrust()
-      spans.set(offset, { end, finished: false })
-      furthest = Math.max(furthest, end)
+      if (fh !== undefined && !prefix.arrived(offset, length)) untrust()
     },
     wrote: (offset, length) => {
-      const s = fh === undefined || length === 0 ? undefined : spans.get(offset)
-      if (s === undefined) return
-      s.finished = true
-      for (let next = spans.get(done); next !== undefined && next.finished; next = spans.get(done)) {
-        spans.delete(done)
-        done = next.end
-      }
-      if (done - reported >= REPORT_EVERY) {
+      if (fh === undefined) return
+      const done = prefix.wrote(offset, length)
+      if (done - reported >= reportEvery) {
         reported = done
-        fh!.written(done)
+        fh.written(done)
       }
     },
     digest: (size) =>
       Effect.suspend(() => {
         const streamed = fh
+        fh = undefined
         // Trusted only if the completed prefix is the whole file: no hole, no write left unmerged.
-        if (streamed === undefined || done !== size || spans.size > 0) {
-          untrust()
+        if (streamed === undefined || prefix.done !== size || prefix.pending > 0) {
+          streamed?.abandon()
           return hashWhole(path, size)
         }
-        fh = undefined
         return Effect.tryPromise({ try: () => streamed.digest(size), catch: (e) => e as Error }).pipe(
           Effect.map((hex) => hex as Sha256),
           Effect.catchAll(() => hashWhole(path, size))
