@@ -4,7 +4,7 @@
 // fibers in a FiberSet created after the listener, so closing the layer's scope stops accepting, closes the
 // connections, interrupts their sessions (whose finalizers discard unfinished uploads and close files) and
 // then closes the listener.
-import { Context, Duration, Effect, type Fiber, FiberId, FiberSet, Layer, Option, Runtime } from "effect"
+import { Context, Duration, Effect, type Fiber, FiberId, FiberSet, Layer, LogLevel, Option } from "effect"
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
@@ -20,6 +20,7 @@ import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Inter
 import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
 import { CommandInterpreter } from "./CommandInterpreter.js"
+import { logNow } from "./LogNow.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { Rollouts } from "./Rollouts.js"
@@ -154,8 +155,8 @@ const make = (opts: SshServerOptions) =>
     tcp.on("error", () => undefined) // after listen, errors concern single accepts
 
     const runFork = yield* FiberSet.makeRuntime<Services>()
-    // Log lines of the connection callbacks, run synchronously (no fiber to schedule for a log line).
-    const log = Runtime.runSync(yield* Effect.runtime<never>())
+    // Log lines of the connection callbacks, without a fiber per line.
+    const log = yield* logNow
     // Runs first at shutdown: nothing new gets in, and the connections close (each interrupts its
     // sessions) before the FiberSet above waits for the sessions' finalizers.
     yield* Effect.addFinalizer(() =>
@@ -205,10 +206,10 @@ const make = (opts: SshServerOptions) =>
           bump(connectionsOpenBy.pending, -1)
           bump(connectionsBy("none", refused.empty ? (why === "timeout" ? "timeout" : "closed") : "refused"))
           const line = refused.empty ? undefined : refusedLine(refused.describe(from))
-          if (line !== undefined) log(Effect.logWarning(line))
-          if (why === "timeout") log(Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`))
+          if (line !== undefined) log(LogLevel.Warning, line)
+          if (why === "timeout") log(LogLevel.Info, `dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
         } else if (why === "deadline") {
-          log(Effect.logInfo(`closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`))
+          log(LogLevel.Info, `closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`)
         }
         attachers.delete(socket)
         try {
@@ -232,7 +233,7 @@ const make = (opts: SshServerOptions) =>
           if (!budgets.agentConns.take()) {
             state = "in" // counted: no longer pending, never open
             bump(connectionsBy("agent", "limit"))
-            log(Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`))
+            log(LogLevel.Warning, `closing ${from}: too many agent connections (-max-conns)`)
             return end("limit")
           }
           holdsAgentConn = true
@@ -242,7 +243,7 @@ const make = (opts: SshServerOptions) =>
         bump(connectionsBy(who.role, "login"))
         bump(connectionsOpenBy[who.role])
         const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
-        log(Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`))
+        log(LogLevel.Info, `${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
         // -deadline counts from the accept, like the handshake limit.
         const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
         // (A deadline beyond setTimeout's ~24.8 days is as good as none.)
