@@ -369,7 +369,7 @@ const make = (opts: SshServerOptions) =>
       }
       bump(connectionsOpenBy.pending)
       socket.setNoDelay(true)
-      coalesceWrites(socket)
+      coalesceWrites(socket, "loop")
       sockets.add(socket)
       socket.once("close", () => {
         sockets.delete(socket)
