@@ -115,9 +115,14 @@ export const resetPeak = (pid: number): boolean => {
 }
 
 /** CPU time (user + system) of a process in ms; with children, adds the reaped children's time too. */
-export const cpuMs = (pid: number, withChildren = false): number => {
+export const cpuMs = (pid: number, withChildren = false): number => statCpuMs(`/proc/${pid}/stat`, withChildren)
+
+/** CPU time of a process's main thread alone (its workers and libuv's threadpool left out). */
+export const mainThreadCpuMs = (pid: number): number => statCpuMs(`/proc/${pid}/task/${pid}/stat`, false)
+
+const statCpuMs = (file: string, withChildren: boolean): number => {
   try {
-    const s = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const s = readFileSync(file, "utf8")
     // Fields after the parenthesised command name, which may itself contain spaces.
     const f = s.slice(s.lastIndexOf(")") + 2).split(" ")
     const [ut, st, cut, cst] = [f[11], f[12], f[13], f[14]].map(Number) as [number, number, number, number]

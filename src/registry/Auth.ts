@@ -120,6 +120,9 @@ const lineProblem = (e: Entry, address: string | undefined, now: Date): string |
 
 const scopeOf = (e: Entry) => (e.key.restrictions.configurations !== undefined ? { configurations: e.key.restrictions.configurations } : {})
 
+/** Strings by construction (ssh2 hands the user name over as a string): no schema validation per login. */
+const principal = (user: string, fingerprint: string, comment: string) => new Principal({ user, fingerprint, comment }, true)
+
 const CERT_OPTIONS = new Set(["force-command", "source-address"])
 
 export const makeAuth = (
@@ -153,7 +156,7 @@ export const makeAuth = (
       if (a.signed === undefined) return { _tag: "KeyListed" }
       if (!e.verify(a.signed.blob, a.signed.signature, a.signed.hashAlgo)) return reject("bad signature", "bad_signature")
       const limits: SessionLimits = { pty: e.key.restrictions.pty, ...(e.key.restrictions.command !== undefined ? { command: e.key.restrictions.command } : {}), ...scopeOf(e) }
-      return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: e.key.fingerprint, comment: e.key.comment }), limits }
+      return { _tag: "Accept", role, principal: principal(a.user, e.key.fingerprint, e.key.comment), limits }
     }
     return reject(problem, "key_options")
   }
@@ -210,7 +213,7 @@ export const makeAuth = (
       const command = forced ?? lineCommand
       const limits: SessionLimits = { pty: ca.key.restrictions.pty && cert.extensions.has("permit-pty"), ...(command !== undefined ? { command } : {}), ...scopeOf(ca) }
       const comment = `cert ${quote(cert.keyId)} serial ${cert.serial} CA ${caFp}${ca.key.comment ? ` ${ca.key.comment}` : ""}`
-      return { _tag: "Accept", role, principal: new Principal({ user: a.user, fingerprint: cert.keyFingerprint, comment }), limits }
+      return { _tag: "Accept", role, principal: principal(a.user, cert.keyFingerprint, comment), limits }
     }
     return refuse(problem)
   }

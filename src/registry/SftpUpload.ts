@@ -1,24 +1,24 @@
 // The operator's upload-only SFTP: any path opened for writing becomes a fresh temp file from
-// Uploads; bytes are hashed as they arrive (a bounded reorder buffer absorbs the out-of-order writes
-// of ssh2's fastPut; past it we re-read the file at CLOSE, SSH2.md pitfall 5) and, in the same order,
-// handed to the blob store's UploadStage (PostgreSQL: staged chunk rows; a WRITE is acknowledged once
-// the stage has room, so a slower database slows the client instead of filling memory); CLOSE fsyncs
-// and records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
+// Uploads; the file is hashed as its writes complete, off the main thread (UploadHash.ts; an overlapping
+// write means the file is hashed whole at CLOSE, SSH2.md pitfall 5). With a blob store that stages
+// uploads (PostgreSQL: staged chunk rows), the bytes are also handed to its UploadStage in order (a
+// bounded reorder buffer absorbs the out-of-order writes of ssh2's fastPut; past it the stage gives up);
+// a WRITE is acknowledged once the stage has room, so a slower database slows the client instead of
+// filling memory. CLOSE fsyncs and records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
 // ends with files still open discards them: an interrupted upload is never claimable.
 import { Effect, FiberSet } from "effect"
-import { createHash, type Hash } from "node:crypto"
 import * as fs from "node:fs"
 import type { SFTPWrapper } from "ssh2"
-import type { Sha256 } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
 import { advertiseLimits, dirAttrs, fileAttrs, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, STATUS } from "../ssh/SftpProtocol.js"
 import { type Budgets, BUSY, type Counter, type HandleBudget, MAX_WRITE_GAP } from "./Limits.js"
 import { recentPaths } from "./RecentPaths.js"
 import { orderReplies } from "../ssh/SftpSession.js"
-import { BlobStore, type UploadStage } from "./BlobStore.js"
+import { BlobStore, noStage, type UploadStage } from "./BlobStore.js"
+import { type UploadHash, uploadHash } from "./UploadHash.js"
 import { Uploads } from "./Uploads.js"
 
-/** Out-of-order bytes held for hashing per open file; beyond this, hash by re-reading at CLOSE. */
+/** Out-of-order bytes held for the stage per open file; beyond this, the stage gives up. */
 export const REORDER_LIMIT = 17 * 1024 * 1024
 
 interface OpenUpload {
@@ -28,13 +28,13 @@ interface OpenUpload {
   readonly fd: number
   /** Where the in-order bytes also go (BlobStore.stageUpload); completed at CLOSE only if every byte went. */
   readonly stage: UploadStage
-  readonly hash: Hash
-  /** Bytes [0, hashed) went through `hash` in order. */
-  hashed: number
-  /** Copies of writes that arrived ahead of `hashed`, by offset. */
+  readonly hash: UploadHash
+  /** Bytes [0, inOrder) went to `stage` in order. */
+  inOrder: number
+  /** Copies of writes that arrived ahead of `inOrder`, by offset. */
   readonly ahead: Map<number, Buffer>
   aheadBytes: number
-  /** False once the streaming hash cannot be trusted (overlap, or the reorder buffer overflowed). */
+  /** False once the stage cannot get every byte in order (overlap, or the reorder buffer overflowed), or with no stage. */
   streaming: boolean
   /** End of the furthest write. */
   size: number
@@ -87,17 +87,7 @@ const writeAll = (fd: number, data: Buffer, position: number, cb: (err: Error | 
   })
 }
 
-const hashFile = (path: string): Effect.Effect<Sha256, Error> =>
-  Effect.async<Sha256, Error>((resume) => {
-    const h = createHash("sha256")
-    const rs = fs.createReadStream(path, { highWaterMark: 1024 * 1024 })
-    rs.on("data", (c) => h.update(c))
-    rs.once("error", (e) => resume(Effect.fail(e)))
-    rs.once("end", () => resume(Effect.succeed(h.digest("hex") as Sha256)))
-    return Effect.sync(() => rs.destroy())
-  })
-
-/** Stops hashing as bytes arrive (the file is hashed at CLOSE) and gives back the reorder budget. */
+/** Stops feeding the stage (it gives up at CLOSE) and gives back the reorder budget. */
 const stopStreaming = (u: OpenUpload, reorder: Counter) => {
   u.streaming = false
   u.ahead.clear()
@@ -107,21 +97,19 @@ const stopStreaming = (u: OpenUpload, reorder: Counter) => {
 
 const trackWrite = (u: OpenUpload, offset: number, data: Buffer, reorder: Counter) => {
   if (!u.streaming) return
-  if (offset === u.hashed) {
-    u.hash.update(data) // synchronous: `data` (a view into the packet) need not be copied
+  if (offset === u.inOrder) {
     u.stage.push(data) // copies
-    u.hashed += data.length
-    let next = u.ahead.get(u.hashed)
+    u.inOrder += data.length
+    let next = u.ahead.get(u.inOrder)
     while (next !== undefined) {
-      u.ahead.delete(u.hashed)
+      u.ahead.delete(u.inOrder)
       u.aheadBytes -= next.length
       reorder.give(next.length)
-      u.hash.update(next)
       u.stage.push(next)
-      u.hashed += next.length
-      next = u.ahead.get(u.hashed)
+      u.inOrder += next.length
+      next = u.ahead.get(u.inOrder)
     }
-  } else if (offset > u.hashed && !u.ahead.has(offset) && u.aheadBytes + data.length <= REORDER_LIMIT && reorder.take(data.length)) {
+  } else if (offset > u.inOrder && !u.ahead.has(offset) && u.aheadBytes + data.length <= REORDER_LIMIT && reorder.take(data.length)) {
     u.ahead.set(offset, Buffer.from(data))
     u.aheadBytes += data.length
   } else {
@@ -163,6 +151,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
         if (u.released) return
         u.released = true
         stopStreaming(u, budgets.reorder)
+        u.hash.abandon()
         budget.give(true)
         budgets.uploadsPerKey.give(who.fingerprint)
       }
@@ -261,9 +250,10 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             const fd = yield* openFile(tempPath).pipe(
               Effect.tapError(() => uploads.discard(tempPath))
             )
+            const stage = yield* blobs.stageUpload
             open.set(id, {
-              path, tempPath, fd, stage: yield* blobs.stageUpload, hash: createHash("sha256"), hashed: 0, ahead: new Map(), aheadBytes: 0,
-              streaming: true, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
+              path, tempPath, fd, stage, hash: uploadHash(tempPath), inOrder: 0, ahead: new Map(), aheadBytes: 0,
+              streaming: stage !== noStage, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
             })
             sftp.handle(reqId, handleBytes(id))
           })).pipe(
@@ -298,7 +288,9 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
           return sftp.status(reqId, STATUS.FAILURE, u.failed.message)
         }
         u.furthest = Math.max(u.furthest, offset + data.length)
+        u.hash.arrived(offset, data.length)
         trackWrite(u, offset, data, budgets.reorder)
+        const length = data.length
         u.inFlight++
         // `data` stays valid until this callback (SSH2.md pitfall 8)
         writeAll(u.fd, data, offset, (err) => {
@@ -314,7 +306,8 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             }
             sftp.status(reqId, STATUS.FAILURE, failureMessage(err))
           } else {
-            u.size = Math.max(u.size, offset + data.length)
+            u.size = Math.max(u.size, offset + length)
+            u.hash.wrote(offset, length)
             u.stage.whenRoom(() => sftp.status(reqId, STATUS.OK))
           }
           if (u.inFlight === 0) for (const f of u.idle.splice(0)) f()
@@ -350,11 +343,11 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             if (u.inFlight > 0) yield* Effect.async<void>((resume) => void u.idle.push(() => resume(Effect.void)))
             if (u.failed) return yield* Effect.fail(u.failed)
             yield* fsync(u.fd)
-            const trusted = u.streaming && u.ahead.size === 0 && u.hashed === u.size
+            const staged = u.streaming && u.ahead.size === 0 && u.inOrder === u.size
             stopStreaming(u, budgets.reorder)
-            const hash = trusted ? (u.hash.digest("hex") as Sha256) : yield* hashFile(u.tempPath)
+            const hash = yield* u.hash.digest(u.size)
             // Before the upload is claimable, so that addver finds its staged chunks.
-            yield* trusted ? u.stage.complete(hash, u.size) : u.stage.abandon
+            yield* staged ? u.stage.complete(hash, u.size) : u.stage.abandon
             // Once the temp file is handed over, finish: an interruption must not leave it half-recorded.
             yield* Effect.uninterruptible(
               closeFd(u.fd).pipe(

@@ -1,9 +1,10 @@
 // The registry's SSH listener over ssh2. We accept TCP ourselves (TCP_NODELAY on every socket, SSH2.md
 // pitfall 1; a 20 s limit on the handshake including authentication; -deadline on the whole connection)
-// and hand each socket to ssh2 with injectSocket. Every connection is a fiber in a FiberSet created after
-// the listener, so closing the layer's scope stops accepting, interrupts the connections (their sessions'
-// finalizers discard unfinished uploads and close files) and then closes the listener.
-import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Option, Scope } from "effect"
+// and hand each socket to ssh2 with injectSocket. A connection is callbacks on its socket; its sessions are
+// fibers in a FiberSet created after the listener, so closing the layer's scope stops accepting, closes the
+// connections, interrupts their sessions (whose finalizers discard unfinished uploads and close files) and
+// then closes the listener.
+import { Context, Duration, Effect, type Fiber, FiberId, FiberSet, Layer, LogLevel, Option } from "effect"
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
@@ -19,6 +20,7 @@ import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Inter
 import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
 import { CommandInterpreter } from "./CommandInterpreter.js"
+import { logNow } from "./LogNow.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
 import { Rollouts } from "./Rollouts.js"
@@ -153,190 +155,204 @@ const make = (opts: SshServerOptions) =>
     tcp.on("error", () => undefined) // after listen, errors concern single accepts
 
     const runFork = yield* FiberSet.makeRuntime<Services>()
-    // Runs first at shutdown: nothing new gets in while the connections are being interrupted.
+    // Log lines of the connection callbacks, without a fiber per line.
+    const log = yield* logNow
+    // Runs first at shutdown: nothing new gets in, and the connections close (each interrupts its
+    // sessions) before the FiberSet above waits for the sessions' finalizers.
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
         accepting = false
         tcp.close() // stop listening now; the release above completes once the sockets are gone
-        return Effect.logInfo(`shutting down: closing ${sockets.size} connection(s)`)
+        const open = sockets.size
+        for (const s of sockets) s.destroy()
+        return Effect.logInfo(`shutting down: closing ${open} connection(s)`)
       })
     )
 
-    const handleSocket = (socket: net.Socket) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const from = peer(socket)
-          const acceptedAt = Date.now()
-          const runConn = yield* FiberSet.makeRuntime<Services>()
-          // Plain scope finalizers: Effect.addFinalizer diffs every FiberRef of the fiber when it runs, a
-          // measurable part of a handshake's CPU for callbacks that only release counters.
-          const scope = yield* Effect.scope
-          const release = (f: () => void) => Scope.addFinalizer(scope, Effect.sync(f))
-          // Plain timers and callbacks settle these (not races and timeouts: fewer fibers per connection).
-          const loggedIn = yield* Deferred.make<Login | "closed" | "timeout">()
-          const closed = yield* Deferred.make<"closed" | "deadline">()
-          let conn: Connection | undefined
-          let login: Login | undefined
-          // The agent on this connection: its key and address, and the host it names once it watches.
-          let link: AgentLink | undefined
-          const refused = new Attempts()
-          // What this connection holds: session channels, SFTP handles over all its sessions.
-          const sessions = new Counter(budgets.config.maxSessions)
-          const handles = new Counter(budgets.config.maxHandles)
-          socket.once("close", () => {
-            Deferred.unsafeDone(loggedIn, Exit.succeed("closed"))
-            Deferred.unsafeDone(closed, Exit.succeed("closed"))
-          })
-          socket.on("error", () => undefined)
-          const handshakeTimer = setTimeout(() => Deferred.unsafeDone(loggedIn, Exit.succeed("timeout")), Duration.toMillis(handshakeTimeout))
-          let deadlineTimer: NodeJS.Timeout | undefined
-          yield* release(() => {
-            clearTimeout(handshakeTimer)
-            clearTimeout(deadlineTimer)
-            attachers.delete(socket)
-            try {
-              conn?.end()
-            } catch {
-              // already gone
-            }
-            socket.destroy()
-            const counted = bytesBy[login?.role ?? "none"]
-            bump(counted.in, socket.bytesRead)
-            bump(counted.out, socket.bytesWritten)
-          })
-
-          attachers.set(socket, (c) => {
-            conn = c
-            c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
-            c.on("authentication", (ctx: AuthContext) => {
-              if (ctx.method !== "publickey") return ctx.reject(["publickey"])
-              const decision = auth.decide({
-                user: ctx.username,
-                algo: ctx.key.algo,
-                keyData: ctx.key.data,
-                hashAlgo: ctx.hashAlgo,
-                ...(socket.remoteAddress !== undefined ? { address: socket.remoteAddress } : {}),
-                ...(ctx.signature !== undefined && ctx.blob !== undefined
-                  ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
-                  : {})
-              })
-              switch (decision._tag) {
-                case "KeyListed":
-                  // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
-                  // (asyncssh then fails with "Key mismatch").
-                  if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
-                    ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
-                  }
-                  return ctx.accept() // query phase only: the client must now sign
-                case "Accept":
-                  login = { role: decision.role, principal: decision.principal, limits: decision.limits }
-                  return ctx.accept()
-                case "Reject":
-                  bump(authFailuresBy[decision.kind])
-                  // Logged once, when the connection ends without a login (RefusedLogins.ts).
-                  refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
-                  return ctx.reject(["publickey"])
-              }
-            })
-            c.on("ready", () => {
-              if (login) Deferred.unsafeDone(loggedIn, Exit.succeed(login))
-              else c.end()
-            })
-            c.on("tcpip", rejectAll)
-            c.on("openssh.streamlocal", rejectAll)
-            c.on("request", rejectAll)
-            c.on("session", (accept, reject) => {
-              if (login === undefined || !sessions.take()) return reject()
-              const who = login.principal
-              const operator = login.role === "operator"
-              const { command: forced, pty: ptyAllowed, configurations } = login.limits
-              if (!operator) link ??= { fingerprint: who.fingerprint, address: socket.remoteAddress ?? "?" }
-              const session = accept()
-              session.once("close", () => sessions.give())
-              const term: Terminal = { pty: false, columns: 80 }
-              session.on("error", () => undefined)
-              session.on("pty", (acc, rej, info) => {
-                if (!operator || !ptyAllowed) return rej?.() // no-pty, restrict, or a certificate without permit-pty
-                term.pty = true
-                term.columns = info.cols
-                acc?.()
-              })
-              session.on("window-change", (acc, _rej, info) => {
-                term.columns = info.cols
-                acc?.()
-              })
-              session.on("env", rejectAll)
-              session.on("auth-agent", rejectAll)
-              session.on("x11", rejectAll)
-              session.on("signal", rejectAll)
-              session.on("exec", (acc, rej, info) => {
-                // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-                if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
-                if (forced === "internal-sftp") return rej()
-                const ch = acc()
-                ch.on("error", () => undefined) // a client gone mid-write is not our error
-                // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
-                if (forced !== undefined) runConn(Effect.logInfo(`forced command for ${quote(who.user)} instead of ${quote(info.command)}`))
-                // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
-                else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
-                runConn(runExec(ch, forced ?? info.command, who, term))
-              })
-              session.on("shell", (acc, rej) => {
-                if (!operator || forced === "internal-sftp") return rej()
-                // With a forced command a shell request runs that one command, as in sshd.
-                runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
-              })
-              session.on("sftp", (acc, rej) => {
-                // A forced command replaces the subsystem too, unless it is internal-sftp.
-                if (forced !== undefined && forced !== "internal-sftp") return rej()
-                const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
-                const agent = link
-                const observe = agent && ((name: string, hash: string) => Effect.runSync(hostStatus.documentRead(agent, name, hash)))
-                const open = sftpSessionsBy[operator ? "operator" : "agent"]
-                bump(open)
-                const closed = Effect.sync(() => bump(open, -1))
-                // The host is known once this connection's watch named it (read at each open: the watch may come later).
-                const documentOf = (name: string) => rollouts.document(name, agent?.configuration === name ? agent.host : undefined)
-                runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe, documentOf), closed))
-              })
-              session.on("subsystem", (_acc, rej) => rej())
-            })
-          })
-          ssh.injectSocket(socket)
-
-          // The handshake and login must finish within the limit, or the socket is dropped.
-          const who = yield* Deferred.await(loggedIn)
-          clearTimeout(handshakeTimer)
+    // A connection is plain callbacks, not a fiber: a fiber, its scope and its FiberSet per connection were
+    // a quarter of a handshake's CPU. Only its sessions are fibers (in the listener's FiberSet, so closing
+    // the layer interrupts them); `end` interrupts the ones still running when the connection goes.
+    const handleSocket = (socket: net.Socket) => {
+      const from = peer(socket)
+      const acceptedAt = Date.now()
+      const fibers = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+      const runConn = (effect: Effect.Effect<unknown, unknown, Services>) => {
+        const fiber = runFork(effect)
+        if (fiber.unsafePoll() !== null) return
+        fibers.add(fiber)
+        fiber.addObserver(() => fibers.delete(fiber))
+      }
+      let conn: Connection | undefined
+      let login: Login | undefined
+      /** pending until "ready" with a login, then in; ended once. */
+      let state: "pending" | "in" | "ended" = "pending"
+      // The agent on this connection: its key and address, and the host it names once it watches.
+      let link: AgentLink | undefined
+      const refused = new Attempts()
+      // What this connection holds: session channels, SFTP handles over all its sessions.
+      const sessions = new Counter(budgets.config.maxSessions)
+      const handles = new Counter(budgets.config.maxHandles)
+      let holdsAgentConn = false
+      /** The role counted in connectionsOpenBy while the connection is in. */
+      let openAs: Role | undefined
+      let deadlineTimer: NodeJS.Timeout | undefined
+      const end = (why: "closed" | "timeout" | "deadline" | "limit") => {
+        if (state === "ended") return
+        const was = state
+        state = "ended"
+        clearTimeout(handshakeTimer)
+        clearTimeout(deadlineTimer)
+        if (was === "pending") {
           bump(connectionsOpenBy.pending, -1)
-          if (typeof who === "string") bump(connectionsBy("none", refused.empty ? who : "refused"))
-          if (who === "timeout" || who === "closed") {
-            const line = refused.empty ? undefined : refusedLine(refused.describe(from))
-            if (line !== undefined) yield* Effect.logWarning(line)
+          bump(connectionsBy("none", refused.empty ? (why === "timeout" ? "timeout" : "closed") : "refused"))
+          const line = refused.empty ? undefined : refusedLine(refused.describe(from))
+          if (line !== undefined) log(LogLevel.Warning, line)
+          if (why === "timeout") log(LogLevel.Info, `dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
+        } else if (why === "deadline") {
+          log(LogLevel.Info, `closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`)
+        }
+        attachers.delete(socket)
+        try {
+          conn?.end()
+        } catch {
+          // already gone
+        }
+        socket.destroy()
+        const counted = bytesBy[login?.role ?? "none"]
+        bump(counted.in, socket.bytesRead)
+        bump(counted.out, socket.bytesWritten)
+        if (holdsAgentConn) budgets.agentConns.give()
+        if (openAs !== undefined) bump(connectionsOpenBy[openAs], -1)
+        for (const fiber of fibers) fiber.unsafeInterruptAsFork(FiberId.none)
+      }
+      /** After "ready": the login counts, or the connection closes (agent connections over their share). */
+      const loggedIn = (who: Login) => {
+        bump(connectionsOpenBy.pending, -1)
+        // Agents get at most three quarters of the connections, so an operator always gets in.
+        if (who.role === "agent") {
+          if (!budgets.agentConns.take()) {
+            state = "in" // counted: no longer pending, never open
+            bump(connectionsBy("agent", "limit"))
+            log(LogLevel.Warning, `closing ${from}: too many agent connections (-max-conns)`)
+            return end("limit")
           }
-          if (who === "timeout") return yield* Effect.logInfo(`dropped ${from}: no login within ${Duration.format(handshakeTimeout)}`)
-          if (who === "closed") return
-          // Agents get at most three quarters of the connections, so an operator always gets in.
-          if (who.role === "agent") {
-            if (!budgets.agentConns.take()) {
-              bump(connectionsBy("agent", "limit"))
-              return yield* Effect.logWarning(`closing ${from}: too many agent connections (-max-conns)`)
+          holdsAgentConn = true
+        }
+        state = "in"
+        openAs = who.role
+        bump(connectionsBy(who.role, "login"))
+        bump(connectionsOpenBy[who.role])
+        const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
+        log(LogLevel.Info, `${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
+        // -deadline counts from the accept, like the handshake limit.
+        const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
+        // (A deadline beyond setTimeout's ~24.8 days is as good as none.)
+        if (left < 2 ** 31) deadlineTimer = setTimeout(() => end("deadline"), Math.max(0, left))
+      }
+      socket.once("close", () => end("closed"))
+      socket.on("error", () => undefined)
+      // The handshake and login must finish within the limit, or the socket is dropped.
+      const handshakeTimer = setTimeout(() => end("timeout"), Duration.toMillis(handshakeTimeout))
+
+        attachers.set(socket, (c) => {
+          conn = c
+          c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
+          c.on("authentication", (ctx: AuthContext) => {
+            if (ctx.method !== "publickey") return ctx.reject(["publickey"])
+            const decision = auth.decide({
+              user: ctx.username,
+              algo: ctx.key.algo,
+              keyData: ctx.key.data,
+              hashAlgo: ctx.hashAlgo,
+              ...(socket.remoteAddress !== undefined ? { address: socket.remoteAddress } : {}),
+              ...(ctx.signature !== undefined && ctx.blob !== undefined
+                ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
+                : {})
+            })
+            switch (decision._tag) {
+              case "KeyListed":
+                // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
+                // (asyncssh then fails with "Key mismatch").
+                if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
+                  ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
+                }
+                return ctx.accept() // query phase only: the client must now sign
+              case "Accept":
+                login = { role: decision.role, principal: decision.principal, limits: decision.limits }
+                return ctx.accept()
+              case "Reject":
+                bump(authFailuresBy[decision.kind])
+                // Logged once, when the connection ends without a login (RefusedLogins.ts).
+                refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
+                return ctx.reject(["publickey"])
             }
-            yield* release(() => budgets.agentConns.give())
-          }
-          bump(connectionsBy(who.role, "login"))
-          bump(connectionsOpenBy[who.role])
-          yield* release(() => bump(connectionsOpenBy[who.role], -1))
-          const forced = who.limits.command !== undefined ? ` (forced command ${quote(who.limits.command)})` : ""
-          yield* Effect.logInfo(`${who.role} ${quote(who.principal.user)} ${who.principal.fingerprint}${who.principal.comment ? ` ${quote(who.principal.comment)}` : ""} logged in from ${from}${forced}`)
-          // -deadline counts from the accept, like the handshake limit.
-          const left = Duration.toMillis(deadline) - (Date.now() - acceptedAt)
-          // (A deadline beyond setTimeout's ~24.8 days is as good as none.)
-          if (left < 2 ** 31) deadlineTimer = setTimeout(() => Deferred.unsafeDone(closed, Exit.succeed("deadline")), Math.max(0, left))
-          if ((yield* Deferred.await(closed)) === "deadline") {
-            yield* Effect.logInfo(`closing ${from}: connection older than ${Duration.format(deadline)} (-deadline)`)
-          }
+          })
+          c.on("ready", () => {
+            if (login !== undefined && state === "pending") loggedIn(login)
+            else c.end()
+          })
+          c.on("tcpip", rejectAll)
+          c.on("openssh.streamlocal", rejectAll)
+          c.on("request", rejectAll)
+          c.on("session", (accept, reject) => {
+            if (login === undefined || openAs === undefined || state !== "in" || !sessions.take()) return reject()
+            const who = login.principal
+            const operator = login.role === "operator"
+            const { command: forced, pty: ptyAllowed, configurations } = login.limits
+            if (!operator) link ??= { fingerprint: who.fingerprint, address: socket.remoteAddress ?? "?" }
+            const session = accept()
+            session.once("close", () => sessions.give())
+            const term: Terminal = { pty: false, columns: 80 }
+            session.on("error", () => undefined)
+            session.on("pty", (acc, rej, info) => {
+              if (!operator || !ptyAllowed) return rej?.() // no-pty, restrict, or a certificate without permit-pty
+              term.pty = true
+              term.columns = info.cols
+              acc?.()
+            })
+            session.on("window-change", (acc, _rej, info) => {
+              term.columns = info.cols
+              acc?.()
+            })
+            session.on("env", rejectAll)
+            session.on("auth-agent", rejectAll)
+            session.on("x11", rejectAll)
+            session.on("signal", rejectAll)
+            session.on("exec", (acc, rej, info) => {
+              // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
+              if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
+              if (forced === "internal-sftp") return rej()
+              const ch = acc()
+              ch.on("error", () => undefined) // a client gone mid-write is not our error
+              // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
+              if (forced !== undefined) runConn(Effect.logInfo(`forced command for ${quote(who.user)} instead of ${quote(info.command)}`))
+              // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
+              else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
+              runConn(runExec(ch, forced ?? info.command, who, term))
+            })
+            session.on("shell", (acc, rej) => {
+              if (!operator || forced === "internal-sftp") return rej()
+              // With a forced command a shell request runs that one command, as in sshd.
+              runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
+            })
+            session.on("sftp", (acc, rej) => {
+              // A forced command replaces the subsystem too, unless it is internal-sftp.
+              if (forced !== undefined && forced !== "internal-sftp") return rej()
+              const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
+              const agent = link
+              const observe = agent && ((name: string, hash: string) => Effect.runSync(hostStatus.documentRead(agent, name, hash)))
+              const open = sftpSessionsBy[operator ? "operator" : "agent"]
+              bump(open)
+              const closed = Effect.sync(() => bump(open, -1))
+              // The host is known once this connection's watch named it (read at each open: the watch may come later).
+              const documentOf = (name: string) => rollouts.document(name, agent?.configuration === name ? agent.host : undefined)
+              runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe, documentOf), closed))
+            })
+            session.on("subsystem", (_acc, rej) => rej())
+          })
         })
-      )
+        ssh.injectSocket(socket)
+      }
 
     tcp.on("connection", (socket: net.Socket) => {
       if (!accepting) return void socket.destroy()
@@ -353,14 +369,14 @@ const make = (opts: SshServerOptions) =>
       }
       bump(connectionsOpenBy.pending)
       socket.setNoDelay(true)
-      coalesceWrites(socket)
+      coalesceWrites(socket, "loop")
       sockets.add(socket)
       socket.once("close", () => {
         sockets.delete(socket)
         budgets.conns.give()
         budgets.perSource.give(source)
       })
-      runFork(handleSocket(socket))
+      handleSocket(socket)
     })
 
     const bound = tcp.address() as net.AddressInfo
