@@ -47,7 +47,7 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
   }
   const ignore = { entry: () => {}, data: () => {}, entryEnd: () => {} }
   try {
-    const r = await readLayerFrom(source(), input.label, ignore, room)
+    const r = await readLayerFrom(source(), input.label, ignore, room, true)
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     const f = asLayerFailure(input.label, e)
