@@ -2,8 +2,10 @@
 // feed lends it, and hands each chunk both to the upload and to a worker thread that hashes it and runs
 // it through the strict reader (LayerCheck.ts). So the bytes checked and hashed are exactly the bytes
 // sent, and a refusal is known while the upload is still running. The buffers are a ring of SLOTS
-// SharedArrayBuffers the worker reads in place and gives back when done: no copy, no transfer, and
-// no new memory per chunk (fresh 2 MiB buffers cost page faults to fill and the worker's GC to free).
+// ArrayBuffers that move (transferred, not copied) to the worker with each chunk and back to the feed
+// when the worker is done: no new memory per chunk (fresh 2 MiB buffers cost page faults to fill and
+// the worker's GC to free). Not SharedArrayBuffers: Buffer.copy out of one, which ssh2's packet framing
+// does with every byte sent, is several times slower than out of an ArrayBuffer.
 import { Deferred, Effect, Exit, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import type { MessagePort, Worker } from "node:worker_threads"
@@ -18,14 +20,12 @@ export interface FedInput {
   readonly fed: true
   readonly label: string
   readonly hash: boolean
-  /** The ring, shared with the main thread. */
-  readonly slots: ReadonlyArray<SharedArrayBuffer>
 }
 
-/** Main → worker: the next chunk, `length` bytes at the start of a slot, or the end of the file. */
-type FeedMessage = { readonly slot: number; readonly length: number } | "end"
-/** Worker → main, besides the final WorkerReply: the worker is done with a slot. */
-type Freed = { readonly free: number }
+/** Main → worker: the next chunk, `length` bytes at the start of a slot's buffer (transferred), or the end of the file. */
+type FeedMessage = { readonly slot: number; readonly buffer: ArrayBuffer; readonly length: number } | "end"
+/** Worker → main, besides the final WorkerReply: the worker is done with a slot, its buffer transferred back. */
+type Freed = { readonly free: number; readonly buffer: ArrayBuffer }
 
 /** The worker's side: reads the chunks as they come, giving each slot back when done with it, and replies once (`room` as readLayerFrom's). */
 export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "postMessage">, room?: () => undefined): Promise<WorkerReply> => {
@@ -35,7 +35,7 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
   let wake: (() => void) | undefined
   port.on("message", (m: FeedMessage) => {
     if (m === "end") ended = true
-    else queue.push({ slot: m.slot, chunk: Buffer.from(input.slots[m.slot]!, 0, m.length) })
+    else queue.push({ slot: m.slot, chunk: Buffer.from(m.buffer, 0, m.length) })
     wake?.()
   })
   async function* source(): AsyncGenerator<Buffer> {
@@ -45,7 +45,8 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
         hash?.update(next.chunk)
         yield next.chunk
         // The reader asked for the next chunk: it is done with this one (gunzip's contract).
-        port.postMessage({ free: next.slot } satisfies Freed)
+        const buffer = next.chunk.buffer as ArrayBuffer
+        port.postMessage({ free: next.slot, buffer } satisfies Freed, [buffer])
       } else if (ended) return
       else await new Promise<void>((r) => (wake = r))
     }
@@ -85,9 +86,8 @@ export const feedLayerCheck = (
 ): Effect.Effect<LayerFeed, LayerUnreadable, Scope.Scope> =>
   Effect.gen(function* () {
     const verdict = yield* Deferred.make<Checked, LayerRefused | LayerUnreadable>()
-    const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(opts.chunkSize))
-    const views = slots.map((b) => Buffer.from(b))
-    const input: FedInput = { fed: true, label, hash: opts.hash === true, slots }
+    const views = Array.from({ length: SLOTS }, () => Buffer.allocUnsafeSlow(opts.chunkSize))
+    const input: FedInput = { fed: true, label, hash: opts.hash === true }
     const worker: Worker = yield* Effect.acquireRelease(
       Effect.try({
         try: () => startWorker(import.meta.url, "archive/LayerCheck.worker", { workerData: input }),
@@ -106,6 +106,7 @@ export const feedLayerCheck = (
     }
     worker.on("message", (m: WorkerReply | Freed) => {
       if ("free" in m) {
+        views[m.free] = Buffer.from(m.buffer)
         free.push(m.free)
         return wake?.()
       }
@@ -140,11 +141,12 @@ export const feedLayerCheck = (
       Effect.suspend(() => {
         if (done) return early
         const slot = lent
-        if (slot === undefined || chunk.buffer !== slots[slot] || chunk.byteOffset !== 0) {
+        const buffer = views[slot ?? 0]!.buffer as ArrayBuffer
+        if (slot === undefined || chunk.buffer !== buffer || chunk.byteOffset !== 0) {
           return Effect.die(new Error("LayerFeed.push: the chunk must start the buffer last lent"))
         }
         lent = undefined
-        worker.postMessage({ slot, length: chunk.length } satisfies FeedMessage)
+        worker.postMessage({ slot, buffer, length: chunk.length } satisfies FeedMessage, [buffer])
         return Effect.void
       })
     const end = Effect.suspend(() => {
