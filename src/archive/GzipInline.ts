@@ -66,6 +66,8 @@ class RawInflater {
 }
 
 const empty = Buffer.alloc(0)
+/** Output chunks between two turns of the event loop (1 MiB with the default buffer). */
+const YIELD_EVERY = 4
 
 /**
  * gunzip (Gzip.ts) on this thread. `onData` gets views of one reused buffer: each is valid only
@@ -85,6 +87,7 @@ export const gunzipInline = async (
   let crc = 0
   let inflated = 0
   let offset = 0
+  let made = 0 // output chunks
   let head: Buffer | undefined = Buffer.alloc(0)
 
   /** Inflates all of `input` from `at`; what follows the deflate data goes to the tail. */
@@ -103,6 +106,9 @@ export const gunzipInline = async (
         inflated += step.made
         const r = onData(out)
         if (r !== undefined) await r
+        // Let the event loop run between chunks (as a zlib stream does): an interruption, a timer or a
+        // message must not wait for a highly compressed input chunk's hundreds of MiB.
+        else if (++made % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve))
       }
       if (step.made < z.out.length && at === input.length) return
     }
