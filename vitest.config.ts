@@ -12,6 +12,11 @@ const reliability = [
   "test/reliability/registry-crash.test.ts",
   "test/reliability/agent-faults.test.ts",
   "test/reliability/stalled-handshakes.test.ts",
+  // Fault injection: the registry's disk fills up mid-upload, it dies under a connected client; a registry on
+  // PostgreSQL killed mid-upload and inside addver's transaction, and the database server restarted under
+  // three registries' load (kill -9, while paused, while connecting, under a row lock: ~35 s on two cores).
+  "test/reliability/registry-faults.test.ts",
+  "test/reliability/pg-faults.test.ts",
   // Replicas on PostgreSQL under kill -9 (of a replica mid-upload, of the leader mid-rollout, of the database):
   // crash tests of issue 20 (three replicas, a PostgreSQL and their agents: ~20-50 s each on two cores).
   "test/registry/Replicas.test.ts",
