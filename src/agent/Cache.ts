@@ -36,6 +36,11 @@ export class Cache extends Context.Tag("agent/Cache")<Cache, CacheService>() {}
 const io = (what: string) => (err: unknown) => new CacheError({ message: `${what}: ${err instanceof Error ? err.message : String(err)}` })
 
 const isBlobName = (n: string) => /^[0-9a-f]{64}$/.test(n)
+/**
+ * Bytes written between two messages to the hashing worker (which reads them back): a batch is often a
+ * single 255 KiB read, and a message per batch cost ~120 ms of the main thread per 256 MiB downloaded.
+ */
+const HASH_STEP = 4 * 1024 * 1024
 /** Bytes written between two background fdatasyncs of a download. */
 const EARLY_SYNC_BYTES = 32 * 1024 * 1024
 const PREVIOUS = "previous"
@@ -68,6 +73,7 @@ export const makeCache = (dir: string): CacheService => {
             let unsynced = 0
             let syncing: Promise<void> | undefined
             let total = 0
+            let told = 0 // bytes the hasher was told about
             // Once per batch of reads, not once per 256 KiB: one writev, then the hashing worker reads it back.
             yield* fill((pieces) =>
               Effect.tryPromise({
@@ -82,7 +88,7 @@ export const makeCache = (dir: string): CacheService => {
                     unsynced += piece.byteLength
                     total += piece.byteLength
                   }
-                  t.hash.written(total)
+                  if (total - told >= HASH_STEP) t.hash.written((told = total))
                   if (unsynced >= EARLY_SYNC_BYTES && syncing === undefined) {
                     unsynced = 0
                     // Its failure is the final sync's to report; the blob is not committed without that one.

@@ -18,6 +18,9 @@ export const readLayer = async (file: string, label: string, sink: TarSink, w: T
   if (!st.isFile()) throw new LayerUnreadable({ layer: label, reason: `${file}: not a regular file` })
   await readLayerFile(file, label, sink, {
     ...(signal ? { signal } : {}),
+    // Inflated on this thread into one reused buffer: the sink's data goes into the writer's batch, which
+    // room's flush copies into the writer's ring before the next chunk is inflated.
+    inline: true,
     room: () => {
       // The ops this chunk produced go out as one batch; the writer's first failure stops the reading.
       w.flush()

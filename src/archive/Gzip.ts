@@ -14,14 +14,14 @@ export interface GzipStats {
 }
 
 /** Output chunk of zlib: fewer thread-pool round trips than its 16 KiB default. */
-const INFLATE_CHUNK = 256 * 1024
+export const INFLATE_CHUNK = 256 * 1024
 const MAX_HEADER = 1 << 20
 const FHCRC = 2
 const FEXTRA = 4
 const FNAME = 8
 const FCOMMENT = 16
 
-const crc32: (data: Uint8Array, value?: number) => number =
+export const crc32: (data: Uint8Array, value?: number) => number =
   (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32 ??
   (() => {
     const table = new Int32Array(256).map((_, n) => {
@@ -37,7 +37,7 @@ const crc32: (data: Uint8Array, value?: number) => number =
   })()
 
 /** What the first bytes are when they are not gzip, for the message. */
-const notGzip = (b: Buffer): string =>
+export const notGzip = (b: Buffer): string =>
   b.length >= 4 && b.readUInt32BE(0) === 0x28b52ffd ? "zstd-compressed; only gzip is accepted"
   : b.length >= 262 && b.toString("latin1", 257, 262) === "ustar" ? "an uncompressed tar; only gzip is accepted"
   : b.length === 0 ? "empty file, not gzip"
@@ -68,6 +68,36 @@ export const gzipHeaderLength = (b: Buffer): number | undefined | string => {
     pos += 2
   }
   return b.length < pos ? undefined : pos
+}
+
+/** A zlib error as the refusal it stands for; anything else unchanged. */
+export const inflateFailure = (refused: (reason: string) => LayerRefused) => (e: unknown): unknown =>
+  !(e as { code?: string }).code?.startsWith("Z_") ? e
+  : /unexpected end/.test((e as Error).message) ? refused("truncated gzip data (unexpected end of file)")
+  : refused(`corrupt gzip data (${(e as Error).message})`)
+
+/** The bytes after the deflate data: the 8-byte trailer, then nothing but zero padding (checked as it comes). */
+export class Tail {
+  private bytes = Buffer.alloc(0)
+  constructor(private readonly refused: (reason: string) => LayerRefused) {}
+  /** The next bytes after the deflate data (copied: the caller may reuse `b`). */
+  add(b: Buffer): void {
+    if (b.length === 0) return
+    this.bytes = Buffer.concat([this.bytes, b])
+    if (this.bytes.length <= 8) return
+    const rest = this.bytes.subarray(8)
+    const nz = rest.findIndex((c) => c !== 0)
+    if (nz >= 0) {
+      throw this.refused(rest[nz] === 0x1f && rest[nz + 1] !== undefined && rest[nz + 1] === 0x8b ? "a second gzip member after the first" : "data after the gzip stream")
+    }
+    this.bytes = this.bytes.subarray(0, 8)
+  }
+  /** At the end of the file: the trailer is there and matches the inflated data. */
+  verify(crc: number, inflated: number): void {
+    if (this.bytes.length < 8) throw this.refused("truncated gzip data (no trailer)")
+    if (this.bytes.readUInt32LE(0) !== crc >>> 0) throw this.refused("corrupt gzip data (CRC mismatch)")
+    if (this.bytes.readUInt32LE(4) !== inflated % 2 ** 32) throw this.refused("corrupt gzip data (length mismatch)")
+  }
 }
 
 /**
@@ -103,34 +133,20 @@ export const gunzip = async (
       readerError = e
     }
   )
-  const zlibFailure = (e: unknown) =>
-    !(e as { code?: string }).code?.startsWith("Z_") ? e
-    : /unexpected end/.test((e as Error).message) ? refused("truncated gzip data (unexpected end of file)")
-    : refused(`corrupt gzip data (${(e as Error).message})`)
+  const zlibFailure = inflateFailure(refused)
 
   let head: Buffer | undefined = Buffer.alloc(0)
   let headerLength = 0
   let offset = 0
   /** Input written to zlib and not known consumed: the trailer is in there when the deflate data ends. */
   const retained: Array<{ start: number; buf: Buffer }> = []
-  /** Bytes after the deflate data, once its end is known; trailer first. */
-  let tail: Buffer | undefined
-  const checkTail = () => {
-    // Only the trailer (8 bytes) is kept; the rest must be zeros and is checked as it comes.
-    if (tail!.length <= 8) return
-    const rest = tail!.subarray(8)
-    const nz = rest.findIndex((c) => c !== 0)
-    if (nz >= 0) {
-      throw refused(rest[nz] === 0x1f && rest[nz + 1] !== undefined && rest[nz + 1] === 0x8b ? "a second gzip member after the first" : "data after the gzip stream")
-    }
-    tail = tail!.subarray(0, 8)
-  }
+  /** Bytes after the deflate data, once its end is known. */
+  let tail: Tail | undefined
   const toTail = (start: number, buf: Buffer) => {
     const end = headerLength + z.bytesWritten
     const from = Math.max(0, end - start)
     if (from >= buf.length) return
-    tail = Buffer.concat([tail ?? Buffer.alloc(0), buf.subarray(from)])
-    checkTail()
+    ;(tail ??= new Tail(refused)).add(buf.subarray(from))
   }
   const feed = async (start: number, buf: Buffer) => {
     if (readerDone) {
@@ -172,9 +188,7 @@ export const gunzip = async (
     await reader
     if (readerError !== undefined) throw zlibFailure(readerError)
     if (tail === undefined) for (const r of retained.splice(0)) toTail(r.start, r.buf)
-    if (tail === undefined || tail.length < 8) throw refused("truncated gzip data (no trailer)")
-    if (tail.readUInt32LE(0) !== crc >>> 0) throw refused("corrupt gzip data (CRC mismatch)")
-    if (tail.readUInt32LE(4) !== inflated % 2 ** 32) throw refused("corrupt gzip data (length mismatch)")
+    ;(tail ?? new Tail(refused)).verify(crc, inflated)
     return { compressed: offset, inflated }
   } catch (e) {
     z.destroy()

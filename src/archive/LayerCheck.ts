@@ -9,6 +9,7 @@ import type { Worker } from "node:worker_threads"
 import { startWorker } from "../fs/WorkerModule.js"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { gunzip } from "./Gzip.js"
+import { gunzipInline, inlineInflateAvailable } from "./GzipInline.js"
 import { TarParser, type TarSink } from "./TarParser.js"
 
 export interface LayerRead {
@@ -26,6 +27,11 @@ export interface ReadOptions {
   readonly onInput?: (chunk: Buffer) => void
   /** Asked after each inflated chunk went through the parser: a promise holds reading back until it settles. */
   readonly room?: () => Promise<void> | undefined
+  /**
+   * Inflate on this thread into one reused buffer (GzipInline.ts) rather than through a zlib stream: for
+   * a thread that only checks, with a sink that keeps no data past its call (the checks' workers).
+   */
+  readonly inline?: boolean
 }
 
 const reason = (e: unknown) => (e instanceof Error ? e.message : String(e))
@@ -99,16 +105,22 @@ const watched = (sink: TarSink, room: ReadOptions["room"]) => {
 export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
   const w = watched(sink, opts.room)
   try {
-    return await readLayerFrom(chunks(file, label, opts), label, w.sink, w.room)
+    return await readLayerFrom(chunks(file, label, opts), label, w.sink, w.room, opts.inline)
   } catch (e) {
     throw w.ownError(e) ? e : asLayerFailure(label, e)
   }
 }
 
 /** The same reading over the file's bytes as `source` yields them (deployctl feeds what it uploads). */
-export const readLayerFrom = async (source: AsyncIterable<Buffer>, label: string, sink: TarSink, room?: ReadOptions["room"]): Promise<LayerRead> => {
+export const readLayerFrom = async (
+  source: AsyncIterable<Buffer>,
+  label: string,
+  sink: TarSink,
+  room?: ReadOptions["room"],
+  inline = false
+): Promise<LayerRead> => {
   const parser = new TarParser(sink, label)
-  const stats = await gunzip(source, label, (chunk) => {
+  const stats = await (inline && inlineInflateAvailable ? gunzipInline : gunzip)(source, label, (chunk) => {
     parser.write(chunk)
     return room?.()
   })
@@ -148,7 +160,7 @@ export interface WorkerInput {
 export const runCheck = async (input: WorkerInput, room?: ReadOptions["room"]): Promise<WorkerReply> => {
   const hash = input.hash ? createHash("sha256") : undefined
   try {
-    const r = await readLayer(input.file, input.label, ignore, { ...(hash ? { onInput: (c: Buffer) => hash.update(c) } : {}), ...(room ? { room } : {}) })
+    const r = await readLayer(input.file, input.label, ignore, { inline: true, ...(hash ? { onInput: (c: Buffer) => hash.update(c) } : {}), ...(room ? { room } : {}) })
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     const f = asLayerFailure(input.label, e)

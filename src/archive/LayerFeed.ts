@@ -1,7 +1,11 @@
-// The layer check over bytes someone else reads: deployctl reads its file once and hands each chunk
-// both to the upload and — moved, not copied — to a worker thread that hashes it and runs it through
-// the strict reader (LayerCheck.ts). So the bytes checked and hashed are exactly the bytes sent, and a
-// refusal is known while the upload is still running. At most MAX_PENDING chunks wait for the worker.
+// The layer check over bytes someone else reads: deployctl reads its file once, into buffers this
+// feed lends it, and hands each chunk both to the upload and to a worker thread that hashes it and runs
+// it through the strict reader (LayerCheck.ts). So the bytes checked and hashed are exactly the bytes
+// sent, and a refusal is known while the upload is still running. The buffers are a ring of SLOTS
+// ArrayBuffers that move (transferred, not copied) to the worker with each chunk and back to the feed
+// when the worker is done: no new memory per chunk (fresh 2 MiB buffers cost page faults to fill and
+// the worker's GC to free). Not SharedArrayBuffers: Buffer.copy out of one, which ssh2's packet framing
+// does with every byte sent, is several times slower than out of an ArrayBuffer.
 import { Deferred, Effect, Exit, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import type { MessagePort, Worker } from "node:worker_threads"
@@ -9,8 +13,8 @@ import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { startWorker } from "../fs/WorkerModule.js"
 import { asLayerFailure, type Checked, readLayerFrom, type WorkerReply } from "./LayerCheck.js"
 
-/** Chunks handed over and not yet taken up by the reader (each is the caller's read size, ~2 MiB). */
-const MAX_PENDING = 4
+/** Buffers of the ring: one being filled and sent by the caller, the rest read or waiting on the worker. */
+const SLOTS = 5
 
 export interface FedInput {
   readonly fed: true
@@ -18,36 +22,38 @@ export interface FedInput {
   readonly hash: boolean
 }
 
-/** Main → worker: a chunk (its ArrayBuffer transferred), or the end of the file. */
-type FeedMessage = { readonly buffer: ArrayBuffer; readonly length: number } | "end"
-/** Worker → main, besides the final WorkerReply: one chunk was taken up. */
-type Taken = { readonly taken: 1 }
+/** Main → worker: the next chunk, `length` bytes at the start of a slot's buffer (transferred), or the end of the file. */
+type FeedMessage = { readonly slot: number; readonly buffer: ArrayBuffer; readonly length: number } | "end"
+/** Worker → main, besides the final WorkerReply: the worker is done with a slot, its buffer transferred back. */
+type Freed = { readonly free: number; readonly buffer: ArrayBuffer }
 
-/** The worker's side: reads the chunks as they come, acknowledging each, and replies once (`room` as readLayerFrom's). */
+/** The worker's side: reads the chunks as they come, giving each slot back when done with it, and replies once (`room` as readLayerFrom's). */
 export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "postMessage">, room?: () => undefined): Promise<WorkerReply> => {
   const hash = input.hash ? createHash("sha256") : undefined
-  const queue: Array<Buffer> = []
+  const queue: Array<{ readonly slot: number; readonly chunk: Buffer }> = []
   let ended = false
   let wake: (() => void) | undefined
   port.on("message", (m: FeedMessage) => {
     if (m === "end") ended = true
-    else queue.push(Buffer.from(m.buffer, 0, m.length))
+    else queue.push({ slot: m.slot, chunk: Buffer.from(m.buffer, 0, m.length) })
     wake?.()
   })
   async function* source(): AsyncGenerator<Buffer> {
     for (;;) {
-      const chunk = queue.shift()
-      if (chunk !== undefined) {
-        port.postMessage({ taken: 1 } satisfies Taken)
-        hash?.update(chunk)
-        yield chunk
+      const next = queue.shift()
+      if (next !== undefined) {
+        hash?.update(next.chunk)
+        yield next.chunk
+        // The reader asked for the next chunk: it is done with this one (gunzip's contract).
+        const buffer = next.chunk.buffer as ArrayBuffer
+        port.postMessage({ free: next.slot, buffer } satisfies Freed, [buffer])
       } else if (ended) return
       else await new Promise<void>((r) => (wake = r))
     }
   }
   const ignore = { entry: () => {}, data: () => {}, entryEnd: () => {} }
   try {
-    const r = await readLayerFrom(source(), input.label, ignore, room)
+    const r = await readLayerFrom(source(), input.label, ignore, room, true)
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     const f = asLayerFailure(input.label, e)
@@ -57,9 +63,14 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
 
 export interface LayerFeed {
   /**
-   * Hands `chunk` — the next bytes of the file — to the check. Its memory moves to the worker: `chunk`
-   * must be the start of an ArrayBuffer nothing else uses (Buffer.allocUnsafeSlow) and is empty
-   * afterwards. Waits while MAX_PENDING chunks are untaken; fails once the check failed.
+   * A buffer of the ring to read the file's next bytes into (`chunkSize` bytes): waits while every one
+   * is with the worker; fails once the check failed. It is the caller's until it pushes it.
+   */
+  readonly buffer: Effect.Effect<Buffer, LayerRefused | LayerUnreadable>
+  /**
+   * Hands `chunk` — the next bytes of the file, at the start of the last `buffer` — to the check, whose
+   * worker reads it in place: the caller must not write to that buffer again (the next `buffer` is
+   * another, or this one once the worker gave it back). Fails once the check failed.
    */
   readonly push: (chunk: Buffer) => Effect.Effect<void, LayerRefused | LayerUnreadable>
   /** Ends the input; the verdict, with the sha256 of every byte pushed (when asked for). */
@@ -68,10 +79,14 @@ export interface LayerFeed {
   readonly failed: Effect.Effect<never, LayerRefused | LayerUnreadable>
 }
 
-/** Starts a fed check of a layer named `label` on a worker thread, stopped with the scope. */
-export const feedLayerCheck = (label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<LayerFeed, LayerUnreadable, Scope.Scope> =>
+/** Starts a fed check of a layer named `label`, read in chunks of up to `chunkSize` bytes, on a worker thread stopped with the scope. */
+export const feedLayerCheck = (
+  label: string,
+  opts: { readonly hash?: boolean; readonly chunkSize: number }
+): Effect.Effect<LayerFeed, LayerUnreadable, Scope.Scope> =>
   Effect.gen(function* () {
     const verdict = yield* Deferred.make<Checked, LayerRefused | LayerUnreadable>()
+    const views = Array.from({ length: SLOTS }, () => Buffer.allocUnsafeSlow(opts.chunkSize))
     const input: FedInput = { fed: true, label, hash: opts.hash === true }
     const worker: Worker = yield* Effect.acquireRelease(
       Effect.try({
@@ -80,17 +95,19 @@ export const feedLayerCheck = (label: string, opts: { readonly hash?: boolean } 
       }),
       (w) => Effect.promise(() => w.terminate())
     )
-    let pending = 0
+    const free = views.map((_, i) => i)
+    let lent: number | undefined // the slot the caller holds
     let done = false // the verdict is in
-    let wake: (() => void) | undefined // a push waiting for room
+    let wake: (() => void) | undefined // a caller waiting for a free slot
     const settle = (e: Exit.Exit<Checked, LayerRefused | LayerUnreadable>) => {
       done = true
       Deferred.unsafeDone(verdict, e)
       wake?.()
     }
-    worker.on("message", (m: WorkerReply | Taken) => {
-      if ("taken" in m) {
-        pending--
+    worker.on("message", (m: WorkerReply | Freed) => {
+      if ("free" in m) {
+        views[m.free] = Buffer.from(m.buffer)
+        free.push(m.free)
         return wake?.()
       }
       if ("ok" in m) settle(Exit.succeed(m.ok))
@@ -100,9 +117,11 @@ export const feedLayerCheck = (label: string, opts: { readonly hash?: boolean } 
     worker.once("error", (cause) => settle(Exit.fail(new LayerUnreadable({ layer: label, reason: `checking failed: ${cause.message}` }))))
     worker.once("exit", (code) => settle(Exit.fail(new LayerUnreadable({ layer: label, reason: `checking stopped (worker exit ${code})` }))))
 
+    // Only a failure settles the verdict before the end.
+    const early = Effect.flatMap(Deferred.await(verdict), () => Effect.fail(new LayerUnreadable({ layer: label, reason: "the check ended early" })))
     const room = Effect.async<void>((resume) => {
       const check = () => {
-        if (pending < MAX_PENDING || done) {
+        if (free.length > 0 || done) {
           wake = undefined
           resume(Effect.void)
         } else wake = check
@@ -110,22 +129,30 @@ export const feedLayerCheck = (label: string, opts: { readonly hash?: boolean } 
       check()
       return Effect.sync(() => void (wake = undefined))
     })
-    const failed = Effect.flatMap(Deferred.await(verdict), () => Effect.never)
-
+    const buffer = Effect.zipRight(
+      room,
+      Effect.suspend(() => {
+        if (done) return early
+        lent = free.shift()!
+        return Effect.succeed(views[lent]!)
+      })
+    )
     const push = (chunk: Buffer) =>
-      Effect.zipRight(
-        room,
-        Effect.suspend(() => {
-          // Only a failure settles the verdict before the end.
-          if (done) return Effect.flatMap(Deferred.await(verdict), () => Effect.fail(new LayerUnreadable({ layer: label, reason: "the check ended early" })))
-          pending++
-          worker.postMessage({ buffer: chunk.buffer as ArrayBuffer, length: chunk.length } satisfies FeedMessage, [chunk.buffer as ArrayBuffer])
-          return Effect.void
-        })
-      )
+      Effect.suspend(() => {
+        if (done) return early
+        const slot = lent
+        const buffer = views[slot ?? 0]!.buffer as ArrayBuffer
+        if (slot === undefined || chunk.buffer !== buffer || chunk.byteOffset !== 0) {
+          return Effect.die(new Error("LayerFeed.push: the chunk must start the buffer last lent"))
+        }
+        lent = undefined
+        worker.postMessage({ slot, buffer, length: chunk.length } satisfies FeedMessage, [buffer])
+        return Effect.void
+      })
     const end = Effect.suspend(() => {
       worker.postMessage("end" satisfies FeedMessage)
       return Deferred.await(verdict)
     })
-    return { push, end, failed }
+    const failed = Effect.flatMap(Deferred.await(verdict), () => Effect.never)
+    return { buffer, push, end, failed }
   })

@@ -49,7 +49,9 @@ export const checkArchive = (file: string, name: string = file): Effect.Effect<C
   )
 
 export interface ArchiveFeed {
-  /** The next bytes of the file; the chunk's memory moves to the worker (LayerFeed.push). */
+  /** A buffer to read the file's next bytes into (LayerFeed.buffer). */
+  readonly buffer: Effect.Effect<Buffer, InvalidArchive | FileError>
+  /** The next bytes of the file, at the start of the last `buffer`, which is the check's from now on (LayerFeed.push). */
   readonly push: (chunk: Buffer) => Effect.Effect<void, InvalidArchive | FileError>
   /** Every byte was pushed: the verdict and the sha256 of the bytes pushed. */
   readonly end: Effect.Effect<Checked, InvalidArchive | FileError>
@@ -57,11 +59,12 @@ export interface ArchiveFeed {
   readonly failed: Effect.Effect<never, InvalidArchive | FileError>
 }
 
-/** The same check as checkArchive over chunks handed to it, on a worker stopped with the scope. */
-export const startArchiveCheck = (name: string): Effect.Effect<ArchiveFeed, FileError, Scope.Scope> =>
-  feedLayerCheck(name, { hash: true }).pipe(
+/** The same check as checkArchive over chunks of up to `chunkSize` bytes read into its buffers, on a worker stopped with the scope. */
+export const startArchiveCheck = (name: string, chunkSize: number): Effect.Effect<ArchiveFeed, FileError, Scope.Scope> =>
+  feedLayerCheck(name, { hash: true, chunkSize }).pipe(
     Effect.mapError((e) => new FileError({ file: name, reason: e.reason })),
     Effect.map((feed) => ({
+      buffer: Effect.mapError(feed.buffer, asArchiveError(name)),
       push: (chunk: Buffer) => Effect.mapError(feed.push(chunk), asArchiveError(name)),
       end: feed.end.pipe(
         Effect.mapError(asArchiveError(name)),

@@ -1,7 +1,7 @@
-// `deployctl addver -file`: the file is read once, and each chunk read goes to the SFTP upload and
-// then — moved, not copied — to a worker thread that hashes it and checks it is a valid tar.gz
-// (ArchiveCheck.ts), all at the same time. The bytes hashed and checked are the bytes sent, whatever
-// happens to the file meanwhile. The verdict is awaited before the upload is CLOSEd, and a bad
+// `deployctl addver -file`: the file is read once, into buffers shared with a worker thread, and each
+// chunk read goes to the SFTP upload and then — not copied — to that worker, which hashes it and
+// checks it is a valid tar.gz (ArchiveCheck.ts), all at the same time. The bytes hashed and checked
+// are the bytes sent, whatever happens to the file meanwhile. The verdict is awaited before the upload is CLOSEd, and a bad
 // archive stops the upload at once: it is never completed on the registry (fault 9), which discards
 // it when the session ends, and addver is never sent for it. Memory stays flat for any size.
 import { Effect, Option, Stream, type Scope } from "effect"
@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Client } from "ssh2"
 import type { SshError } from "../ssh/SshError.js"
-import { openSftp, requestSize } from "../ssh/Sftp.js"
+import { DEFAULT_CHUNK, openSftp, requestSize } from "../ssh/Sftp.js"
 import { upload } from "../ssh/SftpWrite.js"
 import { checkArchive, FileError, InvalidArchive, startArchiveCheck } from "./ArchiveCheck.js"
 import { makeProgressBar, type Terminal } from "./Progress.js"
@@ -42,10 +42,10 @@ export const uploadFile = (
       Effect.promise(() => h.close())
     )
     const name = path.basename(file)
-    // The worker starts while the SFTP session opens.
-    const [check, sftp] = yield* Effect.all([startArchiveCheck(name), openSftp(client)], { concurrency: 2 })
-    // Reads of whole WRITE requests, each into its own memory: upload() sends views of it and ssh2 copies
-    // them into packets before the next pull, which then moves the chunk to the check.
+    // The worker starts while the SFTP session opens; reads are whole WRITE requests, at most DEFAULT_CHUNK each.
+    const [check, sftp] = yield* Effect.all([startArchiveCheck(name, REQUESTS_PER_READ * DEFAULT_CHUNK), openSftp(client)], { concurrency: 2 })
+    // Each read goes into a buffer the check lends: upload() sends views of it and ssh2 copies them into
+    // packets before the next pull, which then hands the chunk to the check (read in place, then given back).
     const size = REQUESTS_PER_READ * requestSize(sftp)
     let position = 0
     let sent: Buffer | undefined
@@ -55,7 +55,7 @@ export const uploadFile = (
         sent = undefined
         yield* check.push(chunk)
       }
-      const buf = Buffer.allocUnsafeSlow(size)
+      const buf = yield* check.buffer
       const { bytesRead } = yield* Effect.tryPromise({ try: () => fh.read(buf, 0, size, position), catch: fileError })
       if (bytesRead === 0) return yield* Effect.fail(Option.none())
       position += bytesRead

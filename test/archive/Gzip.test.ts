@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { randomBytes } from "node:crypto"
 import { deflateRawSync, gzipSync } from "node:zlib"
 import { gunzip, gzipHeaderLength } from "../../src/archive/Gzip.js"
+import { gunzipInline, inlineInflateAvailable } from "../../src/archive/GzipInline.js"
 import { LayerRefused } from "../../src/domain/ArchiveErrors.js"
 import { file, tar } from "../support/tar.js"
 
@@ -9,6 +10,18 @@ async function* chunked(b: Buffer, step: number) {
   for (let i = 0; i < b.length; i += step) yield b.subarray(i, i + step)
 }
 
+const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251))
+
+// Every test runs against each implementation: the zlib stream one, and the inline one with its default
+// output buffer and with small ones (output full exactly at the end of the deflate data included).
+const implementations: ReadonlyArray<readonly [string, typeof gunzip]> = [
+  ["gunzip", gunzip],
+  ["gunzipInline", (s, l, d) => gunzipInline(s, l, d)],
+  ["gunzipInline, 1000-byte output", (s, l, d) => gunzipInline(s, l, d, 1000)],
+  ["gunzipInline, output of the payload's size", (s, l, d) => gunzipInline(s, l, d, payload.length)]
+]
+
+describe.each(implementations)("%s", (_name, gunzip) => {
 /** Inflates `b` fed in chunks of `step`: the bytes, or the refusal's message. */
 const inflate = async (b: Buffer, step = 1 << 20): Promise<Buffer | string> => {
   const out: Array<Buffer> = []
@@ -25,8 +38,6 @@ const inflate = async (b: Buffer, step = 1 << 20): Promise<Buffer | string> => {
 
 /** Buffers compared with equals(): vitest's toEqual on hundreds of KiB takes seconds. The refusal shows when it is one. */
 const same = (got: Buffer | string, want: Buffer) => (Buffer.isBuffer(got) ? got.equals(want) : got)
-
-const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251))
 
 describe("gunzip", () => {
   it("inflates one member whatever the chunking, zero padding after it included", async () => {
@@ -146,4 +157,9 @@ describe("gunzip over a source that reuses its buffer", () => {
       }
     })
   }
+})
+})
+
+it("the inline inflater is available on this Node (else the checks fall back to the slower stream)", () => {
+  expect(inlineInflateAvailable).toBe(true)
 })
