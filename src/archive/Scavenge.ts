@@ -16,6 +16,10 @@ export const scavenger = (): (() => undefined) => {
   try {
     setFlagsFromString("--expose-gc")
     gc = runInNewContext("gc") as typeof gc
+    // Back off: the flag is part of V8's flag hash, and a code cache made under other flags is rejected
+    // (src/launch/CodeCache.ts), so with it left on, every later worker and the program's exit-time save
+    // would compile and cache anew. The `gc` function taken above keeps working.
+    setFlagsFromString("--no-expose-gc")
   } catch {
     gc = undefined
   }
