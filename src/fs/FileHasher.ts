@@ -58,8 +58,11 @@ export const workerStarted = (): boolean => worker !== undefined
  */
 export const INLINE_MAX = 256 * 1024
 
-/** The first `bytes` bytes of `file`, hashed here; fails as the worker does (FileHasher.worker.ts). */
-const hashHere = async (file: string, bytes: number): Promise<string> => {
+/**
+ * The first `bytes` bytes of `file`, hashed on the calling thread; fails as the worker does
+ * (FileHasher.worker.ts). Small files, and the last resort of a caller whose worker cannot hash.
+ */
+export const hashOnThisThread = async (file: string, bytes: number): Promise<string> => {
   const h = createHash("sha256")
   try {
     const fh = await fs.open(file, "r")
@@ -89,8 +92,15 @@ export const hashFile = (file: string): FileHash => {
   let w: Worker | undefined
   let id = -1
   let finished = false
+  /** The worker could not start: `written` does nothing, `digest` fails with this. */
+  let cannot: Error | undefined
   const handOver = (bytes: number) => {
-    w = getWorker()
+    try {
+      w = getWorker()
+    } catch (e) {
+      cannot = e instanceof Error ? e : new Error(String(e))
+      return
+    }
     if (active++ === 0) w.ref()
     id = nextId++
     send(w, { id, op: "open", path: file })
@@ -104,7 +114,7 @@ export const hashFile = (file: string): FileHash => {
   }
   return {
     written: (bytes) => {
-      if (finished) return
+      if (finished || cannot !== undefined) return
       if (w === undefined) {
         if (bytes > INLINE_MAX) handOver(bytes)
       } else if (worker === w) send(w, { id, op: "written", bytes })
@@ -112,12 +122,15 @@ export const hashFile = (file: string): FileHash => {
     digest: (bytes) =>
       new Promise<string>((resolve, reject) => {
         if (finished) return reject(new Error("hash already finished"))
-        if (w === undefined && bytes <= INLINE_MAX) {
-          finish()
-          return void hashHere(file, bytes).then(resolve, reject)
+        if (w === undefined && cannot === undefined) {
+          if (bytes <= INLINE_MAX) {
+            finish()
+            return void hashOnThisThread(file, bytes).then(resolve, reject)
+          }
+          handOver(bytes)
         }
-        if (w === undefined) handOver(bytes)
         finish()
+        if (cannot !== undefined) return reject(new Error(`hashing could not start: ${cannot.message}`))
         if (worker !== w) return reject(new Error("hashing stopped"))
         waiting.set(id, { resolve, reject })
         send(w!, { id, op: "digest", bytes })

@@ -7,10 +7,8 @@
 // the worker too; on the main thread only if the worker is gone). Nothing is copied: memory per upload is
 // one entry per write beyond the completed prefix, at most MAX_SPANS.
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
-import * as fs from "node:fs"
 import type { Sha256 } from "../domain/Names.js"
-import { type FileHash, hashFile as hashInWorker } from "../fs/FileHasher.js"
+import { type FileHash, hashFile as hashInWorker, hashOnThisThread } from "../fs/FileHasher.js"
 
 /** Writes beyond the completed prefix tracked per upload; past it (a client scattering writes), hash at CLOSE. */
 export const MAX_SPANS = 4096
@@ -28,31 +26,12 @@ export interface UploadHash {
   readonly abandon: () => void
 }
 
-/** The whole file on the main thread: the last resort when the worker cannot hash. */
-const hashOnMainThread = (path: string): Effect.Effect<Sha256, Error> =>
-  Effect.async<Sha256, Error>((resume) => {
-    const h = createHash("sha256")
-    const rs = fs.createReadStream(path, { highWaterMark: 1024 * 1024 })
-    rs.on("data", (c) => h.update(c))
-    rs.once("error", (e) => resume(Effect.fail(e)))
-    rs.once("end", () => resume(Effect.succeed(h.digest("hex") as Sha256)))
-    return Effect.sync(() => rs.destroy())
-  })
-
-/** The file's first `size` bytes hashed by the worker from the start (the file is complete and fsynced). */
+/** The file's first `size` bytes hashed by the worker from the start (the file is complete and fsynced); here if it cannot. */
 const hashWhole = (path: string, size: number): Effect.Effect<Sha256, Error> =>
-  Effect.suspend(() => {
-    let fh: FileHash
-    try {
-      fh = hashInWorker(path)
-    } catch {
-      return hashOnMainThread(path)
-    }
-    return Effect.tryPromise({ try: () => fh.digest(size), catch: (e) => e as Error }).pipe(
-      Effect.map((hex) => hex as Sha256),
-      Effect.catchAll(() => hashOnMainThread(path))
-    )
-  })
+  Effect.tryPromise({ try: () => hashInWorker(path).digest(size), catch: (e) => e as Error }).pipe(
+    Effect.catchAll(() => Effect.tryPromise({ try: () => hashOnThisThread(path, size), catch: (e) => e as Error })),
+    Effect.map((hex) => hex as Sha256)
+  )
 
 /**
  * The completed prefix of a file written by possibly reordered, concurrent writes: [0, done) is written
@@ -95,12 +74,7 @@ export class CompletedPrefix {
 
 /** Starts hashing the upload written to `path` (the file exists, empty) as its writes complete. */
 export const uploadHash = (path: string, reportEvery = REPORT_EVERY): UploadHash => {
-  let fh: FileHash | undefined
-  try {
-    fh = hashInWorker(path)
-  } catch {
-    fh = undefined // no worker: the whole file is hashed at CLOSE
-  }
+  let fh: FileHash | undefined = hashInWorker(path)
   const prefix = new CompletedPrefix()
   let reported = 0
   const untrust = () => {

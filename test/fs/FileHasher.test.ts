@@ -93,4 +93,21 @@ clearInterval(alive)`
     const out = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", child, dir], { encoding: "utf8" }))
     expect(out).toEqual({ small: sha(small), before: false, big: sha(big), after: true })
   })
+
+  it("when the worker cannot start, written() does nothing and digest() fails in one line (a caller's write callback must not throw)", async () => {
+    // A process of its own whose Worker constructor throws, as it does when a thread cannot be made.
+    const big = randomBytes(INLINE_MAX + 1)
+    await fs.writeFile(path.join(dir, "big"), big)
+    const child = `import { createRequire, syncBuiltinESMExports } from "node:module"
+createRequire(import.meta.url)("node:worker_threads").Worker = class { constructor() { throw new Error("no thread for you") } }
+syncBuiltinESMExports()
+const { hashFile } = await import(${JSON.stringify(path.join(repoRoot, "dist/fs/FileHasher.js"))})
+const h = hashFile(process.argv[1] + "/big")
+let written = "ok"
+try { h.written(${INLINE_MAX + 1}) } catch (e) { written = e.message }
+const digest = await h.digest(${INLINE_MAX + 1}).then(() => "resolved", (e) => e.message)
+console.log(JSON.stringify({ written, digest }))`
+    const out = JSON.parse(execFileSync(process.execPath, ["--input-type=module", "-e", child, dir], { encoding: "utf8" }))
+    expect(out).toEqual({ written: "ok", digest: "hashing could not start: no thread for you" })
+  })
 })
