@@ -254,105 +254,105 @@ const make = (opts: SshServerOptions) =>
       // The handshake and login must finish within the limit, or the socket is dropped.
       const handshakeTimer = setTimeout(() => end("timeout"), Duration.toMillis(handshakeTimeout))
 
-        attachers.set(socket, (c) => {
-          conn = c
-          c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
-          c.on("authentication", (ctx: AuthContext) => {
-            if (ctx.method !== "publickey") return ctx.reject(["publickey"])
-            const decision = auth.decide({
-              user: ctx.username,
-              algo: ctx.key.algo,
-              keyData: ctx.key.data,
-              hashAlgo: ctx.hashAlgo,
-              ...(socket.remoteAddress !== undefined ? { address: socket.remoteAddress } : {}),
-              ...(ctx.signature !== undefined && ctx.blob !== undefined
-                ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
-                : {})
-            })
-            switch (decision._tag) {
-              case "KeyListed":
-                // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
-                // (asyncssh then fails with "Key mismatch").
-                if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
-                  ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
-                }
-                return ctx.accept() // query phase only: the client must now sign
-              case "Accept":
-                login = { role: decision.role, principal: decision.principal, limits: decision.limits }
-                return ctx.accept()
-              case "Reject":
-                bump(authFailuresBy[decision.kind])
-                // Logged once, when the connection ends without a login (RefusedLogins.ts).
-                refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
-                return ctx.reject(["publickey"])
-            }
+      attachers.set(socket, (c) => {
+        conn = c
+        c.on("error", () => undefined) // resets and protocol errors end the connection; nothing to report
+        c.on("authentication", (ctx: AuthContext) => {
+          if (ctx.method !== "publickey") return ctx.reject(["publickey"])
+          const decision = auth.decide({
+            user: ctx.username,
+            algo: ctx.key.algo,
+            keyData: ctx.key.data,
+            hashAlgo: ctx.hashAlgo,
+            ...(socket.remoteAddress !== undefined ? { address: socket.remoteAddress } : {}),
+            ...(ctx.signature !== undefined && ctx.blob !== undefined
+              ? { signed: { blob: ctx.blob, signature: ctx.signature, hashAlgo: ctx.hashAlgo } }
+              : {})
           })
-          c.on("ready", () => {
-            if (login !== undefined && state === "pending") loggedIn(login)
-            else c.end()
-          })
-          c.on("tcpip", rejectAll)
-          c.on("openssh.streamlocal", rejectAll)
-          c.on("request", rejectAll)
-          c.on("session", (accept, reject) => {
-            if (login === undefined || openAs === undefined || state !== "in" || !sessions.take()) return reject()
-            const who = login.principal
-            const operator = login.role === "operator"
-            const { command: forced, pty: ptyAllowed, configurations } = login.limits
-            if (!operator) link ??= { fingerprint: who.fingerprint, address: socket.remoteAddress ?? "?" }
-            const session = accept()
-            session.once("close", () => sessions.give())
-            const term: Terminal = { pty: false, columns: 80 }
-            session.on("error", () => undefined)
-            session.on("pty", (acc, rej, info) => {
-              if (!operator || !ptyAllowed) return rej?.() // no-pty, restrict, or a certificate without permit-pty
-              term.pty = true
-              term.columns = info.cols
-              acc?.()
-            })
-            session.on("window-change", (acc, _rej, info) => {
-              term.columns = info.cols
-              acc?.()
-            })
-            session.on("env", rejectAll)
-            session.on("auth-agent", rejectAll)
-            session.on("x11", rejectAll)
-            session.on("signal", rejectAll)
-            session.on("exec", (acc, rej, info) => {
-              // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
-              if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
-              if (forced === "internal-sftp") return rej()
-              const ch = acc()
-              ch.on("error", () => undefined) // a client gone mid-write is not our error
-              // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
-              if (forced !== undefined) runConn(Effect.logInfo(`forced command for ${quote(who.user)} instead of ${quote(info.command)}`))
-              // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
-              else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
-              runConn(runExec(ch, forced ?? info.command, who, term))
-            })
-            session.on("shell", (acc, rej) => {
-              if (!operator || forced === "internal-sftp") return rej()
-              // With a forced command a shell request runs that one command, as in sshd.
-              runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
-            })
-            session.on("sftp", (acc, rej) => {
-              // A forced command replaces the subsystem too, unless it is internal-sftp.
-              if (forced !== undefined && forced !== "internal-sftp") return rej()
-              const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
-              const agent = link
-              const observe = agent && ((name: string, hash: string) => Effect.runSync(hostStatus.documentRead(agent, name, hash)))
-              const open = sftpSessionsBy[operator ? "operator" : "agent"]
-              bump(open)
-              const closed = Effect.sync(() => bump(open, -1))
-              // The host is known once this connection's watch named it (read at each open: the watch may come later).
-              const documentOf = (name: string) => rollouts.document(name, agent?.configuration === name ? agent.host : undefined)
-              runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe, documentOf), closed))
-            })
-            session.on("subsystem", (_acc, rej) => rej())
-          })
+          switch (decision._tag) {
+            case "KeyListed":
+              // PK_OK must echo the algorithm the client named; ssh2 reports rsa-sha2-* as ssh-rsa
+              // (asyncssh then fails with "Key mismatch").
+              if (ctx.key.algo === "ssh-rsa" && ctx.hashAlgo !== undefined) {
+                ;(ctx.key as { algo: string }).algo = ctx.hashAlgo === "sha512" ? "rsa-sha2-512" : "rsa-sha2-256"
+              }
+              return ctx.accept() // query phase only: the client must now sign
+            case "Accept":
+              login = { role: decision.role, principal: decision.principal, limits: decision.limits }
+              return ctx.accept()
+            case "Reject":
+              bump(authFailuresBy[decision.kind])
+              // Logged once, when the connection ends without a login (RefusedLogins.ts).
+              refused.add({ user: ctx.username, fingerprint: decision.certifiedKey ?? fingerprint(ctx.key.data), reason: decision.reason })
+              return ctx.reject(["publickey"])
+          }
         })
-        ssh.injectSocket(socket)
-      }
+        c.on("ready", () => {
+          if (login !== undefined && state === "pending") loggedIn(login)
+          else c.end()
+        })
+        c.on("tcpip", rejectAll)
+        c.on("openssh.streamlocal", rejectAll)
+        c.on("request", rejectAll)
+        c.on("session", (accept, reject) => {
+          if (login === undefined || openAs === undefined || state !== "in" || !sessions.take()) return reject()
+          const who = login.principal
+          const operator = login.role === "operator"
+          const { command: forced, pty: ptyAllowed, configurations } = login.limits
+          if (!operator) link ??= { fingerprint: who.fingerprint, address: socket.remoteAddress ?? "?" }
+          const session = accept()
+          session.once("close", () => sessions.give())
+          const term: Terminal = { pty: false, columns: 80 }
+          session.on("error", () => undefined)
+          session.on("pty", (acc, rej, info) => {
+            if (!operator || !ptyAllowed) return rej?.() // no-pty, restrict, or a certificate without permit-pty
+            term.pty = true
+            term.columns = info.cols
+            acc?.()
+          })
+          session.on("window-change", (acc, _rej, info) => {
+            term.columns = info.cols
+            acc?.()
+          })
+          session.on("env", rejectAll)
+          session.on("auth-agent", rejectAll)
+          session.on("x11", rejectAll)
+          session.on("signal", rejectAll)
+          session.on("exec", (acc, rej, info) => {
+            // Agent keys: `watch` only, and not with a forced command (internal-sftp or another).
+            if (!operator) return forced === undefined && watch.enabled && link && isWatchCommand(info.command) ? void runConn(watching(serveWatch(acc(), info.command, link, fanout, watch, configurations))) : rej()
+            if (forced === "internal-sftp") return rej()
+            const ch = acc()
+            ch.on("error", () => undefined) // a client gone mid-write is not our error
+            // command=: the forced command runs instead of the client's (sshd's SSH_ORIGINAL_COMMAND is only logged).
+            if (forced !== undefined) log(LogLevel.Info, `forced command for ${quote(who.user)} instead of ${quote(info.command)}`)
+            // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
+            else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
+            runConn(runExec(ch, forced ?? info.command, who, term))
+          })
+          session.on("shell", (acc, rej) => {
+            if (!operator || forced === "internal-sftp") return rej()
+            // With a forced command a shell request runs that one command, as in sshd.
+            runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
+          })
+          session.on("sftp", (acc, rej) => {
+            // A forced command replaces the subsystem too, unless it is internal-sftp.
+            if (forced !== undefined && forced !== "internal-sftp") return rej()
+            const budget = handleBudget(budgets, operator ? "operator" : "agent", who.fingerprint, handles)
+            const agent = link
+            const observe = agent && ((name: string, hash: string) => Effect.runSync(hostStatus.documentRead(agent, name, hash)))
+            const open = sftpSessionsBy[operator ? "operator" : "agent"]
+            bump(open)
+            const closed = Effect.sync(() => bump(open, -1))
+            // The host is known once this connection's watch named it (read at each open: the watch may come later).
+            const documentOf = (name: string) => rollouts.document(name, agent?.configuration === name ? agent.host : undefined)
+            runConn(operator ? Effect.ensuring(serveUpload(acc(), who, budget, budgets), closed) : Effect.ensuring(serveAgentView(acc(), who, budget, configurations, observe, documentOf), closed))
+          })
+          session.on("subsystem", (_acc, rej) => rej())
+        })
+      })
+      ssh.injectSocket(socket)
+    }
 
     tcp.on("connection", (socket: net.Socket) => {
       if (!accepting) return void socket.destroy()
