@@ -1,5 +1,6 @@
-// `deployctl addver -file`: the file is read once, into buffers shared with a worker thread, and each
-// chunk read goes to the SFTP upload and then — not copied — to that worker, which hashes it and
+// `deployctl addver -file`: the file is read once, into buffers the check lends (moved to its worker
+// thread and back, LayerFeed.ts), and each chunk read goes to the SFTP upload and then — not copied — to
+// that worker, which hashes it and
 // checks it is a valid tar.gz (ArchiveCheck.ts), all at the same time. The bytes hashed and checked
 // are the bytes sent, whatever happens to the file meanwhile. The verdict is awaited before the upload is CLOSEd, and a bad
 // archive stops the upload at once: it is never completed on the registry (fault 9), which discards

@@ -58,7 +58,7 @@ export const cacheName = (file: string, env: NodeJS.ProcessEnv = process.env): {
  * Whether V8's flags are still as they were when the probe was made: V8 takes a cache only under the
  * flags it was made with, and checks the source only by its length, so a tiny script's cache made now is
  * taken by a same-length other script later exactly while the flags are unchanged. A worker may change
- * them for the whole process (the archive check's scavenger sets --expose-gc).
+ * them for the whole process (the archive check's scavenger turns --expose-gc on, then off again).
  */
 const v8FlagsProbe = (): (() => boolean) => {
   const data = new vm.Script("void 0 /*a*/").createCachedData()
@@ -117,9 +117,10 @@ export const loadBundle = (file: string, dir: string | undefined, opts: { readon
  * A worker's entry (`<name>.worker.cjs`, written by postbuild): runs the worker bundle `file`. Its cache
  * is made before the run, and only when there is none. Before: a worker ends by terminate(), where no
  * exit handler runs. Only when there is none: V8 rejects a cache made under other V8 flags, and a worker
- * may change the process's flags (the archive check's scavenger sets --expose-gc), so a later worker of
- * the same process rejects the first one's cache; rewritten then, the cache would carry the changed flags
- * and every new process would reject it (measured: the registry's second upload rewrote it, and so on).
+ * may change the process's flags (the archive check's scavenger set --expose-gc and left it on until it
+ * turned it off again), so a later worker of the same process would reject the first one's cache;
+ * rewritten then, the cache would carry the changed flags and every new process would reject it
+ * (measured: the registry's second upload rewrote it, and so on).
  */
 export const runWorkerBundle = (file: string): void => void loadBundle(file, cacheDir(), { worker: true })
 
