@@ -1,10 +1,10 @@
 // `deployctl addver -file`: the file is read once, into buffers the check lends (moved to its worker
 // thread and back, LayerFeed.ts), and each chunk read goes to the SFTP upload and then — not copied — to
-// that worker, which hashes it and
-// checks it is a valid tar.gz (ArchiveCheck.ts), all at the same time. The bytes hashed and checked
-// are the bytes sent, whatever happens to the file meanwhile. The verdict is awaited before the upload is CLOSEd, and a bad
-// archive stops the upload at once: it is never completed on the registry (fault 9), which discards
-// it when the session ends, and addver is never sent for it. Memory stays flat for any size.
+// that worker, which hashes it and checks it is a valid tar.gz (ArchiveCheck.ts), all at the same time.
+// The bytes hashed and checked are the bytes sent, whatever happens to the file meanwhile. The verdict is
+// awaited before the upload is CLOSEd, and a bad archive stops the upload at once: it is never completed
+// on the registry (fault 9), which discards it when the session ends, and addver is never sent for it.
+// Memory stays flat for any size.
 import { Effect, Option, Stream, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
