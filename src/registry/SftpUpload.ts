@@ -4,8 +4,9 @@
 // uploads (PostgreSQL: staged chunk rows), the bytes are also handed to its UploadStage in order (a
 // bounded reorder buffer absorbs the out-of-order writes of ssh2's fastPut; past it the stage gives up);
 // a WRITE is acknowledged once the stage has room, so a slower database slows the client instead of
-// filling memory. CLOSE fsyncs and records the upload by its sha256. Reads, listings, removes and renames are refused. A session that
-// ends with files still open discards them: an interrupted upload is never claimable.
+// filling memory. CLOSE fsyncs and records the upload by its sha256. Reads, listings, removes and
+// renames are refused. A session that ends with files still open discards them: an interrupted upload is
+// never claimable.
 import { Effect, FiberSet } from "effect"
 import * as fs from "node:fs"
 import type { SFTPWrapper } from "ssh2"
