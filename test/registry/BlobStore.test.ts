@@ -418,16 +418,21 @@ describe.skipIf(postgres.skip !== undefined)("a replica serving PostgreSQL blobs
     const work = await tempDir("pg-get-")
     try {
       // Written straight into the database (a fill does not care who wrote it): one genuine blob, and
-      // one whose second chunk was altered after it was stored.
+      // one whose second chunk was altered after it was stored. Each with a version naming it, in one
+      // transaction: the registry's janitor removes unreferenced blobs, and its first pass may come late.
       const good = randomBytes(5 * CHUNK_BYTES + 777)
       const bad = randomBytes(3 * CHUNK_BYTES + 5)
       const insert = (hash: string, data: Buffer) =>
         Effect.gen(function* () {
           const sql = yield* SqlClient.SqlClient
-          yield* sql`INSERT INTO blobs (hash, size, created) VALUES (${hash}, ${data.length}, ${new Date().toISOString()})`
-          for (let n = 0; n * CHUNK_BYTES < data.length; n++) {
-            yield* sql`INSERT INTO blob_chunks (hash, n, data) VALUES (${hash}, ${n}, ${data.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)})`
-          }
+          yield* sql.withTransaction(Effect.gen(function* () {
+            const now = new Date().toISOString()
+            yield* sql`INSERT INTO blobs (hash, size, created) VALUES (${hash}, ${data.length}, ${now})`
+            for (let n = 0; n * CHUNK_BYTES < data.length; n++) {
+              yield* sql`INSERT INTO blob_chunks (hash, n, data) VALUES (${hash}, ${n}, ${data.subarray(n * CHUNK_BYTES, (n + 1) * CHUNK_BYTES)})`
+            }
+            yield* sql`INSERT INTO versions (component, version, hash, ctime) VALUES ('app', ${hash.slice(0, 12)}, ${hash}, ${now})`
+          }))
         })
       const altered = Buffer.from(bad)
       altered[CHUNK_BYTES + 10]! ^= 0xff
