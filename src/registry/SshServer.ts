@@ -13,7 +13,7 @@ import type { Principal } from "../domain/Principal.js"
 import { StartupError } from "../domain/StartupError.js"
 import { quote } from "../domain/LogText.js"
 import { serverAlgorithms } from "../ssh/Algorithms.js"
-import { coalesceWrites, holdUntilPeerSpeaks } from "../ssh/CoalesceWrites.js"
+import { coalesceWrites } from "../ssh/CoalesceWrites.js"
 import { fingerprint } from "../ssh/Fingerprint.js"
 import { HostKey } from "../ssh/HostKey.js"
 import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Internals.js"
@@ -80,9 +80,6 @@ const reply = (channel: ServerChannel, result: CommandResult, term: Terminal) =>
 /** Counts an open watch session for deploy_registry_watchers_connected. */
 const watching = <A, E, R>(session: Effect.Effect<A, E, R>) =>
   Effect.acquireUseRelease(Effect.sync(() => bump(watchersConnected)), () => session, () => Effect.sync(() => bump(watchersConnected, -1)))
-
-/** Longest wait for a client's version line before ours goes out alone (holdUntilPeerSpeaks). */
-const IDENT_HOLD_MS = 20
 
 const rejectAll = (_accept: unknown, reject?: () => void) => reject?.()
 
@@ -361,8 +358,6 @@ const make = (opts: SshServerOptions) =>
         })
       })
       ssh.injectSocket(socket)
-      // Our version line waits for the client's (ssh2 answers that with KEXINIT): both leave in one write.
-      holdUntilPeerSpeaks(socket, IDENT_HOLD_MS)
     }
 
     tcp.on("connection", (socket: net.Socket) => {

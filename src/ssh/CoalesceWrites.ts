@@ -28,26 +28,3 @@ export const coalesceWrites = (socket: net.Socket, over: "tick" | "loop" = "tick
     return write.apply(this, args)
   } as net.Socket["write"]
 }
-
-/**
- * Holds what is written to `socket` until the peer's first bytes have been handled, or `maxMs` have passed: a
- * server's version line then leaves with its KEXINIT (which ssh2 sends on the client's version line), one
- * packet and one write syscall instead of two. Clients send their version line at once (RFC 4253 4.2; OpenSSH
- * since 7.4, ssh2, paramiko, asyncssh, Go); one that waits for the server's first gets it after `maxMs`.
- * The release waits for the end of the tick that read those bytes, so the protocol's own "data" listener (ssh2
- * attaches it later than this one) has written its reply.
- */
-export const holdUntilPeerSpeaks = (socket: net.Socket, maxMs: number): void => {
-  socket.cork()
-  let held = true
-  const release = () => {
-    if (!held) return
-    held = false
-    clearTimeout(timer)
-    socket.off("data", onData)
-    socket.uncork()
-  }
-  const onData = () => process.nextTick(release)
-  const timer = setTimeout(release, maxMs)
-  socket.once("data", onData)
-}
