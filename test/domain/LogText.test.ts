@@ -17,8 +17,9 @@ describe("quote", () => {
     expect(quote("\ud800")).toBe('"\\ud800"')
   })
 
-  // fc.string({ unit: "binary" }) generates exactly this (every code point but the surrogates, by index,
-  // small ones first), but its first use builds a reverse table of 1.1M entries for shrinking: ~1 s of CPU.
+  // The characters of fc.string({ unit: "binary" }) (every code point but the surrogates, by index, small
+  // ones favoured, as its mapToConstant draws them), whose first use builds a reverse table of 1.1M entries
+  // for shrinking: ~1 s of CPU.
   const binaryUnit = fc.nat({ max: 0x10ffff - 0x800 }).map((n) => String.fromCodePoint(n < 0xd800 ? n : n + 0x800))
   it("any string gives one printable line", () => {
     fc.assert(
