@@ -232,6 +232,7 @@ const make = (opts: SshServerOptions) =>
       }
       /** After "ready": the login counts, or the connection closes (agent connections over their share). */
       const loggedIn = (who: Login) => {
+        clearTimeout(handshakeTimer) // the limit is on getting in, not on staying
         bump(connectionsOpenBy.pending, -1)
         // Agents get at most three quarters of the connections, so an operator always gets in.
         if (who.role === "agent") {
