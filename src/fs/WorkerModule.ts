@@ -6,7 +6,8 @@
 // scripts/postbuild.mjs, src/launch/CodeCache.ts). Under the TypeScript sources (vitest,
 // `node --import tsx`) the caller's URL ends in `.ts`: the worker is then bundled once per process with
 // esbuild (a dev dependency) into a temp directory, which starts far faster than a worker loading tsx.
-import { mkdtempSync, rmSync } from "node:fs"
+import { createHash, randomBytes } from "node:crypto"
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from "node:fs"
 import { createRequire } from "node:module"
 import { tmpdir } from "node:os"
 import { basename, join } from "node:path"
@@ -14,30 +15,42 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import { Worker, type WorkerOptions } from "node:worker_threads"
 
 const fromSources = new Map<string, URL>()
-let scratch: string | undefined
 
-/** Bundles a `.worker.ts` for a run from the sources; once per module and process. */
+/** The shared directory, if it is ours alone (a shared /tmp); else one of this process's own. */
+const sharedDir = (): string => {
+  const dir = join(tmpdir(), `deploy-tools-workers-${process.getuid?.() ?? "u"}`)
+  mkdirSync(dir, { recursive: true, mode: 0o700 })
+  const st = lstatSync(dir)
+  return st.isDirectory() && st.uid === process.getuid?.() && (st.mode & 0o077) === 0 ? dir : mkdtempSync(join(tmpdir(), "deploy-tools-workers-"))
+}
+
+/**
+ * Bundles a `.worker.ts` for a run from the sources; once per module and process. The bundle is named by
+ * its content in one shared directory and written only when missing (temp file, rename): a directory per
+ * process, removed at exit, was left behind by every process that died by a signal (vitest's workers).
+ */
 const bundleSource = (callerUrl: string, source: string): URL => {
   const known = fromSources.get(source)
   if (known !== undefined) return known
-  if (scratch === undefined) {
-    const dir = mkdtempSync(join(tmpdir(), "deploy-tools-workers-"))
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }))
-    scratch = dir
-  }
   // Not a literal: the production bundles must not pull esbuild in.
   const esbuild = "esbuild"
   const { buildSync } = createRequire(callerUrl)(esbuild) as typeof import("esbuild")
-  const out = join(scratch, `${basename(source, ".ts")}.mjs`)
-  buildSync({
+  const built = buildSync({
     entryPoints: [source],
-    outfile: out,
+    write: false,
     bundle: true,
     platform: "node",
     format: "esm",
     logLevel: "error",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" }
-  })
+  }).outputFiles[0]!.contents
+  const dir = sharedDir()
+  const out = join(dir, `${basename(source, ".ts")}-${createHash("sha256").update(built).digest("hex").slice(0, 16)}.mjs`)
+  if (!existsSync(out)) {
+    const tmp = `${out}.${randomBytes(6).toString("hex")}.tmp`
+    writeFileSync(tmp, built)
+    renameSync(tmp, out)
+  }
   const url = pathToFileURL(out)
   fromSources.set(source, url)
   return url
