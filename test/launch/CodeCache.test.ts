@@ -4,6 +4,7 @@ import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { describe, expect, it } from "vitest"
 import { cacheDir } from "../../src/launch/CodeCache.js"
+import { STARTED_UP } from "../../src/launch/StartedUp.js"
 import { tempDir } from "../support/keys.js"
 import { repoRoot } from "../support/registry.js"
 
@@ -109,7 +110,8 @@ describe("runBundle", () => {
 runBundle(${JSON.stringify(pathToFileURL(file).href)}, "main.bundle.cjs")`], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } })
   const caches = (cache: string) => (existsSync(cache) ? readdirSync(cache).filter((n) => n.endsWith(".v8cache")) : [])
 
-  it("saves the cache once the program says its start-up is done, though it is then killed (no exit handler)", async () => {
+  it("saves the cache once the program says its start-up is done (StartedUp.ts), though it is then killed (no exit handler)", async () => {
+    expect(STARTED_UP).toBe(Symbol.for("deploy-tools/started-up"))
     const { dir, file } = await bundle()
     const cache = path.join(dir, "cache")
     writeFileSync(file, `${readFileSync(file, "utf8")}
