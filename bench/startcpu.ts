@@ -85,7 +85,8 @@ const envOf = (d: string) => ({ ...process.env, DEPLOY_TOOLS_CACHE: path.join(sc
 // Warm each variant's code cache.
 for (const d of dists) for (const k of names) await progs[k]!(d, envOf(d))
 for (let i = 0; i < runs; i++) {
-  for (const k of names) for (const d of dists) (samples[`${k} ${d}`] ??= []).push(await progs[k]!(d, envOf(d)))
+  // Every other round in reverse order: neither build always runs right after the other (load drifts).
+  for (const k of names) for (const d of i % 2 === 0 ? dists : [...dists].reverse()) (samples[`${k} ${d}`] ??= []).push(await progs[k]!(d, envOf(d)))
 }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length
