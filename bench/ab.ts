@@ -4,6 +4,7 @@
 //   git stash && npm run build && rm -rf dist-a && cp -r dist dist-a && git stash pop && npm run build
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what put,get,addver,deploy -runs 7 -size 256M
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what handshake -runs 7    (registry CPU ms per handshake)
+//   node --import tsx bench/ab.ts -a dist-a -b dist -what exec -runs 7         (per `configurations` on one connection)
 // The builds must lie inside the repository (dist-a/ is ignored), where their bundles find node_modules.
 import { mkdir, rm } from "node:fs/promises"
 import { existsSync, readFileSync } from "node:fs"
@@ -18,7 +19,7 @@ import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Regist
 import { summarize } from "./lib/stats.js"
 import { runLoadProcs } from "./load.js"
 
-const WHAT = ["put", "get", "addver", "deploy", "handshake"] as const
+const WHAT = ["put", "get", "addver", "deploy", "handshake", "exec"] as const
 type What = (typeof WHAT)[number]
 
 export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
@@ -37,7 +38,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const cipher = f.str("cipher", "aes128-gcm@openssh.com")
   const cleanup = new Cleanup()
   try {
-    const data = await randomTarGz(f.size("size", what.every((w) => w === "handshake") ? "1M" : "256M"))
+    const data = await randomTarGz(f.size("size", what.every((w) => w === "handshake" || w === "exec") ? "1M" : "256M"))
     const work = await tempDir("bench-ab-")
     cleanup.add(() => rm(work, { recursive: true, force: true }))
     const regs: Record<"A" | "B", Registry> = {} as never
@@ -46,6 +47,15 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       cleanup.add(() => regs[k].stop())
       await addVersionViaSftp(regs[k], data.path, data.sha256, "big", "v1")
       await sshExec(regs[k], "addconf -name ab -layer big:v1")
+    }
+    /** Registry CPU ms per request over a 3 s load window (load.ts `mode`, `configurations`). */
+    const perRequest = async (k: "A" | "B", mode: "handshake" | "exec", concurrency: number, procs: number) => {
+      const reg = regs[k]
+      const c0 = cpuMs(reg.pid)
+      const target = { host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath), keyPath: reg.operator.privatePath, fingerprint: reg.fingerprint, cipher }
+      const r = await runLoadProcs({ target, mode, command: "configurations", concurrency, durationMs: 3000, procs })
+      const per = (cpuMs(reg.pid) - c0) / Math.max(1, r.ok)
+      return { ms: per, cpu: per }
     }
     // Each side's client runs against its own registry: a change to either end shows.
     const once: Record<What, (k: "A" | "B", i: number) => Promise<{ ms: number; cpu: number; main?: number }>> = {
@@ -73,14 +83,9 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       },
       // A 3 s window of new connections + one `configurations` each (c=8, 2 load processes): "ms" is the
       // registry's CPU per handshake.
-      handshake: async (k) => {
-        const reg = regs[k]
-        const c0 = cpuMs(reg.pid)
-        const target = { host: "127.0.0.1", port: reg.port, username: "operator", privateKey: readFileSync(reg.operator.privatePath), keyPath: reg.operator.privatePath, fingerprint: reg.fingerprint, cipher }
-        const r = await runLoadProcs({ target, mode: "handshake", command: "configurations", concurrency: 8, durationMs: 3000, procs: 2 })
-        const per = (cpuMs(reg.pid) - c0) / Math.max(1, r.ok)
-        return { ms: per, cpu: per }
-      },
+      handshake: (k) => perRequest(k, "handshake", 8, 2),
+      // A 3 s window of `configurations` exec'd one after another on one connection: the registry's CPU per command.
+      exec: (k) => perRequest(k, "exec", 1, 1),
       deploy: async (k, i) => {
         const dir = path.join(work, `agent-${k}-${i}`)
         await mkdir(dir)
@@ -108,7 +113,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       }
       const [a, b] = [summarize(ms.A), summarize(ms.B)]
       const [ca, cb] = [summarize(cpu.A), summarize(cpu.B)]
-      const digits = w === "handshake" ? 2 : 0
+      const digits = w === "handshake" || w === "exec" ? 3 : 0
       const line = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`
       process.stdout.write(
         `${w.padEnd(7)} ms A ${line(a)}  B ${line(b)}  B/A ${(b.median / a.median).toFixed(2)}   registry CPU ms A ${line(ca)}  B ${line(cb)}\n`

@@ -13,7 +13,7 @@
 //    a rollout target's row is followed by its events, lines starting with "rollout ": HistoryView.ts)
 //   status:    with -name {"Name","Hash","Hosts":[{"Host","Kind","State",…}]}, without a list of counts (StatusView.ts)
 //   status -name N -timeline: [{"Host","Time","Hash","Outcome"}, …] the last 24 h, by host then time (Timeline.ts)
-import { Cause, Context, Effect, Either, Layer, Option, Schema } from "effect"
+import { Cause, Context, Effect, Either, Exit, Layer, Option, Schema } from "effect"
 import { type Command, commandList, commandUsage, parse } from "../domain/Commands.js"
 import { ConfigurationDocument } from "../domain/Document.js"
 import { type CommandError, ConfigurationNotFound, ForceRequired, StorageError, UsageError } from "../domain/Errors.js"
@@ -42,7 +42,11 @@ export interface CommandResult {
 export class CommandInterpreter extends Context.Tag("registry/CommandInterpreter")<
   CommandInterpreter,
   {
-    /** `line` is shell-word split; `who` is recorded as the author of any change. */
+    /**
+     * `line` is shell-word split; `who` is recorded as the author of any change. When the answer is at hand
+     * (a read-only command answered since the last change) the Effect is that answer, an Exit, already
+     * counted in the metrics: a caller may then use it without running a fiber (SshServer).
+     */
     readonly run: (line: string, who: Principal) => Effect.Effect<CommandResult>
   }
 >() {}
@@ -87,12 +91,22 @@ const diff = (before: StateInfo, after: StateInfo): string => {
   return `rolled back "${after.configuration}" to ${after.hash}:\n` + tabwrite(rows)
 }
 
-const recordCommand = (name: CommandLabel, ok: boolean, seconds: number) =>
-  Effect.sync(() => {
-    const m = commandBy[name]
-    bump(ok ? m.ok : m.error)
-    m.seconds.unsafeUpdate(seconds, [])
-  })
+const recordNow = (name: CommandLabel, ok: boolean, seconds: number) => {
+  const m = commandBy[name]
+  bump(ok ? m.ok : m.error)
+  m.seconds.unsafeUpdate(seconds, [])
+}
+const recordCommand = (name: CommandLabel, ok: boolean, seconds: number) => Effect.sync(() => recordNow(name, ok, seconds))
+
+/**
+ * Commands whose answer depends only on what Storage.generation covers (versions, configuration names) and
+ * not on who asks: their answers are kept until the next change. Not showconf/history/status: rollouts
+ * and signatures change those outside Storage.
+ */
+const READ_ONLY: ReadonlySet<Command["_tag"]> = new Set(["help", "components", "configurations", "showcomp"])
+/** Kept answers: at most this many lines, each at most this long (a client cannot grow the cache). */
+const MAX_ANSWERS = 64
+const MAX_CACHED_LINE = 256
 
 export const make = Effect.gen(function* () {
   const storage = yield* Storage
@@ -238,16 +252,41 @@ export const make = Effect.gen(function* () {
     }
   }
 
+  // Answers to read-only commands by their exact line, kept for one Storage generation: the handshake bench's
+  // `configurations` (and any script's repeated reads) skip parsing, the database and the fiber (SshServer).
+  const answers = new Map<string, { readonly name: CommandLabel; readonly result: CommandResult }>()
+  let answersAt: number | undefined
+  const cached = (line: string) => {
+    const at = storage.generation()
+    return at !== undefined && at === answersAt ? answers.get(line) : undefined
+  }
+  /** Keeps an answer read wholly at generation `at` (a change that began or ended meanwhile moved it). */
+  const keep = (line: string, name: CommandLabel, result: CommandResult, at: number | undefined) => {
+    if (at === undefined || at !== storage.generation() || line.length > MAX_CACHED_LINE) return
+    if (answersAt !== at || answers.size >= MAX_ANSWERS) answers.clear()
+    answersAt = at
+    answers.set(line, { name, result })
+  }
+
   const run = (line: string, who: Principal): Effect.Effect<CommandResult> => {
-    const parsed = Either.flatMap(split(line), parse)
-    const result: Effect.Effect<CommandResult, CommandError> = Either.isLeft(parsed)
-      ? Effect.fail(parsed.left)
-      : parsed.right._tag === "Help"
-        ? Effect.succeed(ok(commandUsage(parsed.right.spec)))
-        : execute(parsed.right.command, who)
-    const name = commandLabel(Either.isRight(parsed) ? (parsed.right._tag === "Help" ? "help" : parsed.right.command._tag) : "unknown")
-    const started = performance.now()
-    return result.pipe(
+    const hit = cached(line)
+    if (hit !== undefined) {
+      recordNow(hit.name, true, 0)
+      return Exit.succeed(hit.result)
+    }
+    let name: CommandLabel = "unknown"
+    let started = 0
+    return Effect.suspend(() => {
+      started = performance.now()
+      const parsed = Either.flatMap(split(line), parse)
+      if (Either.isLeft(parsed)) return Effect.fail(parsed.left)
+      const p = parsed.right
+      name = commandLabel(p._tag === "Help" ? "help" : p.command._tag)
+      if (p._tag === "Help") return Effect.succeed(ok(commandUsage(p.spec)))
+      if (!READ_ONLY.has(p.command._tag)) return execute(p.command, who)
+      const at = storage.generation()
+      return Effect.tap(execute(p.command, who), (r) => keep(line, name, r, at))
+    }).pipe(
       Effect.catchAll((e) =>
         Effect.succeed<CommandResult>({
           output: `${e.message}\n${e._tag === "UnknownCommand" ? commandList() : ""}`,

@@ -4,7 +4,7 @@
 // fibers in a FiberSet created after the listener, so closing the layer's scope stops accepting, closes the
 // connections, interrupts their sessions (whose finalizers discard unfinished uploads and close files) and
 // then closes the listener.
-import { Context, Duration, Effect, type Fiber, FiberId, FiberSet, Layer, LogLevel, Option } from "effect"
+import { Context, Duration, Effect, Exit, type Fiber, FiberId, FiberSet, Layer, LogLevel, Option } from "effect"
 import * as crypto from "node:crypto"
 import * as net from "node:net"
 import ssh2 from "ssh2"
@@ -19,7 +19,7 @@ import { HostKey } from "../ssh/HostKey.js"
 import { checkSsh2, connectionSocket, signWithKeyObject } from "../ssh/Ssh2Internals.js"
 import { Auth, type Role, type SessionLimits } from "./Auth.js"
 import type { BlobStore } from "./BlobStore.js"
-import { CommandInterpreter } from "./CommandInterpreter.js"
+import { CommandInterpreter, type CommandResult } from "./CommandInterpreter.js"
 import { logNow } from "./LogNow.js"
 import { Attempts, makeLimiter } from "./RefusedLogins.js"
 import { type Budgets, Counter, defaultLimits, handleBudget, type LimitsConfig, makeBudgets } from "./Limits.js"
@@ -68,17 +68,14 @@ interface Login {
 
 const peer = (s: net.Socket) => `${s.remoteAddress ?? "?"}:${s.remotePort ?? "?"}`
 
-/** One exec request: the command's output on stdout, its status as the exit status, stderr empty. */
-const runExec = (channel: ServerChannel, command: string, who: Principal, term: Terminal) =>
-  Effect.gen(function* () {
-    const interpreter = yield* CommandInterpreter
-    const result = yield* interpreter.run(command, who)
-    if (channel.writable && result.output !== "") {
-      channel.write(term.pty ? result.output.replace(/\r?\n/g, "\r\n") : result.output)
-    }
-    channel.exit(result.exitCode)
-    channel.end()
-  })
+/** One exec request's reply: the command's output on stdout, its status as the exit status, stderr empty. */
+const reply = (channel: ServerChannel, result: CommandResult, term: Terminal) => {
+  if (channel.writable && result.output !== "") {
+    channel.write(term.pty ? result.output.replace(/\r?\n/g, "\r\n") : result.output)
+  }
+  channel.exit(result.exitCode)
+  channel.end()
+}
 
 /** Counts an open watch session for deploy_registry_watchers_connected. */
 const watching = <A, E, R>(session: Effect.Effect<A, E, R>) =>
@@ -103,6 +100,7 @@ const make = (opts: SshServerOptions) =>
   Effect.gen(function* () {
     const hostKey = yield* HostKey
     const auth = yield* Auth
+    const interpreter = yield* CommandInterpreter
     const hostStatus = yield* HostStatus
     const rollouts = yield* Rollouts
     // One subscriber to the change feed for all watch sessions: a read per configuration and event, shared.
@@ -182,6 +180,13 @@ const make = (opts: SshServerOptions) =>
         fibers.add(fiber)
         fiber.addObserver(() => fibers.delete(fiber))
       }
+      /** An operator command: answered in this callback when the interpreter has the answer at hand, else in a fiber. */
+      const runExec = (channel: ServerChannel, command: string, who: Principal, term: Terminal) => {
+        const answer = interpreter.run(command, who)
+        const now = Exit.isExit(answer) ? (answer as Exit.Exit<CommandResult>) : undefined
+        if (now !== undefined && Exit.isSuccess(now)) return reply(channel, now.value, term)
+        runConn(Effect.map(answer, (result) => reply(channel, result, term)))
+      }
       let conn: Connection | undefined
       let login: Login | undefined
       /** pending until "ready" with a login, then in; ended once. */
@@ -227,6 +232,7 @@ const make = (opts: SshServerOptions) =>
       }
       /** After "ready": the login counts, or the connection closes (agent connections over their share). */
       const loggedIn = (who: Login) => {
+        clearTimeout(handshakeTimer) // the limit is on getting in, not on staying
         bump(connectionsOpenBy.pending, -1)
         // Agents get at most three quarters of the connections, so an operator always gets in.
         if (who.role === "agent") {
@@ -328,12 +334,13 @@ const make = (opts: SshServerOptions) =>
             if (forced !== undefined) log(LogLevel.Info, `forced command for ${quote(who.user)} instead of ${quote(info.command)}`)
             // `events` streams until the client closes (EventsSession.ts); pings at the watch interval.
             else if (Option.isSome(operatorEvents) && isEventsCommand(info.command)) return void runConn(serveEvents(ch, operatorEvents.value, watch.pingMs))
-            runConn(runExec(ch, forced ?? info.command, who, term))
+            runExec(ch, forced ?? info.command, who, term)
           })
           session.on("shell", (acc, rej) => {
             if (!operator || forced === "internal-sftp") return rej()
             // With a forced command a shell request runs that one command, as in sshd.
-            runConn(forced !== undefined ? runExec(acc(), forced, who, term) : runShell(acc(), who, term))
+            if (forced !== undefined) runExec(acc(), forced, who, term)
+            else runConn(runShell(acc(), who, term))
           })
           session.on("sftp", (acc, rej) => {
             // A forced command replaces the subsystem too, unless it is internal-sftp.

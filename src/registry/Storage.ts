@@ -37,6 +37,13 @@ export class Storage extends Context.Tag("registry/Storage")<
     readonly versions: (component: string) => Effect.Effect<ReadonlyArray<VersionInfo>, ComponentNotFound | StorageError>
     /** Every version of every component (verify, retention). */
     readonly allVersions: Effect.Effect<ReadonlyArray<VersionInfo>, StorageError>
+    /**
+     * Where Storage's own changes stand: a number that moves whenever one of them may have committed, and
+     * undefined while one runs, and always on PostgreSQL (other replicas write there). A read of the versions
+     * or configuration names that began and ended at one number stays current while this returns it: the
+     * registry is the only writer of its SQLite database, and every change of those tables is Storage's.
+     */
+    readonly generation: () => number | undefined
     /** Runs `effect` in one database transaction (nested calls use savepoints); any failure rolls back. */
     readonly transaction: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | StorageError, R>
     /** Records a version. Call inside `transaction` together with adopting its blob. */
@@ -115,6 +122,7 @@ export const make = Effect.gen(function* () {
     componentNames: reads.componentNames,
     versions: reads.versions,
     allVersions: reads.allVersions,
+    generation: changes.generation,
     transaction: changes.transaction,
     addVersion: changes.addVersion,
     addConfiguration: changes.addConfiguration,

@@ -20,7 +20,7 @@ import {
 } from "../domain/Errors.js"
 import type { ComponentName, ConfigurationName, Sha256, Version } from "../domain/Names.js"
 import type { Principal } from "../domain/Principal.js"
-import { forUpdate } from "./SqlDialect.js"
+import { forUpdate, isPostgres } from "./SqlDialect.js"
 import type { Reads } from "./StorageReads.js"
 import {
   type Change, chunks, duplicateComponent, insertState, type LayerInfo, orStorage, sameLayers, type StateInfo,
@@ -29,7 +29,26 @@ import {
 
 export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
   const { currentState, findVersion, servedBy, statesFrom, stateColumns, usedBy } = reads
-  const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) => orStorage(sql.withTransaction(effect))
+  // Every change runs in `transaction`: it moves the generation before it starts and after it ends (committed
+  // or not), and counts itself as running in between (Storage.generation).
+  let generation = 0
+  let running = 0
+  const transaction = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        running++
+        generation++
+      }),
+      () => orStorage(sql.withTransaction(effect)),
+      () =>
+        Effect.sync(() => {
+          generation++
+          running--
+        })
+    )
+  // PostgreSQL: other replicas write the same tables, so nothing read here can be known to be current.
+  const shared = isPostgres(sql)
+  const currentGeneration = (): number | undefined => (shared || running > 0 ? undefined : generation)
 
   const now = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms))
 
@@ -220,7 +239,7 @@ export const makeChanges = (sql: SqlClient.SqlClient, reads: Reads) => {
 
 
   return {
-    transaction, addVersion, addConfiguration, changeConfiguration, bumpConfiguration, replaceConfiguration, rollback,
+    generation: currentGeneration, transaction, addVersion, addConfiguration, changeConfiguration, bumpConfiguration, replaceConfiguration, rollback,
     deleteVersion, deleteComponent, deleteConfiguration, pruneVersions
   }
 }

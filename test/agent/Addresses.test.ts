@@ -19,10 +19,15 @@ const prepare = async (reg: TestRegistry, name: string) => {
   await run(reg, `addconf -name ${name} -layer code:v1`)
 }
 
-const pair = async (name: string) => {
+const registry = async () => {
   const a = await startRegistry({ extraArgs: ["-watch-ping", "500ms"] })
   registries.push(a)
   dirs.push(a.dir)
+  return a
+}
+
+const pair = async (name: string) => {
+  const a = await registry()
   const b = await startSibling(a, ["-watch-ping", "500ms"])
   registries.push(b)
   dirs.push(b.dir)
@@ -68,7 +73,9 @@ describe("deploy-agent -addr a,b", () => {
   }, 90_000)
 
   it("moves past an address that is down, in either position, with one -fp", async () => {
-    const [a] = await pair("p2")
+    // One registry: the other address is down for good.
+    const a = await registry()
+    await prepare(a, "p2")
     for (const addr of [`${deadAddr},${a.addr}`, `${a.addr},${deadAddr}`]) {
       const ag = await agent(addr, a, "p2", "web2")
       await waitLine(ag, /deployed configuration p2 /, 0, 30_000)

@@ -212,9 +212,10 @@ describe("deploy-agent -check: switch back on failure", () => {
     const s = await site()
     const { good1, bad, good2 } = s.hashes
     await s.add("good1")
-    expect((await s.once()).code).toBe(0)
-    await s.set("bad")
+    // The running agent makes the first deploy too (no -once run before it: one agent start less).
     const a = startAgent(s.args(["-poll", "200ms", "-v"]), s.dir)
+    await a.waitFor(new RegExp(`deployed configuration ${s.name} ${good1}`))
+    await s.set("bad")
     const rolledBack = new RegExp(`rolled back configuration ${s.name} from ${bad}`)
     const held = new RegExp(`configuration ${s.name} ${bad} rolled-back at .*; not retried`)
     await a.waitFor(rolledBack)
@@ -239,11 +240,11 @@ describe("deploy-agent -check: switch back on failure", () => {
 
   it("-retry-failed retries a rolled-back hash once that long has passed", async () => {
     const s = await site()
-    const { bad } = s.hashes
+    const { good1, bad } = s.hashes
     await s.add("good1")
-    expect((await s.once()).code).toBe(0)
-    await s.set("bad")
     const a = startAgent(s.args(["-poll", "200ms", "-retry-failed", "1s"]), s.dir)
+    await a.waitFor(new RegExp(`deployed configuration ${s.name} ${good1}`))
+    await s.set("bad")
     await a.waitFor(new RegExp(`rolled back configuration ${s.name} from ${bad}`))
     await a.waitFor(new RegExp(`retrying configuration ${s.name} ${bad}`))
     await a.waitFor(new RegExp(`rolled back configuration ${s.name} from ${bad}`), 2)

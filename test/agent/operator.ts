@@ -143,3 +143,67 @@ export const plantVersion = async (reg: TestRegistry, name: string, version: str
   }
   return hash
 }
+
+// The registry's `events` stream (docs/deployctl.md "events"), one exec channel per registry on a
+// connection of its own, so tests wait for a change instead of asking `status` every 100 ms (each ask
+// cost the registry ~4 ms of CPU and the test process as much). Reopened after the registry restarted.
+interface EventFeed {
+  seq: number
+  open: boolean
+  readonly waiters: Set<() => void>
+}
+const feeds = new WeakMap<TestRegistry, EventFeed>()
+
+const feedOf = (reg: TestRegistry): EventFeed => {
+  const known = feeds.get(reg)
+  if (known !== undefined && known.open) return known
+  const feed: EventFeed = { seq: known?.seq ?? 0, open: true, waiters: known?.waiters ?? new Set() }
+  feeds.set(reg, feed)
+  const wake = () => {
+    feed.seq++
+    for (const w of [...feed.waiters]) w()
+  }
+  // Not a wake-up: a registry that is down would make the waiters spin on reconnecting.
+  const closed = () => {
+    feed.open = false
+  }
+  connect(reg).then((c) => {
+    c.on("error", closed).on("close", closed)
+    c.exec("events", (err, ch) => {
+      if (err) return void (closed(), c.end())
+      let partial = ""
+      ch.on("data", (b: Buffer) => {
+        const lines = (partial + b.toString()).split("\n")
+        partial = lines.pop()!
+        // Pings carry no change: waking on them would be the polling this replaces.
+        if (lines.some((l) => l !== "" && !l.includes('"Event":"ping"'))) wake()
+      })
+      ch.on("close", () => (closed(), c.end()))
+    })
+  }, closed)
+  return feed
+}
+
+/**
+ * Resolves once `cond` holds, asking again after each event of the registry (a report, a watch session
+ * opened or closed, a rollout step, a new state) and at least every `everyMs` (for what no event signals).
+ */
+export const untilEvent = async (reg: TestRegistry, cond: () => boolean | Promise<boolean>, what: string, ms = 30_000, everyMs = 500): Promise<void> => {
+  const end = Date.now() + ms
+  for (;;) {
+    const feed = feedOf(reg)
+    const seen = feed.seq
+    if (await cond()) return
+    if (Date.now() >= end) throw new Error(`timed out waiting for: ${what}`)
+    if (feed.seq !== seen) continue
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        feed.waiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.min(everyMs, Math.max(0, end - Date.now())))
+      feed.waiters.add(done)
+    })
+  }
+}

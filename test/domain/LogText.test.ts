@@ -17,9 +17,13 @@ describe("quote", () => {
     expect(quote("\ud800")).toBe('"\\ud800"')
   })
 
+  // The characters of fc.string({ unit: "binary" }) (every code point but the surrogates, by index, small
+  // ones favoured, as its mapToConstant draws them), whose first use builds a reverse table of 1.1M entries
+  // for shrinking: ~1 s of CPU.
+  const binaryUnit = fc.nat({ max: 0x10ffff - 0x800 }).map((n) => String.fromCodePoint(n < 0xd800 ? n : n + 0x800))
   it("any string gives one printable line", () => {
     fc.assert(
-      fc.property(fc.string({ unit: "binary" }), (s) => {
+      fc.property(fc.string({ unit: binaryUnit }), (s) => {
         const q = quote(s, 10_000)
         expect(q).not.toMatch(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u)
         expect(escapeUnprintable(s)).not.toMatch(/[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/u)

@@ -15,7 +15,7 @@ import { sha256, tempDirScoped } from "../support/layers.js"
 import { testDialects } from "../support/postgres.js"
 import { sftp, startRegistry, tempDir } from "../support/registry.js"
 
-const dialects = testDialects()
+const dialects = testDialects({ migrated: true })
 const postgres = dialects.find((d) => d.dialect === "postgres")!
 
 /** A PostgreSQL store on a fresh database, its cache in `dir` capped at `cacheMax`; the database stays open for the test's scope. */

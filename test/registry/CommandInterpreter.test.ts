@@ -287,7 +287,7 @@ describe("CommandInterpreter", () => {
         CommandInterpreterLive.pipe(
           Layer.provide(
             Layer.mergeAll(
-              Layer.mock(Storage, { componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
+              Layer.mock(Storage, { generation: () => undefined, componentNames: Effect.die(new Error("/var/lib/secret/state.db is on fire")) }),
               Layer.mock(BlobStore, { local: () => Effect.succeed("") }),
               Layer.mock(Uploads, {}),
               Layer.mock(LayerVerdicts, {}),

@@ -23,7 +23,7 @@ const orphan = (content: string) =>
     return h
   })
 
-describe.each(testDialects())("retention on $dialect", (dialect) => {
+describe.each(testDialects({ migrated: true }))("retention on $dialect", (dialect) => {
   if (dialect.skip !== undefined) return void it.skip(dialect.skip, () => {})
   const TestCore = (options: { maxVersions: number }) => TestCoreOn(dialect, options)
   it.scoped("keeps the N newest versions per component and those in current use; then drops unreferenced blobs", () =>

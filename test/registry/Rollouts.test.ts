@@ -3,12 +3,14 @@
 // for "good" releases). Agents poll hourly: every deploy comes from the watch stream, i.e. from what the
 // rollout serves each host. Short -soak and a hidden short -rollout-tick keep it to seconds. Also: the
 // rollout in `history`, and agents with -trust (signed targets, the BUILT deployctl signing them).
+// One registry for the file (each fleet has a configuration and a component of its own; the kill test
+// restarts it on the same data and port): a registry per fleet cost ~0.7 s of CPU to start.
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { configHash } from "../../src/domain/ConfigHash.js"
 import { tarGz } from "../agent/fixtures.js"
-import { addVersion, exec, run } from "../agent/operator.js"
+import { addVersion, exec, run, untilEvent } from "../agent/operator.js"
 import { tempDir } from "../agent/support.js"
 import { spawnAgent } from "../support/agent.js"
 import { repoRoot, runProgram, startRegistry, type TestRegistry } from "../support/registry.js"
@@ -21,12 +23,21 @@ const HOSTS = ["a1", "a2", "a3", "a4"] as const
 interface Fleet {
   readonly reg: TestRegistry
   readonly name: string
+  /** The fleet's component (versions good1, good2, good3, bad). */
+  readonly comp: string
   readonly hash: Record<string, string>
   /** Hashes each host's deploy script ran for, in order. */
   readonly deploys: (host: string) => Promise<Array<string>>
 }
 
 let counter = 0
+let shared: Promise<TestRegistry> | undefined
+const registry = () =>
+  (shared ??= startRegistry({ extraArgs: ["-watch-ping", "500ms", "-rollout-tick", "100ms"] }).then((reg) => {
+    registries.push(reg)
+    dirs.push(reg.dir)
+    return reg
+  }))
 /** The BUILT deployctl as the registry's operator (its key signs too). */
 const deployctl = (reg: TestRegistry, ...args: Array<string>) =>
   runProgram(process.execPath, [path.join(repoRoot, "dist/ctl/main.js"), "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, ...args], {
@@ -40,15 +51,14 @@ const deployctl = (reg: TestRegistry, ...args: Array<string>) =>
  */
 const fleet = async (opts: { readonly hosts?: ReadonlyArray<string>; readonly trust?: boolean } = {}): Promise<Fleet> => {
   const hosts = opts.hosts ?? HOSTS
-  const reg = await startRegistry({ extraArgs: ["-watch-ping", "500ms", "-rollout-tick", "100ms"] })
-  registries.push(reg)
-  dirs.push(reg.dir)
+  const reg = await registry()
+  const name = `r${++counter}`
+  const comp = `code${counter}`
   const hash: Record<string, string> = {}
   for (const v of ["good1", "good2", "good3", "bad"]) {
-    hash[v] = configHash([await addVersion(reg, "code", v, tarGz([{ path: "f", type: "file", content: v }]))])
+    hash[v] = configHash([await addVersion(reg, comp, v, tarGz([{ path: "f", type: "file", content: `${v} ${comp}` }]))])
   }
-  const name = `r${++counter}`
-  await run(reg, `addconf -name ${name} -layer code:good1`)
+  await run(reg, `addconf -name ${name} -layer ${comp}:good1`)
   const dir = await tempDir("rollout-fleet-")
   dirs.push(dir)
   const check = path.join(dir, "check.sh")
@@ -73,19 +83,13 @@ const fleet = async (opts: { readonly hosts?: ReadonlyArray<string>; readonly tr
     )
   }
   const deploys = async (h: string) => (await fs.readFile(path.join(dir, `${h}.deploys`), "utf8").catch(() => "")).split("\n").filter((l) => l !== "")
-  const f = { reg, name, hash, deploys }
-  await until(allHosts(f, hosts, (h) => h?.Hash === hash.good1 && h.Connected === true), "all hosts run good1")
+  const f = { reg, name, comp, hash, deploys }
+  await until(f, allHosts(f, hosts, (h) => h?.Hash === hash.good1 && h.Connected === true), "all hosts run good1")
   return f
 }
 
-const until = async (cond: () => boolean | Promise<boolean>, what: string, ms = 30_000) => {
-  const end = Date.now() + ms
-  while (Date.now() < end) {
-    if (await cond()) return
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  throw new Error(`timed out waiting for: ${what}`)
-}
+/** Waits for `cond`, asking again at each of the registry's events. */
+const until = (f: Fleet, cond: () => boolean | Promise<boolean>, what: string) => untilEvent(f.reg, cond, what)
 
 type HostJson = { Host: string; Hash?: string; Connected?: boolean; Outcome?: string; LastReport?: string; Reason?: string }
 /** Every host's status row satisfies `pred`. */
@@ -118,18 +122,18 @@ const currentHash = async (f: Fleet) => /Hash:\t([0-9a-f]{64})/.exec(await run(f
 describe("rollout", () => {
   it("a release whose check fails on the canary is rolled back there, the rollout reverts, a2-a4 never run it", async () => {
     const f = await fleet()
-    const out = await run(f.reg, `rollout -name ${f.name} -component code -version bad -canary a1 -waves 1,50%,100% -soak 1s`)
+    const out = await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version bad -canary a1 -waves 1,50%,100% -soak 1s`)
     expect(out).toContain(`rollout of "${f.name}" to ${f.hash.bad} started: 3 wave(s); wave 1: a1`)
     // A plain change during the rollout is refused, naming it.
-    const refused = await exec(f.reg, `changeconf -name ${f.name} -component code -version good2`)
+    const refused = await exec(f.reg, `changeconf -name ${f.name} -component ${f.comp} -version good2`)
     expect(refused.code).toBe(1)
     expect(refused.output).toContain(`has a rollout to ${f.hash.bad} in progress`)
-    await until(async () => (await rolloutStatus(f)).Phase === "reverted", "the rollout reverted")
+    await until(f, async () => (await rolloutStatus(f)).Phase === "reverted", "the rollout reverted")
     const s = await rolloutStatus(f)
     expect(s.Reason).toContain("a1")
     expect(s.Waves[0]!.Hosts).toEqual([{ Host: "a1", State: "failed" }])
     expect(s.Waves.slice(1).every((w) => w.Admitted === undefined)).toBe(true)
-    await until(async () => (await hostsOf(f)).a1?.Outcome === "rolled-back", "a1 reported rolled-back")
+    await until(f, async () => (await hostsOf(f)).a1?.Outcome === "rolled-back", "a1 reported rolled-back")
     if (process.env.ROLLOUT_HALT) {
       // The figure: from the canary's rolled-back report (as stored) to the stored "reverted" step.
       const report = Date.parse((await hostsOf(f)).a1!.LastReport!)
@@ -147,23 +151,23 @@ describe("rollout", () => {
       ["operator", "started"], ["driver", "wave 1 admitted"], ["driver", "host a1 failed"], ["driver", "reverted"]
     ])
     const text = (await run(f.reg, `history -name ${f.name}`)).split("\n")
-    expect(text[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.bad}   .*code:bad +rollout reverted$`))
+    expect(text[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.bad}   .*${f.comp}:bad +rollout reverted$`))
     expect(text.slice(1, 5).map((l) => l.replace(/^rollout \S+Z /, ""))).toEqual([
       expect.stringMatching(new RegExp(`^started: ${f.hash.good1} -> ${f.hash.bad}; waves 1,50%,100%, soak 1s, max-failures 0, on-failure revert, canary a1 \\(by SHA256:`)),
       "wave 1 admitted: a1 (by driver)",
       "host a1 failed: rolled-back (by driver)",
       "reverted: 1 host(s) failed (max 0): a1 (by driver)"
     ])
-    expect(text[5]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good1}   .*code:good1   \\(current\\)$`))
+    expect(text[5]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good1}   .*${f.comp}:good1   \\(current\\)$`))
     // Over: plain changes work again; a rollback goes back to what was current, never to the reverted target.
-    await run(f.reg, `changeconf -name ${f.name} -component code -version good2`)
+    await run(f.reg, `changeconf -name ${f.name} -component ${f.comp} -version good2`)
     await run(f.reg, `rollback -name ${f.name}`)
     expect(await currentHash(f)).toBe(f.hash.good1)
   }, 90_000)
 
   it("a good release goes through every wave and becomes the current state", async () => {
     const f = await fleet()
-    await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,50%,100% -soak 500ms`)
+    await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good2 -canary a1 -waves 1,50%,100% -soak 500ms`)
     // The target is a pending state: in history, not current anywhere until the rollout completes.
     const pending = await historyOf(f)
     expect(pending.map((s) => [s.Hash, s.Current, s.Rollout?.Phase])).toEqual([[f.hash.good2, false, "running"], [f.hash.good1, true, undefined]])
@@ -171,7 +175,7 @@ describe("rollout", () => {
     expect(JSON.parse(await run(f.reg, `showconf -name ${f.name} -json`)).Hash).toBe(f.hash.good1)
     const transcript: Array<string> = []
     let seen = 0
-    await until(async () => {
+    await until(f, async () => {
       const s = await rolloutStatus(f)
       const admitted = s.Waves.filter((w) => w.Admitted !== undefined).length
       if (admitted > seen) {
@@ -188,29 +192,29 @@ describe("rollout", () => {
     expect(s.Events.map((e) => /^(started|wave \d admitted|completed)/.exec(e.Text)?.[1])).toEqual(["started", "wave 1 admitted", "wave 2 admitted", "wave 3 admitted", "completed"])
     expect(await currentHash(f)).toBe(f.hash.good2)
     const history = (await run(f.reg, `history -name ${f.name}`)).split("\n")
-    expect(history[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good2}   .*code:good2   rollout completed   \\(current\\)$`))
+    expect(history[0]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good2}   .*${f.comp}:good2   rollout completed   \\(current\\)$`))
     expect(history.slice(1, 6).map((l) => /^rollout \S+Z (started|wave \d admitted|completed).* \(by (driver|SHA256:.*)\)$/.exec(l)?.slice(1, 3).map((x) => x.startsWith("SHA256:") ? "operator" : x))).toEqual([
       ["started", "operator"], ["wave 1 admitted", "driver"], ["wave 2 admitted", "driver"], ["wave 3 admitted", "driver"], ["completed", "driver"]
     ])
     expect(history[6]).toMatch(new RegExp(`^\\S+Z   ${f.hash.good1}   `))
     const [done] = await historyOf(f)
     expect(done).toMatchObject({ Hash: f.hash.good2, Current: true, Rollout: { Phase: "completed" } })
-    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
+    await until(f, allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
     for (const h of HOSTS) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
 
   it("-abort mid-rollout gives everyone the old state again", async () => {
     const f = await fleet()
-    await run(f.reg, `rollout -name ${f.name} -component code -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
-    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
+    await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
+    await until(f, allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
     expect((await rolloutStatus(f)).Waves[1]!.Admitted).toBeUndefined()
     // The target's version is in use while hosts may still download it.
-    expect(await exec(f.reg, "delver -name code -version good3")).toEqual({ code: 1, output: `version is used by configuration "${f.name}"\n` })
+    expect(await exec(f.reg, `delver -name ${f.comp} -version good3`)).toEqual({ code: 1, output: `version is used by configuration "${f.name}"\n` })
     expect(await run(f.reg, `rollout -name ${f.name} -pause`)).toBe(`rollout of "${f.name}": paused\n`)
     expect((await exec(f.reg, `rollout -name ${f.name} -pause`)).output).toContain("changes nothing")
     expect(await run(f.reg, `rollout -name ${f.name} -resume`)).toBe(`rollout of "${f.name}": running\n`)
     expect(await run(f.reg, `rollout -name ${f.name} -abort`)).toBe(`rollout of "${f.name}": aborted\n`)
-    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good1), "everyone runs good1 again")
+    await until(f, allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good1), "everyone runs good1 again")
     for (const h of ["a1", "a2"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good3, f.hash.good1])
     for (const h of ["a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
     expect(await currentHash(f)).toBe(f.hash.good1)
@@ -224,26 +228,26 @@ describe("rollout", () => {
 
   it("a registry killed mid-rollout resumes it where it was", async () => {
     const f = await fleet()
-    await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,100% -soak 3s`)
-    await until(async () => (await hostsOf(f)).a1?.Hash === f.hash.good2, "a1 runs good2")
+    await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good2 -canary a1 -waves 1,100% -soak 3s`)
+    await until(f, async () => (await hostsOf(f)).a1?.Hash === f.hash.good2, "a1 runs good2")
     await f.reg.stop("SIGKILL")
     await f.reg.restart()
     const s = await rolloutStatus(f)
     expect(s.Phase).toBe("running")
     expect(s.Waves[0]!.Admitted).toBeDefined()
-    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the resumed rollout completed")
-    await until(allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
+    await until(f, async () => (await rolloutStatus(f)).Phase === "completed", "the resumed rollout completed")
+    await until(f, allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
     for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
 
   it("with -trust: a signed target is deployed in its wave; an unsigned one makes the wave wait until it is signed", async () => {
     const f = await fleet({ hosts: ["a1", "a2"], trust: true })
     // Unsigned: a1 (wave 1) refuses it; the rollout waits (no failure, no next wave) and a2 never gets it.
-    const out = await run(f.reg, `rollout -name ${f.name} -component code -version good2 -canary a1 -waves 1,100% -soak 300ms`)
+    const out = await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good2 -canary a1 -waves 1,100% -soak 300ms`)
     expect(out).toContain(`deployctl sign -name ${f.name} -hash ${f.hash.good2}`)
-    await until(async () => (await hostsOf(f)).a1?.Outcome === "refused", "a1 refused the unsigned target")
+    await until(f, async () => (await hostsOf(f)).a1?.Outcome === "refused", "a1 refused the unsigned target")
     expect((await hostsOf(f)).a1?.Reason).toMatch(/unsigned/)
-    await until(async () => (await rolloutStatus(f)).Waves[0]!.Hosts[0]!.State === "refused", "-status shows a1 refused")
+    await until(f, async () => (await rolloutStatus(f)).Waves[0]!.Hosts[0]!.State === "refused", "-status shows a1 refused")
     await new Promise((r) => setTimeout(r, 1500)) // well past the soak: still waiting
     const waiting = await rolloutStatus(f)
     expect(waiting.Phase).toBe("running")
@@ -252,15 +256,15 @@ describe("rollout", () => {
     // Signed while it rolls out (the pending state, by hash): a1 is sent it again, deploys, and the rest follow.
     const signed = await deployctl(f.reg, "sign", "-name", f.name, "-hash", f.hash.good2)
     expect(signed.code, signed.stdout + signed.stderr).toBe(0)
-    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the signed rollout completed")
-    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good2), "a1 and a2 run good2")
+    await until(f, async () => (await rolloutStatus(f)).Phase === "completed", "the signed rollout completed")
+    await until(f, allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good2), "a1 and a2 run good2")
     expect(await f.deploys("a2")).toEqual([f.hash.good1, f.hash.good2])
     // rollout -sign: signed as it starts; a1 deploys it in wave 1 without refusing it first.
-    const started = await deployctl(f.reg, "rollout", "-name", f.name, "-component", "code", "-version", "good3", "-canary", "a1", "-waves", "1,100%", "-soak", "300ms", "-sign")
+    const started = await deployctl(f.reg, "rollout", "-name", f.name, "-component", f.comp, "-version", "good3", "-canary", "a1", "-waves", "1,100%", "-soak", "300ms", "-sign")
     expect(started.code, started.stdout + started.stderr).toBe(0)
     expect(started.stdout).toMatch(/signature by SHA256:\S+ attached/)
-    await until(async () => (await rolloutStatus(f)).Phase === "completed", "the -sign rollout completed")
-    await until(allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
+    await until(f, async () => (await rolloutStatus(f)).Phase === "completed", "the -sign rollout completed")
+    await until(f, allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
     const [target] = await historyOf(f)
     expect(target).toMatchObject({ Hash: f.hash.good3, Current: true, Signatures: [{ Fingerprint: expect.stringMatching(/^SHA256:/) }], Rollout: { Phase: "completed" } })
     for (const h of ["a1", "a2"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2, f.hash.good3])

@@ -157,4 +157,20 @@ describe("time limits", () => {
       await short.close()
     }
   })
+
+  it("the handshake limit ends with the login: a logged-in connection outlives it", async () => {
+    const short = await startInProcess({ handshakeTimeout: "300 millis" })
+    try {
+      const c = await connectClient(short.port, "alice", { privateKey: short.operator.privateKey })
+      let closed = false
+      c.once("close", () => (closed = true))
+      c.on("error", () => undefined)
+      await new Promise((r) => setTimeout(r, 900)) // three times the limit
+      expect(closed).toBe(false)
+      expect((await clientExec(c, "components")).code).toBe(0)
+      c.end()
+    } finally {
+      await short.close()
+    }
+  })
 })

@@ -9,7 +9,7 @@ import { Storage, StorageLive } from "../../src/registry/Storage.js"
 import { alice, bob, dumpTables, tempDirScoped } from "../support/layers.js"
 import { testDialects } from "../support/postgres.js"
 
-const dialects = testDialects()
+const dialects = testDialects({ migrated: true })
 const onFile = (dir: string) => StorageLive.pipe(Layer.provideMerge(SqlLive(dir)))
 
 const c = (s: string) => s as ComponentName

@@ -66,7 +66,7 @@ beforeAll(async () => {
     Layer.mock(CommandInterpreter, {}),
     SignaturesNone,
     Layer.mergeAll(UploadsLive, BlobStoreLive).pipe(Layer.provide(RegistryConfig.make(dir))),
-    Layer.mock(Storage, {}),
+    Layer.mock(Storage, { generation: () => undefined }),
     ChangeFeedLive,
     Layer.mock(HostStatus, { attach: () => Effect.void, report: () => Effect.void, documentRead: () => Effect.void }),
     TestRollouts

@@ -1,6 +1,6 @@
 // Opt-in measurement (`TEST_CPU_LOG=FILE npm test`, see vitest.config.ts): appends one JSON line per test
 // file with the CPU seconds of the test process and of the programs it started, its wall seconds, and
-// the programs started by name (count and CPU). Wall time is noise on a shared 2-core machine; CPU is
+// the programs started by name (count and CPU), and the worker threads the test process started. Wall time is noise on a shared 2-core machine; CPU is
 // what the suite costs. Children's CPU is counted once they exit and are reaped (`cutime`/`cstime`);
 // per program it is sampled from /proc while it runs, so a very short-lived one may show as 0.
 import { appendFileSync, readFileSync } from "node:fs"
@@ -15,7 +15,7 @@ const cpu = (pid: number | "self") => {
 }
 
 interface Started { n: number; cpu: number }
-const state = globalThis as { __cpuLogPrograms?: Map<string, Started> }
+const state = globalThis as { __cpuLogPrograms?: Map<string, Started>; __cpuLogThreads?: { n: number } }
 // Once per worker (isolate: false): wrap child_process.spawn, which execFile and exec call too.
 if (state.__cpuLogPrograms === undefined) {
   const programs = (state.__cpuLogPrograms = new Map())
@@ -46,6 +46,17 @@ if (state.__cpuLogPrograms === undefined) {
     })
     return child
   } as typeof spawn
+  // Worker threads started in the test process (the unpacker's writer, hashers, archive checks): their
+  // start is in `self`, ~0.1-0.2 s of CPU each on this machine.
+  const threads = (state.__cpuLogThreads = { n: 0 })
+  const wt = createRequire(import.meta.url)("node:worker_threads") as typeof import("node:worker_threads")
+  const Worker = wt.Worker
+  wt.Worker = class extends Worker {
+    constructor(...args: ConstructorParameters<typeof Worker>) {
+      super(...args)
+      threads.n++
+    }
+  } as typeof Worker
   syncBuiltinESMExports()
 }
 
@@ -56,11 +67,12 @@ beforeAll((suite) => {
   start = cpu("self")
   t0 = Date.now()
   state.__cpuLogPrograms!.clear()
+  state.__cpuLogThreads!.n = 0
   file = relative(process.cwd(), (suite as { filepath?: string }).filepath ?? suite.name)
 })
 afterAll(() => {
   const end = cpu("self")
   const programs = Object.fromEntries([...state.__cpuLogPrograms!].map(([k, v]) => [k, { n: v.n, cpu: +v.cpu.toFixed(2) }]))
-  const line = { file, self: +(end.self - start.self).toFixed(2), children: +(end.children - start.children).toFixed(2), wall: (Date.now() - t0) / 1000, programs }
+  const line = { file, self: +(end.self - start.self).toFixed(2), children: +(end.children - start.children).toFixed(2), wall: (Date.now() - t0) / 1000, programs, threads: state.__cpuLogThreads!.n }
   appendFileSync(process.env.TEST_CPU_LOG!, JSON.stringify(line) + "\n")
 })

@@ -59,8 +59,8 @@ export interface TestPostgres {
   readonly port: number
   /** The URL of database `db` on this server (user postgres, trust auth on loopback). */
   readonly url: (db?: string) => string
-  /** A new empty database; returns its URL. */
-  readonly createDatabase: () => Promise<string>
+  /** A new database, empty or a copy of database `template` (which nobody may be connected to); returns its URL. */
+  readonly createDatabase: (template?: string) => Promise<string>
   /** Sends `signal` to the postmaster and waits for it to exit (SIGKILL: a crash; SIGINT: fast shutdown). */
   readonly kill: (signal?: NodeJS.Signals) => Promise<void>
   /** Sends `signal` to the postmaster without waiting (SIGSTOP/SIGCONT: new connections wait, open ones work). */
@@ -169,9 +169,9 @@ export const startPostgres = async (): Promise<TestPostgres> => {
     host,
     port,
     url,
-    createDatabase: async () => {
+    createDatabase: async (template) => {
       const name = `t${process.pid}_${++n}`
-      await execute(url(), `CREATE DATABASE ${name}`)
+      await execute(url(), `CREATE DATABASE ${name}${template === undefined ? "" : ` TEMPLATE ${template}`}`)
       return url(name)
     },
     kill,

@@ -54,10 +54,10 @@ interface Started {
   exited: Promise<number | null>
 }
 
-const launch = (dir: string, addr: string, extraArgs: ReadonlyArray<string>): Promise<Started> =>
+const launch = (dir: string, authDir: string, addr: string, extraArgs: ReadonlyArray<string>): Promise<Started> =>
   new Promise((resolve, reject) => {
-    const args = [registryMain, "-addr", addr, "-dir", dir, "-opauth", path.join(dir, "operator.keys"),
-      "-srvauth", path.join(dir, "service.keys"), ...extraArgs]
+    const args = [registryMain, "-addr", addr, "-dir", dir, "-opauth", path.join(authDir, "operator.keys"),
+      "-srvauth", path.join(authDir, "service.keys"), ...extraArgs]
     const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] })
     live.add(child)
     let out = ""
@@ -90,8 +90,9 @@ const launch = (dir: string, addr: string, extraArgs: ReadonlyArray<string>): Pr
     void exited.then((code) => fail(new Error(`registry exited (${code}) before listening:\n${out}`)))
   })
 
-/** What `beforeStart` gets: the data directory, its test-keys directory and the two keys trusted by default. */
+/** What `beforeStart` gets: the directory of the keys files, its test-keys directory and the two keys trusted by default. */
 export interface RegistrySetup {
+  /** The data directory, or `authDir` when given: where operator.keys and service.keys are. */
   readonly dir: string
   readonly keysDir: string
   readonly operator: KeyPair
@@ -102,24 +103,26 @@ export interface RegistrySetup {
  * Spawns `node dist/registry/main.js -addr 127.0.0.1:0 -dir D -opauth D/operator.keys -srvauth D/service.keys`.
  * Keys live in D/test-keys (reused when D already has them). `beforeStart` runs once the default keys files
  * are written and before the first start (to trust more keys, say, without a restart). The caller stops it
- * and removes `dir`.
+ * and removes `dir`. With `authDir`, the keys and keys files live there instead (`-opauth`/`-srvauth` point
+ * there), and a `dir` that does not exist is left for the registry to create.
  */
 export const startRegistry = async (
-  opts: { dir?: string; extraArgs?: string[]; beforeStart?: (setup: RegistrySetup) => Promise<void> } = {}
+  opts: { dir?: string; authDir?: string; extraArgs?: string[]; beforeStart?: (setup: RegistrySetup) => Promise<void> } = {}
 ): Promise<TestRegistry> => {
   const dir = opts.dir ?? (await tempDir("deploy-registry-"))
-  const keysDir = path.join(dir, "test-keys")
+  const authDir = opts.authDir ?? dir
+  const keysDir = path.join(authDir, "test-keys")
   await mkdir(keysDir, { recursive: true, mode: 0o700 })
   const operatorPath = path.join(keysDir, "operator")
   const agentPath = path.join(keysDir, "agent")
   const operator = existsSync(operatorPath) ? await loadKey(operatorPath) : await makeKey(keysDir, "operator", "operator@test")
   const agent = existsSync(agentPath) ? await loadKey(agentPath) : await makeKey(keysDir, "agent", "agent@test")
-  if (!existsSync(path.join(dir, "operator.keys"))) await writeFile(path.join(dir, "operator.keys"), operator.publicLine + "\n")
-  if (!existsSync(path.join(dir, "service.keys"))) await writeFile(path.join(dir, "service.keys"), agent.publicLine + "\n")
+  if (!existsSync(path.join(authDir, "operator.keys"))) await writeFile(path.join(authDir, "operator.keys"), operator.publicLine + "\n")
+  if (!existsSync(path.join(authDir, "service.keys"))) await writeFile(path.join(authDir, "service.keys"), agent.publicLine + "\n")
   const extra = opts.extraArgs ?? []
-  await opts.beforeStart?.({ dir, keysDir, operator, agent })
+  await opts.beforeStart?.({ dir: authDir, keysDir, operator, agent })
 
-  let current = await launch(dir, "127.0.0.1:0", extra)
+  let current = await launch(dir, authDir, "127.0.0.1:0", extra)
   const port = current.port
   const hostKeyAt = extra.indexOf("-hostkey")
   const hostKeyFile = hostKeyAt >= 0 ? extra[hostKeyAt + 1]! : path.join(dir, "host_key")
@@ -146,7 +149,7 @@ export const startRegistry = async (
     restart: async () => {
       await reg.stop()
       previousLogs += current.output()
-      current = await launch(dir, `127.0.0.1:${port}`, extra)
+      current = await launch(dir, authDir, `127.0.0.1:${port}`, extra)
     },
     signal: (signal) => void current.child.kill(signal)
   }

@@ -63,6 +63,7 @@ export const fixedStorage = (
   opts: { readonly names?: ReadonlyArray<string>; readonly onDocument?: (name: string) => void } = {}
 ) =>
   Layer.mock(Storage, {
+    generation: () => undefined,
     configurationNames: Effect.succeed(opts.names ?? docs.map((d) => d.Name)),
     document: (name: string) =>
       Effect.sync(() => {
