@@ -1,6 +1,6 @@
 // CPU (user + sys, all threads) per start of each built program, A/B over several dist directories,
 // interleaved A B A B, each with its own warm code cache: `node -e 0`, the registry on a fresh -dir to its
-// "listening" line (read from /proc), `deployctl components`, `deployctl addver -file` of a one-file layer
+// "listening" line (read from /proc; then stopped by SIGTERM), `deployctl components`, `deployctl addver -file` of a one-file layer
 // (the archive check's worker), `deploy-agent -once` of a one-file layer, `deploy-from-docker -version`.
 //   cp -a dist /tmp/ab/dist-old; ln -s $PWD/node_modules /tmp/ab/node_modules   (a copy must find node_modules)
 //   node --import tsx bench/startcpu.ts -runs 15 [-only registry,agent] /tmp/ab/dist-old dist
@@ -54,7 +54,13 @@ const progs: Record<string, (d: string, env: NodeJS.ProcessEnv) => Promise<numbe
         child.once("exit", (c) => reject(new Error(`registry exited ${c}: ${out}`)))
       })
     } finally {
-      child.kill("SIGKILL")
+      // SIGTERM, as a service manager stops it: the registry exits cleanly (and a build that has no code
+      // cache yet saves one at exit), so every row measures starts with a warm cache.
+      const exited = new Promise((resolve) => child.once("exit", resolve))
+      child.kill("SIGTERM")
+      const force = setTimeout(() => child.kill("SIGKILL"), 5000)
+      await exited
+      clearTimeout(force)
       await rm(dir, { recursive: true, force: true })
     }
   },
@@ -79,7 +85,8 @@ const envOf = (d: string) => ({ ...process.env, DEPLOY_TOOLS_CACHE: path.join(sc
 // Warm each variant's code cache.
 for (const d of dists) for (const k of names) await progs[k]!(d, envOf(d))
 for (let i = 0; i < runs; i++) {
-  for (const k of names) for (const d of dists) (samples[`${k} ${d}`] ??= []).push(await progs[k]!(d, envOf(d)))
+  // Every other round in reverse order: neither build always runs right after the other (load drifts).
+  for (const k of names) for (const d of i % 2 === 0 ? dists : [...dists].reverse()) (samples[`${k} ${d}`] ??= []).push(await progs[k]!(d, envOf(d)))
 }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length

@@ -27,6 +27,127 @@ const nativeAddons = {
     })
   }
 }
+/**
+ * `import { Effect, Layer } from "effect"` becomes `import * as Effect from "effect/Effect"` and so on. The
+ * same modules, but without effect's index: where a bundle wraps modules for a dynamic import (the registry's
+ * PostgreSQL and metrics modules, the agent's exporter), esbuild keeps a wrapped index whole, and its init
+ * ran every effect module (fast-check's 220 included) at every start. Only effect's own re-exports are
+ * rewritten (read from its index); an import that is not understood is left as it was (slower, still correct).
+ */
+const effectIndex = (() => {
+  const text = readFileSync(new URL("../node_modules/effect/dist/esm/index.js", import.meta.url), "utf8").replace(/\/\*[\s\S]*?\*\//g, "")
+  const from = new Map()
+  for (const m of text.matchAll(/export \* as (\w+) from "\.\/(\w+)\.js"/g)) from.set(m[1], { ns: `effect/${m[2]}` })
+  for (const m of text.matchAll(/export \{([^}]*)\} from "\.\/(\w+)\.js"/g)) for (const n of m[1].split(",")) if (n.trim()) from.set(n.trim(), { named: `effect/${m[2]}` })
+  return from
+})()
+const EFFECT_IMPORT = /^import \{([^}]*)\} from "effect";?$/gm
+const unbarrelEffect = (text) =>
+  text.replace(EFFECT_IMPORT, (whole, names) => {
+    const parts = names.split(",").map((n) => n.trim()).filter((n) => n !== "").map((n) => /^(\w+)(?:\s+as\s+(\w+))?$/.exec(n))
+    if (parts.some((p) => p === null || !effectIndex.has(p[1]))) return whole
+    return parts.map(([, name, alias]) => {
+      const at = effectIndex.get(name)
+      return at.ns ? `import * as ${alias ?? name} from "${at.ns}";` : `import { ${name}${alias ? ` as ${alias}` : ""} } from "${at.named}";`
+    }).join(" ")
+  })
+const effectDirect = {
+  name: "effect-direct",
+  setup(b) {
+    b.onLoad({ filter: /\.js$/ }, (args) => {
+      if (args.path.includes(`${sep}node_modules${sep}`) && !args.path.includes(`${sep}node_modules${sep}@effect${sep}`)) return undefined
+      const text = readFileSync(args.path, "utf8")
+      if (!text.includes('from "effect"')) return undefined
+      return { contents: unbarrelEffect(text), loader: "js", resolveDir: dirname(args.path) }
+    })
+  }
+}
+/**
+ * ssh2's index requires all of ssh2 when loaded: its client with the ssh-agent code (child_process), its
+ * HTTP agents (http, https, tls) and its server, ~25 ms of every start though each program uses a part.
+ * In the bundles it is replaced by the same exports as getters that load their part on first use. ssh2
+ * is pinned (package.json); if its index changes, the build says so and keeps it (slower, still correct).
+ */
+const SSH2_INDEX = `'use strict';
+
+const {
+  AgentProtocol,
+  BaseAgent,
+  createAgent,
+  CygwinAgent,
+  OpenSSHAgent,
+  PageantAgent,
+} = require('./agent.js');
+const {
+  SSHTTPAgent: HTTPAgent,
+  SSHTTPSAgent: HTTPSAgent,
+} = require('./http-agents.js');
+const { parseKey } = require('./protocol/keyParser.js');
+const {
+  flagsToString,
+  OPEN_MODE,
+  STATUS_CODE,
+  stringToFlags,
+} = require('./protocol/SFTP.js');
+
+module.exports = {
+  AgentProtocol,
+  BaseAgent,
+  createAgent,
+  Client: require('./client.js'),
+  CygwinAgent,
+  HTTPAgent,
+  HTTPSAgent,
+  OpenSSHAgent,
+  PageantAgent,
+  Server: require('./server.js'),
+  utils: {
+    parseKey,
+    ...require('./keygen.js'),
+    sftp: {
+      flagsToString,
+      OPEN_MODE,
+      STATUS_CODE,
+      stringToFlags,
+    },
+  },
+};
+`
+const SSH2_LAZY_INDEX = `'use strict';
+// deploy-tools scripts/postbuild.mjs: ssh2's index, each export loaded on first use.
+const lazy = (name, load) =>
+  Object.defineProperty(module.exports, name, {
+    enumerable: true,
+    configurable: true,
+    get() {
+      const value = load();
+      Object.defineProperty(module.exports, name, { value, enumerable: true, writable: true, configurable: true });
+      return value;
+    },
+  });
+for (const name of ['AgentProtocol', 'BaseAgent', 'createAgent']) lazy(name, () => require('./agent.js')[name]);
+lazy('Client', () => require('./client.js'));
+lazy('CygwinAgent', () => require('./agent.js').CygwinAgent);
+lazy('HTTPAgent', () => require('./http-agents.js').SSHTTPAgent);
+lazy('HTTPSAgent', () => require('./http-agents.js').SSHTTPSAgent);
+for (const name of ['OpenSSHAgent', 'PageantAgent']) lazy(name, () => require('./agent.js')[name]);
+lazy('Server', () => require('./server.js'));
+lazy('utils', () => {
+  const { parseKey } = require('./protocol/keyParser.js');
+  const { flagsToString, OPEN_MODE, STATUS_CODE, stringToFlags } = require('./protocol/SFTP.js');
+  return { parseKey, ...require('./keygen.js'), sftp: { flagsToString, OPEN_MODE, STATUS_CODE, stringToFlags } };
+});
+`
+const ssh2LazyIndex = {
+  name: "ssh2-lazy-index",
+  setup(b) {
+    b.onLoad({ filter: /[\\/]ssh2[\\/]lib[\\/]index\.js$/ }, (args) => {
+      const text = readFileSync(args.path, "utf8")
+      if (text !== SSH2_INDEX) return { contents: text, loader: "js", warnings: [{ text: `ssh2's index changed; loaded whole (${args.path})` }] }
+      return { contents: SSH2_LAZY_INDEX, loader: "js" }
+    })
+  }
+}
 const BUNDLE = "main.bundle.cjs"
 const launcher = `#!/usr/bin/env node
 // Written by scripts/postbuild.mjs: runs ${BUNDLE}, the bundled program, through V8's code cache.
@@ -43,7 +164,7 @@ require("../launch/CodeCache.cjs").runWorkerBundle(require("node:path").join(__d
 /** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
 const bundle = async (entry, out, options) => {
   const tmp = `dist/.bundle-${process.pid}/${out.replaceAll("/", "_")}/${basename(out)}`
-  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons, pgNoCloudflareProbe], sourcemap: "linked", logLevel: "warning", ...options })
+  await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons, pgNoCloudflareProbe, ssh2LazyIndex, effectDirect], sourcemap: "linked", logLevel: "warning", ...options })
   renameSync(tmp, out)
   renameSync(`${tmp}.map`, `${out}.map`)
 }

@@ -1,4 +1,4 @@
-// The Unpacker's file-system calls, run in order on a worker thread. The main thread parses the archive
+// The Unpacker's file-system calls, run in order on a worker thread (TreeOps.ts). The main thread parses the archive
 // and decides every path from its in-memory model of the tree (Unpacker.ts); this only executes the
 // decisions. Creating 20,000 small files is mostly syscalls (open, write, futimes, close): on the main
 // thread they queued behind tar parsing; here they overlap with it (bench/smallfiles.ts: 1.7x GNU tar
@@ -6,7 +6,11 @@
 // the worker, so a batch costs one message and no allocation (transferring an ArrayBuffer per batch made
 // the main thread spend 40% of a large layer's unpack in garbage collection). The first failing op stops the worker: nothing after it is done, and the error
 // names the entry it belonged to.
+// A small unpack (the Unpacker decides: SMALL_UNPACK) runs its ops on the main thread instead, as each
+// batch is flushed: starting the worker costs ~50 ms of CPU, more than a small layer's whole unpack.
+import type { Worker } from "node:worker_threads"
 import { startWorker } from "../fs/WorkerModule.js"
+import { TreeOps } from "./TreeOps.js"
 import type { Batch, BatchReply, WriterData } from "./TreeWriter.worker.js"
 
 /** What a file's close sets. Times are seconds since the epoch (fractional, may be negative). */
@@ -105,10 +109,14 @@ export const HIGH_WATER = 16 * 1024 * 1024
  */
 const MAX_BATCH = 1024 * 1024
 const RING = HIGH_WATER + 3 * MAX_BATCH
+/** Layer files up to this many bytes in all are unpacked on the main thread (see the header). */
+export const SMALL_UNPACK = 256 * 1024
 
 export class TreeWriter {
-  private readonly ring = new SharedArrayBuffer(RING)
-  private readonly worker = startWorker(import.meta.url, "agent/TreeWriter.worker", { workerData: { ring: this.ring } satisfies WriterData })
+  private readonly ring: SharedArrayBuffer | undefined
+  private readonly worker: Worker | undefined
+  /** The main thread's runner, when there is no worker. */
+  private readonly here: TreeOps | undefined
   /** Where the data of the batches in flight lies in the ring. */
   private readonly regions = new RingRegions(RING, MAX_BATCH)
   private ops: Array<Op> = []
@@ -123,8 +131,15 @@ export class TreeWriter {
   private waiters: Array<() => void> = []
   private nextSlot = 0
 
-  constructor() {
-    this.worker.on("message", (m: BatchReply) => {
+  /** `onThisThread`: run the ops here, as they are flushed, and start no worker. */
+  constructor(options: { readonly onThisThread?: boolean } = {}) {
+    if (options.onThisThread) {
+      this.here = new TreeOps()
+      return
+    }
+    this.ring = new SharedArrayBuffer(RING)
+    const worker = (this.worker = startWorker(import.meta.url, "agent/TreeWriter.worker", { workerData: { ring: this.ring } satisfies WriterData }))
+    worker.on("message", (m: BatchReply) => {
       const s = this.sent.get(m.id)
       this.sent.delete(m.id)
       if (s === undefined) return
@@ -136,11 +151,11 @@ export class TreeWriter {
       }
       this.wake()
     })
-    this.worker.on("error", (e) => {
+    worker.on("error", (e) => {
       this.failure ??= e
       this.wake()
     })
-    this.worker.on("exit", () => {
+    worker.on("exit", () => {
       this.failure ??= new Error("the file writer stopped")
       this.wake()
     })
@@ -174,15 +189,16 @@ export class TreeWriter {
     this.bytes += data.byteLength
   }
 
-  /** Sends what is queued as one batch. */
+  /** Sends what is queued as one batch (or, without a worker, runs it now). */
   flush(): void {
     if (this.ops.length === 0 || this.failure !== undefined) return
+    if (this.here !== undefined) return this.runHere(this.here)
     const n = this.bytes
     const start = this.regions.place(n)
     let copy: Uint8Array | undefined
     if (n > 0) {
       // Did not fit in the ring (a batch larger than MAX_BATCH): sent as a copy (structured clone).
-      const view = start !== undefined ? new Uint8Array(this.ring, start, n) : (copy = new Uint8Array(n))
+      const view = start !== undefined ? new Uint8Array(this.ring!, start, n) : (copy = new Uint8Array(n))
       let off = 0
       for (const c of this.chunks) {
         view.set(c, off)
@@ -192,7 +208,22 @@ export class TreeWriter {
     const id = this.nextId++
     this.sent.set(id, { entries: this.entries, refusals: this.refusals, bytes: n, inRing: start !== undefined })
     this.inFlightBytes += n
-    this.worker.postMessage({ id, ops: this.ops, start: start ?? 0, len: n, copy } satisfies Batch)
+    this.worker!.postMessage({ id, ops: this.ops, start: start ?? 0, len: n, copy } satisfies Batch)
+    this.clearQueue()
+  }
+
+  private runHere(here: TreeOps): void {
+    const data = this.bytes > 0 ? Buffer.concat(this.chunks, this.bytes) : undefined
+    const r = here.runBatch(this.ops, data)
+    if ("failedAt" in r) {
+      const refusal = r.code === undefined ? undefined : this.refusals[r.failedAt]?.[r.code]
+      this.failure = new OpFailed(this.entries[r.failedAt] ?? "", r.code, r.message, refusal)
+    }
+    this.clearQueue()
+    this.wake()
+  }
+
+  private clearQueue(): void {
     this.ops = []
     this.entries = []
     this.refusals = []
@@ -225,9 +256,10 @@ export class TreeWriter {
     })
   }
 
-  /** Stops the worker; resolves once its thread is gone (so no file is created after this). */
+  /** Stops the worker; resolves once its thread is gone (so no file is created after this). Without one, closes the files left open. */
   async close(): Promise<void> {
-    await this.worker.terminate()
+    this.here?.closeAll()
+    await this.worker?.terminate()
   }
 
   private wake(): void {

@@ -16,7 +16,7 @@ import { AgentLog } from "./AgentLog.js"
 import { type ExtractOptions, Extractor } from "./Extractor.js"
 import { readLayer } from "./LayerReader.js"
 import { Refused } from "./PathModel.js"
-import { OpFailed, TreeWriter } from "./TreeWriter.js"
+import { OpFailed, SMALL_UNPACK, TreeWriter } from "./TreeWriter.js"
 
 export type { ExtractOptions } from "./Extractor.js"
 
@@ -85,7 +85,9 @@ export const extractLayers = async (
   signal?: AbortSignal
 ): Promise<void> => {
   const rootIsSetgid = ((await fsp.stat(root)).mode & S_ISGID) !== 0
-  const w = new TreeWriter()
+  // Small layers are written on this thread (no worker to start); a layer that cannot be read fails below, as ever.
+  const sizes = await Promise.all(layers.map((l) => fsp.stat(l.file).then((st) => st.size, () => Infinity)))
+  const w = new TreeWriter({ onThisThread: sizes.reduce((a, b) => a + b, 0) <= SMALL_UNPACK })
   try {
     const x = new Extractor(root, opts, w, rootIsSetgid)
     for (const layer of layers) {

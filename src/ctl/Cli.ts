@@ -1,10 +1,8 @@
 // deployctl: the command line (Argv.ts) turned into one catalogue command (src/domain/Commands.ts)
 // for the Remote service, our own help in the style of Go's flag package, and exit statuses. Every
 // error of this layer is one line `deployctl: …` (or {"error": …} on stderr with -json). @effect/cli
-// is used only to write shell completion scripts from the same catalogue.
-import * as Cli from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
-import type * as CliApp from "@effect/cli/CliApp"
+// is used only to write shell completion scripts from the same catalogue (Completions.ts, loaded for
+// --completions only).
 import { Config, Console, Effect, Option } from "effect"
 import * as os from "node:os"
 import { catalogue, type CommandName, type CommandSpec, flagHelp, validate } from "../domain/Commands.js"
@@ -46,7 +44,7 @@ const signFlag: FlagSpec = { name: "sign", kind: "bool", description: "sign the 
 const SIGNABLE: ReadonlySet<string> = new Set(["changeconf", "bumpconf", "replaceconf", "rollback", "rollout"])
 
 /** deployctl's own commands, beside the catalogue's. */
-const signSpec = {
+export const signSpec = {
   name: "sign" as CommandName,
   summary: "sign the configuration's current state, or a rollout's target (SSHSIG, namespace deploy-tools), and attach the signature",
   flags: [
@@ -59,7 +57,7 @@ const signSpec = {
 } satisfies CommandSpec
 
 /** `deployctl web` (src/ctl/Web.ts, docs/web.md). */
-const webSpec = {
+export const webSpec = {
   name: "web" as CommandName,
   summary: "serve the fleet in a browser: a local web view over this connection (prints the URL to open)",
   flags: [
@@ -76,7 +74,7 @@ export const ctlFlags = (spec: CommandSpec): ReadonlyArray<FlagSpec> =>
     : SIGNABLE.has(spec.name) ? [...spec.flags, signFlag] : spec.flags
 
 /** A command's one-line description in deployctl (addver uploads too). */
-const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
+export const summaryOf = (spec: CommandSpec) => (spec.name === "addver" ? "upload a .tar.gz and add it as a new component version" : spec.summary)
 
 export const argvSpec: ArgvSpec = {
   globals: globalFlags,
@@ -86,30 +84,6 @@ export const argvSpec: ArgvSpec = {
     [webSpec.name, webSpec.flags] as const
   ])
 }
-
-type Value = Option.Option<string> | boolean | ReadonlyArray<string>
-
-const option = (flag: FlagSpec): Options.Options<Value> => {
-  switch (flag.kind) {
-    case "bool":
-      return Options.boolean(flag.name).pipe(Options.withDescription(flag.description))
-    case "list":
-      return Options.text(flag.name).pipe(Options.repeated, Options.withDescription(flag.description))
-    default:
-      return Options.text(flag.name).pipe(Options.optional, Options.withDescription(flag.description))
-  }
-}
-
-// The command tree, for completion scripts only: parsing and help are ours.
-const completionTree = Cli.make("deployctl", Object.fromEntries(globalFlags.map((f) => [f.name, option(f)])), () => Effect.void).pipe(
-  Cli.withSubcommands(
-    [...catalogue, signSpec, webSpec].map((spec) =>
-      Cli.make(spec.name, Object.fromEntries(ctlFlags(spec).map((f) => [f.name, option(f)])), () => Effect.void).pipe(
-        Cli.withDescription(summaryOf(spec))
-      )
-    ) as unknown as [Cli.Command<string, never, never, unknown>]
-  )
-)
 
 // Our own help, from the catalogue, in the style of Go's flag package (the original tool's):
 // @effect/cli's prints each option's type as a paragraph ("A user-defined piece of text.") and
@@ -186,12 +160,8 @@ const globalsOf = (flags: ReadonlyMap<string, string>) =>
     return globals
   })
 
-/** deployctl's completion script for `shell`, written by @effect/cli from the catalogue. */
-const completions = (shell: string) =>
-  Cli.run(completionTree, { name: "deployctl", version: VERSION, executable: "deployctl" })(["node", "deployctl", "--completions", shell])
-
 /** Runs the parsed command line. */
-export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteError, Remote | CliApp.CliApp.Environment> =>
+export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteError, Remote> =>
   Effect.gen(function* () {
     const parsed = yield* parseArgv(argvSpec, argv)
     switch (parsed._tag) {
@@ -202,7 +172,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
       case "Version":
         return yield* Console.log(`deployctl ${VERSION}`)
       case "Completions":
-        return yield* completions(parsed.shell).pipe(
+        return yield* Effect.flatMap(Effect.promise(() => import("./Completions.js")), (m) => m.completions(parsed.shell)).pipe(
           Effect.catchAll((e) => new UsageError({ message: `--completions ${parsed.shell}: ${String(e)}` }))
         )
       case "Run": {
@@ -251,7 +221,7 @@ export const run = (argv: ReadonlyArray<string>): Effect.Effect<void, RemoteErro
  * (one line on `io.stderr`); 2 a usage error. With -json, deployctl's own errors are
  * {"error": "…"} lines on stderr.
  */
-export const main = (argv: ReadonlyArray<string>, io: Io): Effect.Effect<number, never, Remote | CliApp.CliApp.Environment> => {
+export const main = (argv: ReadonlyArray<string>, io: Io): Effect.Effect<number, never, Remote> => {
   const json = wantsJson(argv)
   const line = (s: string) =>
     Effect.sync(() => void io.stderr.write(json ? `${JSON.stringify({ error: s })}\n` : `deployctl: ${s}\n`))

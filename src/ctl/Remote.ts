@@ -1,7 +1,9 @@
 // deployctl's side of the wire: connect to the registry (host key pinned by -fp, else
 // ~/.ssh/known_hosts), send one validated catalogue command through the operator client
 // (src/operator/OperatorClient.ts), and pass the registry's output and exit status through
-// unchanged. `addver -file` uploads first (Upload.ts) on the same connection.
+// unchanged. `addver -file` uploads first (Upload.ts) on the same connection. The modules of the web
+// view, signing and the upload (with its archive check) load when their command runs, so that the
+// other commands start without them.
 import { Context, Data, Effect, Layer, Option } from "effect"
 import type { Command } from "../domain/Commands.js"
 import { validate } from "../domain/Commands.js"
@@ -14,10 +16,10 @@ import type { ExecResult } from "../ssh/Exec.js"
 import type { SshError } from "../ssh/SshError.js"
 import type { Terminal } from "./Progress.js"
 import type { SigningKey } from "../ssh/Signer.js"
-import { prepare, type SignArgs } from "./Sign.js"
+import type { SignArgs } from "./Sign.js"
 import { waitForStatus } from "./StatusWait.js"
-import { type FileError, type InvalidArchive, uploadFile } from "./Upload.js"
-import * as Web from "./Web.js"
+import type { FileError, InvalidArchive } from "./Upload.js"
+import type { WebArgs } from "./Web.js"
 
 export interface AddverArgs {
   readonly name: string
@@ -63,7 +65,7 @@ export class Remote extends Context.Tag("ctl/Remote")<
     /** `status -name N -wait` (StatusWait.ts): succeeds when every connected host is current; fails (1) when one failed. */
     readonly statusWait: (globals: Globals, name: ConfigurationName, json: boolean) => Effect.Effect<void, RemoteError>
     /** `deployctl web` (Web.ts): serves the web view until interrupted. */
-    readonly web: (globals: Globals, args: Web.WebArgs) => Effect.Effect<void, RemoteError>
+    readonly web: (globals: Globals, args: WebArgs) => Effect.Effect<void, RemoteError>
     /** `deployctl events`: the registry's event lines until interrupted. */
     readonly events: (globals: Globals) => Effect.Effect<void, RemoteError>
   }
@@ -135,15 +137,18 @@ const signingKey = (g: Globals) =>
     return socket ? { _tag: "Agent", socket } : undefined
   })
 
+const load = <A>(module: () => Promise<A>) => Effect.promise(module)
+
 export const makeRemote = (io: Io): Remote["Type"] => ({
-  web: (globals, args) => Web.web(connectTo(globals), io, args),
-  events: (globals) => Web.events(connectTo(globals), io),
+  web: (globals, args) => Effect.flatMap(load(() => import("./Web.js")), (Web) => Web.web(connectTo(globals), io, args)),
+  events: (globals) => Effect.flatMap(load(() => import("./Web.js")), (Web) => Web.events(connectTo(globals), io)),
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (op) => send(io, op, command))),
   sign: (globals, args, after) =>
     Effect.scoped(
       Effect.gen(function* () {
         const op = yield* connectTo(globals)
         if (after !== undefined) yield* send(io, op, after)
+        const { prepare } = yield* load(() => import("./Sign.js"))
         const ready = yield* prepare(op.client, args, yield* signingKey(globals), join)
         if ("usage" in ready) return yield* new CtlUsage({ message: ready.usage })
         if ("failed" in ready) return yield* Effect.zipRight(writeText(io.stdout, `${ready.failed}\n`), new RemoteFailed({ code: 1 }))
@@ -179,6 +184,7 @@ export const makeRemote = (io: Io): Remote["Type"] => ({
         // Ask first: an existing version would be refused only after the whole upload.
         const taken = yield* existingVersion(op, checked.name, checked.version)
         if (taken !== undefined) return yield* new VersionTaken({ name: checked.name, version: checked.version, hash: taken })
+        const { uploadFile } = yield* load(() => import("./Upload.js"))
         const up = yield* uploadFile(op.client, args.file, io.stderr)
         yield* send(io, op, { ...checked, hash: up.hash as Sha256 })
         const added = { Name: checked.name, Version: checked.version, Hash: up.hash, Size: up.bytes }

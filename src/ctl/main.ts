@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // deployctl entry point: wiring only. The program (argv normalization, the @effect/cli tree,
-// exit statuses) is Cli.main; here it gets the live Remote, Node's context and process I/O.
-import * as NodeContext from "@effect/platform-node/NodeContext"
+// exit statuses) is Cli.main; here it gets the live Remote and process I/O (Node's platform services
+// only with --completions: Completions.ts).
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit } from "effect"
 import { main, plainConsole } from "./Cli.js"
@@ -12,8 +12,7 @@ const console = plainConsole({ stdout: colour && process.stdout.isTTY, stderr: c
 
 const program = main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr }).pipe(
   (p) => Effect.flatMap(console, (c) => Effect.withConsole(p, c)),
-  Effect.provide(RemoteLive),
-  Effect.provide(NodeContext.layer)
+  Effect.provide(RemoteLive)
 )
 
 NodeRuntime.runMain(program, {

@@ -10,6 +10,7 @@ import type { ImportError } from "../domain/ImportError.js"
 import { escapeUnprintable } from "../domain/LogText.js"
 import { StartupError } from "../domain/StartupError.js"
 import { VERSION } from "../domain/Version.js"
+import { startedUp } from "../launch/StartedUp.js"
 import type { SshError } from "../ssh/SshError.js"
 import { HostKey, HostKeyLive } from "../ssh/HostKey.js"
 import { databaseKind, importGoRegistry, renderSummary } from "./import/ImportDir.js"
@@ -132,6 +133,8 @@ const serve = (flags: RegistryFlags) =>
     yield* Effect.scoped(
       Effect.gen(function* () {
         const ctx = yield* Layer.build(Registry)
+        // Listening: the launcher may save the code cache now (a registry is often stopped by SIGKILL).
+        startedUp()
         if (dev) {
           const { address } = Context.get(ctx, SshServer)
           const hostKey = Context.get(ctx, HostKey)

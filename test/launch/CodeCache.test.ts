@@ -1,8 +1,10 @@
 import { execFileSync } from "node:child_process"
-import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
+import { pathToFileURL } from "node:url"
 import { describe, expect, it } from "vitest"
 import { cacheDir } from "../../src/launch/CodeCache.js"
+import { STARTED_UP } from "../../src/launch/StartedUp.js"
 import { tempDir } from "../support/keys.js"
 import { repoRoot } from "../support/registry.js"
 
@@ -98,6 +100,41 @@ describe("loadBundle", () => {
     expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 5 })
     expect(loadBundle(file, cache, [], { SET_FLAG: "1" })).toEqual({ usedCache: true, ran: 5 })
     expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 5 })
+  })
+})
+
+// A program started as the bins start: the launcher's runBundle on a bundle beside it.
+describe("runBundle", () => {
+  const run = (file: string, cache: string) =>
+    execFileSync(process.execPath, ["--input-type=module", "-e", `import { runBundle } from ${JSON.stringify(path.join(repoRoot, "dist/launch/CodeCache.js"))}
+runBundle(${JSON.stringify(pathToFileURL(file).href)}, "main.bundle.cjs")`], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } })
+  const caches = (cache: string) => (existsSync(cache) ? readdirSync(cache).filter((n) => n.endsWith(".v8cache")) : [])
+
+  it("saves the cache once the program says its start-up is done (StartedUp.ts), though it is then killed (no exit handler)", async () => {
+    expect(STARTED_UP).toBe(Symbol.for("deploy-tools/started-up"))
+    const { dir, file } = await bundle()
+    const cache = path.join(dir, "cache")
+    writeFileSync(file, `${readFileSync(file, "utf8")}
+globalThis[Symbol.for("deploy-tools/started-up")]()
+setTimeout(() => process.kill(process.pid, "SIGKILL"), 200)
+`)
+    expect(() => run(file, cache)).toThrow()
+    expect(caches(cache)).toHaveLength(1)
+  })
+
+  it("saves at exit when the program never says so, and not at all when killed", async () => {
+    const { dir, file } = await bundle()
+    const cache = path.join(dir, "cache")
+    writeFileSync(file, `${readFileSync(file, "utf8")}\nif (process.env.KILL) process.kill(process.pid, "SIGKILL")\n`)
+    process.env.KILL = "1"
+    try {
+      expect(() => run(file, cache)).toThrow()
+    } finally {
+      delete process.env.KILL
+    }
+    expect(caches(cache)).toHaveLength(0)
+    run(file, cache)
+    expect(caches(cache)).toHaveLength(1)
   })
 })
 
