@@ -110,6 +110,9 @@ describe("reports and status", () => {
     a.send(report("s1", "web1", h1, "failed", { lines: Array.from({ length: 500 }, () => "x") }))
     await a.next((l) => l.type === "refused" && /name the host/.test(String(l.message)))
     await a.next((l) => l.type === "refused" && /invalid line/.test(String(l.message)))
+    // Four refusals, each its own line: wait for all of them (the first "invalid line" may come before the rest).
+    const refusedCount = () => a.lines.filter((l) => l.type === "refused").length
+    await a.next(() => refusedCount() >= 4)
     expect(a.lines.filter((l) => l.type === "refused")).toHaveLength(4)
 
     let s = await statusJson("s1")
