@@ -137,18 +137,16 @@ const signingKey = (g: Globals) =>
     return socket ? { _tag: "Agent", socket } : undefined
   })
 
-const load = <A>(module: () => Promise<A>) => Effect.promise(module)
-
 export const makeRemote = (io: Io): Remote["Type"] => ({
-  web: (globals, args) => Effect.flatMap(load(() => import("./Web.js")), (Web) => Web.web(connectTo(globals), io, args)),
-  events: (globals) => Effect.flatMap(load(() => import("./Web.js")), (Web) => Web.events(connectTo(globals), io)),
+  web: (globals, args) => Effect.flatMap(Effect.promise(() => import("./Web.js")), (Web) => Web.web(connectTo(globals), io, args)),
+  events: (globals) => Effect.flatMap(Effect.promise(() => import("./Web.js")), (Web) => Web.events(connectTo(globals), io)),
   run: (globals, command) => Effect.scoped(Effect.flatMap(connectTo(globals), (op) => send(io, op, command))),
   sign: (globals, args, after) =>
     Effect.scoped(
       Effect.gen(function* () {
         const op = yield* connectTo(globals)
         if (after !== undefined) yield* send(io, op, after)
-        const { prepare } = yield* load(() => import("./Sign.js"))
+        const { prepare } = yield* Effect.promise(() => import("./Sign.js"))
         const ready = yield* prepare(op.client, args, yield* signingKey(globals), join)
         if ("usage" in ready) return yield* new CtlUsage({ message: ready.usage })
         if ("failed" in ready) return yield* Effect.zipRight(writeText(io.stdout, `${ready.failed}\n`), new RemoteFailed({ code: 1 }))
@@ -184,7 +182,7 @@ export const makeRemote = (io: Io): Remote["Type"] => ({
         // Ask first: an existing version would be refused only after the whole upload.
         const taken = yield* existingVersion(op, checked.name, checked.version)
         if (taken !== undefined) return yield* new VersionTaken({ name: checked.name, version: checked.version, hash: taken })
-        const { uploadFile } = yield* load(() => import("./Upload.js"))
+        const { uploadFile } = yield* Effect.promise(() => import("./Upload.js"))
         const up = yield* uploadFile(op.client, args.file, io.stderr)
         yield* send(io, op, { ...checked, hash: up.hash as Sha256 })
         const added = { Name: checked.name, Version: checked.version, Hash: up.hash, Size: up.bytes }
