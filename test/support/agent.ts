@@ -1,7 +1,7 @@
 // The BUILT agent (`npm run build` first) as a child process, its stdout and stderr collected in one log.
 import { type ChildProcess, spawn } from "node:child_process"
 import * as path from "node:path"
-import { repoRoot } from "./registry.js"
+import { childNodeFlags, repoRoot } from "./registry.js"
 
 export const agentMain = path.join(repoRoot, "dist/agent/main.js")
 
@@ -16,7 +16,7 @@ export interface RunningAgent {
 
 /** `node dist/agent/main.js -jitter 0 args…` in `cwd`: no random delay for tests to wait out. */
 export const spawnAgent = (args: ReadonlyArray<string>, cwd: string): RunningAgent => {
-  const child = spawn(process.execPath, [agentMain, "-jitter", "0", ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(process.execPath, [...childNodeFlags(), agentMain, "-jitter", "0", ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] })
   let out = ""
   const waiters: Array<() => void> = []
   const onData = (b: Buffer) => {
