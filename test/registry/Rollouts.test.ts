@@ -203,8 +203,10 @@ describe("rollout", () => {
     for (const h of HOSTS) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
 
+  // Three hosts: the canaries a1 and a2, and a3 that the second wave would have reached.
   it("-abort mid-rollout gives everyone the old state again", async () => {
-    const f = await fleet()
+    const hosts = ["a1", "a2", "a3"]
+    const f = await fleet({ hosts })
     await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good3 -canary a1,a2 -waves 2,100% -soak 1h`)
     await until(f, allHosts(f, ["a1", "a2"], (h) => h?.Hash === f.hash.good3), "a1 and a2 run good3")
     expect((await rolloutStatus(f)).Waves[1]!.Admitted).toBeUndefined()
@@ -214,9 +216,9 @@ describe("rollout", () => {
     expect((await exec(f.reg, `rollout -name ${f.name} -pause`)).output).toContain("changes nothing")
     expect(await run(f.reg, `rollout -name ${f.name} -resume`)).toBe(`rollout of "${f.name}": running\n`)
     expect(await run(f.reg, `rollout -name ${f.name} -abort`)).toBe(`rollout of "${f.name}": aborted\n`)
-    await until(f, allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good1), "everyone runs good1 again")
+    await until(f, allHosts(f, hosts, (h) => h?.Hash === f.hash.good1), "everyone runs good1 again")
     for (const h of ["a1", "a2"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good3, f.hash.good1])
-    for (const h of ["a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1])
+    expect(await f.deploys("a3")).toEqual([f.hash.good1])
     expect(await currentHash(f)).toBe(f.hash.good1)
     expect((await rolloutStatus(f)).Phase).toBe("aborted")
     // Each operator step in history, by whom.
@@ -226,8 +228,10 @@ describe("rollout", () => {
     ])
   }, 90_000)
 
+  // Two hosts: the canary a1 in the wave admitted before the kill, a2 in the one admitted after it.
   it("a registry killed mid-rollout resumes it where it was", async () => {
-    const f = await fleet()
+    const hosts = ["a1", "a2"]
+    const f = await fleet({ hosts })
     await run(f.reg, `rollout -name ${f.name} -component ${f.comp} -version good2 -canary a1 -waves 1,100% -soak 3s`)
     await until(f, async () => (await hostsOf(f)).a1?.Hash === f.hash.good2, "a1 runs good2")
     await f.reg.stop("SIGKILL")
@@ -236,8 +240,8 @@ describe("rollout", () => {
     expect(s.Phase).toBe("running")
     expect(s.Waves[0]!.Admitted).toBeDefined()
     await until(f, async () => (await rolloutStatus(f)).Phase === "completed", "the resumed rollout completed")
-    await until(f, allHosts(f, HOSTS, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
-    for (const h of ["a2", "a3", "a4"]) expect(await f.deploys(h)).toEqual([f.hash.good1, f.hash.good2])
+    await until(f, allHosts(f, hosts, (h) => h?.Hash === f.hash.good2), "everyone runs good2")
+    expect(await f.deploys("a2")).toEqual([f.hash.good1, f.hash.good2])
   }, 90_000)
 
   it("with -trust: a signed target is deployed in its wave; an unsigned one makes the wave wait until it is signed", async () => {
