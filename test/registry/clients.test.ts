@@ -7,11 +7,12 @@
 // transfer cost the registry ~0.5 s of CPU.
 //   OpenSSH sftp and scp, paramiko (/usr/bin/python3), asyncssh, Ruby net-sftp, curl, lftp, rclone,
 //   ssh2-sftp-client. Folders: sftp put -r, scp -r, lftp mirror -R, rclone copy.
-import { execFileSync } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, readFileSync } from "node:fs"
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises"
 import * as path from "node:path"
+import { createInterface } from "node:readline"
 import { gzipSync } from "node:zlib"
 import SftpClient from "ssh2-sftp-client"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -93,41 +94,85 @@ beforeAll(async () => {
   await writeFile(base4, randomBytes(4 * MiB))
 }, 60_000)
 afterAll(async () => {
+  py?.child.kill("SIGKILL")
   await reg?.stop()
   if (reg) await rm(reg.dir, { recursive: true, force: true })
   if (work) await rm(work, { recursive: true, force: true })
 })
 
-const pyParamiko = `
-import sys, paramiko
-mode, port, key, kh, user, local, remote = sys.argv[1:8]
-c = paramiko.SSHClient(); c.load_host_keys(kh); c.set_missing_host_key_policy(paramiko.RejectPolicy())
-c.connect("127.0.0.1", int(port), username=user, key_filename=key, look_for_keys=False, allow_agent=False)
-s = c.open_sftp()
-if mode == "put": s.put(local, remote)
-elif mode == "put-noconfirm": s.put(local, remote, confirm=False)
-elif mode in ("w+", "wb"):
-    f = s.open(remote, mode)
-    if mode == "wb": f.set_pipelined(True)
-    with open(local, "rb") as src:
-        while True:
-            b = src.read(32768)
-            if not b: break
-            f.write(b)
-    f.close()
-elif mode == "get": s.get(remote, local)
-s.close(); c.close()
+// paramiko and asyncssh jobs run in one python3 that reads them from stdin, one JSON line each, and answers
+// each with one line: a python3 start with either library's imports cost ~0.25 s of CPU, ten times per run.
+// A job that hangs (paramiko's pipelined uploads did, issue 25) kills that python3 at the timeout and fails.
+const pyDriver = `
+import sys, json, traceback, asyncio
+
+def paramiko_job(mode, port, key, kh, user, local, remote):
+    import paramiko
+    c = paramiko.SSHClient(); c.load_host_keys(kh); c.set_missing_host_key_policy(paramiko.RejectPolicy())
+    c.connect("127.0.0.1", int(port), username=user, key_filename=key, look_for_keys=False, allow_agent=False)
+    s = c.open_sftp()
+    if mode == "put": s.put(local, remote)
+    elif mode == "put-noconfirm": s.put(local, remote, confirm=False)
+    elif mode in ("w+", "wb"):
+        f = s.open(remote, mode)
+        if mode == "wb": f.set_pipelined(True)
+        with open(local, "rb") as src:
+            while True:
+                b = src.read(32768)
+                if not b: break
+                f.write(b)
+        f.close()
+    elif mode == "get": s.get(remote, local)
+    s.close(); c.close()
+
+def asyncssh_job(mode, port, key, kh, user, local, remote):
+    import asyncssh
+    async def main():
+        async with asyncssh.connect("127.0.0.1", int(port), username=user, client_keys=[key], known_hosts=kh) as conn:
+            async with conn.start_sftp_client() as s:
+                if mode == "put": await s.put(local, remote)
+                else: await s.get(remote, local)
+    asyncio.run(main())
+
+jobs = {"paramiko": paramiko_job, "asyncssh": asyncssh_job}
+for line in sys.stdin:
+    job = json.loads(line)
+    try:
+        jobs[job["lib"]](*job["args"])
+        reply = {"code": 0, "stderr": ""}
+    except BaseException:
+        reply = {"code": 1, "stderr": traceback.format_exc()}
+    sys.stdout.write(json.dumps(reply) + "\\n")
+    sys.stdout.flush()
 `
-const pyAsyncssh = `
-import sys, asyncio, asyncssh
-mode, port, key, kh, user, local, remote = sys.argv[1:8]
-async def main():
-    async with asyncssh.connect("127.0.0.1", int(port), username=user, client_keys=[key], known_hosts=kh) as conn:
-        async with conn.start_sftp_client() as s:
-            if mode == "put": await s.put(local, remote)
-            else: await s.get(remote, local)
-asyncio.run(main())
-`
+let py: { readonly child: ChildProcess; readonly replies: Array<(r: RunResult) => void> } | undefined
+const pyJob = (lib: "paramiko" | "asyncssh", mode: string, user: "operator" | "deploy-agent", local: string, remote: string): Promise<RunResult> => {
+  if (py === undefined) {
+    const child = spawn(PY, ["-c", pyDriver], { stdio: ["pipe", "pipe", "pipe"] })
+    const started = { child, replies: [] as Array<(r: RunResult) => void> }
+    let stderr = ""
+    child.stderr.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-8000)))
+    createInterface({ input: child.stdout }).on("line", (line) => {
+      const r = JSON.parse(line) as { code: number; stderr: string }
+      started.replies.shift()?.({ stdout: "", stderr: r.stderr, code: r.code })
+    })
+    child.once("exit", (code) => {
+      if (py === started) py = undefined
+      for (const reply of started.replies.splice(0)) reply({ stdout: "", stderr: `python3 exited (${code}):\n${stderr}`, code: null })
+    })
+    py = started
+  }
+  const { child, replies } = py
+  const args = [mode, String(reg.port), user === "operator" ? reg.operator.privatePath : reg.agent.privatePath, reg.knownHosts, user, local, remote]
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 100_000)
+    replies.push((r) => {
+      clearTimeout(timer)
+      resolve(r)
+    })
+    child.stdin!.write(JSON.stringify({ lib, args }) + "\n")
+  })
+}
 const rbNetSftp = `
 require "net/sftp"
 mode, port, key, kh, user, local, remote = ARGV
@@ -136,8 +181,8 @@ Net::SFTP.start("127.0.0.1", user, port: port.to_i, keys: [key], keys_only: true
   mode == "put" ? s.upload!(local, remote) : s.download!(remote, local)
 end
 `
-const script = (interp: string, code: string, mode: string, user: "operator" | "deploy-agent", local: string, remote: string) =>
-  runProgram(interp, [...(interp === "ruby" ? ["-e", code, "--"] : ["-c", code]), mode, String(reg.port),
+const script = (interp: "ruby", code: string, mode: string, user: "operator" | "deploy-agent", local: string, remote: string) =>
+  runProgram(interp, ["-e", code, "--", mode, String(reg.port),
     user === "operator" ? reg.operator.privatePath : reg.agent.privatePath, reg.knownHosts, user, local, remote], { timeoutMs: 100_000 })
 
 /** rclone with default flags, configured on the command line (no config file). */
@@ -199,18 +244,18 @@ describe("client matrix", () => {
   for (const mode of ["put", "put-noconfirm", "w+", "wb"] as const) {
     clientIt(`paramiko ${mode === "wb" ? "pipelined open('wb')" : mode === "w+" ? "open('w+')" : mode}`, available.paramiko, async () => {
       const l = await layer(false) // paramiko's pure-Python crypto takes ~10 s for 50 MB on 2 busy cores
-      expectOk(await script(PY, pyParamiko, mode, "operator", l.file, `/paramiko-${mode}.tar.gz`), `paramiko ${mode}`)
+      expectOk(await pyJob("paramiko", mode, "operator", l.file, `/paramiko-${mode}.tar.gz`), `paramiko ${mode}`)
       await addver(`c-paramiko-${mode.replace("+", "plus")}`, l.hash)
-      expectOk(await script(PY, pyParamiko, "get", "deploy-agent", out(`paramiko-${mode}`), `/files/${l.hash}`), "paramiko get")
+      expectOk(await pyJob("paramiko", "get", "deploy-agent", out(`paramiko-${mode}`), `/files/${l.hash}`), "paramiko get")
       await intact(out(`paramiko-${mode}`), l.hash)
     })
   }
 
   clientIt("asyncssh", available.asyncssh, async () => {
     const l = await layer(false)
-    expectOk(await script(PY, pyAsyncssh, "put", "operator", l.file, "/asyncssh.tar.gz"), "asyncssh put")
+    expectOk(await pyJob("asyncssh", "put", "operator", l.file, "/asyncssh.tar.gz"), "asyncssh put")
     await addver("c-asyncssh", l.hash)
-    expectOk(await script(PY, pyAsyncssh, "get", "deploy-agent", out("asyncssh"), `/files/${l.hash}`), "asyncssh get")
+    expectOk(await pyJob("asyncssh", "get", "deploy-agent", out("asyncssh"), `/files/${l.hash}`), "asyncssh get")
     await intact(out("asyncssh"), l.hash)
   })
 
