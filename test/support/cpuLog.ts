@@ -1,5 +1,5 @@
 // Opt-in measurement (`TEST_CPU_LOG=FILE npm test`, see vitest.config.ts): appends one JSON line per test
-// file with the CPU seconds of the test process and of the programs it started, its wall seconds, and
+// file with the CPU seconds of the test process (collecting the file, then running it) and of the programs it started, its wall seconds, and
 // the programs started by name (count and CPU), and the worker threads the test process started. Wall time is noise on a shared 2-core machine; CPU is
 // what the suite costs. Children's CPU is counted once they exit and are reaped (`cutime`/`cstime`);
 // per program it is sampled from /proc while it runs, so a very short-lived one may show as 0.
@@ -60,7 +60,10 @@ if (state.__cpuLogPrograms === undefined) {
   syncBuiltinESMExports()
 }
 
-let start = cpu("self")
+// This module runs again before each file (setupFiles): from here to beforeAll is the file's collection
+// (importing it and whatever of its imports this worker has not loaded yet), outside `self`.
+const loaded = cpu("self")
+let start = loaded
 let t0 = 0
 let file = ""
 beforeAll((suite) => {
@@ -73,6 +76,6 @@ beforeAll((suite) => {
 afterAll(() => {
   const end = cpu("self")
   const programs = Object.fromEntries([...state.__cpuLogPrograms!].map(([k, v]) => [k, { n: v.n, cpu: +v.cpu.toFixed(2) }]))
-  const line = { file, self: +(end.self - start.self).toFixed(2), children: +(end.children - start.children).toFixed(2), wall: (Date.now() - t0) / 1000, programs, threads: state.__cpuLogThreads!.n }
+  const line = { file, collect: +(start.self - loaded.self).toFixed(2), self: +(end.self - start.self).toFixed(2), children: +(end.children - start.children).toFixed(2), wall: (Date.now() - t0) / 1000, programs, threads: state.__cpuLogThreads!.n }
   appendFileSync(process.env.TEST_CPU_LOG!, JSON.stringify(line) + "\n")
 })
