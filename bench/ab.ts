@@ -12,7 +12,7 @@ import { mkdir, rm } from "node:fs/promises"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
-import { randomTarGz, tinyTarGz } from "./lib/data.js"
+import { distinctCopy, randomTarGz, tinyTarGz } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
 import { Cleanup, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
@@ -86,9 +86,15 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
         await rm(local, { force: true })
         return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
       },
+      // New content each run (distinctCopy): the registry's check of it is measured, not a remembered verdict.
       addver: async (k, i) => {
-        await warm(data.path)
-        return ctlAddver(k, `ab${i}`, data.path)
+        const copy = await distinctCopy(data.path, path.join(work, `addver-${k}-${i}.tar.gz`), i * 2 + (k === "A" ? 0 : 1))
+        await warm(copy)
+        try {
+          return await ctlAddver(k, `ab${i}`, copy)
+        } finally {
+          await rm(copy, { force: true })
+        }
       },
       smallput: async (k, i) => {
         const layer = await tiny(k, i, "put")

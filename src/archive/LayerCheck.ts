@@ -14,6 +14,7 @@ import { startWorker } from "../fs/WorkerModule.js"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { gunzip } from "./Gzip.js"
 import { gunzipInline, inlineInflateAvailable } from "./GzipInline.js"
+import { failureReply } from "./LayerCheckStream.js"
 import { TarParser, type TarSink } from "./TarParser.js"
 
 export interface LayerRead {
@@ -177,8 +178,7 @@ export const replyOf = async (label: string, read: () => Promise<LayerRead>, has
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
     if (e instanceof OverBudget) throw e
-    const f = asLayerFailure(label, e)
-    return f instanceof LayerRefused ? { refused: { layer: f.layer, entry: f.entry, reason: f.reason } } : { unreadable: f.reason }
+    return failureReply(asLayerFailure(label, e))
   }
 }
 
