@@ -1,8 +1,8 @@
 // The layer check pushed one chunk at a time, synchronously, on whatever thread reads the bytes: the
-// registry's upload hasher (FileHasher.worker.ts) reads back each upload as it is written to hash it,
+// registry's upload hasher (CheckedHasher.worker.ts) reads back each upload as it is written to hash it,
 // and checks the same chunks on the way, so that addver finds the verdict and reads nothing again.
-// The same reader as every other door (InlineGunzip in front of TarParser). Light on imports: it runs
-// in the hashing worker, whose start every large download and upload pays.
+// The same reader as every other door (InlineGunzip in front of TarParser), without Effect or the file
+// reading of LayerCheck.ts: the hashing worker it runs in stays small.
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { InlineGunzip, inlineInflateAvailable } from "./GzipInline.js"
 import type { WorkerReply } from "./LayerCheck.js"

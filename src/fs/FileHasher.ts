@@ -89,7 +89,7 @@ export const INLINE_MAX = 256 * 1024
 
 /**
  * The first `bytes` bytes of `file`, hashed on the calling thread; fails as the worker does
- * (FileHasher.worker.ts). Small files, and the last resort of a caller whose worker cannot hash.
+ * (HashServer.ts). Small files, and the last resort of a caller whose worker cannot hash.
  */
 export const hashOnThisThread = async (file: string, bytes: number): Promise<string> => {
   const h = createHash("sha256")
