@@ -5,12 +5,14 @@
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what put,get,addver,deploy -runs 7 -size 256M
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what handshake -runs 7    (registry CPU ms per handshake)
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what exec -runs 7         (per `configurations` on one connection)
+//   node --import tsx bench/ab.ts -a dist-a -b dist -what smallput,smallctl -runs 20   (a new tiny layer each run:
+//     sftp put + ssh addver, or deployctl addver -file; registry CPU, and deployctl's own CPU for smallctl)
 // The builds must lie inside the repository (dist-a/ is ignored), where their bundles find node_modules.
 import { mkdir, rm } from "node:fs/promises"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
-import { randomTarGz } from "./lib/data.js"
+import { distinctCopy, randomTarGz, tinyTarGz } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
 import { Cleanup, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
@@ -19,7 +21,7 @@ import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Regist
 import { summarize } from "./lib/stats.js"
 import { runLoadProcs } from "./load.js"
 
-const WHAT = ["put", "get", "addver", "deploy", "handshake", "exec"] as const
+const WHAT = ["put", "get", "addver", "deploy", "handshake", "exec", "smallput", "smallctl"] as const
 type What = (typeof WHAT)[number]
 
 export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
@@ -38,7 +40,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
   const cipher = f.str("cipher", "aes128-gcm@openssh.com")
   const cleanup = new Cleanup()
   try {
-    const data = await randomTarGz(f.size("size", what.every((w) => w === "handshake" || w === "exec") ? "1M" : "256M"))
+    const data = await randomTarGz(f.size("size", what.every((w) => w === "handshake" || w === "exec" || w.startsWith("small")) ? "1M" : "256M"))
     const work = await tempDir("bench-ab-")
     cleanup.add(() => rm(work, { recursive: true, force: true }))
     const regs: Record<"A" | "B", Registry> = {} as never
@@ -58,7 +60,18 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       return { ms: per, cpu: per }
     }
     // Each side's client runs against its own registry: a change to either end shows.
-    const once: Record<What, (k: "A" | "B", i: number) => Promise<{ ms: number; cpu: number; main?: number }>> = {
+    /** `deployctl addver -file file` of build k, under /usr/bin/time: wall ms, registry CPU ms, deployctl's CPU ms. */
+    const ctlAddver = async (k: "A" | "B", name: string, file: string) => {
+      const c0 = cpuMs(regs[k].pid)
+      const reg = regs[k]
+      const r = await run("/usr/bin/time", ["-f", "cpu %U %S", process.execPath, builds[k].ctl, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "addver", "-name", name, "-version", "v1", "-file", file])
+      if (r.code !== 0) throw new Error(`deployctl (${k}) failed: ${(r.stdout + r.stderr).trim()}`)
+      const [, user, sys] = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr) ?? []
+      return { ms: r.ms, cpu: cpuMs(reg.pid) - c0, client: (Number(user) + Number(sys)) * 1000 }
+    }
+    /** A tiny layer no registry has seen (a verdict is remembered per content). */
+    const tiny = (k: "A" | "B", i: number, how: string) => tinyTarGz(`ab-${how}-${k}-${i}-${process.pid}`, `${how} ${k} ${i} ${Date.now()}\n`)
+    const once: Record<What, (k: "A" | "B", i: number) => Promise<{ ms: number; cpu: number; main?: number; client?: number }>> = {
       put: async (k, i) => {
         await warm(data.path)
         const c0 = cpuMs(regs[k].pid)
@@ -73,14 +86,24 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
         await rm(local, { force: true })
         return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
       },
+      // New content each run (distinctCopy): the registry's check of it is measured, not a remembered verdict.
       addver: async (k, i) => {
-        await warm(data.path)
-        const c0 = cpuMs(regs[k].pid)
-        const reg = regs[k]
-        const r = await run(process.execPath, [builds[k].ctl, "-addr", reg.addr, "-fp", reg.fingerprint, "-key", reg.operator.privatePath, "addver", "-name", `ab${i}`, "-version", "v1", "-file", data.path])
-        if (r.code !== 0) throw new Error(`deployctl (${k}) failed: ${(r.stdout + r.stderr).trim()}`)
-        return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
+        const copy = await distinctCopy(data.path, path.join(work, `addver-${k}-${i}.tar.gz`), i * 2 + (k === "A" ? 0 : 1))
+        await warm(copy)
+        try {
+          return await ctlAddver(k, `ab${i}`, copy)
+        } finally {
+          await rm(copy, { force: true })
+        }
       },
+      smallput: async (k, i) => {
+        const layer = await tiny(k, i, "put")
+        const c0 = cpuMs(regs[k].pid)
+        const t0 = performance.now()
+        await addVersionViaSftp(regs[k], layer.path, layer.sha256, `small${i}`, "v1")
+        return { ms: performance.now() - t0, cpu: cpuMs(regs[k].pid) - c0 }
+      },
+      smallctl: async (k, i) => ctlAddver(k, `smallctl${i}`, (await tiny(k, i, "ctl")).path),
       // A 3 s window of new connections + one `configurations` each (c=8, 2 load processes): "ms" is the
       // registry's CPU per handshake.
       handshake: (k) => perRequest(k, "handshake", 8, 2),
@@ -102,6 +125,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       const ms: Record<"A" | "B", number[]> = { A: [], B: [] }
       const cpu: Record<"A" | "B", number[]> = { A: [], B: [] }
       const main: Record<"A" | "B", number[]> = { A: [], B: [] }
+      const client: Record<"A" | "B", number[]> = { A: [], B: [] }
       for (let i = 0; i < runs; i++) {
         const order: ReadonlyArray<"A" | "B"> = i % 2 === 0 ? ["A", "B"] : ["B", "A"]
         for (const k of order) {
@@ -109,11 +133,12 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
           ms[k].push(r.ms)
           cpu[k].push(r.cpu)
           if (r.main !== undefined) main[k].push(r.main)
+          if (r.client !== undefined) client[k].push(r.client)
         }
       }
       const [a, b] = [summarize(ms.A), summarize(ms.B)]
       const [ca, cb] = [summarize(cpu.A), summarize(cpu.B)]
-      const digits = w === "handshake" || w === "exec" ? 3 : 0
+      const digits = w === "handshake" || w === "exec" ? 3 : w.startsWith("small") ? 1 : 0
       const line = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`
       process.stdout.write(
         `${w.padEnd(7)} ms A ${line(a)}  B ${line(b)}  B/A ${(b.median / a.median).toFixed(2)}   registry CPU ms A ${line(ca)}  B ${line(cb)}\n`
@@ -122,6 +147,10 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       if (main.A.length > 0) {
         const [ma, mb] = [summarize(main.A), summarize(main.B)]
         process.stdout.write(`${"".padEnd(7)} registry main thread CPU ms A ${line(ma)}  B ${line(mb)}  B/A ${(mb.median / ma.median).toFixed(2)}\n`)
+      }
+      if (client.A.length > 0) {
+        const [la, lb] = [summarize(client.A), summarize(client.B)]
+        process.stdout.write(`${"".padEnd(7)} deployctl CPU ms A ${line(la)}  B ${line(lb)}  B/A ${(lb.median / la.median).toFixed(2)}\n`)
       }
     }
   } finally {

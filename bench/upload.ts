@@ -4,7 +4,7 @@
 //   node --import tsx bench/upload.ts [-size 256M] [-runs 5] [-large 1G|0] [-cipher aes128-gcm@openssh.com]
 import { rm } from "node:fs/promises"
 import * as path from "node:path"
-import { randomTarGz } from "./lib/data.js"
+import { distinctCopy, randomTarGz } from "./lib/data.js"
 import { coreLimits, limitRows } from "./lib/limits.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
@@ -13,6 +13,7 @@ import { cpuMs, readMem, warm, watchMemory } from "./lib/proc.js"
 import { deployctl, haveProgram, startRegistry, type Registry } from "./lib/registry.js"
 import { environment, row, type Row } from "./lib/report.js"
 import { startSshd } from "./lib/sshd.js"
+import { tempDir } from "../test/support/keys.js"
 import { clientCpuRows } from "./sendcpu.js"
 import { interleave, summarize } from "./lib/stats.js"
 
@@ -31,6 +32,8 @@ export const upload: Bench = async (argv) => {
   try {
     log(`upload: making a ${(size / MiB).toFixed(0)} MiB incompressible tar.gz ...`)
     const data = await randomTarGz(size)
+    const scratch = await tempDir("bench-upload-")
+    cleanup.add(() => rm(scratch, { recursive: true, force: true }))
     const sshd = await startSshd({ cipher })
     cleanup.add(() => sshd.stop())
     const sshdEp: Endpoint = { port: sshd.port, user: sshd.user, opts: sshd.clientOpts }
@@ -75,14 +78,20 @@ export const upload: Bench = async (argv) => {
     }
     if (withCtl) {
       variants["deployctl addver"] = async (i) => {
-        await warm(data.path)
-        const ms = await onRegistry("ctl", async () => {
-          // A new component each run: the same bytes as a new version, so nothing can be skipped as known.
-          const r = await deployctl(reg!, ["addver", "-name", `upload${i}`, "-version", "v1", "-file", data.path])
-          if (r.code !== 0) throw new Error(`deployctl addver failed: ${(r.stdout + r.stderr).trim()}`)
-          return r.ms
-        })
-        return mbps(data.bytes, ms)
+        // New content each run (distinctCopy), as a new component: nothing can be skipped as known, not even
+        // the registry's check of the layer (its verdict is remembered per content).
+        const copy = await distinctCopy(data.path, path.join(scratch, `addver-${i}.tar.gz`), i)
+        await warm(copy)
+        try {
+          const ms = await onRegistry("ctl", async () => {
+            const r = await deployctl(reg!, ["addver", "-name", `upload${i}`, "-version", "v1", "-file", copy])
+            if (r.code !== 0) throw new Error(`deployctl addver failed: ${(r.stdout + r.stderr).trim()}`)
+            return r.ms
+          })
+          return mbps(data.bytes, ms)
+        } finally {
+          await rm(copy, { force: true })
+        }
       }
     }
     log(`upload: ${runs} rounds of ${Object.keys(variants).join(", ")} (${cipher})`)

@@ -2,7 +2,7 @@
 // an incompressible tar.gz of a given size, and a tar.gz of many small files. Both are valid tar.gz.
 import { createHash } from "node:crypto"
 import { createReadStream, existsSync } from "node:fs"
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
 import { runOk } from "./proc.js"
@@ -126,3 +126,21 @@ export const tinyTarGz = (name: string, text: string): Promise<DataFile> =>
     await writeFile(path.join(scratch, "version.txt"), text)
     await runOk("tar", ["-C", scratch, "-czf", out, "version.txt"])
   })
+
+/**
+ * A copy of the tar.gz `src` at `dst` whose content differs by the gzip header's MTIME (bytes 4-7, which
+ * no checksum covers): still valid, but a new sha256, so the registry remembers no verdict for it and
+ * checks it anew (content-addressed: re-sending the same bytes would measure no check at all).
+ */
+export const distinctCopy = async (src: string, dst: string, n: number): Promise<string> => {
+  await runOk("cp", [src, dst])
+  const fh = await open(dst, "r+")
+  try {
+    const mtime = Buffer.alloc(4)
+    mtime.writeUInt32LE((Date.now() / 1000 + n) >>> 0)
+    await fh.write(mtime, 0, 4, 4)
+  } finally {
+    await fh.close()
+  }
+  return dst
+}

@@ -70,6 +70,83 @@ const empty = Buffer.alloc(0)
 const YIELD_EVERY = 4
 
 /**
+ * gunzip (Gzip.ts) on this thread, pushed one input chunk at a time: `write` and `end` yield the tar
+ * they inflate, chunk by chunk, as views of one reused buffer (each valid until the next is asked for).
+ * Synchronous, so that a thread that reads back a file as it is written (FileHasher's worker) can check
+ * each chunk as it hashes it; gunzipInline drives it from an async source.
+ */
+export class InlineGunzip {
+  private readonly z: RawInflater
+  private readonly tail: Tail
+  private readonly refused: (reason: string) => LayerRefused
+  private readonly failure: (e: unknown) => unknown
+  private crc = 0
+  private inflated = 0
+  private compressed = 0
+  /** The gzip header so far, until it is complete. */
+  private head: Buffer | undefined = Buffer.alloc(0)
+
+  constructor(label: string, outSize = INFLATE_CHUNK) {
+    this.refused = (reason) => new LayerRefused({ layer: label, entry: "", reason })
+    this.failure = inflateFailure(this.refused)
+    this.tail = new Tail(this.refused)
+    this.z = new RawInflater(outSize)
+  }
+
+  /** The next bytes of the file. */
+  *write(chunk: Buffer): Generator<Buffer, void> {
+    this.compressed += chunk.length
+    if (this.head === undefined) return yield* this.inflate(chunk, zlib.constants.Z_NO_FLUSH)
+    this.head = Buffer.concat([this.head, chunk])
+    const len = gzipHeaderLength(this.head)
+    if (typeof len === "string") throw this.refused(len)
+    if (len === undefined) return
+    const rest = this.head.subarray(len)
+    this.head = undefined
+    yield* this.inflate(rest, zlib.constants.Z_NO_FLUSH)
+  }
+
+  /** No more input: the rest of the tar, then the sizes once the trailer matched. */
+  *end(): Generator<Buffer, GzipStats> {
+    if (this.head !== undefined) {
+      const len = gzipHeaderLength(this.head)
+      throw this.refused(typeof len === "string" ? len : this.head.length === 0 ? notGzip(this.head) : "truncated gzip header")
+    }
+    // No more input: zlib fails with "unexpected end of file" unless the deflate data is complete.
+    if (!this.z.ended) yield* this.inflate(empty, zlib.constants.Z_FINISH)
+    this.tail.verify(this.crc, this.inflated)
+    return { compressed: this.compressed, inflated: this.inflated }
+  }
+
+  close(): void {
+    this.z.close()
+  }
+
+  /** Inflates all of `input`; what follows the deflate data goes to the tail. */
+  private *inflate(input: Buffer, flush: number): Generator<Buffer, void> {
+    const z = this.z
+    let at = 0
+    while (!z.ended) {
+      let step: { readonly taken: number; readonly made: number }
+      try {
+        step = z.write(input, at, flush)
+      } catch (e) {
+        throw this.failure(e)
+      }
+      at += step.taken
+      if (step.made > 0) {
+        const out = z.out.subarray(0, step.made)
+        this.crc = crc32(out, this.crc)
+        this.inflated += step.made
+        yield out
+      }
+      if (step.made < z.out.length && at === input.length) return
+    }
+    this.tail.add(input.subarray(at))
+  }
+}
+
+/**
  * gunzip (Gzip.ts) on this thread. `onData` gets views of one reused buffer: each is valid only
  * during the call (or until its returned promise settles), so a consumer that keeps data must copy it.
  * A chunk of `source` is read only until the next one is asked for, as for gunzip.
@@ -80,65 +157,23 @@ export const gunzipInline = async (
   onData: (chunk: Buffer) => void | Promise<void>,
   outSize = INFLATE_CHUNK
 ): Promise<GzipStats> => {
-  const refused = (reason: string) => new LayerRefused({ layer: label, entry: "", reason })
-  const failure = inflateFailure(refused)
-  const z = new RawInflater(outSize)
-  const tail = new Tail(refused)
-  let crc = 0
-  let inflated = 0
-  let offset = 0
+  const gz = new InlineGunzip(label, outSize)
   let made = 0 // output chunks
-  let head: Buffer | undefined = Buffer.alloc(0)
-
-  /** Inflates all of `input` from `at`; what follows the deflate data goes to the tail. */
-  const inflate = async (input: Buffer, at: number, flush: number) => {
-    while (!z.ended) {
-      let step: { readonly taken: number; readonly made: number }
-      try {
-        step = z.write(input, at, flush)
-      } catch (e) {
-        throw failure(e)
-      }
-      at += step.taken
-      if (step.made > 0) {
-        const out = z.out.subarray(0, step.made)
-        crc = crc32(out, crc)
-        inflated += step.made
-        const r = onData(out)
-        if (r !== undefined) await r
-        // Let the event loop run between chunks (as a zlib stream does): an interruption, a timer or a
-        // message must not wait for a highly compressed input chunk's hundreds of MiB.
-        else if (++made % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve))
-      }
-      if (step.made < z.out.length && at === input.length) return
+  const drain = async <R>(outs: Generator<Buffer, R>): Promise<R> => {
+    for (;;) {
+      const next = outs.next()
+      if (next.done === true) return next.value
+      const r = onData(next.value)
+      if (r !== undefined) await r
+      // Let the event loop run between chunks (as a zlib stream does): an interruption, a timer or a
+      // message must not wait for a highly compressed input chunk's hundreds of MiB.
+      else if (++made % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve))
     }
-    tail.add(input.subarray(at))
   }
-
   try {
-    for await (const chunk of source) {
-      offset += chunk.length
-      if (head === undefined) {
-        await inflate(chunk, 0, zlib.constants.Z_NO_FLUSH)
-        continue
-      }
-      head = Buffer.concat([head, chunk])
-      const len = gzipHeaderLength(head)
-      if (typeof len === "string") throw refused(len)
-      if (len === undefined) continue
-      const rest = head.subarray(len)
-      head = undefined
-      await inflate(rest, 0, zlib.constants.Z_NO_FLUSH)
-    }
-    if (head !== undefined) {
-      const len = gzipHeaderLength(head)
-      throw refused(typeof len === "string" ? len : head.length === 0 ? notGzip(head) : "truncated gzip header")
-    }
-    // No more input: zlib fails with "unexpected end of file" unless the deflate data is complete.
-    if (!z.ended) await inflate(empty, 0, zlib.constants.Z_FINISH)
-    tail.verify(crc, inflated)
-    return { compressed: offset, inflated }
+    for await (const chunk of source) await drain(gz.write(chunk))
+    return await drain(gz.end())
   } finally {
-    z.close()
+    gz.close()
   }
 }

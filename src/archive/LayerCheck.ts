@@ -2,14 +2,19 @@
 // (PathRules.ts) every door shares. `readLayer` streams entries to a sink on this thread (the
 // agent's unpacker); `checkLayerFile` only checks; `checkLayerInWorker` checks (and hashes) on a
 // worker thread, so a server or a CLI busy with other work is not held up by inflating and parsing.
-import { Effect } from "effect"
-import { createHash } from "node:crypto"
+// `checkLayer` spares a small layer that worker (its start costs ~30-100 ms of CPU, the check of a
+// small layer well under 1 ms): it is checked here, within a budget of inflated bytes (a bomb goes on
+// to the worker), as FileHasher.ts hashes a small file on the calling thread.
+import { Effect, Exit } from "effect"
+import { createHash, type Hash } from "node:crypto"
 import { type FileHandle, open } from "node:fs/promises"
 import type { Worker } from "node:worker_threads"
+import { INLINE_MAX } from "../fs/FileHasher.js"
 import { startWorker } from "../fs/WorkerModule.js"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 import { gunzip } from "./Gzip.js"
 import { gunzipInline, inlineInflateAvailable } from "./GzipInline.js"
+import { failureReply } from "./LayerCheckStream.js"
 import { TarParser, type TarSink } from "./TarParser.js"
 
 export interface LayerRead {
@@ -105,30 +110,37 @@ const watched = (sink: TarSink, room: ReadOptions["room"]) => {
 export const readLayer = async (file: string, label: string, sink: TarSink, opts: ReadOptions = {}): Promise<LayerRead> => {
   const w = watched(sink, opts.room)
   try {
-    return await readLayerFrom(chunks(file, label, opts), label, w.sink, w.room, opts.inline)
+    return await readLayerFrom(chunks(file, label, opts), label, w.sink, { ...(w.room ? { room: w.room } : {}), inline: opts.inline === true })
   } catch (e) {
     throw w.ownError(e) ? e : asLayerFailure(label, e)
   }
 }
 
+export interface FromOptions {
+  readonly room?: ReadOptions["room"]
+  readonly inline?: boolean
+  /** Past this many bytes of tar, stop with OverBudget (a check on a thread that serves others). */
+  readonly maxTar?: number
+}
+
+/** readLayerFrom went past its `maxTar`: no verdict (checkBytesHere hands the layer to a worker then). */
+export class OverBudget extends Error {}
+
 /** The same reading over the file's bytes as `source` yields them (deployctl feeds what it uploads). */
-export const readLayerFrom = async (
-  source: AsyncIterable<Buffer>,
-  label: string,
-  sink: TarSink,
-  room?: ReadOptions["room"],
-  inline = false
-): Promise<LayerRead> => {
+export const readLayerFrom = async (source: AsyncIterable<Buffer>, label: string, sink: TarSink, opts: FromOptions = {}): Promise<LayerRead> => {
   const parser = new TarParser(sink, label)
-  const stats = await (inline && inlineInflateAvailable ? gunzipInline : gunzip)(source, label, (chunk) => {
+  const max = opts.maxTar ?? Infinity
+  let tar = 0
+  const stats = await (opts.inline && inlineInflateAvailable ? gunzipInline : gunzip)(source, label, (chunk) => {
+    if ((tar += chunk.length) > max) throw new OverBudget(`more than ${max} bytes of tar`)
     parser.write(chunk)
-    return room?.()
+    return opts.room?.()
   })
   parser.end()
   return { entries: parser.entries, bytes: stats.compressed, tarBytes: stats.inflated }
 }
 
-const ignore: TarSink = { entry: () => {}, data: () => {}, entryEnd: () => {} }
+export const ignore: TarSink = { entry: () => {}, data: () => {}, entryEnd: () => {} }
 
 /** Checks the layer at `file` on this thread: the refusal an agent would give, or its size. */
 export const checkLayerFile = (file: string, label: string): Effect.Effect<{ entries: number; bytes: number }, LayerRefused | LayerUnreadable> =>
@@ -156,17 +168,110 @@ export interface WorkerInput {
   readonly hash: boolean
 }
 
-/** The worker's whole job (LayerCheck.worker.ts runs it; `room` as in ReadOptions). */
-export const runCheck = async (input: WorkerInput, room?: ReadOptions["room"]): Promise<WorkerReply> => {
-  const hash = input.hash ? createHash("sha256") : undefined
+/**
+ * The reply for `read`'s outcome (`hash`, fed what was read, digested on success). An OverBudget is
+ * not a verdict: it is thrown on, unchanged.
+ */
+export const replyOf = async (label: string, read: () => Promise<LayerRead>, hash?: Hash): Promise<WorkerReply> => {
   try {
-    const r = await readLayer(input.file, input.label, ignore, { inline: true, ...(hash ? { onInput: (c: Buffer) => hash.update(c) } : {}), ...(room ? { room } : {}) })
+    const r = await read()
     return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
   } catch (e) {
-    const f = asLayerFailure(input.label, e)
-    return f instanceof LayerRefused ? { refused: { layer: f.layer, entry: f.entry, reason: f.reason } } : { unreadable: f.reason }
+    if (e instanceof OverBudget) throw e
+    return failureReply(asLayerFailure(label, e))
   }
 }
+
+/** A reply as an outcome (an Exit is an Effect too). */
+export const fromReply = (label: string, m: WorkerReply): Exit.Exit<Checked, LayerRefused | LayerUnreadable> =>
+  "ok" in m ? Exit.succeed(m.ok) : "refused" in m ? Exit.fail(new LayerRefused(m.refused)) : Exit.fail(new LayerUnreadable({ layer: label, reason: m.unreadable }))
+
+/** The worker's whole job (LayerCheck.worker.ts runs it; `room` as in ReadOptions). */
+export const runCheck = (input: WorkerInput, room?: ReadOptions["room"]): Promise<WorkerReply> => {
+  const hash = input.hash ? createHash("sha256") : undefined
+  return replyOf(input.label, () => readLayer(input.file, input.label, ignore, { inline: true, ...(hash ? { onInput: (c: Buffer) => hash.update(c) } : {}), ...(room ? { room } : {}) }), hash)
+}
+
+let workersStarted = 0
+
+/** Check workers this process started (tests: a small layer starts none). */
+export const checkWorkersStarted = (): number => workersStarted
+
+/** Starts LayerCheck.worker.ts on `input` (a WorkerInput, or LayerFeed's FedInput). */
+export const startCheckWorker = (input: object): Worker => {
+  const w = startWorker(import.meta.url, "archive/LayerCheck.worker", { workerData: input })
+  workersStarted++
+  return w
+}
+
+/**
+ * Tar bytes a check on the calling thread inflates before it gives up and leaves the layer to a worker:
+ * INLINE_MAX of gzip can inflate to a thousand times as much, and a bomb must not hold a thread that
+ * serves others for more than a few ms (4 MiB of tar inflate and parse in ~2-3 ms).
+ */
+export const INLINE_TAR_BUDGET = 4 << 20
+
+/**
+ * Checks (and with `hash`, hashes) `bytes`, a whole layer file, on this thread: the verdict, or
+ * undefined when its tar is larger than INLINE_TAR_BUDGET (check it on a worker then).
+ */
+export const checkBytesHere = async (bytes: Buffer, label: string, hash: boolean): Promise<WorkerReply | undefined> => {
+  const h = hash ? createHash("sha256").update(bytes) : undefined
+  async function* once() {
+    yield bytes
+  }
+  try {
+    return await replyOf(label, () => readLayerFrom(once(), label, ignore, { inline: true, maxTar: INLINE_TAR_BUDGET }), h)
+  } catch (e) {
+    if (e instanceof OverBudget) return undefined
+    throw e
+  }
+}
+
+/** The whole of the file open at `fh` when it holds at most `max` bytes; undefined when it holds more. */
+export const readUpTo = async (fh: FileHandle, max: number): Promise<Buffer | undefined> => {
+  const { size } = await fh.stat()
+  if (size > max) return undefined
+  // One byte more than the size: a file that grew since is seen to.
+  const buf = Buffer.allocUnsafe(Math.min(size, max) + 1)
+  let got = 0
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, got, buf.length - got, got)
+    if (bytesRead === 0) return buf.subarray(0, got)
+    got += bytesRead
+    if (got > max) return undefined
+    if (got === buf.length) return readUpTo(fh, max) // it grew, but may still be small
+  }
+}
+
+/**
+ * Checks (and with `hash`, hashes) the layer at `file` on this thread when it is small (at most
+ * INLINE_MAX bytes, FileHasher's threshold) and its tar within INLINE_TAR_BUDGET: no worker starts.
+ * Undefined when it is not (check it on a worker then: checkLayerInWorker). The same verdicts.
+ */
+export const checkSmallLayer = (file: string, label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<Checked | undefined, LayerRefused | LayerUnreadable> =>
+  Effect.tryPromise({
+    try: async () => {
+      let bytes: Buffer | undefined
+      try {
+        const fh = await open(file, "r")
+        try {
+          bytes = await readUpTo(fh, INLINE_MAX)
+        } finally {
+          await fh.close().catch(() => {})
+        }
+      } catch (e) {
+        // The worker's message for the same failure (chunks).
+        throw new LayerUnreadable({ layer: label, reason: `${file}: ${reason(e)}` })
+      }
+      return bytes === undefined ? undefined : checkBytesHere(bytes, label, opts.hash === true)
+    },
+    catch: (e) => asLayerFailure(label, e)
+  }).pipe(Effect.flatMap((r) => (r === undefined ? Effect.succeed(undefined) : fromReply(label, r))))
+
+/** Checks (and with `hash`, hashes) the layer at `file`: on this thread when it is small (checkSmallLayer), else on a worker. */
+export const checkLayer = (file: string, label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
+  Effect.flatMap(checkSmallLayer(file, label, opts), (c) => (c !== undefined ? Effect.succeed(c) : checkLayerInWorker(file, label, opts)))
 
 /**
  * Checks (and with `hash`, hashes) the layer at `file` on a worker thread. Interrupting stops the
@@ -184,15 +289,11 @@ export const checkLayerInWorker = (file: string, label: string, opts: { readonly
     const input: WorkerInput = { file, label, hash: opts.hash === true }
     let worker: Worker
     try {
-      worker = startWorker(import.meta.url, "archive/LayerCheck.worker", { workerData: input })
+      worker = startCheckWorker(input)
     } catch (e) {
       return resume(Effect.fail(new LayerUnreadable({ layer: label, reason: `cannot start the check: ${reason(e)}` })))
     }
-    worker.once("message", (m: WorkerReply) => {
-      if ("ok" in m) settle(Effect.succeed(m.ok))
-      else if ("refused" in m) settle(Effect.fail(new LayerRefused(m.refused)))
-      else settle(Effect.fail(new LayerUnreadable({ layer: label, reason: m.unreadable })))
-    })
+    worker.once("message", (m: WorkerReply) => settle(fromReply(label, m)))
     worker.once("error", (cause) => settle(Effect.fail(new LayerUnreadable({ layer: label, reason: `checking failed: ${cause.message}` }))))
     worker.once("exit", (code) => settle(Effect.fail(new LayerUnreadable({ layer: label, reason: `checking stopped (worker exit ${code})` }))))
     return Effect.sync(() => {

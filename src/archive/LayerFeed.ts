@@ -10,8 +10,7 @@ import { Deferred, Effect, Exit, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import type { MessagePort, Worker } from "node:worker_threads"
 import { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
-import { startWorker } from "../fs/WorkerModule.js"
-import { asLayerFailure, type Checked, readLayerFrom, type WorkerReply } from "./LayerCheck.js"
+import { asLayerFailure, checkBytesHere, type Checked, fromReply, ignore, readLayerFrom, replyOf, startCheckWorker, type WorkerReply } from "./LayerCheck.js"
 
 /** Buffers of the ring: one being filled and sent by the caller, the rest read or waiting on the worker. */
 const SLOTS = 5
@@ -51,14 +50,7 @@ export const runFed = async (input: FedInput, port: Pick<MessagePort, "on" | "po
       else await new Promise<void>((r) => (wake = r))
     }
   }
-  const ignore = { entry: () => {}, data: () => {}, entryEnd: () => {} }
-  try {
-    const r = await readLayerFrom(source(), input.label, ignore, room, true)
-    return { ok: { entries: r.entries, bytes: r.bytes, hash: hash?.digest("hex") } }
-  } catch (e) {
-    const f = asLayerFailure(input.label, e)
-    return f instanceof LayerRefused ? { refused: { layer: f.layer, entry: f.entry, reason: f.reason } } : { unreadable: f.reason }
-  }
+  return replyOf(input.label, () => readLayerFrom(source(), input.label, ignore, { ...(room ? { room } : {}), inline: true }), hash)
 }
 
 export interface LayerFeed {
@@ -90,7 +82,7 @@ export const feedLayerCheck = (
     const input: FedInput = { fed: true, label, hash: opts.hash === true }
     const worker: Worker = yield* Effect.acquireRelease(
       Effect.try({
-        try: () => startWorker(import.meta.url, "archive/LayerCheck.worker", { workerData: input }),
+        try: () => startCheckWorker(input),
         catch: (e) => new LayerUnreadable({ layer: label, reason: `cannot start the check: ${(e as Error).message}` })
       }),
       (w) => Effect.promise(() => w.terminate())
@@ -110,9 +102,7 @@ export const feedLayerCheck = (
         free.push(m.free)
         return wake?.()
       }
-      if ("ok" in m) settle(Exit.succeed(m.ok))
-      else if ("refused" in m) settle(Exit.fail(new LayerRefused(m.refused)))
-      else settle(Exit.fail(new LayerUnreadable({ layer: label, reason: m.unreadable })))
+      settle(fromReply(label, m))
     })
     worker.once("error", (cause) => settle(Exit.fail(new LayerUnreadable({ layer: label, reason: `checking failed: ${cause.message}` }))))
     worker.once("exit", (code) => settle(Exit.fail(new LayerUnreadable({ layer: label, reason: `checking stopped (worker exit ${code})` }))))
@@ -156,3 +146,23 @@ export const feedLayerCheck = (
     const failed = Effect.flatMap(Deferred.await(verdict), () => Effect.never)
     return { buffer, push, end, failed }
   })
+
+/**
+ * Checks (and with `hash`, hashes) `bytes`, a whole layer file in memory: on this thread when its tar
+ * is within INLINE_TAR_BUDGET (checkBytesHere: no worker starts), else fed to a worker.
+ */
+export const checkLayerBytes = (bytes: Buffer, label: string, opts: { readonly hash?: boolean } = {}): Effect.Effect<Checked, LayerRefused | LayerUnreadable> =>
+  Effect.tryPromise({ try: () => checkBytesHere(bytes, label, opts.hash === true), catch: (e) => asLayerFailure(label, e) }).pipe(
+    Effect.flatMap((reply) =>
+      reply !== undefined
+        ? fromReply(label, reply)
+        : Effect.scoped(
+            Effect.gen(function* () {
+              const feed = yield* feedLayerCheck(label, { ...opts, chunkSize: Math.max(1, bytes.length) })
+              const buf = yield* feed.buffer
+              yield* feed.push(buf.subarray(0, bytes.copy(buf)))
+              return yield* feed.end
+            })
+          )
+    )
+  )

@@ -2,10 +2,12 @@
 // strict layer reader (src/archive, the same one the agent and the registry's addver use) and hashing
 // then cost the main thread nothing, and the main thread — which frames, encrypts and sends the SFTP
 // packets and is the bottleneck — only reads and uploads. `startArchiveCheck` is fed the chunks the
-// upload reads (the file is read once); `checkArchive` reads a file on its own.
+// upload reads (the file is read once); `checkArchive` reads a file on its own. A small file (at most
+// INLINE_MAX) is checked on the main thread instead, `checkArchiveBytes`: a worker's start costs more
+// than that check (a bomb still goes on to a worker, LayerCheck.ts's budget).
 import { Data, Effect, type Scope } from "effect"
-import { checkLayerInWorker } from "../archive/LayerCheck.js"
-import { feedLayerCheck } from "../archive/LayerFeed.js"
+import { checkLayer, type Checked as LayerChecked } from "../archive/LayerCheck.js"
+import { checkLayerBytes, feedLayerCheck } from "../archive/LayerFeed.js"
 import type { LayerRefused, LayerUnreadable } from "../domain/ArchiveErrors.js"
 
 /** The file is not a readable .tar.gz; `reason` says what broke. */
@@ -36,17 +38,25 @@ const asArchiveError = (name: string) => (e: LayerRefused | LayerUnreadable): In
 const notEmpty = (name: string) => <A extends { readonly entries: number }>(c: A): Effect.Effect<A, InvalidArchive> =>
   c.entries > 0 ? Effect.succeed(c) : Effect.fail(new InvalidArchive({ file: name, reason: "the archive holds no entries" }))
 
+/** The reader's verdict as deployctl's. */
+const asArchiveCheck = (name: string) => (checked: Effect.Effect<LayerChecked, LayerRefused | LayerUnreadable>): Effect.Effect<Checked, InvalidArchive | FileError> =>
+  checked.pipe(
+    Effect.mapError(asArchiveError(name)),
+    Effect.flatMap(notEmpty(name)),
+    Effect.map((c) => ({ hash: c.hash!, bytes: c.bytes }))
+  )
+
 /**
  * Checks that `file` is a layer an agent accepts (one gzip member of one tar, every entry passing
  * the reader's rules) holding at least one entry, and hashes it. `name` is how messages call the
  * file. Interrupting stops the worker.
  */
 export const checkArchive = (file: string, name: string = file): Effect.Effect<Checked, InvalidArchive | FileError> =>
-  checkLayerInWorker(file, name, { hash: true }).pipe(
-    Effect.mapError(asArchiveError(name)),
-    Effect.flatMap(notEmpty(name)),
-    Effect.map((c) => ({ hash: c.hash!, bytes: c.bytes }))
-  )
+  asArchiveCheck(name)(checkLayer(file, name, { hash: true }))
+
+/** The same check of a whole file's `bytes` (a small file, read whole). */
+export const checkArchiveBytes = (bytes: Buffer, name: string): Effect.Effect<Checked, InvalidArchive | FileError> =>
+  asArchiveCheck(name)(checkLayerBytes(bytes, name, { hash: true }))
 
 export interface ArchiveFeed {
   /** A buffer to read the file's next bytes into (LayerFeed.buffer). */
@@ -66,11 +76,7 @@ export const startArchiveCheck = (name: string, chunkSize: number): Effect.Effec
     Effect.map((feed) => ({
       buffer: Effect.mapError(feed.buffer, asArchiveError(name)),
       push: (chunk: Buffer) => Effect.mapError(feed.push(chunk), asArchiveError(name)),
-      end: feed.end.pipe(
-        Effect.mapError(asArchiveError(name)),
-        Effect.flatMap(notEmpty(name)),
-        Effect.map((c) => ({ hash: c.hash!, bytes: c.bytes }))
-      ),
+      end: asArchiveCheck(name)(feed.end),
       failed: Effect.mapError(feed.failed, asArchiveError(name))
     }))
   )

@@ -4,7 +4,9 @@
 // The bytes hashed and checked are the bytes sent, whatever happens to the file meanwhile. The verdict is
 // awaited before the upload is CLOSEd, and a bad archive stops the upload at once: it is never completed
 // on the registry (fault 9), which discards it when the session ends, and addver is never sent for it.
-// Memory stays flat for any size.
+// Memory stays flat for any size. A small file (at most INLINE_MAX) is read whole instead and checked on
+// this thread while the SFTP session opens (no worker: its start costs more than that check), so a bad
+// one is never uploaded at all.
 import { Effect, Option, Stream, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -12,7 +14,9 @@ import type { Client } from "ssh2"
 import type { SshError } from "../ssh/SshError.js"
 import { DEFAULT_CHUNK, openSftp, requestSize } from "../ssh/Sftp.js"
 import { upload } from "../ssh/SftpWrite.js"
-import { checkArchive, FileError, InvalidArchive, startArchiveCheck } from "./ArchiveCheck.js"
+import { readUpTo } from "../archive/LayerCheck.js"
+import { INLINE_MAX } from "../fs/FileHasher.js"
+import { checkArchive, checkArchiveBytes, FileError, InvalidArchive, startArchiveCheck } from "./ArchiveCheck.js"
 import { makeProgressBar, type Terminal } from "./Progress.js"
 
 export { checkArchive, FileError, InvalidArchive }
@@ -43,6 +47,22 @@ export const uploadFile = (
       Effect.promise(() => h.close())
     )
     const name = path.basename(file)
+    /** `sending` under a progress bar. */
+    const withBar = <E>(sending: (onProgress: (sent: number) => void) => Effect.Effect<number, E>) =>
+      Effect.suspend(() => {
+        const bar = makeProgressBar(st.size, progressTo)
+        return sending(bar.update).pipe(
+          Effect.tapError(() => Effect.sync(bar.clear)),
+          Effect.onInterrupt(() => Effect.sync(bar.clear)),
+          Effect.tap(() => Effect.sync(bar.finish))
+        )
+      })
+    const whole = st.size <= INLINE_MAX ? yield* Effect.tryPromise({ try: () => readUpTo(fh, INLINE_MAX), catch: fileError }) : undefined
+    if (whole !== undefined) {
+      const [checked, sftp] = yield* Effect.all([checkArchiveBytes(whole, name), openSftp(client)], { concurrency: 2 })
+      const n = yield* withBar((onProgress) => upload(sftp, name, Stream.make(whole), { onProgress }))
+      return { hash: checked.hash, bytes: n }
+    }
     // The worker starts while the SFTP session opens; reads are whole WRITE requests, at most DEFAULT_CHUNK each.
     const [check, sftp] = yield* Effect.all([startArchiveCheck(name, REQUESTS_PER_READ * DEFAULT_CHUNK), openSftp(client)], { concurrency: 2 })
     // Each read goes into a buffer the check lends: upload() sends views of it and ssh2 copies them into
@@ -68,16 +88,13 @@ export const uploadFile = (
       // The verdict must be in before the stream ends: upload() CLOSEs only after a clean end.
       Stream.concat(Stream.drain(Stream.fromEffect(Effect.map(check.end, (c) => void (checked = c)))))
     )
-    const bar = makeProgressBar(st.size, progressTo)
-    const n = yield* Effect.raceFirst(
-      upload(sftp, name, source, { onProgress: bar.update }),
-      // A bad archive fails the race at once, which interrupts the upload (no CLOSE).
-      check.failed
-    ).pipe(
-      Effect.tapError(() => Effect.sync(bar.clear)),
-      Effect.onInterrupt(() => Effect.sync(bar.clear))
+    const n = yield* withBar((onProgress) =>
+      Effect.raceFirst(
+        upload(sftp, name, source, { onProgress }),
+        // A bad archive fails the race at once, which interrupts the upload (no CLOSE).
+        check.failed
+      )
     )
-    bar.finish()
     if (checked === undefined || checked.bytes !== n) return yield* Effect.die(`uploaded ${n} bytes, checked ${checked?.bytes}`)
     return { hash: checked.hash, bytes: n }
   })

@@ -7,7 +7,7 @@
 // filling memory. CLOSE fsyncs and records the upload by its sha256. Reads, listings, removes and
 // renames are refused. A session that ends with files still open discards them: an interrupted upload is
 // never claimable.
-import { Effect, FiberSet } from "effect"
+import { Effect, FiberSet, Option } from "effect"
 import * as fs from "node:fs"
 import type { SFTPWrapper } from "ssh2"
 import type { Principal } from "../domain/Principal.js"
@@ -16,6 +16,7 @@ import { type Budgets, BUSY, type Counter, type HandleBudget, MAX_WRITE_GAP } fr
 import { recentPaths } from "./RecentPaths.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import { BlobStore, noStage, type UploadStage } from "./BlobStore.js"
+import { LayerVerdicts } from "./LayerVerdicts.js"
 import { type UploadHash, uploadHash } from "./UploadHash.js"
 import { Uploads } from "./Uploads.js"
 
@@ -142,6 +143,8 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
       advertiseLimits(sftp, ordered.later)
       const uploads = yield* Uploads
       const blobs = yield* BlobStore
+      // Where wired (main.ts), each upload is checked as it is hashed, and addver finds the verdict.
+      const hashOptions = Option.match(yield* Effect.serviceOption(LayerVerdicts), { onNone: () => ({}), onSome: (v) => ({ onVerdict: v.record }) })
       const open = new Map<number, OpenUpload>()
       /** Handles of (empty) directory listings: `lftp mirror -R` and rclone list the target first. */
       const dirs = new Set<number>()
@@ -253,7 +256,7 @@ export const serveUpload = (sftp: SFTPWrapper, who: Principal, budget: HandleBud
             )
             const stage = yield* blobs.stageUpload
             open.set(id, {
-              path, tempPath, fd, stage, hash: uploadHash(tempPath), inOrder: 0, ahead: new Map(), aheadBytes: 0,
+              path, tempPath, fd, stage, hash: uploadHash(tempPath, hashOptions), inOrder: 0, ahead: new Map(), aheadBytes: 0,
               streaming: stage !== noStage, size: 0, inFlight: 0, furthest: 0, idle: [], failed: undefined, closing: false, logged: false
             })
             sftp.handle(reqId, handleBytes(id))

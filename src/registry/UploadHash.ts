@@ -5,8 +5,12 @@
 // only while no write lands on bytes the worker may already have read: a write that overlaps an earlier
 // one (or the reported prefix) stops the streaming hash, and the whole file is then hashed at CLOSE (in
 // the worker too; on the main thread only if the worker is gone). Nothing is copied: memory per upload is
-// one entry per write beyond the completed prefix, at most MAX_SPANS.
+// one entry per write beyond the completed prefix, at most MAX_SPANS. The same read-back also runs the
+// layer check (FileHasher's `check`), so at CLOSE the verdict is known with the hash and handed to
+// `onVerdict` (LayerVerdicts.record): addver then reads nothing again. Only a streamed hash carries a
+// verdict: after an overlap, or for a small file (hashed at CLOSE), addver checks the file as before.
 import { Effect } from "effect"
+import type { WorkerReply } from "../archive/LayerCheck.js"
 import type { Sha256 } from "../domain/Names.js"
 import { type FileHash, hashFile as hashInWorker, hashOnThisThread } from "../fs/FileHasher.js"
 
@@ -72,9 +76,17 @@ export class CompletedPrefix {
   }
 }
 
+export interface UploadHashOptions {
+  /** Bytes the completed prefix grows by between two reports to the worker. */
+  readonly reportEvery?: number
+  /** Given the layer check's verdict on a streamed hash's bytes, before `digest` succeeds. */
+  readonly onVerdict?: (hash: Sha256, verdict: WorkerReply) => Effect.Effect<void>
+}
+
 /** Starts hashing the upload written to `path` (the file exists, empty) as its writes complete. */
-export const uploadHash = (path: string, reportEvery = REPORT_EVERY): UploadHash => {
-  let fh: FileHash | undefined = hashInWorker(path)
+export const uploadHash = (path: string, opts: UploadHashOptions = {}): UploadHash => {
+  const reportEvery = opts.reportEvery ?? REPORT_EVERY
+  let fh: FileHash | undefined = hashInWorker(path, opts.onVerdict !== undefined ? { check: "" } : {})
   const prefix = new CompletedPrefix()
   let reported = 0
   const untrust = () => {
@@ -104,6 +116,10 @@ export const uploadHash = (path: string, reportEvery = REPORT_EVERY): UploadHash
         }
         return Effect.tryPromise({ try: () => streamed.digest(size), catch: (e) => e as Error }).pipe(
           Effect.map((hex) => hex as Sha256),
+          Effect.tap((hash) => {
+            const verdict = streamed.verdict()
+            return verdict !== undefined && opts.onVerdict !== undefined ? opts.onVerdict(hash, verdict) : Effect.void
+          }),
           Effect.catchAll(() => hashWhole(path, size))
         )
       }),

@@ -8,6 +8,7 @@ import * as path from "node:path"
 import { promisify } from "node:util"
 import * as zlib from "node:zlib"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { checkWorkersStarted } from "../../src/archive/LayerCheck.js"
 import { checkArchive, uploadFile } from "../../src/ctl/Upload.js"
 import { connectFake, type FakeServer, startFakeServer } from "../ssh/fakeServer.js"
 import { generateEd25519 } from "../../src/ssh/KeyGen.js"
@@ -137,6 +138,26 @@ describe("uploadFile", () => {
       expect(f?.closed ?? false).toBe(false)
       // refused within the first few MiB, not after sending all 64 MiB
       expect(f?.bytes ?? 0).toBeLessThan(48 * 1024 * 1024)
+    })
+  )
+
+  eit.scopedLive("a small archive is checked and hashed without a worker; a small bad one is never uploaded", () =>
+    Effect.gen(function* () {
+      const small = zlib.gzipSync(Buffer.concat([Buffer.from(zlib.gunzipSync(good).subarray(0, 1024)), Buffer.alloc(1024)])) // a.txt alone
+      const file = path.join(dir, "small.tar.gz")
+      yield* Effect.promise(() => writeFile(file, small))
+      const client = yield* connected()
+      const before = checkWorkersStarted()
+      const up = yield* uploadFile(client, file, silent)
+      const sha = createHash("sha256").update(small).digest("hex")
+      expect(up).toEqual({ hash: sha, bytes: small.length })
+      expect(server.files.find((x) => x.path === "small.tar.gz")).toMatchObject({ closed: true, sha256: sha, bytes: small.length })
+      const bad = path.join(dir, "smallbad.tar.gz")
+      yield* Effect.promise(() => writeFile(bad, Buffer.concat([small, Buffer.from("x")])))
+      const e = yield* Effect.flip(uploadFile(client, bad, silent))
+      expect(e.message).toBe("smallbad.tar.gz is not a valid .tar.gz (data after the gzip stream); no version was added")
+      expect(server.files.find((x) => x.path === "smallbad.tar.gz")).toBeUndefined()
+      expect(checkWorkersStarted()).toBe(before)
     })
   )
 

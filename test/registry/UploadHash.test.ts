@@ -7,7 +7,10 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, FastCheck as fc } from "effect"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { checkLayerInWorker, checkWorkersStarted, type WorkerReply } from "../../src/archive/LayerCheck.js"
+import { INLINE_MAX } from "../../src/fs/FileHasher.js"
 import { CompletedPrefix, MAX_SPANS, uploadHash } from "../../src/registry/UploadHash.js"
+import { file as tarFile, gz, tar } from "../support/tar.js"
 
 const overlap = (a: { o: number; n: number }, b: { o: number; n: number }) => a.n > 0 && b.n > 0 && a.o < b.o + b.n && b.o < a.o + a.n
 
@@ -68,7 +71,7 @@ describe("uploadHash", () => {
   const upload = async (writes: ReadonlyArray<{ o: number; data: Buffer }>, order: ReadonlyArray<number>) => {
     const file = path.join(dir, `f${Math.random()}`)
     const fh = await fs.open(file, "wx")
-    const h = uploadHash(file, 1) // every completion reported: the worker reads as early as it can
+    const h = uploadHash(file, { reportEvery: 1 }) // every completion reported: the worker reads as early as it can
     for (const w of writes) h.arrived(w.o, w.data.length)
     let size = 0
     for (const i of order) {
@@ -98,7 +101,7 @@ describe("uploadHash", () => {
     // The whole file completes (and is read back) before the rewrite of its start arrives.
     const file = path.join(dir, "rewritten")
     const fh = await fs.open(file, "wx")
-    const h = uploadHash(file, 1)
+    const h = uploadHash(file, { reportEvery: 1 })
     h.arrived(0, data.length)
     await fh.write(data, 0, data.length, 0)
     h.wrote(0, data.length)
@@ -117,5 +120,54 @@ describe("uploadHash", () => {
     const { hex, file } = await upload([{ o: 0, data: a }, { o: 200, data: a }], [1, 0])
     expect(file.length).toBe(300)
     expect(hex).toBe(sha(file))
+  })
+
+  /** Uploads `bytes` in `pieces` writes completing in `order`, the check asked for: the digest and every verdict given. */
+  const checkedUpload = async (bytes: Buffer, order: ReadonlyArray<number>, rewriteStart = false) => {
+    const file = path.join(dir, `c${Math.random()}`)
+    const fh = await fs.open(file, "wx")
+    const verdicts: Array<{ hash: string; verdict: WorkerReply }> = []
+    const h = uploadHash(file, { reportEvery: 1, onVerdict: (hash, verdict) => Effect.sync(() => void verdicts.push({ hash, verdict })) })
+    const cut = Array.from({ length: order.length + 1 }, (_, i) => Math.floor((bytes.length * i) / order.length))
+    for (const i of order) h.arrived(cut[i]!, cut[i + 1]! - cut[i]!)
+    for (const i of order) {
+      await fh.write(bytes, cut[i]!, cut[i + 1]! - cut[i]!, cut[i]!)
+      h.wrote(cut[i]!, cut[i + 1]! - cut[i]!)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    if (rewriteStart) {
+      h.arrived(0, 10)
+      await fh.write(bytes, 0, 10, 0)
+      h.wrote(0, 10)
+    }
+    await fh.sync()
+    await fh.close()
+    const hex = await Effect.runPromise(h.digest(bytes.length))
+    return { hex, verdicts, file }
+  }
+
+  it("checks the layer from the same read-back: at CLOSE the verdict is known with the hash, the worker's verdict, no check worker started", async () => {
+    const good = gz(tar(tarFile("a", randomBytes(INLINE_MAX)), tarFile("b", "x")))
+    const bad = gz(tar(tarFile("a", randomBytes(INLINE_MAX)), tarFile("../b", "x")))
+    const notGzip = randomBytes(2 * INLINE_MAX)
+    for (const [bytes, order] of [[good, [0, 1, 2]], [bad, [1, 0, 2, 3]], [notGzip, [0, 1]]] as const) {
+      const before = checkWorkersStarted()
+      const { hex, verdicts, file } = await checkedUpload(bytes, order)
+      expect(checkWorkersStarted()).toBe(before)
+      expect(hex).toBe(sha(bytes))
+      expect(verdicts).toHaveLength(1)
+      expect(verdicts[0]!.hash).toBe(hex)
+      const worker = await Effect.runPromise(Effect.either(checkLayerInWorker(file, "")))
+      const expected: WorkerReply = worker._tag === "Right" ? { ok: { ...worker.right, hash: undefined } }
+        : worker.left._tag === "LayerRefused" ? { refused: { layer: "", entry: worker.left.entry, reason: worker.left.reason } }
+        : { unreadable: worker.left.reason }
+      expect(verdicts[0]!.verdict).toEqual(expected)
+    }
+  })
+
+  it("no verdict where the streamed hash is not trusted (an overlapping rewrite), nor for a small file: addver checks those", async () => {
+    const good = gz(tar(tarFile("a", randomBytes(INLINE_MAX))))
+    expect((await checkedUpload(good, [0, 1], true)).verdicts).toEqual([])
+    expect((await checkedUpload(gz(tar(tarFile("a", "small"))), [0])).verdicts).toEqual([])
   })
 })
