@@ -161,10 +161,25 @@ const workerLauncher = (bundle) => `// Written by scripts/postbuild.mjs: runs ${
 require("../launch/CodeCache.cjs").runWorkerBundle(require("node:path").join(__dirname, ${JSON.stringify(bundle)}))
 `
 
+/**
+ * The bundle in ASCII: esbuild escapes strings but leaves comments (and a regex's `µ`) as they were, and one
+ * `…` in a comment made V8 hold the whole ~2.3 MB source as a two-byte string, decoded from UTF-8 at every
+ * start (~5 ms of each program's start; CodeCache.ts reads an ASCII bundle as Latin-1, a plain copy). A
+ * `\uXXXX` escape means the same in a comment, a regex, a string or a template's cooked text; only a
+ * template's `.raw` would see it, which no bundle reads (the build refuses one that does).
+ */
+const asciiOnly = (file) => {
+  const text = readFileSync(file, "utf8")
+  if (!/[^\x00-\x7f]/.test(text)) return
+  if (/String\.raw|\.raw\[/.test(text)) throw new Error(`${file}: non-ASCII text and a template's .raw; cannot escape it safely`)
+  writeFileSync(file, text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`))
+}
+
 /** Bundles `entry` to `out` through a temp file (same base name, so the sourceMappingURL stays right). */
 const bundle = async (entry, out, options) => {
   const tmp = `dist/.bundle-${process.pid}/${out.replaceAll("/", "_")}/${basename(out)}`
   await build({ entryPoints: [entry], outfile: tmp, bundle: true, platform: "node", target: "node20", external, plugins: [nativeAddons, pgNoCloudflareProbe, ssh2LazyIndex, effectDirect], sourcemap: "linked", logLevel: "warning", ...options })
+  if (options.platform !== "browser") asciiOnly(tmp)
   renameSync(tmp, out)
   renameSync(`${tmp}.map`, `${out}.map`)
 }

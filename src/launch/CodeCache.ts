@@ -8,6 +8,7 @@
 // The cache is an optimisation only: any problem with it (no HOME, a read-only or foreign directory, a
 // stale or corrupt file) means compiling as before, never an error. Cached data is code, so it is used
 // only from a directory that belongs to this user and that no one else can write.
+import { isAscii } from "node:buffer"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import Module, { createRequire } from "node:module"
@@ -80,8 +81,10 @@ export interface Loaded {
 
 /** Runs the CommonJS bundle at `file` in this context, with cached data from `dir` if usable. */
 export const loadBundle = (file: string, dir: string | undefined, opts: { readonly worker?: boolean } = {}): Loaded => {
-  // A shebang is valid at the start of a file, not inside the module wrapper.
-  const source = fs.readFileSync(file, "utf8").replace(/^#!.*/, "")
+  // A shebang is valid at the start of a file, not inside the module wrapper. An ASCII bundle (postbuild
+  // writes them so) is decoded as Latin-1: the same text, copied rather than decoded from UTF-8 (~5 ms less).
+  const bytes = fs.readFileSync(file)
+  const source = (bytes.toString(isAscii(bytes) ? "latin1" : "utf8")).replace(/^#!.*/, "")
   const usable = dir === undefined ? undefined : safeDir(dir)
   const { prefix, name } = cacheName(file)
   const cacheFile = usable && path.join(usable, name)

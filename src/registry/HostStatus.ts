@@ -2,9 +2,13 @@
 // times (table host_status, migration 2), which sessions are live now (memory), and what hosts that
 // only poll read. Writes are queued and coalesced: one writer fiber takes everything queued and writes
 // it in one transaction, so 5,000 agents reporting at once cost a few transactions, not 5,000.
+// Poll reads and session times wait up to WRITE_WINDOW for company (a transaction with its fsync per
+// agent poll was a quarter of the registry's CPU per poll); a report, a read of the rows (`status`,
+// `forget`, a rollout's step) and a clean stop write everything queued at once. A crash loses at most
+// the last WRITE_WINDOW of poll reads and session times, never a report that was written.
 // Replicas on PostgreSQL: a session held by another live replica counts as connected too (ReplicaSessions.ts).
 import { SqlClient } from "@effect/sql"
-import { Context, Deferred, Effect, Layer, Option, Queue, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Layer, Option, Queue, type Scope } from "effect"
 import { StorageError } from "../domain/Errors.js"
 import type { Report } from "../domain/Report.js"
 import { type HostChange, HostEvents } from "./HostEvents.js"
@@ -66,6 +70,14 @@ const keyOf = (configuration: string, host: string) => `${configuration}\u0000${
 /** Largest number of queued row writes; beyond it, poll reads are dropped (reports and sessions never are). */
 const MAX_QUEUED = 100_000
 
+/** How long a poll read or a session time may wait in memory for others to share its transaction. */
+export const WRITE_WINDOW = Duration.seconds(1)
+
+export interface HostStatusOptions extends ReplicaSessionsOptions {
+  /** Default WRITE_WINDOW. */
+  readonly writeWindow?: Duration.DurationInput
+}
+
 interface Row {
   readonly configuration: string
   readonly host: string
@@ -94,7 +106,7 @@ const parseLines = (s: string): ReadonlyArray<string> => {
   }
 }
 
-export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(function* () {
+export const make = (options: HostStatusOptions = {}) => Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const replicas = yield* makeReplicaSessions(options).pipe(
     Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("host status: sessions on other replicas will not show as connected", cause), undefined))
@@ -104,6 +116,10 @@ export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(functio
   /** Queued writes by kind and row, in arrival order; a newer one of the same kind replaces the older. */
   let pending = new Map<string, Op>()
   let batchDone = yield* Deferred.make<void>()
+  /** Completed to write the queued batch now instead of at the end of its window. */
+  let cut = yield* Deferred.make<void>()
+  const urge = Effect.suspend(() => Deferred.succeed(cut, undefined))
+  const window = options.writeWindow ?? WRITE_WINDOW
   const wake = yield* Queue.sliding<void>(1)
   const now = () => new Date().toISOString()
   // Published for `events` and the timeline when wired (main.ts); unit tests may leave it out.
@@ -160,26 +176,44 @@ export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(functio
     }
   }
 
-  // The writer: everything queued so far in one transaction. A failed batch is logged and dropped (the
-  // next report or session rewrites the row); it never stops the writer.
+  /**
+   * Takes everything queued (with the next batch's signals, in one step: a flush that sees a queued write
+   * urges and awaits the batch that carries it) and writes it in one transaction. Not interruptible: a
+   * stop waits for the batch under way. A failed batch is logged and dropped (the next report or
+   * session rewrites the row); it never stops the writer.
+   */
+  const writeBatch = Effect.uninterruptible(
+    Effect.flatMap(
+      Effect.zip(Deferred.make<void>(), Deferred.make<void>()),
+      ([nextDone, nextCut]) => {
+        const ops = [...pending.values()]
+        const done = batchDone
+        pending = new Map()
+        batchDone = nextDone
+        cut = nextCut
+        if (ops.length === 0) return Deferred.succeed(done, undefined)
+        return sql.withTransaction(Effect.forEach(ops, write, { discard: true })).pipe(
+          Effect.catchAllCause((cause) => Effect.logError(`host status: ${ops.length} write(s) lost`, cause)),
+          Effect.zipRight(Deferred.succeed(done, undefined))
+        )
+      }
+    )
+  )
+  // A clean stop writes what is still queued (sessions that ended with the server's connections
+  // included): added before the writer is forked, so it runs after the writer has stopped.
+  yield* Effect.addFinalizer(() => Effect.suspend(() => (pending.size === 0 ? Effect.void : writeBatch)))
+  // The writer: after the first queued write, waits out the window (or an urge), then writes the batch.
   yield* Effect.forkScoped(
     Effect.forever(
-      Effect.gen(function* () {
-        yield* Queue.take(wake)
-        const ops = [...pending.values()]
-        pending = new Map()
-        const done = batchDone
-        batchDone = yield* Deferred.make<void>()
-        yield* sql.withTransaction(Effect.forEach(ops, write, { discard: true })).pipe(
-          Effect.catchAllCause((cause) => Effect.logError(`host status: ${ops.length} write(s) lost`, cause))
-        )
-        yield* Deferred.succeed(done, undefined)
-      })
+      Effect.zipRight(
+        Effect.zipRight(Queue.take(wake), Effect.timeoutOption(Effect.suspend(() => Deferred.await(cut)), window)),
+        writeBatch
+      )
     )
   )
 
-  /** Waits until what is queued now is written. */
-  const flush = Effect.suspend(() => (pending.size === 0 ? Effect.void : Deferred.await(batchDone)))
+  /** Waits until what is queued now is written (at once, not at the end of the window). */
+  const flush = Effect.suspend(() => (pending.size === 0 ? Effect.void : Effect.zipRight(urge, Deferred.await(batchDone))))
 
   const attach = (link: Required<AgentLink>) =>
     Effect.acquireRelease(
@@ -204,9 +238,10 @@ export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(functio
         })
     )
 
+  // A report is written at once (with whatever else is queued): it is what an agent did.
   const report = (r: Report, link: AgentLink) =>
     Effect.zipRight(
-      enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`),
+      Effect.zipRight(enqueue({ _tag: "report", r, link, at: now() }, `r${keyOf(r.configuration, r.host)}`), urge),
       Effect.suspend(() => changed({ configuration: r.configuration, host: r.host, connected: live.has(keyOf(r.configuration, r.host)), report: r }))
     )
 
@@ -260,5 +295,5 @@ export const make = (options: ReplicaSessionsOptions = {}) => Effect.gen(functio
 /** Requires SqlClient with the migrations applied (StorageLive runs them). */
 export const HostStatusLive = Layer.scoped(HostStatus, make())
 
-/** With the replica heartbeat and timeout given (tests). */
-export const HostStatusWith = (options: ReplicaSessionsOptions) => Layer.scoped(HostStatus, make(options))
+/** With the replica heartbeat and timeout, or the write window, given (tests). */
+export const HostStatusWith = (options: HostStatusOptions) => Layer.scoped(HostStatus, make(options))

@@ -10,6 +10,15 @@ import {
   chunks, type LayerInfo, type LayerRow, orStorage, type StateInfo, type StateRow, toDocument, toVersion, type VersionRow
 } from "./StorageRows.js"
 
+const stateInfo = (r: StateRow, layers: ReadonlyArray<LayerInfo>): StateInfo => ({
+  id: r.id,
+  configuration: r.name,
+  hash: r.hash as Sha256,
+  time: new Date(r.time),
+  who: new Principal({ user: r.who_user, fingerprint: r.who_fingerprint, comment: r.who_comment }, true),
+  layers
+})
+
 export const makeReads = (sql: SqlClient.SqlClient) => {
   const statesFrom = (rows: ReadonlyArray<StateRow>) =>
     Effect.gen(function* () {
@@ -25,27 +34,30 @@ export const makeReads = (sql: SqlClient.SqlClient) => {
         list.push(toVersion(l))
         byState.set(l.state_id, list)
       }
-      return rows.map(
-        (r): StateInfo => ({
-          id: r.id,
-          configuration: r.name,
-          hash: r.hash as Sha256,
-          time: new Date(r.time),
-          who: new Principal({ user: r.who_user, fingerprint: r.who_fingerprint, comment: r.who_comment }, true),
-          layers: byState.get(r.id) ?? []
-        })
-      )
+      return rows.map((r) => stateInfo(r, byState.get(r.id) ?? []))
     })
 
   const stateColumns = sql`s.id, s.configuration_id, c.name, s.time, s.hash, s.who_user, s.who_fingerprint, s.who_comment`
 
+  /**
+   * One statement: the state's columns on each of its layers' rows (every agent poll reads a document, and
+   * a second statement for the layers cost as much as the first). A state without layers is one row of NULLs.
+   */
   const currentState = (name: string) =>
-    Effect.gen(function* () {
-      const rows = yield* sql<StateRow>`SELECT ${stateColumns} FROM configurations c JOIN states s ON s.id = c.state_id
-        WHERE c.name = ${name}`
-      const [state] = yield* statesFrom(rows)
-      return state === undefined ? yield* new ConfigurationNotFound({ name }) : state
-    })
+    Effect.flatMap(
+      sql<StateRow & { readonly component: string | null; readonly version: string | null; readonly layer_hash: string; readonly layer_ctime: string }>`
+        SELECT ${stateColumns}, l.component, l.version, l.hash AS layer_hash, l.ctime AS layer_ctime
+        FROM configurations c JOIN states s ON s.id = c.state_id LEFT JOIN state_layers l ON l.state_id = s.id
+        WHERE c.name = ${name} ORDER BY l.position`,
+      (rows): Effect.Effect<StateInfo, ConfigurationNotFound> => {
+        const r = rows[0]
+        if (r === undefined) return new ConfigurationNotFound({ name })
+        const layers = rows.flatMap((l) =>
+          l.component === null || l.version === null ? [] : [toVersion({ state_id: l.id, component: l.component, version: l.version, hash: l.layer_hash, ctime: l.layer_ctime })]
+        )
+        return Effect.succeed(stateInfo(r, layers))
+      }
+    )
 
   const findVersion = (component: string, version: string) =>
     Effect.map(

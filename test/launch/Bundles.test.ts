@@ -27,6 +27,10 @@ describe("the built bundles", () => {
     for (const b of bundles) expect(readFileSync(path.join(repoRoot, "dist", b), "utf8"), b).not.toMatch(/\/\/ \S*node_modules\/effect\/dist\/esm\/index\.js/)
   })
 
+  it("are ASCII, so a start reads each as Latin-1 instead of decoding UTF-8 (one non-ASCII comment made the whole source two-byte)", () => {
+    for (const b of bundles) expect(readFileSync(path.join(repoRoot, "dist", b)).toString("latin1"), b).not.toMatch(/[^\x00-\x7f]/)
+  })
+
   it.each([
     ["ctl", ["--version"], ["http", "https", "tls", "child_process", "readline"]],
     ["registry", ["--version"], ["http", "https", "tls", "child_process", "readline"]],

@@ -25,7 +25,7 @@ const child = `import { loadBundle } from ${JSON.stringify(path.join(repoRoot, "
 const l = loadBundle(process.argv[1], process.argv[2])
 l.save()
 console.log(JSON.stringify({ usedCache: l.usedCache, ran: globalThis.ran }))`
-const loadBundle = (file: string, cache: string, nodeFlags: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}): { usedCache: boolean; ran: number } =>
+const loadBundle = (file: string, cache: string, nodeFlags: ReadonlyArray<string> = [], env: NodeJS.ProcessEnv = {}): { usedCache: boolean; ran: number | string } =>
   JSON.parse(execFileSync(process.execPath, [...nodeFlags, "--input-type=module", "-e", child, file, cache], { encoding: "utf8", env: { ...process.env, ...env } }))
 
 describe("loadBundle", () => {
@@ -35,6 +35,14 @@ describe("loadBundle", () => {
     expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: 6 })
     expect(readdirSync(cache).filter((n) => n.endsWith(".v8cache"))).toHaveLength(1)
     expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: 6 })
+  })
+
+  it("runs a bundle that is not ASCII with its UTF-8 text intact (built bundles are ASCII and read as Latin-1)", async () => {
+    const { dir, file } = await bundle()
+    writeFileSync(file, `// a comment \u2026\nglobalThis.ran = "\u2026 \u00b5s \u{1f680}"\n`)
+    const cache = path.join(dir, "cache")
+    expect(loadBundle(file, cache)).toEqual({ usedCache: false, ran: "\u2026 \u00b5s \u{1f680}" })
+    expect(loadBundle(file, cache)).toEqual({ usedCache: true, ran: "\u2026 \u00b5s \u{1f680}" })
   })
 
   it("compiles as before when the cached data is corrupt, and replaces it", async () => {
