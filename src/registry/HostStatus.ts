@@ -2,7 +2,7 @@
 // times (table host_status, migration 2), which sessions are live now (memory), and what hosts that
 // only poll read. Writes are queued and coalesced: one writer fiber takes everything queued and writes
 // it in one transaction, so 5,000 agents reporting at once cost a few transactions, not 5,000.
-// Poll reads and session times wait up to WRITE_WINDOW for company (a transaction with its fsync per
+// On SQLite, poll reads and session times wait up to WRITE_WINDOW for company (a transaction with its fsync per
 // agent poll was a quarter of the registry's CPU per poll); a report, a read of the rows (`status`,
 // `forget`, a rollout's step) and a clean stop write everything queued at once. A crash loses at most
 // the last WRITE_WINDOW of poll reads and session times, never a report that was written.
@@ -13,6 +13,7 @@ import { StorageError } from "../domain/Errors.js"
 import type { Report } from "../domain/Report.js"
 import { type HostChange, HostEvents } from "./HostEvents.js"
 import { makeReplicaSessions, type ReplicaSessionsOptions } from "./ReplicaSessions.js"
+import { isPostgres } from "./SqlDialect.js"
 
 /** Who is on one connection: the key, the address and, once it opened a watch, the host it says it is. */
 export interface AgentLink {
@@ -119,7 +120,9 @@ export const make = (options: HostStatusOptions = {}) => Effect.gen(function* ()
   /** Completed to write the queued batch now instead of at the end of its window. */
   let cut = yield* Deferred.make<void>()
   const urge = Effect.suspend(() => Deferred.succeed(cut, undefined))
-  const window = options.writeWindow ?? WRITE_WINDOW
+  // On PostgreSQL another replica reads these rows (a rollout started there waves over this replica's
+  // hosts) and cannot flush this queue: nothing waits there (ReplicasFanout.test fails with a window).
+  const window = options.writeWindow ?? (isPostgres(sql) ? Duration.zero : WRITE_WINDOW)
   const wake = yield* Queue.sliding<void>(1)
   const now = () => new Date().toISOString()
   // Published for `events` and the timeline when wired (main.ts); unit tests may leave it out.
