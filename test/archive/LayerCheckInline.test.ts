@@ -62,6 +62,9 @@ const corpus: ReadonlyArray<readonly [string, Buffer]> = [
   ["path too long", gz(tar(pax([["path", "p/".repeat(2100)]]), file("x")))]
 ]
 
+/** Zeros past the inline budget: enough to be handed on, not so many that inflating them costs seconds. */
+const BOMB = 4 * INLINE_TAR_BUDGET
+
 /** An outcome, comparable across the two paths. */
 const outcome = (e: Effect.Effect<unknown, unknown>) => Effect.runPromise(Effect.exit(e))
 
@@ -93,12 +96,12 @@ describe("a small layer is checked on the calling thread", () => {
   })
 
   it("a small bomb goes on to a worker once its tar outgrows the budget, with the same verdict", async () => {
-    // 64 MiB of zeros gzip to ~64 KiB: small, but far more tar than a thread that serves others may inflate.
-    const zeros = gz(tar(file("zeros", Buffer.alloc(64 << 20))))
+    // Zeros gzip ~1000:1: a small file, but four times the tar a thread that serves others may inflate.
+    const zeros = gz(tar(file("zeros", Buffer.alloc(BOMB))))
     const bombs: ReadonlyArray<readonly [string, Buffer]> = [
       ["bomb", zeros],
       ["bomb with a bad CRC", corrupt(zeros, zeros.length - 8)],
-      ["bomb with data after its end", gz(Buffer.concat([tar(file("zeros", Buffer.alloc(64 << 20))), Buffer.from("junk")]))]
+      ["bomb with data after its end", gz(Buffer.concat([tar(file("zeros", Buffer.alloc(BOMB))), Buffer.from("junk")]))]
     ]
     for (const [name, bytes] of bombs) {
       expect(bytes.length, name).toBeLessThanOrEqual(INLINE_MAX)
@@ -118,7 +121,7 @@ describe("a small layer is checked on the calling thread", () => {
   })
 
   it("a refusal within the budget is found on the calling thread, however much tar follows", async () => {
-    const bytes = gz(tar(file("a/../b", "x"), file("zeros", Buffer.alloc(64 << 20))))
+    const bytes = gz(tar(file("a/../b", "x"), file("zeros", Buffer.alloc(BOMB))))
     const before = checkWorkersStarted()
     const exit = await withFile(bytes, (p) => outcome(checkSmallLayer(p, "l")))
     expect(checkWorkersStarted()).toBe(before)
