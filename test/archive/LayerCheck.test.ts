@@ -1,38 +1,24 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import * as os from "node:os"
-import * as path from "node:path"
 import { crc32, deflateRawSync } from "node:zlib"
 import { checkLayerFile, checkLayerInWorker, readLayer } from "../../src/archive/LayerCheck.js"
 import { LayerRefused, LayerUnreadable } from "../../src/domain/ArchiveErrors.js"
-import { dir, file, gz, pax, tar } from "../support/tar.js"
-
-const withFile = async <A>(bytes: Buffer, f: (p: string) => Promise<A>): Promise<A> => {
-  const d = await mkdtemp(path.join(os.tmpdir(), "layercheck-"))
-  try {
-    const p = path.join(d, "layer.tar.gz")
-    await writeFile(p, bytes)
-    return await f(p)
-  } finally {
-    await rm(d, { recursive: true, force: true })
-  }
-}
+import { dir, file, gz, pax, tar, withLayerFile } from "../support/tar.js"
 
 const good = gz(tar(dir("d/"), file("d/a", "hello"), file("d/b", "x".repeat(5000))))
 const zstd = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x00, 0x00, 0x00])
 
 describe("LayerCheck", () => {
   it("checkLayerFile counts entries and bytes, or fails with the refusal", async () => {
-    expect(await withFile(good, (p) => Effect.runPromise(checkLayerFile(p, "code@v1")))).toEqual({ entries: 3, bytes: good.length })
-    const exit = await withFile(gz(tar(pax([["path", "a\nb"]]), file("x"))), (p) => Effect.runPromiseExit(checkLayerFile(p, "code@v1")))
+    expect(await withLayerFile(good, (p) => Effect.runPromise(checkLayerFile(p, "code@v1")))).toEqual({ entries: 3, bytes: good.length })
+    const exit = await withLayerFile(gz(tar(pax([["path", "a\nb"]]), file("x"))), (p) => Effect.runPromiseExit(checkLayerFile(p, "code@v1")))
     expect(exit).toEqual(Exit.fail(new LayerRefused({ layer: "code@v1", entry: "", reason: "PAX path holds a newline" })))
   })
 
   it("readLayer streams content in order; a missing file is LayerUnreadable", async () => {
     const seen: Array<string> = []
-    await withFile(good, (p) =>
+    await withLayerFile(good, (p) =>
       readLayer(p, "l", { entry: (e) => seen.push(`${e.kind} ${e.path}`), data: (c) => seen.push(`+${c.length}`), entryEnd: () => seen.push("end") })
     )
     expect(seen).toEqual(["dir d/", "end", "file d/a", "+5", "end", "file d/b", "+5000", "end"])
@@ -45,7 +31,7 @@ describe("LayerCheck", () => {
     const layer = gz(tar(file("a", big), file("b", "end")))
     const got: Array<Buffer> = []
     let waits = 0
-    const r = await withFile(layer, (p) =>
+    const r = await withLayerFile(layer, (p) =>
       readLayer(p, "l", { entry: () => {}, data: (c) => void got.push(Buffer.from(c)), entryEnd: () => {} }, {
         room: () => (waits++ % 2 === 0 ? new Promise<void>((res) => setImmediate(res)) : undefined)
       })
@@ -56,9 +42,9 @@ describe("LayerCheck", () => {
   })
 
   it("checkLayerInWorker: the same verdicts on a worker thread, with the file's sha256", async () => {
-    const ok = await withFile(good, (p) => Effect.runPromise(checkLayerInWorker(p, "code@v1", { hash: true })))
+    const ok = await withLayerFile(good, (p) => Effect.runPromise(checkLayerInWorker(p, "code@v1", { hash: true })))
     expect(ok).toEqual({ entries: 3, bytes: good.length, hash: createHash("sha256").update(good).digest("hex") })
-    const refused = await withFile(zstd, (p) => Effect.runPromiseExit(checkLayerInWorker(p, "code@v2")))
+    const refused = await withLayerFile(zstd, (p) => Effect.runPromiseExit(checkLayerInWorker(p, "code@v2")))
     expect(refused).toEqual(Exit.fail(new LayerRefused({ layer: "code@v2", entry: "", reason: "zstd-compressed; only gzip is accepted" })))
     const gone = await Effect.runPromiseExit(checkLayerInWorker("/nonexistent/x", "code@v3"))
     expect(Exit.isFailure(gone) && gone.cause._tag === "Fail" && gone.cause.error._tag).toBe("LayerUnreadable")
@@ -85,12 +71,12 @@ describe("LayerCheck", () => {
       const extra = extraFor(at)
       const m = member(extra)
       const sha = createHash("sha256").update(m).digest("hex")
-      const checked = await withFile(m, (p) => Effect.runPromise(checkLayerInWorker(p, "l", { hash: true })))
+      const checked = await withLayerFile(m, (p) => Effect.runPromise(checkLayerInWorker(p, "l", { hash: true })))
       expect(checked, `deflate end at ${at}`).toEqual({ entries: 2, bytes: m.length, hash: sha })
       const padded = Buffer.concat([m, Buffer.alloc(MiB + 7)])
-      expect(await withFile(padded, (p) => Effect.runPromise(checkLayerFile(p, "l"))), `padded, end at ${at}`).toEqual({ entries: 2, bytes: padded.length })
+      expect(await withLayerFile(padded, (p) => Effect.runPromise(checkLayerFile(p, "l"))), `padded, end at ${at}`).toEqual({ entries: 2, bytes: padded.length })
       const more = Buffer.concat([m, Buffer.alloc(MiB), Buffer.from("x")])
-      const exit = await withFile(more, (p) => Effect.runPromiseExit(checkLayerFile(p, "l")))
+      const exit = await withLayerFile(more, (p) => Effect.runPromiseExit(checkLayerFile(p, "l")))
       expect(exit, `data after, end at ${at}`).toEqual(Exit.fail(new LayerRefused({ layer: "l", entry: "", reason: "data after the gzip stream" })))
     }
   })

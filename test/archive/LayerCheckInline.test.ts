@@ -4,25 +4,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import { mkdtemp, rm, writeFile } from "node:fs/promises"
-import * as os from "node:os"
-import * as path from "node:path"
 import { gzipSync } from "node:zlib"
 import { checkLayer, checkLayerInWorker, checkSmallLayer, checkWorkersStarted, INLINE_TAR_BUDGET } from "../../src/archive/LayerCheck.js"
 import { checkLayerBytes } from "../../src/archive/LayerFeed.js"
 import { INLINE_MAX } from "../../src/fs/FileHasher.js"
-import { dir, eof, file, gnuLong, gz, header, hardlink, pax, symlink, tar } from "../support/tar.js"
+import { dir, eof, file, gnuLong, gz, header, hardlink, pax, symlink, tar, withLayerFile } from "../support/tar.js"
 
-const withFile = async <A>(bytes: Buffer, f: (p: string) => Promise<A>): Promise<A> => {
-  const d = await mkdtemp(path.join(os.tmpdir(), "layercheck-inline-"))
-  try {
-    const p = path.join(d, "layer.tar.gz")
-    await writeFile(p, bytes)
-    return await f(p)
-  } finally {
-    await rm(d, { recursive: true, force: true })
-  }
-}
 
 const good = gz(tar(dir("d/"), file("d/a", "hello"), symlink("d/s", "a"), hardlink("d/h", "d/a")))
 const plain = tar(file("a", "x"))
@@ -73,7 +60,7 @@ describe("a small layer is checked on the calling thread", () => {
     const seen = new Set<string>()
     for (const [name, bytes] of corpus) {
       expect(bytes.length, name).toBeLessThanOrEqual(INLINE_MAX)
-      await withFile(bytes, async (p) => {
+      await withLayerFile(bytes, async (p) => {
         const before = checkWorkersStarted()
         const here = await outcome(checkSmallLayer(p, "code@v1", { hash: true }))
         const fromBytes = await outcome(checkLayerBytes(bytes, "code@v1", { hash: true }))
@@ -105,7 +92,7 @@ describe("a small layer is checked on the calling thread", () => {
     ]
     for (const [name, bytes] of bombs) {
       expect(bytes.length, name).toBeLessThanOrEqual(INLINE_MAX)
-      await withFile(bytes, async (p) => {
+      await withLayerFile(bytes, async (p) => {
         expect(await Effect.runPromise(checkSmallLayer(p, "l")), name).toBeUndefined()
         const before = checkWorkersStarted()
         const viaCheckLayer = await outcome(checkLayer(p, "l", { hash: true }))
@@ -116,14 +103,14 @@ describe("a small layer is checked on the calling thread", () => {
         expect(fromBytes, name).toEqual(worker)
       })
     }
-    const ok = await withFile(zeros, (p) => Effect.runPromise(checkLayer(p, "l", { hash: true })))
+    const ok = await withLayerFile(zeros, (p) => Effect.runPromise(checkLayer(p, "l", { hash: true })))
     expect(ok).toEqual({ entries: 1, bytes: zeros.length, hash: createHash("sha256").update(zeros).digest("hex") })
   })
 
   it("a refusal within the budget is found on the calling thread, however much tar follows", async () => {
     const bytes = gz(tar(file("a/../b", "x"), file("zeros", Buffer.alloc(BOMB))))
     const before = checkWorkersStarted()
-    const exit = await withFile(bytes, (p) => outcome(checkSmallLayer(p, "l")))
+    const exit = await withLayerFile(bytes, (p) => outcome(checkSmallLayer(p, "l")))
     expect(checkWorkersStarted()).toBe(before)
     expect(Exit.isFailure(exit) && String(exit.cause)).toContain('contains a ".." component')
   })
@@ -135,7 +122,7 @@ describe("a small layer is checked on the calling thread", () => {
       [sized(INLINE_TAR_BUDGET), true],
       [sized(INLINE_TAR_BUDGET + 512), false]
     ] as const) {
-      const r = await withFile(bytes, (p) => Effect.runPromise(checkSmallLayer(p, "l")))
+      const r = await withLayerFile(bytes, (p) => Effect.runPromise(checkSmallLayer(p, "l")))
       expect(r === undefined, `${bytes.length} bytes of gzip`).toBe(!inline)
     }
   })
@@ -143,6 +130,6 @@ describe("a small layer is checked on the calling thread", () => {
   it("a file over INLINE_MAX goes to a worker", async () => {
     const bytes = gz(tar(file("r", randomBytes(INLINE_MAX)))) // incompressible: a little over INLINE_MAX
     expect(bytes.length).toBeGreaterThan(INLINE_MAX)
-    expect(await withFile(bytes, (p) => Effect.runPromise(checkSmallLayer(p, "l")))).toBeUndefined()
+    expect(await withLayerFile(bytes, (p) => Effect.runPromise(checkSmallLayer(p, "l")))).toBeUndefined()
   })
 })

@@ -10,6 +10,7 @@ import { type HostRow, HostStatus, HostStatusLive } from "../../src/registry/Hos
 import { migrate } from "../../src/registry/Migrations.js"
 import { SqlMemory } from "../../src/registry/Sql.js"
 import { stateOf } from "../../src/registry/StatusView.js"
+import { countTransactions } from "../support/countTransactions.js"
 
 const h1 = "1".repeat(64) as Sha256
 const h2 = "2".repeat(64) as Sha256
@@ -18,17 +19,7 @@ const h2 = "2".repeat(64) as Sha256
 const counted = (counter: { transactions: number }) => {
   const countingSql = Layer.effect(
     SqlClient.SqlClient,
-    Effect.map(SqlClient.SqlClient, (sql) =>
-      new Proxy(sql, {
-        get: (target, p, receiver) =>
-          p === "withTransaction"
-            ? <A, E, R>(e: Effect.Effect<A, E, R>) => {
-                counter.transactions++
-                return target.withTransaction(e)
-              }
-            : Reflect.get(target, p, receiver)
-      })
-    )
+    Effect.map(SqlClient.SqlClient, (sql) => countTransactions(sql, counter))
   ).pipe(Layer.provide(SqlMemory))
   const migrated = Layer.effectDiscard(Effect.orDie(migrate)).pipe(Layer.provideMerge(SqlMemory))
   return HostStatusLive.pipe(Layer.provide(countingSql), Layer.provide(migrated))

@@ -10,6 +10,7 @@ import { Report } from "../../src/domain/Report.js"
 import { HostStatus, HostStatusWith, WRITE_WINDOW } from "../../src/registry/HostStatus.js"
 import { migrate } from "../../src/registry/Migrations.js"
 import { SqlMemory } from "../../src/registry/Sql.js"
+import { countTransactions } from "../support/countTransactions.js"
 
 const h1 = "1".repeat(64) as Sha256
 const poller = (i: number) => ({ fingerprint: `SHA256:p${i}`, address: `10.0.0.${i}` })
@@ -20,15 +21,7 @@ const setup = Effect.gen(function* () {
   const counter = { transactions: 0 }
   const ctx = yield* Layer.build(Layer.effectDiscard(Effect.orDie(migrate)).pipe(Layer.provideMerge(SqlMemory)))
   const sql = Context.get(ctx, SqlClient.SqlClient)
-  const counting = new Proxy(sql, {
-    get: (target, p, receiver) =>
-      p === "withTransaction"
-        ? <A, E, R>(e: Effect.Effect<A, E, R>) => {
-            counter.transactions++
-            return target.withTransaction(e)
-          }
-        : Reflect.get(target, p, receiver)
-  })
+  const counting = countTransactions(sql, counter)
   const scope = yield* Scope.make()
   const hosts = Context.get(
     yield* Layer.buildWithScope(HostStatusWith({}).pipe(Layer.provide(Layer.succeed(SqlClient.SqlClient, counting))), scope),

@@ -2,6 +2,9 @@
 // `x`/`g` records with newlines or wrong lengths, GNU `L`/`K`, base-256 numbers, bad checksums,
 // sparse and unknown types). Nothing here validates: that is the reader's job.
 import { randomBytes } from "node:crypto"
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
 import { gzipSync } from "node:zlib"
 
 export const BLOCK = 512
@@ -116,3 +119,15 @@ export const layerOf = (content: string | Buffer): Buffer => gz(tar(file("conten
 
 /** A valid layer of about `bytes` bytes that does not compress: one file of random content. */
 export const randomLayer = (bytes: number): Buffer => gz(tar(file("random", randomBytes(bytes), { mtime: 0 })))
+
+/** Runs `f` on `bytes` written to `layer.tar.gz` in a temp dir of its own, removed afterwards. */
+export const withLayerFile = async <A>(bytes: Buffer, f: (p: string) => Promise<A>): Promise<A> => {
+  const d = await mkdtemp(path.join(os.tmpdir(), "layer-file-"))
+  try {
+    const p = path.join(d, "layer.tar.gz")
+    await writeFile(p, bytes)
+    return await f(p)
+  } finally {
+    await rm(d, { recursive: true, force: true })
+  }
+}
