@@ -38,9 +38,14 @@ const code2 = blob("code", "v02", [{ path: "app/main.js", content: "v2" }])
 const t0 = new Date("2026-11-01T10:00:00Z")
 const t1 = new Date("2026-11-02T10:00:00Z")
 
+/** The worlds' directories, removed after the file. */
+const worlds: Array<string> = []
+afterAll(() => worlds.forEach((d) => rmSync(d, { recursive: true, force: true })))
+
 const world = (trust: TrustSettings) =>
   Effect.gen(function* () {
     const dir = yield* Effect.promise(() => tempDir("agent-trust-"))
+    worlds.push(dir)
     const cfg = settings(dir, { trust })
     const reg = yield* makeFakeRegistry
     const script = yield* makeFakeScript

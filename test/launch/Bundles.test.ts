@@ -2,7 +2,7 @@
 // effect module and fast-check), and the Node modules only some commands need (ssh2's HTTP agents loaded http,
 // https and tls; deployctl's platform services child_process and readline). Needs `npm run build` first.
 import { execFileSync } from "node:child_process"
-import { readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { tempDir } from "../support/keys.js"
@@ -16,8 +16,13 @@ const builtinsLoaded = async (program: string, args: ReadonlyArray<string>): Pro
   const out = path.join(dir, "modules.json")
   const hook = path.join(dir, "hook.cjs")
   writeFileSync(hook, `process.on("exit", () => require("node:fs").writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.moduleLoadList)))\n`)
-  execFileSync(process.execPath, ["-r", hook, path.join(repoRoot, "dist", program, "main.js"), ...args], { stdio: "ignore" })
-  const list = JSON.parse(readFileSync(out, "utf8")) as Array<string>
+  let list: Array<string>
+  try {
+    execFileSync(process.execPath, ["-r", hook, path.join(repoRoot, "dist", program, "main.js"), ...args], { stdio: "ignore" })
+    list = JSON.parse(readFileSync(out, "utf8")) as Array<string>
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
   return new Set(list.filter((m) => m.startsWith("NativeModule ")).map((m) => m.slice("NativeModule ".length)))
 }
 

@@ -1,16 +1,25 @@
 import { execFileSync } from "node:child_process"
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
-import { describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
 import { cacheDir } from "../../src/launch/CodeCache.js"
 import { STARTED_UP } from "../../src/launch/StartedUp.js"
 import { tempDir } from "../support/keys.js"
 import { repoRoot } from "../support/registry.js"
 
+/** Every temp dir this file made, removed after it. */
+const made: Array<string> = []
+afterAll(() => made.forEach((d) => rmSync(d, { recursive: true, force: true })))
+const ownTempDir = async (prefix: string) => {
+  const d = await tempDir(prefix)
+  made.push(d)
+  return d
+}
+
 // A CommonJS "bundle" that records each run on a global, so the test sees that it ran.
 const bundle = async () => {
-  const dir = await tempDir("codecache-")
+  const dir = await ownTempDir("codecache-")
   const file = path.join(dir, "prog", "main.bundle.cjs")
   mkdirSync(path.dirname(file))
   const body = Array.from({ length: 200 }, (_, i) => `function f${i}(x) { return x * ${i} + ${i} }`).join("\n")
@@ -162,7 +171,7 @@ const one = () => new Promise((resolve, reject) => {
   const startWorker = (entry: string, cache: string, n = 1): unknown =>
     JSON.parse(execFileSync(process.execPath, ["-e", starter, entry, String(n)], { encoding: "utf8", env: { ...process.env, DEPLOY_TOOLS_CACHE: cache } }))
   const writeWorker = async (run: string) => {
-    const dir = await tempDir("codecache-worker-")
+    const dir = await ownTempDir("codecache-worker-")
     mkdirSync(path.join(dir, "w"))
     const body = Array.from({ length: 200 }, (_, i) => `function f${i}(x) { return x * ${i} + ${i} }`).join("\n")
     writeFileSync(path.join(dir, "w", "w.bundle.cjs"), `${body}\n${run}\n`)

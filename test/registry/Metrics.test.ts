@@ -66,8 +66,10 @@ describe("deploy-registry -metrics", () => {
   it("counts commands and refused logins with bounded labels, and promtool accepts both formats' text", async () => {
     expect((await ssh(reg, ["components"])).code).toBe(0)
     expect((await ssh(reg, ["showconf", "-name", "nosuchconf"])).code).toBe(1)
-    const stranger = await makeKey(await tempDir("metrics-key-"), "stranger", "stranger@test")
+    const keyDir = await tempDir("metrics-key-")
+    const stranger = await makeKey(keyDir, "stranger", "stranger@test")
     expect((await ssh(reg, ["components"], { key: stranger.privatePath })).code).not.toBe(0)
+    await rm(keyDir, { recursive: true, force: true })
 
     const { type, body } = await scrape()
     expect(type).toMatch(/^text\/plain; version=0\.0\.4/)

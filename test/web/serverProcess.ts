@@ -2,6 +2,7 @@
 // HTTP to it with full control over Host, Origin and Cookie (node:http; fetch would fix Host itself).
 // Shared by the server tests and the browser test.
 import { type ChildProcess, spawn } from "node:child_process"
+import { rm } from "node:fs/promises"
 import * as http from "node:http"
 import * as path from "node:path"
 import { repoRoot, type TestRegistry } from "../support/registry.js"
@@ -40,7 +41,8 @@ export const startWeb = async (reg: TestRegistry, extra: ReadonlyArray<string> =
   let err = ""
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => {
     live.delete(child)
-    resolve(code ?? (signal === null ? null : 128))
+    // Its HOME goes with it (known_hosts and the like: nothing a test reads after the exit).
+    void rm(home, { recursive: true, force: true }).finally(() => resolve(code ?? (signal === null ? null : 128)))
   }))
   child.stdout!.on("data", (b: Buffer) => (out += b.toString()))
   child.stderr!.on("data", (b: Buffer) => (err += b.toString()))
