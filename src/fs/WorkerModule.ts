@@ -7,7 +7,7 @@
 // `node --import tsx`) the caller's URL ends in `.ts`: the worker is then bundled once per process with
 // esbuild (a dev dependency) into a temp directory, which starts far faster than a worker loading tsx,
 // as CommonJS run through the code cache as the build's are (an ES module bundle was compiled at every
-// start: 187 -> 103 ms of CPU per archive check in a vitest worker, measured over 10 starts), and
+// start: 187 -> 134 ms of CPU per archive check in a vitest worker, measured over 10 starts), and
 // without tsx's loader, which the worker would otherwise inherit and does not need.
 import { createHash, randomBytes } from "node:crypto"
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, renameSync, writeFileSync } from "node:fs"
@@ -64,12 +64,13 @@ const bundleSource = (callerUrl: string, source: string): URL => {
   const dir = sharedDir()
   const name = basename(source, ".ts")
   const code = cjs(source)
+  const launcher = () => {
+    const codeCache = writeOnce(dir, "CodeCache", ".cjs", cjs(fileURLToPath(new URL("../launch/CodeCache.ts", callerUrl))))
+    const bundle = writeOnce(dir, name, ".bundle.cjs", code)
+    return `require(${JSON.stringify(codeCache)}).runWorkerBundle(${JSON.stringify(bundle)})\n`
+  }
   // A small worker compiles in less time than the cache takes to look up (postbuild's SMALL_WORKER).
-  const entry = code.length < 64 * 1024
-    ? writeOnce(dir, name, ".cjs", code)
-    : writeOnce(dir, name, ".cjs", `require(${JSON.stringify(writeOnce(dir, "CodeCache", ".cjs", cjs(fileURLToPath(new URL("../launch/CodeCache.ts", callerUrl)))))})` +
-      `.runWorkerBundle(${JSON.stringify(writeOnce(dir, name, ".bundle.cjs", code))})\n`)
-  const url = pathToFileURL(entry)
+  const url = pathToFileURL(writeOnce(dir, name, ".cjs", code.length < 64 * 1024 ? code : launcher()))
   fromSources.set(source, url)
   return url
 }
