@@ -18,6 +18,10 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 import { Worker, type WorkerOptions } from "node:worker_threads"
 
 const fromSources = new Map<string, URL>()
+/** CodeCache.ts bundled for the launchers, once per process (every large worker's launcher requires it). */
+let codeCacheBundle: string | undefined
+/** Below this size a worker runs from its bundle without the code cache: postbuild.mjs's SMALL_WORKER. */
+const SMALL_WORKER = 64 * 1024
 
 /** The shared directory, if it is ours alone (a shared /tmp); else one of this process's own. */
 const sharedDir = (): string => {
@@ -65,12 +69,12 @@ const bundleSource = (callerUrl: string, source: string): URL => {
   const name = basename(source, ".ts")
   const code = cjs(source)
   const launcher = () => {
-    const codeCache = writeOnce(dir, "CodeCache", ".cjs", cjs(fileURLToPath(new URL("../launch/CodeCache.ts", callerUrl))))
+    codeCacheBundle ??= writeOnce(dir, "CodeCache", ".cjs", cjs(fileURLToPath(new URL("../launch/CodeCache.ts", callerUrl))))
     const bundle = writeOnce(dir, name, ".bundle.cjs", code)
-    return `require(${JSON.stringify(codeCache)}).runWorkerBundle(${JSON.stringify(bundle)})\n`
+    return `require(${JSON.stringify(codeCacheBundle)}).runWorkerBundle(${JSON.stringify(bundle)})\n`
   }
-  // A small worker compiles in less time than the cache takes to look up (postbuild's SMALL_WORKER).
-  const url = pathToFileURL(writeOnce(dir, name, ".cjs", code.length < 64 * 1024 ? code : launcher()))
+  // A small worker compiles in less time than the cache takes to look up.
+  const url = pathToFileURL(writeOnce(dir, name, ".cjs", code.length < SMALL_WORKER ? code : launcher()))
   fromSources.set(source, url)
   return url
 }
