@@ -45,7 +45,8 @@ export const makeReads = (sql: SqlClient.SqlClient) => {
    */
   const currentState = (name: string) =>
     Effect.flatMap(
-      sql<StateRow & { readonly component: string | null; readonly version: string | null; readonly layer_hash: string; readonly layer_ctime: string }>`
+      // LEFT JOIN: a state without layers gives one row whose layer columns are all NULL.
+      sql<StateRow & { readonly component: string | null; readonly version: string | null; readonly layer_hash: string | null; readonly layer_ctime: string | null }>`
         SELECT ${stateColumns}, l.component, l.version, l.hash AS layer_hash, l.ctime AS layer_ctime
         FROM configurations c JOIN states s ON s.id = c.state_id LEFT JOIN state_layers l ON l.state_id = s.id
         WHERE c.name = ${name} ORDER BY l.position`,
@@ -53,7 +54,9 @@ export const makeReads = (sql: SqlClient.SqlClient) => {
         const r = rows[0]
         if (r === undefined) return new ConfigurationNotFound({ name })
         const layers = rows.flatMap((l) =>
-          l.component === null || l.version === null ? [] : [toVersion({ state_id: l.id, component: l.component, version: l.version, hash: l.layer_hash, ctime: l.layer_ctime })]
+          l.component === null || l.version === null || l.layer_hash === null || l.layer_ctime === null
+            ? []
+            : [toVersion({ state_id: l.id, component: l.component, version: l.version, hash: l.layer_hash, ctime: l.layer_ctime })]
         )
         return Effect.succeed(stateInfo(r, layers))
       }
