@@ -16,7 +16,6 @@ import type { Principal } from "../domain/Principal.js"
 import {
   advertiseLimits, DATA_HEADER, dirAttrs, fileAttrs, MAX_IO, MAX_OPEN_HANDLES, normalizePath, OPEN_FLAGS, sendData, STATUS
 } from "../ssh/SftpProtocol.js"
-import { replyRoom, whenWindow, windowAdjustDue } from "../ssh/Ssh2Internals.js"
 import { orderReplies } from "../ssh/SftpSession.js"
 import type { ConfigScope } from "../domain/ConfigScope.js"
 import { agentScope } from "./AgentScope.js"
@@ -83,28 +82,22 @@ export const serveAgentView = (
         closeWhenIdle.delete(h)
         close?.()
       }
-      /** Reads started whose reply is not sent yet (replies go out in request order, so some wait done). */
+      /** Reads started whose reply is not sent yet (each holds a pooled buffer until it is). */
       let inFlight = 0
-      /** Window the replies of the reads in flight will use; a read starts only if its reply can go out at once. */
-      let reserved = 0
       const pumpReads = () => {
         while (inFlight < READS_IN_FLIGHT && queued.length > 0 && !ended) {
-          const need = DATA_HEADER + queued[0]!.len
-          // Paced by the client's window: reading further ahead only made ssh2 copy each reply into its
-          // queue (255 KiB allocated per READ; a third of a download's CPU went to that and its GC). A read
-          // waits only while a reply in flight or a window adjustment is sure to wake it, so a client with
-          // a tiny window still gets its data.
-          if (replyRoom(sftp) - reserved <= need && (inFlight > 0 || windowAdjustDue(sftp))) return whenWindow(sftp, pumpReads)
           const { reqId, h, offset, len } = queued.shift()!
           const buf = pool.pop() ?? Buffer.allocUnsafe(READ_BUFFER)
           inFlight++
-          reserved += need
           const read = (fillError: StorageError | undefined) =>
             fs.read(h.fd, buf, DATA_HEADER, fillError === undefined ? len : 0, offset, (err, bytesRead) => {
               readDone(h) // the fd is no longer in use
+              // Read ahead of the client's window, sent once the window has room for the whole reply: handing
+              // ssh2 a reply it cannot send made it copy the rest into its queue (255 KiB allocated per READ;
+              // a third of a download's CPU went to that and its GC), and starting the read only once the
+              // window had room put the read's latency into every window cycle.
               ordered.later(reqId, () => {
                 inFlight--
-                reserved -= need
                 if (!ended) {
                   if (err || fillError) sftp.status(reqId, STATUS.FAILURE)
                   else if (bytesRead === 0) sftp.status(reqId, STATUS.EOF)
@@ -112,7 +105,7 @@ export const serveAgentView = (
                 }
                 pool.push(buf)
                 pumpReads()
-              })
+              }, DATA_HEADER + len)
             })
           // A blob still arriving (a cache fill): the read waits for its bytes.
           if (h.filling === undefined) read(undefined)

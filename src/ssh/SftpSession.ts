@@ -11,7 +11,7 @@
 // the channel window is not adjusted, so the client can send at most one window (2 MiB) more. A client that
 // pipelines requests and never reads its replies costs a bounded amount of memory.
 import type { SFTPWrapper } from "ssh2"
-import { adjustWindow, endAsSshd, interceptPush, repliesHeld, whenWindow } from "./Ssh2Internals.js"
+import { adjustWindow, endAsSshd, interceptPush, peerWindow, repliesHeld, whenWindow, windowAdjustDue } from "./Ssh2Internals.js"
 
 const REQUESTS = new Set([
   "OPEN", "READ", "WRITE", "FSTAT", "FSETSTAT", "CLOSE", "OPENDIR", "READDIR", "LSTAT", "STAT", "REMOVE", "RMDIR",
@@ -29,11 +29,17 @@ export const MAX_IN_FLIGHT = 64
 interface Slot {
   readonly reqId: number
   send: (() => void) | undefined
+  /** Window the reply needs to go out whole (a DATA reply read ahead); it waits for that much if an adjustment is due. */
+  need?: number
 }
 
 export interface OrderedSession {
-  /** Runs `send` (which writes the reply to `reqId`) once every earlier request has been answered. */
-  readonly later: (reqId: number, send: () => void) => void
+  /**
+   * Runs `send` (which writes the reply to `reqId`) once every earlier request has been answered, and, with
+   * `need`, once the client's window has room for `need` bytes (unless no adjustment is due: a client with a
+   * tiny window still gets its data, ssh2 queueing the rest).
+   */
+  readonly later: (reqId: number, send: () => void, need?: number) => void
   /** Requests received and not yet answered on the wire. */
   readonly pending: () => number
   /** Bytes received from the client and not yet read as requests (bounded by one window). */
@@ -64,6 +70,7 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
         // One reply at a time in ssh2's queue: the rest wait here, unsent and mostly uncopied.
         if (held()) return whenWindow(sftp, flush)
         const slot = queue[head]!
+        if (slot.need !== undefined && peerWindow(sftp) < slot.need && windowAdjustDue(sftp)) return whenWindow(sftp, flush)
         queue[head++] = undefined
         const same = byReq.get(slot.reqId)!
         if (same.length === 1) byReq.delete(slot.reqId)
@@ -81,10 +88,11 @@ export const orderReplies = (sftp: SFTPWrapper, maxInFlight = MAX_IN_FLIGHT): Or
     if (finishing && pending() === 0 && !held()) closeNow()
   }
 
-  const later = (reqId: number, send: () => void) => {
+  const later = (reqId: number, send: () => void, need?: number) => {
     const slot = byReq.get(reqId)?.find((x) => x.send === undefined)
     if (slot === undefined) return send() // not a request we saw (cannot happen with ssh2's parser)
     slot.send = send
+    if (need !== undefined) slot.need = need
     if (queue[head] === slot) flush()
   }
 
