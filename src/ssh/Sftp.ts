@@ -4,6 +4,7 @@
 import { Effect, type Scope } from "effect"
 import type { Client, OpenMode, SFTPWrapper, Stats } from "ssh2"
 import { channelOpen, maxWriteLen } from "./Ssh2Internals.js"
+import { directDataReplies } from "./Ssh2InternalsRead.js"
 import { SshError } from "./SshError.js"
 
 export const sftpError = (what: string, cause: unknown) =>
@@ -17,6 +18,12 @@ export const openSftp = (client: Client): Effect.Effect<SFTPWrapper, SshError, S
         client.sftp((err, sftp) => {
           if (err) return resume(Effect.fail(sftpError("session", err)))
           sftp.once("close", () => closedSessions.add(sftp))
+          try {
+            directDataReplies(sftp)
+          } catch (cause) {
+            sftp.end()
+            return resume(Effect.fail(sftpError("session", cause)))
+          }
           resume(Effect.succeed(sftp))
         })
       } catch (cause) {

@@ -43,6 +43,8 @@ export const fastPaths = {
   pushes: 0,
   /** Sessions ended with exit-status and EOF (endAsSshd). */
   sshdEnds: 0,
+  /** DATA replies copied from the channel straight into the client READ's buffer (directDataReplies). */
+  directReads: 0,
   /** Client WRITE requests framed straight into SSH packets, one copy of the data (writeRequest). */
   directWrites: 0,
   /** Client WRITE requests handed to ssh2's write() instead: a peer whose whole window is too small. */
@@ -105,6 +107,11 @@ export const writerProblem = (proto: ProtocolInternals): string | undefined => {
   if (typeof w.allocStart !== "number" || typeof w.alloc !== "function" || typeof w.finalize !== "function") return "_protocol._packetRW.write lost allocStart/alloc/finalize"
   return undefined
 }
+/** What is wrong with ssh2's SFTP packet parser state (Ssh2InternalsRead.ts reads it), or undefined. */
+export const parserProblem = (s: object): string | undefined =>
+  ["_pktLen", "_pktLenBytes", "_pktPos"].every((f) => typeof (s as Record<string, unknown>)[f] === "number")
+    ? undefined
+    : "SFTPWrapper._pktLen/_pktLenBytes/_pktPos (its packet parser) are gone"
 const checkedSftp = new WeakSet<object>()
 export const internals = (sftp: SFTPWrapper): SftpInternals => {
   const s = sftp as unknown as SftpInternals
@@ -141,6 +148,7 @@ export const checkSsh2 = (): string | undefined => {
     if (problem !== undefined) return broken(problem).message
     if (s._protocol !== protocol || s.outgoing !== chan.outgoing || s.incoming !== chan.incoming) return broken("SFTPWrapper no longer keeps its channel's fields").message
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
+    if (parserProblem(s) !== undefined) return broken(parserProblem(s)!).message
     if (typeof sendPacket !== "function") return broken("ssh2/lib/protocol/utils.js sendPacket is gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
     const { utils } = ssh2
@@ -297,16 +305,6 @@ export const peerWindow = (sftp: SFTPWrapper): number => {
   const w = internals(sftp).outgoing.window
   if (w > (largestWindow.get(sftp) ?? 0)) largestWindow.set(sftp, w)
   return w
-}
-
-/**
- * Bytes of replies that can go out now without ssh2 queueing (and copying) them: the peer's channel window,
- * or 0 while ssh2 still has queued output. A server that reads ahead of this only fills ssh2's queue.
- */
-export const replyRoom = (sftp: SFTPWrapper): number => {
-  const s = internals(sftp)
-  const w = peerWindow(sftp)
-  return s._buffer.length === 0 && s.outgoing.state === "open" ? w : 0
 }
 
 /**

@@ -18,10 +18,12 @@ import { openSftp, requestSize } from "../../src/ssh/Sftp.js"
 import { upload } from "../../src/ssh/SftpWrite.js"
 import { MAX_IO } from "../../src/ssh/SftpProtocol.js"
 import {
-  channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, replyRoom, signWithKeyObject,
-  SSH2_VERSION
+  channelOpen, checkSsh2, connectionSocket, fastPaths, keyHashAlgorithm, maxReadLen, maxWriteLen, signWithKeyObject,
+  SSH2_VERSION, windowAdjustDue
 } from "../../src/ssh/Ssh2Internals.js"
+import { directDataReplies } from "../../src/ssh/Ssh2InternalsRead.js"
 import { writeRequest } from "../../src/ssh/Ssh2InternalsWrite.js"
+import { readInto } from "../../src/ssh/SftpRead.js"
 import { clientSftp, connectClient } from "../support/registry.js"
 import { fixedStorage, generateKey, type InProcessServer, startInProcess } from "../support/sshServer.js"
 import { connectFake, type FakeServer, startFakeServer } from "./fakeServer.js"
@@ -80,7 +82,7 @@ describe("ssh2 internals, server side", () => {
     expect(() => maxReadLen(moved)).toThrow(/_maxReadLen/)
     expect(() => channelOpen(moved)).toThrow(/incoming\/outgoing/)
     expect(() => connectionSocket(moved)).toThrow(/_sock/)
-    expect(() => replyRoom(moved)).toThrow(/_protocol/)
+    expect(() => windowAdjustDue(moved)).toThrow(/_protocol/)
     expect(() => writeRequest(moved, Buffer.alloc(4), Buffer.alloc(1), 0, () => undefined)).toThrow(/_protocol/)
     expect(() => keyHashAlgorithm(Object.create(null) as never)).toThrow(/Hash Algorithm/)
   })
@@ -148,6 +150,16 @@ describe("ssh2 internals, server side", () => {
     expect(d.windowWakes).toBeGreaterThan(0)
     expect(d.pushes).toBeGreaterThan(replies)
     expect(d.sshdEnds).toBe(1)
+  })
+
+  it("a download with readInto() (the agent's reader): every DATA reply copied from the channel straight into its READ's buffer", async () => {
+    const d = await counted("deploy-agent", async (s) => {
+      directDataReplies(s) // as openSftp installs it
+      const pieces: Array<Buffer> = []
+      await Effect.runPromise(readInto(s, `/files/${hash}`, (ps) => Effect.sync(() => void pieces.push(...ps.map((x) => Buffer.from(x)))), (c) => c))
+      expect(Buffer.concat(pieces).equals(blob)).toBe(true)
+    })
+    expect(d.directReads).toBe(Math.ceil(blob.length / MAX_IO))
   })
 
   it("an upload of many small pipelined writes: reading pauses at 64 requests and the window is reopened by us", async () => {
