@@ -87,13 +87,18 @@ export class Tail {
     if (this.bytes.length <= 8) return
     const rest = this.bytes.subarray(8)
     const nz = rest.findIndex((c) => c !== 0)
-    if (nz >= 0) {
-      throw this.refused(rest[nz] === 0x1f && rest[nz + 1] !== undefined && rest[nz + 1] === 0x8b ? "a second gzip member after the first" : "data after the gzip stream")
-    }
-    this.bytes = this.bytes.subarray(0, 8)
+    if (nz < 0) return void (this.bytes = this.bytes.subarray(0, 8))
+    // A 0x1f as the last byte so far: whether a second member starts is known only with the next byte, so
+    // the refusal's words never depend on where the file was cut into chunks.
+    if (rest[nz] === 0x1f && nz === rest.length - 1) return void (this.bytes = Buffer.concat([this.bytes.subarray(0, 8), rest.subarray(nz)]))
+    throw this.extra(rest[nz] === 0x1f && rest[nz + 1] === 0x8b)
+  }
+  private extra(secondMember: boolean): LayerRefused {
+    return this.refused(secondMember ? "a second gzip member after the first" : "data after the gzip stream")
   }
   /** At the end of the file: the trailer is there and matches the inflated data. */
   verify(crc: number, inflated: number): void {
+    if (this.bytes.length > 8) throw this.extra(false) // a lone 0x1f held back by add
     if (this.bytes.length < 8) throw this.refused("truncated gzip data (no trailer)")
     if (this.bytes.readUInt32LE(0) !== crc >>> 0) throw this.refused("corrupt gzip data (CRC mismatch)")
     if (this.bytes.readUInt32LE(4) !== inflated % 2 ** 32) throw this.refused("corrupt gzip data (length mismatch)")

@@ -73,6 +73,35 @@ describe("gunzip", () => {
     expect(await inflate(Buffer.from([0x1f, 0x8b, 8, 0x20, 0, 0, 0, 0, 0, 3]))).toBe("layer l: reserved gzip header flags set")
   })
 
+  it("gives every refusal the same words however the file is cut into chunks", async () => {
+    const small = randomBytes(3000) // stored blocks: the deflate data is as long as the payload
+    const z = gzipSync(small)
+    const flip = (b: Buffer, at: number) => {
+      const c = Buffer.from(b)
+      c[at]! ^= 0xff
+      return c
+    }
+    const cases: ReadonlyArray<Buffer> = [
+      Buffer.concat([z, gzipSync(Buffer.from("more"))]),
+      Buffer.concat([z, Buffer.from([0x1f])]),
+      Buffer.concat([z, Buffer.from([0, 0, 0x1f, 0x8b])]),
+      Buffer.concat([z, Buffer.from([0x1f, 0])]),
+      Buffer.concat([z, Buffer.from("x")]),
+      z.subarray(0, z.length - 3),
+      z.subarray(0, z.length - 9),
+      z.subarray(0, 7),
+      flip(z, z.length - 8),
+      flip(z, z.length - 2),
+      flip(z, 10),
+      flip(z, 3)
+    ]
+    for (const [i, b] of cases.entries()) {
+      const whole = await inflate(b)
+      expect(typeof whole, `case ${i}`).toBe("string")
+      for (const step of [1, 2, 3, 5, 8, 13, 1000]) expect(await inflate(b, step), `case ${i}, chunks of ${step}`).toBe(whole)
+    }
+  })
+
   it("refuses a second member, garbage after the member, truncation and corruption", async () => {
     const z = gzipSync(payload)
     expect(await inflate(Buffer.concat([z, gzipSync(Buffer.from("more"))]), 4096)).toBe("layer l: a second gzip member after the first")
