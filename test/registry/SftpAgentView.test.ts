@@ -112,7 +112,8 @@ describe("agent view", () => {
 
   it("serves a large blob intact to a client with many 255 KiB reads in flight (the agent's pattern)", async () => {
     // Replies are paced by the client's 2 MiB window (whenWindow, relying on ssh2 internals): when that
-    // works, no reply takes ssh2's copying fallback (sftp.data queueing a 255 KiB copy).
+    // works, no reply takes ssh2's copying fallback (sftp.data queueing a 255 KiB copy). The session is opened
+    // after the prototype is patched: the registry's reply wrappers (orderReplies) keep the method they found.
     const proto = (require("ssh2/lib/protocol/SFTP.js") as { SFTP: { prototype: { data: (...a: Array<unknown>) => unknown } } }).SFTP.prototype
     const data = proto.data
     let copied = 0
@@ -121,6 +122,8 @@ describe("agent view", () => {
       return data.apply(this, a)
     }
     onTestFinished(() => void (proto.data = data))
+    const s = await clientSftp(client)
+    onTestFinished(() => s.end())
     const big = randomBytes(24 * 1024 * 1024 + 5)
     const tmp = path.join(srv.dir, `incoming-${sha(big)}`)
     await fs.writeFile(tmp, big)
