@@ -8,8 +8,18 @@ interface Listed {
   readonly entries: Array<TarEntry & { readonly content: string }>
 }
 
-/** Parses `bytes` fed in chunks of `step`: the entries with their content, or the refusal's message. */
-const read = (bytes: Buffer, step = bytes.length || 1): Listed | string => {
+/**
+ * Parses `bytes` fed in chunks of `step`: the entries with their content, or the refusal's message. Without a
+ * step, whole, and then cut at 1, 7, 511 and 513 bytes, which must give the same (one reading, one verdict,
+ * the same words, wherever the input was cut: every expectation below checks that too).
+ */
+const read = (bytes: Buffer, step?: number): Listed | string => {
+  if (step !== undefined) return readIn(bytes, step)
+  const whole = readIn(bytes, bytes.length || 1)
+  if (bytes.length <= 256 * 1024) for (const s of [1, 7, 511, 513]) expect(readIn(bytes, s), `cut at ${s} bytes`).toEqual(whole)
+  return whole
+}
+const readIn = (bytes: Buffer, step: number): Listed | string => {
   const entries: Array<TarEntry & { content: string }> = []
   let current: Array<Buffer> = []
   let open: TarEntry | undefined
