@@ -97,6 +97,10 @@ const sftpProblem = (s: SftpInternals): string | undefined => {
   if (typeof s.outgoing.id !== "number" || typeof s.outgoing.packetSize !== "number") return "SFTPWrapper.outgoing lost id or packetSize"
   if (typeof s.push !== "function") return "SFTPWrapper.push is not a function"
   if (typeof s._writeReqid !== "number" || typeof s._requests !== "object" || s._requests === null) return "SFTPWrapper._writeReqid/_requests are gone"
+  // The packet parser's state, which Ssh2InternalsRead.ts reads to find packet boundaries.
+  if (!["_pktLen", "_pktLenBytes", "_pktPos"].every((f) => typeof (s as unknown as Record<string, unknown>)[f] === "number")) {
+    return "SFTPWrapper._pktLen/_pktLenBytes/_pktPos (its packet parser) are gone"
+  }
   return undefined
 }
 
@@ -107,11 +111,6 @@ export const writerProblem = (proto: ProtocolInternals): string | undefined => {
   if (typeof w.allocStart !== "number" || typeof w.alloc !== "function" || typeof w.finalize !== "function") return "_protocol._packetRW.write lost allocStart/alloc/finalize"
   return undefined
 }
-/** What is wrong with ssh2's SFTP packet parser state (Ssh2InternalsRead.ts reads it), or undefined. */
-export const parserProblem = (s: object): string | undefined =>
-  ["_pktLen", "_pktLenBytes", "_pktPos"].every((f) => typeof (s as Record<string, unknown>)[f] === "number")
-    ? undefined
-    : "SFTPWrapper._pktLen/_pktLenBytes/_pktPos (its packet parser) are gone"
 const checkedSftp = new WeakSet<object>()
 export const internals = (sftp: SFTPWrapper): SftpInternals => {
   const s = sftp as unknown as SftpInternals
@@ -148,7 +147,6 @@ export const checkSsh2 = (): string | undefined => {
     if (problem !== undefined) return broken(problem).message
     if (s._protocol !== protocol || s.outgoing !== chan.outgoing || s.incoming !== chan.incoming) return broken("SFTPWrapper no longer keeps its channel's fields").message
     if (typeof s._maxReadLen !== "number" || typeof s._maxWriteLen !== "number") return broken("SFTPWrapper._maxReadLen/_maxWriteLen are gone").message
-    if (parserProblem(s) !== undefined) return broken(parserProblem(s)!).message
     if (typeof sendPacket !== "function") return broken("ssh2/lib/protocol/utils.js sendPacket is gone").message
     // The key symbols, on a key made for the purpose (keySymbol throws naming the missing one).
     const { utils } = ssh2

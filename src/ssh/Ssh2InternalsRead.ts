@@ -8,7 +8,7 @@
 // payloads into that buffer directly: one copy, no buffer per reply. Every other packet is handed to ssh2's
 // own parser whole and unchanged.
 import type { SFTPWrapper } from "ssh2"
-import { broken, fastPaths, internals, parserProblem, type SftpInternals } from "./Ssh2Internals.js"
+import { fastPaths, internals, type SftpInternals } from "./Ssh2Internals.js"
 
 const SSH_FXP_DATA = 103
 /** uint32 length, byte type, uint32 request id, uint32 data length. */
@@ -33,17 +33,16 @@ const idle = (p: Parser) => p._pktLenBytes === 0 && p._pktPos === 0
  * falls back to ssh2's parser for good: slower, never wrong.
  */
 export const directDataReplies = (sftp: SFTPWrapper): void => {
-  const s: SftpInternals & Parser = internals(sftp) as SftpInternals & Parser
-  const problem = parserProblem(s)
-  if (problem !== undefined) throw broken(problem)
+  // internals() has checked the parser's fields with the rest (and throws, naming them, if they moved).
+  const s = internals(sftp) as SftpInternals & Parser
   const parse = s.push.bind(sftp) as (data: Buffer | null) => unknown
   const requests = s._requests as unknown as Record<number, ReadRequest | undefined>
   const head = Buffer.allocUnsafe(DATA_HEADER)
   let headLen = 0
   /** Bytes of the current packet still to hand to ssh2. */
   let passing = 0
-  /** The DATA reply being copied into its READ's buffer. */
-  let into: { readonly req: ReadRequest; readonly buf: Buffer; at: number } | undefined
+  /** The DATA reply being copied into its READ's buffer, up to `end`. */
+  let into: { readonly req: ReadRequest; readonly buf: Buffer; readonly end: number; at: number } | undefined
   let off = false
 
   s.push = (data) => {
@@ -51,15 +50,15 @@ export const directDataReplies = (sftp: SFTPWrapper): void => {
     let p = 0
     while (p < data.length) {
       if (into !== undefined) {
-        const n = Math.min(into.buf.length - into.at, data.length - p)
+        const n = Math.min(into.end - into.at, data.length - p)
         data.copy(into.buf, into.at, p, p + n)
         into.at += n
         p += n
-        if (into.at === into.buf.length) {
-          const { req, buf } = into
+        if (into.at === into.end) {
+          const { req, buf, end } = into
           into = undefined
           fastPaths.directReads++
-          req.cb(undefined, req.buffer as Buffer, buf.length)
+          req.cb(undefined, buf, end)
         }
         continue
       }
@@ -97,7 +96,7 @@ export const directDataReplies = (sftp: SFTPWrapper): void => {
         if (req !== undefined && Buffer.isBuffer(buf) && len === 9 + dataLen && dataLen > 0 && dataLen <= buf.length) {
           delete requests[id]
           headLen = 0
-          into = { req, buf: buf.subarray(0, dataLen), at: 0 }
+          into = { req, buf, end: dataLen, at: 0 }
           continue
         }
       }
