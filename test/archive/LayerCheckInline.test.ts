@@ -8,16 +8,11 @@ import { gzipSync } from "node:zlib"
 import { checkLayer, checkLayerInWorker, checkSmallLayer, checkWorkersStarted, INLINE_TAR_BUDGET } from "../../src/archive/LayerCheck.js"
 import { checkLayerBytes } from "../../src/archive/LayerFeed.js"
 import { INLINE_MAX } from "../../src/fs/FileHasher.js"
-import { dir, eof, file, gnuLong, gz, header, hardlink, pax, symlink, tar, withLayerFile } from "../support/tar.js"
+import { corrupt, dir, eof, file, gnuLong, gz, header, hardlink, pax, symlink, tar, withLayerFile } from "../support/tar.js"
 
 
 const good = gz(tar(dir("d/"), file("d/a", "hello"), symlink("d/s", "a"), hardlink("d/h", "d/a")))
 const plain = tar(file("a", "x"))
-const corrupt = (b: Buffer, at: number) => {
-  const c = Buffer.from(b)
-  c[at] = c[at]! ^ 0xff
-  return c
-}
 
 /** Small layers an agent refuses, one per rule family, and a few it accepts. */
 const corpus: ReadonlyArray<readonly [string, Buffer]> = [

@@ -120,6 +120,13 @@ export const layerOf = (content: string | Buffer): Buffer => gz(tar(file("conten
 /** A valid layer of about `bytes` bytes that does not compress: one file of random content. */
 export const randomLayer = (bytes: number): Buffer => gz(tar(file("random", randomBytes(bytes), { mtime: 0 })))
 
+/** A copy of `b` with the byte at `at` inverted. */
+export const corrupt = (b: Buffer, at: number): Buffer => {
+  const c = Buffer.from(b)
+  c[at] = c[at]! ^ 0xff
+  return c
+}
+
 /** Runs `f` on `bytes` written to `layer.tar.gz` in a temp dir of its own, removed afterwards. */
 export const withLayerFile = async <A>(bytes: Buffer, f: (p: string) => Promise<A>): Promise<A> => {
   const d = await mkdtemp(path.join(os.tmpdir(), "layer-file-"))
