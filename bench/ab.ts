@@ -2,7 +2,7 @@
 // machine whose speed drifts by 20–40% from minute to minute: two separate benchmark runs cannot tell a 10%
 // change from noise, the same interleaved runs can. No reference: it prints medians and B/A.
 //   git stash && npm run build && rm -rf dist-a && cp -r dist dist-a && git stash pop && npm run build
-//   node --import tsx bench/ab.ts -a dist-a -b dist -what put,get,addver,deploy -runs 7 -size 256M
+//   node --import tsx bench/ab.ts -a dist-a -b dist -what put,putaddver,get,addver,deploy -runs 7 -size 256M
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what handshake -runs 7    (registry CPU ms per handshake)
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what exec -runs 7         (per `configurations` on one connection)
 //   node --import tsx bench/ab.ts -a dist-a -b dist -what smallput,smallctl -runs 20   (a new tiny layer each run:
@@ -12,7 +12,7 @@ import { mkdir, rm } from "node:fs/promises"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
-import { distinctCopy, randomTarGz, tinyTarGz } from "./lib/data.js"
+import { distinctCopy, randomTarGz, sha256File, tinyTarGz } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
 import { Cleanup, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
@@ -21,7 +21,7 @@ import { addVersionViaSftp, agentArgs, root, sshExec, startRegistry, type Regist
 import { summarize } from "./lib/stats.js"
 import { runLoadProcs } from "./load.js"
 
-const WHAT = ["put", "get", "addver", "deploy", "handshake", "exec", "smallput", "smallctl"] as const
+const WHAT = ["put", "putaddver", "get", "addver", "deploy", "handshake", "exec", "smallput", "smallctl"] as const
 type What = (typeof WHAT)[number]
 
 export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
@@ -92,6 +92,21 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
         await warm(copy)
         try {
           return await ctlAddver(k, `ab${i}`, copy)
+        } finally {
+          await rm(copy, { force: true })
+        }
+      },
+      // The original workflow at full size, new content each run: `sftp put` then `ssh addver`, timed together
+      // (a registry that checks an upload as it arrives moves that work from addver into the put).
+      putaddver: async (k, i) => {
+        const copy = await distinctCopy(data.path, path.join(work, `putaddver-${k}-${i}.tar.gz`), 1000 + i * 2 + (k === "A" ? 0 : 1))
+        try {
+          const sha256 = await sha256File(copy)
+          await warm(copy)
+          const c0 = cpuMs(regs[k].pid)
+          const t0 = performance.now()
+          await addVersionViaSftp(regs[k], copy, sha256, `putaddver${i}`, "v1")
+          return { ms: performance.now() - t0, cpu: cpuMs(regs[k].pid) - c0 }
         } finally {
           await rm(copy, { force: true })
         }

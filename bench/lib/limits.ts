@@ -2,8 +2,10 @@
 // own packet cipher (packet by packet, as SSH frames them) and sha256 (which the registry and the agent
 // compute over every byte). A transfer whose work sits on one core cannot beat the slower of the two:
 // put and get are printed as a fraction of it, which says how much of the gap is ours to close.
+import { execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { createRequire } from "node:module"
+import { fileURLToPath } from "node:url"
 import { row, type Row } from "./report.js"
 import { mapStat, summarize, type Stat } from "./stats.js"
 
@@ -63,8 +65,10 @@ export interface CoreLimits {
   readonly limit: number
 }
 
-/** Medians of `runs` measurements over 256 MiB each (about a second per run on this machine). */
-export const coreLimits = (cipher: string, runs: number, total = 256 * MiB): CoreLimits => {
+/** The samples, measured in this process after an untimed pass of each (V8 and OpenSSL warmed up). */
+const measure = (cipher: string, runs: number, total: number): { readonly cipher: number[]; readonly sha256: number[] } => {
+  cipherOnce(cipher, 32 * MiB)
+  sha256Once(32 * MiB)
   const c: number[] = []
   const s: number[] = []
   for (let i = 0; i < runs; i++) {
@@ -72,6 +76,20 @@ export const coreLimits = (cipher: string, runs: number, total = 256 * MiB): Cor
     if (x !== undefined) c.push(x)
     s.push(sha256Once(total))
   }
+  return { cipher: c, sha256: s }
+}
+
+const self = fileURLToPath(import.meta.url)
+
+/**
+ * Medians of `runs` measurements over 256 MiB each (about a second per run on this machine), taken in a
+ * fresh process: in the benchmark's own (a large heap after the transfers), every fresh 32 KiB packet
+ * the cipher loop allocates brought on the collector, and the row read 0.6–1.5 GB/s for a cipher that
+ * does 3.5–5 GB/s here (`openssl speed -evp aes-128-gcm -bytes 32768`: 4.9 GB/s).
+ */
+export const coreLimits = (cipher: string, runs: number, total = 256 * MiB): CoreLimits => {
+  const out = execFileSync(process.execPath, ["--import", "tsx", self, "-measure", cipher, String(runs), String(total)], { encoding: "utf8" })
+  const { cipher: c, sha256: s } = JSON.parse(out) as ReturnType<typeof measure>
   const cipherStat = c.length > 0 ? summarize(c) : undefined
   const sha256 = summarize(s)
   return { cipher: cipherStat, sha256, limit: Math.min(sha256.median, cipherStat?.median ?? Infinity) }
@@ -95,3 +113,8 @@ export const limitRows = (
     })
   )
 ]
+
+// `node --import tsx bench/lib/limits.ts -measure CIPHER RUNS BYTES`: the samples as JSON (coreLimits' child).
+if (process.argv[1] === self && process.argv[2] === "-measure") {
+  process.stdout.write(JSON.stringify(measure(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]))) + "\n")
+}
