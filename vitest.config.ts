@@ -24,14 +24,6 @@ const reliability = [
 ]
 
 /**
- * Workers: four for the default tier, whose files mostly wait on their children (two left the cores idle a
- * third of the time); two for `npm run test:reliability` alone, as before: its crash loops and soaks are
- * timed against the load they make. min = max: with fewer, tinypool tears idle workers down while the last
- * files still run, and that ended a run with its unhandled "Terminating worker thread" (exit 1).
- */
-const args = process.argv.join(" ")
-
-/**
  * glibc's malloc asks for transparent huge pages on the large blocks it maps (Buffers of the archive tests,
  * the programs' rings): where THP is `madvise`, as here, a 4 KiB page fault costs ~12 µs and the suite took
  * ~6 M of them. Read by glibc at each process's start, so it is set here, before vitest starts its workers,
@@ -40,6 +32,14 @@ const args = process.argv.join(" ")
 if (!/glibc\.malloc\.hugetlb=/.test(process.env["GLIBC_TUNABLES"] ?? "")) {
   process.env["GLIBC_TUNABLES"] = [process.env["GLIBC_TUNABLES"], "glibc.malloc.hugetlb=1"].filter(Boolean).join(":")
 }
+
+/**
+ * Workers: four for the default tier, whose files mostly wait on their children (two left the cores idle a
+ * third of the time); two for `npm run test:reliability` alone, as before: its crash loops and soaks are
+ * timed against the load they make. min = max: with fewer, tinypool tears idle workers down while the last
+ * files still run, and that ended a run with its unhandled "Terminating worker thread" (exit 1).
+ */
+const args = process.argv.join(" ")
 const workers = /--project[= ]reliability\b/.test(args) && !/--project[= ]default\b/.test(args) ? 2 : 4
 
 export default defineConfig({
