@@ -12,7 +12,7 @@ import { mkdir, rm } from "node:fs/promises"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { tempDir } from "../test/support/keys.js"
-import { distinctCopy, randomTarGz, sha256File, tinyTarGz } from "./lib/data.js"
+import { randomTarGz, sha256File, tinyTarGz, withDistinctCopy } from "./lib/data.js"
 import { parseFlags, UsageError } from "./lib/flags.js"
 import { Cleanup, runCli } from "./lib/main.js"
 import { sftpGet, sftpPut } from "./lib/openssh.js"
@@ -69,6 +69,9 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
       const [, user, sys] = /cpu ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr) ?? []
       return { ms: r.ms, cpu: cpuMs(reg.pid) - c0, client: (Number(user) + Number(sys)) * 1000 }
     }
+    /** A distinct copy of the large layer for run i of build k (`base` keeps each kind's contents apart). */
+    const distinct = <T>(k: "A" | "B", i: number, how: string, base: number, use: (copy: string) => Promise<T>) =>
+      withDistinctCopy(data.path, path.join(work, `${how}-${k}-${i}.tar.gz`), base + i * 2 + (k === "A" ? 0 : 1), use)
     /** A tiny layer no registry has seen (a verdict is remembered per content). */
     const tiny = (k: "A" | "B", i: number, how: string) => tinyTarGz(`ab-${how}-${k}-${i}-${process.pid}`, `${how} ${k} ${i} ${Date.now()}\n`)
     const once: Record<What, (k: "A" | "B", i: number) => Promise<{ ms: number; cpu: number; main?: number; client?: number }>> = {
@@ -87,30 +90,22 @@ export const main = async (argv: ReadonlyArray<string>): Promise<void> => {
         return { ms: r.ms, cpu: cpuMs(regs[k].pid) - c0 }
       },
       // New content each run (distinctCopy): the registry's check of it is measured, not a remembered verdict.
-      addver: async (k, i) => {
-        const copy = await distinctCopy(data.path, path.join(work, `addver-${k}-${i}.tar.gz`), i * 2 + (k === "A" ? 0 : 1))
-        await warm(copy)
-        try {
-          return await ctlAddver(k, `ab${i}`, copy)
-        } finally {
-          await rm(copy, { force: true })
-        }
-      },
+      addver: (k, i) =>
+        distinct(k, i, "addver", 0, async (copy) => {
+          await warm(copy)
+          return ctlAddver(k, `ab${i}`, copy)
+        }),
       // The original workflow at full size, new content each run: `sftp put` then `ssh addver`, timed together
       // (a registry that checks an upload as it arrives moves that work from addver into the put).
-      putaddver: async (k, i) => {
-        const copy = await distinctCopy(data.path, path.join(work, `putaddver-${k}-${i}.tar.gz`), 1000 + i * 2 + (k === "A" ? 0 : 1))
-        try {
+      putaddver: (k, i) =>
+        distinct(k, i, "putaddver", 1000, async (copy) => {
           const sha256 = await sha256File(copy)
           await warm(copy)
           const c0 = cpuMs(regs[k].pid)
           const t0 = performance.now()
           await addVersionViaSftp(regs[k], copy, sha256, `putaddver${i}`, "v1")
           return { ms: performance.now() - t0, cpu: cpuMs(regs[k].pid) - c0 }
-        } finally {
-          await rm(copy, { force: true })
-        }
-      },
+        }),
       smallput: async (k, i) => {
         const layer = await tiny(k, i, "put")
         const c0 = cpuMs(regs[k].pid)

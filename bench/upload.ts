@@ -4,7 +4,7 @@
 //   node --import tsx bench/upload.ts [-size 256M] [-runs 5] [-large 1G|0] [-cipher aes128-gcm@openssh.com]
 import { rm } from "node:fs/promises"
 import * as path from "node:path"
-import { distinctCopy, randomTarGz } from "./lib/data.js"
+import { randomTarGz, withDistinctCopy } from "./lib/data.js"
 import { coreLimits, limitRows } from "./lib/limits.js"
 import { parseFlags } from "./lib/flags.js"
 import { Cleanup, log, runStandalone, type Bench } from "./lib/main.js"
@@ -80,18 +80,15 @@ export const upload: Bench = async (argv) => {
       variants["deployctl addver"] = async (i) => {
         // New content each run (distinctCopy), as a new component: nothing can be skipped as known, not even
         // the registry's check of the layer (its verdict is remembered per content).
-        const copy = await distinctCopy(data.path, path.join(scratch, `addver-${i}.tar.gz`), i)
-        await warm(copy)
-        try {
+        return withDistinctCopy(data.path, path.join(scratch, `addver-${i}.tar.gz`), i, async (copy) => {
+          await warm(copy)
           const ms = await onRegistry("ctl", async () => {
             const r = await deployctl(reg!, ["addver", "-name", `upload${i}`, "-version", "v1", "-file", copy])
             if (r.code !== 0) throw new Error(`deployctl addver failed: ${(r.stdout + r.stderr).trim()}`)
             return r.ms
           })
           return mbps(data.bytes, ms)
-        } finally {
-          await rm(copy, { force: true })
-        }
+        })
       }
     }
     log(`upload: ${runs} rounds of ${Object.keys(variants).join(", ")} (${cipher})`)

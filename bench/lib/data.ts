@@ -144,3 +144,12 @@ export const distinctCopy = async (src: string, dst: string, n: number): Promise
   }
   return dst
 }
+
+/** Runs `use` on a distinctCopy of `src` at `dst`, removing the copy afterwards (it is as large as `src`). */
+export const withDistinctCopy = async <T>(src: string, dst: string, n: number, use: (copy: string) => Promise<T>): Promise<T> => {
+  try {
+    return await use(await distinctCopy(src, dst, n))
+  } finally {
+    await rm(dst, { force: true })
+  }
+}
