@@ -318,7 +318,8 @@ describe("deploy-agent against a real registry", () => {
   it("the registry's errors reach the log", async () => {
     const s = await site("true")
     const r = await s.once()
-    expect(r.code).toBe(1)
+    // Once (2026-12-04, a suite run with --trace-gc in the test workers) this exited 0; the log says why next time.
+    expect(r.code, r.log).toBe(1)
     expect(r.log).toContain(`configuration "${s.name}" not found`)
   })
 
