@@ -4,7 +4,7 @@
 // cause and never ends the loop. A wake-up (SIGHUP) cuts the current wait short.
 import { Cause, Clock, Duration, Effect, Exit, Option, Random, Schedule, ScheduleDecision, ScheduleInterval } from "effect"
 import * as path from "node:path"
-import { type CycleResult, Deployed, Held, Refused, Unchanged } from "../domain/DeployOutcome.js"
+import { type CycleResult, Deployed, describeCause, Held, Refused, Unchanged } from "../domain/DeployOutcome.js"
 import type { ConfigurationDocument } from "../domain/Document.js"
 import type { Sha256 } from "../domain/Names.js"
 import { AgentConfig } from "./AgentConfig.js"
@@ -151,16 +151,6 @@ export const cycle = Effect.gen(function* () {
   return new Deployed({ hash: doc.Hash, previous: current?.Hash }) as CycleResult
 })
 
-/** The message of a failed cycle: the typed error's one line, or the defect. */
-export const describeCause = (cause: Cause.Cause<unknown>): string => {
-  const failure = Cause.failureOption(cause)
-  if (Option.isSome(failure)) {
-    const e = failure.value as { message?: unknown }
-    return typeof e?.message === "string" && e.message !== "" ? e.message : String(failure.value)
-  }
-  return `unexpected error: ${Cause.pretty(cause).split("\n")[0]}`
-}
-
 /**
  * When to poll next, given how the last cycle ended: after a success, `poll` plus up to `jitter`;
  * after n consecutive failures, `poll × 2^(n-1)` capped at `poll × 10`, plus the same jitter.
@@ -203,8 +193,10 @@ export const loop = (opts: LoopOptions) =>
       const now = yield* Clock.currentTimeMillis
       const [next, delay] = yield* schedule.step(now, exit, state)
       state = next
+      // A stop (a signal: the fiber interrupted from outside) never gets here: Effect.exit does not catch
+      // it. An interruption the exit holds came from within the cycle, and is a failure like any other:
+      // re-raising it ended the agent with exit 0, which a supervisor's Restart=on-failure leaves stopped.
       if (Exit.isFailure(exit)) {
-        if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
         yield* log.error(`cycle failed: ${describeCause(exit.cause)}; next attempt in ${(Duration.toMillis(delay) / 1000).toFixed(1)}s`)
         if (Cause.isDie(exit.cause)) yield* log.debug(Cause.pretty(exit.cause))
       }
@@ -223,7 +215,7 @@ export const once = Effect.gen(function* () {
     if (r._tag === "Held") yield* log.error(`configuration ${r.hash} ${r.record.Outcome} at ${r.record.Time.toISOString()}; not retried (SIGHUP or -retry-failed retries it)`)
     return r._tag === "Unchanged" || r._tag === "Deployed"
   }
-  if (Cause.isInterruptedOnly(exit.cause)) return yield* Effect.interrupt
+  // As in loop: an interruption from within is a failed cycle (exit 1), not a stop (it was exit 0).
   yield* log.error(`cycle failed: ${describeCause(exit.cause)}`)
   return false
 })

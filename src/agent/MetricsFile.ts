@@ -62,8 +62,8 @@ export const MetricsFileLive = (file: string, configuration: string): Layer.Laye
       }).pipe(Effect.catchAll((e) => log.warn(`cannot write -metrics-file ${file}: ${(e.error as Error)?.message ?? String(e.error)}`)))
       yield* write // at start: the file exists before the first attempt ends
       return MetricsFile.of({
-        attempted: (exit) =>
-          Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? Effect.void : Effect.zipRight(recordAttempt(exit), write)
+        // Every attempt that ended, an interruption from within too (a stop never gets here: Agent.ts loop).
+        attempted: (exit) => Effect.zipRight(recordAttempt(exit), write)
       })
     })
   )

@@ -3,7 +3,7 @@
 // when it says something new (first report, or another hash), so a quiet fleet sends nothing.
 import { Cause, Clock, Context, DateTime, Effect, Exit, Layer, Option } from "effect"
 import type { Sha256 } from "../domain/Names.js"
-import { outcomeOf as outcomeOfResult } from "../domain/DeployOutcome.js"
+import { describeCause, outcomeOf as outcomeOfResult } from "../domain/DeployOutcome.js"
 import { MAX_REPORT_LINE_CHARS, MAX_REPORT_LINES, type Outcome, Report } from "../domain/Report.js"
 import { VERSION } from "../domain/Version.js"
 import { AgentConfig } from "./AgentConfig.js"
@@ -106,11 +106,12 @@ export const make = Effect.gen(function* () {
       const t = target
       target = undefined
       if (Exit.isSuccess(exit)) return yield* settled(exit.value, timing)
-      if (Cause.isInterruptedOnly(exit.cause)) return
       // Not reachable, or nothing taken up yet: nothing to tell (and likely no session to tell it on).
       if (t === undefined) return
       const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
-      const message = (failure as { message?: string } | undefined)?.message ?? Cause.pretty(exit.cause).split("\n")[0] ?? "failed"
+      const message = Cause.isInterruptedOnly(exit.cause)
+        ? describeCause(exit.cause)
+        : (failure as { message?: string } | undefined)?.message ?? Cause.pretty(exit.cause).split("\n")[0] ?? "failed"
       const lines = (failure as { lines?: ReadonlyArray<string> } | undefined)?.lines
       yield* send({
         outcome: failure === undefined ? "failed" : outcomeOf(failure),

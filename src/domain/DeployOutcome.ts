@@ -2,7 +2,7 @@
 // deployed, rolled back to the previous tree, failed (the previous tree failed too), unchanged, or
 // held (a hash that was rolled back and is not retried yet). Also the record of such a hash that the
 // state file keeps, so a restart does not retry it either.
-import { Schema } from "effect"
+import { Cause, Option, Schema } from "effect"
 import { Rfc3339 } from "./Document.js"
 
 /** Which step of a deploy failed: the deploy script, the health check after it, or (switching back) unpacking the previous tree. */
@@ -107,4 +107,15 @@ export const makeTail = () => {
     },
     lines: (): ReadonlyArray<string> => [...lines]
   }
+}
+
+/** The message of a failed cycle: the typed error's one line, the defect, or an interruption from within. */
+export const describeCause = (cause: Cause.Cause<unknown>): string => {
+  if (Cause.isInterruptedOnly(cause)) return "interrupted from within, not by a signal"
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const e = failure.value as { message?: unknown }
+    return typeof e?.message === "string" && e.message !== "" ? e.message : String(failure.value)
+  }
+  return `unexpected error: ${Cause.pretty(cause).split("\n")[0]}`
 }

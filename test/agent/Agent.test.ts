@@ -6,7 +6,7 @@ import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterEach } from "vitest"
-import { agentSchedule, cycle, loop, passThrough } from "../../src/agent/Agent.js"
+import { agentSchedule, cycle, loop, once, passThrough } from "../../src/agent/Agent.js"
 import { CycleResult, outcomeOf } from "../../src/domain/DeployOutcome.js"
 import { listAll } from "./fixtures.js"
 import { blob, type FakeRegistry, type FakeScript, makeFakeRegistry, makeFakeScript, publish, settings, tempDir, testLayer } from "./support.js"
@@ -348,6 +348,25 @@ describe("loop", () => {
       expect(yield* wakeups(3)).toEqual([450, 460, 470])
       expect(w.script.runs).toHaveLength(1)
       expect(w.reg.connects).toBe(10)
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("an interruption from within a cycle is a failed cycle: logged and retried, never ending the loop; -once fails", () =>
+    Effect.gen(function* () {
+      const w = yield* world()
+      w.reg.mode = "interrupted"
+      // -once: false (exit 1), where it used to end as a stop (exit 0) and log nothing.
+      expect(yield* w.run(once)).toBe(false)
+      expect(w.lines).toContain("error cycle failed: interrupted from within, not by a signal")
+      const fiber = yield* Effect.fork(w.run(loop({ wake: Effect.never, firstDelay: 0, jitter: 0 })))
+      expect(yield* wakeups(2)).toEqual([10, 30])
+      expect(w.lines).toContain("error cycle failed: interrupted from within, not by a signal; next attempt in 40.0s")
+      expect(fiber.unsafePoll()).toBeNull()
+      w.reg.mode = "ok"
+      publish(w.reg, "project1", [code1])
+      expect(yield* wakeups(2)).toEqual([70, 80])
+      expect(w.script.runs).toHaveLength(1)
       expect(fiber.unsafePoll()).toBeNull()
       yield* Fiber.interrupt(fiber)
     }))

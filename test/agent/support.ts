@@ -1,7 +1,7 @@
 // Test Layers for the agent's cycle: an in-memory registry and a recording script runner; the
 // cache, unpacker and state file are the real ones on a temp dir (they are fast and local).
 import type { ServedSignature } from "../../src/agent/TrustPolicy.js"
-import { Deferred, Duration, Effect, Layer } from "effect"
+import { Deferred, Duration, Effect, Fiber, Layer } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -53,7 +53,8 @@ export interface FakeRegistry {
   signatures: Map<string, { hash: string; list: Array<ServedSignature> }>
   downloads: Array<string>
   connects: number
-  mode: "ok" | "down" | "hang-document" | "hang-download" | "corrupt"
+  /** "interrupted": the connection attempt ends by interruption from within (a joined fiber that was interrupted). */
+  mode: "ok" | "down" | "interrupted" | "hang-document" | "hang-download" | "corrupt"
   /** Completed when a hanging operation has started (so a test can interrupt right there). */
   reached: Deferred.Deferred<void>
 }
@@ -74,6 +75,7 @@ const fakeRegistryLayer = (reg: FakeRegistry) =>
     connect: Effect.suspend(() => {
       reg.connects++
       if (reg.mode === "down") return Effect.fail(new RegistryError({ message: "cannot connect to 127.0.0.1:1: ECONNREFUSED" }))
+      if (reg.mode === "interrupted") return Effect.flatMap(Effect.fork(Effect.never), (f) => Effect.zipRight(Fiber.interrupt(f), Fiber.join(f)))
       return Effect.succeed({
         document: (name: string) =>
           Effect.suspend((): Effect.Effect<ConfigurationDocument, RegistryError | DocumentError> => {
