@@ -9,7 +9,11 @@ export const testResources = () => {
   const dirs: Array<string> = []
   const registries: Array<TestRegistry> = []
   const agents: Array<RunningAgent> = []
-  afterEach(() => {
+  afterEach((ctx) => {
+    // A failed test shows what its agents said (the last lines of each), which the assertion cannot.
+    if (ctx.task.result?.state === "fail") {
+      for (const a of agents) console.error(`--- agent pid ${a.child.pid}:\n${a.log().split("\n").slice(-40).join("\n")}`)
+    }
     for (const a of agents.splice(0)) a.child.kill("SIGKILL")
   })
   afterAll(async () => {
