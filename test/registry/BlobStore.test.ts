@@ -14,6 +14,7 @@ import { SqlPostgres } from "../../src/registry/Sql.js"
 import { sha256, tempDirScoped } from "../support/layers.js"
 import { testDialects } from "../support/postgres.js"
 import { sftp, startRegistry, tempDir } from "../support/registry.js"
+import { corrupt } from "../support/tar.js"
 
 const dialects = testDialects({ migrated: true })
 const postgres = dialects.find((d) => d.dialect === "postgres")!
@@ -434,8 +435,7 @@ describe.skipIf(postgres.skip !== undefined)("a replica serving PostgreSQL blobs
             yield* sql`INSERT INTO versions (component, version, hash, ctime) VALUES ('app', ${hash.slice(0, 12)}, ${hash}, ${now})`
           }))
         })
-      const altered = Buffer.from(bad)
-      altered[CHUNK_BYTES + 10]! ^= 0xff
+      const altered = corrupt(bad, CHUNK_BYTES + 10)
       await Effect.runPromise(Effect.zipRight(insert(sha256(good), good), insert(sha256(bad), altered)).pipe(Effect.provide(SqlPostgres(url))))
       const get = (hash: string) =>
         sftp(reg, "deploy-agent@127.0.0.1", { key: reg.agent.privatePath, batch: true, input: `get /files/${hash} ${hash}\n`, cwd: work })
